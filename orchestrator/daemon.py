@@ -1,0 +1,219 @@
+"""The daemon: APScheduler ticks, each tick claims due orders and runs one durable step for each.
+
+There are no per-order jobs. Per-order timing lives in `orders.next_run_at`; APScheduler runs one
+fixed interval job (the tick) and a periodic progress report. A step that leaves its order due
+again immediately asks for an early tick, so a fast VTEX is not slowed to the tick rate.
+
+Shutdown (SIGTERM, SIGINT, or `--until-done` finding nothing left to do): stop claiming, give the
+steps in flight `shutdown_timeout` to finish and record their outcomes, cancel what is left (its
+intent stays committed and is reconciled on the next claim), release every lease this worker
+still holds, and return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from orchestrator.clock import utcnow
+from orchestrator.engine import Engine
+from orchestrator.log import get_logger
+from orchestrator.rows import OrderRow
+from orchestrator.writer import BatchWriter, Database
+
+KICK_DELAY = 0.005  # coalesce the early ticks asked for by steps finishing at the same time
+MAX_CLAIM = 500
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    worker_id: str
+    concurrency: int
+    tick_interval: timedelta
+    lease: timedelta
+    shutdown_timeout: timedelta
+    report_interval: timedelta = timedelta(seconds=30)
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        database: Database,
+        engine: Engine,
+        writer: BatchWriter,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.config = config
+        self.db = database
+        self.engine = engine
+        self.writer = writer
+        self.clock = clock
+        self.in_flight: dict[int, asyncio.Task[bool]] = {}
+        self.steps_done = 0
+        self.last_tick_at: datetime | None = None
+        self._stop = asyncio.Event()
+        self._stopping = False
+        self._ticking = False
+        self._tick_again = False
+        self._kick_pending = False
+        self._until_done = False
+        self._kicks: set[asyncio.Future[None]] = set()
+        self._log = get_logger(worker=config.worker_id)
+        self._scheduler: AsyncIOScheduler | None = None
+
+    def request_stop(self, reason: str = "requested") -> None:
+        if not self._stop.is_set():
+            self._log.info("stopping", reason=reason)
+            self._stop.set()
+
+    async def run(self, *, until_done: bool = False, install_signals: bool = True) -> None:
+        self._until_done = until_done
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
+        self.writer.start()
+        scheduler = AsyncIOScheduler(event_loop=loop, timezone="UTC")
+        scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=self.config.tick_interval.total_seconds(),
+            next_run_time=self.clock(),
+            id="tick",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        scheduler.add_job(
+            self.report,
+            "interval",
+            seconds=self.config.report_interval.total_seconds(),
+            id="report",
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.start()
+        self._scheduler = scheduler
+        self._log.info("daemon started", concurrency=self.config.concurrency, until_done=until_done)
+        try:
+            await self._stop.wait()
+        finally:
+            if install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+            await self._shutdown()
+
+    # -- ticking ---------------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """Claim as many due orders as there are free slots and start a step for each."""
+        if self._stopping:
+            return
+        if self._ticking:
+            self._tick_again = True
+            return
+        self._ticking = True
+        try:
+            while True:
+                self._tick_again = False
+                self.last_tick_at = self.clock()
+                claimed = await self._claim()
+                if self._until_done and not claimed and not self.in_flight and await self._nothing_left():
+                    self.request_stop("no order can progress without outside input")
+                    return
+                if not (self._tick_again or (claimed and self._free_slots() > 0)):
+                    return
+        finally:
+            self._ticking = False
+
+    def _free_slots(self) -> int:
+        return self.config.concurrency - len(self.in_flight)
+
+    async def _claim(self) -> int:
+        free = min(self._free_slots(), MAX_CLAIM)
+        if free <= 0 or self._stopping:
+            return 0
+        rows: list[OrderRow] = await self.db.run(
+            self.db.repository.claim_due, self.config.worker_id, self.clock(), self.config.lease, free
+        )
+        for row in rows:
+            task = asyncio.create_task(self._step(row), name=f"step-{row.order_id}")
+            self.in_flight[row.id] = task
+        return len(rows)
+
+    async def _step(self, row: OrderRow) -> bool:
+        try:
+            return await self.engine.step(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A bug or a database outage. The lease will expire and the order will be claimed
+            # again; an intent it committed is reconciled then, so nothing is sent twice.
+            self._log.exception("step crashed", order_id=row.order_id, state=row.state)
+            return False
+        finally:
+            self.in_flight.pop(row.id, None)
+            self.steps_done += 1
+            if (row.next_run_at is not None and row.next_run_at <= self.clock()) or (
+                self._until_done and not self.in_flight
+            ):
+                self._kick()
+
+    def _kick(self) -> None:
+        if self._kick_pending or self._stopping:
+            return
+        self._kick_pending = True
+
+        def fire() -> None:
+            self._kick_pending = False
+            if not self._stopping:
+                task = asyncio.ensure_future(self.tick())
+                self._kicks.add(task)
+                task.add_done_callback(self._kicks.discard)
+
+        asyncio.get_running_loop().call_later(KICK_DELAY, fire)
+
+    async def _nothing_left(self) -> bool:
+        count: int = await self.db.run(self.db.repository.count_progressable)
+        return count == 0
+
+    async def report(self) -> None:
+        counts = await self.db.run(self.db.repository.state_counts)
+        self._log.info(
+            "progress",
+            in_flight=len(self.in_flight),
+            steps_done=self.steps_done,
+            **{c.state.replace("-", "_"): c.count for c in counts},
+        )
+
+    # -- stopping --------------------------------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        self._stopping = True
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        pending = list(self.in_flight.values())
+        if pending:
+            self._log.info(
+                "waiting for steps in flight",
+                count=len(pending),
+                timeout_s=self.config.shutdown_timeout.total_seconds(),
+            )
+            _done, still = await asyncio.wait(pending, timeout=self.config.shutdown_timeout.total_seconds())
+            for task in still:
+                task.cancel()
+            for task in still:
+                with suppress(asyncio.CancelledError, Exception):
+                    await task
+            if still:
+                self._log.warning("steps cut short; their intents will be reconciled", count=len(still))
+        await self.writer.close()
+        released = await self.db.run(self.db.repository.release_leases, self.config.worker_id, self.clock())
+        self._log.info("daemon stopped", steps_done=self.steps_done, leases_released=released)

@@ -1,0 +1,530 @@
+"""The engine: advance one claimed order by one durable step.
+
+    claimed row ──► planner.plan(row) ──► WRITE:     commit intent ─► call VTEX ─► outcome
+                                     ├─► RECONCILE: Get order ─► did the intent take effect?
+                                     └─► AWAIT:     Get order ─► catch up with VTEX's status
+    outcome: transitions (through the state machine) + history + next_run_at, committed together,
+             fenced by the lease, then the lease is released.
+
+An intent is committed before every VTEX write. If the process dies, or the answer is lost, the
+intent is still there on the next claim and the engine reconciles it by the rule of its step in
+`states` before anything is re-sent. Nothing lives only in memory.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from orchestrator import planner
+from orchestrator.clock import utcnow
+from orchestrator.errors import (
+    AmbiguousError,
+    AuthError,
+    Conflict,
+    PermanentError,
+    RateLimited,
+    RetryableError,
+    VtexError,
+)
+from orchestrator.log import get_logger
+from orchestrator.planner import Kind
+from orchestrator.policy import Policies
+from orchestrator.repository import new_event
+from orchestrator.rows import OrderRow
+from orchestrator.vtex_client import Call, VtexClient
+from states import (
+    CANCEL,
+    MAIN_LINE,
+    ORDER_MACHINE,
+    STEP_BY_ACTION,
+    Action,
+    State,
+    rules,
+)
+
+
+class Persistence(Protocol):
+    """Durable writes of a step; the daemon batches them from many concurrent steps."""
+
+    async def write_intent(self, row: OrderRow) -> bool: ...
+
+    async def save(self, row: OrderRow, events: list[dict[str, Any]]) -> bool: ...
+
+
+@dataclass
+class StepContext:
+    row: OrderRow
+    now: datetime
+    events: list[dict[str, Any]] = field(default_factory=list)
+    scheduled: bool = False  # an error path already chose next_run_at
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    grace_period: timedelta
+    worker_id: str
+    unknown_outcome_after: timedelta = timedelta(minutes=15)
+    policies: Policies = field(default_factory=Policies)
+
+
+class Engine:
+    def __init__(
+        self,
+        client: VtexClient,
+        persistence: Persistence,
+        config: EngineConfig,
+        clock: Callable[[], datetime] = utcnow,
+        on_transition: Callable[[str, str, str], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.persistence = persistence
+        self.config = config
+        self.policies = config.policies
+        self.clock = clock
+        self._rng = random.Random()
+        self._on_transition = on_transition
+        self._log = get_logger(worker=config.worker_id)
+
+    # -- one step --------------------------------------------------------------------------------
+
+    async def step(self, row: OrderRow) -> bool:
+        """Advance `row` by one durable step; False when its lease turned out to be lost."""
+        ctx = StepContext(row, self.clock())
+        plan = planner.plan(row, ctx.now, self.config.grace_period, self.policies)
+        if plan.kind is Kind.RECONCILE:
+            await self._reconcile(ctx)
+        elif plan.kind is Kind.WRITE:
+            assert plan.action is not None
+            if plan.action is Action.CANCEL and self._cancel_locally(ctx):
+                pass
+            elif not await self._write(ctx, plan.action):
+                return False
+        elif plan.kind is Kind.AWAIT:
+            await self._await(ctx)
+        return await self._finish(ctx)
+
+    async def _finish(self, ctx: StepContext) -> bool:
+        row = ctx.row
+        if not ctx.scheduled:
+            self._schedule(ctx)
+        row.lease_owner = None
+        row.lease_expires_at = None
+        row.updated_at = ctx.now
+        landed = await self.persistence.save(row, ctx.events)
+        if not landed:
+            self._log.warning("lease lost; step outcome discarded", order_id=row.order_id, state=row.state)
+        return landed
+
+    def _schedule(self, ctx: StepContext) -> None:
+        row = ctx.row
+        nxt = planner.plan(row, ctx.now, self.config.grace_period, self.policies)
+        row.next_run_at = nxt.due_at
+        row.wait_reason = nxt.reason
+
+    def _later(self, ctx: StepContext, delay: timedelta, reason: str) -> None:
+        ctx.row.next_run_at = ctx.now + delay
+        ctx.row.wait_reason = reason[:300]
+        ctx.scheduled = True
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    async def _write(self, ctx: StepContext, action: Action) -> bool:
+        row = ctx.row
+        row.intent = str(action)
+        row.intent_attempt = row.attempts + 1
+        row.intent_at = ctx.now
+        row.updated_at = ctx.now
+        if not await self.persistence.write_intent(row):
+            self._log.warning(
+                "lease lost before calling VTEX", order_id=row.order_id, state=row.state, action=str(action)
+            )
+            return False
+        log = self._log.bind(order_id=row.order_id, state=row.state, action=str(action))
+        try:
+            call = await self._perform(row, action)
+        except RateLimited as exc:
+            self._record_call(ctx, exc.operation, exc, attempt=row.intent_attempt)
+            self._clear_intent(row)
+            wait = (
+                timedelta(seconds=exc.retry_after)
+                if exc.retry_after is not None
+                else self.policies.rate_limited
+            )
+            self._later(
+                ctx, wait, f"VTEX rate limit (429): waiting {wait.total_seconds():.0f}s before {action}"
+            )
+            log.info("rate limited", retry_after=exc.retry_after)
+        except AuthError as exc:
+            self._record_call(ctx, exc.operation, exc, attempt=row.intent_attempt)
+            self._clear_intent(row)
+            self._bad_credentials(ctx, exc)
+        except RetryableError as exc:
+            self._record_call(ctx, exc.operation, exc, attempt=row.intent_attempt)
+            self._clear_intent(row)
+            self._retry_or_fail(ctx, action, exc, self.policies.write)
+        except AmbiguousError as exc:
+            # The call may have taken effect: keep the intent, the next claim reconciles it.
+            self._record_call(ctx, exc.operation, exc, attempt=row.intent_attempt)
+            row.attempts += 1
+            self._note_error(row, exc)
+            policy = (
+                self.policies.refused_by_server
+                if exc.http_status and exc.http_status >= 500
+                else self.policies.write
+            )
+            self._later(
+                ctx,
+                policy.delay(row.attempts, self._rng),
+                f"outcome of {action} unknown ({exc.message}); will check VTEX",
+            )
+            log.warning("outcome unknown, will reconcile", error=exc.describe())
+        except PermanentError as exc:
+            self._record_call(ctx, exc.operation, exc, attempt=row.intent_attempt)
+            self._clear_intent(row)
+            await self._after_refusal(ctx, action, exc)
+        else:
+            self._record_call(ctx, call.operation, call, attempt=row.intent_attempt)
+            self._applied(ctx, action, vtex_order=None, via="VTEX accepted")
+        return True
+
+    async def _perform(self, row: OrderRow, action: Action) -> Call:
+        client = self.client
+        if action is Action.PLACE:
+            return await client.place_order(row.affiliate_id, row.place_body, row.sales_channel)
+        if action is Action.AUTHORIZE:
+            return await client.authorize_dispatch(row.affiliate_id, row.marketplace_order_id)
+        if action is Action.START_HANDLING:
+            return await client.start_handling(row.order_id)
+        if action is Action.INVOICE:
+            assert row.invoice is not None
+            return await client.send_invoice(row.order_id, row.invoice)
+        if action is Action.TRACKING:
+            assert row.tracking is not None and row.invoice_number is not None
+            return await client.update_tracking(row.order_id, row.invoice_number, row.tracking)
+        if action is Action.CANCEL:
+            return await client.cancel_order(row.order_id, row.cancel_reason or "canceled by operator")
+        raise AssertionError(f"no VTEX call for {action}")
+
+    async def _after_refusal(self, ctx: StepContext, action: Action, refusal: PermanentError) -> None:
+        """VTEX refused the call. Before calling it a failure, look at the order: FMT009 on Place,
+        or OMS003 on Start handling, often means an earlier attempt already took effect."""
+        row = ctx.row
+        vtex_order, ok = await self._fetch(ctx)
+        if not ok:
+            self._note_error(row, refusal)
+            return
+        if vtex_order is not None and rules.is_canceled(vtex_order) and action is not Action.CANCEL:
+            self._canceled_in_vtex(ctx)
+            return
+        if vtex_order is None and action is Action.CANCEL:
+            self._cancel_locally(ctx, force=True)
+            return
+        if self._already_applied(action, vtex_order, row):
+            self._applied(
+                ctx,
+                action,
+                vtex_order,
+                via=f"VTEX refused ({refusal.code or refusal.http_status}) but it had already taken effect",
+            )
+            return
+        if isinstance(refusal, Conflict) and action is Action.START_HANDLING:
+            # Not ready-for-handling yet: VTEX's grace period outlasts ours. Not a failure.
+            self._catch_up(ctx, vtex_order)
+            return
+        self._fail(ctx, refusal.describe(), refusal.code or str(refusal.http_status))
+
+    def _already_applied(self, action: Action, vtex_order: Mapping[str, Any] | None, row: OrderRow) -> bool:
+        step = STEP_BY_ACTION[action]
+        if not step.applied(vtex_order, _Facts(row)):
+            return False
+        if action is Action.PLACE and vtex_order is not None:
+            # The order exists; make sure it is ours and not a different one under the same id.
+            value = vtex_order.get("value")
+            return value is None or value == row.value
+        return True
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    async def _fetch(self, ctx: StepContext) -> tuple[Mapping[str, Any] | None, bool]:
+        """Get order; (order or None when VTEX has none, True) or (None, False) if VTEX did not answer."""
+        row = ctx.row
+        try:
+            call = await self.client.get_order(row.order_id)
+        except RateLimited as exc:
+            self._record_call(ctx, exc.operation, exc)
+            wait = (
+                timedelta(seconds=exc.retry_after)
+                if exc.retry_after is not None
+                else self.policies.rate_limited
+            )
+            self._later(ctx, wait, f"VTEX rate limit (429): waiting {wait.total_seconds():.0f}s")
+            return None, False
+        except AuthError as exc:
+            self._record_call(ctx, exc.operation, exc)
+            self._bad_credentials(ctx, exc)
+            return None, False
+        except VtexError as exc:
+            self._record_call(ctx, exc.operation, exc)
+            self._read_failed(ctx, exc)
+            return None, False
+        self._record_call(ctx, call.operation, call)
+        body = call.body if isinstance(call.body, Mapping) else None
+        if body is not None:
+            status = rules.status_of(body)
+            if status:
+                row.vtex_status = status
+                row.vtex_status_at = ctx.now
+        return body, True
+
+    def _read_failed(self, ctx: StepContext, exc: VtexError) -> None:
+        row = ctx.row
+        delay = self.policies.read.delay(max(1, row.attempts + 1), self._rng)
+        reason = f"cannot reach VTEX ({exc.message})"
+        if row.intent and row.intent_at and ctx.now - row.intent_at > self.config.unknown_outcome_after:
+            reason = (
+                f"cannot tell whether {row.intent} took effect: VTEX unreachable since "
+                f"{row.intent_at:%Y-%m-%d %H:%M:%S}Z ({exc.message}); "
+                "will keep checking, never re-sending blindly"
+            )
+        self._note_error(row, exc)
+        self._later(ctx, delay, reason)
+
+    async def _reconcile(self, ctx: StepContext) -> None:
+        row = ctx.row
+        action = Action(row.intent or "")
+        vtex_order, ok = await self._fetch(ctx)
+        if not ok:
+            return
+        if vtex_order is not None and rules.is_canceled(vtex_order) and action is not Action.CANCEL:
+            self._clear_intent(row)
+            self._canceled_in_vtex(ctx)
+            return
+        if self._already_applied(action, vtex_order, row):
+            self._event(ctx, "reconcile", action=str(action), attempt=row.intent_attempt, message="applied")
+            self._applied(ctx, action, vtex_order, via="reconciled: VTEX shows it took effect")
+            return
+        if action is Action.PLACE and vtex_order is not None:
+            self._clear_intent(row)
+            self._fail(
+                ctx,
+                f"VTEX already has an order {row.order_id} with value {vtex_order.get('value')}, "
+                f"not {row.value}: it is not this order",
+                "DIFFERENT-ORDER",
+            )
+            return
+        self._event(
+            ctx,
+            "reconcile",
+            action=str(action),
+            attempt=row.intent_attempt,
+            message="not applied; will send again",
+        )
+        self._clear_intent(row)
+        refused = (row.last_http_status or 0) >= 500
+        policy = self.policies.refused_by_server if refused else self.policies.write
+        if policy.exhausted(row.attempts):
+            reason = f"{action} did not take effect after {row.attempts} attempts; last: {row.last_error}"
+            if refused and action is Action.PLACE:
+                reason += (
+                    " (VTEX answers 500 to Place when the affiliate is configured to use the seller's "
+                    "payment methods: use an affiliate without them)"
+                )
+            self._fail(ctx, reason, row.last_error_code)
+
+    async def _await(self, ctx: StepContext) -> None:
+        vtex_order, ok = await self._fetch(ctx)
+        if ok:
+            if vtex_order is None:
+                self._fail(ctx, f"VTEX has no order {ctx.row.order_id} any more", "NOT-FOUND")
+                return
+            self._catch_up(ctx, vtex_order)
+
+    def _catch_up(self, ctx: StepContext, vtex_order: Mapping[str, Any] | None) -> None:
+        """Move along the main line as far as VTEX's view of the order proves we are."""
+        row = ctx.row
+        if vtex_order is None:
+            return
+        if rules.is_canceled(vtex_order):
+            self._canceled_in_vtex(ctx)
+            return
+        facts = _Facts(row)
+        if (
+            row.invoice_number
+            and row.invoice_sent_at is None
+            and rules.invoice_present(vtex_order, row.invoice_number)
+        ):
+            self._fire(ctx, "send_invoice")
+            row.invoice_sent_at = ctx.now
+        for step in MAIN_LINE:
+            if row.state in step.sources and step.applied(vtex_order, facts):
+                self._fire(ctx, step.trigger)
+
+    # -- outcomes --------------------------------------------------------------------------------
+
+    def _applied(
+        self, ctx: StepContext, action: Action, vtex_order: Mapping[str, Any] | None, via: str
+    ) -> None:
+        row = ctx.row
+        self._clear_intent(row)
+        row.attempts = 0
+        row.last_error = None
+        row.last_error_code = None
+        row.last_http_status = None
+        if action is Action.PLACE:
+            self._fire(ctx, "place", via)
+        elif action is Action.AUTHORIZE:
+            self._fire(ctx, "authorize", via)
+            row.authorized_at = _parse_time(vtex_order.get("authorizedDate")) if vtex_order else None
+            row.authorized_at = row.authorized_at or ctx.now
+        elif action is Action.START_HANDLING:
+            if row.state == State.DISPATCH_AUTHORIZED:
+                self._fire(ctx, "become_ready", "Start handling accepted, so VTEX's grace period is over")
+            self._fire(ctx, "start_handling", via)
+        elif action is Action.INVOICE:
+            self._fire(ctx, "send_invoice", via)
+            row.invoice_sent_at = ctx.now
+        elif action is Action.TRACKING:
+            self._fire(ctx, "send_tracking", via)
+            row.tracking_sent_at = ctx.now
+        elif action is Action.CANCEL:
+            self._fire(ctx, CANCEL.trigger, via)
+        if vtex_order is not None:
+            self._catch_up(ctx, vtex_order)
+
+    def _cancel_locally(self, ctx: StepContext, force: bool = False) -> bool:
+        """An order VTEX never received needs no VTEX call to be canceled."""
+        row = ctx.row
+        never_placed = row.state == State.IMPORTED or (
+            row.state == State.FAILED and row.failed_from == State.IMPORTED
+        )
+        if not (force or (never_placed and not row.intent)):
+            return False
+        self._fire(ctx, CANCEL.trigger, f"canceled before reaching VTEX: {row.cancel_reason}")
+        return True
+
+    def _canceled_in_vtex(self, ctx: StepContext) -> None:
+        if ctx.row.state not in (State.CANCELED, State.INVOICED):
+            self._fire(ctx, CANCEL.trigger, "VTEX reports the order canceled")
+
+    def _retry_or_fail(self, ctx: StepContext, action: Action, exc: VtexError, policy: Any) -> None:
+        row = ctx.row
+        row.attempts += 1
+        self._note_error(row, exc)
+        if policy.exhausted(row.attempts):
+            self._fail(
+                ctx,
+                f"{action} failed {row.attempts} times; last: {exc.describe()}",
+                exc.code or str(exc.http_status or "TRANSPORT"),
+            )
+            return
+        delay = policy.delay(row.attempts, self._rng)
+        self._later(ctx, delay, f"retrying {action} (attempt {row.attempts + 1}) after: {exc.message}")
+
+    def _bad_credentials(self, ctx: StepContext, exc: AuthError) -> None:
+        self._note_error(ctx.row, exc)
+        self._later(
+            ctx,
+            self.policies.bad_credentials,
+            f"VTEX rejected the credentials (HTTP {exc.http_status}); check VTEX_APP_KEY / VTEX_APP_TOKEN",
+        )
+        self._log.error(
+            "VTEX rejected the credentials",
+            order_id=ctx.row.order_id,
+            state=ctx.row.state,
+            action=exc.operation,
+            http_status=exc.http_status,
+        )
+
+    def _fail(self, ctx: StepContext, reason: str, code: str | None) -> None:
+        row = ctx.row
+        row.last_error = reason
+        row.last_error_code = code
+        if row.state in (State.FAILED, State.CANCELED, State.INVOICED):
+            return
+        row.failed_from = row.state
+        self._fire(ctx, "fail", reason)
+        self._event(ctx, "error", error_code=code, message=reason)
+        self._log.error("order failed", order_id=row.order_id, state=row.state, reason=reason, code=code)
+
+    @staticmethod
+    def _clear_intent(row: OrderRow) -> None:
+        row.intent = None
+        row.intent_attempt = None
+        row.intent_at = None
+
+    @staticmethod
+    def _note_error(row: OrderRow, exc: VtexError) -> None:
+        row.last_error = exc.describe()
+        row.last_error_code = exc.code or (str(exc.http_status) if exc.http_status else type(exc).__name__)
+        row.last_http_status = exc.http_status
+
+    def _fire(self, ctx: StepContext, trigger: str, message: str | None = None) -> None:
+        row = ctx.row
+        change = ORDER_MACHINE.fire(row, trigger)
+        if change.source != change.dest:
+            row.state_changed_at = ctx.now
+        self._event(
+            ctx, "transition", action=trigger, from_state=change.source, to_state=change.dest, message=message
+        )
+        self._log.info(
+            "transition", order_id=row.order_id, state=change.dest, action=trigger, from_state=change.source
+        )
+        if self._on_transition is not None:
+            self._on_transition(trigger, change.source, change.dest)
+
+    def _event(self, ctx: StepContext, kind: str, **fields: Any) -> None:
+        ctx.events.append(new_event(ctx.row.id, ctx.now, kind, worker=self.config.worker_id, **fields))
+
+    def _record_call(
+        self, ctx: StepContext, operation: str, outcome: Call | VtexError, attempt: int | None = None
+    ) -> None:
+        if isinstance(outcome, Call):
+            self._event(
+                ctx,
+                "call",
+                action=operation,
+                attempt=attempt,
+                http_status=outcome.http_status,
+                duration_ms=outcome.duration_ms,
+            )
+            return
+        self._event(
+            ctx,
+            "call",
+            action=operation,
+            attempt=attempt,
+            http_status=outcome.http_status,
+            duration_ms=outcome.duration_ms,
+            error_code=outcome.code or type(outcome).__name__,
+            message=outcome.message[:500],
+        )
+
+
+@dataclass(frozen=True)
+class _Facts:
+    row: OrderRow
+
+    @property
+    def invoice_number(self) -> str | None:
+        return self.row.invoice_number
+
+    @property
+    def tracking_number(self) -> str | None:
+        return self.row.tracking_number
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None
+
+
+StepFn = Callable[[OrderRow], Awaitable[bool]]

@@ -1,0 +1,168 @@
+"""What can go wrong when talking to VTEX, sorted by what the engine must do about it.
+
+    VtexError                      operation, order_id, http_status, code, message
+    ├── RetryableError             the call did not take effect; sending it again is safe
+    │   └── RateLimited            429: wait `retry_after` seconds; not a failed attempt
+    ├── AmbiguousError             the call may have taken effect (timeout after sending, connection
+    │                              dropped, 5xx on a write): reconcile before anything is re-sent
+    └── PermanentError             VTEX refused; sending the same request again cannot help
+        ├── AuthError              401/403: the credentials are wrong for the whole account
+        ├── NotFound               404: VTEX does not know the order (or the invoice)
+        └── Conflict               409: the order is not in a status that allows the call (OMS003)
+
+Everything is classified in exactly one place, `classify_response` and `classify_transport_error`,
+and every error carries VTEX's own code and message when it sent one. Messages never contain
+credentials: requests carry them only in headers, and headers are never part of an error.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+
+class VtexError(Exception):
+    """Base of every failure of a VTEX call."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str,
+        order_id: str | None = None,
+        http_status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        self.message = message
+        self.operation = operation
+        self.order_id = order_id
+        self.http_status = http_status
+        self.code = code
+        self.duration_ms: float | None = None
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        where = f"{self.operation} {self.order_id}" if self.order_id else self.operation
+        status = f" HTTP {self.http_status}" if self.http_status is not None else ""
+        code = f" [{self.code}]" if self.code else ""
+        return f"{where}:{status}{code} {self.message}".strip()
+
+
+class RetryableError(VtexError):
+    """The request never took effect (it was not sent, or VTEX refused it before acting)."""
+
+
+class RateLimited(RetryableError):
+    def __init__(self, message: str, *, retry_after: float | None, **kw: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kw)
+
+
+class AmbiguousError(VtexError):
+    """The request may or may not have taken effect."""
+
+
+class PermanentError(VtexError):
+    """VTEX refused the request for a reason that repeating it will not change."""
+
+
+class AuthError(PermanentError):
+    pass
+
+
+class NotFound(PermanentError):
+    pass
+
+
+class Conflict(PermanentError):
+    pass
+
+
+def parse_error_envelope(body: bytes) -> tuple[str | None, str | None]:
+    """VTEX's `{"error": {"code", "message"}}`, tolerating anything else a proxy might send."""
+    try:
+        data = json.loads(body) if body else None
+    except ValueError:
+        text = body.decode("utf-8", errors="replace").strip()
+        return None, text[:300] or None
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict):
+            code = error.get("code")
+            message = error.get("message")
+            return (str(code) if code is not None else None, str(message) if message else None)
+        if isinstance(data.get("message"), str):
+            return (str(data["code"]) if data.get("code") is not None else None, data["message"])
+        if isinstance(data.get("Message"), str):
+            return None, data["Message"]
+    return None, None
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def classify_response(
+    response: httpx.Response, *, operation: str, order_id: str | None, is_write: bool
+) -> VtexError:
+    """Turn a non-2xx response into the error the engine acts on."""
+    status = response.status_code
+    code, message = parse_error_envelope(response.content)
+    message = message or response.reason_phrase or "no message"
+    kw: dict[str, Any] = {"operation": operation, "order_id": order_id, "http_status": status, "code": code}
+    if status == 429:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return RateLimited(message, retry_after=retry_after, **kw)
+    if status in (401, 403):
+        return AuthError(message, **kw)
+    if status == 404:
+        return NotFound(message, **kw)
+    if status == 409:
+        return Conflict(message, **kw)
+    if status == 408:
+        return AmbiguousError(message, **kw) if is_write else RetryableError(message, **kw)
+    if 400 <= status < 500:
+        return PermanentError(message, **kw)
+    # 5xx: VTEX (or a gateway in front of it) may have applied a write before failing.
+    return AmbiguousError(message, **kw) if is_write else RetryableError(message, **kw)
+
+
+# Transport failures that happen before a single byte of the request left: safe to resend.
+_NOT_SENT: tuple[type[httpx.TransportError], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+    httpx.ProxyError,
+)
+
+
+def classify_transport_error(
+    exc: httpx.TransportError, *, operation: str, order_id: str | None, is_write: bool
+) -> VtexError:
+    """Map an httpx transport error; a write that may have reached VTEX is ambiguous."""
+    kind = type(exc).__name__
+    detail = str(exc) or kind
+    message = f"{kind}: {detail}" if detail != kind else kind
+    kw: dict[str, Any] = {"operation": operation, "order_id": order_id}
+    if isinstance(exc, _NOT_SENT) or not is_write:
+        return RetryableError(message, **kw)
+    return AmbiguousError(message, **kw)

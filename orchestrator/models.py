@@ -1,0 +1,109 @@
+"""The two tables: `orders` (one row per imported order, its whole durable state) and
+`order_events` (append-only history). The engine never keeps anything only in memory: whatever a
+step needs to decide is a column here.
+
+Scheduling lives in `next_run_at`: a claim sets it to the lease expiry, so an order whose worker
+died becomes due again by itself, and the due-order scan is one range read of one index.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from orchestrator.clock import UtcDateTime
+
+# Deterministic constraint names, so Alembic migrations and the models agree on every backend.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+# SQLite only auto-increments an INTEGER PRIMARY KEY; elsewhere history ids get 64 bits.
+_EVENT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _time(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UtcDateTime, nullable=nullable, index=index)
+
+
+class Order(SQLModel, table=True):
+    __tablename__ = "orders"
+    __table_args__ = (
+        sa.UniqueConstraint("affiliate_id", "marketplace_order_id", name="uq_orders_identity"),
+        sa.UniqueConstraint("order_id", name="uq_orders_order_id"),
+        # Only orders that can still move are scheduled; finished ones drop out of this index.
+        sa.Index(
+            "ix_orders_next_run_at",
+            "next_run_at",
+            sqlite_where=sa.text("next_run_at IS NOT NULL"),
+            postgresql_where=sa.text("next_run_at IS NOT NULL"),
+        ),
+        sa.Index("ix_orders_state_since", "state", "state_changed_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: str = Field(max_length=120, description="VTEX orderId: {affiliateId}-{marketplaceOrderId}")
+    affiliate_id: str = Field(max_length=3)
+    marketplace_order_id: str = Field(max_length=100)
+    sales_channel: str | None = Field(default=None, max_length=20, description="VTEX `sc` query parameter")
+    state: str = Field(max_length=32)
+    failed_from: str | None = Field(default=None, max_length=32)
+
+    place_body: dict[str, Any] = Field(sa_type=sa.JSON, nullable=False)
+    value: int = Field(description="marketplacePaymentValue, in cents")
+    invoice: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    invoice_number: str | None = Field(default=None, max_length=100)
+    invoice_sent_at: datetime | None = _time()
+    tracking: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    tracking_sent_at: datetime | None = _time()
+    cancel_reason: str | None = Field(default=None, max_length=500)
+
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    last_error_code: str | None = Field(default=None, max_length=64)
+    last_http_status: int | None = None
+    wait_reason: str | None = Field(default=None, max_length=300)
+    vtex_status: str | None = Field(default=None, max_length=64)
+    vtex_status_at: datetime | None = _time()
+
+    intent: str | None = Field(default=None, max_length=32)
+    intent_attempt: int | None = None
+    intent_at: datetime | None = _time()
+
+    next_run_at: datetime | None = _time()
+    lease_owner: str | None = Field(default=None, max_length=120)
+    lease_expires_at: datetime | None = _time()
+    version: int = 0
+
+    authorized_at: datetime | None = _time()
+    created_at: datetime = _time(nullable=False)
+    updated_at: datetime = _time(nullable=False)
+    state_changed_at: datetime = _time(nullable=False)
+
+
+class OrderEvent(SQLModel, table=True):
+    __tablename__ = "order_events"
+    __table_args__ = (sa.Index("ix_order_events_order", "order_pk", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=_EVENT_ID)
+    order_pk: int = Field(foreign_key="orders.id", nullable=False)
+    at: datetime = _time(nullable=False)
+    kind: str = Field(max_length=16, description="import, transition, call, reconcile, error, note")
+    action: str | None = Field(default=None, max_length=32)
+    from_state: str | None = Field(default=None, max_length=32)
+    to_state: str | None = Field(default=None, max_length=32)
+    attempt: int | None = None
+    http_status: int | None = None
+    duration_ms: float | None = None
+    error_code: str | None = Field(default=None, max_length=64)
+    message: str | None = Field(default=None, sa_type=sa.Text)
+    worker: str | None = Field(default=None, max_length=120)
+
+
+ORDERS: sa.Table = Order.__table__  # type: ignore[attr-defined]
+EVENTS: sa.Table = OrderEvent.__table__  # type: ignore[attr-defined]

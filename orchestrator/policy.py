@@ -1,0 +1,75 @@
+"""Timing policies as values: how long to wait before retrying a failed call, and how often to look
+at VTEX while waiting for it (the grace period, the invoice being verified).
+
+Kept apart from the engine so they can be tuned per kind of step and tested on their own.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter, and a bound on attempts after which the order fails."""
+
+    base: float = 1.0
+    factor: float = 2.0
+    cap: float = 300.0
+    jitter: float = 0.25  # +/- this fraction, so retries of many orders do not arrive together
+    max_attempts: int = 8
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> timedelta:
+        raw = min(self.cap, self.base * self.factor ** max(0, attempt - 1))
+        spread = raw * self.jitter
+        return timedelta(seconds=max(0.0, raw + (rng or random).uniform(-spread, spread)))
+
+    def exhausted(self, attempts: int) -> bool:
+        return attempts >= self.max_attempts
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """Looking at VTEX while waiting for a status that VTEX reaches on its own.
+
+    The first look is at `start + first`; afterwards the wait grows with the time already spent
+    waiting (`growth` of it), between `minimum` and `cap`. The delay is derived from timestamps in
+    the row, so a restarted daemon continues the same schedule.
+    """
+
+    first: timedelta = timedelta(seconds=1)
+    growth: float = 0.5
+    minimum: timedelta = timedelta(seconds=2)
+    cap: timedelta = timedelta(minutes=5)
+
+    def next_look(self, start: datetime, now: datetime) -> datetime:
+        first = start + self.first
+        if now < first:
+            return first
+        waited = now - start
+        delay = min(self.cap, max(self.minimum, waited * self.growth))
+        return now + delay
+
+
+@dataclass(frozen=True)
+class Policies:
+    """Every timing rule the engine uses, in one value."""
+
+    write: RetryPolicy = RetryPolicy()
+    read: RetryPolicy = RetryPolicy(base=2.0, cap=300.0, max_attempts=1_000_000)  # reads never fail an order
+    refused_by_server: RetryPolicy = RetryPolicy(base=2.0, cap=60.0, max_attempts=3)
+    await_ready: PollPolicy = PollPolicy(first=timedelta(0))
+    await_invoiced: PollPolicy = PollPolicy(first=timedelta(seconds=1))
+    rate_limited: timedelta = timedelta(seconds=60)  # VTEX's advice when a 429 has no Retry-After
+    bad_credentials: timedelta = timedelta(minutes=5)
+
+    @classmethod
+    def for_grace(cls, grace: timedelta, max_attempts: int) -> Policies:
+        """Scale the readiness polling to the grace period: minutes for VTEX's 30, seconds for a demo."""
+        minimum = max(timedelta(seconds=1), min(timedelta(minutes=1), grace / 10))
+        return cls(
+            write=RetryPolicy(max_attempts=max_attempts),
+            await_ready=PollPolicy(first=timedelta(0), minimum=minimum, cap=timedelta(minutes=5)),
+        )

@@ -1,0 +1,348 @@
+"""The storage boundary: every read and write of `orders` and `order_events`, in one class.
+
+Written once in SQLAlchemy Core for SQLite and PostgreSQL; `DialectHooks` carries the rest.
+Every write that completes a step is fenced: it only lands if the row still carries the lease
+owner and version the step claimed it with, so a worker that lost its lease (paused, partitioned,
+presumed dead) can never overwrite another worker's progress.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from orchestrator.database import DialectHooks
+from orchestrator.models import EVENTS, ORDERS
+from orchestrator.rows import COLUMNS, STEP_COLUMNS, OrderRow
+from states import FINAL, State
+
+_CHUNK = 500  # rows per IN (...) list and per executemany batch
+
+EVENT_KEYS = (
+    "order_pk",
+    "at",
+    "kind",
+    "action",
+    "from_state",
+    "to_state",
+    "attempt",
+    "http_status",
+    "duration_ms",
+    "error_code",
+    "message",
+    "worker",
+)
+
+
+def new_event(order_pk: int, at: datetime, kind: str, **fields: Any) -> dict[str, Any]:
+    """A history row with every column present (executemany needs uniform rows)."""
+    event = dict.fromkeys(EVENT_KEYS)
+    event.update(order_pk=order_pk, at=at, kind=kind, **fields)
+    return event
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    order_id: str
+    affiliate_id: str
+    marketplace_order_id: str
+    sales_channel: str | None
+    place_body: dict[str, Any]
+    value: int
+    invoice: dict[str, Any] | None
+    tracking: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    inserted: list[str]
+    already_present: list[str]
+
+
+@dataclass(frozen=True)
+class StateCount:
+    state: str
+    count: int
+    oldest_since: datetime | None
+
+
+class LeaseBusy(Exception):
+    """An operator command found the order leased by a running worker."""
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Repository:
+    def __init__(self, engine: Engine, hooks: DialectHooks) -> None:
+        self.engine = engine
+        self.hooks = hooks
+        c = ORDERS.c
+        self._fenced_step_update = (
+            sa.update(ORDERS)
+            .where(
+                c.id == sa.bindparam("_pk"),
+                c.lease_owner == sa.bindparam("_owner"),
+                c.version == sa.bindparam("_version"),
+            )
+            .values({name: sa.bindparam(name) for name in STEP_COLUMNS})
+        )
+        self._fenced_intent_update = (
+            sa.update(ORDERS)
+            .where(
+                c.id == sa.bindparam("_pk"),
+                c.lease_owner == sa.bindparam("_owner"),
+                c.version == sa.bindparam("_version"),
+            )
+            .values(
+                intent=sa.bindparam("intent"),
+                intent_attempt=sa.bindparam("intent_attempt"),
+                intent_at=sa.bindparam("intent_at"),
+                updated_at=sa.bindparam("updated_at"),
+            )
+        )
+
+    # -- import -----------------------------------------------------------------------------------
+
+    def existing_order_ids(self, order_ids: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        ids = list(order_ids)
+        with self.engine.connect() as conn:
+            for chunk in _chunks(ids):
+                found.update(conn.scalars(sa.select(ORDERS.c.order_id).where(ORDERS.c.order_id.in_(chunk))))
+        return found
+
+    def insert_orders(
+        self, orders: Sequence[NewOrder], now: datetime, worker: str | None = None
+    ) -> ImportOutcome:
+        """Insert the orders not already present, all in one transaction, with an import event each."""
+        with self.engine.begin() as conn:
+            present: set[str] = set()
+            for chunk in _chunks([o.order_id for o in orders]):
+                present.update(conn.scalars(sa.select(ORDERS.c.order_id).where(ORDERS.c.order_id.in_(chunk))))
+            fresh = [o for o in orders if o.order_id not in present]
+            for chunk in _chunks(fresh):
+                conn.execute(sa.insert(ORDERS), [self._order_values(o, now) for o in chunk])
+            ids: dict[str, int] = {}
+            for chunk in _chunks([o.order_id for o in fresh]):
+                found = conn.execute(
+                    sa.select(ORDERS.c.order_id, ORDERS.c.id).where(ORDERS.c.order_id.in_(chunk))
+                )
+                ids.update((order_id, pk) for order_id, pk in found)
+            events = [
+                new_event(
+                    ids[o.order_id],
+                    now,
+                    "import",
+                    to_state=str(State.IMPORTED),
+                    worker=worker,
+                    message="imported with invoice data" if o.invoice else "imported",
+                )
+                for o in fresh
+            ]
+            for chunk in _chunks(events):
+                conn.execute(sa.insert(EVENTS), list(chunk))
+        return ImportOutcome([o.order_id for o in fresh], sorted(present))
+
+    @staticmethod
+    def _order_values(order: NewOrder, now: datetime) -> dict[str, Any]:
+        invoice_number = order.invoice.get("invoiceNumber") if order.invoice else None
+        return {
+            "order_id": order.order_id,
+            "affiliate_id": order.affiliate_id,
+            "marketplace_order_id": order.marketplace_order_id,
+            "sales_channel": order.sales_channel,
+            "state": str(State.IMPORTED),
+            "place_body": order.place_body,
+            "value": order.value,
+            "invoice": order.invoice,
+            "invoice_number": invoice_number,
+            "tracking": order.tracking,
+            "attempts": 0,
+            "version": 0,
+            "next_run_at": now,
+            "created_at": now,
+            "updated_at": now,
+            "state_changed_at": now,
+        }
+
+    # -- the engine's side ------------------------------------------------------------------------
+
+    def claim_due(self, owner: str, now: datetime, lease: timedelta, limit: int) -> list[OrderRow]:
+        """Lease up to `limit` due orders. Their `next_run_at` becomes the lease expiry, so an order
+        whose worker vanished is simply due again when the lease runs out."""
+        c = ORDERS.c
+        until = now + lease
+        due = (
+            sa.select(c.id)
+            .where(c.next_run_at <= now)
+            .order_by(c.next_run_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        statement = (
+            sa.update(ORDERS)
+            .where(c.id.in_(due))
+            .values(lease_owner=owner, lease_expires_at=until, next_run_at=until, version=c.version + 1)
+            .returning(*[c[name] for name in COLUMNS])
+        )
+        with self.engine.begin() as conn:
+            rows = conn.execute(statement).mappings().all()
+        return [OrderRow.from_mapping(r) for r in rows]
+
+    def commit(
+        self,
+        intents: Sequence[OrderRow],
+        saves: Sequence[tuple[OrderRow, list[dict[str, Any]]]],
+        owner: str,
+    ) -> tuple[list[bool], list[bool]]:
+        """Commit intents and step outcomes (with their history) of many orders in one transaction.
+
+        Each write is fenced by lease owner and version; the lists say which landed."""
+        intent_params = [
+            {
+                "_pk": r.id,
+                "_owner": owner,
+                "_version": r.version,
+                "intent": r.intent,
+                "intent_attempt": r.intent_attempt,
+                "intent_at": r.intent_at,
+                "updated_at": r.updated_at,
+            }
+            for r in intents
+        ]
+        save_params = [self._step_params(row, owner) for row, _events in saves]
+        with self.engine.begin() as conn:
+            intents_landed = self._fenced(conn, self._fenced_intent_update, intent_params)
+            saves_landed = self._fenced(conn, self._fenced_step_update, save_params)
+            events = [e for (_row, evs), ok in zip(saves, saves_landed, strict=True) if ok for e in evs]
+            if events:
+                conn.execute(sa.insert(EVENTS), events)
+        return intents_landed, saves_landed
+
+    @staticmethod
+    def _step_params(row: OrderRow, owner: str) -> dict[str, Any]:
+        params = {name: getattr(row, name) for name in STEP_COLUMNS}
+        params.update(_pk=row.id, _owner=owner, _version=row.version)
+        return params
+
+    @staticmethod
+    def _fenced(conn: sa.Connection, statement: sa.Update, params: list[dict[str, Any]]) -> list[bool]:
+        if not params:
+            return []
+        result = conn.execute(statement, params)
+        if result.rowcount == len(params):
+            return [True] * len(params)
+        # Rare: some lease was lost. Redo one by one to learn which (same transaction, idempotent).
+        return [conn.execute(statement, p).rowcount == 1 for p in params]
+
+    def release_leases(self, owner: str, now: datetime) -> int:
+        """Give back every order this worker still holds, due again now (graceful shutdown)."""
+        c = ORDERS.c
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                sa.update(ORDERS)
+                .where(c.lease_owner == owner)
+                .values(lease_owner=None, lease_expires_at=None, next_run_at=now, updated_at=now)
+            )
+        return result.rowcount
+
+    def count_progressable(self) -> int:
+        """Orders that will move again without outside input (scheduled, or leased right now)."""
+        with self.engine.connect() as conn:
+            return (
+                conn.scalar(
+                    sa.select(sa.func.count()).select_from(ORDERS).where(ORDERS.c.next_run_at.is_not(None))
+                )
+                or 0
+            )
+
+    def next_due_at(self) -> datetime | None:
+        with self.engine.connect() as conn:
+            due: datetime | None = conn.scalar(sa.select(sa.func.min(ORDERS.c.next_run_at)))
+        return due
+
+    # -- reads for operators ----------------------------------------------------------------------
+
+    def find(self, order_id: str) -> OrderRow | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(ORDERS).where(ORDERS.c.order_id == order_id)).mappings().first()
+        return OrderRow.from_mapping(row) if row else None
+
+    def events(self, order_pk: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(EVENTS).where(EVENTS.c.order_pk == order_pk).order_by(EVENTS.c.id)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def state_counts(self) -> list[StateCount]:
+        c = ORDERS.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(c.state, sa.func.count(), sa.func.min(c.state_changed_at)).group_by(c.state)
+            ).all()
+        return [StateCount(state, count, oldest) for state, count, oldest in rows]
+
+    def stuck(self, now: datetime, older_than: timedelta, limit: int = 200) -> list[OrderRow]:
+        """Failed orders, and unfinished ones that made no progress for longer than `older_than`."""
+        c = ORDERS.c
+        final = [str(s) for s in FINAL]
+        statement = (
+            sa.select(ORDERS)
+            .where(
+                sa.or_(
+                    c.state == str(State.FAILED),
+                    sa.and_(c.state.not_in(final), c.state_changed_at < now - older_than),
+                )
+            )
+            .order_by(c.state_changed_at)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [OrderRow.from_mapping(r) for r in conn.execute(statement).mappings()]
+
+    def all_rows(self) -> list[OrderRow]:
+        with self.engine.connect() as conn:
+            return [
+                OrderRow.from_mapping(r)
+                for r in conn.execute(sa.select(ORDERS).order_by(ORDERS.c.id)).mappings()
+            ]
+
+    # -- operator writes --------------------------------------------------------------------------
+
+    def update_unleased(
+        self,
+        order_id: str,
+        now: datetime,
+        values: dict[str, Any],
+        events: list[dict[str, Any]],
+        expected_version: int,
+    ) -> bool:
+        """Write an operator change unless a worker holds the order; bumps the version."""
+        c = ORDERS.c
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                sa.update(ORDERS)
+                .where(
+                    c.order_id == order_id,
+                    c.version == expected_version,
+                    sa.or_(c.lease_owner.is_(None), c.lease_expires_at < now),
+                )
+                .values(
+                    **values, lease_owner=None, lease_expires_at=None, version=c.version + 1, updated_at=now
+                )
+            )
+            if result.rowcount != 1:
+                return False
+            if events:
+                conn.execute(sa.insert(EVENTS), events)
+        return True

@@ -1,0 +1,88 @@
+"""`OrderRow`: the engine's working copy of one `orders` row.
+
+A plain mutable object rather than the sqlmodel class: the state machine writes its `state`
+attribute, and steps for hundreds of orders are built and saved per second, so it must be cheap.
+Only the repository turns it into SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(slots=True)
+class OrderRow:
+    id: int
+    order_id: str
+    affiliate_id: str
+    marketplace_order_id: str
+    sales_channel: str | None
+    state: str
+    failed_from: str | None
+    place_body: dict[str, Any]
+    value: int
+    invoice: dict[str, Any] | None
+    invoice_number: str | None
+    invoice_sent_at: datetime | None
+    tracking: dict[str, Any] | None
+    tracking_sent_at: datetime | None
+    cancel_reason: str | None
+    attempts: int
+    last_error: str | None
+    last_error_code: str | None
+    last_http_status: int | None
+    wait_reason: str | None
+    vtex_status: str | None
+    vtex_status_at: datetime | None
+    intent: str | None
+    intent_attempt: int | None
+    intent_at: datetime | None
+    next_run_at: datetime | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    version: int
+    authorized_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    state_changed_at: datetime
+
+    @classmethod
+    def from_mapping(cls, row: Any) -> OrderRow:
+        return cls(**{name: row[name] for name in COLUMNS})
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def tracking_number(self) -> str | None:
+        return self.tracking.get("trackingNumber") if self.tracking else None
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(OrderRow))
+
+# What a step may change. Everything else (identity, body, invoice data) is written only by import
+# and operator commands, so a step's save can never undo an operator's concurrent edit.
+STEP_COLUMNS: tuple[str, ...] = (
+    "state",
+    "failed_from",
+    "invoice_sent_at",
+    "tracking_sent_at",
+    "attempts",
+    "last_error",
+    "last_error_code",
+    "last_http_status",
+    "wait_reason",
+    "vtex_status",
+    "vtex_status_at",
+    "intent",
+    "intent_attempt",
+    "intent_at",
+    "next_run_at",
+    "lease_owner",
+    "lease_expires_at",
+    "authorized_at",
+    "updated_at",
+    "state_changed_at",
+)

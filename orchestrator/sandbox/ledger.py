@@ -1,0 +1,95 @@
+"""The sandbox's ledger: per order, every effect VTEX would have applied, counted.
+
+This is how tests (and users rehearsing) prove the promise: exactly one accepted Place, one accepted
+Start handling, one distinct invoice number, and never more invoiced than the order is worth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class LedgerEntry:
+    order_id: str
+    value: int = 0
+    places_accepted: int = 0
+    places_rejected_duplicate: int = 0
+    authorizations: int = 0
+    authorizations_repeated: int = 0
+    start_handling_accepted: int = 0
+    start_handling_refused: int = 0
+    invoice_numbers: list[str] = field(default_factory=list)
+    invoice_notifications: int = 0
+    invoiced_total: int = 0
+    tracking_updates: int = 0
+    cancels_accepted: int = 0
+    cancels_refused: int = 0
+    concurrent_requests: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "orderId": self.order_id,
+            "value": self.value,
+            "placesAccepted": self.places_accepted,
+            "placesRejectedDuplicate": self.places_rejected_duplicate,
+            "authorizations": self.authorizations,
+            "authorizationsRepeated": self.authorizations_repeated,
+            "startHandlingAccepted": self.start_handling_accepted,
+            "startHandlingRefused": self.start_handling_refused,
+            "distinctInvoiceNumbers": len(self.invoice_numbers),
+            "invoiceNumbers": list(self.invoice_numbers),
+            "invoiceNotifications": self.invoice_notifications,
+            "invoicedTotal": self.invoiced_total,
+            "trackingUpdates": self.tracking_updates,
+            "cancelsAccepted": self.cancels_accepted,
+            "cancelsRefused": self.cancels_refused,
+            "concurrentRequests": self.concurrent_requests,
+        }
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self._entries: dict[str, LedgerEntry] = {}
+        self.requests = 0
+        self.requests_by_operation: dict[str, int] = {}
+        self.rate_limited = 0
+        self.faults_injected: dict[str, int] = {}
+
+    def entry(self, order_id: str) -> LedgerEntry:
+        found = self._entries.get(order_id)
+        if found is None:
+            found = self._entries[order_id] = LedgerEntry(order_id)
+        return found
+
+    def get(self, order_id: str) -> LedgerEntry | None:
+        return self._entries.get(order_id)
+
+    def entries(self) -> list[LedgerEntry]:
+        return list(self._entries.values())
+
+    def count_request(self, operation: str) -> None:
+        self.requests += 1
+        self.requests_by_operation[operation] = self.requests_by_operation.get(operation, 0) + 1
+
+    def count_fault(self, kind: str) -> None:
+        self.faults_injected[kind] = self.faults_injected.get(kind, 0) + 1
+
+    def summary(self) -> dict[str, Any]:
+        entries = self._entries.values()
+        return {
+            "orders": len(self._entries),
+            "requests": self.requests,
+            "requestsByOperation": dict(self.requests_by_operation),
+            "rateLimited": self.rate_limited,
+            "faultsInjected": dict(self.faults_injected),
+            "ordersWithDuplicatePlace": sum(1 for e in entries if e.places_accepted > 1),
+            "ordersWithDuplicateStartHandling": sum(1 for e in entries if e.start_handling_accepted > 1),
+            "ordersWithSeveralInvoiceNumbers": sum(1 for e in entries if len(e.invoice_numbers) > 1),
+            "ordersOverInvoiced": sum(1 for e in entries if e.value and e.invoiced_total > e.value),
+            "ordersWithConcurrentRequests": sum(1 for e in entries if e.concurrent_requests > 0),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"summary": self.summary(), "orders": [e.as_dict() for e in self._entries.values()]}

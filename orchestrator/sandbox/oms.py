@@ -1,0 +1,323 @@
+"""The sandbox's order management system: VTEX's documented behaviour, in memory, without HTTP.
+
+Statuses follow the fulfillment (seller) flow of VTEX-API.md §4.2:
+
+    Place ─► waiting-ffmt-authorization ─(Authorize dispatch)─► window-to-cancel
+      ─(grace period)─► ready-for-handling ─(Start handling)─► handling
+      ─(Output invoices reach the order value)─► invoiced
+    Cancel (before any Output invoice) ─► canceled
+
+Time-driven moves (end of the grace period, the short "Verifying invoice" step) are computed when
+an order is read, so no timers run and a test clock can drive everything.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from orchestrator.sandbox import place_validation
+from orchestrator.sandbox.catalog import Catalog
+from orchestrator.sandbox.invoice_validation import invoice_refusal, package_from
+from orchestrator.sandbox.ledger import Ledger
+from orchestrator.sandbox.views import order_view, place_reply_element
+
+WAITING_AUTHORIZATION = "waiting-ffmt-authorization"
+OMS003 = "Order status should be ready-for-handling to perform this action"
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def error_reply(status: int, code: str, message: str) -> Reply:
+    return Reply(status, {"error": {"code": code, "message": message, "exception": None}})
+
+
+@dataclass
+class SandboxConfig:
+    app_key: str = "vtexappkey-sandbox-ORCHESTRATOR"
+    app_token: str = "sandbox-app-token"  # noqa: S105  (a documented, public default)
+    account: str = "sandbox"
+    grace_seconds: float = 1800.0
+    invoice_delay_seconds: float = 0.0
+    seller_payment_affiliates: frozenset[str] = frozenset()
+    rate_limit_rpm: int | None = None
+
+
+@dataclass
+class SandboxOrder:
+    order_id: str
+    sequence: int
+    affiliate_id: str
+    sales_channel: str
+    request: dict[str, Any]
+    items_total: int
+    shipping_total: int
+    created_at: float
+    status: str = WAITING_AUTHORIZATION
+    authorized_at: float | None = None
+    handling_at: float | None = None
+    invoice_complete_at: float | None = None
+    invoiced_at: float | None = None
+    canceled_at: float | None = None
+    cancel_reason: str | None = None
+    last_change: float = 0.0
+    packages: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def value(self) -> int:
+        return self.items_total + self.shipping_total
+
+    @property
+    def output_total(self) -> int:
+        return sum(p["invoiceValue"] for p in self.packages.values() if p["type"] == "Output")
+
+    @property
+    def has_output_invoice(self) -> bool:
+        return any(p["type"] == "Output" for p in self.packages.values())
+
+
+class SandboxOms:
+    def __init__(
+        self,
+        config: SandboxConfig | None = None,
+        catalog: Catalog | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config or SandboxConfig()
+        self.catalog = catalog or Catalog.default()
+        self.clock = clock
+        self.ledger = Ledger()
+        self.orders: dict[str, SandboxOrder] = {}
+        self._next_sequence = 500_000
+
+    def reset(self) -> None:
+        self.ledger = Ledger()
+        self.orders.clear()
+
+    # -- time-driven moves -----------------------------------------------------------------------
+
+    def _advance(self, order: SandboxOrder) -> SandboxOrder:
+        now = self.clock()
+        if order.status == "window-to-cancel" and order.authorized_at is not None:
+            ready_at = order.authorized_at + self.config.grace_seconds
+            if now >= ready_at:
+                self._set_status(order, "ready-for-handling", ready_at)
+        if order.status == "invoice" and order.invoice_complete_at is not None:
+            done_at = order.invoice_complete_at + self.config.invoice_delay_seconds
+            if now >= done_at:
+                order.invoiced_at = done_at
+                self._set_status(order, "invoiced", done_at)
+        return order
+
+    def _set_status(self, order: SandboxOrder, status: str, at: float | None = None) -> None:
+        order.status = status
+        order.last_change = at if at is not None else self.clock()
+
+    def _maybe_invoiced(self, order: SandboxOrder) -> None:
+        """Handling started and the Output invoices reach the value: VTEX verifies, then invoices."""
+        if order.status == "handling" and order.output_total >= order.value:
+            order.invoice_complete_at = self.clock()
+            self._set_status(order, "invoice")
+            self._advance(order)
+
+    def find(self, order_id: str) -> SandboxOrder | None:
+        order = self.orders.get(order_id)
+        return self._advance(order) if order else None
+
+    # -- the VTEX calls --------------------------------------------------------------------------
+
+    def place(self, affiliate_id: str | None, sales_channel: str | None, payload: Any) -> Reply:
+        if not affiliate_id:
+            return error_reply(400, "FMT0021", "Invalid affiliate id")
+        if len(affiliate_id) != 3:
+            return error_reply(400, "FMT0031", "Affiliate id must have 3 characters")
+        bodies = payload if isinstance(payload, list) else [payload]
+        if not bodies or not all(isinstance(b, Mapping) for b in bodies):
+            return error_reply(
+                400, "SBX-INVALID-BODY", "Invalid request body: expected an order object or array"
+            )
+        if affiliate_id in self.config.seller_payment_affiliates:
+            # VTEX documents a 500 for affiliates configured to use the seller's payment methods.
+            return error_reply(
+                500,
+                "SBX-SELLER-PAYMENT-AFFILIATE",
+                f"Affiliate {affiliate_id} is configured to use the seller's payment methods and cannot "
+                "place fulfillment orders",
+            )
+        for body in bodies:
+            refusal = (
+                place_validation.schema_refusal(body)
+                or place_validation.catalog_refusal(body, self.catalog)
+                or place_validation.payment_refusal(body, self.catalog)
+            )
+            if refusal:
+                return error_reply(refusal.status, refusal.code, refusal.message)
+            duplicate = self._duplicate_refusal(affiliate_id, body)
+            if duplicate:
+                return duplicate
+        return Reply(200, [self._create(affiliate_id, sales_channel or "1", dict(body)) for body in bodies])
+
+    def _duplicate_refusal(self, affiliate_id: str, body: Mapping[str, Any]) -> Reply | None:
+        order_id = f"{affiliate_id}-{body['marketplaceOrderId']}"
+        existing = self.find(order_id)
+        if existing is None:
+            return None
+        self.ledger.entry(order_id).places_rejected_duplicate += 1
+        if existing.status == "canceled":
+            return error_reply(
+                400,
+                "FMT0060",
+                f"The request order with marketplace order id {body['marketplaceOrderId']} for affiliate "
+                f"{affiliate_id} is already canceled and cannot be recreated",
+            )
+        return error_reply(
+            400,
+            "FMT009",
+            f"The request order with marketplace order id {body['marketplaceOrderId']} for affiliate "
+            f"{affiliate_id} already exists",
+        )
+
+    def _create(self, affiliate_id: str, sales_channel: str, body: dict[str, Any]) -> dict[str, Any]:
+        for item in body["items"]:
+            self.catalog.reserve(item["id"], item["quantity"])
+        items_total, shipping_total = place_validation.expected_value(body, self.catalog)
+        order_id = f"{affiliate_id}-{body['marketplaceOrderId']}"
+        now = self.clock()
+        self._next_sequence += 1
+        order = SandboxOrder(
+            order_id=order_id,
+            sequence=self._next_sequence,
+            affiliate_id=affiliate_id,
+            sales_channel=sales_channel,
+            request=body,
+            items_total=items_total,
+            shipping_total=shipping_total,
+            created_at=now,
+            last_change=now,
+        )
+        self.orders[order_id] = order
+        entry = self.ledger.entry(order_id)
+        entry.places_accepted += 1
+        entry.value = order.value
+        return place_reply_element(order)
+
+    def authorize(self, order_id: str, affiliate_id: str | None, payload: Any) -> Reply:
+        order = self.find(order_id)
+        if order is None:
+            return error_reply(404, "SBX-NOT-FOUND", f"Order {order_id} not found")
+        if affiliate_id != order.affiliate_id:
+            return error_reply(400, "FMT0088", "Invalid affiliate id")
+        body = payload[0] if isinstance(payload, list) and payload else payload
+        mkp_id = body.get("marketplaceOrderId") if isinstance(body, Mapping) else None
+        if mkp_id is not None and mkp_id != order.request["marketplaceOrderId"]:
+            return error_reply(400, "SBX-INVALID-BODY", "marketplaceOrderId does not match the order")
+        entry = self.ledger.entry(order_id)
+        if order.status == "canceled":
+            return error_reply(400, "SBX-CANCELED", f"Order {order_id} is canceled")
+        if order.status == WAITING_AUTHORIZATION:
+            order.authorized_at = self.clock()
+            self._set_status(order, "window-to-cancel")
+            entry.authorizations += 1
+        else:
+            entry.authorizations_repeated += 1
+        return Reply(200, {"marketplaceOrderId": order.request["marketplaceOrderId"]})
+
+    def get(self, order_id: str) -> Reply:
+        order = self.find(order_id)
+        if order is None:
+            return error_reply(404, "SBX-NOT-FOUND", f"Order {order_id} not found")
+        return Reply(200, order_view(order, self.config))
+
+    def start_handling(self, order_id: str) -> Reply:
+        order = self.find(order_id)
+        if order is None:
+            return error_reply(404, "SBX-NOT-FOUND", f"Order {order_id} not found")
+        entry = self.ledger.entry(order_id)
+        if order.status != "ready-for-handling":
+            entry.start_handling_refused += 1
+            return error_reply(409, "OMS003", OMS003)
+        order.handling_at = self.clock()
+        self._set_status(order, "handling")
+        entry.start_handling_accepted += 1
+        self._maybe_invoiced(order)
+        return Reply(204)
+
+    def invoice(self, order_id: str, payload: Any) -> Reply:
+        order = self.find(order_id)
+        if order is None:
+            return error_reply(404, "SBX-NOT-FOUND", f"Order {order_id} not found")
+        refusal = invoice_refusal(payload)
+        if refusal:
+            return error_reply(400, "SBX-INVALID-BODY", refusal)
+        if order.status in ("canceled", "cancel"):
+            return error_reply(
+                400, "ORD039", f"Order {order_id} is in state {order.status} and cannot accept invoice"
+            )
+        number = payload["invoiceNumber"]
+        entry = self.ledger.entry(order_id)
+        entry.invoice_notifications += 1
+        if number not in order.packages:
+            # A new invoice. The same number again only renews the receipt (Orders API spec).
+            package = package_from(payload, self.clock())
+            order.packages[number] = package
+            entry.invoice_numbers.append(number)
+            if package["type"] == "Output":
+                entry.invoiced_total += package["invoiceValue"]
+            order.last_change = self.clock()
+            self._maybe_invoiced(order)
+        return Reply(200, self._receipt(order_id))
+
+    def update_tracking(self, order_id: str, invoice_number: str, payload: Any) -> Reply:
+        order = self.find(order_id)
+        if order is None:
+            return error_reply(404, "SBX-NOT-FOUND", f"Order {order_id} not found")
+        package = order.packages.get(invoice_number)
+        if package is None:
+            return error_reply(404, "ORD038", "Invoice Not Found")
+        if not isinstance(payload, Mapping) or not isinstance(payload.get("trackingNumber"), str):
+            return error_reply(400, "SBX-INVALID-BODY", "Invalid request body: 'trackingNumber' is required")
+        for name in ("trackingNumber", "trackingUrl", "courier", "dispatchedDate"):
+            if name in payload:
+                package[name] = payload[name]
+        order.last_change = self.clock()
+        self.ledger.entry(order_id).tracking_updates += 1
+        return Reply(200, self._receipt(order_id))
+
+    def cancel(self, order_id: str, payload: Any) -> Reply:
+        order = self.find(order_id)
+        if order is None:
+            return error_reply(404, "SBX-NOT-FOUND", f"Order {order_id} not found")
+        entry = self.ledger.entry(order_id)
+        if order.status == "canceled":
+            entry.cancels_accepted += 1  # already canceled: VTEX answers with a receipt again
+            return Reply(200, self._receipt(order_id))
+        if order.status in ("invoice", "invoiced") or order.has_output_invoice:
+            entry.cancels_refused += 1
+            return error_reply(
+                400,
+                "SBX-NOT-CANCELABLE",
+                f"Order {order_id} is invoiced or partially invoiced and cannot be canceled; "
+                "send an Input invoice instead",
+            )
+        reason = payload.get("reason") if isinstance(payload, Mapping) else None
+        order.canceled_at = self.clock()
+        order.cancel_reason = str(reason) if reason else None
+        self._set_status(order, "canceled")
+        entry.cancels_accepted += 1
+        return Reply(200, self._receipt(order_id))
+
+    def _receipt(self, order_id: str) -> dict[str, Any]:
+        return {
+            "date": datetime.fromtimestamp(self.clock(), UTC).isoformat(),
+            "orderId": order_id,
+            "receipt": uuid.uuid4().hex,
+        }

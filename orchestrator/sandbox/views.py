@@ -1,0 +1,190 @@
+"""How the sandbox's orders look on the wire: the Place reply element and the Get order document.
+
+Field names and types follow VTEX's OpenAPI files (Get order: `VTEX - Orders API`; the Place reply:
+the array form of the Marketplace Protocol spec before its 2024 rewrite, see VTEX-API.md §1.1).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from orchestrator.sandbox.oms import SandboxConfig, SandboxOrder
+
+STATUS_DESCRIPTIONS = {
+    "waiting-ffmt-authorization": "Aguardando autorização para despachar",
+    "window-to-cancel": "Carência para cancelamento",
+    "ready-for-handling": "Pronto para o manuseio",
+    "handling": "Preparando Entrega",
+    "invoice": "Verificando Fatura",
+    "invoiced": "Faturado",
+    "canceled": "Cancelado",
+}
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat() if ts is not None else None
+
+
+def _follow_up_email(order: SandboxOrder) -> str:
+    return f"{order.order_id.lower().replace('-', '')}@ct.sandbox.vtex.example"
+
+
+def _shipping(order: SandboxOrder) -> dict[str, Any]:
+    shipping = order.request.get("shippingData") or {}
+    address = shipping.get("address")
+    return {
+        "isFOB": False,
+        "address": address,
+        "selectedAddresses": [address] if address else [],
+        "logisticsInfo": [
+            {
+                "itemIndex": info.get("itemIndex"),
+                "selectedSla": info.get("selectedSla"),
+                "selectedDeliveryChannel": "delivery",
+                "lockTTL": info.get("lockTTL"),
+                "shippingEstimate": info.get("shippingEstimate"),
+                "price": info.get("price"),
+                "deliveryWindow": info.get("deliveryWindow"),
+            }
+            for info in shipping.get("logisticsInfo") or []
+        ],
+        "trackingHints": [],
+    }
+
+
+def place_reply_element(order: SandboxOrder) -> dict[str, Any]:
+    body = order.request
+    return {
+        "marketplaceOrderId": body["marketplaceOrderId"],
+        "orderId": order.order_id,
+        "followUpEmail": _follow_up_email(order),
+        "items": [
+            {
+                "id": item["id"],
+                "quantity": item["quantity"],
+                "seller": item["seller"],
+                "priceTable": None,
+                "comission": item.get("commission", 0),
+                "freightComission": item.get("freightCommission", 0),
+                "price": item.get("price"),
+                "bundleItems": item.get("bundleItems", []),
+                "priceTags": item.get("priceTags", []),
+                "measurementUnit": item.get("measurementUnit", "un"),
+                "unitMultiplier": item.get("unitMultiplier", 1),
+                "isGift": item.get("isGift", False),
+            }
+            for item in body["items"]
+        ],
+        "clientProfileData": {**body["clientProfileData"], "userProfileId": None},
+        "shippingData": _shipping(order),
+        "paymentData": None,
+        "customData": None,
+    }
+
+
+def _items(order: SandboxOrder) -> list[dict[str, Any]]:
+    from_catalog: list[dict[str, Any]] = []
+    for index, item in enumerate(order.request["items"]):
+        price = item.get("price") or 0
+        from_catalog.append(
+            {
+                "uniqueId": f"{order.order_id}-{index}",
+                "id": item["id"],
+                "productId": item["id"],
+                "ean": None,
+                "lockId": f"{order.order_id}-lock",
+                "quantity": item["quantity"],
+                "seller": item["seller"],
+                "name": f"Sandbox product {item['id']}",
+                "refId": item["id"],
+                "price": price,
+                "listPrice": price,
+                "manualPrice": None,
+                "priceTags": [],
+                "imageUrl": "",
+                "detailUrl": f"/sandbox-product-{item['id']}/p",
+                "sellerSku": item["id"],
+                "priceValidUntil": None,
+                "commission": item.get("commission", 0),
+                "tax": 0,
+                "preSaleDate": None,
+                "measurementUnit": item.get("measurementUnit", "un"),
+                "unitMultiplier": float(item.get("unitMultiplier", 1)),
+                "sellingPrice": price,
+                "isGift": bool(item.get("isGift", False)),
+                "shippingPrice": None,
+                "rewardValue": 0,
+                "freightCommission": item.get("freightCommission", 0),
+            }
+        )
+    return from_catalog
+
+
+def order_view(order: SandboxOrder, config: SandboxConfig) -> dict[str, Any]:
+    """The Get order document (a subset of VTEX's fields, with VTEX's names and types)."""
+    body = order.request
+    cancellable = order.status not in ("invoice", "invoiced", "canceled") and not order.has_output_invoice
+    return {
+        "orderId": order.order_id,
+        "sequence": str(order.sequence),
+        "marketplaceOrderId": body["marketplaceOrderId"],
+        "marketplaceServicesEndpoint": body.get("marketplaceServicesEndpoint", ""),
+        "sellerOrderId": f"00-{order.order_id}",
+        "origin": "Fulfillment",
+        "affiliateId": order.affiliate_id,
+        "salesChannel": order.sales_channel,
+        "merchantName": None,
+        "status": order.status,
+        "workflowIsInError": False,
+        "statusDescription": STATUS_DESCRIPTIONS.get(order.status, order.status),
+        "value": order.value,
+        "creationDate": _iso(order.created_at),
+        "lastChange": _iso(order.last_change),
+        "orderGroup": order.order_id,
+        "followUpEmail": _follow_up_email(order),
+        "lastMessage": None,
+        "hostname": config.account,
+        "isCompleted": True,
+        "roundingError": 0,
+        "orderFormId": f"sandbox{order.sequence}",
+        "allowCancellation": cancellable,
+        "allowEdition": False,
+        "isCheckedIn": False,
+        "authorizedDate": _iso(order.authorized_at),
+        "invoicedDate": _iso(order.invoiced_at),
+        "cancelReason": order.cancel_reason,
+        "totals": [
+            {"id": "Items", "name": "Total dos Itens", "value": order.items_total},
+            {"id": "Discounts", "name": "Total dos Descontos", "value": 0},
+            {"id": "Shipping", "name": "Total do Frete", "value": order.shipping_total},
+            {"id": "Tax", "name": "Total da Taxa", "value": 0},
+        ],
+        "items": _items(order),
+        "clientProfileData": {
+            "email": body["clientProfileData"].get("email"),
+            "firstName": body["clientProfileData"].get("firstName"),
+            "lastName": body["clientProfileData"].get("lastName"),
+            "documentType": body["clientProfileData"].get("documentType"),
+            "document": body["clientProfileData"].get("document"),
+            "phone": body["clientProfileData"].get("phone"),
+            "isCorporate": bool(body["clientProfileData"].get("isCorporate") or False),
+        },
+        "shippingData": _shipping(order),
+        "packageAttachment": {"packages": list(order.packages.values())},
+        "marketplace": {
+            "baseURL": body.get("marketplaceServicesEndpoint", ""),
+            "isCertified": None,
+            "name": order.affiliate_id,
+        },
+        "cancellationData": (
+            {
+                "RequestedByUser": True,
+                "Reason": order.cancel_reason,
+                "CancellationDate": _iso(order.canceled_at),
+            }
+            if order.canceled_at
+            else None
+        ),
+    }

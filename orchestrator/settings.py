@@ -1,0 +1,191 @@
+"""Configuration, read once: environment variables, then an optional TOML file, then defaults.
+
+Secrets (`VTEX_APP_KEY`, `VTEX_APP_TOKEN`) are `SecretStr`: their repr, str and JSON dump are
+masked, so printing or logging a Settings object cannot leak them. Only the VTEX client ever calls
+`get_secret_value()`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from orchestrator.durations import parse_duration
+
+DEFAULT_DATABASE_URL = "sqlite:///orchestrator.db"
+
+
+def _env(name: str, *more: str) -> Any:
+    return AliasChoices(name, *more)
+
+
+class Settings(BaseSettings):
+    """Every setting, with the environment variable that sets it as its alias."""
+
+    model_config = SettingsConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+
+    database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias=_env("ORCHESTRATOR_DATABASE_URL"))
+
+    vtex_account: str | None = Field(None, validation_alias=_env("VTEX_ACCOUNT"))
+    vtex_environment: str = Field("vtexcommercestable", validation_alias=_env("VTEX_ENVIRONMENT"))
+    vtex_base_url: str | None = Field(None, validation_alias=_env("VTEX_BASE_URL"))
+    vtex_app_key: SecretStr | None = Field(None, validation_alias=_env("VTEX_APP_KEY"))
+    vtex_app_token: SecretStr | None = Field(None, validation_alias=_env("VTEX_APP_TOKEN"))
+    vtex_timeout: timedelta = Field(timedelta(seconds=20), validation_alias=_env("VTEX_TIMEOUT"))
+    vtex_max_rpm: int = Field(3000, ge=1, validation_alias=_env("VTEX_MAX_RPM"))
+
+    grace_period: timedelta = Field(timedelta(minutes=30), validation_alias=_env("ORCHESTRATOR_GRACE_PERIOD"))
+    concurrency: int = Field(64, ge=1, le=4096, validation_alias=_env("ORCHESTRATOR_CONCURRENCY"))
+    tick_interval: timedelta = Field(timedelta(seconds=1), validation_alias=_env("ORCHESTRATOR_TICK"))
+    lease: timedelta = Field(timedelta(minutes=2), validation_alias=_env("ORCHESTRATOR_LEASE"))
+    shutdown_timeout: timedelta = Field(
+        timedelta(seconds=30), validation_alias=_env("ORCHESTRATOR_SHUTDOWN_TIMEOUT")
+    )
+    max_attempts: int = Field(8, ge=1, validation_alias=_env("ORCHESTRATOR_MAX_ATTEMPTS"))
+    unknown_outcome_after: timedelta = Field(
+        timedelta(minutes=15), validation_alias=_env("ORCHESTRATOR_UNKNOWN_OUTCOME_AFTER")
+    )
+    stuck_after: timedelta = Field(timedelta(hours=1), validation_alias=_env("ORCHESTRATOR_STUCK_AFTER"))
+    worker_id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}",
+        validation_alias=_env("ORCHESTRATOR_WORKER_ID"),
+    )
+    log_level: str = Field("info", validation_alias=_env("ORCHESTRATOR_LOG_LEVEL"))
+    log_format: str = Field("auto", validation_alias=_env("ORCHESTRATOR_LOG_FORMAT"))
+
+    @field_validator(
+        "vtex_timeout",
+        "grace_period",
+        "tick_interval",
+        "lease",
+        "shutdown_timeout",
+        "unknown_outcome_after",
+        "stuck_after",
+        mode="before",
+    )
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        if value not in {"auto", "json", "console"}:
+            raise ValueError("must be one of auto, json, console")
+        return value
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_call(self) -> Settings:
+        if self.lease <= self.vtex_timeout * 2:
+            raise ValueError(
+                "ORCHESTRATOR_LEASE must be longer than twice VTEX_TIMEOUT, or a slow call could outlive "
+                "its lease and another worker would step the same order"
+            )
+        return self
+
+    @property
+    def base_url(self) -> str:
+        """Where VTEX (or the sandbox) is: VTEX_BASE_URL, or the account's public API host."""
+        if self.vtex_base_url:
+            return self.vtex_base_url.rstrip("/")
+        if not self.vtex_account:
+            raise ConfigurationError("set VTEX_ACCOUNT (or VTEX_BASE_URL to use the sandbox)")
+        return f"https://{self.vtex_account}.{self.vtex_environment}.com.br"
+
+    @property
+    def account_key(self) -> str:
+        """The name the request budget and account pauses are kept under."""
+        return self.vtex_account or self.base_url
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+class ConfigurationError(Exception):
+    """A setting is missing or invalid; the message says which and how to fix it."""
+
+
+_CONFIG_FILE: list[Path] = []
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Values from the `--config` TOML file; keys are field names or environment variable names."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        if not _CONFIG_FILE:
+            return {}
+        path = _CONFIG_FILE[0]
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigurationError(f"cannot read config file {path}: {exc}") from exc
+        by_env = {
+            alias.upper(): name for name, info in Settings.model_fields.items() for alias in _aliases(info)
+        }
+        values: dict[str, Any] = {}
+        for key, value in _flatten(raw).items():
+            name = key if key in Settings.model_fields else by_env.get(key.upper())
+            if name is None:
+                raise ConfigurationError(f"{path}: unknown setting {key!r}")
+            values[name] = value
+        return values
+
+
+def _aliases(info: FieldInfo) -> list[str]:
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        return [a for a in alias.choices if isinstance(a, str)]
+    return [alias] if isinstance(alias, str) else []
+
+
+def _flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Allow `[vtex] app_key = ...` tables as well as flat keys."""
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = f"{prefix}_{key}" if prefix else key
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build Settings from the environment, `config_file` and explicit overrides (highest first)."""
+    _CONFIG_FILE[:] = [config_file] if config_file else []
+    try:
+        return Settings(**overrides)
+    except ValueError as exc:
+        raise ConfigurationError(_explain(exc)) from None
+
+
+def _explain(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if errors is None:
+        return str(exc)
+    lines = []
+    for err in errors():
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "settings"
+        field = Settings.model_fields.get(loc)
+        env = _aliases(field)[0] if field else loc
+        lines.append(f"{env}: {err.get('msg')}")
+    return "invalid configuration: " + "; ".join(lines)

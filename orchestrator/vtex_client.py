@@ -1,0 +1,229 @@
+"""The VTEX client: one method per call of the flow, bodies as VTEX's OpenAPI files define them.
+
+Every request goes through `_send`, which waits for the account's request budget, times the call
+and hands failures to `orchestrator.errors` for classification. The transport is the seam: tests
+and the demo pass the sandbox's ASGI app or a real socket; production uses the network.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from orchestrator import __version__
+from orchestrator.budget import RequestBudget, Unlimited
+from orchestrator.errors import (
+    RateLimited,
+    RetryableError,
+    VtexError,
+    classify_response,
+    classify_transport_error,
+)
+
+PLACE_PATH = "/api/fulfillment/pvt/orders"
+FULFILL_PATH = "/api/fulfillment/pvt/orders/{order_id}/fulfill"
+ORDER_PATH = "/api/oms/pvt/orders/{order_id}"
+START_HANDLING_PATH = "/api/oms/pvt/orders/{order_id}/start-handling"
+INVOICE_PATH = "/api/oms/pvt/orders/{order_id}/invoice"
+INVOICE_UPDATE_PATH = "/api/oms/pvt/orders/{order_id}/invoice/{invoice_number}"
+CANCEL_PATH = "/api/oms/pvt/orders/{order_id}/cancel"
+
+
+@dataclass(frozen=True)
+class Call:
+    """What one request did: for the order's history and for metrics."""
+
+    operation: str
+    order_id: str | None
+    http_status: int | None
+    duration_ms: float
+    body: Any = None
+
+
+CallObserver = Callable[[Call, VtexError | None], None]
+
+
+def derive_order_id(affiliate_id: str, marketplace_order_id: str) -> str:
+    """VTEX's fulfillment order id is known before Place: `{affiliateId}-{marketplaceOrderId}`."""
+    return f"{affiliate_id}-{marketplace_order_id}"
+
+
+def invoice_request_body(invoice: Mapping[str, Any]) -> dict[str, Any]:
+    """The invoice notification body: `invoiceValue` as a string of cents (the spec's type) and
+    no `null` courier (the spec declares it non-nullable); everything else as imported."""
+    body = dict(invoice)
+    body["invoiceValue"] = str(body["invoiceValue"])
+    if body.get("courier") is None:
+        body.pop("courier", None)
+    return body
+
+
+def tracking_request_body(tracking: Mapping[str, Any]) -> dict[str, Any]:
+    """The partial invoice update: all four fields the spec requires, `null` where unknown."""
+    return {
+        "trackingNumber": tracking["trackingNumber"],
+        "trackingUrl": tracking.get("trackingUrl"),
+        "courier": tracking.get("courier"),
+        "dispatchedDate": tracking.get("dispatchedDate"),
+    }
+
+
+class VtexClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        app_key: str,
+        app_token: str,
+        timeout: float = 20.0,
+        max_connections: int = 64,
+        transport: httpx.AsyncBaseTransport | None = None,
+        budget: RequestBudget | None = None,
+        observer: CallObserver | None = None,
+        worker_id: str = "",
+    ) -> None:
+        headers = {
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "X-VTEX-API-AppKey": app_key,
+            "X-VTEX-API-AppToken": app_token,
+            "User-Agent": f"vtex-orchestrator/{__version__} ({worker_id})"
+            if worker_id
+            else "vtex-orchestrator",
+        }
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
+        )
+        self.budget: RequestBudget = budget or Unlimited()
+        self._observer = observer
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> VtexClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- the calls of the flow ---------------------------------------------------------------
+
+    async def place_order(
+        self, affiliate_id: str, order: Mapping[str, Any], sales_channel: str | None
+    ) -> Call:
+        """Place fulfillment order, sent as a one-element array as every VTEX example does."""
+        params = {"affiliateId": affiliate_id}
+        if sales_channel:
+            params["sc"] = sales_channel
+        order_id = derive_order_id(affiliate_id, str(order["marketplaceOrderId"]))
+        return await self._send(
+            "place-order", order_id, "POST", PLACE_PATH, params=params, json=[dict(order)]
+        )
+
+    async def authorize_dispatch(self, affiliate_id: str, marketplace_order_id: str) -> Call:
+        order_id = derive_order_id(affiliate_id, marketplace_order_id)
+        return await self._send(
+            "authorize-dispatch",
+            order_id,
+            "POST",
+            FULFILL_PATH.format(order_id=order_id),
+            params={"affiliateId": affiliate_id},
+            json={"marketplaceOrderId": marketplace_order_id},
+        )
+
+    async def get_order(self, order_id: str) -> Call:
+        """Get order; a 404 is an answer here (the order does not exist), so `body` is None."""
+        return await self._send(
+            "get-order", order_id, "GET", ORDER_PATH.format(order_id=order_id), none_on_404=True
+        )
+
+    async def start_handling(self, order_id: str) -> Call:
+        return await self._send(
+            "start-handling", order_id, "POST", START_HANDLING_PATH.format(order_id=order_id)
+        )
+
+    async def send_invoice(self, order_id: str, invoice: Mapping[str, Any]) -> Call:
+        return await self._send(
+            "send-invoice",
+            order_id,
+            "POST",
+            INVOICE_PATH.format(order_id=order_id),
+            json=invoice_request_body(invoice),
+        )
+
+    async def update_tracking(self, order_id: str, invoice_number: str, tracking: Mapping[str, Any]) -> Call:
+        path = INVOICE_UPDATE_PATH.format(order_id=order_id, invoice_number=invoice_number)
+        return await self._send(
+            "send-tracking", order_id, "PATCH", path, json=tracking_request_body(tracking)
+        )
+
+    async def cancel_order(self, order_id: str, reason: str) -> Call:
+        return await self._send(
+            "cancel-order", order_id, "POST", CANCEL_PATH.format(order_id=order_id), json={"reason": reason}
+        )
+
+    # -- one place for every request ---------------------------------------------------------
+
+    async def _send(
+        self,
+        operation: str,
+        order_id: str | None,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        none_on_404: bool = False,
+    ) -> Call:
+        is_write = method != "GET"
+        await self.budget.acquire()
+        started = time.perf_counter()
+        try:
+            response = await self._http.request(method, path, params=params, json=json)
+        except httpx.TransportError as exc:
+            error = classify_transport_error(exc, operation=operation, order_id=order_id, is_write=is_write)
+            error.duration_ms = _ms(started)
+            self._observe(Call(operation, order_id, None, error.duration_ms), error)
+            raise error from exc
+        call = Call(operation, order_id, response.status_code, _ms(started))
+        if response.is_success:
+            call = Call(operation, order_id, response.status_code, call.duration_ms, _json_or_none(response))
+            self._observe(call, None)
+            return call
+        if none_on_404 and response.status_code == 404:
+            self._observe(call, None)
+            return call
+        error = classify_response(response, operation=operation, order_id=order_id, is_write=is_write)
+        error.duration_ms = call.duration_ms
+        if isinstance(error, RateLimited):
+            self.budget.pause(error.retry_after)
+        self._observe(call, error)
+        raise error
+
+    def _observe(self, call: Call, error: VtexError | None) -> None:
+        if self._observer is not None:
+            self._observer(call, error)
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+__all__ = ["Call", "RetryableError", "VtexClient", "derive_order_id"]

@@ -1,0 +1,103 @@
+"""Builds the object graph from Settings: database, repository, VTEX client, engine, daemon.
+
+The CLI, the demo and the tests all go through here, so they run the same product.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+from orchestrator.budget import RequestBudget
+from orchestrator.daemon import Daemon, DaemonConfig
+from orchestrator.database import create_db_engine
+from orchestrator.engine import Engine, EngineConfig
+from orchestrator.migrate import ensure_schema
+from orchestrator.policy import Policies
+from orchestrator.repository import Repository
+from orchestrator.settings import ConfigurationError, Settings
+from orchestrator.vtex_client import CallObserver, VtexClient
+from orchestrator.writer import BatchWriter, Database
+
+
+def open_repository(settings: Settings, *, migrate: bool = True) -> Repository:
+    engine, hooks = create_db_engine(settings.database_url, pool_size=max(5, settings.concurrency // 16))
+    if migrate:
+        ensure_schema(engine)
+    return Repository(engine, hooks)
+
+
+def build_client(
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    budget: RequestBudget | None = None,
+    observer: CallObserver | None = None,
+) -> VtexClient:
+    if settings.vtex_app_key is None or settings.vtex_app_token is None:
+        raise ConfigurationError("set VTEX_APP_KEY and VTEX_APP_TOKEN (the VTEX app key and token)")
+    return VtexClient(
+        settings.base_url,
+        app_key=settings.vtex_app_key.get_secret_value(),
+        app_token=settings.vtex_app_token.get_secret_value(),
+        timeout=settings.vtex_timeout.total_seconds(),
+        max_connections=settings.concurrency,
+        transport=transport,
+        budget=budget,
+        observer=observer,
+        worker_id=settings.worker_id,
+    )
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    return EngineConfig(
+        grace_period=settings.grace_period,
+        worker_id=settings.worker_id,
+        unknown_outcome_after=settings.unknown_outcome_after,
+        policies=Policies.for_grace(settings.grace_period, settings.max_attempts),
+    )
+
+
+@contextmanager
+def single_daemon_guard(repository: Repository) -> Iterator[None]:
+    with repository.hooks.single_daemon(repository.engine.url):
+        yield
+
+
+async def run_daemon(
+    settings: Settings,
+    repository: Repository,
+    *,
+    until_done: bool = False,
+    transport: httpx.AsyncBaseTransport | None = None,
+    install_signals: bool = True,
+    on_ready: object = None,
+) -> Daemon:
+    """Run the daemon until stopped; returns it so callers can read its counters."""
+    database = Database(repository)
+    client = build_client(settings, transport=transport)
+    writer = BatchWriter(database, settings.worker_id)
+    engine = Engine(client, writer, engine_config(settings))
+    daemon = Daemon(
+        DaemonConfig(
+            worker_id=settings.worker_id,
+            concurrency=settings.concurrency,
+            tick_interval=settings.tick_interval,
+            lease=settings.lease,
+            shutdown_timeout=settings.shutdown_timeout,
+        ),
+        database,
+        engine,
+        writer,
+    )
+    if callable(on_ready):
+        on_ready(daemon)
+    try:
+        with single_daemon_guard(repository):
+            await daemon.run(until_done=until_done, install_signals=install_signals)
+    finally:
+        await client.aclose()
+        database.close()
+    return daemon

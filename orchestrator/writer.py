@@ -1,0 +1,101 @@
+"""Group commit: the durable writes of many concurrent steps, batched into few transactions.
+
+Each step still follows the durable protocol one order at a time (its intent is committed before
+its call, its outcome after), it simply waits for a shared commit. While one batch is being
+written, the next one accumulates, so the number of transactions stays small under load and the
+wait stays short when idle. All database work runs on one thread so the event loop never blocks
+on a disk write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from orchestrator.repository import Repository
+from orchestrator.rows import OrderRow
+
+T = TypeVar("T")
+
+
+class Database:
+    """Runs repository calls on a dedicated thread (one thread: SQLite has a single writer)."""
+
+    def __init__(self, repository: Repository, threads: int = 1) -> None:
+        self.repository = repository
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="db")
+
+    async def run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+class BatchWriter:
+    def __init__(self, database: Database, owner: str) -> None:
+        self._db = database
+        self._owner = owner
+        self._intents: list[tuple[OrderRow, asyncio.Future[bool]]] = []
+        self._saves: list[tuple[OrderRow, list[dict[str, Any]], asyncio.Future[bool]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.transactions = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="batch-writer")
+
+    async def write_intent(self, row: OrderRow) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._intents.append((row, future))
+        self._wake.set()
+        return await future
+
+    async def save(self, row: OrderRow, events: list[dict[str, Any]]) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._saves.append((row, events, future))
+        self._wake.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        intents, self._intents = self._intents, []
+        saves, self._saves = self._saves, []
+        if not intents and not saves:
+            return
+        try:
+            intent_ok, save_ok = await self._db.run(
+                self._db.repository.commit,
+                [row for row, _ in intents],
+                [(row, events) for row, events, _ in saves],
+                self._owner,
+            )
+        except Exception as exc:  # the database is unavailable: every waiting step learns it
+            for _row, future in intents:
+                if not future.done():
+                    future.set_exception(exc)
+            for _row, _events, future in saves:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self.transactions += 1
+        for (_row, future), ok in zip(intents, intent_ok, strict=True):
+            if not future.done():
+                future.set_result(ok)
+        for (_row, _events, future), ok in zip(saves, save_ok, strict=True):
+            if not future.done():
+                future.set_result(ok)
+
+    async def close(self) -> None:
+        await self.flush()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

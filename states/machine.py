@@ -1,0 +1,222 @@
+"""The order state machine, declared as data on top of `transitions`.
+
+Every state change in the product goes through `ORDER_MACHINE.fire`. The machine is built once per
+process with no registered models: `add_model` on thousands of orders is quadratic and sqlmodel rows
+refuse the attributes `transitions` would attach, so each order is triggered through whatever object
+carries its `state` attribute (the engine's row snapshot). Nothing here performs I/O: each step names
+the VTEX action the engine must perform, or the VTEX status it waits for, and the rule that decides
+from a fetched VTEX order whether the step has already taken effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from transitions import Machine, MachineError
+
+from states import rules
+
+
+class State(StrEnum):
+    IMPORTED = "imported"
+    CREATED = "created"
+    DISPATCH_AUTHORIZED = "dispatch-authorized"
+    READY_FOR_HANDLING = "ready-for-handling"
+    HANDLING = "handling"
+    INVOICED = "invoiced"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class Action(StrEnum):
+    """VTEX writes. The string is what intents, events and logs record."""
+
+    PLACE = "place-order"
+    AUTHORIZE = "authorize-dispatch"
+    START_HANDLING = "start-handling"
+    INVOICE = "send-invoice"
+    TRACKING = "send-tracking"
+    CANCEL = "cancel-order"
+
+
+# States in which the order still moves forward on its own.
+IN_FLIGHT: tuple[State, ...] = (
+    State.IMPORTED,
+    State.CREATED,
+    State.DISPATCH_AUTHORIZED,
+    State.READY_FOR_HANDLING,
+    State.HANDLING,
+)
+# VTEX accepts an invoice any time after the order exists.
+INVOICEABLE: tuple[State, ...] = (
+    State.CREATED,
+    State.DISPATCH_AUTHORIZED,
+    State.READY_FOR_HANDLING,
+    State.HANDLING,
+)
+FINAL: tuple[State, ...] = (State.INVOICED, State.CANCELED)
+ORDERED_STATES: tuple[State, ...] = (*IN_FLIGHT, State.INVOICED, State.FAILED, State.CANCELED)
+
+
+class Facts(Protocol):
+    """What a rule may need to know about our side of the order."""
+
+    @property
+    def invoice_number(self) -> str | None: ...
+
+    @property
+    def tracking_number(self) -> str | None: ...
+
+
+Rule = Callable[[Mapping[str, Any] | None, Facts], bool]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One transition: what drives it and how to tell that it already happened."""
+
+    trigger: str
+    sources: tuple[State, ...]
+    dest: State | None  # None: an internal transition, the state does not change
+    applied: Rule
+    action: Action | None = None  # the VTEX write that performs it, if any
+    awaits: str | None = None  # otherwise the VTEX status it waits for
+
+    def __post_init__(self) -> None:
+        if (self.action is None) == (self.awaits is None) and self.trigger not in _BOOKKEEPING:
+            raise ValueError(f"step {self.trigger!r} must either perform an action or await a status")
+
+
+_BOOKKEEPING = frozenset({"fail"})
+
+
+def _status(rule: Callable[[Mapping[str, Any] | None], bool]) -> Rule:
+    return lambda vtex_order, _facts: rule(vtex_order)
+
+
+def _invoice_applied(vtex_order: Mapping[str, Any] | None, facts: Facts) -> bool:
+    return facts.invoice_number is not None and rules.invoice_present(vtex_order, facts.invoice_number)
+
+
+def _tracking_applied(vtex_order: Mapping[str, Any] | None, facts: Facts) -> bool:
+    if facts.invoice_number is None or facts.tracking_number is None:
+        return False
+    return rules.tracking_present(vtex_order, facts.invoice_number, facts.tracking_number)
+
+
+def _never(_vtex_order: Mapping[str, Any] | None, _facts: Facts) -> bool:
+    return False
+
+
+PLACE = Step("place", (State.IMPORTED,), State.CREATED, _status(rules.order_exists), action=Action.PLACE)
+AUTHORIZE = Step(
+    "authorize",
+    (State.CREATED,),
+    State.DISPATCH_AUTHORIZED,
+    _status(rules.dispatch_authorized),
+    action=Action.AUTHORIZE,
+)
+BECOME_READY = Step(
+    "become_ready",
+    (State.DISPATCH_AUTHORIZED,),
+    State.READY_FOR_HANDLING,
+    _status(rules.ready_for_handling),
+    awaits="ready-for-handling",
+)
+START_HANDLING = Step(
+    "start_handling",
+    (State.READY_FOR_HANDLING,),
+    State.HANDLING,
+    _status(rules.handling_started),
+    action=Action.START_HANDLING,
+)
+COMPLETE = Step("complete", (State.HANDLING,), State.INVOICED, _status(rules.is_invoiced), awaits="invoiced")
+SEND_INVOICE = Step("send_invoice", INVOICEABLE, None, _invoice_applied, action=Action.INVOICE)
+SEND_TRACKING = Step("send_tracking", (State.INVOICED,), None, _tracking_applied, action=Action.TRACKING)
+CANCEL = Step(
+    "cancel", (*IN_FLIGHT, State.FAILED), State.CANCELED, _status(rules.is_canceled), action=Action.CANCEL
+)
+FAIL = Step("fail", IN_FLIGHT, State.FAILED, _never)
+
+# The main line, in order. Reconciling walks it from the current state while rules hold.
+MAIN_LINE: tuple[Step, ...] = (PLACE, AUTHORIZE, BECOME_READY, START_HANDLING, COMPLETE)
+STEPS: tuple[Step, ...] = (*MAIN_LINE, SEND_INVOICE, SEND_TRACKING, CANCEL, FAIL)
+STEP_BY_ACTION: dict[Action, Step] = {s.action: s for s in STEPS if s.action is not None}
+
+
+def resume_trigger(state: State) -> str:
+    """The trigger that puts a failed order back at `state` (operator retry)."""
+    return f"resume_{state.name.lower()}"
+
+
+class IllegalTransition(Exception):
+    """A trigger was fired from a state that does not allow it."""
+
+    def __init__(self, order_id: str, trigger: str, state: str) -> None:
+        self.order_id = order_id
+        self.trigger = trigger
+        self.state = state
+        allowed = ", ".join(sorted(ORDER_MACHINE.triggers_from(state))) or "none"
+        super().__init__(
+            f"order {order_id}: '{trigger}' is not allowed in state '{state}' (allowed there: {allowed})"
+        )
+
+
+class Stateful(Protocol):
+    """Anything whose `state` attribute the machine may read and write."""
+
+    state: str
+    order_id: str
+
+
+@dataclass(frozen=True)
+class Change:
+    trigger: str
+    source: str
+    dest: str
+
+
+class OrderMachine:
+    """The one `transitions.Machine` of the process, fired on any `Stateful` object."""
+
+    def __init__(self) -> None:
+        specs: list[dict[str, Any]] = [
+            {"trigger": s.trigger, "source": [str(x) for x in s.sources], "dest": s.dest and str(s.dest)}
+            for s in STEPS
+        ]
+        specs += [
+            {"trigger": resume_trigger(state), "source": str(State.FAILED), "dest": str(state)}
+            for state in IN_FLIGHT
+        ]
+        self._machine = Machine(
+            model=None,
+            states=[str(s) for s in State],
+            transitions=specs,
+            initial=str(State.IMPORTED),
+            auto_transitions=False,
+            ignore_invalid_triggers=False,
+        )
+
+    def fire(self, order: Stateful, trigger: str) -> Change:
+        """Apply `trigger` to `order`, or raise IllegalTransition and leave it untouched."""
+        source = order.state
+        event = self._machine.events.get(trigger)
+        if event is None:
+            raise IllegalTransition(order.order_id, trigger, source)
+        try:
+            event.trigger(order)
+        except MachineError as exc:
+            raise IllegalTransition(order.order_id, trigger, source) from exc
+        return Change(trigger, source, order.state)
+
+    def can_fire(self, state: str, trigger: str) -> bool:
+        return trigger in self.triggers_from(state)
+
+    def triggers_from(self, state: str) -> list[str]:
+        return list(self._machine.get_triggers(state))
+
+
+ORDER_MACHINE = OrderMachine()

@@ -1,0 +1,77 @@
+"""Reconcile rules: from an order fetched from VTEX, has an action already taken effect?
+
+Each rule is a pure function of the JSON that `GET /api/oms/pvt/orders/{orderId}` returned
+(``None`` when VTEX answered 404). The engine runs one after any call whose outcome it could not
+see (a timeout, a dropped connection, a crash between the call and the commit), and only re-sends
+when the rule says the action did *not* take effect. That is what makes every side effect happen
+once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from states import vtex_status
+
+VtexOrder = Mapping[str, Any]
+
+
+def status_of(vtex_order: VtexOrder | None) -> str | None:
+    """The order's VTEX status, or None when the order does not exist in VTEX."""
+    if vtex_order is None:
+        return None
+    status = vtex_order.get("status")
+    return status if isinstance(status, str) else None
+
+
+def order_exists(vtex_order: VtexOrder | None) -> bool:
+    """Place took effect iff VTEX knows the order (its id is known before the call)."""
+    return vtex_order is not None
+
+
+def dispatch_authorized(vtex_order: VtexOrder | None) -> bool:
+    """Authorize dispatch took effect iff the order has moved past the authorization wait."""
+    return status_of(vtex_order) in vtex_status.AFTER_AUTHORIZE
+
+
+def ready_for_handling(vtex_order: VtexOrder | None) -> bool:
+    """The grace period is over iff the order reached `ready-for-handling` or beyond."""
+    return status_of(vtex_order) in vtex_status.READY_OR_LATER
+
+
+def handling_started(vtex_order: VtexOrder | None) -> bool:
+    """Start handling took effect iff the order reached `handling` (or a later status)."""
+    return status_of(vtex_order) in vtex_status.HANDLING_OR_LATER
+
+
+def is_invoiced(vtex_order: VtexOrder | None) -> bool:
+    """The order is done iff VTEX itself reports `invoiced`."""
+    return status_of(vtex_order) == vtex_status.INVOICED
+
+
+def is_canceled(vtex_order: VtexOrder | None) -> bool:
+    """VTEX cancelled the order (by our request, or someone in the Admin during the grace period)."""
+    return status_of(vtex_order) in vtex_status.CANCELED
+
+
+def packages(vtex_order: VtexOrder | None) -> list[Mapping[str, Any]]:
+    """The invoices VTEX holds for the order (`packageAttachment.packages`), never None."""
+    if vtex_order is None:
+        return []
+    attachment = vtex_order.get("packageAttachment") or {}
+    found = attachment.get("packages") if isinstance(attachment, Mapping) else None
+    return [p for p in found or [] if isinstance(p, Mapping)]
+
+
+def invoice_present(vtex_order: VtexOrder | None, invoice_number: str) -> bool:
+    """The invoice notification took effect iff a package carries our invoice number."""
+    return any(p.get("invoiceNumber") == invoice_number for p in packages(vtex_order))
+
+
+def tracking_present(vtex_order: VtexOrder | None, invoice_number: str, tracking_number: str) -> bool:
+    """The tracking update took effect iff our invoice's package carries our tracking number."""
+    return any(
+        p.get("invoiceNumber") == invoice_number and p.get("trackingNumber") == tracking_number
+        for p in packages(vtex_order)
+    )
