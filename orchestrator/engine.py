@@ -379,7 +379,7 @@ class Engine:
         elif action is Action.AUTHORIZE:
             self._fire(ctx, "authorize", via)
             row.authorized_at = _parse_time(vtex_order.get("authorizedDate")) if vtex_order else None
-            row.authorized_at = row.authorized_at or ctx.now
+            row.authorized_at = row.authorized_at or self.clock()  # when VTEX answered, not when we asked
         elif action is Action.START_HANDLING:
             if row.state == State.DISPATCH_AUTHORIZED:
                 self._fire(ctx, "become_ready", "Start handling accepted, so VTEX's grace period is over")

@@ -51,8 +51,8 @@ def invoice_pending(row: OrderRow) -> bool:
     return row.invoice is not None and row.invoice_sent_at is None
 
 
-def grace_ends(row: OrderRow, grace: timedelta) -> datetime | None:
-    return row.authorized_at + grace if row.authorized_at else None
+def grace_ends(row: OrderRow, grace: timedelta, margin: timedelta = timedelta(0)) -> datetime | None:
+    return row.authorized_at + grace + margin if row.authorized_at else None
 
 
 def plan(row: OrderRow, now: datetime, grace: timedelta, policies: Policies) -> Plan:
@@ -94,7 +94,7 @@ def plan(row: OrderRow, now: datetime, grace: timedelta, policies: Policies) -> 
 
 
 def _waiting_for_grace(row: OrderRow, now: datetime, grace: timedelta, policies: Policies) -> Plan:
-    ends = grace_ends(row, grace) or now
+    ends = grace_ends(row, grace, policies.grace_margin) or now
     if now < ends:
         return Plan(
             Kind.AWAIT,

@@ -62,6 +62,9 @@ class Policies:
     refused_by_server: RetryPolicy = RetryPolicy(base=2.0, cap=60.0, max_attempts=3)
     await_ready: PollPolicy = PollPolicy(first=timedelta(0))
     await_invoiced: PollPolicy = PollPolicy(first=timedelta(seconds=1))
+    # VTEX starts its grace period when it has processed the authorization, a little after our call
+    # returned; looking exactly at our own end of it would mostly meet a 409.
+    grace_margin: timedelta = timedelta(seconds=1)
     rate_limited: timedelta = timedelta(seconds=60)  # VTEX's advice when a 429 has no Retry-After
     bad_credentials: timedelta = timedelta(minutes=5)
 
@@ -69,7 +72,9 @@ class Policies:
     def for_grace(cls, grace: timedelta, max_attempts: int) -> Policies:
         """Scale the readiness polling to the grace period: minutes for VTEX's 30, seconds for a demo."""
         minimum = max(timedelta(seconds=1), min(timedelta(minutes=1), grace / 10))
+        margin = max(timedelta(seconds=1), min(timedelta(minutes=1), grace * 0.02))
         return cls(
             write=RetryPolicy(max_attempts=max_attempts),
+            grace_margin=margin,
             await_ready=PollPolicy(first=timedelta(0), minimum=minimum, cap=timedelta(minutes=5)),
         )

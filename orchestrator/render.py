@@ -1,0 +1,126 @@
+"""Rich renderings of the status report and of one order's history, for the terminal."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from orchestrator.durations import format_duration
+from orchestrator.rows import OrderRow
+
+STATE_STYLES = {
+    "invoiced": "green",
+    "failed": "bold red",
+    "canceled": "dim",
+    "handling": "cyan",
+    "ready-for-handling": "cyan",
+    "dispatch-authorized": "yellow",
+}
+
+
+def _ago(value: str | None, now: datetime) -> str:
+    if not value:
+        return "-"
+    return format_duration(now - datetime.fromisoformat(value))
+
+
+def counts_table(report: dict[str, Any]) -> Table:
+    table = Table(title="Orders by state", title_justify="left")
+    table.add_column("state")
+    table.add_column("orders", justify="right")
+    table.add_column("oldest in state", justify="right")
+    for state, count in report["counts"].items():
+        oldest = report["oldest"].get(state)
+        age = format_duration(oldest["ageSeconds"]) if oldest and count else "-"
+        table.add_row(Text(state, style=STATE_STYLES.get(state, "")), str(count), age)
+    table.add_row(Text("total", style="bold"), str(sum(report["counts"].values())), "")
+    return table
+
+
+def stuck_table(report: dict[str, Any], now: datetime) -> Table:
+    threshold = format_duration(report["stuckAfterSeconds"])
+    table = Table(title=f"Stuck: failed, or no progress for more than {threshold}", title_justify="left")
+    for column in (
+        "order",
+        "state",
+        "in state",
+        "VTEX status",
+        "last error",
+        "attempts",
+        "next try",
+        "waiting for",
+    ):
+        table.add_column(column, overflow="fold")
+    for entry in report["stuck"]:
+        nxt = entry["nextTryAt"]
+        table.add_row(
+            entry["orderId"],
+            Text(entry["state"], style=STATE_STYLES.get(entry["state"], "")),
+            format_duration(entry["secondsInState"]),
+            entry["vtexStatus"] or "-",
+            (entry["lastError"] or "-")[:160],
+            str(entry["attempts"]),
+            f"in {format_duration(datetime.fromisoformat(nxt) - now)}" if nxt else "-",
+            entry["waitingFor"] or "-",
+        )
+    return table
+
+
+def order_panel(row: OrderRow, events: list[dict[str, Any]], now: datetime) -> Group:
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    rows: list[tuple[str, Any]] = [
+        ("order", row.order_id),
+        ("affiliate / marketplace id", f"{row.affiliate_id} / {row.marketplace_order_id}"),
+        ("state", Text(row.state, style=STATE_STYLES.get(row.state, ""))),
+        (
+            "in state since",
+            f"{row.state_changed_at:%Y-%m-%d %H:%M:%S}Z ({format_duration(now - row.state_changed_at)} ago)",
+        ),
+        ("value", f"{row.value} cents"),
+        (
+            "invoice",
+            f"{row.invoice_number} (sent {row.invoice_sent_at:%Y-%m-%d %H:%M:%S}Z)"
+            if row.invoice_sent_at
+            else (f"{row.invoice_number} (not sent yet)" if row.invoice_number else "none attached"),
+        ),
+        (
+            "last VTEX status",
+            f"{row.vtex_status} at {row.vtex_status_at:%H:%M:%S}Z" if row.vtex_status_at else "-",
+        ),
+        ("attempts", str(row.attempts)),
+        ("last error", row.last_error or "-"),
+        ("open intent", f"{row.intent} (attempt {row.intent_attempt})" if row.intent else "-"),
+        ("next try", f"{row.next_run_at:%Y-%m-%d %H:%M:%S}Z" if row.next_run_at else "-"),
+        ("waiting for", row.wait_reason or "-"),
+        (
+            "lease",
+            f"{row.lease_owner} until {row.lease_expires_at:%H:%M:%S}Z"
+            if row.lease_owner and row.lease_expires_at
+            else "-",
+        ),
+    ]
+    for key, value in rows:
+        facts.add_row(key, value)
+    history = Table(title="History", title_justify="left")
+    for column in ("time (UTC)", "event", "step", "from → to", "attempt", "HTTP", "ms", "detail"):
+        history.add_column(column, overflow="fold")
+    for e in events:
+        moved = f"{e['from_state']} → {e['to_state']}" if e["from_state"] else (e["to_state"] or "")
+        detail = " ".join(x for x in (e["error_code"], e["message"]) if x)
+        history.add_row(
+            f"{e['at']:%Y-%m-%d %H:%M:%S.%f}"[:-3],
+            e["kind"],
+            e["action"] or "",
+            moved,
+            str(e["attempt"] or ""),
+            str(e["http_status"] or ""),
+            f"{e['duration_ms']:.0f}" if e["duration_ms"] is not None else "",
+            detail,
+        )
+    return Group(facts, history)
