@@ -65,6 +65,8 @@ class Daemon:
         self._kick_pending = False
         self._until_done = False
         self._kicks: set[asyncio.Future[None]] = set()
+        self._tick_done = asyncio.Event()
+        self._tick_done.set()
         self._log = get_logger(worker=config.worker_id)
         self._scheduler: AsyncIOScheduler | None = None
 
@@ -120,6 +122,7 @@ class Daemon:
             self._tick_again = True
             return
         self._ticking = True
+        self._tick_done.clear()
         try:
             while True:
                 self._tick_again = False
@@ -132,6 +135,7 @@ class Daemon:
                     return
         finally:
             self._ticking = False
+            self._tick_done.set()
 
     def _free_slots(self) -> int:
         return self.config.concurrency - len(self.in_flight)
@@ -185,6 +189,8 @@ class Daemon:
         return count == 0
 
     async def report(self) -> None:
+        if self._stopping:
+            return
         counts = await self.db.run(self.db.repository.state_counts)
         self._log.info(
             "progress",
@@ -199,6 +205,7 @@ class Daemon:
         self._stopping = True
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
+        await self._tick_done.wait()  # a claim under way finishes first, so its steps are waited for too
         pending = list(self.in_flight.values())
         if pending:
             self._log.info(

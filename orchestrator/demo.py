@@ -41,8 +41,11 @@ def run_demo(console: Console, orders_file: Path | None = None, grace_seconds: f
     workdir = Path(tempfile.mkdtemp(prefix="orchestrator-demo-"))
     log_path = workdir / "daemon.log"
     sandbox = Sandbox(SandboxOms(SandboxConfig(grace_seconds=grace_seconds)))
-    with ServerThread(sandbox) as server, log_path.open("w", encoding="utf-8") as log_file:
-        log.configure("info", "json", stream=log_file)
+    with (
+        ServerThread(sandbox) as server,
+        log_path.open("w", encoding="utf-8") as log_file,
+        log.redirected(log_file),
+    ):
         settings = load_settings(
             None,
             database_url=f"sqlite:///{workdir / 'demo.db'}",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 import structlog
@@ -15,13 +17,26 @@ import structlog
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
+class _CurrentStderr:
+    """Writes to whatever sys.stderr is at the time of the write (test runners swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
-    stream = stream or sys.stderr
-    use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
+    target: Any = stream if stream is not None else _CurrentStderr()
+    use_json = fmt == "json" or (fmt == "auto" and not target.isatty())
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        else structlog.dev.ConsoleRenderer(colors=target.isatty())
     )
     numeric = _LEVELS.get(level.lower(), logging.INFO)
     structlog.configure(
@@ -33,13 +48,24 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=structlog.PrintLoggerFactory(target),
         cache_logger_on_first_use=True,
     )
     # Libraries log through the standard library; keep them quiet unless something is wrong.
-    logging.basicConfig(level=logging.WARNING, stream=stream, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpcore", "apscheduler", "alembic", "uvicorn"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@contextmanager
+def redirected(stream: TextIO, level: str = "info") -> Iterator[None]:
+    """Log JSON lines to `stream` for a while (the demo keeps the terminal for its progress view)."""
+    previous = structlog.get_config()
+    configure(level, "json", stream=stream)
+    try:
+        yield
+    finally:
+        structlog.configure(**previous)
 
 
 def get_logger(**bound: Any) -> Any:

@@ -44,16 +44,9 @@ def counts_table(report: dict[str, Any]) -> Table:
 def stuck_table(report: dict[str, Any], now: datetime) -> Table:
     threshold = format_duration(report["stuckAfterSeconds"])
     table = Table(title=f"Stuck: failed, or no progress for more than {threshold}", title_justify="left")
-    for column in (
-        "order",
-        "state",
-        "in state",
-        "VTEX status",
-        "last error",
-        "attempts",
-        "next try",
-        "waiting for",
-    ):
+    table.add_column("order", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    for column in ("in state", "VTEX status", "last error", "attempts", "next try", "waiting for"):
         table.add_column(column, overflow="fold")
     for entry in report["stuck"]:
         nxt = entry["nextTryAt"]

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     def _duration(cls, value: Any) -> timedelta:
         return parse_duration(value)
 
+    @field_validator("vtex_account", "vtex_base_url", "vtex_app_key", "vtex_app_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("log_format")
     @classmethod
     def _log_format(cls, value: str) -> str:
@@ -146,7 +151,8 @@ class _TomlSource(PydanticBaseSettingsSource):
             name = key if key in Settings.model_fields else by_env.get(key.upper())
             if name is None:
                 raise ConfigurationError(f"{path}: unknown setting {key!r}")
-            values[name] = value
+            # Keyed by the environment name, so the environment's value for it takes precedence.
+            values[_aliases(Settings.model_fields[name])[0]] = value
         return values
 
 

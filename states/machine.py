@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Any, Protocol
 
 from transitions import Machine, MachineError
@@ -202,6 +202,9 @@ class OrderMachine:
 
     def fire(self, order: Stateful, trigger: str) -> Change:
         """Apply `trigger` to `order`, or raise IllegalTransition and leave it untouched."""
+        if isinstance(order.state, Enum):
+            # transitions looks Enum states up by *name*; ours are declared by value.
+            order.state = str(order.state.value)
         source = order.state
         event = self._machine.events.get(trigger)
         if event is None:

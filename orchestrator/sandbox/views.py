@@ -31,18 +31,49 @@ def _follow_up_email(order: SandboxOrder) -> str:
     return f"{order.order_id.lower().replace('-', '')}@ct.sandbox.vtex.example"
 
 
-def _shipping(order: SandboxOrder) -> dict[str, Any]:
+_ADDRESS_DEFAULTS: dict[str, Any] = {
+    "addressId": None,
+    "neighborhood": None,
+    "complement": None,
+    "reference": None,
+    "geoCoordinates": [],
+}
+_CLIENT_DEFAULTS: dict[str, Any] = {
+    "phone": None,
+    "corporateName": None,
+    "tradeName": None,
+    "corporateDocument": None,
+    "stateInscription": None,
+    "corporatePhone": None,
+    "isCorporate": False,
+}
+
+
+def _address(address: dict[str, Any] | None, nulls: bool) -> dict[str, Any] | None:
+    """The Place reply shows absent fields as null (as VTEX's example does); Get order types them as
+    non-nullable strings, so there they are left out."""
+    if address is None:
+        return None
+    full = {**_ADDRESS_DEFAULTS, **address, "addressId": address.get("addressId") or "Home"}
+    return full if nulls else {k: v for k, v in full.items() if v is not None}
+
+
+def _shipping(
+    order: SandboxOrder, selected_key: str = "selectedAddresses", nulls: bool = False
+) -> dict[str, Any]:
     shipping = order.request.get("shippingData") or {}
-    address = shipping.get("address")
+    address = _address(shipping.get("address"), nulls)
     return {
         "isFOB": False,
         "address": address,
-        "selectedAddresses": [address] if address else [],
+        selected_key: [address] if address else [],
         "logisticsInfo": [
             {
                 "itemIndex": info.get("itemIndex"),
                 "selectedSla": info.get("selectedSla"),
+                "addressId": address["addressId"] if address else None,
                 "selectedDeliveryChannel": "delivery",
+                "deliveryIds": [{"warehouseId": "1_1", "dockId": "1"}],
                 "lockTTL": info.get("lockTTL"),
                 "shippingEstimate": info.get("shippingEstimate"),
                 "price": info.get("price"),
@@ -77,8 +108,9 @@ def place_reply_element(order: SandboxOrder) -> dict[str, Any]:
             }
             for item in body["items"]
         ],
-        "clientProfileData": {**body["clientProfileData"], "userProfileId": None},
-        "shippingData": _shipping(order),
+        "clientProfileData": {**_CLIENT_DEFAULTS, **body["clientProfileData"], "userProfileId": None},
+        # The 2023 spec's example spells this key in lower case; Get order uses selectedAddresses.
+        "shippingData": _shipping(order, "selectedaddresses", nulls=True),
         "paymentData": None,
         "customData": None,
     }
@@ -111,7 +143,7 @@ def _items(order: SandboxOrder) -> list[dict[str, Any]]:
                 "tax": 0,
                 "preSaleDate": None,
                 "measurementUnit": item.get("measurementUnit", "un"),
-                "unitMultiplier": float(item.get("unitMultiplier", 1)),
+                "unitMultiplier": int(item.get("unitMultiplier", 1)),
                 "sellingPrice": price,
                 "isGift": bool(item.get("isGift", False)),
                 "shippingPrice": None,
@@ -172,7 +204,10 @@ def order_view(order: SandboxOrder, config: SandboxConfig) -> dict[str, Any]:
             "isCorporate": bool(body["clientProfileData"].get("isCorporate") or False),
         },
         "shippingData": _shipping(order),
-        "packageAttachment": {"packages": list(order.packages.values())},
+        # Absent optional package fields are left out: Get order types most of them non-nullable.
+        "packageAttachment": {
+            "packages": [{k: v for k, v in p.items() if v is not None} for p in order.packages.values()]
+        },
         "marketplace": {
             "baseURL": body.get("marketplaceServicesEndpoint", ""),
             "isCertified": None,

@@ -1,0 +1,71 @@
+"""Shared fixtures: a sandbox (in-process or over a real socket), databases, settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.repository import Repository
+from orchestrator.sandbox import Sandbox, SandboxConfig, SandboxOms, ServerThread
+from orchestrator.settings import Settings, load_settings
+from orchestrator.wiring import open_repository
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def make_sandbox() -> Callable[..., Sandbox]:
+    def make(**config: Any) -> Sandbox:
+        return Sandbox(SandboxOms(SandboxConfig(**config)))
+
+    return make
+
+
+@pytest.fixture
+def sandbox(make_sandbox: Callable[..., Sandbox]) -> Sandbox:
+    return make_sandbox(grace_seconds=0.5)
+
+
+@pytest.fixture
+def sandbox_server(sandbox: Sandbox) -> Iterator[ServerThread]:
+    """The sandbox served over a real loopback socket, in a thread of the test process."""
+    with ServerThread(sandbox) as server:
+        yield server
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'orders.db'}"
+
+
+@pytest.fixture
+def make_settings(database_url: str) -> Callable[..., Settings]:
+    def make(sandbox: Sandbox | None = None, url: str | None = None, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": database_url,
+            "grace_period": timedelta(seconds=0.5),
+            "tick_interval": timedelta(milliseconds=100),
+            "worker_id": "test-worker",
+        }
+        if sandbox is not None:
+            values.update(
+                vtex_base_url=url or "http://sandbox.invalid",
+                vtex_app_key=sandbox.oms.config.app_key,
+                vtex_app_token=sandbox.oms.config.app_token,
+            )
+        values.update(overrides)
+        return load_settings(None, **values)
+
+    return make
+
+
+@pytest.fixture
+def repository(make_settings: Callable[..., Settings]) -> Repository:
+    return open_repository(make_settings())

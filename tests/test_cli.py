@@ -1,0 +1,189 @@
+"""The `orchestrator` command, in-process (typer's runner) and as a real process with a signal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+from orchestrator.sandbox import ServerThread
+from tests.factories import import_lines as lines_of
+from tests.factories import import_record
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "orchestrator" / "examples" / "orders.jsonl"
+
+
+@pytest.fixture
+def env(tmp_path: Path, sandbox_server: ServerThread) -> dict[str, str]:
+    config = sandbox_server.sandbox.oms.config
+    return {
+        "ORCHESTRATOR_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "VTEX_BASE_URL": sandbox_server.url,
+        "VTEX_APP_KEY": config.app_key,
+        "VTEX_APP_TOKEN": config.app_token,
+        "ORCHESTRATOR_GRACE_PERIOD": "0.5s",
+        "ORCHESTRATOR_TICK": "100ms",
+        "ORCHESTRATOR_LOG_FORMAT": "json",
+        "COLUMNS": "200",
+    }
+
+
+@pytest.fixture
+def runner(env: dict[str, str]) -> CliRunner:
+    return CliRunner(env=env)
+
+
+def test_import_prints_how_many_were_imported(runner: CliRunner) -> None:
+    """Importing the shipped examples reports 25; importing again reports them as already present."""
+    first = runner.invoke(app, ["import", str(EXAMPLES)])
+    assert first.exit_code == 0, first.output
+    assert "imported 25 order(s)" in first.output
+    again = runner.invoke(app, ["import", str(EXAMPLES)])
+    assert again.exit_code == 0 and "imported 0 order(s); 25 already present" in again.output
+
+
+def test_import_from_stdin(runner: CliRunner) -> None:
+    """`-` reads JSON Lines from standard input."""
+    result = runner.invoke(app, ["import", "-"], input="\n".join(lines_of(3)) + "\n")
+    assert result.exit_code == 0 and "imported 3 order(s)" in result.output
+
+
+def test_import_with_problems_exits_1_and_names_line_and_field(runner: CliRunner) -> None:
+    """Invalid input: exit code 1, each problem with its line and field, and nothing imported."""
+    bad = import_record(2)
+    bad["order"]["items"][0]["quantity"] = 0
+    lines = [*lines_of(1), json.dumps(bad), "not json"]
+    result = runner.invoke(app, ["import", "-"], input="\n".join(lines))
+    assert result.exit_code == 1
+    assert "line 2: order.items[0].quantity: must be at least 1" in result.output
+    assert "line 3: (line): not valid JSON" in result.output
+    assert "nothing imported" in result.output
+    status = json.loads(runner.invoke(app, ["status", "--json"]).output)
+    assert sum(status["counts"].values()) == 0
+
+
+def test_status_json_shape(runner: CliRunner) -> None:
+    """`status --json`: counts for every state, oldest per state, and the stuck list."""
+    runner.invoke(app, ["import", "-"], input="\n".join(lines_of(2)))
+    data = json.loads(runner.invoke(app, ["status", "--json"]).output)
+    assert set(data) == {"generatedAt", "counts", "oldest", "stuckAfterSeconds", "stuck"}
+    assert list(data["counts"]) == [
+        "imported",
+        "created",
+        "dispatch-authorized",
+        "ready-for-handling",
+        "handling",
+        "invoiced",
+        "failed",
+        "canceled",
+    ]
+    assert data["counts"]["imported"] == 2 and data["stuck"] == []
+    assert set(data["oldest"]["imported"]) == {"since", "ageSeconds"}
+
+
+def test_run_until_done_then_status_and_show(runner: CliRunner) -> None:
+    """`run --until-done` finishes the orders; a failed one appears in status with VTEX's code."""
+    bad = import_record(9, value=1000, with_invoice=False)
+    runner.invoke(app, ["import", "-"], input="\n".join([*lines_of(2), json.dumps(bad)]))
+    result = runner.invoke(app, ["run", "--until-done"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(runner.invoke(app, ["status", "--json"]).output)
+    assert (data["counts"]["invoiced"], data["counts"]["failed"]) == (2, 1)
+    [stuck] = data["stuck"]
+    assert (stuck["orderId"], stuck["state"], stuck["lastErrorCode"]) == ("ABC-100009", "failed", "FMT007")
+    table = runner.invoke(app, ["status"])
+    assert "ABC-100009" in table.output and "FMT007" in table.output
+    shown = runner.invoke(app, ["show", "ABC-100000"])
+    assert shown.exit_code == 0 and "start-handling" in shown.output and "invoiced" in shown.output
+    as_json = json.loads(runner.invoke(app, ["show", "ABC-100000", "--json"]).output)
+    assert as_json["order"]["state"] == "invoiced" and len(as_json["events"]) == 12
+
+
+def test_show_unknown_order_is_a_clear_error(runner: CliRunner) -> None:
+    """An unknown order id exits 2 with one line saying so."""
+    result = runner.invoke(app, ["show", "ZZZ-1"])
+    assert result.exit_code == 2 and "no order 'ZZZ-1'" in result.output
+
+
+def test_migrate_reports_the_revision(runner: CliRunner) -> None:
+    """`migrate` creates the schema, then says it is up to date."""
+    first = runner.invoke(app, ["migrate"])
+    assert first.exit_code == 0 and "schema at revision 0001 (was empty)" in first.output
+    assert "up to date" in runner.invoke(app, ["migrate"]).output
+
+
+def test_missing_credentials_are_a_clear_error(runner: CliRunner, env: dict[str, str]) -> None:
+    """Without VTEX_APP_KEY/VTEX_APP_TOKEN, `run` says which variables to set."""
+    result = CliRunner(env={**env, "VTEX_APP_KEY": ""}).invoke(app, ["run", "--until-done"])
+    assert result.exit_code == 2 and "VTEX_APP_KEY" in result.output
+
+
+def test_invalid_setting_names_the_variable(env: dict[str, str]) -> None:
+    """A bad duration names the environment variable and the accepted forms."""
+    result = CliRunner(env={**env, "ORCHESTRATOR_GRACE_PERIOD": "soon"}).invoke(app, ["status"])
+    assert result.exit_code == 2 and "ORCHESTRATOR_GRACE_PERIOD" in result.output
+
+
+def test_demo_runs_to_the_end() -> None:
+    """`orchestrator demo` needs no configuration and ends with every example order invoiced."""
+    result = CliRunner().invoke(app, ["demo", "--grace-seconds", "1"])
+    assert result.exit_code == 0, result.output
+    assert "all 25 orders invoiced" in result.output
+    assert "places 0, start-handlings 0, invoice numbers 0" in result.output
+
+
+def test_daemon_process_stops_cleanly_on_sigterm(env: dict[str, str], tmp_path: Path) -> None:
+    """`orchestrator run` as a real process: SIGTERM makes it release its leases and exit 0."""
+    full_env = {**os.environ, **env, "ORCHESTRATOR_GRACE_PERIOD": "1h"}
+    subprocess.run(
+        [sys.executable, "-m", "orchestrator", "import", str(EXAMPLES)],
+        env=full_env,
+        check=True,
+        capture_output=True,
+    )
+    log = (tmp_path / "daemon.log").open("w")
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "run"], env=full_env, stdout=log, stderr=log
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = subprocess.run(
+                [sys.executable, "-m", "orchestrator", "status", "--json"],
+                env=full_env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            if json.loads(status.stdout)["counts"]["dispatch-authorized"] == 25:
+                break
+            time.sleep(0.2)
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    lines = [
+        json.loads(line)
+        for line in (tmp_path / "daemon.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
+    assert any(line["event"] == "daemon stopped" for line in lines)
+    report = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "orchestrator", "status", "--json"],
+            env=full_env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert report["counts"]["dispatch-authorized"] == 25

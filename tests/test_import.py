@@ -1,0 +1,128 @@
+"""Import validation: all or nothing, every problem named by line and field."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from orchestrator.importer import import_lines
+from orchestrator.repository import Repository
+from tests.factories import import_lines as lines_of
+from tests.factories import import_record
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def count_orders(repository: Repository) -> int:
+    return sum(c.count for c in repository.state_counts())
+
+
+def problems_of(repository: Repository, lines: list[str]) -> list[tuple[int, str]]:
+    report = import_lines(lines, repository, NOW)
+    assert report.imported == []
+    assert count_orders(repository) == 0, "a rejected file must write nothing"
+    return [(p.line, p.field) for p in report.problems]
+
+
+def mutate(record: dict[str, Any], change: Callable[[dict[str, Any]], None]) -> str:
+    change(record)
+    return json.dumps(record)
+
+
+def test_valid_file_imports_every_order(repository: Repository) -> None:
+    """Ten valid lines become ten orders in state imported, each with an import event."""
+    report = import_lines(lines_of(10), repository, NOW)
+    assert (len(report.imported), report.already_present, report.problems) == (10, [], [])
+    row = repository.find("ABC-100003")
+    assert row is not None and row.state == "imported" and row.invoice_number == "NF100003"
+    assert [e["kind"] for e in repository.events(row.id)] == ["import"]
+
+
+def test_bad_json_on_one_line_writes_nothing(repository: Repository) -> None:
+    """One line that is not JSON: nothing is imported and the line is named."""
+    lines = lines_of(3)
+    lines[1] = '{"affiliateId": "ABC", "order": {'
+    assert problems_of(repository, lines) == [(2, "(line)")]
+
+
+def test_missing_and_mistyped_fields_are_named_with_their_path(repository: Repository) -> None:
+    """Every problem of every line is reported, with the field path inside the line."""
+    lines = [
+        mutate(import_record(1), lambda r: r["order"].pop("marketplaceServicesEndpoint")),
+        mutate(import_record(2), lambda r: r["order"]["items"][0].update(quantity="2")),
+        mutate(import_record(3), lambda r: r["order"]["clientProfileData"].pop("email")),
+        json.dumps(import_record(4)),
+        mutate(import_record(5), lambda r: r.pop("order")),
+    ]
+    assert problems_of(repository, lines) == [
+        (1, "order.marketplaceServicesEndpoint"),
+        (2, "order.items[0].quantity"),
+        (3, "order.clientProfileData.email"),
+        (5, "order"),
+    ]
+
+
+@pytest.mark.parametrize("affiliate", ["AB", "ABCD", "A-B", 123, None])
+def test_affiliate_id_must_be_three_letters_or_digits(repository: Repository, affiliate: Any) -> None:
+    """VTEX refuses other affiliate ids (FMT0031); the import refuses them first."""
+    line = mutate(import_record(1), lambda r: r.update(affiliateId=affiliate))
+    assert problems_of(repository, [line]) == [(1, "affiliateId")]
+
+
+def test_duplicate_lines_in_one_file_are_refused(repository: Repository) -> None:
+    """The same affiliateId and marketplaceOrderId twice in a file: the later line is named."""
+    lines = lines_of(2) + lines_of(1)
+    report = import_lines(lines, repository, NOW)
+    assert [(p.line, p.field) for p in report.problems] == [(3, "order.marketplaceOrderId")]
+    assert "duplicates line 1" in report.problems[0].message
+    assert count_orders(repository) == 0
+
+
+def test_reimporting_reports_and_changes_nothing(repository: Repository) -> None:
+    """Orders already imported are reported as such; their rows are untouched."""
+    import_lines(lines_of(2), repository, NOW)
+    before = repository.find("ABC-100000")
+    report = import_lines(lines_of(3), repository, datetime(2026, 11, 28, tzinfo=UTC))
+    assert report.imported == ["ABC-100002"]
+    assert report.already_present == ["ABC-100000", "ABC-100001"]
+    assert repository.find("ABC-100000") == before
+
+
+@pytest.mark.parametrize("number", ["NF/123", "#123", "NF 123", "NF123 ", "NF-123"])
+def test_invoice_numbers_must_be_letters_and_digits(repository: Repository, number: str) -> None:
+    """VTEX's known issues: '/', '#' and spaces break the tracking update later; refused at import."""
+    line = mutate(import_record(1), lambda r: r["invoice"].update(invoiceNumber=number))
+    report = import_lines([line], repository, NOW)
+    assert [(p.line, p.field) for p in report.problems] == [(1, "invoice.invoiceNumber")]
+    assert "letters and digits" in report.problems[0].message
+
+
+def test_invoice_must_cover_the_order_value(repository: Repository) -> None:
+    """An Output invoice below the order value would leave the order short of invoiced forever."""
+    line = mutate(import_record(1), lambda r: r["invoice"].update(invoiceValue=999))
+    assert problems_of(repository, [line]) == [(1, "invoice.invoiceValue")]
+
+
+def test_invoice_value_may_be_a_string_of_cents(repository: Repository) -> None:
+    """VTEX's spec types invoiceValue as a string; "1100" is accepted and stored as 1100."""
+    line = mutate(import_record(1), lambda r: r["invoice"].update(invoiceValue="1100"))
+    report = import_lines([line], repository, NOW)
+    assert report.problems == []
+    row = repository.find("ABC-100001")
+    assert row is not None and row.invoice is not None and row.invoice["invoiceValue"] == 1100
+
+
+def test_unknown_top_level_fields_are_refused(repository: Repository) -> None:
+    """A typo such as 'invoce' must not silently drop the invoice."""
+    line = mutate(import_record(1), lambda r: r.update(invoce=r.pop("invoice")))
+    assert problems_of(repository, [line]) == [(1, "invoce")]
+
+
+def test_blank_lines_are_ignored(repository: Repository) -> None:
+    """Empty lines (a trailing newline, spacing) are not orders and not errors."""
+    report = import_lines(["", *lines_of(2), "   "], repository, NOW)
+    assert (len(report.imported), report.problems) == (2, [])

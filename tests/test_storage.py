@@ -1,0 +1,92 @@
+"""Storage: the migrated schema, claims with leases, fenced writes, SQLite settings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlmodel import SQLModel
+
+from orchestrator.importer import import_lines
+from orchestrator.repository import Repository, new_event
+from tests.factories import import_lines as lines_of
+
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+LEASE = timedelta(minutes=2)
+
+
+def test_migrated_schema_matches_the_models(repository: Repository) -> None:
+    """Alembic's migration builds exactly the tables, columns and indexes the models declare."""
+    with repository.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    assert diff == []
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(repository: Repository) -> None:
+    """WAL lets status read during a run; the busy timeout makes writers queue instead of failing."""
+    with repository.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+
+
+def test_claim_leases_due_orders_once(repository: Repository) -> None:
+    """A claimed order is not claimed again until its lease expires."""
+    import_lines(lines_of(5), repository, T0)
+    first = repository.claim_due("w1", T0, LEASE, limit=3)
+    second = repository.claim_due("w2", T0, LEASE, limit=10)
+    assert len(first) == 3 and len(second) == 2
+    assert not {r.id for r in first} & {r.id for r in second}
+    assert repository.claim_due("w3", T0 + timedelta(seconds=30), LEASE, limit=10) == []
+    assert all(r.lease_owner == "w1" and r.next_run_at == T0 + LEASE for r in first)
+
+
+def test_expired_lease_makes_the_order_due_again(repository: Repository) -> None:
+    """A worker that vanished holds nothing: after the lease expiry the order is claimed by another."""
+    import_lines(lines_of(1), repository, T0)
+    [held] = repository.claim_due("dead-worker", T0, LEASE, limit=1)
+    [again] = repository.claim_due("w2", T0 + LEASE, LEASE, limit=1)
+    assert again.id == held.id and again.lease_owner == "w2" and again.version == held.version + 1
+
+
+def test_a_worker_that_lost_its_lease_cannot_commit(repository: Repository) -> None:
+    """Fencing: after another worker re-claimed the order, the old worker's intent and outcome are refused."""
+    import_lines(lines_of(1), repository, T0)
+    [stale] = repository.claim_due("w1", T0, LEASE, limit=1)
+    [fresh] = repository.claim_due("w2", T0 + LEASE, LEASE, limit=1)
+    stale.intent = "place-order"
+    stale.state = "created"
+    event = new_event(stale.id, T0, "note", message="from a stale worker")
+    assert repository.commit([stale], [(stale, [event])], "w1") == ([False], [False])
+    fresh.state = "created"
+    assert repository.commit([], [(fresh, [])], "w2") == ([], [True])
+    row = repository.find(stale.order_id)
+    assert row is not None and row.state == "created" and row.intent is None
+    assert "from a stale worker" not in [e["message"] for e in repository.events(row.id)]
+
+
+def test_release_leases_makes_held_orders_due_now(repository: Repository) -> None:
+    """Graceful shutdown gives back every lease of the worker; the orders are due immediately."""
+    import_lines(lines_of(3), repository, T0)
+    repository.claim_due("w1", T0, LEASE, limit=3)
+    assert repository.release_leases("w1", T0 + timedelta(seconds=5)) == 3
+    assert len(repository.claim_due("w2", T0 + timedelta(seconds=5), LEASE, limit=10)) == 3
+
+
+def test_claim_uses_the_partial_index_on_next_run_at(repository: Repository) -> None:
+    """The due-order scan is an index range read, not a table scan."""
+    with repository.engine.connect() as conn:
+        query = "SELECT id FROM orders WHERE next_run_at <= '2026-01-01' ORDER BY next_run_at LIMIT 10"
+        plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}").all()
+    assert any("ix_orders_next_run_at" in str(row) for row in plan), plan
+
+
+def test_datetimes_come_back_aware_in_utc(repository: Repository) -> None:
+    """SQLite stores naive text; the column type hands back aware UTC datetimes."""
+    import_lines(lines_of(1), repository, T0)
+    row = repository.find("ABC-100000")
+    assert row is not None and row.created_at == T0 and row.created_at.tzinfo is UTC
+    with repository.engine.connect() as conn:
+        raw = conn.execute(sa.text("SELECT created_at FROM orders")).scalar()
+    assert raw == "2026-11-27 12:00:00.000000"
