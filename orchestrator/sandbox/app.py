@@ -85,14 +85,14 @@ async def _body(request: Request) -> tuple[Any, Reply | None]:
         return None, error_reply(400, "SBX-INVALID-BODY", "The request body is not valid JSON")
 
 
-async def _hold(sandbox: Sandbox, hold: Hold | None) -> bool:
-    """Park at a hold; True means go on and apply (for a 'before' hold)."""
+async def _hold(hold: Hold | None, default: str) -> str:
+    """Park at a hold until released; returns what to do next ("apply", "discard", "respond", "drop")."""
     if hold is None:
-        return True
+        return default
     hold.hits += 1
     hold.arrived.set()
     await hold.release.wait()
-    return hold.apply_when_released
+    return hold.then
 
 
 async def _vtex(
@@ -129,13 +129,14 @@ async def _vtex(
             return _json_response(
                 error_reply(503, "SBX-INJECTED", "Service unavailable (injected, not applied)")
             )
-        if fault == "slow":
-            await asyncio.sleep(faults.config.slow_seconds)
-        if not await _hold(sandbox, faults.hold_for(order_id, operation, "before")):
+        if await _hold(faults.hold_for(order_id, operation, "before"), "apply") == "discard":
             return _json_response(error_reply(503, "SBX-INJECTED", "Held request discarded (not applied)"))
         payload, bad = await _body(request)
         reply = bad or handler(request, payload)
-        await _hold(sandbox, faults.hold_for(order_id, operation, "after"))
+        if await _hold(faults.hold_for(order_id, operation, "after"), "respond") == "drop":
+            return DroppedResponse()
+        if fault == "slow":
+            await asyncio.sleep(faults.config.slow_seconds)
         if fault == "error_after":
             return _json_response(
                 error_reply(500, "SBX-INJECTED", "Internal error (injected, after applying)")
@@ -271,9 +272,10 @@ def _control_routes(sandbox: Sandbox) -> list[Route]:
             payload, _ = await _body(request)
             if not isinstance(payload, dict):
                 return JSONResponse({"error": "expected {orderId, operation, when}"}, status_code=400)
-            sandbox.faults.holds.append(
-                Hold(payload["orderId"], payload["operation"], payload.get("when", "before"))
-            )
+            when = payload.get("when", "before")
+            if when not in ("before", "after"):
+                return JSONResponse({"error": "when must be before or after"}, status_code=400)
+            sandbox.faults.holds.append(Hold(payload["orderId"], payload["operation"], when))
         return JSONResponse(
             [
                 {
@@ -289,13 +291,17 @@ def _control_routes(sandbox: Sandbox) -> list[Route]:
     async def release(request: Request) -> Response:
         payload, _ = await _body(request)
         if not isinstance(payload, dict):
-            return JSONResponse({"error": "expected {orderId, operation, when, apply}"}, status_code=400)
+            return JSONResponse({"error": "expected {orderId, operation, when, then}"}, status_code=400)
         hold = sandbox.faults.hold_for(
             payload.get("orderId"), payload.get("operation", ""), payload.get("when", "")
         )
         if hold is None:
             return JSONResponse({"error": "no such hold"}, status_code=404)
-        hold.apply_when_released = bool(payload.get("apply", True))
+        then = payload.get("then", "apply" if hold.when == "before" else "respond")
+        allowed = ("apply", "discard") if hold.when == "before" else ("respond", "drop")
+        if then not in allowed:
+            return JSONResponse({"error": f"then must be one of {allowed}"}, status_code=400)
+        hold.then = then
         sandbox.faults.holds.remove(hold)
         hold.release.set()
         return JSONResponse({"ok": True})

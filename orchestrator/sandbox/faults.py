@@ -5,11 +5,14 @@ Random faults, each drawn per VTEX request with its own probability:
   error_before         5xx and the request is NOT applied
   error_after          the request IS applied, then 5xx
   drop_after           the request IS applied, then the connection is closed without a response
-  slow                 the response is held longer than any sane client timeout
+  slow                 the request IS applied, then the response is held longer than any sane
+                       client timeout
   rate_limit           429 with Retry-After, not applied
 
 Holds (for deterministic crash tests): a request for one order and operation is parked before or
 after it is applied until the test releases it, so a test can kill the client at an exact point.
+Released, a "before" hold either applies the request or discards it; an "after" hold either
+answers or drops the connection (`then`: "apply", "discard", "respond", "drop").
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ class Hold:
     when: str
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
-    apply_when_released: bool = True
+    then: str = "apply"
     hits: int = 0
 
 

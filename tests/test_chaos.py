@@ -1,0 +1,105 @@
+"""Chaos: 200 orders, every fault kind injected at a few percent, the daemon SIGKILLed 20+ times at
+seeded random moments and restarted. The promise must hold at the end, and the test prints the counts."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.clock import utcnow
+from orchestrator.importer import import_lines
+from orchestrator.settings import load_settings
+from orchestrator.wiring import open_repository
+from tests.factories import import_lines as lines_of
+from tests.processes import SandboxProcess, daemon_env, start_daemon
+
+SEED = 20261127
+ORDERS = 200
+KILLS = 22
+
+
+def test_chaos_kills_and_faults_never_duplicate_an_effect(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every order invoiced; zero second Place, second invoice number or over-invoiced order."""
+    rng = random.Random(SEED)
+    faults = [
+        "--seed",
+        str(SEED),
+        "--latency-ms",
+        "5",
+        "--jitter-ms",
+        "25",
+        "--error-before",
+        "0.03",
+        "--error-after",
+        "0.03",
+        "--drop-after",
+        "0.03",
+        "--slow",
+        "0.02",
+        "--slow-seconds",
+        "2",
+        "--rate-limit",
+        "0.02",
+        "--retry-after",
+        "1",
+    ]
+    sandbox = SandboxProcess("--grace-seconds", "1", *faults, log=tmp_path / "sandbox.log")
+    try:
+        repository = open_repository(load_settings(None, database_url=database_url))
+        import_lines(lines_of(ORDERS), repository, utcnow())
+        env = daemon_env(
+            database_url,
+            sandbox.url,
+            ORCHESTRATOR_GRACE_PERIOD="1s",
+            ORCHESTRATOR_TICK="100ms",
+            ORCHESTRATOR_LEASE="3s",
+            VTEX_TIMEOUT="1s",
+            ORCHESTRATOR_CONCURRENCY="32",
+        )
+        log = tmp_path / "daemon.log"
+        started = time.monotonic()
+        for _ in range(KILLS):
+            daemon = start_daemon(env, log)
+            time.sleep(rng.uniform(0.6, 2.2))  # start-up takes ~0.5 s; kill somewhere in the work
+            daemon.send_signal(signal.SIGKILL)
+            assert daemon.wait(timeout=10) == -signal.SIGKILL
+        final = start_daemon(env, log, "--until-done")
+        assert final.wait(timeout=300) == 0, log.read_text()[-3000:]
+        elapsed = time.monotonic() - started
+
+        ledger = sandbox.ledger()
+        summary = ledger["summary"]
+        states = {c.state: c.count for c in repository.state_counts()}
+        report = {
+            "orders": ORDERS,
+            "sigkills": KILLS,
+            "seconds": round(elapsed, 1),
+            "states": states,
+            "vtexRequests": summary["requests"],
+            "faultsInjected": summary["faultsInjected"],
+            "ordersWithSecondAcceptedPlace": summary["ordersWithDuplicatePlace"],
+            "ordersWithSecondStartHandling": summary["ordersWithDuplicateStartHandling"],
+            "ordersWithSecondInvoiceNumber": summary["ordersWithSeveralInvoiceNumbers"],
+            "ordersInvoicedAboveValue": summary["ordersOverInvoiced"],
+            "duplicatePlacesRejectedByVtex": sum(e["placesRejectedDuplicate"] for e in ledger["orders"]),
+            "startHandlingsRefusedByVtex": sum(e["startHandlingRefused"] for e in ledger["orders"]),
+        }
+        with capsys.disabled():
+            print("\nchaos result:", json.dumps(report, indent=2))
+
+        assert states == {"invoiced": ORDERS}
+        assert sum(summary["faultsInjected"].values()) > 0
+        assert report["ordersWithSecondAcceptedPlace"] == 0
+        assert report["ordersWithSecondStartHandling"] == 0
+        assert report["ordersWithSecondInvoiceNumber"] == 0
+        assert report["ordersInvoicedAboveValue"] == 0
+        assert all(e["invoicedTotal"] == e["value"] for e in ledger["orders"])
+    finally:
+        sandbox.stop()
