@@ -111,7 +111,7 @@ def test_reads_never_get_an_after_apply_fault() -> None:
 
 def test_faults_can_be_changed_at_run_time(served: tuple[Sandbox, httpx.Client]) -> None:
     """POST /_sandbox/faults replaces the fault settings."""
-    sandbox, client = served
+    _sandbox, client = served
     assert client.post("/_sandbox/faults", json={"error_before": 1.0, "seed": 5}).status_code == 200
     assert place(client).status_code == 503
     client.post("/_sandbox/faults", json={})
