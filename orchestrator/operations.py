@@ -81,8 +81,8 @@ def attach_invoice(repository: Repository, order_id: str, invoice: Mapping[str, 
         if row.state in (State.INVOICED, State.CANCELED):
             raise OperationError(f"{order_id} is {row.state}; it takes no invoice")
         values: dict[str, Any] = {"invoice": normalise_invoice(invoice), "invoice_number": number}
-        if row.state != State.FAILED:
-            values["next_run_at"] = now  # VTEX accepts the invoice any time after the order exists
+        if row.next_run_at is None and row.state != State.FAILED:
+            values["next_run_at"] = now  # it was idle, waiting for exactly this
             values["wait_reason"] = None
         event = new_event(row.id, now, "note", action="attach-invoice", message=f"invoice {number} attached")
         return values, [event], f"invoice {number} attached to {order_id}"

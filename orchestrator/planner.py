@@ -47,6 +47,15 @@ class Plan:
     reason: str | None = None
 
 
+def _invoice_states(policies: Policies) -> tuple[State, ...]:
+    """By default the invoice goes out once handling started: an invoice sent during VTEX's grace
+    period would stop the order from being canceled there (VTEX refuses to cancel a partially
+    invoiced order). `asap` sends it as soon as the order exists, as VTEX allows."""
+    if policies.invoice_asap:
+        return (State.DISPATCH_AUTHORIZED, State.READY_FOR_HANDLING, State.HANDLING)
+    return (State.HANDLING,)
+
+
 def invoice_pending(row: OrderRow) -> bool:
     return row.invoice is not None and row.invoice_sent_at is None
 
@@ -65,9 +74,7 @@ def plan(row: OrderRow, now: datetime, grace: timedelta, policies: Policies) -> 
         return Plan(Kind.WRITE, action=Action.PLACE, due_at=now)
     if state == State.CREATED:
         return Plan(Kind.WRITE, action=Action.AUTHORIZE, due_at=now)
-    if state in (State.DISPATCH_AUTHORIZED, State.READY_FOR_HANDLING, State.HANDLING) and invoice_pending(
-        row
-    ):
+    if invoice_pending(row) and state in _invoice_states(policies):
         return Plan(Kind.WRITE, action=Action.INVOICE, due_at=now)
     if state == State.DISPATCH_AUTHORIZED:
         return _waiting_for_grace(row, now, grace, policies)

@@ -66,15 +66,17 @@ class Policies:
     # returned; looking exactly at our own end of it would mostly meet a 409.
     grace_margin: timedelta = timedelta(seconds=1)
     rate_limited: timedelta = timedelta(seconds=60)  # VTEX's advice when a 429 has no Retry-After
+    invoice_asap: bool = False
     bad_credentials: timedelta = timedelta(minutes=5)
 
     @classmethod
-    def for_grace(cls, grace: timedelta, max_attempts: int) -> Policies:
+    def for_grace(cls, grace: timedelta, max_attempts: int, invoice_asap: bool = False) -> Policies:
         """Scale the readiness polling to the grace period: minutes for VTEX's 30, seconds for a demo."""
         minimum = max(timedelta(seconds=1), min(timedelta(minutes=1), grace / 10))
         margin = max(timedelta(seconds=1), min(timedelta(minutes=1), grace * 0.02))
         return cls(
             write=RetryPolicy(max_attempts=max_attempts),
             grace_margin=margin,
+            invoice_asap=invoice_asap,
             await_ready=PollPolicy(first=timedelta(0), minimum=minimum, cap=timedelta(minutes=5)),
         )

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     vtex_max_rpm: int = Field(3000, ge=1, validation_alias=_env("VTEX_MAX_RPM"))
 
     grace_period: timedelta = Field(timedelta(minutes=30), validation_alias=_env("ORCHESTRATOR_GRACE_PERIOD"))
+    invoice_timing: str = Field("after-grace", validation_alias=_env("ORCHESTRATOR_INVOICE_TIMING"))
     concurrency: int = Field(64, ge=1, le=4096, validation_alias=_env("ORCHESTRATOR_CONCURRENCY"))
     tick_interval: timedelta = Field(timedelta(seconds=1), validation_alias=_env("ORCHESTRATOR_TICK"))
     lease: timedelta = Field(timedelta(minutes=2), validation_alias=_env("ORCHESTRATOR_LEASE"))
@@ -79,6 +80,13 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("invoice_timing")
+    @classmethod
+    def _invoice_timing(cls, value: str) -> str:
+        if value not in {"after-grace", "asap"}:
+            raise ValueError("must be after-grace (default) or asap")
+        return value
 
     @field_validator("log_format")
     @classmethod

@@ -56,7 +56,9 @@ def engine_config(settings: Settings) -> EngineConfig:
         grace_period=settings.grace_period,
         worker_id=settings.worker_id,
         unknown_outcome_after=settings.unknown_outcome_after,
-        policies=Policies.for_grace(settings.grace_period, settings.max_attempts),
+        policies=Policies.for_grace(
+            settings.grace_period, settings.max_attempts, invoice_asap=settings.invoice_timing == "asap"
+        ),
     )
 
 

@@ -64,11 +64,11 @@ def test_history_records_every_call_and_transition(
         ("transition", "place", "created"),
         ("call", "authorize-dispatch", 200),
         ("transition", "authorize", "dispatch-authorized"),
-        ("call", "send-invoice", 200),
-        ("transition", "send_invoice", "dispatch-authorized"),
         ("call", "start-handling", 204),
         ("transition", "become_ready", "ready-for-handling"),
         ("transition", "start_handling", "handling"),
+        ("call", "send-invoice", 200),
+        ("transition", "send_invoice", "handling"),
         ("call", "get-order", 200),
         ("transition", "complete", "invoiced"),
     ]
