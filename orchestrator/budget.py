@@ -1,36 +1,122 @@
 """How fast the client may call VTEX: a per-account requests-per-minute budget, and pauses after 429.
 
-`RequestBudget` is what the client waits on before every request. This module holds the in-process
-implementation; every concurrent task of the process shares one instance.
+`RequestBudget` is what the client waits on before every request; every concurrent task of the
+process shares one instance. `TokenBucket` spreads requests evenly instead of firing the whole
+minute's budget at once (a burst of thousands of calls slows the store's Admin for everyone), and
+is sized so that no 60-second window, even seen by VTEX a little skewed by network latency, ever
+holds more than the budget:
+
+    capacity (burst) = 2 seconds' worth         rate = (budget - capacity) / 61 s
+    any 61 s window  <= capacity + rate * 61 = budget
+
+A 429 pauses the account for its Retry-After (or a backoff when VTEX gave none). A caller that
+would have to wait longer than it can afford (a claimed order must not outwait its lease) gets
+`Throttled` at once and reschedules its order; that is never a failed attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
+
+from orchestrator.errors import Throttled
+
+WINDOW_SECONDS = 61.0  # one second more than VTEX's minute, for latency skew between requests
+BURST_SECONDS = 2.0
 
 
 class RequestBudget(Protocol):
-    async def acquire(self) -> None:
-        """Return when one more request may be sent."""
+    async def acquire(self, max_wait: float | None = None) -> None:
+        """Return when one more request may be sent, or raise Throttled if that is beyond max_wait."""
 
     def pause(self, seconds: float | None) -> None:
         """VTEX said 429: send nothing for `seconds` (a default backoff when None)."""
 
+    @property
+    def paused_for(self) -> float:
+        """Seconds left of the current pause (0 when not paused)."""
 
-class Unlimited:
-    """No budget; still honours pauses, because ignoring Retry-After is never acceptable."""
 
-    def __init__(self, default_pause: float = 5.0) -> None:
-        self._paused_until = 0.0
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class _Pauses:
+    def __init__(self, clock: Callable[[], float], default_pause: float, sleep: Sleep) -> None:
+        self._clock = clock
+        self._sleep = sleep
         self._default_pause = default_pause
-
-    async def acquire(self) -> None:
-        delay = self._paused_until - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        self._paused_until = 0.0
 
     def pause(self, seconds: float | None) -> None:
-        until = time.monotonic() + (self._default_pause if seconds is None else seconds)
+        until = self._clock() + (self._default_pause if seconds is None else seconds)
         self._paused_until = max(self._paused_until, until)
+
+    @property
+    def paused_for(self) -> float:
+        return max(0.0, self._paused_until - self._clock())
+
+    async def wait_out_pause(self, max_wait: float | None) -> None:
+        while (left := self.paused_for) > 0:
+            if max_wait is not None and left > max_wait:
+                raise Throttled(left)
+            await self._sleep(left)
+
+
+class Unlimited(_Pauses):
+    """No budget; still honours pauses, because ignoring Retry-After is never acceptable."""
+
+    def __init__(
+        self,
+        default_pause: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        super().__init__(clock, default_pause, sleep)
+
+    async def acquire(self, max_wait: float | None = None) -> None:
+        await self.wait_out_pause(max_wait)
+
+
+class TokenBucket(_Pauses):
+    def __init__(
+        self,
+        requests_per_minute: int,
+        default_pause: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if requests_per_minute < 1:
+            raise ValueError("the request budget must allow at least one request per minute")
+        super().__init__(clock, default_pause, sleep)
+        self.requests_per_minute = requests_per_minute
+        self.capacity = max(1.0, float(int(requests_per_minute * BURST_SECONDS / 60)))
+        self.rate = max(1.0, requests_per_minute - self.capacity) / WINDOW_SECONDS  # tokens per second
+        self._tokens = self.capacity
+        self._refilled_at = clock()
+        self._queue = asyncio.Lock()  # FIFO: waiters take turns instead of all waking for each token
+
+    def _refill(self, now: float) -> None:
+        self._tokens = min(self.capacity, self._tokens + (now - self._refilled_at) * self.rate)
+        self._refilled_at = now
+
+    def expected_wait(self) -> float:
+        """Roughly how long a newcomer would wait: the pause, plus everyone queued ahead of it."""
+        self._refill(self._clock())
+        ahead = len(getattr(self._queue, "_waiters", None) or ()) + (1 if self._queue.locked() else 0)
+        shortfall = ahead + 1 - self._tokens
+        return self.paused_for + max(0.0, shortfall / self.rate)
+
+    async def acquire(self, max_wait: float | None = None) -> None:
+        if max_wait is not None and (wait := self.expected_wait()) > max_wait:
+            raise Throttled(wait)
+        async with self._queue:
+            while True:
+                await self.wait_out_pause(None)
+                now = self._clock()
+                self._refill(now)
+                if self._tokens >= 1.0 - 1e-9:  # tolerate float rounding of the refill
+                    self._tokens = max(0.0, self._tokens - 1.0)
+                    return
+                await self._sleep((1.0 - self._tokens) / self.rate)

@@ -137,6 +137,8 @@ def status(
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
+    for line in render.account_lines(data, now):
+        out.print(line)
     out.print(render.counts_table(data))
     if data["stuck"]:
         out.print(render.stuck_table(data, now))
@@ -163,6 +165,64 @@ def show(
         typer.echo(json.dumps({"order": row.as_dict(), "events": events}, indent=2, default=str))
         return
     out.print(render.order_panel(row, events, utcnow()))
+
+
+@app.command()
+def retry(
+    ctx: typer.Context,
+    order_ids: Annotated[
+        list[str] | None, typer.Argument(help="Failed orders to put back in the flow.")
+    ] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Every failed order.")] = False,
+) -> None:
+    """Put failed orders back where they failed; each step is reconciled with VTEX before resending."""
+    from orchestrator.operations import retry as retry_order
+
+    with friendly_errors():
+        repository = _repository(ctx.obj.settings())
+        targets = list(order_ids or [])
+        if failed:
+            targets += repository.order_ids_in_state("failed")
+        if not targets:
+            raise OperationError("name the orders to retry, or use --failed")
+        for order_id in targets:
+            out.print(retry_order(repository, order_id).message, highlight=False)
+    out.print(f"{len(targets)} order(s) back in the flow; a running daemon picks them up on its next tick")
+
+
+@app.command()
+def cancel(
+    ctx: typer.Context,
+    order_id: Annotated[str, typer.Argument(help="The order to cancel, e.g. ABC-12345.")],
+    reason: Annotated[
+        str, typer.Option(help="Why, recorded in VTEX and in the history.")
+    ] = "canceled by operator",
+) -> None:
+    """Cancel an order in VTEX (while VTEX still allows it) and mark it canceled."""
+    from orchestrator.operations import request_cancel
+    from orchestrator.wiring import step_order_now
+
+    with friendly_errors():
+        settings = ctx.obj.settings()
+        repository = _repository(settings)
+        outcome = request_cancel(repository, order_id, reason)
+        if not outcome.changed:
+            out.print(outcome.message)
+            return
+        row = None
+        for _ in range(3):  # an open intent is reconciled first, then the cancel is sent
+            row = asyncio.run(step_order_now(settings, repository, order_id))
+            if row is None or row.state in ("canceled", "failed") or not row.cancel_reason:
+                break
+    if row is None:
+        out.print(f"cancel of {order_id} requested; the running daemon is working on it and will cancel it")
+    elif row.state == "canceled":
+        out.print(f"{order_id} canceled")
+    elif row.state == "failed":
+        err.print(f"[bold red]VTEX refused to cancel {order_id}:[/] {row.last_error}", highlight=False)
+        raise typer.Exit(1)
+    else:
+        out.print(f"cancel of {order_id} requested: {row.wait_reason or 'the daemon will finish it'}")
 
 
 @app.command()

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from orchestrator.account import AccountGuard, AccountPause
 from orchestrator.clock import utcnow
 from orchestrator.engine import Engine
 from orchestrator.log import get_logger
@@ -29,6 +30,7 @@ from orchestrator.writer import BatchWriter, Database
 
 KICK_DELAY = 0.005  # coalesce the early ticks asked for by steps finishing at the same time
 MAX_CLAIM = 500
+ACCOUNT_REFRESH = timedelta(seconds=2)  # how often a pause recorded by another daemon is picked up
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,15 @@ class Daemon:
         database: Database,
         engine: Engine,
         writer: BatchWriter,
+        *,
+        guard: AccountGuard,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.config = config
+        self.guard = guard
+        self.stop_reason: str | None = None
+        self._account_read_at: datetime | None = None
+        self._background: set[asyncio.Future[object]] = set()
         self.db = database
         self.engine = engine
         self.writer = writer
@@ -72,8 +80,17 @@ class Daemon:
 
     def request_stop(self, reason: str = "requested") -> None:
         if not self._stop.is_set():
+            self.stop_reason = reason
             self._log.info("stopping", reason=reason)
             self._stop.set()
+
+    def persist_pause(self, pause: AccountPause | None) -> None:
+        """Record an account pause (or its end) for status and for other daemons."""
+        task = asyncio.ensure_future(
+            self.db.run(self.db.repository.save_account_pause, self.guard.account, pause, self.clock())
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def run(self, *, until_done: bool = False, install_signals: bool = True) -> None:
         self._until_done = until_done
@@ -126,7 +143,15 @@ class Daemon:
         try:
             while True:
                 self._tick_again = False
-                self.last_tick_at = self.clock()
+                self.last_tick_at = now = self.clock()
+                await self._refresh_account(now)
+                if self.guard.is_paused(now):
+                    if self._until_done and not self.in_flight:
+                        self.request_stop(
+                            "account paused: "
+                            + (self.guard.pause_state.reason if self.guard.pause_state else "")
+                        )
+                    return
                 claimed = await self._claim()
                 if self._until_done and not claimed and not self.in_flight and await self._nothing_left():
                     self.request_stop("no order can progress without outside input")
@@ -136,6 +161,13 @@ class Daemon:
         finally:
             self._ticking = False
             self._tick_done.set()
+
+    async def _refresh_account(self, now: datetime) -> None:
+        if self._account_read_at is not None and now - self._account_read_at < ACCOUNT_REFRESH:
+            return
+        self._account_read_at = now
+        stored = await self.db.run(self.db.repository.account_pause, self.guard.account)
+        self.guard.adopt(stored)
 
     def _free_slots(self) -> int:
         return self.config.concurrency - len(self.in_flight)
@@ -222,5 +254,7 @@ class Daemon:
             if still:
                 self._log.warning("steps cut short; their intents will be reconciled", count=len(still))
         await self.writer.close()
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=5)
         released = await self.db.run(self.db.repository.release_leases, self.config.worker_id, self.clock())
         self._log.info("daemon stopped", steps_done=self.steps_done, leases_released=released)

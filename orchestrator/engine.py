@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from orchestrator import planner
+from orchestrator.account import AccountGuard
 from orchestrator.clock import utcnow
 from orchestrator.errors import (
     AmbiguousError,
@@ -27,7 +28,9 @@ from orchestrator.errors import (
     Conflict,
     PermanentError,
     RateLimited,
+    RetriesExhausted,
     RetryableError,
+    Throttled,
     VtexError,
 )
 from orchestrator.log import get_logger
@@ -77,10 +80,13 @@ class Engine:
         client: VtexClient,
         persistence: Persistence,
         config: EngineConfig,
+        *,
         clock: Callable[[], datetime] = utcnow,
         on_transition: Callable[[str, str, str], None] | None = None,
+        guard: AccountGuard | None = None,
     ) -> None:
         self.client = client
+        self.guard = guard
         self.persistence = persistence
         self.config = config
         self.policies = config.policies
@@ -147,17 +153,10 @@ class Engine:
         try:
             call = await self._perform(row, action)
         except RateLimited as exc:
+            # Not sent, or refused before VTEX acted: not an attempt of this order.
             self._record_call(ctx, exc.operation, exc, attempt=row.intent_attempt)
             self._clear_intent(row)
-            wait = (
-                timedelta(seconds=exc.retry_after)
-                if exc.retry_after is not None
-                else self.policies.rate_limited
-            )
-            self._later(
-                ctx, wait, f"VTEX rate limit (429): waiting {wait.total_seconds():.0f}s before {action}"
-            )
-            log.info("rate limited", retry_after=exc.retry_after)
+            self._rate_limited(ctx, exc, f" before {action}")
         except AuthError as exc:
             self._record_call(ctx, exc.operation, exc, attempt=row.intent_attempt)
             self._clear_intent(row)
@@ -165,7 +164,7 @@ class Engine:
         except RetryableError as exc:
             self._record_call(ctx, exc.operation, exc, attempt=row.intent_attempt)
             self._clear_intent(row)
-            self._retry_or_fail(ctx, action, exc, self.policies.write)
+            self._retry_or_fail(ctx, action, exc)
         except AmbiguousError as exc:
             # The call may have taken effect: keep the intent, the next claim reconciles it.
             self._record_call(ctx, exc.operation, exc, attempt=row.intent_attempt)
@@ -251,12 +250,7 @@ class Engine:
             call = await self.client.get_order(row.order_id)
         except RateLimited as exc:
             self._record_call(ctx, exc.operation, exc)
-            wait = (
-                timedelta(seconds=exc.retry_after)
-                if exc.retry_after is not None
-                else self.policies.rate_limited
-            )
-            self._later(ctx, wait, f"VTEX rate limit (429): waiting {wait.total_seconds():.0f}s")
+            self._rate_limited(ctx, exc, "")
             return None, False
         except AuthError as exc:
             self._record_call(ctx, exc.operation, exc)
@@ -322,10 +316,13 @@ class Engine:
         # Place answered 500 and VTEX has no order: VTEX refused it. That is what VTEX does, every
         # time, for an affiliate using the seller's payment methods, so give up after a few tries.
         refused = action is Action.PLACE and row.last_http_status == 500
-        policy = self.policies.refused_by_server if refused else self.policies.write
+        policy = self.policies.refused_by_server if refused else self.policies.retry_for(action)
         if policy.exhausted(row.attempts):
-            reason = f"{action} did not take effect after {row.attempts} attempts; last: {row.last_error}"
-            if refused and action is Action.PLACE:
+            exhausted = RetriesExhausted(
+                row.attempts, row.last_error or "no answer", operation=str(action), order_id=row.order_id
+            )
+            reason = exhausted.describe()
+            if refused:
                 reason += (
                     " (VTEX answers 500 to Place when the affiliate is configured to use the seller's "
                     "payment methods: use an affiliate without them)"
@@ -407,34 +404,37 @@ class Engine:
         if ctx.row.state not in (State.CANCELED, State.INVOICED):
             self._fire(ctx, CANCEL.trigger, "VTEX reports the order canceled")
 
-    def _retry_or_fail(self, ctx: StepContext, action: Action, exc: VtexError, policy: Any) -> None:
+    def _rate_limited(self, ctx: StepContext, exc: RateLimited, what: str) -> None:
+        if exc.retry_after is not None:
+            wait = timedelta(seconds=exc.retry_after)
+        else:
+            wait = self.policies.rate_limited
+        source = "request budget" if isinstance(exc, Throttled) else "VTEX rate limit (429)"
+        self._later(ctx, wait, f"{source}: waiting {wait.total_seconds():.0f}s{what}")
+
+    def _retry_or_fail(self, ctx: StepContext, action: Action, exc: VtexError) -> None:
         row = ctx.row
         row.attempts += 1
         self._note_error(row, exc)
+        policy = self.policies.retry_for(action)
         if policy.exhausted(row.attempts):
-            self._fail(
-                ctx,
-                f"{action} failed {row.attempts} times; last: {exc.describe()}",
-                exc.code or str(exc.http_status or "TRANSPORT"),
-            )
+            exhausted = RetriesExhausted(row.attempts, exc, operation=str(action), order_id=row.order_id)
+            self._fail(ctx, exhausted.describe(), exc.code or str(exc.http_status or "TRANSPORT"))
             return
         delay = policy.delay(row.attempts, self._rng)
         self._later(ctx, delay, f"retrying {action} (attempt {row.attempts + 1}) after: {exc.message}")
 
     def _bad_credentials(self, ctx: StepContext, exc: AuthError) -> None:
+        """Not this order's fault: the whole account pauses (one log line, one status entry)."""
         self._note_error(ctx.row, exc)
-        self._later(
-            ctx,
-            self.policies.bad_credentials,
-            f"VTEX rejected the credentials (HTTP {exc.http_status}); check VTEX_APP_KEY / VTEX_APP_TOKEN",
+        reason = (
+            f"VTEX rejected the credentials (HTTP {exc.http_status}); check VTEX_APP_KEY / VTEX_APP_TOKEN"
         )
-        self._log.error(
-            "VTEX rejected the credentials",
-            order_id=ctx.row.order_id,
-            state=ctx.row.state,
-            action=exc.operation,
-            http_status=exc.http_status,
-        )
+        if self.guard is None:
+            self._later(ctx, self.policies.bad_credentials, reason)
+            return
+        until = self.guard.credentials_rejected(ctx.now, exc.http_status)
+        self._later(ctx, max(until - ctx.now, timedelta(0)), f"account paused: {reason}")
 
     def _fail(self, ctx: StepContext, reason: str, code: str | None) -> None:
         row = ctx.row
@@ -479,6 +479,11 @@ class Engine:
     def _record_call(
         self, ctx: StepContext, operation: str, outcome: Call | VtexError, attempt: int | None = None
     ) -> None:
+        if isinstance(outcome, Throttled):
+            return  # never sent: nothing to record
+        accepted = isinstance(outcome, Call) or outcome.http_status not in (None, 401, 403)
+        if self.guard is not None and accepted:
+            self.guard.call_accepted()
         if isinstance(outcome, Call):
             self._event(
                 ctx,

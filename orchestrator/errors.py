@@ -3,12 +3,14 @@
     VtexError                      operation, order_id, http_status, code, message
     ├── RetryableError             the call did not take effect; sending it again is safe
     │   └── RateLimited            429: wait `retry_after` seconds; not a failed attempt
+    │       └── Throttled          not even sent: our own budget would have made it wait too long
     ├── AmbiguousError             the call may have taken effect (timeout after sending, connection
     │                              dropped, 5xx on a write): reconcile before anything is re-sent
     └── PermanentError             VTEX refused; sending the same request again cannot help
         ├── AuthError              401/403: the credentials are wrong for the whole account
         ├── NotFound               404: VTEX does not know the order (or the invoice)
         └── Conflict               409: the order is not in a status that allows the call (OMS003)
+    RetriesExhausted               raised by the engine when a step's retry policy runs out
 
 Everything is classified in exactly one place, `classify_response` and `classify_transport_error`,
 and every error carries VTEX's own code and message when it sent one. Messages never contain
@@ -62,6 +64,20 @@ class RateLimited(RetryableError):
         super().__init__(message, **kw)
 
 
+class Throttled(RateLimited):
+    """Not sent: the request budget, or a pause after a 429, would hold it longer than allowed."""
+
+    def __init__(
+        self, wait: float, *, operation: str = "request-budget", order_id: str | None = None
+    ) -> None:
+        super().__init__(
+            f"request budget: next free slot in {wait:.1f}s",
+            retry_after=wait,
+            operation=operation,
+            order_id=order_id,
+        )
+
+
 class AmbiguousError(VtexError):
     """The request may or may not have taken effect."""
 
@@ -80,6 +96,26 @@ class NotFound(PermanentError):
 
 class Conflict(PermanentError):
     pass
+
+
+class RetriesExhausted(VtexError):
+    """A step failed as many times as its retry policy allows; carries the last failure."""
+
+    def __init__(self, attempts: int, last: VtexError | str, *, operation: str, order_id: str | None) -> None:
+        self.attempts = attempts
+        self.last = last
+        detail = last.describe() if isinstance(last, VtexError) else last
+        code = (
+            last.code or (str(last.http_status) if last.http_status else None)
+            if isinstance(last, VtexError)
+            else None
+        )
+        super().__init__(
+            f"gave up after {attempts} attempts; last: {detail}",
+            operation=operation,
+            order_id=order_id,
+            code=code,
+        )
 
 
 def parse_error_envelope(body: bytes) -> tuple[str | None, str | None]:

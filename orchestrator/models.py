@@ -107,3 +107,18 @@ class OrderEvent(SQLModel, table=True):
 
 ORDERS: sa.Table = Order.__table__  # type: ignore[attr-defined]
 EVENTS: sa.Table = OrderEvent.__table__  # type: ignore[attr-defined]
+
+
+class VtexAccount(SQLModel, table=True):
+    """Account-wide state shared by every daemon: a pause of all work (e.g. rejected credentials)."""
+
+    __tablename__ = "vtex_accounts"
+
+    account: str = Field(primary_key=True, max_length=200)
+    paused_until: datetime | None = _time()
+    pause_reason: str | None = Field(default=None, max_length=300)
+    paused_since: datetime | None = _time()
+    updated_at: datetime = _time(nullable=False)
+
+
+ACCOUNTS: sa.Table = VtexAccount.__table__  # type: ignore[attr-defined]

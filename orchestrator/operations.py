@@ -18,7 +18,7 @@ from orchestrator.importer import normalise_invoice
 from orchestrator.order_validation import validate_invoice
 from orchestrator.repository import Repository, new_event
 from orchestrator.rows import OrderRow
-from states import State
+from states import ORDER_MACHINE, Action, State, resume_trigger
 
 BUSY_WAIT_SECONDS = 15.0
 
@@ -86,5 +86,72 @@ def attach_invoice(repository: Repository, order_id: str, invoice: Mapping[str, 
             values["wait_reason"] = None
         event = new_event(row.id, now, "note", action="attach-invoice", message=f"invoice {number} attached")
         return values, [event], f"invoice {number} attached to {order_id}"
+
+    return _with_row(repository, order_id, change)
+
+
+# What a resumed order would have sent first; retry makes the engine reconcile it before sending.
+_FIRST_WRITE = {
+    State.IMPORTED: Action.PLACE,
+    State.CREATED: Action.AUTHORIZE,
+    State.DISPATCH_AUTHORIZED: Action.START_HANDLING,
+    State.READY_FOR_HANDLING: Action.START_HANDLING,
+}
+
+
+def retry(repository: Repository, order_id: str) -> Outcome:
+    """Put a failed order back where it failed. Its step is reconciled with VTEX before anything is
+    sent again, since the failure may have come after VTEX had already acted."""
+
+    def change(row: OrderRow, now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]], str] | Outcome:
+        if row.state != State.FAILED:
+            raise OperationError(f"{order_id} is {row.state}, not failed; only failed orders are retried")
+        target = State(row.failed_from or State.IMPORTED)
+        ORDER_MACHINE.fire(row, resume_trigger(target))
+        action = _FIRST_WRITE.get(target)
+        if target == State.HANDLING and row.invoice is not None and row.invoice_sent_at is None:
+            action = Action.INVOICE
+        values: dict[str, Any] = {
+            "state": row.state,
+            "failed_from": None,
+            "attempts": 0,
+            "wait_reason": None,
+            "cancel_reason": None,
+            "next_run_at": now,
+            "state_changed_at": now,
+            "intent": str(action) if action else None,
+            "intent_attempt": 0 if action else None,
+            "intent_at": now if action else None,
+        }
+        first = f", reconciling {action} first" if action else ""
+        event = new_event(
+            row.id,
+            now,
+            "transition",
+            action=resume_trigger(target),
+            from_state=str(State.FAILED),
+            to_state=str(target),
+            message=f"retried by an operator{first}",
+        )
+        return values, [event], f"{order_id} back in {target}{first}"
+
+    return _with_row(repository, order_id, change)
+
+
+def request_cancel(repository: Repository, order_id: str, reason: str) -> Outcome:
+    """Ask for the order to be canceled; the next step cancels it in VTEX (or locally, if VTEX
+    never received it)."""
+
+    def change(row: OrderRow, now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]], str] | Outcome:
+        if row.state == State.CANCELED:
+            return Outcome(order_id, False, f"{order_id} is already canceled")
+        if row.state == State.INVOICED:
+            raise OperationError(
+                f"{order_id} is invoiced: VTEX does not cancel invoiced orders "
+                "(send an Input invoice for a return)"
+            )
+        event = new_event(row.id, now, "note", action="request-cancel", message=f"cancel requested: {reason}")
+        values = {"cancel_reason": reason[:500], "next_run_at": now, "wait_reason": None}
+        return values, [event], f"cancel of {order_id} requested"
 
     return _with_row(repository, order_id, change)

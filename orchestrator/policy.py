@@ -7,8 +7,11 @@ Kept apart from the engine so they can be tuned per kind of step and tested on t
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+
+from states import Action
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class Policies:
     """Every timing rule the engine uses, in one value."""
 
     write: RetryPolicy = RetryPolicy()
+    per_action: Mapping[Action, RetryPolicy] = field(default_factory=dict)  # overrides of `write`
     read: RetryPolicy = RetryPolicy(base=2.0, cap=300.0, max_attempts=1_000_000)  # reads never fail an order
     refused_by_server: RetryPolicy = RetryPolicy(base=2.0, cap=60.0, max_attempts=3)
     await_ready: PollPolicy = PollPolicy(first=timedelta(0))
@@ -68,6 +72,9 @@ class Policies:
     rate_limited: timedelta = timedelta(seconds=60)  # VTEX's advice when a 429 has no Retry-After
     invoice_asap: bool = False
     bad_credentials: timedelta = timedelta(minutes=5)
+
+    def retry_for(self, action: Action) -> RetryPolicy:
+        return self.per_action.get(action, self.write)
 
     @classmethod
     def for_grace(cls, grace: timedelta, max_attempts: int, invoice_asap: bool = False) -> Policies:

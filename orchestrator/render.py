@@ -41,6 +41,20 @@ def counts_table(report: dict[str, Any]) -> Table:
     return table
 
 
+def account_lines(report: dict[str, Any], now: datetime) -> list[Text]:
+    lines = []
+    for entry in report["accounts"]:
+        until = datetime.fromisoformat(entry["pausedUntil"])
+        lines.append(
+            Text(
+                f"VTEX account {entry['account']}: all work paused for {format_duration(until - now)} "
+                f"(since {entry['pausedSince'][:19]}Z): {entry['reason']}",
+                style="bold red",
+            )
+        )
+    return lines
+
+
 def stuck_table(report: dict[str, Any], now: datetime) -> Table:
     threshold = format_duration(report["stuckAfterSeconds"])
     table = Table(title=f"Stuck: failed, or no progress for more than {threshold}", title_justify="left")

@@ -16,8 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from orchestrator.account import AccountPause
 from orchestrator.database import DialectHooks
-from orchestrator.models import EVENTS, ORDERS
+from orchestrator.models import ACCOUNTS, EVENTS, ORDERS
 from orchestrator.rows import COLUMNS, STEP_COLUMNS, OrderRow
 from states import FINAL, State
 
@@ -244,6 +245,28 @@ class Repository:
         # Rare: some lease was lost. Redo one by one to learn which (same transaction, idempotent).
         return [conn.execute(statement, p).rowcount == 1 for p in params]
 
+    def claim_order(self, order_id: str, owner: str, now: datetime, lease: timedelta) -> OrderRow | None:
+        """Lease one given order now (an operator command stepping it); None if a worker holds it."""
+        c = ORDERS.c
+        until = now + lease
+        statement = (
+            sa.update(ORDERS)
+            .where(c.order_id == order_id, sa.or_(c.lease_owner.is_(None), c.lease_expires_at < now))
+            .values(lease_owner=owner, lease_expires_at=until, next_run_at=until, version=c.version + 1)
+            .returning(*[c[name] for name in COLUMNS])
+        )
+        with self.engine.begin() as conn:
+            row = conn.execute(statement).mappings().first()
+        return OrderRow.from_mapping(row) if row else None
+
+    def order_ids_in_state(self, state: str) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(
+                conn.scalars(
+                    sa.select(ORDERS.c.order_id).where(ORDERS.c.state == state).order_by(ORDERS.c.id)
+                )
+            )
+
     def release_leases(self, owner: str, now: datetime) -> int:
         """Give back every order this worker still holds, due again now (graceful shutdown)."""
         c = ORDERS.c
@@ -269,6 +292,32 @@ class Repository:
         with self.engine.connect() as conn:
             due: datetime | None = conn.scalar(sa.select(sa.func.min(ORDERS.c.next_run_at)))
         return due
+
+    # -- account-wide state ------------------------------------------------------------------------
+
+    def save_account_pause(self, account: str, pause: AccountPause | None, now: datetime) -> None:
+        values = {
+            "paused_until": pause.until if pause else None,
+            "pause_reason": pause.reason[:300] if pause else None,
+            "paused_since": pause.since if pause else None,
+            "updated_at": now,
+        }
+        with self.engine.begin() as conn:
+            updated = conn.execute(sa.update(ACCOUNTS).where(ACCOUNTS.c.account == account).values(**values))
+            if updated.rowcount == 0:
+                conn.execute(sa.insert(ACCOUNTS).values(account=account, **values))
+
+    def account_pause(self, account: str) -> AccountPause | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(ACCOUNTS).where(ACCOUNTS.c.account == account)).mappings().first()
+        return _pause(row)
+
+    def account_pauses(self) -> list[AccountPause]:
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(sa.select(ACCOUNTS).where(ACCOUNTS.c.paused_until.is_not(None))).mappings().all()
+            )
+        return [p for p in (_pause(r) for r in rows) if p is not None]
 
     # -- reads for operators ----------------------------------------------------------------------
 
@@ -346,3 +395,14 @@ class Repository:
             if events:
                 conn.execute(sa.insert(EVENTS), events)
         return True
+
+
+def _pause(row: Any) -> AccountPause | None:
+    if row is None or row["paused_until"] is None:
+        return None
+    return AccountPause(
+        row["account"],
+        row["paused_until"],
+        row["pause_reason"] or "",
+        row["paused_since"] or row["paused_until"],
+    )

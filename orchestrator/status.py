@@ -44,6 +44,16 @@ def report(repository: Repository, now: datetime, stuck_after: timedelta) -> dic
         "generatedAt": now.isoformat(),
         "counts": {state: counts[state].count if state in counts else 0 for state in ordered},
         "oldest": oldest,
+        "accounts": [
+            {
+                "account": p.account,
+                "pausedUntil": _iso(p.until),
+                "pausedSince": _iso(p.since),
+                "reason": p.reason,
+            }
+            for p in repository.account_pauses()
+            if p.until > now
+        ],
         "stuckAfterSeconds": stuck_after.total_seconds(),
         "stuck": [stuck_entry(row, now) for row in repository.stuck(now, stuck_after)],
     }

@@ -19,6 +19,7 @@ from orchestrator.budget import RequestBudget, Unlimited
 from orchestrator.errors import (
     RateLimited,
     RetryableError,
+    Throttled,
     VtexError,
     classify_response,
     classify_transport_error,
@@ -42,6 +43,7 @@ class Call:
     http_status: int | None
     duration_ms: float
     body: Any = None
+    sent_at: float = 0.0  # wall clock, seconds
 
 
 CallObserver = Callable[[Call, VtexError | None], None]
@@ -85,6 +87,7 @@ class VtexClient:
         budget: RequestBudget | None = None,
         observer: CallObserver | None = None,
         worker_id: str = "",
+        max_budget_wait: float | None = None,
     ) -> None:
         headers = {
             "Accept": "application/json",
@@ -104,6 +107,7 @@ class VtexClient:
         )
         self.budget: RequestBudget = budget or Unlimited()
         self._observer = observer
+        self._max_budget_wait = max_budget_wait
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -184,18 +188,24 @@ class VtexClient:
         none_on_404: bool = False,
     ) -> Call:
         is_write = method != "GET"
-        await self.budget.acquire()
+        try:
+            await self.budget.acquire(self._max_budget_wait)
+        except Throttled as throttled:
+            raise Throttled(throttled.retry_after or 0.0, operation=operation, order_id=order_id) from None
+        sent_at = time.time()
         started = time.perf_counter()
         try:
             response = await self._http.request(method, path, params=params, json=json)
         except httpx.TransportError as exc:
             error = classify_transport_error(exc, operation=operation, order_id=order_id, is_write=is_write)
             error.duration_ms = _ms(started)
-            self._observe(Call(operation, order_id, None, error.duration_ms), error)
+            self._observe(Call(operation, order_id, None, error.duration_ms, sent_at=sent_at), error)
             raise error from exc
-        call = Call(operation, order_id, response.status_code, _ms(started))
+        call = Call(operation, order_id, response.status_code, _ms(started), sent_at=sent_at)
         if response.is_success:
-            call = Call(operation, order_id, response.status_code, call.duration_ms, _json_or_none(response))
+            call = Call(
+                operation, order_id, response.status_code, call.duration_ms, _json_or_none(response), sent_at
+            )
             self._observe(call, None)
             return call
         if none_on_404 and response.status_code == 404:

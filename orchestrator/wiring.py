@@ -7,16 +7,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 
-from orchestrator.budget import RequestBudget
+from orchestrator.account import AccountGuard
+from orchestrator.budget import RequestBudget, TokenBucket
+from orchestrator.clock import utcnow
 from orchestrator.daemon import Daemon, DaemonConfig
 from orchestrator.database import create_db_engine
 from orchestrator.engine import Engine, EngineConfig
+from orchestrator.log import get_logger
 from orchestrator.migrate import ensure_schema
 from orchestrator.policy import Policies
 from orchestrator.repository import Repository
+from orchestrator.rows import OrderRow
 from orchestrator.settings import ConfigurationError, Settings
 from orchestrator.vtex_client import CallObserver, VtexClient
 from orchestrator.writer import BatchWriter, Database
@@ -45,9 +50,11 @@ def build_client(
         timeout=settings.vtex_timeout.total_seconds(),
         max_connections=settings.concurrency,
         transport=transport,
-        budget=budget,
+        budget=budget if budget is not None else TokenBucket(settings.vtex_max_rpm),
         observer=observer,
         worker_id=settings.worker_id,
+        # A claimed order must not wait for the budget longer than a fraction of its lease.
+        max_budget_wait=settings.lease.total_seconds() / 4,
     )
 
 
@@ -60,6 +67,32 @@ def engine_config(settings: Settings) -> EngineConfig:
             settings.grace_period, settings.max_attempts, invoice_asap=settings.invoice_timing == "asap"
         ),
     )
+
+
+class DirectPersistence:
+    """Commits at once, for a command that steps a single order outside the daemon."""
+
+    def __init__(self, repository: Repository, owner: str) -> None:
+        self._repository = repository
+        self._owner = owner
+
+    async def write_intent(self, row: OrderRow) -> bool:
+        return self._repository.commit([row], [], self._owner)[0][0]
+
+    async def save(self, row: OrderRow, events: list[dict[str, Any]]) -> bool:
+        return self._repository.commit([], [(row, events)], self._owner)[1][0]
+
+
+async def step_order_now(settings: Settings, repository: Repository, order_id: str) -> OrderRow | None:
+    """One durable step for one order, right now; None if a running daemon holds the order."""
+    owner = f"{settings.worker_id}:cli"
+    row = repository.claim_order(order_id, owner, utcnow(), settings.lease)
+    if row is None:
+        return None
+    async with build_client(settings) as client:
+        engine = Engine(client, DirectPersistence(repository, owner), engine_config(settings))
+        await engine.step(row)
+    return repository.find(order_id)
 
 
 @contextmanager
@@ -76,12 +109,15 @@ async def run_daemon(
     transport: httpx.AsyncBaseTransport | None = None,
     install_signals: bool = True,
     on_ready: object = None,
+    observer: CallObserver | None = None,
 ) -> Daemon:
     """Run the daemon until stopped; returns it so callers can read its counters."""
     database = Database(repository)
-    client = build_client(settings, transport=transport)
+    client = build_client(settings, transport=transport, observer=observer)
     writer = BatchWriter(database, settings.worker_id)
-    engine = Engine(client, writer, engine_config(settings))
+    log = get_logger(worker=settings.worker_id)
+    guard = AccountGuard(settings.account_key, Policies().bad_credentials, log)
+    engine = Engine(client, writer, engine_config(settings), guard=guard)
     daemon = Daemon(
         DaemonConfig(
             worker_id=settings.worker_id,
@@ -93,7 +129,9 @@ async def run_daemon(
         database,
         engine,
         writer,
+        guard=guard,
     )
+    guard.persist = daemon.persist_pause
     if callable(on_ready):
         on_ready(daemon)
     try:

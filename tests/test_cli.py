@@ -74,7 +74,7 @@ def test_status_json_shape(runner: CliRunner) -> None:
     """`status --json`: counts for every state, oldest per state, and the stuck list."""
     runner.invoke(app, ["import", "-"], input="\n".join(lines_of(2)))
     data = json.loads(runner.invoke(app, ["status", "--json"]).output)
-    assert set(data) == {"generatedAt", "counts", "oldest", "stuckAfterSeconds", "stuck"}
+    assert set(data) == {"generatedAt", "counts", "oldest", "accounts", "stuckAfterSeconds", "stuck"}
     assert list(data["counts"]) == [
         "imported",
         "created",
@@ -116,7 +116,7 @@ def test_show_unknown_order_is_a_clear_error(runner: CliRunner) -> None:
 def test_migrate_reports_the_revision(runner: CliRunner) -> None:
     """`migrate` creates the schema, then says it is up to date."""
     first = runner.invoke(app, ["migrate"])
-    assert first.exit_code == 0 and "schema at revision 0001 (was empty)" in first.output
+    assert first.exit_code == 0 and "schema at revision 0002 (was empty)" in first.output
     assert "up to date" in runner.invoke(app, ["migrate"]).output
 
 

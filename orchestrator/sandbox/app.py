@@ -98,6 +98,23 @@ async def _hold(hold: Hold | None, default: str) -> str:
 async def _vtex(
     sandbox: Sandbox, request: Request, operation: str, order_id: str | None, handler: Handler
 ) -> Response:
+    arrived = sandbox.oms.clock()
+    response = await _answer(sandbox, request, operation, order_id, handler)
+    status = 0 if isinstance(response, DroppedResponse) else response.status_code
+    sandbox.oms.ledger.log_request(
+        arrived,
+        operation=operation,
+        order_id=order_id,
+        client=request.headers.get("user-agent", ""),
+        status=status,
+        retry_after=response.headers.get("retry-after"),
+    )
+    return response
+
+
+async def _answer(
+    sandbox: Sandbox, request: Request, operation: str, order_id: str | None, handler: Handler
+) -> Response:
     oms = sandbox.oms
     oms.ledger.count_request(operation)
     headers = request.headers
@@ -239,6 +256,9 @@ def _control_routes(sandbox: Sandbox) -> list[Route]:
     async def ledger(_request: Request) -> Response:
         return JSONResponse(oms.ledger.as_dict())
 
+    async def requests(_request: Request) -> Response:
+        return JSONResponse(list(oms.ledger.request_log))
+
     async def ledger_order(request: Request) -> Response:
         entry = oms.ledger.get(request.path_params["order_id"])
         if entry is None:
@@ -309,6 +329,7 @@ def _control_routes(sandbox: Sandbox) -> list[Route]:
     return [
         Route("/_sandbox/health", health),
         Route("/_sandbox/ledger", ledger),
+        Route("/_sandbox/requests", requests),
         Route("/_sandbox/ledger/{order_id}", ledger_order),
         Route("/_sandbox/reset", reset, methods=["POST"]),
         Route("/_sandbox/orders/{order_id}/cancel", admin_cancel, methods=["POST"]),

@@ -6,8 +6,11 @@ Start handling, one distinct invoice number, and never more invoiced than the or
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+
+REQUEST_LOG_SIZE = 200_000
 
 
 @dataclass
@@ -56,6 +59,8 @@ class Ledger:
         self.requests_by_operation: dict[str, int] = {}
         self.rate_limited = 0
         self.faults_injected: dict[str, int] = {}
+        # Every VTEX request: arrival time, what it was, and how it was answered (bounded).
+        self.request_log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
 
     def entry(self, order_id: str) -> LedgerEntry:
         found = self._entries.get(order_id)
@@ -72,6 +77,27 @@ class Ledger:
     def count_request(self, operation: str) -> None:
         self.requests += 1
         self.requests_by_operation[operation] = self.requests_by_operation.get(operation, 0) + 1
+
+    def log_request(
+        self,
+        arrived: float,
+        *,
+        operation: str,
+        order_id: str | None,
+        client: str,
+        status: int,
+        retry_after: str | None,
+    ) -> None:
+        self.request_log.append(
+            {
+                "at": arrived,
+                "operation": operation,
+                "orderId": order_id,
+                "client": client,
+                "status": status,
+                "retryAfter": retry_after,
+            }
+        )
 
     def count_fault(self, kind: str) -> None:
         self.faults_injected[kind] = self.faults_injected.get(kind, 0) + 1
