@@ -1,0 +1,30 @@
+"""`python -m bench <benchmark>`: runs one benchmark and prints its figures as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from bench import rate_limit
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    sub = parser.add_subparsers(dest="benchmark", required=True)
+    rate = sub.add_parser(
+        "rate-limit", help="throughput and calls per order under a requests-per-minute limit"
+    )
+    rate.add_argument("--orders", type=int, default=400)
+    rate.add_argument("--limit", type=int, default=1200, help="requests per minute, sandbox and client")
+    rate.add_argument("--grace", type=float, default=10.0, help="grace period, seconds")
+    rate.add_argument("--concurrency", type=int, default=64)
+    rate.add_argument(
+        "--client-rpm", type=int, default=None, help="daemon budget if not the limit (to provoke 429s)"
+    )
+    rate.set_defaults(run=rate_limit.run)
+    args = parser.parse_args()
+    print(json.dumps(args.run(args), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""What every benchmark needs: a sandbox process, order files, a fresh database, daemon runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from orchestrator.sandbox.oms import SandboxConfig
+
+DEFAULTS = SandboxConfig()
+
+
+def order_line(n: int, affiliate: str = "BCH", with_invoice: bool = True) -> str:
+    mkp = str(5_000_000 + n)
+    price, qty, shipping = 1990 + (n % 7) * 100, 1 + n % 3, 990
+    value = price * qty + shipping
+    body = {
+        "marketplaceOrderId": mkp,
+        "marketplaceServicesEndpoint": "https://marketplace-services.example.com/vtex",
+        "marketplacePaymentValue": value,
+        "items": [{"id": str(1 + n % 1000), "quantity": qty, "seller": "1", "price": price}],
+        "clientProfileData": {
+            "email": f"customer{n}@example.com",
+            "firstName": "Cliente",
+            "lastName": f"N{n}",
+            "documentType": "cpf",
+            "document": f"{10_000_000_000 + n}",
+        },
+        "shippingData": {
+            "address": {
+                "addressType": "residential",
+                "receiverName": f"Cliente N{n}",
+                "postalCode": "01310-100",
+                "city": "São Paulo",
+                "state": "SP",
+                "country": "BRA",
+                "street": "Avenida Paulista",
+                "number": str(n % 2000 + 1),
+            },
+            "logisticsInfo": [
+                {
+                    "itemIndex": 0,
+                    "selectedSla": "Normal",
+                    "lockTTL": "8d",
+                    "shippingEstimate": "5d",
+                    "price": shipping,
+                }
+            ],
+        },
+        "paymentData": None,
+    }
+    line: dict[str, Any] = {"affiliateId": affiliate, "order": body}
+    if with_invoice:
+        line["invoice"] = {
+            "type": "Output",
+            "issuanceDate": "2026-11-27T10:00:00-03:00",
+            "invoiceNumber": f"NF{mkp}",
+            "invoiceValue": value,
+            "items": [{"id": body["items"][0]["id"], "price": price, "quantity": qty}],
+        }
+    return json.dumps(line)
+
+
+def write_orders(path: Path, count: int, start: int = 0) -> Path:
+    with path.open("w") as out:
+        for n in range(start, start + count):
+            out.write(order_line(n) + "\n")
+    return path
+
+
+class Sandbox:
+    """`orchestrator sandbox` as its own process, so its CPU is not the daemon's."""
+
+    def __init__(self, *args: str, log: Path) -> None:
+        self._log = log.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "sandbox", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        first = self.process.stdout.readline()
+        if "listening on" not in first:
+            raise RuntimeError(f"sandbox did not start: {first!r}")
+        self.url = first.split("listening on ", 1)[1].split()[0]
+
+    def get(self, path: str) -> Any:
+        return httpx.get(f"{self.url}/_sandbox/{path}", timeout=60).json()
+
+    def cpu_seconds(self) -> float:
+        with open(f"/proc/{self.process.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._log.close()
+
+
+@dataclass
+class DaemonRun:
+    wall_seconds: float
+    cpu_seconds: float
+    max_rss_mb: float
+    exit_code: int
+
+
+def env_for(database_url: str, sandbox_url: str, **settings: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "ORCHESTRATOR_DATABASE_URL": database_url,
+        "VTEX_BASE_URL": sandbox_url,
+        "VTEX_APP_KEY": DEFAULTS.app_key,
+        "VTEX_APP_TOKEN": DEFAULTS.app_token,
+        "ORCHESTRATOR_LOG_FORMAT": "json",
+        "ORCHESTRATOR_LOG_LEVEL": "warning",
+    }
+    env.update(settings)
+    return env
+
+
+def run_command(args: list[str], env: dict[str, str], log: Path | None = None) -> DaemonRun:
+    """Run an orchestrator command to completion and measure its own CPU and peak memory."""
+    out = log.open("a") if log else subprocess.DEVNULL
+    started = time.monotonic()
+    process = subprocess.Popen([sys.executable, "-m", "orchestrator", *args], env=env, stdout=out, stderr=out)
+    _pid, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - started
+    if log:
+        out.close()  # type: ignore[union-attr]
+    return DaemonRun(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, process.returncode)
+
+
+def workdir(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-"))
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpus} cores ({model}), {mem:.0f} GiB RAM, Python {sys.version.split()[0]}"
+
+
+def rss_limit_note() -> str:
+    return f"RLIMIT_AS={resource.getrlimit(resource.RLIMIT_AS)[0]}"
