@@ -36,7 +36,12 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=target.isatty())
+        # Tracebacks without frame locals: a local could hold a request's headers, and with them
+        # the VTEX credentials.
+        else structlog.dev.ConsoleRenderer(
+            colors=target.isatty(),
+            exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False),
+        )
     )
     numeric = _LEVELS.get(level.lower(), logging.INFO)
     structlog.configure(

@@ -40,11 +40,34 @@ EVENT_KEYS = (
 )
 
 
+def _max_lengths(table: sa.Table) -> dict[str, int]:
+    limits = {}
+    for column in table.columns:
+        length = getattr(column.type, "length", None)  # sa.String, and sqlmodel's AutoString decorator
+        if isinstance(length, int):
+            limits[column.name] = length
+    return limits
+
+
+# PostgreSQL enforces VARCHAR lengths (SQLite does not): texts such as reasons and VTEX messages are
+# cut to fit here, in one place, so a long VTEX message can never make a step's save fail.
+_ORDER_LIMITS = _max_lengths(ORDERS)
+_EVENT_LIMITS = _max_lengths(EVENTS)
+
+
+def _fit(values: dict[str, Any], limits: dict[str, int]) -> dict[str, Any]:
+    for name, limit in limits.items():
+        value = values.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            values[name] = value[: limit - 1] + "…"
+    return values
+
+
 def new_event(order_pk: int, at: datetime, kind: str, **fields: Any) -> dict[str, Any]:
     """A history row with every column present (executemany needs uniform rows)."""
     event = dict.fromkeys(EVENT_KEYS)
     event.update(order_pk=order_pk, at=at, kind=kind, **fields)
-    return event
+    return _fit(event, _EVENT_LIMITS)
 
 
 @dataclass(frozen=True)
@@ -231,7 +254,7 @@ class Repository:
 
     @staticmethod
     def _step_params(row: OrderRow, owner: str) -> dict[str, Any]:
-        params = {name: getattr(row, name) for name in STEP_COLUMNS}
+        params = _fit({name: getattr(row, name) for name in STEP_COLUMNS}, _ORDER_LIMITS)
         params.update(_pk=row.id, _owner=owner, _version=row.version)
         return params
 
@@ -387,7 +410,11 @@ class Repository:
                     sa.or_(c.lease_owner.is_(None), c.lease_expires_at < now),
                 )
                 .values(
-                    **values, lease_owner=None, lease_expires_at=None, version=c.version + 1, updated_at=now
+                    **_fit(dict(values), _ORDER_LIMITS),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    version=c.version + 1,
+                    updated_at=now,
                 )
             )
             if result.rowcount != 1:

@@ -13,6 +13,7 @@ from orchestrator.repository import Repository
 from orchestrator.sandbox import Sandbox, SandboxConfig, SandboxOms, ServerThread
 from orchestrator.settings import Settings, load_settings
 from orchestrator.wiring import open_repository
+from tests import backends
 
 
 @pytest.fixture
@@ -40,9 +41,29 @@ def sandbox_server(sandbox: Sandbox) -> Iterator[ServerThread]:
         yield server
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Storage and engine tests run once per backend (see tests/backends.py)."""
+    return str(request.param)
+
+
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
+def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'orders.db'}"
+        return
+    name, url = backends.create_database()
+    yield url
+    backends.drop_database(name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'orders.db'}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    backends.drop_template()
 
 
 @pytest.fixture

@@ -95,3 +95,9 @@ def test_budget_and_retry_after_are_honoured_and_every_order_finishes(
             ),
         )
     assert failed_attempts == 0, "a 429 must never count as a failed attempt"
+
+
+@pytest.fixture
+def database_url(sqlite_url: str) -> str:
+    """One real minute is enough for one backend; the shared budget is tested with several daemons."""
+    return sqlite_url
