@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench import rate_limit
+from bench import rate_limit, scale_out
 
 
 def main() -> None:
@@ -22,6 +22,12 @@ def main() -> None:
         "--client-rpm", type=int, default=None, help="daemon budget if not the limit (to provoke 429s)"
     )
     rate.set_defaults(run=rate_limit.run)
+    scale = sub.add_parser("scale-out", help="throughput with 1, 2, 4 daemons on PostgreSQL and 1 on SQLite")
+    scale.add_argument("--orders", type=int, default=2000)
+    scale.add_argument("--latency-ms", type=float, default=50.0)
+    scale.add_argument("--grace", type=float, default=2.0, help="grace period, seconds")
+    scale.add_argument("--concurrency", type=int, default=64, help="per daemon")
+    scale.set_defaults(run=scale_out.run)
     args = parser.parse_args()
     print(json.dumps(args.run(args), indent=2))
 

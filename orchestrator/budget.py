@@ -12,6 +12,10 @@ holds more than the budget:
 A 429 pauses the account for its Retry-After (or a backoff when VTEX gave none). A caller that
 would have to wait longer than it can afford (a claimed order must not outwait its lease) gets
 `Throttled` at once and reschedules its order; that is never a failed attempt.
+
+`TokenBucket` lives in the process (SQLite: one daemon). `SharedTokenBucket` keeps the bucket in the
+database, so several daemons on PostgreSQL share one budget instead of each having its own; each
+daemon draws a few tokens at a time and spends them within half a second.
 """
 
 from __future__ import annotations
@@ -24,7 +28,21 @@ from typing import Protocol
 from orchestrator.errors import Throttled
 
 WINDOW_SECONDS = 61.0  # one second more than VTEX's minute, for latency skew between requests
+# Shared by several daemons, a token is granted by the database and spent a little later (a busy
+# event loop, the database thread's queue), so the shared bucket keeps three seconds of slack.
+SHARED_WINDOW_SECONDS = 63.0
 BURST_SECONDS = 2.0
+LOCAL_BATCH_SECONDS = 0.25  # a daemon draws about this much of the shared rate at a time
+LOCAL_TOKEN_TTL = 0.25  # ...and spends it soon, or drops it
+
+
+def bucket_shape(requests_per_minute: int, window: float = WINDOW_SECONDS) -> tuple[float, float]:
+    """(capacity, tokens per second) such that capacity + `window` seconds of refill is the budget."""
+    if requests_per_minute < 1:
+        raise ValueError("the request budget must allow at least one request per minute")
+    capacity = max(1.0, float(int(requests_per_minute * BURST_SECONDS / 60)))
+    rate = max(1.0, requests_per_minute - capacity) / window
+    return capacity, rate
 
 
 class RequestBudget(Protocol):
@@ -87,12 +105,9 @@ class TokenBucket(_Pauses):
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        if requests_per_minute < 1:
-            raise ValueError("the request budget must allow at least one request per minute")
         super().__init__(clock, default_pause, sleep)
         self.requests_per_minute = requests_per_minute
-        self.capacity = max(1.0, float(int(requests_per_minute * BURST_SECONDS / 60)))
-        self.rate = max(1.0, requests_per_minute - self.capacity) / WINDOW_SECONDS  # tokens per second
+        self.capacity, self.rate = bucket_shape(requests_per_minute)
         self._tokens = self.capacity
         self._refilled_at = clock()
         self._queue = asyncio.Lock()  # FIFO: waiters take turns instead of all waking for each token
@@ -120,3 +135,59 @@ class TokenBucket(_Pauses):
                     self._tokens = max(0.0, self._tokens - 1.0)
                     return
                 await self._sleep((1.0 - self._tokens) / self.rate)
+
+
+TakeFn = Callable[[int, float, float], Awaitable[tuple[int, float]]]
+ThrottleFn = Callable[[float], Awaitable[None]]
+
+
+class SharedTokenBucket(_Pauses):
+    """The account's bucket kept in the database and shared by every daemon (see `take_budget`)."""
+
+    def __init__(
+        self,
+        requests_per_minute: int,
+        take: TakeFn,
+        throttle: ThrottleFn,
+        *,
+        default_pause: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        super().__init__(clock, default_pause, sleep)
+        self.requests_per_minute = requests_per_minute
+        self.capacity, self.rate = bucket_shape(requests_per_minute, SHARED_WINDOW_SECONDS)
+        self._batch = max(1, int(min(self.capacity / 2, self.rate * LOCAL_BATCH_SECONDS)))
+        self._take = take
+        self._throttle = throttle
+        self._local = 0
+        self._local_at = 0.0
+        self._queue = asyncio.Lock()
+        self._reports: set[asyncio.Future[None]] = set()
+
+    def pause(self, seconds: float | None) -> None:
+        """A 429 seen here pauses this daemon at once and, through the database, all the others."""
+        super().pause(seconds)
+        report = asyncio.ensure_future(self._throttle(self._default_pause if seconds is None else seconds))
+        self._reports.add(report)
+        report.add_done_callback(self._reports.discard)
+
+    async def acquire(self, max_wait: float | None = None) -> None:
+        started = self._clock()
+        if max_wait is not None and self.paused_for > max_wait:
+            raise Throttled(self.paused_for)
+        async with self._queue:
+            while True:
+                await self.wait_out_pause(None)
+                now = self._clock()
+                if self._local >= 1 and now - self._local_at <= LOCAL_TOKEN_TTL:
+                    self._local -= 1
+                    return
+                granted, wait = await self._take(self._batch, self.capacity, self.rate)
+                if granted:
+                    self._local, self._local_at = granted - 1, self._clock()
+                    return
+                waited = self._clock() - started
+                if max_wait is not None and waited + wait > max_wait:
+                    raise Throttled(wait)
+                await self._sleep(max(wait, 0.005))

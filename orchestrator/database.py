@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,10 @@ class DialectHooks:
 
     def is_duplicate_key(self, exc: sa.exc.IntegrityError) -> bool:
         raise NotImplementedError
+
+    def now(self, conn: sa.Connection) -> datetime:
+        """The clock shared state is kept by (one clock for all daemons, whatever their hosts)."""
+        return datetime.now(UTC)
 
     @contextmanager
     def single_daemon(self, url: sa.URL) -> Iterator[None]:
@@ -95,6 +100,12 @@ class SqliteHooks(DialectHooks):
 class PostgresHooks(DialectHooks):
     def is_duplicate_key(self, exc: sa.exc.IntegrityError) -> bool:
         return getattr(exc.orig, "sqlstate", None) == "23505"
+
+    def now(self, conn: sa.Connection) -> datetime:
+        # The server's clock, not this host's: daemons on several machines share one budget.
+        value = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+        assert isinstance(value, datetime)
+        return value.astimezone(UTC)
 
 
 def hooks_for(engine: Engine) -> DialectHooks:

@@ -110,7 +110,8 @@ EVENTS: sa.Table = OrderEvent.__table__  # type: ignore[attr-defined]
 
 
 class VtexAccount(SQLModel, table=True):
-    """Account-wide state shared by every daemon: a pause of all work (e.g. rejected credentials)."""
+    """Account-wide state shared by every daemon: a pause of all work (e.g. rejected credentials),
+    the request budget and the pause after a 429."""
 
     __tablename__ = "vtex_accounts"
 
@@ -118,6 +119,10 @@ class VtexAccount(SQLModel, table=True):
     paused_until: datetime | None = _time()
     pause_reason: str | None = Field(default=None, max_length=300)
     paused_since: datetime | None = _time()
+    # The request budget as a token bucket every daemon draws from, and a 429 pause they all honour.
+    budget_tokens: float | None = None
+    budget_refilled_at: datetime | None = _time()
+    throttled_until: datetime | None = _time()
     updated_at: datetime = _time(nullable=False)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from orchestrator.account import AccountGuard
-from orchestrator.budget import RequestBudget, TokenBucket
+from orchestrator.budget import RequestBudget, SharedTokenBucket, TokenBucket
 from orchestrator.clock import utcnow
 from orchestrator.daemon import Daemon, DaemonConfig
 from orchestrator.database import create_db_engine
@@ -32,6 +32,23 @@ def open_repository(settings: Settings, *, migrate: bool = True) -> Repository:
     if migrate:
         ensure_schema(engine)
     return Repository(engine, hooks)
+
+
+def shared_budget(settings: Settings, database: Database) -> RequestBudget:
+    """On PostgreSQL the budget lives in the database: N daemons share one budget, not N budgets."""
+    repository = database.repository
+    if repository.hooks.name != "postgresql":
+        return TokenBucket(settings.vtex_max_rpm)
+    account = settings.account_key
+
+    async def take(want: int, capacity: float, rate: float) -> tuple[int, float]:
+        result: tuple[int, float] = await database.run(repository.take_budget, account, want, capacity, rate)
+        return result
+
+    async def throttle(seconds: float) -> None:
+        await database.run(repository.throttle_account, account, seconds)
+
+    return SharedTokenBucket(settings.vtex_max_rpm, take, throttle)
 
 
 def build_client(
@@ -113,7 +130,9 @@ async def run_daemon(
 ) -> Daemon:
     """Run the daemon until stopped; returns it so callers can read its counters."""
     database = Database(repository)
-    client = build_client(settings, transport=transport, observer=observer)
+    client = build_client(
+        settings, transport=transport, observer=observer, budget=shared_budget(settings, database)
+    )
     writer = BatchWriter(database, settings.worker_id)
     log = get_logger(worker=settings.worker_id)
     guard = AccountGuard(settings.account_key, Policies().bad_credentials, log)

@@ -50,6 +50,10 @@ class SandboxProcess:
         result: dict[str, Any] = httpx.get(f"{self.url}/_sandbox/ledger", timeout=10).json()
         return result
 
+    def get_requests(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = httpx.get(f"{self.url}/_sandbox/requests", timeout=30).json()
+        return result
+
     def control(self, path: str, body: dict[str, Any]) -> Any:
         response = httpx.post(f"{self.url}/_sandbox/{path}", json=body, timeout=10)
         response.raise_for_status()

@@ -126,3 +126,38 @@ def test_skip_locked_claims_pass_over_rows_another_worker_is_claiming(
         )
         claimed = repository.claim_due("w1", T0, LEASE, limit=10)
         assert {r.id for r in claimed} == {r.id for r in repository.all_rows()} - set(locked)
+
+
+def test_the_budget_bucket_is_one_for_every_daemon(database_url: str) -> None:
+    """Two daemons (two engines) drawing tokens as fast as they can get no more than one bucket gives."""
+    import threading
+    import time
+
+    first = open_repository(load_settings(None, database_url=database_url))
+    second = open_repository(load_settings(None, database_url=database_url))
+    capacity, rate = 20.0, 10.0
+    granted = [0, 0]
+    stop = time.monotonic() + 2.0
+
+    def draw(index: int, repository: Repository) -> None:
+        while time.monotonic() < stop:
+            got, _wait = repository.take_budget("acme", 4, capacity, rate)
+            granted[index] += got
+
+    threads = [threading.Thread(target=draw, args=(i, r)) for i, r in enumerate((first, second))]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    assert sum(granted) <= capacity + rate * elapsed + 1
+    assert granted[0] > 0 and granted[1] > 0
+
+
+def test_a_429_throttles_the_account_for_every_daemon(repository: Repository) -> None:
+    """After throttle_account(5), no daemon is granted a token and each is told to wait ~5 s."""
+    repository.take_budget("acme", 1, 20.0, 10.0)
+    repository.throttle_account("acme", 5)
+    granted, wait = repository.take_budget("acme", 1, 20.0, 10.0)
+    assert granted == 0 and 4.0 < wait <= 5.0
