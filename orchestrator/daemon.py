@@ -1,8 +1,10 @@
-"""The daemon: APScheduler ticks, each tick claims due orders and runs one durable step for each.
+"""The daemon: APScheduler ticks, each tick has due orders claimed and stepped, one durable step each.
 
-There are no per-order jobs. Per-order timing lives in `orders.next_run_at`; APScheduler runs one
-fixed interval job (the tick) and a periodic progress report. A step that leaves its order due
-again immediately asks for an early tick, so a fast VTEX is not slowed to the tick rate.
+There are no per-order jobs. Per-order timing lives in `orders.next_run_at`; APScheduler runs
+fixed jobs only: the tick, and a periodic progress report. The tick does not do the work itself: it
+wakes the *claim pump*, one task that claims as many due orders as there are free slots and starts
+a step for each. A step that leaves its order due again at once wakes the pump too, so a fast VTEX
+is not slowed down to the tick rate, and a slow claim never makes APScheduler overlap its own job.
 
 Shutdown (SIGTERM, SIGINT, or `--until-done` finding nothing left to do): stop claiming, give the
 steps in flight `shutdown_timeout` to finish and record their outcomes, cancel what is left (its
@@ -28,7 +30,6 @@ from orchestrator.log import get_logger
 from orchestrator.rows import OrderRow
 from orchestrator.writer import BatchWriter, Database
 
-KICK_DELAY = 0.005  # coalesce the early ticks asked for by steps finishing at the same time
 MAX_CLAIM = 500
 ACCOUNT_REFRESH = timedelta(seconds=2)  # how often a pause recorded by another daemon is picked up
 
@@ -55,26 +56,23 @@ class Daemon:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.config = config
-        self.guard = guard
-        self.stop_reason: str | None = None
-        self._account_read_at: datetime | None = None
-        self._background: set[asyncio.Future[object]] = set()
         self.db = database
         self.engine = engine
         self.writer = writer
+        self.guard = guard
         self.clock = clock
         self.in_flight: dict[int, asyncio.Task[bool]] = {}
         self.steps_done = 0
+        self.ticks = 0
         self.last_tick_at: datetime | None = None
+        self.stop_reason: str | None = None
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
         self._stopping = False
-        self._ticking = False
-        self._tick_again = False
-        self._kick_pending = False
         self._until_done = False
-        self._kicks: set[asyncio.Future[None]] = set()
-        self._tick_done = asyncio.Event()
-        self._tick_done.set()
+        self._account_read_at: datetime | None = None
+        self._background: set[asyncio.Future[object]] = set()
+        self._pump_task: asyncio.Task[None] | None = None
         self._log = get_logger(worker=config.worker_id)
         self._scheduler: AsyncIOScheduler | None = None
 
@@ -86,9 +84,12 @@ class Daemon:
 
     def persist_pause(self, pause: AccountPause | None) -> None:
         """Record an account pause (or its end) for status and for other daemons."""
-        task = asyncio.ensure_future(
+        self._spawn(
             self.db.run(self.db.repository.save_account_pause, self.guard.account, pause, self.clock())
         )
+
+    def _spawn(self, work: object) -> None:
+        task = asyncio.ensure_future(work)  # type: ignore[call-overload]
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -99,6 +100,7 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
         self.writer.start()
+        self._pump_task = asyncio.create_task(self._pump(), name="claim-pump")
         scheduler = AsyncIOScheduler(event_loop=loop, timezone="UTC")
         scheduler.add_job(
             self.tick,
@@ -106,7 +108,6 @@ class Daemon:
             seconds=self.config.tick_interval.total_seconds(),
             next_run_time=self.clock(),
             id="tick",
-            max_instances=1,
             coalesce=True,
             misfire_grace_time=None,
         )
@@ -132,35 +133,47 @@ class Daemon:
     # -- ticking ---------------------------------------------------------------------------------
 
     async def tick(self) -> None:
-        """Claim as many due orders as there are free slots and start a step for each."""
-        if self._stopping:
-            return
-        if self._ticking:
-            self._tick_again = True
-            return
-        self._ticking = True
-        self._tick_done.clear()
-        try:
-            while True:
-                self._tick_again = False
-                self.last_tick_at = now = self.clock()
-                await self._refresh_account(now)
-                if self.guard.is_paused(now):
-                    if self._until_done and not self.in_flight:
-                        self.request_stop(
-                            "account paused: "
-                            + (self.guard.pause_state.reason if self.guard.pause_state else "")
-                        )
-                    return
-                claimed = await self._claim()
-                if self._until_done and not claimed and not self.in_flight and await self._nothing_left():
+        """The scheduler's heartbeat: wake the claim pump (orders whose time has come)."""
+        self.ticks += 1
+        self.last_tick_at = self.clock()
+        self._wake.set()
+
+    async def _pump(self) -> None:
+        """Claim while there are free slots and due orders; then sleep until woken."""
+        while not self._stopping:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                await self._claim_until_full()
+            except Exception:
+                # The database may be briefly unavailable: try again on the next tick.
+                self._log.exception("claim failed; retrying on the next tick")
+
+    async def _claim_until_full(self) -> None:
+        while not self._stopping:
+            now = self.clock()
+            await self._refresh_account(now)
+            if self.guard.is_paused(now):
+                if self._until_done and not self.in_flight:
+                    reason = self.guard.pause_state.reason if self.guard.pause_state else ""
+                    self.request_stop("account paused: " + reason)
+                return
+            free = min(self.config.concurrency - len(self.in_flight), MAX_CLAIM)
+            if free <= 0:
+                return
+            rows: list[OrderRow] = await self.db.run(
+                self.db.repository.claim_due, self.config.worker_id, now, self.config.lease, free
+            )
+            for row in rows:
+                self.in_flight[row.id] = asyncio.create_task(self._step(row), name=f"step-{row.order_id}")
+            if not rows:
+                if self._until_done and not self.in_flight and await self._nothing_left():
                     self.request_stop("no order can progress without outside input")
-                    return
-                if not (self._tick_again or (claimed and self._free_slots() > 0)):
-                    return
-        finally:
-            self._ticking = False
-            self._tick_done.set()
+                return
+            if len(rows) < free:
+                return  # everything due is claimed; the next wake-up brings more
 
     async def _refresh_account(self, now: datetime) -> None:
         if self._account_read_at is not None and now - self._account_read_at < ACCOUNT_REFRESH:
@@ -168,21 +181,6 @@ class Daemon:
         self._account_read_at = now
         stored = await self.db.run(self.db.repository.account_pause, self.guard.account)
         self.guard.adopt(stored)
-
-    def _free_slots(self) -> int:
-        return self.config.concurrency - len(self.in_flight)
-
-    async def _claim(self) -> int:
-        free = min(self._free_slots(), MAX_CLAIM)
-        if free <= 0 or self._stopping:
-            return 0
-        rows: list[OrderRow] = await self.db.run(
-            self.db.repository.claim_due, self.config.worker_id, self.clock(), self.config.lease, free
-        )
-        for row in rows:
-            task = asyncio.create_task(self._step(row), name=f"step-{row.order_id}")
-            self.in_flight[row.id] = task
-        return len(rows)
 
     async def _step(self, row: OrderRow) -> bool:
         try:
@@ -192,29 +190,14 @@ class Daemon:
         except Exception:
             # A bug or a database outage. The lease will expire and the order will be claimed
             # again; an intent it committed is reconciled then, so nothing is sent twice.
-            self._log.exception("step crashed", order_id=row.order_id, state=row.state)
+            self._log.exception("step crashed", order_id=row.order_id, state=row.state, action=row.intent)
             return False
         finally:
             self.in_flight.pop(row.id, None)
             self.steps_done += 1
-            if (row.next_run_at is not None and row.next_run_at <= self.clock()) or (
-                self._until_done and not self.in_flight
-            ):
-                self._kick()
-
-    def _kick(self) -> None:
-        if self._kick_pending or self._stopping:
-            return
-        self._kick_pending = True
-
-        def fire() -> None:
-            self._kick_pending = False
-            if not self._stopping:
-                task = asyncio.ensure_future(self.tick())
-                self._kicks.add(task)
-                task.add_done_callback(self._kicks.discard)
-
-        asyncio.get_running_loop().call_later(KICK_DELAY, fire)
+            due_now = row.next_run_at is not None and row.next_run_at <= self.clock()
+            if due_now or (self._until_done and not self.in_flight):
+                self._wake.set()
 
     async def _nothing_left(self) -> bool:
         count: int = await self.db.run(self.db.repository.count_progressable)
@@ -237,15 +220,16 @@ class Daemon:
         self._stopping = True
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
-        await self._tick_done.wait()  # a claim under way finishes first, so its steps are waited for too
+        self._wake.set()
+        if self._pump_task is not None:
+            # A claim under way finishes first, so the steps it starts are waited for too.
+            with suppress(asyncio.CancelledError, Exception):
+                await self._pump_task
         pending = list(self.in_flight.values())
         if pending:
-            self._log.info(
-                "waiting for steps in flight",
-                count=len(pending),
-                timeout_s=self.config.shutdown_timeout.total_seconds(),
-            )
-            _done, still = await asyncio.wait(pending, timeout=self.config.shutdown_timeout.total_seconds())
+            timeout = self.config.shutdown_timeout.total_seconds()
+            self._log.info("waiting for steps in flight", count=len(pending), timeout_s=timeout)
+            _done, still = await asyncio.wait(pending, timeout=timeout)
             for task in still:
                 task.cancel()
             for task in still:

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     vtex_app_token: SecretStr | None = Field(None, validation_alias=_env("VTEX_APP_TOKEN"))
     vtex_timeout: timedelta = Field(timedelta(seconds=20), validation_alias=_env("VTEX_TIMEOUT"))
     vtex_max_rpm: int = Field(3000, ge=1, validation_alias=_env("VTEX_MAX_RPM"))
+    vtex_http_transport: str = Field("lean", validation_alias=_env("VTEX_HTTP_TRANSPORT"))
 
     grace_period: timedelta = Field(timedelta(minutes=30), validation_alias=_env("ORCHESTRATOR_GRACE_PERIOD"))
     invoice_timing: str = Field("after-grace", validation_alias=_env("ORCHESTRATOR_INVOICE_TIMING"))
@@ -80,6 +81,13 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("vtex_http_transport")
+    @classmethod
+    def _transport(cls, value: str) -> str:
+        if value not in {"lean", "httpx"}:
+            raise ValueError("must be lean (default) or httpx (httpx's own transport, which honours proxies)")
+        return value
 
     @field_validator("invoice_timing")
     @classmethod

@@ -24,6 +24,7 @@ from orchestrator.errors import (
     classify_response,
     classify_transport_error,
 )
+from orchestrator.transport import LeanTransport
 
 PLACE_PATH = "/api/fulfillment/pvt/orders"
 FULFILL_PATH = "/api/fulfillment/pvt/orders/{order_id}/fulfill"
@@ -98,11 +99,12 @@ class VtexClient:
             if worker_id
             else "vtex-orchestrator",
         }
+        if transport is None:
+            transport = LeanTransport(max_connections=max_connections)
         self._http = httpx.AsyncClient(
             base_url=base_url,
             headers=headers,
             timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             transport=transport,
         )
         self.budget: RequestBudget = budget or Unlimited()

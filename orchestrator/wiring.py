@@ -60,6 +60,11 @@ def build_client(
 ) -> VtexClient:
     if settings.vtex_app_key is None or settings.vtex_app_token is None:
         raise ConfigurationError("set VTEX_APP_KEY and VTEX_APP_TOKEN (the VTEX app key and token)")
+    if transport is None and settings.vtex_http_transport == "httpx":
+        limits = httpx.Limits(
+            max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency
+        )
+        transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=True)
     return VtexClient(
         settings.base_url,
         app_key=settings.vtex_app_key.get_secret_value(),
