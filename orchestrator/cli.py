@@ -120,28 +120,62 @@ def run(
 @app.command()
 def status(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    stuck_after: Annotated[
-        str | None, typer.Option(help="Call an order stuck after this long without progress (e.g. 45m).")
+    stuck: Annotated[
+        bool, typer.Option("--stuck", help="List the stuck orders, why, and what to do.")
+    ] = False,
+    state: Annotated[list[str] | None, typer.Option(help="Only these states (repeatable).")] = None,
+    affiliate: Annotated[str | None, typer.Option(help="Only this affiliate id.")] = None,
+    older_than: Annotated[
+        str | None, typer.Option(help="Only orders in their state for longer (e.g. 2h).")
     ] = None,
+    stuck_after: Annotated[
+        str | None, typer.Option(help="Thresholds, e.g. 45m or handling=4h,imported=30m (default: settings).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many stuck orders listed.")] = 100,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON (shape in the README).")
+    ] = False,
 ) -> None:
-    """Counts per state, and the orders that look stuck."""
+    """Counts per state with the oldest order in each; with --stuck, the orders that need a look."""
     from orchestrator import render
     from orchestrator.status import report
+    from orchestrator.stuck import StuckRules, StuckRulesError
 
     with friendly_errors():
         settings = ctx.obj.settings()
-        threshold = parse_duration(stuck_after) if stuck_after else settings.stuck_after
+        try:
+            rules = (
+                StuckRules.parse(stuck_after, settings.grace_period) if stuck_after else settings.stuck_rules
+            )
+        except StuckRulesError as exc:
+            raise ConfigurationError(str(exc).replace("ORCHESTRATOR_STUCK_AFTER", "--stuck-after")) from None
         now = utcnow()
-        data = report(_repository(settings), now, threshold)
+        data = report(
+            _repository(settings),
+            now,
+            rules,
+            settings.grace_period,
+            states=state,
+            affiliate=affiliate,
+            older_than=parse_duration(older_than) if older_than else None,
+            limit=limit,
+        )
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
     for line in render.account_lines(data, now):
         out.print(line)
+    if stuck:
+        if data["stuck"]:
+            out.print(render.stuck_table(data, now))
+        else:
+            out.print("No stuck orders.")
+        return
     out.print(render.counts_table(data))
-    if data["stuck"]:
-        out.print(render.stuck_table(data, now))
+    if data["stuckTotal"]:
+        out.print(
+            f"{data['stuckTotal']} stuck order(s): `orchestrator status --stuck` says why and what to do."
+        )
     else:
         out.print("No stuck orders.")
 

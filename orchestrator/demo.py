@@ -75,7 +75,7 @@ def run_demo(console: Console, orders_file: Path | None = None, grace_seconds: f
         finished = asyncio.run(_drive(settings, repository, late, console))
         elapsed = time.monotonic() - started
 
-    data = report(repository, utcnow(), settings.stuck_after)
+    data = report(repository, utcnow(), settings.stuck_rules, settings.grace_period)
     console.print(render.counts_table(data))
     if data["stuck"]:
         console.print(render.stuck_table(data, utcnow()))

@@ -44,6 +44,13 @@ class Order(SQLModel, table=True):
             postgresql_where=sa.text("next_run_at IS NOT NULL"),
         ),
         sa.Index("ix_orders_state_since", "state", "state_changed_at"),
+        # Calls whose outcome is unknown: few at any time, found at once by `status --stuck`.
+        sa.Index(
+            "ix_orders_open_intent",
+            "intent_at",
+            sqlite_where=sa.text("intent IS NOT NULL"),
+            postgresql_where=sa.text("intent IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -56,11 +56,12 @@ def account_lines(report: dict[str, Any], now: datetime) -> list[Text]:
 
 
 def stuck_table(report: dict[str, Any], now: datetime) -> Table:
-    threshold = format_duration(report["stuckAfterSeconds"])
-    table = Table(title=f"Stuck: failed, or no progress for more than {threshold}", title_justify="left")
+    shown, total = len(report["stuck"]), report["stuckTotal"]
+    title = f"Stuck orders: {total}" + (f" (oldest {shown} shown)" if total > shown else "")
+    table = Table(title=title, title_justify="left")
     table.add_column("order", no_wrap=True)
     table.add_column("state", no_wrap=True)
-    for column in ("in state", "VTEX status", "last error", "attempts", "next try", "waiting for"):
+    for column in ("in state", "VTEX status", "attempts", "next try", "why", "what to do"):
         table.add_column(column, overflow="fold")
     for entry in report["stuck"]:
         nxt = entry["nextTryAt"]
@@ -69,10 +70,10 @@ def stuck_table(report: dict[str, Any], now: datetime) -> Table:
             Text(entry["state"], style=STATE_STYLES.get(entry["state"], "")),
             format_duration(entry["secondsInState"]),
             entry["vtexStatus"] or "-",
-            (entry["lastError"] or "-")[:160],
             str(entry["attempts"]),
             f"in {format_duration(datetime.fromisoformat(nxt) - now)}" if nxt else "-",
-            entry["waitingFor"] or "-",
+            entry["reason"],
+            entry["suggestion"],
         )
     return table
 

@@ -20,7 +20,8 @@ from orchestrator.account import AccountPause
 from orchestrator.database import DialectHooks
 from orchestrator.models import ACCOUNTS, EVENTS, ORDERS
 from orchestrator.rows import COLUMNS, STEP_COLUMNS, OrderRow
-from states import FINAL, State
+from orchestrator.stuck import StuckRules
+from states import State
 
 _CHUNK = 500  # rows per IN (...) list and per executemany batch
 
@@ -420,23 +421,51 @@ class Repository:
             ).all()
         return [StateCount(state, count, oldest) for state, count, oldest in rows]
 
-    def stuck(self, now: datetime, older_than: timedelta, limit: int = 200) -> list[OrderRow]:
-        """Failed orders, and unfinished ones that made no progress for longer than `older_than`."""
+    def _stuck_filter(
+        self,
+        now: datetime,
+        rules: StuckRules,
+        states: Sequence[str] | None = None,
+        affiliate: str | None = None,
+        older_than: timedelta | None = None,
+    ) -> sa.ColumnElement[bool]:
         c = ORDERS.c
-        final = [str(s) for s in FINAL]
-        statement = (
-            sa.select(ORDERS)
-            .where(
-                sa.or_(
-                    c.state == str(State.FAILED),
-                    sa.and_(c.state.not_in(final), c.state_changed_at < now - older_than),
-                )
-            )
-            .order_by(c.state_changed_at)
-            .limit(limit)
-        )
+        reasons: list[sa.ColumnElement[bool]] = [c.state == str(State.FAILED)]
+        reasons += [
+            sa.and_(c.state == state, c.state_changed_at < now - limit)
+            for state, limit in rules.thresholds.items()
+        ]
+        reasons.append(sa.and_(c.intent.is_not(None), c.intent_at < now - rules.open_intent_after))
+        condition = sa.or_(*reasons)
+        if states:
+            condition = sa.and_(condition, c.state.in_(list(states)))
+        if affiliate:
+            condition = sa.and_(condition, c.affiliate_id == affiliate)
+        if older_than is not None:
+            condition = sa.and_(condition, c.state_changed_at < now - older_than)
+        return condition
+
+    def stuck(
+        self,
+        now: datetime,
+        rules: StuckRules,
+        *,
+        states: Sequence[str] | None = None,
+        affiliate: str | None = None,
+        older_than: timedelta | None = None,
+        limit: int = 100,
+    ) -> tuple[list[OrderRow], int]:
+        """The stuck orders, oldest first (at most `limit`), and how many there are in all."""
+        condition = self._stuck_filter(now, rules, states, affiliate, older_than)
         with self.engine.connect() as conn:
-            return [OrderRow.from_mapping(r) for r in conn.execute(statement).mappings()]
+            rows = conn.execute(
+                sa.select(ORDERS).where(condition).order_by(ORDERS.c.state_changed_at).limit(limit)
+            ).mappings()
+            found = [OrderRow.from_mapping(r) for r in rows]
+            total = len(found)
+            if total == limit:
+                total = conn.scalar(sa.select(sa.func.count()).select_from(ORDERS).where(condition)) or 0
+        return found, total
 
     def all_rows(self) -> list[OrderRow]:
         with self.engine.connect() as conn:

@@ -19,6 +19,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from orchestrator.durations import parse_duration
+from orchestrator.stuck import StuckRules, StuckRulesError
 
 DEFAULT_DATABASE_URL = "sqlite:///orchestrator.db"
 
@@ -55,7 +56,7 @@ class Settings(BaseSettings):
     unknown_outcome_after: timedelta = Field(
         timedelta(minutes=15), validation_alias=_env("ORCHESTRATOR_UNKNOWN_OUTCOME_AFTER")
     )
-    stuck_after: timedelta = Field(timedelta(hours=1), validation_alias=_env("ORCHESTRATOR_STUCK_AFTER"))
+    stuck_after: str = Field("", validation_alias=_env("ORCHESTRATOR_STUCK_AFTER"))
     worker_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}",
         validation_alias=_env("ORCHESTRATOR_WORKER_ID"),
@@ -70,7 +71,6 @@ class Settings(BaseSettings):
         "lease",
         "shutdown_timeout",
         "unknown_outcome_after",
-        "stuck_after",
         mode="before",
     )
     @classmethod
@@ -102,6 +102,18 @@ class Settings(BaseSettings):
         if value not in {"auto", "json", "console"}:
             raise ValueError("must be one of auto, json, console")
         return value
+
+    @property
+    def stuck_rules(self) -> StuckRules:
+        return StuckRules.parse(self.stuck_after, self.grace_period)
+
+    @model_validator(mode="after")
+    def _stuck_rules_parse(self) -> Settings:
+        try:
+            self.stuck_rules  # noqa: B018  (parsing is the check)
+        except StuckRulesError as exc:
+            raise ValueError(str(exc).removeprefix("ORCHESTRATOR_STUCK_AFTER: ")) from None
+        return self
 
     @model_validator(mode="after")
     def _lease_outlives_a_call(self) -> Settings:

@@ -1,13 +1,18 @@
-"""The status report: counts per state with the age of the oldest order in each, and the orders
-that look stuck, each with the facts an operator needs (the shape of `status --json`)."""
+"""The status report: counts per state with the age of the oldest order in each, paused accounts,
+and the stuck orders, each with its facts, a reason in plain words and a suggested command.
+
+This is the shape of `status --json`, documented in the README; keys are only ever added.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from orchestrator.repository import Repository
 from orchestrator.rows import OrderRow
+from orchestrator.stuck import StuckRules, diagnose
 from states import ORDERED_STATES
 
 
@@ -15,9 +20,11 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def stuck_entry(row: OrderRow, now: datetime) -> dict[str, Any]:
+def stuck_entry(row: OrderRow, now: datetime, grace_period: timedelta) -> dict[str, Any]:
+    diagnosis = diagnose(row, now, grace_period)
     return {
         "orderId": row.order_id,
+        "affiliateId": row.affiliate_id,
         "state": row.state,
         "since": _iso(row.state_changed_at),
         "secondsInState": round((now - row.state_changed_at).total_seconds(), 1),
@@ -29,10 +36,22 @@ def stuck_entry(row: OrderRow, now: datetime) -> dict[str, Any]:
         "nextTryAt": _iso(row.next_run_at),
         "waitingFor": row.wait_reason,
         "openIntent": row.intent,
+        "reason": diagnosis.reason,
+        "suggestion": diagnosis.suggestion,
     }
 
 
-def report(repository: Repository, now: datetime, stuck_after: timedelta) -> dict[str, Any]:
+def report(
+    repository: Repository,
+    now: datetime,
+    rules: StuckRules,
+    grace_period: timedelta,
+    *,
+    states: Sequence[str] | None = None,
+    affiliate: str | None = None,
+    older_than: timedelta | None = None,
+    limit: int = 100,
+) -> dict[str, Any]:
     counts = {c.state: c for c in repository.state_counts()}
     ordered = [str(s) for s in ORDERED_STATES] + sorted(set(counts) - {str(s) for s in ORDERED_STATES})
     oldest: dict[str, dict[str, Any]] = {}
@@ -40,6 +59,9 @@ def report(repository: Repository, now: datetime, stuck_after: timedelta) -> dic
         if entry.oldest_since is not None:
             age = (now - entry.oldest_since).total_seconds()
             oldest[state] = {"since": _iso(entry.oldest_since), "ageSeconds": round(age, 1)}
+    stuck, total = repository.stuck(
+        now, rules, states=states, affiliate=affiliate, older_than=older_than, limit=limit
+    )
     return {
         "generatedAt": now.isoformat(),
         "counts": {state: counts[state].count if state in counts else 0 for state in ordered},
@@ -54,6 +76,10 @@ def report(repository: Repository, now: datetime, stuck_after: timedelta) -> dic
             for p in repository.account_pauses()
             if p.until > now
         ],
-        "stuckAfterSeconds": stuck_after.total_seconds(),
-        "stuck": [stuck_entry(row, now) for row in repository.stuck(now, stuck_after)],
+        "stuckRules": {
+            "thresholdSeconds": {state: limit.total_seconds() for state, limit in rules.thresholds.items()},
+            "openIntentSeconds": rules.open_intent_after.total_seconds(),
+        },
+        "stuckTotal": total,
+        "stuck": [stuck_entry(row, now, grace_period) for row in stuck],
     }

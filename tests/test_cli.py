@@ -75,7 +75,7 @@ def test_status_json_shape(runner: CliRunner) -> None:
     """`status --json`: counts for every state, oldest per state, and the stuck list."""
     runner.invoke(app, ["import", "-"], input="\n".join(lines_of(2)))
     data = json.loads(runner.invoke(app, ["status", "--json"]).output)
-    assert set(data) == {"generatedAt", "counts", "oldest", "accounts", "stuckAfterSeconds", "stuck"}
+    assert set(data) == {"generatedAt", "counts", "oldest", "accounts", "stuckRules", "stuckTotal", "stuck"}
     assert list(data["counts"]) == [
         "imported",
         "created",
@@ -101,7 +101,11 @@ def test_run_until_done_then_status_and_show(runner: CliRunner) -> None:
     [stuck] = data["stuck"]
     assert (stuck["orderId"], stuck["state"], stuck["lastErrorCode"]) == ("ABC-100009", "failed", "FMT007")
     table = runner.invoke(app, ["status"])
-    assert "ABC-100009" in table.output and "FMT007" in table.output
+    assert "1 stuck order(s)" in table.output
+    listed = runner.invoke(app, ["status", "--stuck"])
+    assert (
+        "ABC-100009" in listed.output and "FMT007" in listed.output and "orchestrator retry" in listed.output
+    )
     shown = runner.invoke(app, ["show", "ABC-100000"])
     assert shown.exit_code == 0 and "start-handling" in shown.output and "invoiced" in shown.output
     as_json = json.loads(runner.invoke(app, ["show", "ABC-100000", "--json"]).output)
@@ -117,7 +121,7 @@ def test_show_unknown_order_is_a_clear_error(runner: CliRunner) -> None:
 def test_migrate_reports_the_revision(runner: CliRunner) -> None:
     """`migrate` creates the schema, then says it is up to date."""
     first = runner.invoke(app, ["migrate"])
-    assert first.exit_code == 0 and "schema at revision 0003" in first.output
+    assert first.exit_code == 0 and "schema at revision 0004" in first.output
     assert "up to date" in runner.invoke(app, ["migrate"]).output
 
 

@@ -18,6 +18,7 @@ from orchestrator.repository import Repository
 from orchestrator.sandbox import Sandbox, ServerThread
 from orchestrator.settings import Settings
 from orchestrator.status import report
+from orchestrator.stuck import StuckRules
 from orchestrator.wiring import open_repository, run_daemon
 from tests.factories import import_lines as lines_of
 from tests.factories import import_record
@@ -67,7 +68,9 @@ def test_vtex_validation_errors_fail_the_order_at_once_with_vtex_code(
     assert row is not None and (row.state, row.last_error_code) == ("failed", code)
     assert row.last_error is not None and in_message in row.last_error
     assert sandbox.oms.ledger.requests_by_operation["place-order"] == 1
-    [stuck] = report(repository, utcnow(), timedelta(hours=1))["stuck"]
+    [stuck] = report(
+        repository, utcnow(), StuckRules.parse("", timedelta(minutes=30)), timedelta(minutes=30)
+    )["stuck"]
     assert (stuck["state"], stuck["lastErrorCode"]) == ("failed", code)
 
 
@@ -100,7 +103,7 @@ def test_bad_credentials_pause_the_account_with_one_log_line_and_a_status_entry(
     assert {c.state: c.count for c in repository.state_counts()} == {"imported": 20}
     rejected = [e for e in logs if e["event"].startswith("VTEX rejected the credentials")]
     assert len(rejected) == 1 and rejected[0]["log_level"] == "error"
-    data = report(repository, utcnow(), settings.stuck_after)
+    data = report(repository, utcnow(), settings.stuck_rules, settings.grace_period)
     [account] = data["accounts"]
     assert "rejected the credentials (HTTP 401)" in account["reason"]
     requests = sandbox_server.sandbox.oms.ledger.requests
