@@ -155,3 +155,69 @@ def request_cancel(repository: Repository, order_id: str, reason: str) -> Outcom
         return values, [event], f"cancel of {order_id} requested"
 
     return _with_row(repository, order_id, change)
+
+
+def invoice_from_options(
+    row: OrderRow, number: str, value: int, *, issued_at: str | None, url: str | None, key: str | None
+) -> dict[str, Any]:
+    """An Output invoice body for the whole order, its items taken from the order itself."""
+    items = [
+        {"id": item["id"], "price": item.get("price", 0), "quantity": item["quantity"]}
+        for item in row.place_body.get("items", [])
+    ]
+    body: dict[str, Any] = {
+        "type": "Output",
+        "issuanceDate": issued_at or utcnow().isoformat(timespec="seconds"),
+        "invoiceNumber": number,
+        "invoiceValue": value,
+        "items": items,
+    }
+    if url:
+        body["invoiceUrl"] = url
+    if key:
+        body["invoiceKey"] = key
+    return body
+
+
+TRACKING_KEYS = ("trackingNumber", "courier", "trackingUrl", "dispatchedDate")
+
+
+def tracking_problems(tracking: Mapping[str, Any]) -> list[str]:
+    problems = []
+    number = tracking.get("trackingNumber")
+    if not isinstance(number, str) or not number.strip():
+        problems.append("trackingNumber: is required (a non-empty string)")
+    for name in ("courier", "trackingUrl", "dispatchedDate"):
+        if tracking.get(name) is not None and not isinstance(tracking[name], str):
+            problems.append(f"{name}: must be a string")
+    unknown = set(tracking) - set(TRACKING_KEYS) - {"orderId"}
+    problems += [f"{name}: unknown field (expected {', '.join(TRACKING_KEYS)})" for name in sorted(unknown)]
+    return problems
+
+
+def attach_tracking(repository: Repository, order_id: str, tracking: Mapping[str, Any]) -> Outcome:
+    """Add (or replace) the tracking number of an order's invoice; it is sent to VTEX once the order
+    is invoiced, through the partial invoice update, once."""
+
+    def change(row: OrderRow, now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]], str] | Outcome:
+        problems = tracking_problems(tracking)
+        if problems:
+            raise OperationError("; ".join(problems))
+        if row.invoice is None:
+            raise OperationError(f"{order_id} has no invoice yet: attach it first (`orchestrator invoice`)")
+        if row.state in (State.CANCELED, State.FAILED):
+            raise OperationError(f"{order_id} is {row.state}; it takes no tracking number")
+        number = str(tracking["trackingNumber"]).strip()
+        stored = {name: tracking.get(name) for name in TRACKING_KEYS} | {"trackingNumber": number}
+        if row.tracking == stored and row.tracking_sent_at is not None:
+            return Outcome(order_id, False, f"tracking {number} was already sent for {order_id}")
+        values: dict[str, Any] = {"tracking": stored, "tracking_sent_at": None}
+        if row.state == State.INVOICED:
+            values["next_run_at"] = now
+        event = new_event(
+            row.id, now, "note", action="attach-tracking", message=f"tracking {number} attached"
+        )
+        when = "now" if row.state == State.INVOICED else "once the order is invoiced"
+        return values, [event], f"tracking {number} attached to {order_id}; sent to VTEX {when}"
+
+    return _with_row(repository, order_id, change)

@@ -132,3 +132,31 @@ def order_panel(row: OrderRow, events: list[dict[str, Any]], now: datetime) -> G
             detail,
         )
     return Group(facts, history)
+
+
+def vtex_comparison(row: OrderRow, vtex: dict[str, Any] | None, error: str | None) -> Table:
+    """Our view of the order beside VTEX's, line by line."""
+    table = Table(title="Here and in VTEX", title_justify="left")
+    table.add_column("")
+    table.add_column("here")
+    table.add_column("VTEX")
+    if vtex is None:
+        table.add_row("order", row.order_id, Text(error or "not found", style="bold red"))
+        return table
+    packages = (vtex.get("packageAttachment") or {}).get("packages") or []
+    invoices = (
+        ", ".join(f"{p.get('invoiceNumber')} ({p.get('type')}, {p.get('invoiceValue')})" for p in packages)
+        or "none"
+    )
+    tracking = ", ".join(str(p.get("trackingNumber")) for p in packages if p.get("trackingNumber")) or "none"
+    table.add_row("state / status", row.state, str(vtex.get("status")))
+    table.add_row("value (cents)", str(row.value), str(vtex.get("value")))
+    table.add_row("invoice", row.invoice_number or "none", invoices)
+    table.add_row("tracking", row.tracking_number or "none", tracking)
+    table.add_row(
+        "authorized",
+        f"{row.authorized_at:%Y-%m-%d %H:%M:%S}Z" if row.authorized_at else "-",
+        str(vtex.get("authorizedDate") or "-"),
+    )
+    table.add_row("last change", f"{row.updated_at:%Y-%m-%d %H:%M:%S}Z", str(vtex.get("lastChange") or "-"))
+    return table

@@ -18,7 +18,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from orchestrator.durations import parse_duration
+from orchestrator.durations import format_duration, parse_duration
 from orchestrator.stuck import StuckRules, StuckRulesError
 
 DEFAULT_DATABASE_URL = "sqlite:///orchestrator.db"
@@ -223,3 +223,26 @@ def _explain(exc: ValueError) -> str:
         env = _aliases(field)[0] if field else loc
         lines.append(f"{env}: {err.get('msg')}")
     return "invalid configuration: " + "; ".join(lines)
+
+
+def describe(settings: Settings, config_file: Path | None) -> list[dict[str, Any]]:
+    """Every setting with its environment variable, its value (secrets masked) and its source."""
+    from_file = set(_TomlSource(Settings)()) if config_file else set()
+    rows = []
+    for name, info in Settings.model_fields.items():
+        variable = _aliases(info)[0]
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            shown: Any = "********" if value.get_secret_value() else ""
+        elif isinstance(value, timedelta):
+            shown = format_duration(value)
+        else:
+            shown = value
+        if variable in os.environ:
+            source = "environment"
+        elif variable in from_file:
+            source = f"file {config_file}"
+        else:
+            source = "default"
+        rows.append({"setting": name, "variable": variable, "value": shown, "source": source})
+    return rows

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -17,8 +18,9 @@ from orchestrator.clock import utcnow
 from orchestrator.daemon import Daemon, DaemonConfig
 from orchestrator.database import create_db_engine
 from orchestrator.engine import Engine, EngineConfig
+from orchestrator.errors import AuthError, VtexError
 from orchestrator.log import get_logger
-from orchestrator.migrate import ensure_schema
+from orchestrator.migrate import current_revision, ensure_schema
 from orchestrator.policy import Policies
 from orchestrator.repository import Repository
 from orchestrator.rows import OrderRow
@@ -165,3 +167,54 @@ async def run_daemon(
         await client.aclose()
         database.close()
     return daemon
+
+
+@dataclass(frozen=True)
+class VtexView:
+    order: dict[str, Any] | None
+    error: str | None
+
+
+async def fetch_vtex_order(settings: Settings, order_id: str) -> VtexView:
+    """VTEX's current view of one order, or why it could not be had."""
+    async with build_client(settings) as client:
+        try:
+            call = await client.get_order(order_id)
+        except VtexError as exc:
+            return VtexView(None, exc.describe())
+    if call.body is None:
+        return VtexView(None, f"VTEX has no order {order_id} (HTTP {call.http_status})")
+    return VtexView(call.body if isinstance(call.body, dict) else None, None)
+
+
+async def check_setup(settings: Settings) -> list[tuple[str, bool, str]]:
+    """The database, then the VTEX credentials with one harmless read (a Get order VTEX answers 404 to)."""
+    results: list[tuple[str, bool, str]] = []
+    try:
+        engine, hooks = create_db_engine(settings.database_url)
+        upgraded = ensure_schema(engine)
+        revision = current_revision(engine)
+        engine.dispose()
+        note = "schema upgraded to" if upgraded else "schema at"
+        results.append(("database", True, f"{hooks.name} reachable, {note} revision {revision}"))
+    except Exception as exc:  # any failure is the answer to "does the database work?"
+        results.append(("database", False, f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
+    try:
+        client = build_client(settings)
+    except ConfigurationError as exc:
+        results.append(("VTEX", False, str(exc)))
+        return results
+    async with client:
+        try:
+            call = await client.get_order("orchestrator-check-0")
+        except AuthError as exc:
+            results.append(
+                ("VTEX", False, f"{settings.base_url} rejected the credentials (HTTP {exc.http_status})")
+            )
+        except VtexError as exc:
+            results.append(("VTEX", False, f"cannot use {settings.base_url}: {exc.describe()}"))
+        else:
+            results.append(
+                ("VTEX", True, f"{settings.base_url} accepts the credentials (HTTP {call.http_status})")
+            )
+    return results

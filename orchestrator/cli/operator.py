@@ -1,0 +1,156 @@
+"""Commands an operator uses on single orders: invoice, track, retry, cancel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli.app import app
+from orchestrator.cli.support import (
+    OperationError,
+    err,
+    friendly_errors,
+    json_file,
+    out,
+    progress,
+    repository_for,
+    step_until_settled,
+    tracking_file,
+)
+
+
+@app.command()
+def invoice(
+    ctx: typer.Context,
+    order_id: Annotated[str, typer.Argument(help="The order the invoice belongs to.")],
+    number: Annotated[str | None, typer.Option(help="Invoice number (letters and digits).")] = None,
+    value: Annotated[int | None, typer.Option(help="Invoice value in cents (the order's value).")] = None,
+    issued_at: Annotated[
+        str | None, typer.Option(help="Issuance date and time, ISO 8601 (default: now).")
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option(help="Public invoice URL (ending in .xml for VTEX Tracking's XML mode).")
+    ] = None,
+    key: Annotated[str | None, typer.Option(help="Invoice key (e.g. the NF-e access key).")] = None,
+    file: Annotated[Path | None, typer.Option(help="A VTEX invoice notification body, as JSON.")] = None,
+) -> None:
+    """Attach the invoice of an order imported without one; the daemon sends it when allowed."""
+    from orchestrator.operations import attach_invoice, invoice_from_options
+
+    with friendly_errors():
+        repository = repository_for(ctx.obj.settings())
+        row = repository.find(order_id)
+        if row is None:
+            raise OperationError(f"no order {order_id!r}")
+        if file is not None:
+            body = json_file(file)
+        elif number is not None and value is not None:
+            body = invoice_from_options(row, number, value, issued_at=issued_at, url=url, key=key)
+        else:
+            raise OperationError("give --number and --value, or --file with a VTEX invoice body")
+        out.print(attach_invoice(repository, order_id, body).message, highlight=False)
+
+
+@app.command()
+def track(
+    ctx: typer.Context,
+    order_id: Annotated[str | None, typer.Argument(help="The order, e.g. ABC-12345.")] = None,
+    tracking_number: Annotated[str | None, typer.Option(help="The carrier's tracking number.")] = None,
+    courier: Annotated[str | None, typer.Option(help="The carrier's name.")] = None,
+    url: Annotated[str | None, typer.Option(help="Where the customer follows the parcel.")] = None,
+    dispatched_at: Annotated[str | None, typer.Option(help="When it was dispatched, ISO 8601.")] = None,
+    file: Annotated[
+        str | None,
+        typer.Option(
+            help="JSON Lines of {orderId, trackingNumber, courier, trackingUrl, dispatchedDate}, or -."
+        ),
+    ] = None,
+) -> None:
+    """Add a tracking number to an order's invoice (VTEX's partial invoice update), once."""
+    from orchestrator.operations import attach_tracking
+
+    with friendly_errors():
+        settings = ctx.obj.settings()
+        repository = repository_for(settings)
+        if file is not None:
+            updates = tracking_file(file, repository)
+        elif order_id and tracking_number:
+            updates = [
+                (
+                    order_id,
+                    {
+                        "trackingNumber": tracking_number,
+                        "courier": courier,
+                        "trackingUrl": url,
+                        "dispatchedDate": dispatched_at,
+                    },
+                )
+            ]
+        else:
+            raise OperationError("give ORDER_ID and --tracking-number, or --file")
+        sent = 0
+        for target, tracking in progress(updates, "attaching tracking numbers"):
+            outcome = attach_tracking(repository, target, tracking)
+            if len(updates) == 1:
+                out.print(outcome.message, highlight=False)
+            row = repository.find(target)
+            if outcome.changed and row is not None and row.state == "invoiced":
+                row = step_until_settled(settings, repository, target)
+                sent += int(row is not None and row.tracking_sent_at is not None)
+        if len(updates) > 1:
+            out.print(f"{len(updates)} tracking number(s) attached; {sent} already sent to VTEX")
+
+
+@app.command()
+def retry(
+    ctx: typer.Context,
+    order_ids: Annotated[
+        list[str] | None, typer.Argument(help="Failed orders to put back in the flow.")
+    ] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Every failed order.")] = False,
+) -> None:
+    """Put failed orders back where they failed; each step is reconciled with VTEX before resending."""
+    from orchestrator.operations import retry as retry_order
+
+    with friendly_errors():
+        repository = repository_for(ctx.obj.settings())
+        targets = list(order_ids or [])
+        if failed:
+            targets += repository.order_ids_in_state("failed")
+        if not targets:
+            raise OperationError("name the orders to retry, or use --failed")
+        for order_id in targets:
+            out.print(retry_order(repository, order_id).message, highlight=False)
+    out.print(f"{len(targets)} order(s) back in the flow; a running daemon picks them up on its next tick")
+
+
+@app.command()
+def cancel(
+    ctx: typer.Context,
+    order_id: Annotated[str, typer.Argument(help="The order to cancel, e.g. ABC-12345.")],
+    reason: Annotated[
+        str, typer.Option(help="Why, recorded in VTEX and in the history.")
+    ] = "canceled by operator",
+) -> None:
+    """Cancel an order in VTEX (while VTEX still allows it) and mark it canceled."""
+    from orchestrator.operations import request_cancel
+
+    with friendly_errors():
+        settings = ctx.obj.settings()
+        repository = repository_for(settings)
+        outcome = request_cancel(repository, order_id, reason)
+        if not outcome.changed:
+            out.print(outcome.message)
+            return
+        row = step_until_settled(settings, repository, order_id, until=lambda r: not r.cancel_reason)
+    if row is None:
+        out.print(f"cancel of {order_id} requested; the running daemon is working on it and will cancel it")
+    elif row.state == "canceled":
+        out.print(f"{order_id} canceled")
+    elif row.state == "failed":
+        err.print(f"[bold red]VTEX refused to cancel {order_id}:[/] {row.last_error}", highlight=False)
+        raise typer.Exit(1)
+    else:
+        out.print(f"cancel of {order_id} requested: {row.wait_reason or 'the daemon will finish it'}")

@@ -1,0 +1,190 @@
+"""Commands about orders: import, run, status, show, and the schema they live in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from orchestrator.cli.app import app
+from orchestrator.cli.support import (
+    ConfigurationError,
+    OperationError,
+    err,
+    friendly_errors,
+    out,
+    repository_for,
+)
+from orchestrator.clock import utcnow
+from orchestrator.durations import parse_duration
+
+
+@app.command("import")
+def import_command(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Argument(help="JSON Lines file of orders, or - for standard input.")],
+) -> None:
+    """Import orders: one JSON object per line, all or nothing."""
+    from orchestrator.importer import import_lines
+
+    with friendly_errors():
+        settings = ctx.obj.settings()
+        if file == "-":
+            lines: list[str] = sys.stdin.read().splitlines()
+        else:
+            path = Path(file)
+            if not path.is_file():
+                raise ConfigurationError(f"no such file: {file}")
+            lines = path.read_text(encoding="utf-8").splitlines()
+        repository = repository_for(settings)
+        report = import_lines(lines, repository, utcnow(), settings.worker_id)
+    if not report.ok:
+        for problem in report.problems:
+            err.print(str(problem), highlight=False, markup=False)
+        err.print(
+            f"[bold red]nothing imported:[/] {len(report.problems)} problem(s) in {report.lines} line(s)"
+        )
+        raise typer.Exit(1)
+    for order_id in report.already_present:
+        out.print(f"already imported, unchanged: {order_id}", highlight=False)
+    out.print(
+        f"imported {len(report.imported)} order(s)"
+        + (f"; {len(report.already_present)} already present" if report.already_present else "")
+    )
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    until_done: Annotated[
+        bool, typer.Option("--until-done", help="Exit once no order can progress without outside input.")
+    ] = False,
+    concurrency: Annotated[int | None, typer.Option(help="Orders stepped at the same time.")] = None,
+) -> None:
+    """Run the daemon: step due orders until SIGTERM/SIGINT (or until done)."""
+    from orchestrator import log
+    from orchestrator.wiring import run_daemon
+
+    with friendly_errors():
+        settings = ctx.obj.settings(concurrency=concurrency)
+        log.configure(settings.log_level, settings.log_format)
+        repository = repository_for(settings)
+        asyncio.run(run_daemon(settings, repository, until_done=until_done))
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    stuck: Annotated[
+        bool, typer.Option("--stuck", help="List the stuck orders, why, and what to do.")
+    ] = False,
+    state: Annotated[list[str] | None, typer.Option(help="Only these states (repeatable).")] = None,
+    affiliate: Annotated[str | None, typer.Option(help="Only this affiliate id.")] = None,
+    older_than: Annotated[
+        str | None, typer.Option(help="Only orders in their state for longer (e.g. 2h).")
+    ] = None,
+    stuck_after: Annotated[
+        str | None, typer.Option(help="Thresholds, e.g. 45m or handling=4h,imported=30m (default: settings).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many stuck orders listed.")] = 100,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON (shape in the README).")
+    ] = False,
+) -> None:
+    """Counts per state with the oldest order in each; with --stuck, the orders that need a look."""
+    from orchestrator import render
+    from orchestrator.status import report
+    from orchestrator.stuck import StuckRules, StuckRulesError
+
+    with friendly_errors():
+        settings = ctx.obj.settings()
+        try:
+            rules = (
+                StuckRules.parse(stuck_after, settings.grace_period) if stuck_after else settings.stuck_rules
+            )
+        except StuckRulesError as exc:
+            raise ConfigurationError(str(exc).replace("ORCHESTRATOR_STUCK_AFTER", "--stuck-after")) from None
+        now = utcnow()
+        data = report(
+            repository_for(settings),
+            now,
+            rules,
+            settings.grace_period,
+            states=state,
+            affiliate=affiliate,
+            older_than=parse_duration(older_than) if older_than else None,
+            limit=limit,
+        )
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    for line in render.account_lines(data, now):
+        out.print(line)
+    if stuck:
+        if data["stuck"]:
+            out.print(render.stuck_table(data, now))
+        else:
+            out.print("No stuck orders.")
+        return
+    out.print(render.counts_table(data))
+    if data["stuckTotal"]:
+        out.print(
+            f"{data['stuckTotal']} stuck order(s): `orchestrator status --stuck` says why and what to do."
+        )
+    else:
+        out.print("No stuck orders.")
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    order_id: Annotated[str, typer.Argument(help="VTEX order id, e.g. ABC-12345.")],
+    vtex: Annotated[
+        bool, typer.Option("--vtex", help="Also fetch VTEX's current view of the order.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the order and its history as JSON.")] = False,
+) -> None:
+    """One order: its fields, its full history, and (--vtex) VTEX's view beside ours."""
+    from orchestrator import render
+    from orchestrator.wiring import fetch_vtex_order
+
+    with friendly_errors():
+        settings = ctx.obj.settings()
+        repository = repository_for(settings)
+        row = repository.find(order_id)
+        if row is None:
+            raise OperationError(f"no order {order_id!r}")
+        events = repository.events(row.id)
+        view = asyncio.run(fetch_vtex_order(settings, order_id)) if vtex else None
+    if as_json:
+        data: dict[str, Any] = {"order": row.as_dict(), "events": events}
+        if view is not None:
+            data["vtex"] = view.order
+            data["vtexError"] = view.error
+        typer.echo(json.dumps(data, indent=2, default=str))
+        return
+    out.print(render.order_panel(row, events, utcnow()))
+    if view is not None:
+        out.print(render.vtex_comparison(row, view.order, view.error))
+
+
+@app.command()
+def migrate(ctx: typer.Context) -> None:
+    """Create or upgrade the database schema (other commands also do this on start)."""
+    from orchestrator.database import create_db_engine
+    from orchestrator.migrate import current_revision, upgrade
+
+    with friendly_errors():
+        settings = ctx.obj.settings()
+        engine, _hooks = create_db_engine(settings.database_url)
+        before = current_revision(engine)
+        upgrade(engine)
+        after = current_revision(engine)
+    out.print(
+        f"schema at revision {after}"
+        + (f" (was {before or 'empty'})" if before != after else " (up to date)")
+    )

@@ -1,0 +1,131 @@
+"""Commands about the set-up: config, check, the VTEX sandbox and the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from orchestrator.cli.app import app
+from orchestrator.cli.support import friendly_errors, out
+
+
+@app.command()
+def config(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the settings as JSON.")] = False,
+) -> None:
+    """The effective settings and where each comes from; secrets are masked."""
+    from orchestrator.settings import describe
+
+    with friendly_errors():
+        rows = describe(ctx.obj.settings(), ctx.obj.config)
+    if as_json:
+        typer.echo(
+            json.dumps({r["setting"]: {"value": r["value"], "source": r["source"]} for r in rows}, indent=2)
+        )
+        return
+    table = Table(title="Effective settings", title_justify="left")
+    for column in ("environment variable", "value", "from"):
+        table.add_column(column)
+    for entry in rows:
+        table.add_row(entry["variable"], str(entry["value"]), entry["source"])
+    out.print(table)
+
+
+@app.command()
+def check(ctx: typer.Context) -> None:
+    """Verify the database and the VTEX credentials (one harmless Get order), with a clear verdict."""
+    from orchestrator.wiring import check_setup
+
+    with friendly_errors():
+        results = asyncio.run(check_setup(ctx.obj.settings()))
+    failed = False
+    for name, ok, message in results:
+        mark = "[green]ok[/]" if ok else "[bold red]FAILED[/]"
+        out.print(f"{mark}  {name}: {message}", highlight=False)
+        failed |= not ok
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def sandbox(
+    port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1 (0 picks a free one).")] = 8765,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    grace_seconds: Annotated[float, typer.Option(help="VTEX's cancellation grace period.")] = 1800.0,
+    app_key: Annotated[str | None, typer.Option(help="App key the sandbox accepts.")] = None,
+    app_token: Annotated[str | None, typer.Option(help="App token the sandbox accepts.")] = None,
+    catalog: Annotated[Path | None, typer.Option(help="JSON catalog replacing SKUs 1..1000.")] = None,
+    seller_payment_affiliate: Annotated[
+        list[str] | None,
+        typer.Option(help="Affiliate configured with the seller's payment methods (Place answers 500)."),
+    ] = None,
+    invoice_delay: Annotated[
+        float, typer.Option(help="Seconds an order stays in 'invoice' before 'invoiced'.")
+    ] = 0.0,
+    rpm_limit: Annotated[int | None, typer.Option(help="Requests per minute per app key before 429.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for fault injection.")] = 0,
+    latency_ms: Annotated[float, typer.Option(help="Added latency per request.")] = 0.0,
+    jitter_ms: Annotated[float, typer.Option(help="Random extra latency, up to this much.")] = 0.0,
+    error_before: Annotated[float, typer.Option(help="Chance of a 503 before applying.")] = 0.0,
+    error_after: Annotated[float, typer.Option(help="Chance of a 500 after applying.")] = 0.0,
+    drop_after: Annotated[float, typer.Option(help="Chance of closing the connection after applying.")] = 0.0,
+    slow: Annotated[float, typer.Option(help="Chance of a response slower than any client timeout.")] = 0.0,
+    slow_seconds: Annotated[float, typer.Option(help="How slow a slow response is.")] = 120.0,
+    rate_limit: Annotated[float, typer.Option(help="Chance of a 429 with Retry-After.")] = 0.0,
+    retry_after: Annotated[float, typer.Option(help="Retry-After of injected 429s, in seconds.")] = 2.0,
+) -> None:
+    """Serve the VTEX sandbox over HTTP (a faithful, stateful simulator of VTEX OMS)."""
+    from orchestrator.sandbox import Catalog, FaultConfig, Faults, Sandbox, SandboxConfig, SandboxOms
+    from orchestrator.sandbox.server import serve_forever
+
+    config = SandboxConfig(
+        grace_seconds=grace_seconds,
+        invoice_delay_seconds=invoice_delay,
+        seller_payment_affiliates=frozenset(seller_payment_affiliate or ()),
+        rate_limit_rpm=rpm_limit,
+    )
+    if app_key:
+        config.app_key = app_key
+    if app_token:
+        config.app_token = app_token
+    faults = FaultConfig(
+        seed=seed,
+        latency_ms=latency_ms,
+        jitter_ms=jitter_ms,
+        error_before=error_before,
+        error_after=error_after,
+        drop_after=drop_after,
+        slow=slow,
+        slow_seconds=slow_seconds,
+        rate_limit=rate_limit,
+        retry_after_seconds=retry_after,
+    )
+    oms = SandboxOms(config, Catalog.from_file(catalog) if catalog else None)
+
+    def ready(url: str) -> None:
+        typer.echo(f"VTEX sandbox listening on {url} (grace period {grace_seconds:g}s)")
+        # The documented default credentials are public; ones given on the command line are not echoed.
+        token = config.app_token if app_token is None else "<the --app-token you gave>"
+        typer.echo(f"VTEX_BASE_URL={url} VTEX_APP_KEY={config.app_key} VTEX_APP_TOKEN={token}")
+
+    serve_forever(Sandbox(oms, Faults(faults)), host, port, on_ready=ready)
+
+
+@app.command()
+def demo(
+    orders: Annotated[
+        Path | None, typer.Option(help="JSON Lines orders to use instead of the shipped examples.")
+    ] = None,
+    grace_seconds: Annotated[float, typer.Option(help="Grace period of the demo's sandbox.")] = 5.0,
+) -> None:
+    """Zero-configuration run: sandbox, fresh SQLite, example orders, daemon, final status."""
+    from orchestrator.demo import run_demo
+
+    with friendly_errors():
+        code = run_demo(out, orders_file=orders, grace_seconds=grace_seconds)
+    raise typer.Exit(code)
