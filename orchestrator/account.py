@@ -46,7 +46,7 @@ class AccountGuard:
     def paused_until(self) -> datetime | None:
         return self.pause_state.until if self.pause_state else None
 
-    def credentials_rejected(self, now: datetime, http_status: int | None) -> datetime:
+    def credentials_rejected(self, now: datetime, http_status: int | None, **context: Any) -> datetime:
         """Pause the account (once per pause period); returns when work resumes."""
         if self.is_paused(now):
             assert self.pause_state is not None
@@ -62,16 +62,17 @@ class AccountGuard:
             account=self.account,
             http_status=http_status,
             resume_at=self.pause_state.until.isoformat(),
+            **context,
         )
         if self.persist:
             self.persist(self.pause_state)
         return self.pause_state.until
 
-    def call_accepted(self) -> None:
+    def call_accepted(self, **context: Any) -> None:
         """A call went through: whatever pause there was is over."""
         if self.pause_state is None:
             return
-        self._log.info("VTEX accepts the credentials again; work resumes", account=self.account)
+        self._log.info("VTEX accepts the credentials again; work resumes", account=self.account, **context)
         self.pause_state = None
         if self.persist:
             self.persist(None)

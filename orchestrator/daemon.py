@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -27,7 +30,10 @@ from orchestrator.account import AccountGuard, AccountPause
 from orchestrator.clock import utcnow
 from orchestrator.engine import Engine
 from orchestrator.log import get_logger
+from orchestrator.metrics import Metrics
+from orchestrator.metrics import create_app as metrics_app
 from orchestrator.rows import OrderRow
+from orchestrator.serving import server_for
 from orchestrator.writer import BatchWriter, Database
 
 MAX_CLAIM = 500
@@ -42,6 +48,7 @@ class DaemonConfig:
     lease: timedelta
     shutdown_timeout: timedelta
     report_interval: timedelta = timedelta(seconds=30)
+    metrics_interval: timedelta = timedelta(seconds=5)
 
 
 class Daemon:
@@ -54,7 +61,12 @@ class Daemon:
         *,
         guard: AccountGuard,
         clock: Callable[[], datetime] = utcnow,
+        metrics: Metrics | None = None,
+        metrics_socket: socket.socket | None = None,
     ) -> None:
+        self.metrics = metrics
+        self.metrics_url: str | None = None
+        self._metrics_socket = metrics_socket
         self.config = config
         self.db = database
         self.engine = engine
@@ -75,6 +87,7 @@ class Daemon:
         self._pump_task: asyncio.Task[None] | None = None
         self._log = get_logger(worker=config.worker_id)
         self._scheduler: AsyncIOScheduler | None = None
+        self._metrics_server: Any = None
 
     def request_stop(self, reason: str = "requested") -> None:
         if not self._stop.is_set():
@@ -119,6 +132,18 @@ class Daemon:
             max_instances=1,
             coalesce=True,
         )
+        if self.metrics is not None:
+            scheduler.add_job(
+                self.refresh_metrics,
+                "interval",
+                seconds=self.config.metrics_interval.total_seconds(),
+                next_run_time=self.clock(),
+                id="metrics",
+                max_instances=1,
+                coalesce=True,
+            )
+            if self._metrics_socket is not None:
+                self._serve_metrics(self.metrics, self._metrics_socket)
         scheduler.start()
         self._scheduler = scheduler
         self._log.info("daemon started", concurrency=self.config.concurrency, until_done=until_done)
@@ -136,6 +161,8 @@ class Daemon:
         """The scheduler's heartbeat: wake the claim pump (orders whose time has come)."""
         self.ticks += 1
         self.last_tick_at = self.clock()
+        if self.metrics is not None:
+            self.metrics.last_tick.set(time.time())
         self._wake.set()
 
     async def _pump(self) -> None:
@@ -203,6 +230,24 @@ class Daemon:
         count: int = await self.db.run(self.db.repository.count_progressable)
         return count == 0
 
+    def _serve_metrics(self, metrics: Metrics, sock: socket.socket) -> None:
+        def last_tick() -> float | None:
+            return self.last_tick_at.timestamp() if self.last_tick_at else None
+
+        server = server_for(metrics_app(metrics, last_tick, self.config.tick_interval), embedded=True)
+        self._metrics_server = server
+        self._spawn(server.serve(sockets=[sock]))
+
+    async def refresh_metrics(self) -> None:
+        if self._stopping or self.metrics is None:
+            return
+        repository = self.db.repository
+        counts = await self.db.run(repository.state_counts)
+        oldest = await self.db.run(repository.oldest_active_created_at)
+        self.metrics.refresh_orders(counts, oldest, self.clock())
+        self.metrics.in_flight.set(len(self.in_flight))
+        self.metrics.account_paused.set(1 if self.guard.is_paused(self.clock()) else 0)
+
     async def report(self) -> None:
         if self._stopping:
             return
@@ -238,6 +283,8 @@ class Daemon:
             if still:
                 self._log.warning("steps cut short; their intents will be reconciled", count=len(still))
         await self.writer.close()
+        if self._metrics_server is not None:
+            self._metrics_server.should_exit = True
         if self._background:
             await asyncio.wait(list(self._background), timeout=5)
         released = await self.db.run(self.db.repository.release_leases, self.config.worker_id, self.clock())

@@ -122,7 +122,12 @@ class Engine:
         row.updated_at = ctx.now
         landed = await self.persistence.save(row, ctx.events)
         if not landed:
-            self._log.warning("lease lost; step outcome discarded", order_id=row.order_id, state=row.state)
+            self._log.warning(
+                "lease lost; step outcome discarded",
+                order_id=row.order_id,
+                state=row.state,
+                action=row.intent,
+            )
         return landed
 
     def _schedule(self, ctx: StepContext) -> None:
@@ -433,7 +438,9 @@ class Engine:
         if self.guard is None:
             self._later(ctx, self.policies.bad_credentials, reason)
             return
-        until = self.guard.credentials_rejected(ctx.now, exc.http_status)
+        until = self.guard.credentials_rejected(
+            ctx.now, exc.http_status, order_id=ctx.row.order_id, state=ctx.row.state, action=exc.operation
+        )
         self._later(ctx, max(until - ctx.now, timedelta(0)), f"account paused: {reason}")
 
     def _fail(self, ctx: StepContext, reason: str, code: str | None) -> None:
@@ -445,7 +452,9 @@ class Engine:
         row.failed_from = row.state
         self._fire(ctx, "fail", reason)
         self._event(ctx, "error", error_code=code, message=reason)
-        self._log.error("order failed", order_id=row.order_id, state=row.state, reason=reason, code=code)
+        self._log.error(
+            "order failed", order_id=row.order_id, state=row.state, action="fail", reason=reason, code=code
+        )
 
     @staticmethod
     def _clear_intent(row: OrderRow) -> None:
@@ -483,7 +492,7 @@ class Engine:
             return  # never sent: nothing to record
         accepted = isinstance(outcome, Call) or outcome.http_status not in (None, 401, 403)
         if self.guard is not None and accepted:
-            self.guard.call_accepted()
+            self.guard.call_accepted(order_id=ctx.row.order_id, state=ctx.row.state, action=operation)
         if isinstance(outcome, Call):
             self._event(
                 ctx,

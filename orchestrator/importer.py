@@ -9,7 +9,7 @@ its line number and field. Orders already in the database are reported and left 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -116,11 +116,17 @@ def normalise_invoice(invoice: Mapping[str, Any]) -> dict[str, Any]:
     return stored
 
 
-def parse_lines(lines: Iterable[str]) -> ParseResult:
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+PROGRESS_EVERY = 2000
+
+
+def parse_lines(lines: Sequence[str], progress: Progress | None = None) -> ParseResult:
     result = ParseResult()
     first_seen: dict[str, int] = {}
     for number, text in enumerate(lines, 1):
         result.lines = number
+        if progress is not None and number % PROGRESS_EVERY == 0:
+            progress("validating", number, len(lines))
         if not text.strip():
             continue
         order, problems = parse_line(number, text)
@@ -145,10 +151,21 @@ def parse_lines(lines: Iterable[str]) -> ParseResult:
 
 
 def import_lines(
-    lines: Iterable[str], repository: Repository, now: datetime, worker: str | None = None
+    lines: Sequence[str],
+    repository: Repository,
+    now: datetime,
+    worker: str | None = None,
+    progress: Progress | None = None,
 ) -> ImportReport:
-    parsed = parse_lines(lines)
+    parsed = parse_lines(lines, progress)
+    if progress is not None:
+        progress("validating", len(lines), len(lines))
     if parsed.problems:
         return ImportReport([], [], parsed.problems, parsed.lines)
-    outcome = repository.insert_orders(parsed.orders, now, worker)
+
+    def written(done: int, total: int) -> None:
+        if progress is not None:
+            progress("writing", done, total)
+
+    outcome = repository.insert_orders(parsed.orders, now, worker, written)
     return ImportReport(outcome.inserted, outcome.already_present, [], parsed.lines)

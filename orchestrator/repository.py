@@ -8,7 +8,7 @@ presumed dead) can never overwrite another worker's progress.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +21,7 @@ from orchestrator.database import DialectHooks
 from orchestrator.models import ACCOUNTS, EVENTS, ORDERS
 from orchestrator.rows import COLUMNS, STEP_COLUMNS, OrderRow
 from orchestrator.stuck import StuckRules
-from states import State
+from states import IN_FLIGHT, State
 
 _CHUNK = 500  # rows per IN (...) list and per executemany batch
 
@@ -145,7 +145,11 @@ class Repository:
         return found
 
     def insert_orders(
-        self, orders: Sequence[NewOrder], now: datetime, worker: str | None = None
+        self,
+        orders: Sequence[NewOrder],
+        now: datetime,
+        worker: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> ImportOutcome:
         """Insert the orders not already present, all in one transaction, with an import event each."""
         with self.engine.begin() as conn:
@@ -153,8 +157,10 @@ class Repository:
             for chunk in _chunks([o.order_id for o in orders]):
                 present.update(conn.scalars(sa.select(ORDERS.c.order_id).where(ORDERS.c.order_id.in_(chunk))))
             fresh = [o for o in orders if o.order_id not in present]
-            for chunk in _chunks(fresh):
+            for done, chunk in enumerate(_chunks(fresh), 1):
                 conn.execute(sa.insert(ORDERS), [self._order_values(o, now) for o in chunk])
+                if progress is not None:
+                    progress(min(done * _CHUNK, len(fresh)), len(fresh))
             ids: dict[str, int] = {}
             for chunk in _chunks([o.order_id for o in fresh]):
                 found = conn.execute(
@@ -412,6 +418,16 @@ class Repository:
                 sa.select(EVENTS).where(EVENTS.c.order_pk == order_pk).order_by(EVENTS.c.id)
             ).mappings()
             return [dict(r) for r in rows]
+
+    def oldest_active_created_at(self) -> datetime | None:
+        """When the oldest order that is not yet final was imported (failed ones count: they wait)."""
+        c = ORDERS.c
+        active = [str(s) for s in (*IN_FLIGHT, State.FAILED)]
+        with self.engine.connect() as conn:
+            oldest: datetime | None = conn.scalar(
+                sa.select(sa.func.min(c.created_at)).where(c.state.in_(active))
+            )
+        return oldest
 
     def state_counts(self) -> list[StateCount]:
         c = ORDERS.c

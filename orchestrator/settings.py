@@ -61,6 +61,8 @@ class Settings(BaseSettings):
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}",
         validation_alias=_env("ORCHESTRATOR_WORKER_ID"),
     )
+    metrics_port: int | None = Field(None, ge=0, le=65535, validation_alias=_env("ORCHESTRATOR_METRICS_PORT"))
+    metrics_host: str = Field("127.0.0.1", validation_alias=_env("ORCHESTRATOR_METRICS_HOST"))
     log_level: str = Field("info", validation_alias=_env("ORCHESTRATOR_LOG_LEVEL"))
     log_format: str = Field("auto", validation_alias=_env("ORCHESTRATOR_LOG_FORMAT"))
 
@@ -112,7 +114,7 @@ class Settings(BaseSettings):
         try:
             self.stuck_rules  # noqa: B018  (parsing is the check)
         except StuckRulesError as exc:
-            raise ValueError(str(exc).removeprefix("ORCHESTRATOR_STUCK_AFTER: ")) from None
+            raise ValueError(str(exc)) from None
         return self
 
     @model_validator(mode="after")
@@ -218,10 +220,15 @@ def _explain(exc: ValueError) -> str:
         return str(exc)
     lines = []
     for err in errors():
-        loc = ".".join(str(p) for p in err.get("loc", ())) or "settings"
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        message = str(err.get("msg", "")).removeprefix("Value error, ")
         field = Settings.model_fields.get(loc)
-        env = _aliases(field)[0] if field else loc
-        lines.append(f"{env}: {err.get('msg')}")
+        if field is not None:
+            lines.append(f"{_aliases(field)[0]}: {message}")
+        elif loc:  # given through its environment variable name
+            lines.append(f"{loc}: {message}")
+        else:  # a check across settings: its message names what it is about
+            lines.append(message)
     return "invalid configuration: " + "; ".join(lines)
 
 

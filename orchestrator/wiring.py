@@ -20,12 +20,14 @@ from orchestrator.database import create_db_engine
 from orchestrator.engine import Engine, EngineConfig
 from orchestrator.errors import AuthError, VtexError
 from orchestrator.log import get_logger
+from orchestrator.metrics import Metrics
 from orchestrator.migrate import current_revision, ensure_schema
 from orchestrator.policy import Policies
 from orchestrator.repository import Repository
 from orchestrator.rows import OrderRow
+from orchestrator.serving import bind, url_of
 from orchestrator.settings import ConfigurationError, Settings
-from orchestrator.vtex_client import CallObserver, VtexClient
+from orchestrator.vtex_client import Call, CallObserver, VtexClient
 from orchestrator.writer import BatchWriter, Database
 
 
@@ -137,13 +139,30 @@ async def run_daemon(
 ) -> Daemon:
     """Run the daemon until stopped; returns it so callers can read its counters."""
     database = Database(repository)
+    metrics = Metrics() if settings.metrics_port is not None else None
+    metrics_socket = (
+        bind(settings.metrics_host, settings.metrics_port) if settings.metrics_port is not None else None
+    )
+
+    def observe(call: Call, error: VtexError | None) -> None:
+        if metrics is not None:
+            metrics.observe_call(call, error)
+        if observer is not None:
+            observer(call, error)
+
     client = build_client(
-        settings, transport=transport, observer=observer, budget=shared_budget(settings, database)
+        settings, transport=transport, observer=observe, budget=shared_budget(settings, database)
     )
     writer = BatchWriter(database, settings.worker_id)
     log = get_logger(worker=settings.worker_id)
     guard = AccountGuard(settings.account_key, Policies().bad_credentials, log)
-    engine = Engine(client, writer, engine_config(settings), guard=guard)
+    engine = Engine(
+        client,
+        writer,
+        engine_config(settings),
+        guard=guard,
+        on_transition=metrics.observe_transition if metrics is not None else None,
+    )
     daemon = Daemon(
         DaemonConfig(
             worker_id=settings.worker_id,
@@ -156,7 +175,14 @@ async def run_daemon(
         engine,
         writer,
         guard=guard,
+        metrics=metrics,
+        metrics_socket=metrics_socket,
     )
+    if metrics_socket is not None:
+        daemon.metrics_url = url_of(metrics_socket)
+        log.info(
+            "metrics served", url=f"{daemon.metrics_url}/metrics", health=f"{daemon.metrics_url}/healthz"
+        )
     guard.persist = daemon.persist_pause
     if callable(on_ready):
         on_ready(daemon)

@@ -27,8 +27,12 @@ from orchestrator.durations import parse_duration
 def import_command(
     ctx: typer.Context,
     file: Annotated[str, typer.Argument(help="JSON Lines file of orders, or - for standard input.")],
+    show: Annotated[
+        bool | None, typer.Option("--progress/--no-progress", help="Progress bars (default: on a terminal).")
+    ] = None,
 ) -> None:
     """Import orders: one JSON object per line, all or nothing."""
+    from orchestrator.cli.progress import import_progress, show_progress
     from orchestrator.importer import import_lines
 
     with friendly_errors():
@@ -41,7 +45,8 @@ def import_command(
                 raise ConfigurationError(f"no such file: {file}")
             lines = path.read_text(encoding="utf-8").splitlines()
         repository = repository_for(settings)
-        report = import_lines(lines, repository, utcnow(), settings.worker_id)
+        with import_progress(err, show_progress(show, err) and len(lines) >= 1000) as progress:
+            report = import_lines(lines, repository, utcnow(), settings.worker_id, progress)
     if not report.ok:
         for problem in report.problems:
             err.print(str(problem), highlight=False, markup=False)
@@ -49,8 +54,10 @@ def import_command(
             f"[bold red]nothing imported:[/] {len(report.problems)} problem(s) in {report.lines} line(s)"
         )
         raise typer.Exit(1)
-    for order_id in report.already_present:
+    for order_id in report.already_present[:20]:
         out.print(f"already imported, unchanged: {order_id}", highlight=False)
+    if len(report.already_present) > 20:
+        out.print(f"... and {len(report.already_present) - 20} more already imported, unchanged")
     out.print(
         f"imported {len(report.imported)} order(s)"
         + (f"; {len(report.already_present)} already present" if report.already_present else "")
@@ -64,16 +71,33 @@ def run(
         bool, typer.Option("--until-done", help="Exit once no order can progress without outside input.")
     ] = False,
     concurrency: Annotated[int | None, typer.Option(help="Orders stepped at the same time.")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus /metrics and /healthz on this port.")
+    ] = None,
+    show: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress", help="Live progress with --until-done (default: on a terminal)."
+        ),
+    ] = None,
 ) -> None:
     """Run the daemon: step due orders until SIGTERM/SIGINT (or until done)."""
     from orchestrator import log
+    from orchestrator.cli.progress import run_with_progress, show_progress
     from orchestrator.wiring import run_daemon
 
     with friendly_errors():
-        settings = ctx.obj.settings(concurrency=concurrency)
+        settings = ctx.obj.settings(concurrency=concurrency, metrics_port=metrics_port)
         log.configure(settings.log_level, settings.log_format)
         repository = repository_for(settings)
-        asyncio.run(run_daemon(settings, repository, until_done=until_done))
+        running = run_daemon(settings, repository, until_done=until_done)
+        if until_done and show_progress(show, err):
+            daemon = asyncio.run(run_with_progress(err, repository, running))
+        else:
+            daemon = asyncio.run(running)
+    if daemon.stop_reason and daemon.stop_reason.startswith("account paused"):
+        err.print(f"[bold red]stopped:[/] {daemon.stop_reason}", highlight=False)
+        raise typer.Exit(3)
 
 
 @app.command()

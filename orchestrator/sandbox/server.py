@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 from typing import Any
 
 import uvicorn
 
 from orchestrator.sandbox.app import Sandbox, create_app
+from orchestrator.serving import bind, server_for, url_of
 
 
 class _QuietDrops(logging.Filter):
@@ -24,37 +24,18 @@ class _QuietDrops(logging.Filter):
         return "without completing response" not in record.getMessage()
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets that say they are TCP, and
-    # without it keep-alive responses stall ~40 ms on Nagle + delayed ACK.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
-
-
-def _config(sandbox: Sandbox, log_level: str) -> uvicorn.Config:
+def _server(sandbox: Sandbox, log_level: str) -> uvicorn.Server:
     logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
-    return uvicorn.Config(
-        create_app(sandbox),
-        log_level=log_level,
-        access_log=False,
-        lifespan="off",
-        timeout_keep_alive=30,
-        backlog=2048,
-    )
+    return server_for(create_app(sandbox), log_level)
 
 
 def serve_forever(
     sandbox: Sandbox, host: str, port: int, *, log_level: str = "warning", on_ready: Any = None
 ) -> None:
-    sock = _bind(host, port)
-    url = f"http://{host}:{sock.getsockname()[1]}"
+    sock = bind(host, port)
     if on_ready is not None:
-        on_ready(url)
-    server = uvicorn.Server(_config(sandbox, log_level))
+        on_ready(url_of(sock))
+    server = _server(sandbox, log_level)
     asyncio.run(server.serve(sockets=[sock]))
 
 
@@ -63,11 +44,11 @@ class ServerThread:
 
     def __init__(self, sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> None:
         self.sandbox = sandbox
-        self._sock = _bind(host, port)
-        self.url = f"http://{host}:{self._sock.getsockname()[1]}"
+        self._sock = bind(host, port)
+        self.url = url_of(self._sock)
         # uvicorn installs signal handlers only on the main thread, so this server leaves the
         # host process's SIGINT/SIGTERM alone.
-        self._server = uvicorn.Server(_config(sandbox, "warning"))
+        self._server = _server(sandbox, "warning")
         self._thread = threading.Thread(target=self._run, name="vtex-sandbox", daemon=True)
 
     def _run(self) -> None:

@@ -1,0 +1,123 @@
+"""Prometheus metrics and a health endpoint for the daemon (`orchestrator run --metrics-port P`).
+
+    orchestrator_orders{state}                         orders per state (refreshed from the database)
+    orchestrator_oldest_active_order_age_seconds       age of the oldest order not yet final
+    orchestrator_transitions_total{trigger,from,to}    state machine transitions made by this daemon
+    orchestrator_step_failures_total{state}            orders this daemon put in `failed`, by the state
+    orchestrator_vtex_request_seconds{operation,status}  VTEX latency (status "error": no answer)
+    orchestrator_vtex_rate_limited_total               429 answers received
+    orchestrator_steps_in_flight                       steps running right now
+    orchestrator_last_tick_timestamp_seconds           when the scheduler last ticked
+    orchestrator_account_paused                        1 while VTEX rejects the credentials
+
+`/healthz` answers 503 when the scheduler has not ticked for three tick intervals (at least 10 s):
+the process is up but no longer working, which only an outside check can notice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from orchestrator.errors import VtexError
+from orchestrator.repository import StateCount
+from orchestrator.vtex_client import Call
+from states import ORDERED_STATES
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.orders = Gauge("orchestrator_orders", "Orders per state.", ["state"], registry=r)
+        self.oldest_active_age = Gauge(
+            "orchestrator_oldest_active_order_age_seconds",
+            "Age of the oldest order not yet final.",
+            registry=r,
+        )
+        self.transitions = Counter(
+            "orchestrator_transitions",
+            "State transitions made.",
+            ["trigger", "from_state", "to_state"],
+            registry=r,
+        )
+        self.failures = Counter(
+            "orchestrator_step_failures",
+            "Orders put in failed, by the state they failed in.",
+            ["state"],
+            registry=r,
+        )
+        self.vtex_latency = Histogram(
+            "orchestrator_vtex_request_seconds",
+            "VTEX request latency by operation and HTTP status.",
+            ["operation", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rate_limited = Counter("orchestrator_vtex_rate_limited", "429 answers from VTEX.", registry=r)
+        self.in_flight = Gauge("orchestrator_steps_in_flight", "Steps running now.", registry=r)
+        self.last_tick = Gauge(
+            "orchestrator_last_tick_timestamp_seconds",
+            "When the scheduler last ticked (Unix time).",
+            registry=r,
+        )
+        self.account_paused = Gauge(
+            "orchestrator_account_paused", "1 while the account is paused.", registry=r
+        )
+
+    # -- fed by the client and the engine ------------------------------------------------------
+
+    def observe_call(self, call: Call, error: VtexError | None) -> None:
+        status = str(call.http_status) if call.http_status is not None else "error"
+        self.vtex_latency.labels(call.operation, status).observe(call.duration_ms / 1000)
+        if call.http_status == 429:
+            self.rate_limited.inc()
+
+    def observe_transition(self, trigger: str, source: str, dest: str) -> None:
+        self.transitions.labels(trigger, source, dest).inc()
+        if trigger == "fail":
+            self.failures.labels(source).inc()
+
+    # -- refreshed by the daemon ----------------------------------------------------------------
+
+    def refresh_orders(self, counts: list[StateCount], oldest_active: datetime | None, now: datetime) -> None:
+        by_state = {c.state: c.count for c in counts}
+        for state in (*(str(s) for s in ORDERED_STATES), *by_state):
+            self.orders.labels(state).set(by_state.get(state, 0))
+        self.oldest_active_age.set((now - oldest_active).total_seconds() if oldest_active else 0.0)
+
+
+def create_app(
+    metrics: Metrics, last_tick: Callable[[], float | None], tick_interval: timedelta
+) -> Starlette:
+    stale_after = max(10.0, 3 * tick_interval.total_seconds())
+
+    async def scrape(_request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def health(_request: Request) -> Response:
+        ticked = last_tick()
+        age = None if ticked is None else time.time() - ticked
+        body: dict[str, Any] = {"lastTickSecondsAgo": None if age is None else round(age, 1)}
+        if age is None or age > stale_after:
+            return JSONResponse({"status": "stale", **body}, status_code=503)
+        return JSONResponse({"status": "ok", **body})
+
+    return Starlette(routes=[Route("/metrics", scrape), Route("/healthz", health)])
