@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench import rate_limit, scale_out
+from bench import full, rate_limit, scale_out
 
 
 def main() -> None:
@@ -28,6 +28,19 @@ def main() -> None:
     scale.add_argument("--grace", type=float, default=2.0, help="grace period, seconds")
     scale.add_argument("--concurrency", type=int, default=64, help="per daemon")
     scale.set_defaults(run=scale_out.run)
+    everything = sub.add_parser("full", help="cost per order, throughput and calls vs a baseline, and scale")
+    everything.add_argument("--orders", type=int, nargs="+", default=[1000, 10000])
+    everything.add_argument(
+        "--latencies", type=float, nargs="+", default=[0.0, 50.0], help="added latency, ms"
+    )
+    everything.add_argument("--grace", type=float, default=2.0, help="grace period, seconds")
+    everything.add_argument("--concurrency", type=int, default=64)
+    everything.add_argument("--baseline-orders", type=int, default=40)
+    everything.add_argument("--import-lines", type=int, default=100_000)
+    everything.add_argument("--status-orders", type=int, default=1_000_000)
+    everything.add_argument("--waiting", type=int, nargs=2, default=[10_000, 100_000])
+    everything.add_argument("--waiting-seconds", type=float, default=20.0)
+    everything.set_defaults(run=full.run)
     args = parser.parse_args()
     print(json.dumps(args.run(args), indent=2))
 

@@ -132,6 +132,15 @@ class Daemon:
             max_instances=1,
             coalesce=True,
         )
+        scheduler.add_job(
+            self.maintain,
+            "interval",
+            hours=1,
+            next_run_time=self.clock() + timedelta(minutes=1),
+            id="maintain",
+            max_instances=1,
+            coalesce=True,
+        )
         if self.metrics is not None:
             scheduler.add_job(
                 self.refresh_metrics,
@@ -247,6 +256,11 @@ class Daemon:
         self.metrics.refresh_orders(counts, oldest, self.clock())
         self.metrics.in_flight.set(len(self.in_flight))
         self.metrics.account_paused.set(1 if self.guard.is_paused(self.clock()) else 0)
+
+    async def maintain(self) -> None:
+        """Hourly upkeep of the database: fresh planner statistics keep `status` fast."""
+        if not self._stopping:
+            await self.db.run(self.db.repository.optimize)
 
     async def report(self) -> None:
         if self._stopping:

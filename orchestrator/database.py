@@ -44,6 +44,9 @@ class DialectHooks:
         """The clock shared state is kept by (one clock for all daemons, whatever their hosts)."""
         return datetime.now(UTC)
 
+    def optimize(self, conn: sa.Connection) -> None:
+        """Keep the planner's statistics fresh (PostgreSQL's autovacuum does this by itself)."""
+
     @contextmanager
     def single_daemon(self, url: sa.URL) -> Iterator[None]:
         """Hold whatever proves this daemon may run against `url`."""
@@ -72,6 +75,12 @@ class SqliteHooks(DialectHooks):
 
     def is_duplicate_key(self, exc: sa.exc.IntegrityError) -> bool:
         return "UNIQUE constraint failed" in str(exc.orig)
+
+    def optimize(self, conn: sa.Connection) -> None:
+        # Without statistics SQLite counted a million orders through the wrong index, ten times
+        # slower. PRAGMA optimize refreshes them only where they are stale (cheap when not).
+        conn.exec_driver_sql("PRAGMA analysis_limit = 1000")  # sampled statistics: bounded cost
+        conn.exec_driver_sql("PRAGMA optimize")
 
     @contextmanager
     def single_daemon(self, url: sa.URL) -> Iterator[None]:

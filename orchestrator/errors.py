@@ -192,7 +192,7 @@ _NOT_SENT: tuple[type[httpx.TransportError], ...] = (
 
 
 def classify_transport_error(
-    exc: httpx.TransportError, *, operation: str, order_id: str | None, is_write: bool
+    exc: httpx.TransportError | httpx.DecodingError, *, operation: str, order_id: str | None, is_write: bool
 ) -> VtexError:
     """Map an httpx transport error; a write that may have reached VTEX is ambiguous."""
     kind = type(exc).__name__

@@ -110,6 +110,14 @@ class Repository:
         self.engine = engine
         self.hooks = hooks
         c = ORDERS.c
+        # A claim returns the order's body only when the step may place it: decoding every body
+        # on every step of every order was a tenth of the daemon's database time.
+        self._claimed_columns = [
+            sa.case((c.state == str(State.IMPORTED), c.place_body), else_=sa.null()).label("place_body")
+            if name == "place_body"
+            else c[name]
+            for name in COLUMNS
+        ]
         self._fenced_step_update = (
             sa.update(ORDERS)
             .where(
@@ -223,7 +231,7 @@ class Repository:
             sa.update(ORDERS)
             .where(c.id.in_(due))
             .values(lease_owner=owner, lease_expires_at=until, next_run_at=until, version=c.version + 1)
-            .returning(*[c[name] for name in COLUMNS])
+            .returning(*self._claimed_columns)
         )
         with self.engine.begin() as conn:
             rows = conn.execute(statement).mappings().all()
@@ -307,6 +315,10 @@ class Repository:
                 .values(lease_owner=None, lease_expires_at=None, next_run_at=now, updated_at=now)
             )
         return result.rowcount
+
+    def optimize(self) -> None:
+        with self.engine.begin() as conn:
+            self.hooks.optimize(conn)
 
     def count_progressable(self) -> int:
         """Orders that will move again without outside input (scheduled, or leased right now)."""
@@ -430,12 +442,15 @@ class Repository:
         return oldest
 
     def state_counts(self) -> list[StateCount]:
+        """Orders per state and the oldest in each. Counting scans the narrow state index once; the
+        oldest is one index seek per state (with a million orders: tens of milliseconds, not hundreds)."""
         c = ORDERS.c
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(c.state, sa.func.count(), sa.func.min(c.state_changed_at)).group_by(c.state)
-            ).all()
-        return [StateCount(state, count, oldest) for state, count, oldest in rows]
+            counts = conn.execute(sa.select(c.state, sa.func.count()).group_by(c.state)).all()
+            oldest = sa.select(sa.func.min(c.state_changed_at)).where(c.state == sa.bindparam("state"))
+            return [
+                StateCount(state, count, conn.scalar(oldest, {"state": state})) for state, count in counts
+            ]
 
     def _stuck_filter(
         self,

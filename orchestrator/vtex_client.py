@@ -7,10 +7,12 @@ and the demo pass the sandbox's ASGI app or a real socket; production uses the n
 
 from __future__ import annotations
 
+import json as json_module
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -90,29 +92,32 @@ class VtexClient:
         worker_id: str = "",
         max_budget_wait: float | None = None,
     ) -> None:
-        headers = {
-            "Accept": "application/json",
-            "Content-Type": "application/json",
-            "X-VTEX-API-AppKey": app_key,
-            "X-VTEX-API-AppToken": app_token,
-            "User-Agent": f"vtex-orchestrator/{__version__} ({worker_id})"
-            if worker_id
-            else "vtex-orchestrator",
-        }
-        if transport is None:
-            transport = LeanTransport(max_connections=max_connections)
-        self._http = httpx.AsyncClient(
-            base_url=base_url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout),
-            transport=transport,
+        self._headers = httpx.Headers(
+            {
+                "Accept": "application/json",
+                "Accept-Encoding": "gzip, deflate",
+                "Content-Type": "application/json",
+                "X-VTEX-API-AppKey": app_key,
+                "X-VTEX-API-AppToken": app_token,
+                "User-Agent": f"vtex-orchestrator/{__version__} ({worker_id})"
+                if worker_id
+                else "vtex-orchestrator",
+            }
+        )
+        self._base_url = base_url.rstrip("/")
+        self._timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+        # httpx's request and response models and its transports, without AsyncClient: its
+        # per-request URL merging, cookie jar, auth and redirect machinery (none of which VTEX's API
+        # needs) cost three times what the whole exchange costs on the lean transport.
+        self._transport = (
+            transport if transport is not None else LeanTransport(max_connections=max_connections)
         )
         self.budget: RequestBudget = budget or Unlimited()
         self._observer = observer
         self._max_budget_wait = max_budget_wait
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
 
     async def __aenter__(self) -> VtexClient:
         return self
@@ -194,11 +199,17 @@ class VtexClient:
             await self.budget.acquire(self._max_budget_wait)
         except Throttled as throttled:
             raise Throttled(throttled.retry_after or 0.0, operation=operation, order_id=order_id) from None
+        url = self._base_url + quote(path) + ("?" + urlencode(params) if params else "")
+        content = json_module.dumps(json).encode() if json is not None else None
+        request = httpx.Request(
+            method, url, headers=self._headers, content=content, extensions={"timeout": self._timeouts}
+        )
         sent_at = time.time()
         started = time.perf_counter()
         try:
-            response = await self._http.request(method, path, params=params, json=json)
-        except httpx.TransportError as exc:
+            response = await self._transport.handle_async_request(request)
+            await response.aread()
+        except (httpx.TransportError, httpx.DecodingError) as exc:  # no (usable) answer
             error = classify_transport_error(exc, operation=operation, order_id=order_id, is_write=is_write)
             error.duration_ms = _ms(started)
             self._observe(Call(operation, order_id, None, error.duration_ms, sent_at=sent_at), error)

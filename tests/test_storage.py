@@ -161,3 +161,14 @@ def test_a_429_throttles_the_account_for_every_daemon(repository: Repository) ->
     repository.throttle_account("acme", 5)
     granted, wait = repository.take_budget("acme", 1, 20.0, 10.0)
     assert granted == 0 and 4.0 < wait <= 5.0
+
+
+def test_counts_and_oldest_per_state(repository: Repository) -> None:
+    """state_counts: how many per state and the oldest state change in each, after the planner's upkeep."""
+    import_lines(lines_of(3), repository, T0)
+    [first, *_] = repository.claim_due("w1", T0, LEASE, limit=1)
+    first.state, first.state_changed_at, first.lease_owner = "created", T0 + timedelta(minutes=5), None
+    repository.commit([], [(first, [])], "w1")
+    repository.optimize()
+    counts = {c.state: (c.count, c.oldest_since) for c in repository.state_counts()}
+    assert counts == {"imported": (2, T0), "created": (1, T0 + timedelta(minutes=5))}

@@ -210,5 +210,5 @@ async def test_httpx_own_transport_can_be_chosen(sandbox_server: object) -> None
         vtex_http_transport="httpx",
     )
     async with build_client(settings) as client:
-        assert isinstance(client._http._transport, httpx.AsyncHTTPTransport)
+        assert isinstance(client._transport, httpx.AsyncHTTPTransport)
         assert (await client.get_order("ABC-1")).http_status == 404

@@ -47,6 +47,8 @@ def import_command(
         repository = repository_for(settings)
         with import_progress(err, show_progress(show, err) and len(lines) >= 1000) as progress:
             report = import_lines(lines, repository, utcnow(), settings.worker_id, progress)
+        if len(report.imported) >= 1000:
+            repository.optimize()  # many new rows: refresh the planner's statistics now
     if not report.ok:
         for problem in report.problems:
             err.print(str(problem), highlight=False, markup=False)

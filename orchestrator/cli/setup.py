@@ -68,6 +68,9 @@ def sandbox(
         float, typer.Option(help="Seconds an order stays in 'invoice' before 'invoiced'.")
     ] = 0.0,
     rpm_limit: Annotated[int | None, typer.Option(help="Requests per minute per app key before 429.")] = None,
+    lenient: Annotated[
+        bool, typer.Option(help="Benchmarks only: skip Place's body, catalog and payment checks.")
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed for fault injection.")] = 0,
     latency_ms: Annotated[float, typer.Option(help="Added latency per request.")] = 0.0,
     jitter_ms: Annotated[float, typer.Option(help="Random extra latency, up to this much.")] = 0.0,
@@ -88,6 +91,7 @@ def sandbox(
         invoice_delay_seconds=invoice_delay,
         seller_payment_affiliates=frozenset(seller_payment_affiliate or ()),
         rate_limit_rpm=rpm_limit,
+        lenient=lenient,
     )
     if app_key:
         config.app_key = app_key
