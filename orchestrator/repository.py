@@ -452,29 +452,40 @@ class Repository:
                 StateCount(state, count, conn.scalar(oldest, {"state": state})) for state, count in counts
             ]
 
-    def _stuck_filter(
+    def _stuck_branches(
         self,
         now: datetime,
         rules: StuckRules,
-        states: Sequence[str] | None = None,
-        affiliate: str | None = None,
-        older_than: timedelta | None = None,
-    ) -> sa.ColumnElement[bool]:
+        states: Sequence[str] | None,
+        affiliate: str | None,
+        older_than: timedelta | None,
+    ) -> list[sa.ColumnElement[bool]]:
+        """The stuck condition as disjoint branches, each a range of the (state, state_changed_at)
+        index read in order: one per state, plus open intents not already counted."""
         c = ORDERS.c
-        reasons: list[sa.ColumnElement[bool]] = [c.state == str(State.FAILED)]
-        reasons += [
-            sa.and_(c.state == state, c.state_changed_at < now - limit)
-            for state, limit in rules.thresholds.items()
-        ]
-        reasons.append(sa.and_(c.intent.is_not(None), c.intent_at < now - rules.open_intent_after))
-        condition = sa.or_(*reasons)
-        if states:
-            condition = sa.and_(condition, c.state.in_(list(states)))
+        wanted = set(states) if states else None
+        extra = older_than is not None and now - older_than
+        by_state: list[sa.ColumnElement[bool]] = []
+        if wanted is None or str(State.FAILED) in wanted:
+            failed: sa.ColumnElement[bool] = c.state == str(State.FAILED)
+            by_state.append(sa.and_(failed, c.state_changed_at < extra) if extra else failed)
+        for state, limit in rules.thresholds.items():
+            if wanted is None or state in wanted:
+                cutoff = min(now - limit, extra) if extra else now - limit
+                by_state.append(sa.and_(c.state == state, c.state_changed_at < cutoff))
+        intents: sa.ColumnElement[bool] = sa.and_(
+            c.intent.is_not(None),
+            c.intent_at < now - rules.open_intent_after,
+            sa.not_(sa.or_(sa.false(), *by_state)),
+        )
+        if wanted is not None:
+            intents = sa.and_(intents, c.state.in_(list(wanted)))
+        if extra:
+            intents = sa.and_(intents, c.state_changed_at < extra)
+        branches = [*by_state, intents]
         if affiliate:
-            condition = sa.and_(condition, c.affiliate_id == affiliate)
-        if older_than is not None:
-            condition = sa.and_(condition, c.state_changed_at < now - older_than)
-        return condition
+            branches = [sa.and_(b, c.affiliate_id == affiliate) for b in branches]
+        return branches
 
     def stuck(
         self,
@@ -486,17 +497,34 @@ class Repository:
         older_than: timedelta | None = None,
         limit: int = 100,
     ) -> tuple[list[OrderRow], int]:
-        """The stuck orders, oldest first (at most `limit`), and how many there are in all."""
-        condition = self._stuck_filter(now, rules, states, affiliate, older_than)
+        """The stuck orders, oldest first (at most `limit`), and how many there are in all.
+
+        One OR over all the conditions made PostgreSQL fetch every stuck row from the table (two
+        seconds cold with a million orders); as separate index ranges each branch is counted from
+        the index alone and read in order, and only the rows shown are fetched whole."""
+        c = ORDERS.c
+        branches = self._stuck_branches(now, rules, states, affiliate, older_than)
         with self.engine.connect() as conn:
+            total = sum(
+                conn.scalar(sa.select(sa.func.count()).select_from(ORDERS).where(branch)) or 0
+                for branch in branches
+            )
+            if limit <= 0 or total == 0:
+                return [], total
+            candidates: list[tuple[datetime, int]] = []
+            for branch in branches:
+                found = conn.execute(
+                    sa.select(c.state_changed_at, c.id)
+                    .where(branch)
+                    .order_by(c.state_changed_at)
+                    .limit(limit)
+                )
+                candidates += [(changed, pk) for changed, pk in found]
+            chosen = [pk for _changed, pk in sorted(candidates)[:limit]]
             rows = conn.execute(
-                sa.select(ORDERS).where(condition).order_by(ORDERS.c.state_changed_at).limit(limit)
+                sa.select(ORDERS).where(c.id.in_(chosen)).order_by(c.state_changed_at, c.id)
             ).mappings()
-            found = [OrderRow.from_mapping(r) for r in rows]
-            total = len(found)
-            if total == limit:
-                total = conn.scalar(sa.select(sa.func.count()).select_from(ORDERS).where(condition)) or 0
-        return found, total
+            return [OrderRow.from_mapping(r) for r in rows], total
 
     def all_rows(self) -> list[OrderRow]:
         with self.engine.connect() as conn:
