@@ -30,7 +30,8 @@ from orchestrator.repository import Repository
 from orchestrator.sandbox import Sandbox, SandboxConfig, SandboxOms, ServerThread
 from orchestrator.settings import Settings, load_settings
 from orchestrator.status import report
-from orchestrator.wiring import open_repository, run_daemon
+from orchestrator.storage import open_repository
+from orchestrator.wiring import run_daemon
 from states import State
 
 EXAMPLES = Path(__file__).with_name("examples")
@@ -61,7 +62,7 @@ def run_demo(console: Console, orders_file: Path | None = None, grace_seconds: f
         console.print(f"[bold]daemon log[/]   {log_path}")
         repository = open_repository(settings)
         lines = (orders_file or EXAMPLES / "orders.jsonl").read_text(encoding="utf-8").splitlines()
-        imported = import_lines(lines, repository, utcnow(), "demo")
+        imported = import_lines(lines, repository, utcnow(), worker="demo")
         if not imported.ok:
             for problem in imported.problems:
                 console.print(str(problem), markup=False)

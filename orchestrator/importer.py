@@ -8,15 +8,21 @@ its line number and field. Orders already in the database are reported and left 
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from orchestrator.order_validation import AFFILIATE_ID, invoice_cents, validate_invoice, validate_order
+from orchestrator.order_validation import (
+    AFFILIATE_ID,
+    derive_order_id,
+    invoice_cents,
+    validate_invoice,
+    validate_order,
+)
 from orchestrator.repository import NewOrder, Repository
-from orchestrator.vtex_client import derive_order_id
 
 KNOWN_KEYS = frozenset({"affiliateId", "order", "invoice", "salesChannel"})
 
@@ -29,13 +35,6 @@ class Problem:
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.field}: {self.message}"
-
-
-@dataclass
-class ParseResult:
-    orders: list[NewOrder] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    lines: int = 0
 
 
 @dataclass(frozen=True)
@@ -94,18 +93,20 @@ def parse_line(number: int, text: str) -> tuple[NewOrder | None, list[Problem]]:
             ]
     if problems:
         return None, problems
-    assert isinstance(affiliate, str)
-    return (
-        NewOrder(
-            order_id=derive_order_id(affiliate, order["marketplaceOrderId"]),
-            affiliate_id=affiliate,
-            marketplace_order_id=order["marketplaceOrderId"],
-            sales_channel=str(channel) if channel is not None else None,
-            place_body=dict(order),
-            value=int(order["marketplacePaymentValue"]),
-            invoice=normalise_invoice(invoice) if isinstance(invoice, Mapping) else None,
-        ),
-        [],
+    return build_order(record), []
+
+
+def build_order(record: Mapping[str, Any]) -> NewOrder:
+    """The order a validated line describes."""
+    order, invoice, channel = record["order"], record.get("invoice"), record.get("salesChannel")
+    return NewOrder(
+        order_id=derive_order_id(record["affiliateId"], order["marketplaceOrderId"]),
+        affiliate_id=record["affiliateId"],
+        marketplace_order_id=order["marketplaceOrderId"],
+        sales_channel=str(channel) if channel is not None else None,
+        place_body=dict(order),
+        value=int(order["marketplacePaymentValue"]),
+        invoice=normalise_invoice(invoice) if invoice is not None else None,
     )
 
 
@@ -118,17 +119,32 @@ def normalise_invoice(invoice: Mapping[str, Any]) -> dict[str, Any]:
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 PROGRESS_EVERY = 2000
+Lines = Iterable[str] | Callable[[], Iterable[str]]
 
 
-def parse_lines(lines: Sequence[str], progress: Progress | None = None) -> ParseResult:
-    result = ParseResult()
+@dataclass
+class Checked:
+    """What the first pass keeps: problems, counts and a digest of the input, not the orders (a
+    million parsed orders would need gigabytes; the second pass builds them again as it writes)."""
+
+    problems: list[Problem] = field(default_factory=list)
+    lines: int = 0
+    orders: int = 0
+    digest: bytes = b""
+
+
+def check_lines(lines: Iterable[str], progress: Progress | None = None, total: int = 0) -> Checked:
+    """Every line validated, duplicates within the input found, nothing written."""
+    result = Checked()
     first_seen: dict[str, int] = {}
+    digest = hashlib.blake2b()
     for number, text in enumerate(lines, 1):
         result.lines = number
         if progress is not None and number % PROGRESS_EVERY == 0:
-            progress("validating", number, len(lines))
+            progress("validating", number, max(total, number))
         if not text.strip():
             continue
+        digest.update(text.encode())
         order, problems = parse_line(number, text)
         result.problems += problems
         if order is None:
@@ -144,28 +160,56 @@ def parse_lines(lines: Sequence[str], progress: Progress | None = None) -> Parse
             )
             continue
         first_seen[order.order_id] = number
-        result.orders.append(order)
+    result.orders, result.digest = len(first_seen), digest.digest()
     if result.lines and not first_seen and not result.problems:
         result.problems.append(Problem(result.lines, "(file)", "no orders found"))
     return result
 
 
+class InputChanged(RuntimeError):
+    """The input read differently the second time; the transaction is rolled back."""
+
+
+def _orders_again(lines: Iterable[str], expected: bytes) -> Iterator[NewOrder]:
+    """The second pass: lines already validated are only built, and the input must hash as it
+    did, or the exception rolls back everything written so far."""
+    digest = hashlib.blake2b()
+    for number, text in enumerate(lines, 1):
+        if not text.strip():
+            continue
+        digest.update(text.encode())
+        try:
+            yield build_order(json.loads(text))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise InputChanged(f"line {number} changed while importing ({exc}); nothing imported") from None
+    if digest.digest() != expected:
+        raise InputChanged("the input changed while importing; nothing imported")
+
+
 def import_lines(
-    lines: Sequence[str],
+    lines: Lines,
     repository: Repository,
     now: datetime,
+    *,
     worker: str | None = None,
     progress: Progress | None = None,
+    total: int | None = None,
 ) -> ImportReport:
-    parsed = parse_lines(lines, progress)
+    """Validate everything, then write everything in one transaction, in two passes over `lines`
+    so memory stays flat whatever the input's size. Give a sequence, or a function that reads
+    the input afresh each time it is called (a file), never a one-shot iterator."""
+    read = lines if callable(lines) else (lambda: lines)
+    if total is None and isinstance(lines, Sized):
+        total = len(lines)
+    checked = check_lines(read(), progress, total or 0)
     if progress is not None:
-        progress("validating", len(lines), len(lines))
-    if parsed.problems:
-        return ImportReport([], [], parsed.problems, parsed.lines)
+        progress("validating", checked.lines, checked.lines)
+    if checked.problems:
+        return ImportReport([], [], checked.problems, checked.lines)
 
-    def written(done: int, total: int) -> None:
+    def written(done: int) -> None:
         if progress is not None:
-            progress("writing", done, total)
+            progress("writing", done, checked.orders)
 
-    outcome = repository.insert_orders(parsed.orders, now, worker, written)
-    return ImportReport(outcome.inserted, outcome.already_present, [], parsed.lines)
+    outcome = repository.insert_orders(_orders_again(read(), checked.digest), now, worker, written)
+    return ImportReport(outcome.inserted, outcome.already_present, [], checked.lines)

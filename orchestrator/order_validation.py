@@ -215,3 +215,8 @@ def validate_invoice(invoice: Mapping[str, Any], order_value: int | None, path: 
     ):
         _string(invoice, key, path, problems, required=False)
     return problems
+
+
+def derive_order_id(affiliate_id: str, marketplace_order_id: str) -> str:
+    """VTEX's fulfillment order id is known before Place: `{affiliateId}-{marketplaceOrderId}`."""
+    return f"{affiliate_id}-{marketplace_order_id}"

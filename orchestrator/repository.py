@@ -8,6 +8,7 @@ presumed dead) can never overwrite another worker's progress.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -100,9 +101,10 @@ class LeaseBusy(Exception):
     """An operator command found the order leased by a running worker."""
 
 
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _batched(items: Iterable[Any], size: int = _CHUNK) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
 
 
 class Repository:
@@ -148,47 +150,53 @@ class Repository:
         found: set[str] = set()
         ids = list(order_ids)
         with self.engine.connect() as conn:
-            for chunk in _chunks(ids):
+            for chunk in _batched(ids):
                 found.update(conn.scalars(sa.select(ORDERS.c.order_id).where(ORDERS.c.order_id.in_(chunk))))
         return found
 
     def insert_orders(
         self,
-        orders: Sequence[NewOrder],
+        orders: Iterable[NewOrder],
         now: datetime,
         worker: str | None = None,
-        progress: Callable[[int, int], None] | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> ImportOutcome:
-        """Insert the orders not already present, all in one transaction, with an import event each."""
+        """Insert the orders not already present, all in one transaction, with an import event
+        each; read chunk by chunk so that a large import never holds all its orders in memory."""
+        inserted: list[str] = []
+        present: list[str] = []
         with self.engine.begin() as conn:
-            present: set[str] = set()
-            for chunk in _chunks([o.order_id for o in orders]):
-                present.update(conn.scalars(sa.select(ORDERS.c.order_id).where(ORDERS.c.order_id.in_(chunk))))
-            fresh = [o for o in orders if o.order_id not in present]
-            for done, chunk in enumerate(_chunks(fresh), 1):
-                conn.execute(sa.insert(ORDERS), [self._order_values(o, now) for o in chunk])
+            for chunk in _batched(orders):
+                ids = [o.order_id for o in chunk]
+                known = set(conn.scalars(sa.select(ORDERS.c.order_id).where(ORDERS.c.order_id.in_(ids))))
+                fresh = [o for o in chunk if o.order_id not in known]
+                present += known
+                if fresh:
+                    conn.execute(sa.insert(ORDERS), [self._order_values(o, now) for o in fresh])
+                    found = conn.execute(
+                        sa.select(ORDERS.c.order_id, ORDERS.c.id).where(
+                            ORDERS.c.order_id.in_([o.order_id for o in fresh])
+                        )
+                    )
+                    pks = {order_id: pk for order_id, pk in found}
+                    conn.execute(
+                        sa.insert(EVENTS),
+                        [
+                            new_event(
+                                pks[o.order_id],
+                                now,
+                                "import",
+                                to_state=str(State.IMPORTED),
+                                worker=worker,
+                                message="imported with invoice data" if o.invoice else "imported",
+                            )
+                            for o in fresh
+                        ],
+                    )
+                    inserted += [o.order_id for o in fresh]
                 if progress is not None:
-                    progress(min(done * _CHUNK, len(fresh)), len(fresh))
-            ids: dict[str, int] = {}
-            for chunk in _chunks([o.order_id for o in fresh]):
-                found = conn.execute(
-                    sa.select(ORDERS.c.order_id, ORDERS.c.id).where(ORDERS.c.order_id.in_(chunk))
-                )
-                ids.update((order_id, pk) for order_id, pk in found)
-            events = [
-                new_event(
-                    ids[o.order_id],
-                    now,
-                    "import",
-                    to_state=str(State.IMPORTED),
-                    worker=worker,
-                    message="imported with invoice data" if o.invoice else "imported",
-                )
-                for o in fresh
-            ]
-            for chunk in _chunks(events):
-                conn.execute(sa.insert(EVENTS), list(chunk))
-        return ImportOutcome([o.order_id for o in fresh], sorted(present))
+                    progress(len(inserted) + len(present))
+        return ImportOutcome(inserted, sorted(present))
 
     @staticmethod
     def _order_values(order: NewOrder, now: datetime) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from orchestrator.errors import (
     classify_response,
     classify_transport_error,
 )
+from orchestrator.order_validation import derive_order_id
 from orchestrator.transport import LeanTransport
 
 PLACE_PATH = "/api/fulfillment/pvt/orders"
@@ -50,11 +51,6 @@ class Call:
 
 
 CallObserver = Callable[[Call, VtexError | None], None]
-
-
-def derive_order_id(affiliate_id: str, marketplace_order_id: str) -> str:
-    """VTEX's fulfillment order id is known before Place: `{affiliateId}-{marketplaceOrderId}`."""
-    return f"{affiliate_id}-{marketplace_order_id}"
 
 
 def invoice_request_body(invoice: Mapping[str, Any]) -> dict[str, Any]:
@@ -249,4 +245,4 @@ def _json_or_none(response: httpx.Response) -> Any:
         return None
 
 
-__all__ = ["Call", "RetryableError", "VtexClient", "derive_order_id"]
+__all__ = ["Call", "RetryableError", "VtexClient"]

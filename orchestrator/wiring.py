@@ -31,13 +31,6 @@ from orchestrator.vtex_client import Call, CallObserver, VtexClient
 from orchestrator.writer import BatchWriter, Database
 
 
-def open_repository(settings: Settings, *, migrate: bool = True) -> Repository:
-    engine, hooks = create_db_engine(settings.database_url, pool_size=max(5, settings.concurrency // 16))
-    if migrate:
-        ensure_schema(engine)
-    return Repository(engine, hooks)
-
-
 def shared_budget(settings: Settings, database: Database) -> RequestBudget:
     """On PostgreSQL the budget lives in the database: N daemons share one budget, not N budgets."""
     repository = database.repository

@@ -12,7 +12,7 @@ import pytest
 from orchestrator.repository import Repository
 from orchestrator.sandbox import Sandbox, SandboxConfig, SandboxOms, ServerThread
 from orchestrator.settings import Settings, load_settings
-from orchestrator.wiring import open_repository
+from orchestrator.storage import open_repository
 from tests import backends
 
 

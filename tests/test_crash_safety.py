@@ -21,7 +21,7 @@ from orchestrator.clock import utcnow
 from orchestrator.importer import import_lines
 from orchestrator.repository import Repository
 from orchestrator.settings import load_settings
-from orchestrator.wiring import open_repository
+from orchestrator.storage import open_repository
 from tests.factories import import_lines as lines_of
 from tests.factories import order_id
 from tests.processes import SandboxProcess, daemon_env, log_events, start_daemon, wait_for

@@ -15,7 +15,8 @@ from orchestrator.operations import attach_invoice
 from orchestrator.repository import Repository
 from orchestrator.sandbox import Sandbox, ServerThread
 from orchestrator.settings import Settings
-from orchestrator.wiring import open_repository, run_daemon
+from orchestrator.storage import open_repository
+from orchestrator.wiring import run_daemon
 from tests.factories import import_lines as lines_of
 from tests.factories import import_record, invoice_for, place_body
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.importer import import_lines
+from orchestrator.importer import InputChanged, import_lines
 from orchestrator.repository import Repository
 from tests.factories import import_lines as lines_of
 from tests.factories import import_record
@@ -126,3 +126,18 @@ def test_blank_lines_are_ignored(repository: Repository) -> None:
     """Empty lines (a trailing newline, spacing) are not orders and not errors."""
     report = import_lines(["", *lines_of(2), "   "], repository, NOW)
     assert (len(report.imported), report.problems) == (2, [])
+
+
+def test_a_large_file_is_read_twice_and_written_in_one_transaction(repository: Repository) -> None:
+    """Validation and writing are two passes over the input (memory stays flat); if the input reads
+    differently the second time, the chunks already written are rolled back with the rest."""
+    good = lines_of(1234)
+    changed = [*good[:1200], "{not json", *good[1201:]]
+    reads = iter([good, changed])
+    with pytest.raises(InputChanged, match="line 1201"):
+        import_lines(lambda: next(reads), repository, NOW)
+    assert count_orders(repository) == 0
+
+    report = import_lines(lambda: iter(good), repository, NOW)
+    assert len(report.imported) == 1234 and report.lines == 1234
+    assert count_orders(repository) == 1234

@@ -25,7 +25,8 @@ from orchestrator.importer import import_lines
 from orchestrator.metrics import Metrics, create_app
 from orchestrator.sandbox import FaultConfig, Sandbox, ServerThread
 from orchestrator.settings import Settings
-from orchestrator.wiring import open_repository, run_daemon
+from orchestrator.storage import open_repository
+from orchestrator.wiring import run_daemon
 from tests.asgi import InProcessClient
 from tests.factories import import_lines as lines_of
 from tests.factories import import_record

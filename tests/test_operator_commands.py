@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from orchestrator.cli import app
 from orchestrator.sandbox import FaultConfig, Sandbox, ServerThread
 from orchestrator.settings import load_settings
-from orchestrator.wiring import open_repository, run_daemon
+from orchestrator.storage import open_repository
+from orchestrator.wiring import run_daemon
 from tests.factories import import_lines as lines_of
 
 

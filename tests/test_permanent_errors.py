@@ -18,8 +18,9 @@ from orchestrator.repository import Repository
 from orchestrator.sandbox import Sandbox, ServerThread
 from orchestrator.settings import Settings
 from orchestrator.status import report
+from orchestrator.storage import open_repository
 from orchestrator.stuck import StuckRules
-from orchestrator.wiring import open_repository, run_daemon
+from orchestrator.wiring import run_daemon
 from tests.factories import import_lines as lines_of
 from tests.factories import import_record
 

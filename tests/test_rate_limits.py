@@ -21,8 +21,9 @@ from orchestrator.errors import RateLimited, VtexError
 from orchestrator.importer import import_lines
 from orchestrator.sandbox import FaultConfig, Sandbox, ServerThread
 from orchestrator.settings import Settings
+from orchestrator.storage import open_repository
 from orchestrator.vtex_client import Call
-from orchestrator.wiring import open_repository, run_daemon
+from orchestrator.wiring import run_daemon
 from tests.factories import import_lines as lines_of
 
 CLIENT_RPM = 240

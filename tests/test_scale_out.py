@@ -22,7 +22,7 @@ import pytest
 from orchestrator.clock import utcnow
 from orchestrator.importer import import_lines
 from orchestrator.settings import load_settings
-from orchestrator.wiring import open_repository
+from orchestrator.storage import open_repository
 from tests import backends
 from tests.factories import import_lines as lines_of
 from tests.processes import SandboxProcess, daemon_env, start_daemon, wait_for

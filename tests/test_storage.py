@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -11,9 +12,12 @@ from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
 from orchestrator.importer import import_lines
+from orchestrator.migrate import alembic_config, current_revision, head_revision
 from orchestrator.repository import Repository, new_event
 from orchestrator.settings import load_settings
-from orchestrator.wiring import open_repository
+from orchestrator.status import report
+from orchestrator.storage import open_repository
+from orchestrator.stuck import StuckRules
 from tests.factories import import_lines as lines_of
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -25,6 +29,16 @@ def test_migrated_schema_matches_the_models(repository: Repository) -> None:
     with repository.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     assert diff == []
+
+
+def test_the_quick_revision_check_agrees_with_alembic(repository: Repository) -> None:
+    """Commands check the schema without importing Alembic; that shortcut must read what Alembic reads."""
+    from alembic.script import ScriptDirectory
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
+    with repository.engine.connect() as conn:
+        assert current_revision(repository.engine) == MigrationContext.configure(conn).get_current_revision()
+    assert current_revision(repository.engine) == head_revision()
 
 
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(sqlite_url: str) -> None:
@@ -172,3 +186,31 @@ def test_counts_and_oldest_per_state(repository: Repository) -> None:
     repository.optimize()
     counts = {c.state: (c.count, c.oldest_since) for c in repository.state_counts()}
     assert counts == {"imported": (2, T0), "created": (1, T0 + timedelta(minutes=5))}
+
+
+def test_status_queries_read_indexes_not_the_table(repository: Repository, backend: str) -> None:
+    """Every statement `status --stuck` runs is an index read: no full scan of orders, whatever the
+    number of orders (a million orders answer in tens of milliseconds; see the README)."""
+    import_lines(lines_of(3), repository, T0)
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "FROM orders" in statement:
+            statements.append((statement, parameters))
+
+    sa.event.listen(repository.engine, "before_cursor_execute", capture)
+    try:
+        rules = StuckRules.parse("", timedelta(minutes=30))
+        report(repository, T0 + timedelta(days=1), rules, timedelta(minutes=30), limit=100)
+    finally:
+        sa.event.remove(repository.engine, "before_cursor_execute", capture)
+    assert len(statements) >= 4
+    with repository.engine.connect() as conn:
+        for statement, parameters in statements:
+            if backend == "sqlite":
+                plan = [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
+                assert "SCAN orders" not in plan, (statement, plan)
+            else:  # three rows would make a sequential scan cheapest; ask whether an index can answer
+                conn.exec_driver_sql("SET enable_seqscan = off")
+                plan = [row[0] for row in conn.exec_driver_sql(f"EXPLAIN {statement}", parameters)]
+                assert not any("Seq Scan on orders" in line for line in plan), (statement, plan)

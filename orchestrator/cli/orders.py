@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,16 +41,14 @@ def import_command(
 
     with friendly_errors():
         settings = ctx.obj.settings()
-        if file == "-":
-            lines: list[str] = sys.stdin.read().splitlines()
-        else:
-            path = Path(file)
-            if not path.is_file():
-                raise ConfigurationError(f"no such file: {file}")
-            lines = path.read_text(encoding="utf-8").splitlines()
         repository = repository_for(settings)
-        with import_progress(err, show_progress(show, err) and len(lines) >= 1000) as progress:
-            report = import_lines(lines, repository, utcnow(), settings.worker_id, progress)
+        with (
+            _input_lines(file) as (lines, total),
+            import_progress(err, show_progress(show, err) and total >= 1000) as progress,
+        ):
+            report = import_lines(
+                lines, repository, utcnow(), worker=settings.worker_id, progress=progress, total=total
+            )
         if len(report.imported) >= 1000:
             repository.optimize()  # many new rows: refresh the planner's statistics now
     if not report.ok:
@@ -64,6 +66,27 @@ def import_command(
         f"imported {len(report.imported)} order(s)"
         + (f"; {len(report.already_present)} already present" if report.already_present else "")
     )
+
+
+@contextmanager
+def _input_lines(file: str) -> Iterator[tuple[Callable[[], Iterator[str]], int]]:
+    """A function that reads the input afresh (the import reads it twice, to keep memory flat),
+    and its number of lines. Standard input is copied to a temporary file first."""
+    with ExitStack() as stack:
+        if file == "-":
+            path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "stdin.jsonl"
+            with path.open("w", encoding="utf-8") as spool:
+                shutil.copyfileobj(sys.stdin, spool)
+        else:
+            path = Path(file)
+            if not path.is_file():
+                raise ConfigurationError(f"no such file: {file}")
+
+        def read() -> Iterator[str]:
+            with path.open(encoding="utf-8") as handle:
+                yield from (line.rstrip("\n") for line in handle)
+
+        yield read, sum(1 for _ in read())
 
 
 @app.command()

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from orchestrator.database import DatabaseError
+from orchestrator.importer import InputChanged
 from orchestrator.operations import OperationError
 from orchestrator.settings import ConfigurationError, Settings, load_settings
 
@@ -48,13 +49,13 @@ def friendly_errors() -> Iterator[None]:
     """Expected failures become one clear line and a non-zero exit, not a traceback."""
     try:
         yield
-    except (ConfigurationError, DatabaseError, OperationError) as exc:
+    except (ConfigurationError, DatabaseError, InputChanged, OperationError) as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
 
 
 def repository_for(settings: Settings) -> Any:
-    from orchestrator.wiring import open_repository
+    from orchestrator.storage import open_repository
 
     return open_repository(settings)
 
