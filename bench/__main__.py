@@ -40,6 +40,13 @@ def main() -> None:
     everything.add_argument("--status-orders", type=int, default=1_000_000)
     everything.add_argument("--waiting", type=int, nargs=2, default=[10_000, 100_000])
     everything.add_argument("--waiting-seconds", type=float, default=20.0)
+    everything.add_argument(
+        "--parts",
+        nargs="+",
+        choices=["flow", "import", "status", "memory"],
+        default=["flow", "import", "status", "memory"],
+        help="run only these parts (flow: the daemon and the baseline end to end)",
+    )
     everything.set_defaults(run=full.run)
     args = parser.parse_args()
     print(json.dumps(args.run(args), indent=2))

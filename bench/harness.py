@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +113,38 @@ class Sandbox:
         self._log.close()
 
 
+class PeakMemory:
+    """A child's own peak resident memory, sampled from /proc/<pid>/status (VmHWM).
+
+    wait4's ru_maxrss is not it: Linux counts the pages the child shared with its parent between
+    fork and exec, so a child of a 300 MB benchmark process reports 300 MB even for `python -c
+    pass`. VmHWM belongs to the address space the child has after exec. It is a high-water mark,
+    so sampling every 50 ms until the process exits misses nothing but its last 50 ms."""
+
+    def __init__(self, pid: int) -> None:
+        self._path = Path(f"/proc/{pid}/status")
+        self._peak_kb = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._done.is_set():
+            try:
+                for line in self._path.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self._peak_kb = max(self._peak_kb, int(line.split()[1]))
+            except (OSError, ValueError):
+                pass  # the process is gone or exiting: keep the last value
+            self._done.wait(0.05)
+
+    def stop(self) -> float:
+        """Peak RSS in MB; call once the process has exited (or right before stopping it)."""
+        self._done.set()
+        self._thread.join()
+        return self._peak_kb / 1024
+
+
 @dataclass
 class DaemonRun:
     wall_seconds: float
@@ -140,12 +172,14 @@ def run_command(args: list[str], env: dict[str, str], log: Path | None = None) -
     out = log.open("a") if log else subprocess.DEVNULL
     started = time.monotonic()
     process = subprocess.Popen([sys.executable, "-m", "orchestrator", *args], env=env, stdout=out, stderr=out)
+    memory = PeakMemory(process.pid)
     _pid, status, usage = os.wait4(process.pid, 0)
+    peak = memory.stop()
     process.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - started
     if log:
         out.close()  # type: ignore[union-attr]
-    return DaemonRun(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, process.returncode)
+    return DaemonRun(wall, usage.ru_utime + usage.ru_stime, peak, process.returncode)
 
 
 def workdir(prefix: str) -> Path:
@@ -164,7 +198,3 @@ def machine() -> str:
     except OSError:
         pass
     return f"{cpus} cores ({model}), {mem:.0f} GiB RAM, Python {sys.version.split()[0]}"
-
-
-def rss_limit_note() -> str:
-    return f"RLIMIT_AS={resource.getrlimit(resource.RLIMIT_AS)[0]}"
