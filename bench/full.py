@@ -23,12 +23,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench import bulk
-from bench.harness import PeakMemory, Sandbox, env_for, machine, run_command, workdir, write_orders
+from bench.harness import PeakMemory, env_for, machine, run_command, workdir, write_orders
 from bench.scale_out import POSTGRES, _admin
 from orchestrator.clock import utcnow
 from orchestrator.database import create_db_engine
 from orchestrator.migrate import ensure_schema
 from orchestrator.repository import Repository
+from orchestrator.sandbox.process import SandboxProcess
 from orchestrator.status import report
 from orchestrator.stuck import StuckRules
 
@@ -48,7 +49,9 @@ def _ledger_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, in
     return {op: ops.get(op, 0) - old.get(op, 0) for op in ops}
 
 
-def daemon_run(args: Namespace, work: Path, sandbox: Sandbox, orders: int, latency: float) -> dict[str, Any]:
+def daemon_run(
+    args: Namespace, work: Path, sandbox: SandboxProcess, orders: int, latency: float
+) -> dict[str, Any]:
     database_url = f"sqlite:///{work / f'daemon-{orders}-{int(latency)}.db'}"
     env = env_for(
         database_url,
@@ -90,7 +93,7 @@ def daemon_run(args: Namespace, work: Path, sandbox: Sandbox, orders: int, laten
     }
 
 
-def baseline_run(args: Namespace, work: Path, sandbox: Sandbox, latency: float) -> dict[str, Any]:
+def baseline_run(args: Namespace, work: Path, sandbox: SandboxProcess, latency: float) -> dict[str, Any]:
     path = write_orders(
         work / f"baseline-{int(latency)}.jsonl", args.baseline_orders, start=9_000_000 + int(latency)
     )
@@ -190,7 +193,7 @@ def status_latency(args: Namespace, work: Path, backend: str) -> dict[str, Any]:
     }
 
 
-def waiting_rss(args: Namespace, work: Path, sandbox: Sandbox, waiting: int) -> dict[str, Any]:
+def waiting_rss(args: Namespace, work: Path, sandbox: SandboxProcess, waiting: int) -> dict[str, Any]:
     """Peak RSS of a daemon running for a while with `waiting` orders waiting out the grace period."""
     url = f"sqlite:///{work / f'waiting-{waiting}.db'}"
     engine, _hooks = create_db_engine(url)
@@ -222,7 +225,7 @@ def run(args: Namespace) -> dict[str, Any]:
         "scale": {},
     }
     for latency in args.latencies if "flow" in args.parts else []:
-        sandbox = Sandbox(
+        sandbox = SandboxProcess(
             "--grace-seconds",
             str(args.grace),
             "--latency-ms",
@@ -249,7 +252,7 @@ def run(args: Namespace) -> dict[str, Any]:
     if "status" in args.parts:
         results["scale"]["status"] = [status_latency(args, work, b) for b in ("sqlite", "postgresql")]
     if "memory" in args.parts:
-        sandbox = Sandbox("--grace-seconds", "3600", log=work / "sandbox-rss.log")
+        sandbox = SandboxProcess("--grace-seconds", "3600", log=work / "sandbox-rss.log")
         try:
             results["scale"]["waitingRss"] = [waiting_rss(args, work, sandbox, n) for n in args.waiting]
         finally:

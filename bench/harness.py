@@ -13,11 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from orchestrator.sandbox.oms import SandboxConfig
-
-DEFAULTS = SandboxConfig()
+from orchestrator.sandbox.process import client_env
 
 
 def order_line(n: int, affiliate: str = "BCH", with_invoice: bool = True) -> str:
@@ -78,41 +74,6 @@ def write_orders(path: Path, count: int, start: int = 0) -> Path:
     return path
 
 
-class Sandbox:
-    """`orchestrator sandbox` as its own process, so its CPU is not the daemon's."""
-
-    def __init__(self, *args: str, log: Path) -> None:
-        self._log = log.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "sandbox", "--port", "0", *args],
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        first = self.process.stdout.readline()
-        if "listening on" not in first:
-            raise RuntimeError(f"sandbox did not start: {first!r}")
-        self.url = first.split("listening on ", 1)[1].split()[0]
-
-    def get(self, path: str) -> Any:
-        return httpx.get(f"{self.url}/_sandbox/{path}", timeout=60).json()
-
-    def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.process.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self._log.close()
-
-
 class PeakMemory:
     """A child's own peak resident memory, sampled from /proc/<pid>/status (VmHWM).
 
@@ -154,17 +115,8 @@ class DaemonRun:
 
 
 def env_for(database_url: str, sandbox_url: str, **settings: str) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "ORCHESTRATOR_DATABASE_URL": database_url,
-        "VTEX_BASE_URL": sandbox_url,
-        "VTEX_APP_KEY": DEFAULTS.app_key,
-        "VTEX_APP_TOKEN": DEFAULTS.app_token,
-        "ORCHESTRATOR_LOG_FORMAT": "json",
-        "ORCHESTRATOR_LOG_LEVEL": "warning",
-    }
-    env.update(settings)
-    return env
+    """As `client_env`, with only warnings logged unless a run asks for more."""
+    return client_env(database_url, sandbox_url, **{"ORCHESTRATOR_LOG_LEVEL": "warning", **settings})
 
 
 def run_command(args: list[str], env: dict[str, str], log: Path | None = None) -> DaemonRun:

@@ -10,12 +10,13 @@ from __future__ import annotations
 from argparse import Namespace
 from typing import Any
 
-from bench.harness import Sandbox, env_for, machine, run_command, workdir, write_orders
+from bench.harness import env_for, machine, run_command, workdir, write_orders
+from orchestrator.sandbox.process import SandboxProcess
 
 
 def run(args: Namespace) -> dict[str, Any]:
     work = workdir("rate")
-    sandbox = Sandbox(
+    sandbox = SandboxProcess(
         "--grace-seconds", str(args.grace), "--rpm-limit", str(args.limit), log=work / "sandbox.log"
     )
     try:

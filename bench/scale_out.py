@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from bench.harness import Sandbox, env_for, machine, run_command, workdir, write_orders
+from bench.harness import env_for, machine, run_command, workdir, write_orders
+from orchestrator.sandbox.process import SandboxProcess
 
 POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -37,7 +38,7 @@ def _drop(name: str) -> None:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def _one(args: Namespace, work: Path, sandbox: Sandbox, backend: str, daemons: int) -> dict[str, Any]:
+def _one(args: Namespace, work: Path, sandbox: SandboxProcess, backend: str, daemons: int) -> dict[str, Any]:
     httpx.post(f"{sandbox.url}/_sandbox/reset", timeout=30)
     dropped = None
     if backend == "postgresql":
@@ -90,7 +91,7 @@ def _one(args: Namespace, work: Path, sandbox: Sandbox, backend: str, daemons: i
 
 def run(args: Namespace) -> dict[str, Any]:
     work = workdir("scale")
-    sandbox = Sandbox(
+    sandbox = SandboxProcess(
         "--grace-seconds", str(args.grace), "--latency-ms", str(args.latency_ms), log=work / "sandbox.log"
     )
     try:

@@ -13,10 +13,11 @@ import pytest
 
 from orchestrator.clock import utcnow
 from orchestrator.importer import import_lines
+from orchestrator.sandbox.process import SandboxProcess, client_env
 from orchestrator.settings import load_settings
 from orchestrator.storage import open_repository
 from tests.factories import import_lines as lines_of
-from tests.processes import SandboxProcess, daemon_env, start_daemon
+from tests.processes import start_daemon
 
 SEED = 20261127
 ORDERS = 200
@@ -54,7 +55,7 @@ def test_chaos_kills_and_faults_never_duplicate_an_effect(
     try:
         repository = open_repository(load_settings(None, database_url=database_url))
         import_lines(lines_of(ORDERS), repository, utcnow())
-        env = daemon_env(
+        env = client_env(
             database_url,
             sandbox.url,
             ORCHESTRATOR_GRACE_PERIOD="1s",

@@ -20,11 +20,12 @@ import sqlalchemy as sa
 from orchestrator.clock import utcnow
 from orchestrator.importer import import_lines
 from orchestrator.repository import Repository
+from orchestrator.sandbox.process import SandboxProcess, client_env
 from orchestrator.settings import load_settings
 from orchestrator.storage import open_repository
 from tests.factories import import_lines as lines_of
 from tests.factories import order_id
-from tests.processes import SandboxProcess, daemon_env, log_events, start_daemon, wait_for
+from tests.processes import log_events, start_daemon, wait_for
 
 FAST = {
     "ORCHESTRATOR_GRACE_PERIOD": "1s",
@@ -88,7 +89,7 @@ def test_killed_after_the_intent_commit_before_vtex_acted(
     import_lines(lines_of(3), repository, utcnow())
     victim = order_id(1)
     hold(sandbox, victim, operation, "before")
-    env = daemon_env(database_url, sandbox.url, **FAST)
+    env = client_env(database_url, sandbox.url, **FAST)
     log = tmp_path / "daemon.log"
     daemon = start_daemon(env, log)
     wait_for(lambda: held(sandbox), 30, f"{operation} of {victim} to reach the sandbox")
@@ -113,7 +114,7 @@ def test_killed_after_vtex_applied_before_the_outcome_commit(
     import_lines(lines_of(3), repository, utcnow())
     victim = order_id(2)
     hold(sandbox, victim, operation, "after")
-    env = daemon_env(database_url, sandbox.url, **FAST)
+    env = client_env(database_url, sandbox.url, **FAST)
     log = tmp_path / "daemon.log"
     daemon = start_daemon(env, log)
     wait_for(lambda: held(sandbox), 30, f"{operation} of {victim} to be applied")
@@ -143,7 +144,7 @@ def test_killed_between_two_steps(
 ) -> None:
     """SIGKILL while orders wait out the grace period with nothing in flight: the restart just continues."""
     import_lines(lines_of(10), repository, utcnow())
-    env = daemon_env(database_url, sandbox.url, **{**FAST, "ORCHESTRATOR_GRACE_PERIOD": "3s"})
+    env = client_env(database_url, sandbox.url, **{**FAST, "ORCHESTRATOR_GRACE_PERIOD": "3s"})
     log = tmp_path / "daemon.log"
     daemon = start_daemon(env, log)
 
@@ -170,7 +171,7 @@ def test_start_handling_409_because_already_handling_is_reconciled(
     import_lines(lines_of(1), repository, utcnow())
     victim = order_id(0)
     hold(sandbox, victim, "start-handling", "after")
-    env = daemon_env(database_url, sandbox.url, **FAST)
+    env = client_env(database_url, sandbox.url, **FAST)
     log = tmp_path / "daemon.log"
     daemon = start_daemon(env, log)
     wait_for(lambda: held(sandbox), 30, "start-handling to be applied")
@@ -196,7 +197,7 @@ def test_unknown_outcome_waits_with_a_reason_instead_of_guessing(
     import_lines(lines_of(1), repository, utcnow())
     victim = order_id(0)
     hold(sandbox, victim, "place-order", "after")
-    env = daemon_env(database_url, sandbox.url, **FAST, ORCHESTRATOR_UNKNOWN_OUTCOME_AFTER="1s")
+    env = client_env(database_url, sandbox.url, **FAST, ORCHESTRATOR_UNKNOWN_OUTCOME_AFTER="1s")
     log = tmp_path / "daemon.log"
     daemon = start_daemon(env, log)
     try:
@@ -225,7 +226,7 @@ def test_sigterm_during_a_busy_run(repository: Repository, database_url: str, tm
     sandbox = SandboxProcess("--grace-seconds", "1", "--latency-ms", "300", log=tmp_path / "sandbox.log")
     try:
         import_lines(lines_of(120), repository, utcnow())
-        env = daemon_env(database_url, sandbox.url, **FAST, ORCHESTRATOR_CONCURRENCY="40")
+        env = client_env(database_url, sandbox.url, **FAST, ORCHESTRATOR_CONCURRENCY="40")
         log = tmp_path / "daemon.log"
         daemon = start_daemon(env, log)
         wait_for(lambda: sandbox.ledger()["summary"]["requests"] > 60, 30, "the run to be busy")

@@ -21,11 +21,12 @@ import pytest
 
 from orchestrator.clock import utcnow
 from orchestrator.importer import import_lines
+from orchestrator.sandbox.process import SandboxProcess, client_env
 from orchestrator.settings import load_settings
 from orchestrator.storage import open_repository
 from tests import backends
 from tests.factories import import_lines as lines_of
-from tests.processes import SandboxProcess, daemon_env, start_daemon, wait_for
+from tests.processes import start_daemon, wait_for
 
 ORDERS = 500
 DAEMONS = 4
@@ -52,7 +53,7 @@ def test_four_daemons_share_the_work_and_the_budget(
     try:
         repository = open_repository(load_settings(None, database_url=postgres_url))
         import_lines(lines_of(ORDERS), repository, utcnow())
-        env = daemon_env(
+        env = client_env(
             postgres_url,
             sandbox.url,
             ORCHESTRATOR_GRACE_PERIOD="2s",
@@ -71,7 +72,7 @@ def test_four_daemons_share_the_work_and_the_budget(
             if daemon is not victim:
                 assert daemon.wait(timeout=300) == 0
         ledger = sandbox.ledger()
-        log = sandbox.get_requests()
+        log = sandbox.get("requests")
     finally:
         sandbox.stop()
 
@@ -115,7 +116,7 @@ def test_sqlite_refuses_a_second_daemon_but_serves_status(tmp_path: Path) -> Non
     database_url = f"sqlite:///{tmp_path / 'one.db'}"
     sandbox = SandboxProcess("--grace-seconds", "3600", log=tmp_path / "sandbox.log")
     try:
-        env = daemon_env(database_url, sandbox.url, ORCHESTRATOR_TICK="100ms")
+        env = client_env(database_url, sandbox.url, ORCHESTRATOR_TICK="100ms")
         subprocess.run(
             [sys.executable, "-m", "orchestrator", "import", "-"],
             input="\n".join(lines_of(50)),
