@@ -49,7 +49,9 @@ class ImportReport:
         return not self.problems
 
 
-def parse_line(number: int, text: str) -> tuple[NewOrder | None, list[Problem]]:
+def parse_line(number: int, text: str) -> tuple[Mapping[str, Any] | None, list[Problem]]:
+    """The line's record if it is valid, else its problems. Building the order is left to the
+    write pass (`build_order`): the check pass needs only its id."""
     try:
         record = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -93,7 +95,7 @@ def parse_line(number: int, text: str) -> tuple[NewOrder | None, list[Problem]]:
             ]
     if problems:
         return None, problems
-    return build_order(record), []
+    return record, []
 
 
 def build_order(record: Mapping[str, Any]) -> NewOrder:
@@ -145,21 +147,22 @@ def check_lines(lines: Iterable[str], progress: Progress | None = None, total: i
         if not text.strip():
             continue
         digest.update(text.encode())
-        order, problems = parse_line(number, text)
+        record, problems = parse_line(number, text)
         result.problems += problems
-        if order is None:
+        if record is None:
             continue
-        earlier = first_seen.get(order.order_id)
+        order_id = derive_order_id(record["affiliateId"], record["order"]["marketplaceOrderId"])
+        earlier = first_seen.get(order_id)
         if earlier is not None:
             result.problems.append(
                 Problem(
                     number,
                     "order.marketplaceOrderId",
-                    f"duplicates line {earlier} (same affiliateId and marketplaceOrderId: {order.order_id})",
+                    f"duplicates line {earlier} (same affiliateId and marketplaceOrderId: {order_id})",
                 )
             )
             continue
-        first_seen[order.order_id] = number
+        first_seen[order_id] = number
     result.orders, result.digest = len(first_seen), digest.digest()
     if result.lines and not first_seen and not result.problems:
         result.problems.append(Problem(result.lines, "(file)", "no orders found"))
