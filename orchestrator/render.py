@@ -22,12 +22,6 @@ STATE_STYLES = {
 }
 
 
-def _ago(value: str | None, now: datetime) -> str:
-    if not value:
-        return "-"
-    return format_duration(now - datetime.fromisoformat(value))
-
-
 def counts_table(report: dict[str, Any]) -> Table:
     table = Table(title="Orders by state", title_justify="left")
     table.add_column("state")

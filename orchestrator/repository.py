@@ -146,14 +146,6 @@ class Repository:
 
     # -- import -----------------------------------------------------------------------------------
 
-    def existing_order_ids(self, order_ids: Iterable[str]) -> set[str]:
-        found: set[str] = set()
-        ids = list(order_ids)
-        with self.engine.connect() as conn:
-            for chunk in _batched(ids):
-                found.update(conn.scalars(sa.select(ORDERS.c.order_id).where(ORDERS.c.order_id.in_(chunk))))
-        return found
-
     def insert_orders(
         self,
         orders: Iterable[NewOrder],
@@ -337,11 +329,6 @@ class Repository:
                 )
                 or 0
             )
-
-    def next_due_at(self) -> datetime | None:
-        with self.engine.connect() as conn:
-            due: datetime | None = conn.scalar(sa.select(sa.func.min(ORDERS.c.next_run_at)))
-        return due
 
     # -- account-wide state ------------------------------------------------------------------------
 

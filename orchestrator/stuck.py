@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from orchestrator.durations import format_duration, parse_duration
 from orchestrator.rows import OrderRow
-from states import IN_FLIGHT, State
+from states import State
 
 OPEN_INTENT_AFTER = timedelta(minutes=10)
 
@@ -67,14 +67,6 @@ class StuckRules:
                     )
                 thresholds[target] = overridden[target] = duration
         return cls(thresholds, OPEN_INTENT_AFTER, overridden)
-
-    def is_stuck(self, row: OrderRow, now: datetime) -> bool:
-        if row.state == State.FAILED:
-            return True
-        if row.intent and row.intent_at and now - row.intent_at > self.open_intent_after:
-            return True
-        limit = self.thresholds.get(row.state)
-        return limit is not None and now - row.state_changed_at > limit
 
 
 @dataclass(frozen=True)
@@ -141,7 +133,3 @@ def diagnose(row: OrderRow, now: datetime, grace_period: timedelta) -> Diagnosis
             f"`orchestrator show {oid}` for every attempt; it retries on its own",
         )
     return Diagnosis(row.wait_reason or f"no progress for {age}", f"`orchestrator show {oid}`")
-
-
-def stuck_states() -> tuple[str, ...]:
-    return (*(str(s) for s in IN_FLIGHT), str(State.FAILED))
