@@ -14,7 +14,8 @@
 
 Everything is classified in exactly one place, `classify_response` and `classify_transport_error`,
 and every error carries VTEX's own code and message when it sent one. Messages never contain
-credentials: requests carry them only in headers, and headers are never part of an error.
+credentials: requests carry them only in headers, headers are never part of an error, and every
+message passes the redaction point when the error is made (it is logged, shown and stored).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+
+from orchestrator.redaction import redact
 
 
 class VtexError(Exception):
@@ -39,7 +42,7 @@ class VtexError(Exception):
         http_status: int | None = None,
         code: str | None = None,
     ) -> None:
-        self.message = message
+        self.message = redact(message)
         self.operation = operation
         self.order_id = order_id
         self.http_status = http_status

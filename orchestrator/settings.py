@@ -2,26 +2,35 @@
 
 Secrets (`VTEX_APP_KEY`, `VTEX_APP_TOKEN`) are `SecretStr`: their repr, str and JSON dump are
 masked, so printing or logging a Settings object cannot leak them. Only the VTEX client ever calls
-`get_secret_value()`.
+`get_secret_value()`. They are checked here, once: a credential with a trailing newline (a secret
+file, `$(cat token.txt)` with CRLF) would otherwise reach the HTTP layer, whose error message
+quotes the header value. Once loaded, they and the database password are registered with the
+redaction point, so no log line or message can show them even if some library quotes them.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from orchestrator.durations import format_duration, parse_duration
+from orchestrator.redaction import mask_url, register_secret
 from orchestrator.stuck import StuckRules, StuckRulesError
 
 DEFAULT_DATABASE_URL = "sqlite:///orchestrator.db"
+# VTEX app keys and tokens are printable ASCII without spaces; anything else is a copying accident.
+_CREDENTIAL = re.compile(r"[\x21-\x7e]+")
+_WORKER_ID = re.compile(r"[\x21-\x7e]{1,80}")
 
 
 def _env(name: str, *more: str) -> Any:
@@ -83,6 +92,43 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("vtex_app_key", "vtex_app_token")
+    @classmethod
+    def _credential(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never quotes the value: it is a secret, even when it is a wrong one.
+        if value is not None and not _CREDENTIAL.fullmatch(value.get_secret_value()):
+            raise ValueError(
+                "contains a space, a line break or another character no VTEX credential has (a trailing "
+                "newline from a secret file or `$(cat ...)`?); remove it"
+            )
+        return value
+
+    @field_validator("vtex_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value.strip())
+            port = parts.port
+        except ValueError:
+            parts, port = None, None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"{value!r} is not an http(s) URL with a host, e.g. https://myaccount.vtexcommercestable.com.br"
+            )
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("must be a plain base URL, without user, password, query or fragment")
+        del port  # parsed only to check it is a number in range
+        return value.strip().rstrip("/")
+
+    @field_validator("worker_id")
+    @classmethod
+    def _worker_id(cls, value: str) -> str:
+        if not _WORKER_ID.fullmatch(value):
+            raise ValueError("must be 1 to 80 printable characters without spaces")
+        return value
 
     @field_validator("vtex_http_transport")
     @classmethod
@@ -209,9 +255,27 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     """Build Settings from the environment, `config_file` and explicit overrides (highest first)."""
     _CONFIG_FILE[:] = [config_file] if config_file else []
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValueError as exc:
         raise ConfigurationError(_explain(exc)) from None
+    register_secrets(settings)
+    return settings
+
+
+def register_secrets(settings: Settings) -> None:
+    """Hand every secret of `settings` to the redaction point."""
+    for secret in (settings.vtex_app_key, settings.vtex_app_token):
+        if secret is not None:
+            register_secret(secret.get_secret_value())
+    register_secret(database_password(settings.database_url))
+
+
+def database_password(url: str) -> str | None:
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None
 
 
 def _explain(exc: ValueError) -> str:
@@ -243,6 +307,8 @@ def describe(settings: Settings, config_file: Path | None) -> list[dict[str, Any
             shown: Any = "********" if value.get_secret_value() else ""
         elif isinstance(value, timedelta):
             shown = format_duration(value)
+        elif name == "database_url":
+            shown = mask_url(value)
         else:
             shown = value
         if variable in os.environ:
