@@ -6,7 +6,8 @@ makes both backends hand back aware UTC datetimes, so comparisons never mix the 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,6 +16,32 @@ from sqlalchemy.engine import Dialect
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class OffsetClock:
+    """This host's clock, corrected to the database server's.
+
+    Several daemons on PostgreSQL schedule orders for each other (`next_run_at`) and keep leases
+    by one clock. Leases are compared with the server's clock in SQL; everything a step schedules
+    uses this corrected clock, so a host whose clock is minutes off neither delays nor hurries the
+    orders it touches. The offset is measured now and then (`sync`); until then it is zero."""
+
+    def __init__(self, base: Callable[[], datetime] = utcnow) -> None:
+        self._base = base
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return self._base() + self.offset
+
+    def sync(self, server_now: datetime, asked_at: datetime, answered_at: datetime) -> timedelta:
+        """Take the server's time, read between `asked_at` and `answered_at` (our clock)."""
+        self.offset = server_now - (asked_at + (answered_at - asked_at) / 2)
+        return self.offset
+
+    def measure(self, server_now: Callable[[], datetime]) -> timedelta:
+        asked = self._base()
+        value = server_now()
+        return self.sync(value, asked, self._base())
 
 
 class UtcDateTime(sa.types.TypeDecorator[datetime]):

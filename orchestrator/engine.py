@@ -154,6 +154,7 @@ class Engine:
                 "lease lost before calling VTEX", order_id=row.order_id, state=row.state, action=str(action)
             )
             return False
+        row.version += 1  # the intent's write made a new version (see Repository.commit)
         log = self._log.bind(order_id=row.order_id, state=row.state, action=str(action))
         try:
             call = await self._perform(row, action)

@@ -141,6 +141,9 @@ class Repository:
                 intent_attempt=sa.bindparam("intent_attempt"),
                 intent_at=sa.bindparam("intent_at"),
                 updated_at=sa.bindparam("updated_at"),
+                # A new version: an operator change read before the intent was written can then
+                # never land after it, so what an open intent will send never changes.
+                version=c.version + 1,
             )
         )
 
@@ -214,28 +217,41 @@ class Repository:
 
     # -- the engine's side ------------------------------------------------------------------------
 
+    def server_now(self) -> datetime:
+        """The clock leases and shared state are kept by: the server's on PostgreSQL."""
+        with self.engine.connect() as conn:
+            return self.hooks.now(conn)
+
     def claim_due(self, owner: str, now: datetime, lease: timedelta, limit: int) -> list[OrderRow]:
         """Lease up to `limit` due orders. Their `next_run_at` becomes the lease expiry, so an order
-        whose worker vanished is simply due again when the lease runs out."""
+        whose worker vanished is simply due again when the lease runs out.
+
+        On PostgreSQL "now" is the server's clock, not `now`: daemons on hosts whose clocks
+        disagree must agree on when a lease has expired, or one steals the other's orders."""
         c = ORDERS.c
-        until = now + lease
-        due = (
-            sa.select(c.id)
-            .where(c.next_run_at <= now)
-            .order_by(c.next_run_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        statement = (
-            sa.update(ORDERS)
-            .where(c.id.in_(due))
-            .values(lease_owner=owner, lease_expires_at=until, next_run_at=until, version=c.version + 1)
-            .returning(*self._claimed_columns)
-        )
         with self.engine.begin() as conn:
+            now = self._lease_now(conn, now)
+            until = now + lease
+            due = (
+                sa.select(c.id)
+                .where(c.next_run_at <= now)
+                .order_by(c.next_run_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+                .scalar_subquery()
+            )
+            statement = (
+                sa.update(ORDERS)
+                .where(c.id.in_(due))
+                .values(lease_owner=owner, lease_expires_at=until, next_run_at=until, version=c.version + 1)
+                .returning(*self._claimed_columns)
+            )
             rows = conn.execute(statement).mappings().all()
         return [OrderRow.from_mapping(r) for r in rows]
+
+    def _lease_now(self, conn: sa.Connection, local_now: datetime) -> datetime:
+        """The time leases are compared with: the server's where there is one, else ours."""
+        return self.hooks.now(conn) if self.hooks.server_clock else local_now
 
     def commit(
         self,
@@ -286,14 +302,15 @@ class Repository:
     def claim_order(self, order_id: str, owner: str, now: datetime, lease: timedelta) -> OrderRow | None:
         """Lease one given order now (an operator command stepping it); None if a worker holds it."""
         c = ORDERS.c
-        until = now + lease
-        statement = (
-            sa.update(ORDERS)
-            .where(c.order_id == order_id, sa.or_(c.lease_owner.is_(None), c.lease_expires_at < now))
-            .values(lease_owner=owner, lease_expires_at=until, next_run_at=until, version=c.version + 1)
-            .returning(*[c[name] for name in COLUMNS])
-        )
         with self.engine.begin() as conn:
+            now = self._lease_now(conn, now)
+            until = now + lease
+            statement = (
+                sa.update(ORDERS)
+                .where(c.order_id == order_id, sa.or_(c.lease_owner.is_(None), c.lease_expires_at < now))
+                .values(lease_owner=owner, lease_expires_at=until, next_run_at=until, version=c.version + 1)
+                .returning(*[c[name] for name in COLUMNS])
+            )
             row = conn.execute(statement).mappings().first()
         return OrderRow.from_mapping(row) if row else None
 
@@ -541,12 +558,13 @@ class Repository:
         """Write an operator change unless a worker holds the order; bumps the version."""
         c = ORDERS.c
         with self.engine.begin() as conn:
+            lease_now = self._lease_now(conn, now)
             result = conn.execute(
                 sa.update(ORDERS)
                 .where(
                     c.order_id == order_id,
                     c.version == expected_version,
-                    sa.or_(c.lease_owner.is_(None), c.lease_expires_at < now),
+                    sa.or_(c.lease_owner.is_(None), c.lease_expires_at < lease_now),
                 )
                 .values(
                     **_fit(dict(values), _ORDER_LIMITS),

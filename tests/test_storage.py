@@ -51,28 +51,34 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(sqlite_url: str) -> None:
 
 def test_claim_leases_due_orders_once(repository: Repository) -> None:
     """A claimed order is not claimed again until its lease expires."""
-    import_lines(lines_of(5), repository, T0)
-    first = repository.claim_due("w1", T0, LEASE, limit=3)
-    second = repository.claim_due("w2", T0, LEASE, limit=10)
+    start = repository.server_now()
+    import_lines(lines_of(5), repository, start)
+    first = repository.claim_due("w1", start, LEASE, limit=3)
+    second = repository.claim_due("w2", start, LEASE, limit=10)
     assert len(first) == 3 and len(second) == 2
     assert not {r.id for r in first} & {r.id for r in second}
-    assert repository.claim_due("w3", T0 + timedelta(seconds=30), LEASE, limit=10) == []
-    assert all(r.lease_owner == "w1" and r.next_run_at == T0 + LEASE for r in first)
+    assert repository.claim_due("w3", start + timedelta(seconds=30), LEASE, limit=10) == []
+    for row in first:
+        assert row.lease_owner == "w1" and row.next_run_at == row.lease_expires_at
+        assert row.lease_expires_at is not None
+        assert start <= row.lease_expires_at - LEASE <= repository.server_now()
 
 
 def test_expired_lease_makes_the_order_due_again(repository: Repository) -> None:
     """A worker that vanished holds nothing: after the lease expiry the order is claimed by another."""
-    import_lines(lines_of(1), repository, T0)
-    [held] = repository.claim_due("dead-worker", T0, LEASE, limit=1)
-    [again] = repository.claim_due("w2", T0 + LEASE, LEASE, limit=1)
+    start = repository.server_now()
+    import_lines(lines_of(1), repository, start)
+    [held] = repository.claim_due("dead-worker", start, timedelta(0), limit=1)  # expires at once
+    [again] = repository.claim_due("w2", repository.server_now(), LEASE, limit=1)
     assert again.id == held.id and again.lease_owner == "w2" and again.version == held.version + 1
 
 
 def test_a_worker_that_lost_its_lease_cannot_commit(repository: Repository) -> None:
     """Fencing: after another worker re-claimed the order, the old worker's intent and outcome are refused."""
-    import_lines(lines_of(1), repository, T0)
-    [stale] = repository.claim_due("w1", T0, LEASE, limit=1)
-    [fresh] = repository.claim_due("w2", T0 + LEASE, LEASE, limit=1)
+    start = repository.server_now()
+    import_lines(lines_of(1), repository, start)
+    [stale] = repository.claim_due("w1", start, timedelta(0), limit=1)
+    [fresh] = repository.claim_due("w2", repository.server_now(), LEASE, limit=1)
     stale.intent = "place-order"
     stale.state = "created"
     event = new_event(stale.id, T0, "note", message="from a stale worker")
