@@ -3,6 +3,13 @@
 Each is a small transaction on an order no worker is stepping right now (a running step would
 otherwise overwrite the change); state changes go through the state machine like everything else,
 and each leaves an event in the order's history.
+
+No operation may change what an open intent will send. An intent is a VTEX call whose outcome is
+not known yet; the engine reconciles it by looking for exactly what it sent (an invoice number, a
+tracking number). Replacing the invoice under an open send-invoice made the engine look for the
+new number, not find it, and send it too: two invoices in VTEX. So an operation that touches the
+step of an open intent raises `OpenIntent`; `orchestrator.operate` then reconciles the intent with
+VTEX first and tries again, or refuses and says why.
 """
 
 from __future__ import annotations
@@ -25,6 +32,29 @@ BUSY_WAIT_SECONDS = 15.0
 
 class OperationError(Exception):
     """The operation cannot be done; the message says why and what to do instead."""
+
+
+class OpenIntent(OperationError):
+    """The order has a VTEX call of unknown outcome that the operation would change."""
+
+    def __init__(self, row: OrderRow, doing: str) -> None:
+        self.order_id = row.order_id
+        self.action = row.intent or ""
+        self.since = row.intent_at
+        self.doing = doing
+        since = f" since {self.since:%Y-%m-%d %H:%M:%S}Z" if self.since else ""
+        super().__init__(
+            f"{row.order_id} has a {self.action} whose outcome VTEX has not confirmed{since}; {doing} would "
+            "change what it sends"
+        )
+
+    def refusal(self) -> str:
+        """Why nothing was changed, and what to do, once reconciling could not settle it."""
+        return (
+            f"{self}. Nothing was changed, so VTEX cannot receive both. VTEX could not be asked yet (see "
+            f"`orchestrator show {self.order_id} --vtex`); the daemon keeps asking and never re-sends "
+            "blindly. Run this command again once VTEX answers."
+        )
 
 
 @dataclass(frozen=True)
@@ -69,6 +99,8 @@ def attach_invoice(repository: Repository, order_id: str, invoice: Mapping[str, 
         problems = validate_invoice(invoice, row.value)
         if problems:
             raise OperationError("; ".join(f"{field}: {message}" for field, message in problems))
+        if row.intent == Action.INVOICE:
+            raise OpenIntent(row, "attaching another invoice")
         number = invoice["invoiceNumber"]
         if row.invoice is not None:
             if row.invoice_number == number:
@@ -106,6 +138,8 @@ def retry(repository: Repository, order_id: str) -> Outcome:
     def change(row: OrderRow, now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]], str] | Outcome:
         if row.state != State.FAILED:
             raise OperationError(f"{order_id} is {row.state}, not failed; only failed orders are retried")
+        if row.intent:
+            raise OpenIntent(row, "a retry")
         target = State(row.failed_from or State.IMPORTED)
         ORDER_MACHINE.fire(row, resume_trigger(target))
         action = _FIRST_WRITE.get(target)
@@ -145,6 +179,8 @@ def request_cancel(repository: Repository, order_id: str, reason: str) -> Outcom
     def change(row: OrderRow, now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]], str] | Outcome:
         if row.state == State.CANCELED:
             return Outcome(order_id, False, f"{order_id} is already canceled")
+        if row.intent == Action.CANCEL:
+            return Outcome(order_id, False, f"a cancel of {order_id} is already on its way to VTEX")
         if row.state == State.INVOICED:
             raise OperationError(
                 f"{order_id} is invoiced: VTEX does not cancel invoiced orders "
@@ -207,6 +243,8 @@ def attach_tracking(repository: Repository, order_id: str, tracking: Mapping[str
             raise OperationError(f"{order_id} has no invoice yet: attach it first (`orchestrator invoice`)")
         if row.state in (State.CANCELED, State.FAILED):
             raise OperationError(f"{order_id} is {row.state}; it takes no tracking number")
+        if row.intent == Action.TRACKING:
+            raise OpenIntent(row, "another tracking number")
         number = str(tracking["trackingNumber"]).strip()
         stored = {name: tracking.get(name) for name in TRACKING_KEYS} | {"trackingNumber": number}
         if row.tracking == stored and row.tracking_sent_at is not None:

@@ -1,0 +1,35 @@
+"""Operator actions with VTEX in the loop: an open intent is reconciled before anything changes.
+
+`orchestrator.operations` refuses to touch the step of an open intent (`OpenIntent`). Here the
+intent is settled the way the daemon would settle it: one durable step of that order now, which
+asks VTEX whether the call took effect. Then the operation is tried again, against whatever the
+order has become (an invoice VTEX turned out to have is now "sent", and replacing it is refused
+for that reason). If VTEX still cannot say, the operation is refused and nothing changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from orchestrator.operations import OpenIntent, OperationError, Outcome
+from orchestrator.repository import Repository
+from orchestrator.settings import Settings
+
+
+def reconciling_first(
+    settings: Settings, repository: Repository, order_id: str, operation: Callable[[], Outcome]
+) -> Outcome:
+    """`operation()`, after reconciling the order's open intent with VTEX if it touches one."""
+    try:
+        return operation()
+    except OpenIntent:
+        pass
+    import asyncio
+
+    from orchestrator.wiring import step_order_now
+
+    asyncio.run(step_order_now(settings, repository, order_id))
+    try:
+        return operation()
+    except OpenIntent as still_open:
+        raise OperationError(still_open.refusal()) from None
