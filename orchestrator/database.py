@@ -2,14 +2,15 @@
 
 The repository is written once against SQLAlchemy Core; a `DialectHooks` object carries the rest:
 engine set-up (SQLite: WAL, a busy timeout, `BEGIN IMMEDIATE` so writers queue instead of failing
-half-way), "is this a duplicate key?", and the single-daemon guard that SQLite needs.
+half-way), "is this a duplicate key?", the clock leases are kept by, and the single-daemon guard
+that SQLite needs. `explain` turns any driver error into one line an operator can act on.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+
+from orchestrator.redaction import mask_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -28,6 +31,21 @@ class DatabaseError(Exception):
 
 class DaemonAlreadyRunning(DatabaseError):
     """Another daemon holds this SQLite file."""
+
+
+class NoDatabase(DatabaseError):
+    """A command that only reads was pointed at a place where there is no orchestrator database."""
+
+
+class BadDatabaseUrl(DatabaseError):
+    """ORCHESTRATOR_DATABASE_URL is not a URL of a database we support."""
+
+
+StorageCheck = Callable[[], None]  # raises DatabaseError when the storage is no longer the one opened
+
+
+def _no_check() -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -44,13 +62,19 @@ class DialectHooks:
         """The clock shared state is kept by (one clock for all daemons, whatever their hosts)."""
         return datetime.now(UTC)
 
+    @property
+    def server_clock(self) -> bool:
+        """Whether `now` is another machine's clock (worth measuring this host's offset to)."""
+        return False
+
     def optimize(self, conn: sa.Connection) -> None:
         """Keep the planner's statistics fresh (PostgreSQL's autovacuum does this by itself)."""
 
     @contextmanager
-    def single_daemon(self, url: sa.URL) -> Iterator[None]:
-        """Hold whatever proves this daemon may run against `url`."""
-        yield
+    def single_daemon(self, url: sa.URL) -> Iterator[StorageCheck]:
+        """Hold whatever proves this daemon may run against `url`; yields a check to run on every
+        tick that raises DatabaseError once the storage is no longer what was opened."""
+        yield _no_check
 
 
 class SqliteHooks(DialectHooks):
@@ -83,12 +107,30 @@ class SqliteHooks(DialectHooks):
         conn.exec_driver_sql("PRAGMA optimize")
 
     @contextmanager
-    def single_daemon(self, url: sa.URL) -> Iterator[None]:
+    def single_daemon(self, url: sa.URL) -> Iterator[StorageCheck]:
+        """One daemon per database file, whatever path leads to it.
+
+        The lock is taken beside the file's real path (a symlink leads to the same lock). A file
+        with several hard links is refused: SQLite keeps its journal beside each name, so two names
+        for one database can corrupt it, and a second daemon could lock the other name. While the
+        daemon runs, the path must keep leading to the file it opened: a deleted or replaced file
+        would take every later write with it, silently, so the check stops the daemon at once."""
         database = url.database
         if not database or database == ":memory:":
-            yield
+            yield _no_check
             return
-        lock_path = Path(database).resolve().with_name(Path(database).name + ".lock")
+        real = Path(os.path.realpath(database))
+        opened = _identity(real)
+        if opened is None:
+            raise NoDatabase(f"no SQLite database at {real}")
+        links = os.stat(real).st_nlink
+        if links > 1:
+            raise DatabaseError(
+                f"{real} has {links} hard links: SQLite keeps its journal beside each name, so another "
+                "name for the same file can corrupt it and would bypass the one-daemon lock; remove the "
+                "other links (a symlink is fine)"
+            )
+        lock_path = real.with_name(real.name + ".lock")
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
@@ -96,14 +138,36 @@ class SqliteHooks(DialectHooks):
             except BlockingIOError:
                 holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
                 raise DaemonAlreadyRunning(
-                    f"a daemon ({holder}) is already running on {database}. SQLite runs one daemon at a "
+                    f"a daemon ({holder}) is already running on {real}. SQLite runs one daemon at a "
                     "time; to run several, use PostgreSQL (ORCHESTRATOR_DATABASE_URL=postgresql+psycopg://...)."
                 ) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
-            yield
+            held = os.fstat(fd)
+
+            def check() -> None:
+                if _identity(real) != opened:
+                    raise DatabaseError(
+                        f"the database file {real} was deleted or replaced while the daemon ran; stopping, "
+                        "since every later write would be lost (restore the file, then start again)"
+                    )
+                if _identity(lock_path) != (held.st_dev, held.st_ino):
+                    raise DatabaseError(
+                        f"the lock file {lock_path} was deleted or replaced while the daemon ran; stopping, "
+                        "since a second daemon could now start on the same database"
+                    )
+
+            yield check
         finally:
             os.close(fd)  # closing releases the lock; the kernel also does so if we are killed
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 class PostgresHooks(DialectHooks):
@@ -111,10 +175,15 @@ class PostgresHooks(DialectHooks):
         return getattr(exc.orig, "sqlstate", None) == "23505"
 
     def now(self, conn: sa.Connection) -> datetime:
-        # The server's clock, not this host's: daemons on several machines share one budget.
+        # The server's clock, not this host's: daemons on several machines share one budget and
+        # one set of leases, and their own clocks may disagree by minutes.
         value = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
         assert isinstance(value, datetime)
         return value.astimezone(UTC)
+
+    @property
+    def server_clock(self) -> bool:
+        return True
 
 
 def hooks_for(engine: Engine) -> DialectHooks:
@@ -126,25 +195,125 @@ def hooks_for(engine: Engine) -> DialectHooks:
     raise DatabaseError(f"unsupported database {name!r}: use SQLite or PostgreSQL")
 
 
+_SUPPORTED = ("sqlite", "postgresql")
+
+
 def normalise_url(url: str) -> sa.URL:
     """Parse the URL; plain `postgresql://` means psycopg 3, the driver we ship."""
     try:
         parsed = sa.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise DatabaseError(f"ORCHESTRATOR_DATABASE_URL is not a database URL: {url!r}") from exc
+    except sa.exc.ArgumentError:
+        raise BadDatabaseUrl(
+            f"ORCHESTRATOR_DATABASE_URL is not a database URL: {mask_url(url)!r} "
+            "(expected sqlite:///path/to/file.db or postgresql://user@host/database)"
+        ) from None
     if parsed.drivername in {"postgresql", "postgres"}:
         parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in _SUPPORTED:
+        raise BadDatabaseUrl(
+            f"unsupported database {parsed.get_backend_name()!r} in ORCHESTRATOR_DATABASE_URL: "
+            "use sqlite:///path/to/file.db or postgresql://user@host/database"
+        )
     return parsed
 
 
-def create_db_engine(url: str, *, pool_size: int = 5) -> tuple[Engine, DialectHooks]:
+def create_db_engine(url: str, *, pool_size: int = 5, create: bool = True) -> tuple[Engine, DialectHooks]:
+    """The engine for `url`. With `create=False` (commands that only read or change orders), a
+    SQLite file must already exist: a mistyped path must not silently become an empty database
+    that reports that all is well."""
     parsed = normalise_url(url)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"hide_parameters": True}  # no order body in any error message
     if parsed.get_backend_name() == "sqlite":
+        _check_sqlite_path(parsed.database, create)
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     else:
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
-    engine = sa.create_engine(parsed, **kwargs)
+    try:
+        engine = sa.create_engine(parsed, **kwargs)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+        raise BadDatabaseUrl(f"cannot use ORCHESTRATOR_DATABASE_URL: {explain(exc)}") from None
     hooks = hooks_for(engine)
     hooks.configure(engine)
     return engine, hooks
+
+
+def _check_sqlite_path(database: str | None, create: bool) -> None:
+    """What SQLite would only report as "unable to open database file", said plainly up front.
+
+    SQLite writes its journal (`-wal`, `-shm`) beside the database, so even a reader needs the
+    directory writable; `os.access` also sees the immutable flag that stops root."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if path.is_dir():
+        raise BadDatabaseUrl(f"{path} is a directory; ORCHESTRATOR_DATABASE_URL must name a SQLite file")
+    parent = path.resolve().parent
+    if not path.exists():
+        if not create:
+            raise NoDatabase(
+                f"no database at {path.resolve()}: check ORCHESTRATOR_DATABASE_URL "
+                "(only `import`, `migrate` and `run` create a database)"
+            )
+        if not parent.is_dir():
+            raise BadDatabaseUrl(f"cannot create the SQLite database {path}: no directory {parent}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DatabaseError(
+            f"the directory {parent} is read-only: SQLite writes its journal beside the database file"
+        )
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise DatabaseError(f"the SQLite database {path} is read-only (or unreadable) for this user")
+
+
+# What the driver says, and what the operator should hear. Matched on the lower-cased message.
+_EXPLANATIONS: tuple[tuple[str, str], ...] = (
+    (
+        "connection refused",
+        "the database server refused the connection (is it running there?)",
+    ),
+    ("could not translate host name", "the database host name does not resolve"),
+    ("name or service not known", "the database host name does not resolve"),
+    ("failed to resolve host", "the database host name does not resolve"),
+    ("timeout expired", "the database server did not answer in time"),
+    ("password authentication failed", "the database rejected the user name or password"),
+    ("no password supplied", "the database asks for a password and none was given"),
+    ("terminating connection", "the database server closed the connection"),
+    ("server closed the connection", "the database server closed the connection"),
+    (
+        "unable to open database file",
+        "cannot open the SQLite file (does its directory exist?)",
+    ),
+    (
+        "readonly database",
+        "the SQLite database is read-only (check the file's and directory's permissions)",
+    ),
+    ("read-only", "the database is read-only"),
+    ("disk is full", "the disk holding the database is full"),
+    ("disk i/o error", "the disk holding the database failed to read or write"),
+    ("file is not a database", "the file is not a SQLite database (or it is corrupt)"),
+    ("malformed", "the SQLite database file is corrupt"),
+    ("database is locked", "the SQLite database stayed locked by another process for too long"),
+)
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """A failure of the database itself (as opposed to a bug in the code that used it)."""
+    return isinstance(exc, sa.exc.SQLAlchemyError | DatabaseError)
+
+
+def explain(exc: BaseException) -> str:
+    """One line about a database failure: what the driver said (first line, no parameters, no
+    password), and what it means when we know."""
+    from orchestrator.redaction import redact
+
+    original = getattr(exc, "orig", None) or exc
+    said = (str(original).strip().splitlines() or [type(original).__name__])[0]
+    said = redact(said)[:300]
+    lowered = said.lower()
+    for fragment, meaning in _EXPLANATIONS:
+        if fragment in lowered:
+            return f"{meaning} ({said})"
+    if 'database "' in lowered and "does not exist" in lowered:
+        return f"the database does not exist on that server ({said})"
+    if 'role "' in lowered and "does not exist" in lowered:
+        return f"the database user does not exist ({said})"
+    return said

@@ -23,8 +23,10 @@ SQLModel.metadata.naming_convention = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-# SQLite only auto-increments an INTEGER PRIMARY KEY; elsewhere history ids get 64 bits.
+# SQLite only auto-increments an INTEGER PRIMARY KEY; elsewhere history ids get 64 bits. SQLite's
+# INTEGER is 64 bits anyway, so 64-bit columns are declared INTEGER there.
 _EVENT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+_INT64 = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def _time(nullable: bool = True, index: bool = False) -> Any:
@@ -64,7 +66,7 @@ class Order(SQLModel, table=True):
     failed_from: str | None = Field(default=None, max_length=32)
 
     place_body: dict[str, Any] = Field(sa_type=sa.JSON, nullable=False)
-    value: int = Field(description="marketplacePaymentValue, in cents")
+    value: int = Field(sa_type=_INT64, description="marketplacePaymentValue, in cents")
     invoice: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
     invoice_number: str | None = Field(default=None, max_length=100)
     invoice_sent_at: datetime | None = _time()

@@ -6,14 +6,41 @@ the scheduler and the HTTP client just to read a few rows.
 
 from __future__ import annotations
 
-from orchestrator.database import create_db_engine
-from orchestrator.migrate import ensure_schema
+from sqlalchemy.engine import Engine
+
+from orchestrator.database import DatabaseError, NoDatabase, create_db_engine
+from orchestrator.migrate import current_revision, ensure_schema, head_revision
+from orchestrator.redaction import mask_url
 from orchestrator.repository import Repository
 from orchestrator.settings import Settings
 
 
-def open_repository(settings: Settings, *, migrate: bool = True) -> Repository:
-    engine, hooks = create_db_engine(settings.database_url, pool_size=max(5, settings.concurrency // 16))
-    if migrate:
+def open_repository(settings: Settings, *, migrate: bool = True, create: bool = True) -> Repository:
+    """The repository on the configured database.
+
+    `create=True` (import, migrate, run) creates a missing SQLite file and brings the schema to
+    head. `create=False` (every other command) only opens what is there, and says plainly when
+    that is not an orchestrator database at this version, instead of reporting an empty one."""
+    engine, hooks = create_db_engine(
+        settings.database_url, pool_size=max(5, settings.concurrency // 16), create=create
+    )
+    if create and migrate:
         ensure_schema(engine)
+    elif not create:
+        _require_schema(engine, settings.database_url)
     return Repository(engine, hooks)
+
+
+def _require_schema(engine: Engine, url: str) -> None:
+    found = current_revision(engine)
+    if found is None:
+        raise NoDatabase(
+            f"{mask_url(url)} holds no orchestrator tables: check ORCHESTRATOR_DATABASE_URL "
+            "(only `import`, `migrate` and `run` create them)"
+        )
+    wanted = head_revision()
+    if found != wanted:
+        raise DatabaseError(
+            f"the database schema is at revision {found} and this version needs {wanted}: "
+            "run `orchestrator migrate` (a daemon of this version also does it on start)"
+        )

@@ -136,7 +136,7 @@ def test_sqlite_refuses_a_second_daemon_but_serves_status(tmp_path: Path) -> Non
                 timeout=30,
                 check=False,
             )
-            assert second.returncode == 2
+            assert second.returncode == 1
             assert "already running" in second.stderr and "PostgreSQL" in second.stderr
             for _ in range(2):
                 status = subprocess.run(
