@@ -9,7 +9,12 @@ is not slowed down to the tick rate, and a slow claim never makes APScheduler ov
 Shutdown (SIGTERM, SIGINT, or `--until-done` finding nothing left to do): stop claiming, give the
 steps in flight `shutdown_timeout` to finish and record their outcomes, cancel what is left (its
 intent stays committed and is reconciled on the next claim), release every lease this worker
-still holds, and return.
+still holds, and return. If the database is unusable by then, the leases are left to expire and
+the reason is one log line (`stop_error`), not a traceback.
+
+A database that fails is retried with a growing pause (one explained log line per kind of
+failure, not one per tick); the probes say so (`orchestrator.health`). A SQLite file that is
+deleted or replaced under the daemon stops it at once: every later write would be lost.
 """
 
 from __future__ import annotations
@@ -22,22 +27,25 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from orchestrator.account import AccountGuard, AccountPause
-from orchestrator.clock import utcnow
+from orchestrator.clock import OffsetClock, utcnow
+from orchestrator.database import DatabaseError, StorageCheck, explain, is_database_error
 from orchestrator.engine import Engine
+from orchestrator.health import Health
 from orchestrator.log import get_logger
-from orchestrator.metrics import Metrics
-from orchestrator.metrics import create_app as metrics_app
+from orchestrator.metrics import Metrics, probe_handler
+from orchestrator.probe_server import ProbeServer
 from orchestrator.rows import OrderRow
-from orchestrator.serving import server_for
 from orchestrator.writer import BatchWriter, Database
 
 MAX_CLAIM = 500
 ACCOUNT_REFRESH = timedelta(seconds=2)  # how often a pause recorded by another daemon is picked up
+CLAIM_BACKOFF_CAP = 30.0  # seconds between claims while the database keeps failing
+CLOCK_SYNC_INTERVAL = timedelta(minutes=1)
+CLOCK_WARN_OFFSET = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -63,14 +71,21 @@ class Daemon:
         clock: Callable[[], datetime] = utcnow,
         metrics: Metrics | None = None,
         metrics_socket: socket.socket | None = None,
+        storage_check: StorageCheck | None = None,
     ) -> None:
         self.metrics = metrics
         self.metrics_url: str | None = None
         self._metrics_socket = metrics_socket
+        self.health = Health(config.tick_interval)
+        self._storage_check = storage_check
+        self.stop_error: str | None = None  # why the daemon stopped on its own, when it had to
+        self._claim_failures = 0
+        self._claim_paused_until = 0.0
         self.config = config
         self.db = database
         self.engine = engine
         self.writer = writer
+        writer.on_commit = self.database_result
         self.guard = guard
         self.clock = clock
         self.in_flight: dict[int, asyncio.Task[bool]] = {}
@@ -87,13 +102,21 @@ class Daemon:
         self._pump_task: asyncio.Task[None] | None = None
         self._log = get_logger(worker=config.worker_id)
         self._scheduler: AsyncIOScheduler | None = None
-        self._metrics_server: Any = None
+        self._probe_server: ProbeServer | None = None
+        self._clock_warned = False
 
     def request_stop(self, reason: str = "requested") -> None:
         if not self._stop.is_set():
             self.stop_reason = reason
             self._log.info("stopping", reason=reason)
             self._stop.set()
+
+    def _fatal(self, error: str) -> None:
+        """Stop because carrying on would lose work; the CLI exits non-zero with `error`."""
+        if self.stop_error is None:
+            self.stop_error = error
+            self._log.error("stopping: cannot carry on", error=error)
+        self.request_stop(error)
 
     def persist_pause(self, pause: AccountPause | None) -> None:
         """Record an account pause (or its end) for status and for other daemons."""
@@ -114,12 +137,14 @@ class Daemon:
                 loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
         self.writer.start()
         self._pump_task = asyncio.create_task(self._pump(), name="claim-pump")
+        # APScheduler keeps time by this host's system clock, so its jobs are scheduled by it
+        # (`utcnow`), not by `self.clock`, which follows the database server's.
         scheduler = AsyncIOScheduler(event_loop=loop, timezone="UTC")
         scheduler.add_job(
             self.tick,
             "interval",
             seconds=self.config.tick_interval.total_seconds(),
-            next_run_time=self.clock(),
+            next_run_time=utcnow(),
             id="tick",
             coalesce=True,
             misfire_grace_time=None,
@@ -136,23 +161,35 @@ class Daemon:
             self.maintain,
             "interval",
             hours=1,
-            next_run_time=self.clock() + timedelta(minutes=1),
+            next_run_time=utcnow() + timedelta(minutes=1),
             id="maintain",
             max_instances=1,
             coalesce=True,
         )
+        if isinstance(self.clock, OffsetClock) and self.db.repository.hooks.server_clock:
+            scheduler.add_job(
+                self.sync_clock,
+                "interval",
+                seconds=CLOCK_SYNC_INTERVAL.total_seconds(),
+                next_run_time=utcnow(),
+                id="clock",
+                max_instances=1,
+                coalesce=True,
+            )
         if self.metrics is not None:
             scheduler.add_job(
                 self.refresh_metrics,
                 "interval",
                 seconds=self.config.metrics_interval.total_seconds(),
-                next_run_time=self.clock(),
+                next_run_time=utcnow(),
                 id="metrics",
                 max_instances=1,
                 coalesce=True,
             )
             if self._metrics_socket is not None:
-                self._serve_metrics(self.metrics, self._metrics_socket)
+                handler = probe_handler(self.metrics, self.health)
+                self._probe_server = ProbeServer(self._metrics_socket, handler)
+                self._probe_server.start()
         scheduler.start()
         self._scheduler = scheduler
         self._log.info("daemon started", concurrency=self.config.concurrency, until_done=until_done)
@@ -167,11 +204,19 @@ class Daemon:
     # -- ticking ---------------------------------------------------------------------------------
 
     async def tick(self) -> None:
-        """The scheduler's heartbeat: wake the claim pump (orders whose time has come)."""
+        """The scheduler's heartbeat: check the storage is still the one opened, then wake the
+        claim pump (orders whose time has come)."""
         self.ticks += 1
         self.last_tick_at = self.clock()
+        self.health.ticked()
         if self.metrics is not None:
             self.metrics.last_tick.set(time.time())
+        if self._storage_check is not None:
+            try:
+                self._storage_check()
+            except DatabaseError as exc:
+                self._fatal(str(exc))
+                return
         self._wake.set()
 
     async def _pump(self) -> None:
@@ -181,11 +226,31 @@ class Daemon:
             self._wake.clear()
             if self._stopping:
                 return
+            if time.monotonic() < self._claim_paused_until:
+                continue
             try:
                 await self._claim_until_full()
-            except Exception:
-                # The database may be briefly unavailable: try again on the next tick.
-                self._log.exception("claim failed; retrying on the next tick")
+            except Exception as exc:
+                self._claim_failed(exc)
+            else:
+                self._claim_failures = 0
+
+    def _claim_failed(self, exc: Exception) -> None:
+        """The database may be briefly unavailable, or broken for good (read-only, full, corrupt):
+        try again after a pause that grows, and say why in one line, not a traceback per tick."""
+        self._claim_failures += 1
+        pause = min(CLAIM_BACKOFF_CAP, 2.0 ** min(self._claim_failures - 1, 8))
+        self._claim_paused_until = time.monotonic() + pause
+        reason = explain(exc)
+        self.health.database_failed(reason)
+        self._log.error("claim failed; will try again", error=reason, retry_in_s=pause)
+
+    def database_result(self, error: Exception | None) -> None:
+        """Every commit of the writer reports here: the probes follow the database's health."""
+        if error is None:
+            self.health.database_ok()
+        else:
+            self.health.database_failed(explain(error))
 
     async def _claim_until_full(self) -> None:
         while not self._stopping:
@@ -202,6 +267,7 @@ class Daemon:
             rows: list[OrderRow] = await self.db.run(
                 self.db.repository.claim_due, self.config.worker_id, now, self.config.lease, free
             )
+            self.health.database_ok()
             for row in rows:
                 self.in_flight[row.id] = asyncio.create_task(self._step(row), name=f"step-{row.order_id}")
             if not rows:
@@ -223,10 +289,19 @@ class Daemon:
             return await self.engine.step(row)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            # A bug or a database outage. The lease will expire and the order will be claimed
+        except Exception as exc:
+            # A database outage or a bug. The lease will expire and the order will be claimed
             # again; an intent it committed is reconciled then, so nothing is sent twice.
-            self._log.exception("step crashed", order_id=row.order_id, state=row.state, action=row.intent)
+            if is_database_error(exc):
+                self._log.error(
+                    "step not saved; the database failed",
+                    order_id=row.order_id,
+                    state=row.state,
+                    action=row.intent,
+                    error=explain(exc),
+                )
+            else:
+                self._log.exception("step crashed", order_id=row.order_id, state=row.state, action=row.intent)
             return False
         finally:
             self.in_flight.pop(row.id, None)
@@ -239,13 +314,20 @@ class Daemon:
         count: int = await self.db.run(self.db.repository.count_progressable)
         return count == 0
 
-    def _serve_metrics(self, metrics: Metrics, sock: socket.socket) -> None:
-        def last_tick() -> float | None:
-            return self.last_tick_at.timestamp() if self.last_tick_at else None
-
-        server = server_for(metrics_app(metrics, last_tick, self.config.tick_interval), embedded=True)
-        self._metrics_server = server
-        self._spawn(server.serve(sockets=[sock]))
+    async def sync_clock(self) -> None:
+        """Measure this host's clock against the database server's (see `OffsetClock`)."""
+        if self._stopping or not isinstance(self.clock, OffsetClock):
+            return
+        offset = await self.db.run(self.clock.measure, self.db.repository.server_now)
+        off_by = abs(offset)
+        if off_by > CLOCK_WARN_OFFSET and not self._clock_warned:
+            self._clock_warned = True
+            self._log.warning(
+                "this host's clock differs from the database server's; timings follow the server's",
+                offset_s=round(offset.total_seconds(), 3),
+            )
+        elif off_by <= CLOCK_WARN_OFFSET:
+            self._clock_warned = False
 
     async def refresh_metrics(self) -> None:
         if self._stopping or self.metrics is None:
@@ -277,6 +359,7 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         self._stopping = True
+        self.health.stopping = True
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         self._wake.set()
@@ -296,10 +379,23 @@ class Daemon:
                     await task
             if still:
                 self._log.warning("steps cut short; their intents will be reconciled", count=len(still))
-        await self.writer.close()
-        if self._metrics_server is not None:
-            self._metrics_server.should_exit = True
-        if self._background:
-            await asyncio.wait(list(self._background), timeout=5)
-        released = await self.db.run(self.db.repository.release_leases, self.config.worker_id, self.clock())
-        self._log.info("daemon stopped", steps_done=self.steps_done, leases_released=released)
+        try:
+            await self.writer.close()
+            if self._background:
+                await asyncio.wait(list(self._background), timeout=5)
+            released = await self.db.run(
+                self.db.repository.release_leases, self.config.worker_id, self.clock()
+            )
+        except Exception as exc:  # the database is unusable: the leases expire by themselves
+            reason = explain(exc)
+            self.stop_error = self.stop_error or f"the database is unusable: {reason}"
+            self._log.error(
+                "stopped without releasing leases; they expire by themselves",
+                error=reason,
+                lease_s=self.config.lease.total_seconds(),
+            )
+        else:
+            self._log.info("daemon stopped", steps_done=self.steps_done, leases_released=released)
+        finally:
+            if self._probe_server is not None:
+                self._probe_server.stop()

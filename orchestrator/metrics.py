@@ -10,16 +10,14 @@
     orchestrator_last_tick_timestamp_seconds           when the scheduler last ticked
     orchestrator_account_paused                        1 while VTEX rejects the credentials
 
-`/healthz` answers 503 when the scheduler has not ticked for three tick intervals (at least 10 s):
-the process is up but no longer working, which only an outside check can notice.
+`/healthz` (liveness) and `/readyz` (readiness) are described in `orchestrator.health`; all three are
+served by the bounded `orchestrator.probe_server`.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from datetime import datetime, timedelta
-from typing import Any
+import json
+from datetime import datetime
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -29,12 +27,10 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from orchestrator.errors import VtexError
+from orchestrator.health import Health
+from orchestrator.probe_server import Answer, Handler
 from orchestrator.repository import StateCount
 from orchestrator.vtex_client import Call
 from states import ORDERED_STATES
@@ -104,20 +100,16 @@ class Metrics:
         self.oldest_active_age.set((now - oldest_active).total_seconds() if oldest_active else 0.0)
 
 
-def create_app(
-    metrics: Metrics, last_tick: Callable[[], float | None], tick_interval: timedelta
-) -> Starlette:
-    stale_after = max(10.0, 3 * tick_interval.total_seconds())
+def probe_handler(metrics: Metrics, health: Health) -> Handler:
+    """What the daemon's probe server answers: the metrics, liveness and readiness."""
+    json_type = "application/json"
 
-    async def scrape(_request: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    def answer(path: str) -> Answer:
+        if path == "/metrics":
+            return Answer(200, CONTENT_TYPE_LATEST, generate_latest(metrics.registry))
+        if path in ("/healthz", "/readyz"):
+            ok, body = health.liveness() if path == "/healthz" else health.readiness()
+            return Answer(200 if ok else 503, json_type, json.dumps(body).encode())
+        return Answer(404, json_type, b'{"error": "not found: /metrics, /healthz and /readyz are served"}')
 
-    async def health(_request: Request) -> Response:
-        ticked = last_tick()
-        age = None if ticked is None else time.time() - ticked
-        body: dict[str, Any] = {"lastTickSecondsAgo": None if age is None else round(age, 1)}
-        if age is None or age > stale_after:
-            return JSONResponse({"status": "stale", **body}, status_code=503)
-        return JSONResponse({"status": "ok", **body})
-
-    return Starlette(routes=[Route("/metrics", scrape), Route("/healthz", health)])
+    return answer

@@ -5,24 +5,27 @@ The CLI, the demo and the tests all go through here, so they run the same produc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import secrets
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
 
 from orchestrator.account import AccountGuard
 from orchestrator.budget import RequestBudget, SharedTokenBucket, TokenBucket
-from orchestrator.clock import utcnow
+from orchestrator.clock import OffsetClock, utcnow
 from orchestrator.daemon import Daemon, DaemonConfig
-from orchestrator.database import create_db_engine
+from orchestrator.database import StorageCheck, create_db_engine
 from orchestrator.engine import Engine, EngineConfig
 from orchestrator.errors import AuthError, VtexError
 from orchestrator.log import get_logger
 from orchestrator.metrics import Metrics
-from orchestrator.migrate import current_revision, ensure_schema
+from orchestrator.migrate import current_revision
 from orchestrator.policy import Policies
+from orchestrator.probe_server import BACKLOG
 from orchestrator.repository import Repository
 from orchestrator.rows import OrderRow
 from orchestrator.serving import bind, url_of
@@ -48,12 +51,20 @@ def shared_budget(settings: Settings, database: Database) -> RequestBudget:
     return SharedTokenBucket(settings.vtex_max_rpm, take, throttle)
 
 
+def process_identity(name: str) -> str:
+    """The lease owner of one process: the configured name plus a random instance token. Replicas
+    sharing one environment (or containers whose daemons are all PID 1) get the same name; with
+    the same identity one daemon's shutdown would release the other's leases."""
+    return f"{name}#{secrets.token_hex(4)}"
+
+
 def build_client(
     settings: Settings,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     budget: RequestBudget | None = None,
     observer: CallObserver | None = None,
+    identity: str | None = None,
 ) -> VtexClient:
     if settings.vtex_app_key is None or settings.vtex_app_token is None:
         raise ConfigurationError("set VTEX_APP_KEY and VTEX_APP_TOKEN (the VTEX app key and token)")
@@ -71,16 +82,16 @@ def build_client(
         transport=transport,
         budget=budget if budget is not None else TokenBucket(settings.vtex_max_rpm),
         observer=observer,
-        worker_id=settings.worker_id,
+        worker_id=identity or settings.worker_id,
         # A claimed order must not wait for the budget longer than a fraction of its lease.
         max_budget_wait=settings.lease.total_seconds() / 4,
     )
 
 
-def engine_config(settings: Settings) -> EngineConfig:
+def engine_config(settings: Settings, identity: str) -> EngineConfig:
     return EngineConfig(
         grace_period=settings.grace_period,
-        worker_id=settings.worker_id,
+        worker_id=identity,
         unknown_outcome_after=settings.unknown_outcome_after,
         policies=Policies.for_grace(
             settings.grace_period, settings.max_attempts, invoice_asap=settings.invoice_timing == "asap"
@@ -104,20 +115,20 @@ class DirectPersistence:
 
 async def step_order_now(settings: Settings, repository: Repository, order_id: str) -> OrderRow | None:
     """One durable step for one order, right now; None if a running daemon holds the order."""
-    owner = f"{settings.worker_id}:cli"
+    owner = process_identity(f"{settings.worker_id}:cli")
     row = repository.claim_order(order_id, owner, utcnow(), settings.lease)
     if row is None:
         return None
-    async with build_client(settings) as client:
-        engine = Engine(client, DirectPersistence(repository, owner), engine_config(settings))
+    async with build_client(settings, identity=owner) as client:
+        engine = Engine(client, DirectPersistence(repository, owner), engine_config(settings, owner))
         await engine.step(row)
     return repository.find(order_id)
 
 
 @contextmanager
-def single_daemon_guard(repository: Repository) -> Iterator[None]:
-    with repository.hooks.single_daemon(repository.engine.url):
-        yield
+def single_daemon_guard(repository: Repository) -> Iterator[StorageCheck]:
+    with repository.hooks.single_daemon(repository.engine.url) as check:
+        yield check
 
 
 async def run_daemon(
@@ -129,12 +140,22 @@ async def run_daemon(
     install_signals: bool = True,
     on_ready: object = None,
     observer: CallObserver | None = None,
+    clock: Callable[[], datetime] = utcnow,
 ) -> Daemon:
-    """Run the daemon until stopped; returns it so callers can read its counters."""
+    """Run the daemon until stopped; returns it so callers can read its counters.
+
+    `clock` is this host's clock (a test can skew it); it is corrected to the database server's
+    clock on PostgreSQL."""
+    identity = process_identity(settings.worker_id)
+    daemon_clock = OffsetClock(clock)
     database = Database(repository)
     metrics = Metrics() if settings.metrics_port is not None else None
     metrics_socket = (
-        bind(settings.metrics_host, settings.metrics_port) if settings.metrics_port is not None else None
+        bind(
+            settings.metrics_host, settings.metrics_port, setting="ORCHESTRATOR_METRICS_PORT", backlog=BACKLOG
+        )
+        if settings.metrics_port is not None
+        else None
     )
 
     def observe(call: Call, error: VtexError | None) -> None:
@@ -144,21 +165,26 @@ async def run_daemon(
             observer(call, error)
 
     client = build_client(
-        settings, transport=transport, observer=observe, budget=shared_budget(settings, database)
+        settings,
+        transport=transport,
+        observer=observe,
+        budget=shared_budget(settings, database),
+        identity=identity,
     )
-    writer = BatchWriter(database, settings.worker_id)
-    log = get_logger(worker=settings.worker_id)
+    writer = BatchWriter(database, identity)
+    log = get_logger(worker=identity)
     guard = AccountGuard(settings.account_key, Policies().bad_credentials, log)
     engine = Engine(
         client,
         writer,
-        engine_config(settings),
+        engine_config(settings, identity),
+        clock=daemon_clock,
         guard=guard,
         on_transition=metrics.observe_transition if metrics is not None else None,
     )
     daemon = Daemon(
         DaemonConfig(
-            worker_id=settings.worker_id,
+            worker_id=identity,
             concurrency=settings.concurrency,
             tick_interval=settings.tick_interval,
             lease=settings.lease,
@@ -168,6 +194,7 @@ async def run_daemon(
         engine,
         writer,
         guard=guard,
+        clock=daemon_clock,
         metrics=metrics,
         metrics_socket=metrics_socket,
     )
@@ -180,11 +207,14 @@ async def run_daemon(
     if callable(on_ready):
         on_ready(daemon)
     try:
-        with single_daemon_guard(repository):
+        with single_daemon_guard(repository) as check:
+            daemon._storage_check = check
             await daemon.run(until_done=until_done, install_signals=install_signals)
     finally:
         await client.aclose()
         database.close()
+        if metrics_socket is not None:
+            metrics_socket.close()
     return daemon
 
 
@@ -207,17 +237,40 @@ async def fetch_vtex_order(settings: Settings, order_id: str) -> VtexView:
 
 
 async def check_setup(settings: Settings) -> list[tuple[str, bool, str]]:
-    """The database, then the VTEX credentials with one harmless read (a Get order VTEX answers 404 to)."""
+    """The database, then the VTEX credentials with one harmless read (a Get order VTEX answers 404 to).
+
+    Nothing is created or migrated: `check` says what is there."""
+    from orchestrator.database import explain
+    from orchestrator.migrate import head_revision
+    from orchestrator.redaction import mask_url
+
     results: list[tuple[str, bool, str]] = []
+    where = mask_url(settings.database_url)
     try:
-        engine, hooks = create_db_engine(settings.database_url)
-        upgraded = ensure_schema(engine)
-        revision = current_revision(engine)
-        engine.dispose()
-        note = "schema upgraded to" if upgraded else "schema at"
-        results.append(("database", True, f"{hooks.name} reachable, {note} revision {revision}"))
+        engine, hooks = create_db_engine(settings.database_url, create=False)
+        try:
+            revision = current_revision(engine)
+        finally:
+            engine.dispose()
+        head = head_revision()
+        if revision == head:
+            results.append(
+                ("database", True, f"{hooks.name} at {where} reachable, schema at revision {revision}")
+            )
+        elif revision is None:
+            results.append(
+                ("database", False, f"{where} holds no orchestrator tables (`orchestrator migrate`)")
+            )
+        else:
+            results.append(
+                (
+                    "database",
+                    False,
+                    f"schema at revision {revision}, this version needs {head} (`orchestrator migrate`)",
+                )
+            )
     except Exception as exc:  # any failure is the answer to "does the database work?"
-        results.append(("database", False, f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
+        results.append(("database", False, explain(exc)))
     try:
         client = build_client(settings)
     except ConfigurationError as exc:

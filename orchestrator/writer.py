@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -43,6 +44,8 @@ class BatchWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.transactions = 0
+        # Told the outcome of every commit (None: it worked), so the daemon's probes see outages.
+        self.on_commit: Callable[[Exception | None], None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="batch-writer")
@@ -78,6 +81,8 @@ class BatchWriter:
                 self._owner,
             )
         except Exception as exc:  # the database is unavailable: every waiting step learns it
+            if self.on_commit is not None:
+                self.on_commit(exc)
             for _row, future in intents:
                 if not future.done():
                     future.set_exception(exc)
@@ -86,6 +91,8 @@ class BatchWriter:
                     future.set_exception(exc)
             return
         self.transactions += 1
+        if self.on_commit is not None:
+            self.on_commit(None)
         for (_row, future), ok in zip(intents, intent_ok, strict=True):
             if not future.done():
                 future.set_result(ok)

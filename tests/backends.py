@@ -81,3 +81,14 @@ def drop_database(name: str) -> None:
 def drop_template() -> None:
     if _template.cache_info().currsize:
         drop_database(TEMPLATE)
+
+
+def make_read_only(name: str) -> None:
+    """Every new session of database `name` is read-only, and the open ones are ended (clients
+    reconnect into read-only sessions): a database that refuses every write."""
+    with _admin().connect() as conn:
+        conn.execute(sa.text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on'))
+        conn.execute(
+            sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
+            {"name": name},
+        )

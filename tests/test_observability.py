@@ -21,13 +21,13 @@ from typer.testing import CliRunner
 from orchestrator import log
 from orchestrator.cli import app
 from orchestrator.clock import utcnow
+from orchestrator.health import Health
 from orchestrator.importer import import_lines
-from orchestrator.metrics import Metrics, create_app
+from orchestrator.metrics import Metrics, probe_handler
 from orchestrator.sandbox import FaultConfig, Sandbox, ServerThread
 from orchestrator.settings import Settings
 from orchestrator.storage import open_repository
 from orchestrator.wiring import run_daemon
-from tests.asgi import InProcessClient
 from tests.factories import import_lines as lines_of
 from tests.factories import import_record
 
@@ -196,13 +196,13 @@ def test_metrics_after_a_run_show_the_expected_counts(
 
 def test_health_fails_when_the_scheduler_stopped_ticking() -> None:
     """No tick for three intervals (at least 10 s): 503, whatever else the process still does."""
-    ticks: dict[str, float | None] = {"at": None}
-    client = InProcessClient(create_app(Metrics(), lambda: ticks["at"], timedelta(seconds=1)))
-    assert client.get("/healthz").status_code == 503
-    import time
-
-    ticks["at"] = time.time() - 2
-    assert client.get("/healthz").status_code == 200
-    ticks["at"] = time.time() - 11
-    stale = client.get("/healthz")
-    assert stale.status_code == 503 and stale.json()["status"] == "stale"
+    now = {"t": 1000.0}
+    health = Health(timedelta(seconds=1), clock=lambda: now["t"])
+    answer = probe_handler(Metrics(), health)
+    assert answer("/healthz").status == 503
+    health.ticked()
+    now["t"] += 2
+    assert answer("/healthz").status == 200
+    now["t"] += 9
+    stale = answer("/healthz")
+    assert stale.status == 503 and json.loads(stale.body)["status"] == "stale"

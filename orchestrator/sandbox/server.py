@@ -32,7 +32,7 @@ def _server(sandbox: Sandbox, log_level: str) -> uvicorn.Server:
 def serve_forever(
     sandbox: Sandbox, host: str, port: int, *, log_level: str = "warning", on_ready: Any = None
 ) -> None:
-    sock = bind(host, port)
+    sock = bind(host, port, setting="orchestrator sandbox --port")
     if on_ready is not None:
         on_ready(url_of(sock))
     server = _server(sandbox, log_level)
