@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# No setting or filter needs more; beyond it a typo (or `inf`) would overflow dates later on.
+LONGEST = timedelta(days=3650)
 
 
 def parse_duration(value: str | float | timedelta) -> timedelta:
@@ -14,14 +17,20 @@ def parse_duration(value: str | float | timedelta) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a duration; use seconds or forms like 45s, 30m, 1h30m, 2d")
         if value < 0:
             raise ValueError("a duration cannot be negative")
+        if value > LONGEST.total_seconds():
+            raise ValueError(f"{value:g} seconds is longer than the longest duration allowed (3650d)")
         return timedelta(seconds=value)
     text = value.strip().lower().replace(" ", "")
     try:
-        return parse_duration(float(text))
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        return parse_duration(seconds)
     pos, total = 0, 0.0
     for match in _PART.finditer(text):
         if match.start() != pos:
@@ -30,7 +39,7 @@ def parse_duration(value: str | float | timedelta) -> timedelta:
         pos = match.end()
     if not text or pos != len(text):
         raise ValueError(f"{value!r} is not a duration; use seconds or forms like 45s, 30m, 1h30m, 2d")
-    return timedelta(seconds=total)
+    return parse_duration(total)
 
 
 def format_duration(delta: timedelta | float | None) -> str:

@@ -15,16 +15,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from orchestrator.line_input import WHOLE_FILE, decode_line
 from orchestrator.order_validation import (
     AFFILIATE_ID,
+    SALES_CHANNEL,
     derive_order_id,
     invoice_cents,
+    text_problems,
     validate_invoice,
     validate_order,
 )
 from orchestrator.repository import NewOrder, Repository
 
 KNOWN_KEYS = frozenset({"affiliateId", "order", "invoice", "salesChannel"})
+MAX_PROBLEMS = 1000  # kept and printed; beyond them only counted (a binary file has one per line)
+Line = str | bytes  # a line as given (tests, the API) or as read from a file (decoded here)
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.field}: {self.message}"
+        text = f"line {self.line}: {self.field}: {self.message}"
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")  # a lone surrogate stays printable
 
 
 @dataclass(frozen=True)
@@ -43,19 +49,54 @@ class ImportReport:
     already_present: list[str]
     problems: list[Problem]
     lines: int
+    problems_total: int = 0  # problems found, including those beyond MAX_PROBLEMS
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def empty(self) -> bool:
+        """Valid, and nothing in it: an empty file (or only blank lines)."""
+        return self.ok and not self.imported and not self.already_present
 
-def parse_line(number: int, text: str) -> tuple[Mapping[str, Any] | None, list[Problem]]:
-    """The line's record if it is valid, else its problems. Building the order is left to the
-    write pass (`build_order`): the check pass needs only its id."""
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (write the value, or null)")
+
+
+def load_json(text: str) -> Any:
+    """`json.loads` that refuses NaN and Infinity, which Python accepts and JSON does not."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def parse_json(number: int, raw: Line) -> tuple[Any, list[Problem]]:
+    """The line's JSON value, or the one problem that keeps it from being one."""
+    if isinstance(raw, bytes):
+        text, why, whole_file = decode_line(number, raw)
+        if text is None:
+            return None, [Problem(number, WHOLE_FILE if whole_file else "(line)", why or "unreadable")]
+    else:
+        text = raw.removeprefix("\ufeff") if number == 1 else raw
     try:
-        record = json.loads(text)
+        return load_json(text), []
     except json.JSONDecodeError as exc:
         return None, [Problem(number, "(line)", f"not valid JSON: {exc.msg} at column {exc.colno}")]
+    except RecursionError:
+        return None, [Problem(number, "(line)", "not an order: JSON nested too deeply")]
+    except ValueError as exc:  # NaN/Infinity, or an integer of thousands of digits
+        message = str(exc)
+        if "digits" in message:
+            message = "a number with too many digits"
+        return None, [Problem(number, "(line)", f"not valid JSON: {message}")]
+
+
+def parse_line(number: int, raw: Line) -> tuple[Mapping[str, Any] | None, list[Problem]]:
+    """The line's record if it is valid, else its problems. Building the order is left to the
+    write pass (`build_order`): the check pass needs only its id."""
+    record, problems = parse_json(number, raw)
+    if problems:
+        return None, problems
     if not isinstance(record, Mapping):
         return None, [Problem(number, "(line)", f"must be a JSON object, got {type(record).__name__}")]
     problems = [
@@ -73,8 +114,12 @@ def parse_line(number: int, text: str) -> tuple[Mapping[str, Any] | None, list[P
             )
         )
     channel = record.get("salesChannel")
-    if channel is not None and not isinstance(channel, str | int):
-        problems.append(Problem(number, "salesChannel", 'must be a string such as "1"'))
+    if channel is not None and (
+        isinstance(channel, bool)
+        or not isinstance(channel, str | int)
+        or not SALES_CHANNEL.fullmatch(str(channel))
+    ):
+        problems.append(Problem(number, "salesChannel", 'must be a trade policy id such as "1"'))
     order = record.get("order")
     if order is None:
         problems.append(Problem(number, "order", "is required"))
@@ -82,6 +127,7 @@ def parse_line(number: int, text: str) -> tuple[Mapping[str, Any] | None, list[P
     if not isinstance(order, Mapping):
         problems.append(Problem(number, "order", f"must be an object, got {type(order).__name__}"))
         return None, problems
+    problems += [Problem(number, path, msg) for path, msg in text_problems(record)]
     problems += [Problem(number, path, msg) for path, msg in validate_order(order)]
     value = order.get("marketplacePaymentValue")
     invoice = record.get("invoice")
@@ -121,7 +167,7 @@ def normalise_invoice(invoice: Mapping[str, Any]) -> dict[str, Any]:
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 PROGRESS_EVERY = 2000
-Lines = Iterable[str] | Callable[[], Iterable[str]]
+Lines = Iterable[Line] | Callable[[], Iterable[Line]]
 
 
 @dataclass
@@ -130,42 +176,59 @@ class Checked:
     million parsed orders would need gigabytes; the second pass builds them again as it writes)."""
 
     problems: list[Problem] = field(default_factory=list)
+    problems_total: int = 0
     lines: int = 0
     orders: int = 0
     digest: bytes = b""
 
+    def add(self, problems: list[Problem]) -> None:
+        self.problems_total += len(problems)
+        room = MAX_PROBLEMS - len(self.problems)
+        if room > 0:
+            self.problems += problems[:room]
 
-def check_lines(lines: Iterable[str], progress: Progress | None = None, total: int = 0) -> Checked:
+
+def _blank(raw: Line) -> bool:
+    return not raw.strip()
+
+
+def _digest_bytes(raw: Line) -> bytes:
+    return raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+
+
+def check_lines(lines: Iterable[Line], progress: Progress | None = None, total: int = 0) -> Checked:
     """Every line validated, duplicates within the input found, nothing written."""
     result = Checked()
     first_seen: dict[str, int] = {}
     digest = hashlib.blake2b()
-    for number, text in enumerate(lines, 1):
+    for number, raw in enumerate(lines, 1):
         result.lines = number
         if progress is not None and number % PROGRESS_EVERY == 0:
             progress("validating", number, max(total, number))
-        if not text.strip():
+        if _blank(raw):
             continue
-        digest.update(text.encode())
-        record, problems = parse_line(number, text)
-        result.problems += problems
+        digest.update(_digest_bytes(raw))
+        record, problems = parse_line(number, raw)
+        result.add(problems)
+        if any(p.field == WHOLE_FILE for p in problems):
+            break  # a UTF-16 or binary file: one problem says it all
         if record is None:
             continue
         order_id = derive_order_id(record["affiliateId"], record["order"]["marketplaceOrderId"])
         earlier = first_seen.get(order_id)
         if earlier is not None:
-            result.problems.append(
-                Problem(
-                    number,
-                    "order.marketplaceOrderId",
-                    f"duplicates line {earlier} (same affiliateId and marketplaceOrderId: {order_id})",
-                )
+            result.add(
+                [
+                    Problem(
+                        number,
+                        "order.marketplaceOrderId",
+                        f"duplicates line {earlier} (same affiliateId and marketplaceOrderId: {order_id})",
+                    )
+                ]
             )
             continue
         first_seen[order_id] = number
     result.orders, result.digest = len(first_seen), digest.digest()
-    if result.lines and not first_seen and not result.problems:
-        result.problems.append(Problem(result.lines, "(file)", "no orders found"))
     return result
 
 
@@ -173,16 +236,19 @@ class InputChanged(RuntimeError):
     """The input read differently the second time; the transaction is rolled back."""
 
 
-def _orders_again(lines: Iterable[str], expected: bytes) -> Iterator[NewOrder]:
+def _orders_again(lines: Iterable[Line], expected: bytes) -> Iterator[NewOrder]:
     """The second pass: lines already validated are only built, and the input must hash as it
     did, or the exception rolls back everything written so far."""
     digest = hashlib.blake2b()
-    for number, text in enumerate(lines, 1):
-        if not text.strip():
+    for number, raw in enumerate(lines, 1):
+        if _blank(raw):
             continue
-        digest.update(text.encode())
+        digest.update(_digest_bytes(raw))
+        record, problems = parse_json(number, raw)
         try:
-            yield build_order(json.loads(text))
+            if problems:
+                raise ValueError(problems[0].message)
+            yield build_order(record)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise InputChanged(f"line {number} changed while importing ({exc}); nothing imported") from None
     if digest.digest() != expected:
@@ -208,7 +274,9 @@ def import_lines(
     if progress is not None:
         progress("validating", checked.lines, checked.lines)
     if checked.problems:
-        return ImportReport([], [], checked.problems, checked.lines)
+        return ImportReport([], [], checked.problems, checked.lines, checked.problems_total)
+    if not checked.orders:
+        return ImportReport([], [], [], checked.lines)
 
     def written(done: int) -> None:
         if progress is not None:

@@ -19,6 +19,14 @@ Problems = list[tuple[str, str]]  # (field path, message)
 AFFILIATE_ID = re.compile(r"[A-Za-z0-9]{3}")
 SAFE_ID = re.compile(r"[A-Za-z0-9._~:@!$&'()*+,;=-]+")  # no spaces, '/', '?', '#', '%': it goes in URL paths
 INVOICE_NUMBER = re.compile(r"[A-Za-z0-9]+")
+SALES_CHANNEL = re.compile(r"[0-9A-Za-z_-]{1,20}")
+
+# What the database columns hold, refused here with line and field rather than at write time.
+MAX_MARKETPLACE_ORDER_ID = 100
+MAX_INVOICE_NUMBER = 100
+MAX_INT32 = 2**31 - 1  # quantities are int32 in VTEX's spec
+MAX_MONEY = 2**53 - 1  # cents; the largest integer every JSON reader keeps exactly
+MAX_TEXT = 10_000  # any one string in an order: names, addresses, URLs are far shorter
 
 
 def _is_int(value: Any) -> bool:
@@ -44,6 +52,7 @@ def _integer(
     *,
     required: bool = True,
     minimum: int | None = None,
+    maximum: int = MAX_MONEY,
 ) -> None:
     if key not in obj or obj[key] is None:
         if required:
@@ -54,6 +63,8 @@ def _integer(
         problems.append((f"{path}.{key}", f"must be an integer, got {type(value).__name__}"))
     elif minimum is not None and value < minimum:
         problems.append((f"{path}.{key}", f"must be at least {minimum}"))
+    elif value > maximum:
+        problems.append((f"{path}.{key}", f"must be at most {maximum}"))
 
 
 def _object(
@@ -78,8 +89,20 @@ def validate_order(order: Mapping[str, Any], path: str = "order") -> Problems:
         problems.append(
             (f"{path}.marketplaceOrderId", "must be non-empty and contain no spaces, '/', '?', '#' or '%'")
         )
+    elif isinstance(mkp_id, str) and len(mkp_id) > MAX_MARKETPLACE_ORDER_ID:
+        problems.append(
+            (f"{path}.marketplaceOrderId", f"must be at most {MAX_MARKETPLACE_ORDER_ID} characters")
+        )
     _string(order, "marketplaceServicesEndpoint", path, problems)
     _integer(order, "marketplacePaymentValue", path, problems, minimum=0)
+    if order.get("marketplacePaymentValue") == 0:
+        problems.append(
+            (
+                f"{path}.marketplacePaymentValue",
+                "must be more than 0: VTEX refuses a payment value of 0 (FMT0042), and an order it "
+                "cannot invoice never reaches invoiced",
+            )
+        )
     if "isCreatedAsync" in order and not isinstance(order["isCreatedAsync"], bool):
         problems.append((f"{path}.isCreatedAsync", "must be true or false"))
 
@@ -95,7 +118,7 @@ def validate_order(order: Mapping[str, Any], path: str = "order") -> Problems:
                 problems.append((ipath, "must be an object"))
                 continue
             _string(item, "id", ipath, problems)
-            _integer(item, "quantity", ipath, problems, minimum=1)
+            _integer(item, "quantity", ipath, problems, minimum=1, maximum=MAX_INT32)
             _string(item, "seller", ipath, problems)
             for key in ("price", "commission", "freightCommission", "unitMultiplier"):
                 _integer(item, key, ipath, problems, required=False)
@@ -146,9 +169,10 @@ def validate_order(order: Mapping[str, Any], path: str = "order") -> Problems:
 
 
 def invoice_cents(value: Any) -> int | None:
+    """Cents from an integer or a string of ASCII digits ("²" passes `isdigit` but is no amount)."""
     if _is_int(value):
         return int(value)
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 16:
         return int(value)
     return None
 
@@ -169,6 +193,8 @@ def validate_invoice(invoice: Mapping[str, Any], order_value: int | None, path: 
     number = invoice.get("invoiceNumber")
     if number is None:
         problems.append((f"{path}.invoiceNumber", "is required"))
+    elif isinstance(number, str) and len(number) > MAX_INVOICE_NUMBER:
+        problems.append((f"{path}.invoiceNumber", f"must be at most {MAX_INVOICE_NUMBER} characters"))
     elif not isinstance(number, str) or not INVOICE_NUMBER.fullmatch(number):
         problems.append(
             (
@@ -180,7 +206,7 @@ def validate_invoice(invoice: Mapping[str, Any], order_value: int | None, path: 
     cents = invoice_cents(invoice.get("invoiceValue"))
     if invoice.get("invoiceValue") is None:
         problems.append((f"{path}.invoiceValue", "is required"))
-    elif cents is None or cents <= 0:
+    elif cents is None or cents <= 0 or cents > MAX_MONEY:
         problems.append(
             (f"{path}.invoiceValue", "must be a positive amount in cents (an integer or a string of digits)")
         )
@@ -203,7 +229,7 @@ def validate_invoice(invoice: Mapping[str, Any], order_value: int | None, path: 
                 continue
             _string(item, "id", ipath, problems)
             _integer(item, "price", ipath, problems, minimum=0)
-            _integer(item, "quantity", ipath, problems, minimum=1)
+            _integer(item, "quantity", ipath, problems, minimum=1, maximum=MAX_INT32)
     for key in (
         "invoiceKey",
         "invoiceUrl",
@@ -215,6 +241,35 @@ def validate_invoice(invoice: Mapping[str, Any], order_value: int | None, path: 
     ):
         _string(invoice, key, path, problems, required=False)
     return problems
+
+
+def text_problems(value: Any, path: str = "") -> Problems:
+    """Strings no database or VTEX takes: lone surrogates (valid JSON escapes, invalid text), NUL
+    characters, and texts longer than any real field. Walked without recursion, so that depth
+    costs no stack."""
+    problems: Problems = []
+    stack: list[tuple[str, Any]] = [(path, value)]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                problems.append((where or "(line)", "contains a NUL character"))
+            elif len(node) > MAX_TEXT:
+                problems.append((where or "(line)", f"is longer than {MAX_TEXT} characters"))
+            else:
+                try:
+                    node.encode("utf-8")
+                except UnicodeEncodeError:
+                    problems.append(
+                        (where or "(line)", "contains an unpaired surrogate (\\ud800-\\udfff): not text")
+                    )
+        elif isinstance(node, Mapping):
+            for key, item in node.items():
+                if isinstance(key, str):
+                    stack.append((f"{where}.{key}" if where else key, item))
+        elif isinstance(node, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(node))
+    return sorted(problems)
 
 
 def derive_order_id(affiliate_id: str, marketplace_order_id: str) -> str:

@@ -1,27 +1,54 @@
 """Chaos: 200 orders, every fault kind injected at a few percent, the daemon SIGKILLed 20+ times at
-seeded random moments and restarted. The promise must hold at the end, and the test prints the counts."""
+seeded random moments and restarted; on PostgreSQL the daemon's database connections are also
+terminated (`pg_terminate_backend`) every second or two. The promise must hold at the end, and
+the test prints the counts."""
 
 from __future__ import annotations
 
 import json
 import random
 import signal
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from orchestrator.clock import utcnow
 from orchestrator.importer import import_lines
 from orchestrator.sandbox.process import SandboxProcess, client_env
 from orchestrator.settings import load_settings
 from orchestrator.storage import open_repository
+from tests import backends
 from tests.factories import import_lines as lines_of
 from tests.processes import start_daemon
 
 SEED = 20261127
 ORDERS = 200
 KILLS = 22
+
+
+class ConnectionKiller(threading.Thread):
+    """Terminates every connection to one PostgreSQL database at seeded random moments."""
+
+    def __init__(self, database: str, seed: int) -> None:
+        super().__init__(daemon=True)
+        self.database = database
+        self.rng = random.Random(seed)
+        self.stop = threading.Event()
+        self.killed = 0
+
+    def run(self) -> None:
+        admin = sa.create_engine(sa.make_url(backends.SERVER_URL), isolation_level="AUTOCOMMIT")
+        query = sa.text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = :name AND pid <> pg_backend_pid()"
+        )
+        with admin.connect() as conn:
+            while not self.stop.wait(self.rng.uniform(0.5, 2.0)):
+                self.killed += conn.execute(query, {"name": self.database}).scalar_one()
+        admin.dispose()
 
 
 def test_chaos_kills_and_faults_never_duplicate_an_effect(
@@ -65,6 +92,10 @@ def test_chaos_kills_and_faults_never_duplicate_an_effect(
             ORCHESTRATOR_CONCURRENCY="32",
         )
         log = tmp_path / "daemon.log"
+        killer = None
+        if database_url.startswith("postgresql"):
+            killer = ConnectionKiller(sa.make_url(database_url).database or "", SEED)
+            killer.start()
         started = time.monotonic()
         for _ in range(KILLS):
             daemon = start_daemon(env, log)
@@ -72,6 +103,10 @@ def test_chaos_kills_and_faults_never_duplicate_an_effect(
             daemon.send_signal(signal.SIGKILL)
             assert daemon.wait(timeout=10) == -signal.SIGKILL
         final = start_daemon(env, log, "--until-done")
+        if killer is not None:
+            time.sleep(5)  # into the final run too, then let it finish
+            killer.stop.set()
+            killer.join()
         assert final.wait(timeout=300) == 0, log.read_text()[-3000:]
         elapsed = time.monotonic() - started
 
@@ -81,6 +116,7 @@ def test_chaos_kills_and_faults_never_duplicate_an_effect(
         report = {
             "orders": ORDERS,
             "sigkills": KILLS,
+            "databaseConnectionsKilled": killer.killed if killer is not None else None,
             "seconds": round(elapsed, 1),
             "states": states,
             "vtexRequests": summary["requests"],
@@ -97,6 +133,8 @@ def test_chaos_kills_and_faults_never_duplicate_an_effect(
 
         assert states == {"invoiced": ORDERS}
         assert sum(summary["faultsInjected"].values()) > 0
+        assert killer is None or killer.killed > 0
+        assert "Traceback" not in log.read_text()
         assert report["ordersWithSecondAcceptedPlace"] == 0
         assert report["ordersWithSecondStartHandling"] == 0
         assert report["ordersWithSecondInvoiceNumber"] == 0

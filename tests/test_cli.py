@@ -57,13 +57,13 @@ def test_import_from_stdin(runner: CliRunner) -> None:
     assert result.exit_code == 0 and "imported 3 order(s)" in result.output
 
 
-def test_import_with_problems_exits_1_and_names_line_and_field(runner: CliRunner) -> None:
-    """Invalid input: exit code 1, each problem with its line and field, and nothing imported."""
+def test_import_with_problems_exits_3_and_names_line_and_field(runner: CliRunner) -> None:
+    """Invalid input: exit code 3 (refused), each problem with its line and field, nothing imported."""
     bad = import_record(2)
     bad["order"]["items"][0]["quantity"] = 0
     lines = [*lines_of(1), json.dumps(bad), "not json"]
     result = runner.invoke(app, ["import", "-"], input="\n".join(lines))
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "line 2: order.items[0].quantity: must be at least 1" in result.output
     assert "line 3: (line): not valid JSON" in result.output
     assert "nothing imported" in result.output
@@ -95,7 +95,8 @@ def test_run_until_done_then_status_and_show(runner: CliRunner) -> None:
     bad = import_record(9, value=1000, with_invoice=False)
     runner.invoke(app, ["import", "-"], input="\n".join([*lines_of(2), json.dumps(bad)]))
     result = runner.invoke(app, ["run", "--until-done"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 6, result.output  # finished, with a failed order left
+    assert "1 order(s) failed" in result.output
     data = json.loads(runner.invoke(app, ["status", "--json"]).output)
     assert (data["counts"]["invoiced"], data["counts"]["failed"]) == (2, 1)
     [stuck] = data["stuck"]
@@ -113,15 +114,16 @@ def test_run_until_done_then_status_and_show(runner: CliRunner) -> None:
 
 
 def test_show_unknown_order_is_a_clear_error(runner: CliRunner) -> None:
-    """An unknown order id exits 2 with one line saying so."""
+    """An unknown order id exits 3 (refused) with one line saying so."""
+    runner.invoke(app, ["import", "-"], input="\n".join(lines_of(1)))
     result = runner.invoke(app, ["show", "ZZZ-1"])
-    assert result.exit_code == 2 and "no order 'ZZZ-1'" in result.output
+    assert result.exit_code == 3 and "no order 'ZZZ-1'" in result.output
 
 
 def test_migrate_reports_the_revision(runner: CliRunner) -> None:
     """`migrate` creates the schema, then says it is up to date."""
     first = runner.invoke(app, ["migrate"])
-    assert first.exit_code == 0 and "schema at revision 0005" in first.output
+    assert first.exit_code == 0 and "schema at revision 0006" in first.output
     assert "up to date" in runner.invoke(app, ["migrate"]).output
 
 

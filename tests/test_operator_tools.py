@@ -232,9 +232,9 @@ def test_invoice_from_a_file_and_refusals(served: tuple[Sandbox, CliRunner], tmp
     record = import_record(2, with_invoice=False)
     runner.invoke(app, ["import", "-"], input=json.dumps(record))
     bad = runner.invoke(app, ["invoice", "ABC-100002", "--number", "NF 1", "--value", "1100"])
-    assert bad.exit_code == 2 and "letters and digits" in bad.output
+    assert bad.exit_code == 3 and "letters and digits" in bad.output
     short = runner.invoke(app, ["invoice", "ABC-100002", "--number", "NF1", "--value", "100"])
-    assert short.exit_code == 2 and "marketplacePaymentValue is 1100" in short.output
+    assert short.exit_code == 3 and "marketplacePaymentValue is 1100" in short.output
     path = tmp_path / "invoice.json"
     path.write_text(json.dumps(invoice_for(record["order"], "NF888")))
     assert (
@@ -270,7 +270,7 @@ def test_track_file_is_checked_whole_before_anything_is_attached(
     bad = tmp_path / "bad.jsonl"
     bad.write_text("\n".join([*lines, json.dumps({"orderId": "ABC-999", "trackingNumber": "X"})]))
     refused = runner.invoke(app, ["track", "--file", str(bad)])
-    assert refused.exit_code == 2 and "line 4: orderId: no order 'ABC-999'" in refused.output
+    assert refused.exit_code == 3 and "line 4: orderId: no order 'ABC-999'" in refused.output
     assert sandbox.oms.ledger.get("ABC-100000").tracking_updates == 0  # type: ignore[union-attr]
     good = tmp_path / "good.jsonl"
     good.write_text("\n".join(lines))
@@ -303,6 +303,10 @@ def test_config_shows_sources_and_masks_secrets(served: tuple[Sandbox, CliRunner
 def test_check_says_what_works_and_what_does_not(served: tuple[Sandbox, CliRunner]) -> None:
     """Good credentials: exit 0; wrong token: exit 1 naming the rejection; nothing listening: exit 1."""
     _sandbox, runner = served
+    if (runner.env or {})["ORCHESTRATOR_DATABASE_URL"].startswith("sqlite"):
+        missing = runner.invoke(app, ["check"])  # no database yet: check says so and creates none
+        assert missing.exit_code == 1 and "no database at" in missing.output
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
     good = runner.invoke(app, ["check"])
     assert good.exit_code == 0 and "accepts the credentials (HTTP 404)" in good.output
     env = dict(runner.env or {})
@@ -328,13 +332,13 @@ def test_run_until_done_shows_progress_when_asked(served: tuple[Sandbox, CliRunn
     assert "3/3 settled: invoiced 3" in ran.output
 
 
-def test_account_paused_run_until_done_exits_3(served: tuple[Sandbox, CliRunner]) -> None:
-    """Batch use: with rejected credentials `run --until-done` stops at once and exits 3."""
+def test_account_paused_run_until_done_exits_7(served: tuple[Sandbox, CliRunner]) -> None:
+    """Batch use: with rejected credentials `run --until-done` stops at once and exits 7."""
     _sandbox, runner = served
     env = dict(runner.env or {})
     runner.invoke(app, ["import", "-"], input="\n".join(lines_of(2)))
     result = CliRunner(env={**env, "VTEX_APP_TOKEN": "wrong"}).invoke(app, ["run", "--until-done"])
-    assert result.exit_code == 3 and "account paused" in result.output
+    assert result.exit_code == 7 and "account paused" in result.output
 
 
 def test_stuck_thresholds_come_from_settings() -> None:

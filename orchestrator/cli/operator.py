@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from orchestrator.cli import exits
 from orchestrator.cli.app import app
 from orchestrator.cli.support import (
     OperationError,
-    err,
-    friendly_errors,
+    err_line,
     json_file,
     out,
     progress,
@@ -37,20 +38,26 @@ def invoice(
     file: Annotated[Path | None, typer.Option(help="A VTEX invoice notification body, as JSON.")] = None,
 ) -> None:
     """Attach the invoice of an order imported without one; the daemon sends it when allowed."""
+    from orchestrator.operate import reconciling_first
     from orchestrator.operations import attach_invoice, invoice_from_options
 
-    with friendly_errors():
-        repository = repository_for(ctx.obj.settings())
-        row = repository.find(order_id)
-        if row is None:
-            raise OperationError(f"no order {order_id!r}")
-        if file is not None:
-            body = json_file(file)
-        elif number is not None and value is not None:
-            body = invoice_from_options(row, number, value, issued_at=issued_at, url=url, key=key)
-        else:
-            raise OperationError("give --number and --value, or --file with a VTEX invoice body")
-        out.print(attach_invoice(repository, order_id, body).message, highlight=False)
+    settings = ctx.obj.logging_settings()
+    repository = repository_for(settings)
+    row = repository.find(order_id)
+    if row is None:
+        raise OperationError(f"no order {order_id!r}")
+    if file is not None:
+        body = json_file(file)
+        if not isinstance(body, dict):
+            raise OperationError(f"{file}: must hold one JSON object, a VTEX invoice body")
+    elif number is not None and value is not None:
+        body = invoice_from_options(row, number, value, issued_at=issued_at, url=url, key=key)
+    else:
+        raise OperationError("give --number and --value, or --file with a VTEX invoice body")
+    outcome = reconciling_first(
+        settings, repository, order_id, lambda: attach_invoice(repository, order_id, body)
+    )
+    out.print(outcome.message, highlight=False)
 
 
 @app.command()
@@ -69,38 +76,40 @@ def track(
     ] = None,
 ) -> None:
     """Add a tracking number to an order's invoice (VTEX's partial invoice update), once."""
+    from orchestrator.operate import reconciling_first
     from orchestrator.operations import attach_tracking
 
-    with friendly_errors():
-        settings = ctx.obj.settings()
-        repository = repository_for(settings)
-        if file is not None:
-            updates = tracking_file(file, repository)
-        elif order_id and tracking_number:
-            updates = [
-                (
-                    order_id,
-                    {
-                        "trackingNumber": tracking_number,
-                        "courier": courier,
-                        "trackingUrl": url,
-                        "dispatchedDate": dispatched_at,
-                    },
-                )
-            ]
-        else:
-            raise OperationError("give ORDER_ID and --tracking-number, or --file")
-        sent = 0
-        for target, tracking in progress(updates, "attaching tracking numbers"):
-            outcome = attach_tracking(repository, target, tracking)
-            if len(updates) == 1:
-                out.print(outcome.message, highlight=False)
-            row = repository.find(target)
-            if outcome.changed and row is not None and row.state == "invoiced":
-                row = step_until_settled(settings, repository, target)
-                sent += int(row is not None and row.tracking_sent_at is not None)
-        if len(updates) > 1:
-            out.print(f"{len(updates)} tracking number(s) attached; {sent} already sent to VTEX")
+    settings = ctx.obj.logging_settings()
+    repository = repository_for(settings)
+    if file is not None:
+        updates = tracking_file(file, repository)
+    elif order_id and tracking_number:
+        updates = [
+            (
+                order_id,
+                {
+                    "trackingNumber": tracking_number,
+                    "courier": courier,
+                    "trackingUrl": url,
+                    "dispatchedDate": dispatched_at,
+                },
+            )
+        ]
+    else:
+        raise OperationError("give ORDER_ID and --tracking-number, or --file")
+    sent = 0
+    for target, tracking in progress(updates, "attaching tracking numbers"):
+        outcome = reconciling_first(
+            settings, repository, target, partial(attach_tracking, repository, target, tracking)
+        )
+        if len(updates) == 1:
+            out.print(outcome.message, highlight=False)
+        row = repository.find(target)
+        if outcome.changed and row is not None and row.state == "invoiced":
+            row = step_until_settled(settings, repository, target)
+            sent += int(row is not None and row.tracking_sent_at is not None)
+    if len(updates) > 1:
+        out.print(f"{len(updates)} tracking number(s) attached; {sent} already sent to VTEX")
 
 
 @app.command()
@@ -112,17 +121,24 @@ def retry(
     failed: Annotated[bool, typer.Option("--failed", help="Every failed order.")] = False,
 ) -> None:
     """Put failed orders back where they failed; each step is reconciled with VTEX before resending."""
+    from orchestrator.operate import reconciling_first
     from orchestrator.operations import retry as retry_order
 
-    with friendly_errors():
-        repository = repository_for(ctx.obj.settings())
-        targets = list(order_ids or [])
-        if failed:
-            targets += repository.order_ids_in_state("failed")
+    settings = ctx.obj.logging_settings()
+    repository = repository_for(settings)
+    targets = list(order_ids or [])
+    if not targets and not failed:
+        raise typer.BadParameter("name the orders to retry, or use --failed")
+    if failed:
+        targets += repository.order_ids_in_state("failed")
         if not targets:
-            raise OperationError("name the orders to retry, or use --failed")
-        for order_id in targets:
-            out.print(retry_order(repository, order_id).message, highlight=False)
+            err_line("no order is failed", "nothing to retry")
+            raise typer.Exit(exits.NOTHING_TO_DO)
+    for order_id in targets:
+        outcome = reconciling_first(
+            settings, repository, order_id, partial(retry_order, repository, order_id)
+        )
+        out.print(outcome.message, highlight=False)
     out.print(f"{len(targets)} order(s) back in the flow; a running daemon picks them up on its next tick")
 
 
@@ -137,20 +153,19 @@ def cancel(
     """Cancel an order in VTEX (while VTEX still allows it) and mark it canceled."""
     from orchestrator.operations import request_cancel
 
-    with friendly_errors():
-        settings = ctx.obj.settings()
-        repository = repository_for(settings)
-        outcome = request_cancel(repository, order_id, reason)
-        if not outcome.changed:
-            out.print(outcome.message)
-            return
-        row = step_until_settled(settings, repository, order_id, until=lambda r: not r.cancel_reason)
+    settings = ctx.obj.logging_settings()
+    repository = repository_for(settings)
+    outcome = request_cancel(repository, order_id, reason)
+    if not outcome.changed:
+        out.print(outcome.message)
+        return
+    row = step_until_settled(settings, repository, order_id, until=lambda r: not r.cancel_reason)
     if row is None:
         out.print(f"cancel of {order_id} requested; the running daemon is working on it and will cancel it")
     elif row.state == "canceled":
         out.print(f"{order_id} canceled")
     elif row.state == "failed":
-        err.print(f"[bold red]VTEX refused to cancel {order_id}:[/] {row.last_error}", highlight=False)
-        raise typer.Exit(1)
+        err_line(str(row.last_error), f"VTEX refused to cancel {order_id}")
+        raise typer.Exit(exits.REFUSED)
     else:
         out.print(f"cancel of {order_id} requested: {row.wait_reason or 'the daemon will finish it'}")

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import sys
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from orchestrator.cli import exits
 from orchestrator.cli.app import app
 from orchestrator.cli.support import (
     ConfigurationError,
     OperationError,
     err,
-    friendly_errors,
+    err_line,
     out,
     repository_for,
 )
@@ -38,26 +33,32 @@ def import_command(
     """Import orders: one JSON object per line, all or nothing."""
     from orchestrator.cli.progress import import_progress, show_progress
     from orchestrator.importer import import_lines
+    from orchestrator.line_input import LineInput
 
-    with friendly_errors():
-        settings = ctx.obj.settings()
-        repository = repository_for(settings)
-        with (
-            _input_lines(file) as (lines, total),
-            import_progress(err, show_progress(show, err) and total >= 1000) as progress,
-        ):
+    settings = ctx.obj.settings()
+    with LineInput.open(file) as source:
+        total = source.count()
+        repository = repository_for(settings, create=True)
+        with import_progress(err, show_progress(show, err) and total >= 1000) as progress:
             report = import_lines(
-                lines, repository, utcnow(), worker=settings.worker_id, progress=progress, total=total
+                source, repository, utcnow(), worker=settings.worker_id, progress=progress, total=total
             )
-        if len(report.imported) >= 1000:
-            repository.optimize()  # many new rows: refresh the planner's statistics now
+    if len(report.imported) >= 1000:
+        repository.optimize()  # many new rows: refresh the planner's statistics now
     if not report.ok:
         for problem in report.problems:
-            err.print(str(problem), highlight=False, markup=False)
-        err.print(
-            f"[bold red]nothing imported:[/] {len(report.problems)} problem(s) in {report.lines} line(s)"
+            err.print(str(problem), highlight=False, markup=False, soft_wrap=True)
+        more = report.problems_total - len(report.problems)
+        if more > 0:
+            err.print(f"... and {more} more problem(s)", highlight=False, soft_wrap=True)
+        err_line(
+            f"{report.problems_total} problem(s) in {report.lines} line(s); fix them and import again",
+            "nothing imported",
         )
-        raise typer.Exit(1)
+        raise typer.Exit(exits.REFUSED)
+    if report.empty:
+        err_line(f"{source.name} holds no orders (it is empty, or only blank lines)", "nothing imported")
+        raise typer.Exit(exits.NOTHING_TO_DO)
     for order_id in report.already_present[:20]:
         out.print(f"already imported, unchanged: {order_id}", highlight=False)
     if len(report.already_present) > 20:
@@ -66,27 +67,6 @@ def import_command(
         f"imported {len(report.imported)} order(s)"
         + (f"; {len(report.already_present)} already present" if report.already_present else "")
     )
-
-
-@contextmanager
-def _input_lines(file: str) -> Iterator[tuple[Callable[[], Iterator[str]], int]]:
-    """A function that reads the input afresh (the import reads it twice, to keep memory flat),
-    and its number of lines. Standard input is copied to a temporary file first."""
-    with ExitStack() as stack:
-        if file == "-":
-            path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "stdin.jsonl"
-            with path.open("w", encoding="utf-8") as spool:
-                shutil.copyfileobj(sys.stdin, spool)
-        else:
-            path = Path(file)
-            if not path.is_file():
-                raise ConfigurationError(f"no such file: {file}")
-
-        def read() -> Iterator[str]:
-            with path.open(encoding="utf-8") as handle:
-                yield from (line.rstrip("\n") for line in handle)
-
-        yield read, sum(1 for _ in read())
 
 
 @app.command()
@@ -107,22 +87,39 @@ def run(
     ] = None,
 ) -> None:
     """Run the daemon: step due orders until SIGTERM/SIGINT (or until done)."""
-    from orchestrator import log
     from orchestrator.cli.progress import run_with_progress, show_progress
     from orchestrator.wiring import run_daemon
 
-    with friendly_errors():
-        settings = ctx.obj.settings(concurrency=concurrency, metrics_port=metrics_port)
-        log.configure(settings.log_level, settings.log_format)
-        repository = repository_for(settings)
-        running = run_daemon(settings, repository, until_done=until_done)
-        if until_done and show_progress(show, err):
-            daemon = asyncio.run(run_with_progress(err, repository, running))
-        else:
-            daemon = asyncio.run(running)
+    settings = ctx.obj.logging_settings(concurrency=concurrency, metrics_port=metrics_port)
+    _raise_descriptor_limit()
+    repository = repository_for(settings, create=True)
+    running = run_daemon(settings, repository, until_done=until_done)
+    if until_done and show_progress(show, err):
+        daemon = asyncio.run(run_with_progress(err, repository, running))
+    else:
+        daemon = asyncio.run(running)
+    if daemon.stop_error:
+        err_line(daemon.stop_error, "stopped")
+        raise typer.Exit(exits.FAILED)
     if daemon.stop_reason and daemon.stop_reason.startswith("account paused"):
-        err.print(f"[bold red]stopped:[/] {daemon.stop_reason}", highlight=False)
-        raise typer.Exit(3)
+        err_line(daemon.stop_reason, "stopped")
+        raise typer.Exit(exits.PAUSED)
+    if until_done:
+        failed = len(repository.order_ids_in_state("failed"))
+        if failed:
+            err_line(f"{failed} order(s) failed: `orchestrator status --stuck` says why", "done")
+            raise typer.Exit(exits.FAILURES_LEFT)
+
+
+def _raise_descriptor_limit() -> None:
+    """Connections to VTEX, the database and the probes all take descriptors; the default soft
+    limit (often 1024) is a trap for a busy daemon, and the hard limit is ours to use."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 @app.command()
@@ -149,25 +146,26 @@ def status(
     from orchestrator.status import report
     from orchestrator.stuck import StuckRules, StuckRulesError
 
-    with friendly_errors():
-        settings = ctx.obj.settings()
-        try:
-            rules = (
-                StuckRules.parse(stuck_after, settings.grace_period) if stuck_after else settings.stuck_rules
-            )
-        except StuckRulesError as exc:
-            raise ConfigurationError(str(exc).replace("ORCHESTRATOR_STUCK_AFTER", "--stuck-after")) from None
-        now = utcnow()
-        data = report(
-            repository_for(settings),
-            now,
-            rules,
-            settings.grace_period,
-            states=state,
-            affiliate=affiliate,
-            older_than=parse_duration(older_than) if older_than else None,
-            limit=limit,
-        )
+    settings = ctx.obj.settings()
+    try:
+        rules = StuckRules.parse(stuck_after, settings.grace_period) if stuck_after else settings.stuck_rules
+    except StuckRulesError as exc:
+        raise ConfigurationError(str(exc).replace("ORCHESTRATOR_STUCK_AFTER", "--stuck-after")) from None
+    try:
+        older = parse_duration(older_than) if older_than else None
+    except ValueError as exc:
+        raise ConfigurationError(f"--older-than: {exc}") from None
+    now = utcnow()
+    data = report(
+        repository_for(settings),
+        now,
+        rules,
+        settings.grace_period,
+        states=state,
+        affiliate=affiliate,
+        older_than=older,
+        limit=limit,
+    )
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
@@ -201,14 +199,13 @@ def show(
     from orchestrator import render
     from orchestrator.wiring import fetch_vtex_order
 
-    with friendly_errors():
-        settings = ctx.obj.settings()
-        repository = repository_for(settings)
-        row = repository.find(order_id)
-        if row is None:
-            raise OperationError(f"no order {order_id!r}")
-        events = repository.events(row.id)
-        view = asyncio.run(fetch_vtex_order(settings, order_id)) if vtex else None
+    settings = ctx.obj.logging_settings() if vtex else ctx.obj.settings()
+    repository = repository_for(settings)
+    row = repository.find(order_id)
+    if row is None:
+        raise OperationError(f"no order {order_id!r}")
+    events = repository.events(row.id)
+    view = asyncio.run(fetch_vtex_order(settings, order_id)) if vtex else None
     if as_json:
         data: dict[str, Any] = {"order": row.as_dict(), "events": events}
         if view is not None:
@@ -227,12 +224,11 @@ def migrate(ctx: typer.Context) -> None:
     from orchestrator.database import create_db_engine
     from orchestrator.migrate import current_revision, upgrade
 
-    with friendly_errors():
-        settings = ctx.obj.settings()
-        engine, _hooks = create_db_engine(settings.database_url)
-        before = current_revision(engine)
-        upgrade(engine)
-        after = current_revision(engine)
+    settings = ctx.obj.settings()
+    engine, _hooks = create_db_engine(settings.database_url, create=True)
+    before = current_revision(engine)
+    upgrade(engine)
+    after = current_revision(engine)
     out.print(
         f"schema at revision {after}"
         + (f" (was {before or 'empty'})" if before != after else " (up to date)")

@@ -10,8 +10,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from orchestrator.cli import exits
 from orchestrator.cli.app import app
-from orchestrator.cli.support import friendly_errors, out
+from orchestrator.cli.support import out
 
 
 @app.command()
@@ -22,8 +23,7 @@ def config(
     """The effective settings and where each comes from; secrets are masked."""
     from orchestrator.settings import describe
 
-    with friendly_errors():
-        rows = describe(ctx.obj.settings(), ctx.obj.config)
+    rows = describe(ctx.obj.settings(), ctx.obj.config)
     if as_json:
         typer.echo(
             json.dumps({r["setting"]: {"value": r["value"], "source": r["source"]} for r in rows}, indent=2)
@@ -40,16 +40,18 @@ def config(
 @app.command()
 def check(ctx: typer.Context) -> None:
     """Verify the database and the VTEX credentials (one harmless Get order), with a clear verdict."""
+    from rich.text import Text
+
+    from orchestrator.redaction import redact
     from orchestrator.wiring import check_setup
 
-    with friendly_errors():
-        results = asyncio.run(check_setup(ctx.obj.settings()))
+    results = asyncio.run(check_setup(ctx.obj.logging_settings()))
     failed = False
     for name, ok, message in results:
-        mark = "[green]ok[/]" if ok else "[bold red]FAILED[/]"
-        out.print(f"{mark}  {name}: {message}", highlight=False)
+        mark = ("ok", "green") if ok else ("FAILED", "bold red")
+        out.print(Text.assemble(mark, f"  {name}: ", redact(message)), soft_wrap=True)
         failed |= not ok
-    raise typer.Exit(1 if failed else 0)
+    raise typer.Exit(exits.FAILED if failed else exits.OK)
 
 
 @app.command()
@@ -130,6 +132,4 @@ def demo(
     """Zero-configuration run: sandbox, fresh SQLite, example orders, daemon, final status."""
     from orchestrator.demo import run_demo
 
-    with friendly_errors():
-        code = run_demo(out, orders_file=orders, grace_seconds=grace_seconds)
-    raise typer.Exit(code)
+    raise typer.Exit(run_demo(out, orders_file=orders, grace_seconds=grace_seconds))

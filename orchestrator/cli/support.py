@@ -1,21 +1,17 @@
-"""What every command shares: settings from the --config option, consoles, friendly errors."""
+"""What every command shares: settings from the --config option, consoles, one-line messages."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import typer
 from rich.console import Console
+from rich.text import Text
 
-from orchestrator.database import DatabaseError
-from orchestrator.importer import InputChanged
 from orchestrator.operations import OperationError
+from orchestrator.redaction import redact
 from orchestrator.settings import ConfigurationError, Settings, load_settings
 
 __all__ = [
@@ -23,7 +19,7 @@ __all__ = [
     "Context",
     "OperationError",
     "err",
-    "friendly_errors",
+    "err_line",
     "json_file",
     "out",
     "progress",
@@ -43,57 +39,75 @@ class Context:
     def settings(self, **overrides: Any) -> Settings:
         return load_settings(self.config, **{k: v for k, v in overrides.items() if v is not None})
 
+    def logging_settings(self, **overrides: Any) -> Settings:
+        """Settings, with logging configured by them: for commands that log (they talk to VTEX).
+        Read-only commands skip it: importing structlog alone costs a tenth of a second."""
+        settings = self.settings(**overrides)
+        from orchestrator import log
 
-@contextmanager
-def friendly_errors() -> Iterator[None]:
-    """Expected failures become one clear line and a non-zero exit, not a traceback."""
-    try:
-        yield
-    except (ConfigurationError, DatabaseError, InputChanged, OperationError) as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        log.configure(settings.log_level, settings.log_format)
+        return settings
 
 
-def repository_for(settings: Settings) -> Any:
+def err_line(message: str, label: str = "error") -> None:
+    """One line on standard error, never wrapped, with nothing a secret could hide in."""
+    text = Text.assemble((f"{label}: ", "bold red"), redact(message))
+    err.print(text, soft_wrap=True, highlight=False)
+
+
+def repository_for(settings: Settings, *, create: bool = False) -> Any:
+    """The store. Only commands that are meant to create a database (`import`, `migrate`, `run`)
+    pass `create=True`; the others fail clearly when there is none where the settings point."""
     from orchestrator.storage import open_repository
 
-    return open_repository(settings)
+    return open_repository(settings, create=create)
 
 
 def json_file(path: Path) -> Any:
+    from orchestrator.importer import load_json
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise OperationError(f"no such file: {path}") from None
     except OSError as exc:
-        raise OperationError(f"cannot read {path}: {exc}") from None
+        raise OperationError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return load_json(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise OperationError(f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise OperationError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    except (ValueError, RecursionError) as exc:
+        raise OperationError(f"{path}: not valid JSON ({exc})") from None
 
 
 def tracking_file(file: str, repository: Any) -> list[tuple[str, dict[str, Any]]]:
-    """Every line checked (JSON, fields, known order) before anything is attached."""
+    """Every line checked (text, JSON, fields, known order) before anything is attached."""
+    from orchestrator.importer import parse_json
+    from orchestrator.line_input import LineInput
     from orchestrator.operations import tracking_problems
 
-    lines = (
-        sys.stdin.read().splitlines() if file == "-" else Path(file).read_text(encoding="utf-8").splitlines()
-    )
     updates, problems = [], []
-    for number, text in enumerate(lines, 1):
-        if not text.strip():
-            continue
-        try:
-            entry = json.loads(text)
-        except json.JSONDecodeError as exc:
-            problems.append(f"line {number}: (line): not valid JSON: {exc.msg}")
-            continue
-        if not isinstance(entry, dict) or not isinstance(entry.get("orderId"), str):
-            problems.append(f"line {number}: orderId: is required")
-            continue
-        problems += [f"line {number}: {p}" for p in tracking_problems(entry)]
-        if repository.find(entry["orderId"]) is None:
-            problems.append(f"line {number}: orderId: no order {entry['orderId']!r}")
-        updates.append((entry["orderId"], entry))
+    with LineInput.open(file) as source:
+        for number, raw in enumerate(source(), 1):
+            if not raw.strip():
+                continue
+            entry, unreadable = parse_json(number, raw)
+            if unreadable:
+                problems += [str(p) for p in unreadable]
+                continue
+            if not isinstance(entry, dict) or not isinstance(entry.get("orderId"), str):
+                problems.append(f"line {number}: orderId: is required")
+                continue
+            problems += [f"line {number}: {p}" for p in tracking_problems(entry)]
+            if repository.find(entry["orderId"]) is None:
+                problems.append(f"line {number}: orderId: no order {entry['orderId']!r}")
+            updates.append((entry["orderId"], entry))
     if problems:
         raise OperationError("nothing attached:\n" + "\n".join(problems))
+    if not updates:
+        raise OperationError(f"nothing attached: {file} holds no tracking numbers")
     return updates
 
 

@@ -58,7 +58,7 @@ def schema_refusal(body: Mapping[str, Any]) -> Refusal | None:
             return bad(name, "is required")
     if not isinstance(body["marketplaceOrderId"], str) or not body["marketplaceOrderId"]:
         return bad("marketplaceOrderId", "must be a non-empty string")
-    if not _is_int(body["marketplacePaymentValue"]) or body["marketplacePaymentValue"] < 0:
+    if not _is_int(body["marketplacePaymentValue"]) or body["marketplacePaymentValue"] <= 0:
         return Refusal(400, "FMT0042", "Invalid marketplace payment value")
     items = body["items"]
     if not isinstance(items, list):
