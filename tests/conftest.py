@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from orchestrator.repository import Repository
-from orchestrator.sandbox import Sandbox, SandboxConfig, SandboxOms, ServerThread
+from orchestrator.sandbox import Catalog, Sandbox, SandboxConfig, SandboxOms, ServerThread, create_app
 from orchestrator.settings import Settings, load_settings
 from orchestrator.storage import open_repository
 from tests import backends
+from tests.asgi import InProcessClient
 
 
 @pytest.fixture
@@ -90,3 +91,37 @@ def make_settings(database_url: str) -> Callable[..., Settings]:
 @pytest.fixture
 def repository(make_settings: Callable[..., Settings]) -> Repository:
     return open_repository(make_settings())
+
+
+# -- the sandbox in-process, driven by a test clock ---------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def make_client(clock: Clock) -> Callable[..., InProcessClient]:
+    def make(catalog: Catalog | None = None, **config: Any) -> InProcessClient:
+        config.setdefault("grace_seconds", 60)
+        oms = SandboxOms(SandboxConfig(**config), catalog, clock=clock)
+        headers = {"X-VTEX-API-AppKey": oms.config.app_key, "X-VTEX-API-AppToken": oms.config.app_token}
+        client = InProcessClient(create_app(Sandbox(oms)), headers)
+        client.oms = oms  # type: ignore[attr-defined]
+        return client
+
+    return make
+
+
+@pytest.fixture
+def vtex(make_client: Callable[..., InProcessClient]) -> InProcessClient:
+    return make_client()

@@ -10,40 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from orchestrator.sandbox import Catalog, Sandbox, SandboxConfig, SandboxOms, create_app
+from orchestrator.sandbox import Catalog, SandboxOms
 from tests.asgi import InProcessClient
+from tests.conftest import Clock
 from tests.factories import invoice_for, place_body
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def make_client(clock: Clock) -> Callable[..., InProcessClient]:
-    def make(catalog: Catalog | None = None, **config: Any) -> InProcessClient:
-        config.setdefault("grace_seconds", 60)
-        oms = SandboxOms(SandboxConfig(**config), catalog, clock=clock)
-        headers = {"X-VTEX-API-AppKey": oms.config.app_key, "X-VTEX-API-AppToken": oms.config.app_token}
-        client = InProcessClient(create_app(Sandbox(oms)), headers)
-        client.oms = oms  # type: ignore[attr-defined]
-        return client
-
-    return make
-
-
-@pytest.fixture
-def vtex(make_client: Callable[..., InProcessClient]) -> InProcessClient:
-    return make_client()
 
 
 def place(

@@ -83,6 +83,22 @@ def sandbox(
     slow_seconds: Annotated[float, typer.Option(help="How slow a slow response is.")] = 120.0,
     rate_limit: Annotated[float, typer.Option(help="Chance of a 429 with Retry-After.")] = 0.0,
     retry_after: Annotated[float, typer.Option(help="Retry-After of injected 429s, in seconds.")] = 2.0,
+    html: Annotated[float, typer.Option(help="Chance of a 200 HTML page instead of VTEX.")] = 0.0,
+    empty: Annotated[float, typer.Option(help="Chance of a 200 with an empty body.")] = 0.0,
+    wrong_json: Annotated[float, typer.Option(help="Chance of a 200 with JSON VTEX never sends.")] = 0.0,
+    redirect: Annotated[float, typer.Option(help="Chance of a 302 to another host.")] = 0.0,
+    endless: Annotated[float, typer.Option(help="Chance of a 200 whose body never ends.")] = 0.0,
+    place_answer: Annotated[
+        str, typer.Option(help="Place's answer: array (2023 spec, every example) or object (2024+ spec).")
+    ] = "array",
+    authorize_status: Annotated[int, typer.Option(help="Authorize dispatch answers 200, 201 or 204.")] = 200,
+    cancel_mode: Annotated[
+        str, typer.Option(help="After the grace period a cancellation is: accept, deny or stick.")
+    ] = "accept",
+    cancel_delay: Annotated[float, typer.Option(help="Seconds before a cancellation is decided.")] = 0.0,
+    refuse_tracking: Annotated[
+        int | None, typer.Option(help="Answer every tracking update with this HTTP status.")
+    ] = None,
 ) -> None:
     """Serve the VTEX sandbox over HTTP (a faithful, stateful simulator of VTEX OMS)."""
     from orchestrator.sandbox import Catalog, FaultConfig, Faults, Sandbox, SandboxConfig, SandboxOms
@@ -94,7 +110,16 @@ def sandbox(
         seller_payment_affiliates=frozenset(seller_payment_affiliate or ()),
         rate_limit_rpm=rpm_limit,
         lenient=lenient,
+        place_answer=place_answer,
+        authorize_status=authorize_status,
+        cancel_mode=cancel_mode,
+        cancel_delay_seconds=cancel_delay,
+        tracking_refusal=refuse_tracking,
     )
+    if place_answer not in ("array", "object") or authorize_status not in (200, 201, 204):
+        raise typer.BadParameter("--place-answer is array or object; --authorize-status is 200, 201 or 204")
+    if cancel_mode not in ("accept", "deny", "stick"):
+        raise typer.BadParameter("--cancel-mode is accept, deny or stick")
     if app_key:
         config.app_key = app_key
     if app_token:
@@ -110,6 +135,11 @@ def sandbox(
         slow_seconds=slow_seconds,
         rate_limit=rate_limit,
         retry_after_seconds=retry_after,
+        html=html,
+        empty=empty,
+        wrong_json=wrong_json,
+        redirect=redirect,
+        endless=endless,
     )
     oms = SandboxOms(config, Catalog.from_file(catalog) if catalog else None)
 

@@ -14,12 +14,20 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from orchestrator.sandbox.faults import FaultConfig, Faults, Hold
+from orchestrator.sandbox.control import control_routes
+from orchestrator.sandbox.faults import NOT_VTEX, FaultConfig, Faults, Hold
 from orchestrator.sandbox.oms import Reply, SandboxOms, error_reply
 from orchestrator.sandbox.rate_limit import SlidingMinute
+from orchestrator.sandbox.responses import json_response as _json_response
+from orchestrator.sandbox.responses import read_body as _body
+
+_HTML_PAGE = (
+    "<!DOCTYPE html><html><head><title>Access denied</title></head><body><h1>Request blocked</h1>"
+    "<p>This request was blocked by the security service. Reference #18.4f2e1c.</p></body></html>"
+)
 
 Handler = Callable[[Request, Any], Reply]
 
@@ -67,22 +75,6 @@ class Sandbox:
             clients[client] -= 1
             if not any(clients.values()):
                 del self._in_flight[order_id]
-
-
-def _json_response(reply: Reply) -> Response:
-    if reply.status == 204:
-        return Response(status_code=204, headers=reply.headers)
-    return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
-
-
-async def _body(request: Request) -> tuple[Any, Reply | None]:
-    raw = await request.body()
-    if not raw:
-        return None, None
-    try:
-        return json.loads(raw), None
-    except ValueError:
-        return None, error_reply(400, "SBX-INVALID-BODY", "The request body is not valid JSON")
 
 
 async def _hold(hold: Hold | None, default: str) -> str:
@@ -142,6 +134,8 @@ async def _answer(
             oms.ledger.count_fault(fault)
         if fault == "rate_limit":
             return _json_response(_too_many(faults.config.retry_after_seconds))
+        if fault in NOT_VTEX:
+            return _not_vtex(fault, faults.config)
         if fault == "error_before":
             return _json_response(
                 error_reply(503, "SBX-INJECTED", "Service unavailable (injected, not applied)")
@@ -164,6 +158,26 @@ async def _answer(
     finally:
         if order_id:
             sandbox._leave(order_id, client)
+
+
+def _not_vtex(kind: str | None, config: FaultConfig) -> Response:
+    """What answers when something other than VTEX sits at the URL: never applied."""
+    if kind == "html":
+        return Response(_HTML_PAGE, status_code=200, media_type="text/html; charset=utf-8")
+    if kind == "empty":
+        return Response(b"", status_code=200, media_type="application/json")
+    if kind == "wrong_json":
+        return JSONResponse({"success": True, "items": []})
+    if kind == "redirect":
+        return Response(status_code=302, headers={"Location": config.redirect_to})
+
+    async def forever() -> Any:
+        chunk = b"{" + b'"x": "' + b"0" * 65_000 + b'", '
+        while True:
+            yield chunk
+            await asyncio.sleep(0)
+
+    return StreamingResponse(forever(), status_code=200, media_type="application/json")
 
 
 def _too_many(seconds: float) -> Reply:
@@ -198,7 +212,9 @@ def create_app(sandbox: Sandbox) -> Starlette:
             "/api/fulfillment/pvt/orders/{order_id}/fulfill",
             "POST",
             "authorize-dispatch",
-            lambda r, p: oms.authorize(r.path_params["order_id"], params(r, "affiliateId"), p),
+            lambda r, p: oms.authorize(
+                r.path_params["order_id"], params(r, "affiliateId"), p, params(r, "sc")
+            ),
         ),
         route(
             "/api/oms/pvt/orders/{order_id}",
@@ -231,7 +247,7 @@ def create_app(sandbox: Sandbox) -> Starlette:
             lambda r, p: oms.cancel(r.path_params["order_id"], p),
         ),
     ]
-    return Starlette(routes=vtex_routes + _control_routes(sandbox))
+    return Starlette(routes=vtex_routes + control_routes(sandbox))
 
 
 async def _place_order_id(request: Request) -> str | None:
@@ -245,95 +261,3 @@ async def _place_order_id(request: Request) -> str | None:
     if affiliate and isinstance(body, dict) and isinstance(body.get("marketplaceOrderId"), str):
         return f"{affiliate}-{body['marketplaceOrderId']}"
     return None
-
-
-def _control_routes(sandbox: Sandbox) -> list[Route]:
-    oms = sandbox.oms
-
-    async def health(_request: Request) -> Response:
-        return JSONResponse({"ok": True, "orders": len(oms.orders)})
-
-    async def ledger(_request: Request) -> Response:
-        return JSONResponse(oms.ledger.as_dict())
-
-    async def requests(_request: Request) -> Response:
-        return JSONResponse(list(oms.ledger.request_log))
-
-    async def ledger_order(request: Request) -> Response:
-        entry = oms.ledger.get(request.path_params["order_id"])
-        if entry is None:
-            return JSONResponse({"error": "unknown order"}, status_code=404)
-        return JSONResponse(entry.as_dict())
-
-    async def reset(_request: Request) -> Response:
-        oms.reset()
-        return JSONResponse({"ok": True})
-
-    async def admin_cancel(request: Request) -> Response:
-        """Someone cancels the order in VTEX's Admin (e.g. during the grace period)."""
-        payload, _ = await _body(request)
-        return _json_response(oms.cancel(request.path_params["order_id"], payload or {"reason": "Admin"}))
-
-    async def faults(request: Request) -> Response:
-        if request.method == "POST":
-            payload, bad = await _body(request)
-            if bad or not isinstance(payload, dict):
-                return JSONResponse({"error": "expected a JSON object of fault settings"}, status_code=400)
-            try:
-                sandbox.faults.configure(FaultConfig(**payload))
-            except TypeError as exc:
-                return JSONResponse({"error": str(exc)}, status_code=400)
-            if "rate_limit_rpm" in payload:
-                sandbox.set_rate_limit(payload["rate_limit_rpm"])
-        return JSONResponse(sandbox.faults.config.as_dict())
-
-    async def holds(request: Request) -> Response:
-        if request.method == "POST":
-            payload, _ = await _body(request)
-            if not isinstance(payload, dict):
-                return JSONResponse({"error": "expected {orderId, operation, when}"}, status_code=400)
-            when = payload.get("when", "before")
-            if when not in ("before", "after"):
-                return JSONResponse({"error": "when must be before or after"}, status_code=400)
-            sandbox.faults.holds.append(Hold(payload["orderId"], payload["operation"], when))
-        return JSONResponse(
-            [
-                {
-                    "orderId": h.order_id,
-                    "operation": h.operation,
-                    "when": h.when,
-                    "arrived": h.arrived.is_set(),
-                }
-                for h in sandbox.faults.holds
-            ]
-        )
-
-    async def release(request: Request) -> Response:
-        payload, _ = await _body(request)
-        if not isinstance(payload, dict):
-            return JSONResponse({"error": "expected {orderId, operation, when, then}"}, status_code=400)
-        hold = sandbox.faults.hold_for(
-            payload.get("orderId"), payload.get("operation", ""), payload.get("when", "")
-        )
-        if hold is None:
-            return JSONResponse({"error": "no such hold"}, status_code=404)
-        then = payload.get("then", "apply" if hold.when == "before" else "respond")
-        allowed = ("apply", "discard") if hold.when == "before" else ("respond", "drop")
-        if then not in allowed:
-            return JSONResponse({"error": f"then must be one of {allowed}"}, status_code=400)
-        hold.then = then
-        sandbox.faults.holds.remove(hold)
-        hold.release.set()
-        return JSONResponse({"ok": True})
-
-    return [
-        Route("/_sandbox/health", health),
-        Route("/_sandbox/ledger", ledger),
-        Route("/_sandbox/requests", requests),
-        Route("/_sandbox/ledger/{order_id}", ledger_order),
-        Route("/_sandbox/reset", reset, methods=["POST"]),
-        Route("/_sandbox/orders/{order_id}/cancel", admin_cancel, methods=["POST"]),
-        Route("/_sandbox/faults", faults, methods=["GET", "POST"]),
-        Route("/_sandbox/holds", holds, methods=["GET", "POST"]),
-        Route("/_sandbox/holds/release", release, methods=["POST"]),
-    ]

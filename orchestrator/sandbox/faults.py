@@ -9,6 +9,14 @@ Random faults, each drawn per VTEX request with its own probability:
                        client timeout
   rate_limit           429 with Retry-After, not applied
 
+Answers that are not VTEX's, none applied (a proxy, a WAF, a storefront or CDN URL set by
+mistake answered instead of VTEX):
+  html                 200 with an HTML page
+  empty                200 with an empty body
+  wrong_json           200 with JSON that is not what VTEX answers to that call
+  redirect             302 to another host (`redirect_to`)
+  endless              200 with a body that never ends
+
 Holds (for deterministic crash tests): a request for one order and operation is parked before or
 after it is applied until the test releases it, so a test can kill the client at an exact point.
 Released, a "before" hold either applies the request or discards it; an "after" hold either
@@ -22,7 +30,19 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("error_before", "error_after", "drop_after", "slow", "rate_limit")
+KINDS = (
+    "error_before",
+    "error_after",
+    "drop_after",
+    "slow",
+    "rate_limit",
+    "html",
+    "empty",
+    "wrong_json",
+    "redirect",
+    "endless",
+)
+NOT_VTEX = frozenset({"html", "empty", "wrong_json", "redirect", "endless"})
 
 
 @dataclass
@@ -37,6 +57,12 @@ class FaultConfig:
     slow_seconds: float = 120.0
     rate_limit: float = 0.0
     retry_after_seconds: float = 2.0
+    html: float = 0.0
+    empty: float = 0.0
+    wrong_json: float = 0.0
+    redirect: float = 0.0
+    redirect_to: str = "https://www.example-store.com.br/login"
+    endless: float = 0.0
     only_writes: bool = False
 
     def as_dict(self) -> dict[str, Any]:

@@ -27,6 +27,8 @@ class LedgerEntry:
     invoice_notifications: int = 0
     invoiced_total: int = 0
     tracking_updates: int = 0
+    tracking_refused: int = 0
+    authorize_sales_channels: list[str | None] = field(default_factory=list)
     cancels_accepted: int = 0
     cancels_refused: int = 0
     concurrent_requests: int = 0
@@ -46,6 +48,8 @@ class LedgerEntry:
             "invoiceNotifications": self.invoice_notifications,
             "invoicedTotal": self.invoiced_total,
             "trackingUpdates": self.tracking_updates,
+            "trackingRefused": self.tracking_refused,
+            "authorizeSalesChannels": list(self.authorize_sales_channels),
             "cancelsAccepted": self.cancels_accepted,
             "cancelsRefused": self.cancels_refused,
             "concurrentRequests": self.concurrent_requests,

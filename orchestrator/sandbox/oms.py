@@ -5,10 +5,17 @@ Statuses follow the fulfillment (seller) flow of VTEX-API.md §4.2:
     Place ─► waiting-ffmt-authorization ─(Authorize dispatch)─► window-to-cancel
       ─(grace period)─► ready-for-handling ─(Start handling)─► handling
       ─(Output invoices reach the order value)─► invoiced
-    Cancel (before any Output invoice) ─► canceled
 
-Time-driven moves (end of the grace period, the short "Verifying invoice" step) are computed when
-an order is read, so no timers run and a test clock can drive everything.
+Cancel is asynchronous, as in VTEX: the call answers 200 with a receipt, and the status moves
+later. Inside the grace period the cancellation is automatic (`cancel`, "Canceling", then
+`canceled`); after it the seller decides (`cancellation-requested`, then `canceled`, or back to
+the status it had when denied), or, as VTEX's known issues report, it stays requested for ever
+(`cancel_mode`). An order with an Output invoice cannot be canceled (400).
+
+Time-driven moves (end of the grace period, the short "Verifying invoice" step, a cancellation
+being processed) are computed when an order is read, so no timers run and a test clock can drive
+everything. `pin` puts an order in any VTEX status and keeps it there: nothing moves it until it is
+unpinned, and VTEX's calls answer as they would in that status.
 """
 
 from __future__ import annotations
@@ -24,10 +31,18 @@ from orchestrator.sandbox import place_validation
 from orchestrator.sandbox.catalog import Catalog
 from orchestrator.sandbox.invoice_validation import invoice_refusal, package_from
 from orchestrator.sandbox.ledger import Ledger
-from orchestrator.sandbox.views import order_view, place_reply_element
+from orchestrator.sandbox.statuses import STATUSES
+from orchestrator.sandbox.views import authorize_reply, order_view, place_reply
 
 WAITING_AUTHORIZATION = "waiting-ffmt-authorization"
 OMS003 = "Order status should be ready-for-handling to perform this action"
+# Statuses from which Authorize dispatch applies (VTEX's docs name the waiting status both ways).
+AUTHORIZABLE = frozenset({WAITING_AUTHORIZATION, "waiting-for-manual-authorization"})
+# Inside these the cancellation is automatic; later the seller decides (cancel_mode).
+BEFORE_GRACE_END = frozenset(
+    {WAITING_AUTHORIZATION, "waiting-for-manual-authorization", "authorize-fulfillment", "window-to-cancel"}
+)
+CANCEL_MODES = ("accept", "deny", "stick")
 
 
 @dataclass
@@ -53,6 +68,13 @@ class SandboxConfig:
     # Benchmarks only: skip the body, catalog and payment checks of Place, so that the sandbox is
     # not what is being measured. Never use it to rehearse an integration.
     lenient: bool = False
+    # Where VTEX's docs allow several answers, which one this sandbox gives (VTEX-API.md §9).
+    place_answer: str = "array"  # "array" (2023 spec, every example) or "object" (2024+ spec)
+    authorize_status: int = 200  # 200 {marketplaceOrderId}, 201 {status, orderId, details}, 204
+    # Cancellation after the grace period: the seller accepts, denies, or it stays requested.
+    cancel_mode: str = "accept"
+    cancel_delay_seconds: float = 0.0
+    tracking_refusal: int | None = None  # answer every tracking update with this status (KIs 10-12)
 
 
 @dataclass
@@ -74,6 +96,12 @@ class SandboxOrder:
     cancel_reason: str | None = None
     last_change: float = 0.0
     packages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pinned: bool = False  # held in its status by the control API
+    cancel_requested_at: float | None = None
+    cancel_decision: str | None = None  # "accept", "deny" or "stick", fixed when it was requested
+    status_before_cancel: str | None = None
+    cancel_request_id: str | None = None
+    cancel_denied_at: float | None = None
 
     @property
     def value(self) -> int:
@@ -109,7 +137,10 @@ class SandboxOms:
     # -- time-driven moves -----------------------------------------------------------------------
 
     def _advance(self, order: SandboxOrder) -> SandboxOrder:
+        if order.pinned:
+            return order
         now = self.clock()
+        self._advance_cancel(order, now)
         if order.status == "window-to-cancel" and order.authorized_at is not None:
             ready_at = order.authorized_at + self.config.grace_seconds
             if now >= ready_at:
@@ -120,6 +151,20 @@ class SandboxOms:
                 order.invoiced_at = done_at
                 self._set_status(order, "invoiced", done_at)
         return order
+
+    def _advance_cancel(self, order: SandboxOrder, now: float) -> None:
+        if order.cancel_requested_at is None or order.status not in ("cancel", "cancellation-requested"):
+            return
+        decided_at = order.cancel_requested_at + self.config.cancel_delay_seconds
+        if now < decided_at or order.cancel_decision == "stick":
+            return
+        if order.status == "cancel" or order.cancel_decision == "accept":
+            order.canceled_at = decided_at
+            self._set_status(order, "canceled", decided_at)
+        else:  # denied: the order goes on from where it was
+            order.cancel_denied_at = decided_at
+            self._set_status(order, order.status_before_cancel or "ready-for-handling", decided_at)
+            order.cancel_requested_at = None
 
     def _set_status(self, order: SandboxOrder, status: str, at: float | None = None) -> None:
         order.status = status
@@ -169,7 +214,8 @@ class SandboxOms:
             duplicate = self._duplicate_refusal(affiliate_id, body)
             if duplicate:
                 return duplicate
-        return Reply(200, [self._create(affiliate_id, sales_channel or "1", dict(body)) for body in bodies])
+        created = [self._create(affiliate_id, sales_channel or "1", dict(body)) for body in bodies]
+        return Reply(200, place_reply(created, self.config.place_answer))
 
     def _duplicate_refusal(self, affiliate_id: str, body: Mapping[str, Any]) -> Reply | None:
         order_id = f"{affiliate_id}-{body['marketplaceOrderId']}"
@@ -191,7 +237,7 @@ class SandboxOms:
             f"{affiliate_id} already exists",
         )
 
-    def _create(self, affiliate_id: str, sales_channel: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _create(self, affiliate_id: str, sales_channel: str, body: dict[str, Any]) -> SandboxOrder:
         for item in body["items"]:
             self.catalog.reserve(item["id"], item["quantity"])
         items_total, shipping_total = place_validation.expected_value(body, self.catalog)
@@ -213,9 +259,11 @@ class SandboxOms:
         entry = self.ledger.entry(order_id)
         entry.places_accepted += 1
         entry.value = order.value
-        return place_reply_element(order)
+        return order
 
-    def authorize(self, order_id: str, affiliate_id: str | None, payload: Any) -> Reply:
+    def authorize(
+        self, order_id: str, affiliate_id: str | None, payload: Any, sales_channel: str | None = None
+    ) -> Reply:
         order = self.find(order_id)
         if order is None:
             return error_reply(404, "SBX-NOT-FOUND", f"Order {order_id} not found")
@@ -226,15 +274,17 @@ class SandboxOms:
         if mkp_id is not None and mkp_id != order.request["marketplaceOrderId"]:
             return error_reply(400, "SBX-INVALID-BODY", "marketplaceOrderId does not match the order")
         entry = self.ledger.entry(order_id)
-        if order.status == "canceled":
+        if order.status in ("canceled", "cancel"):
             return error_reply(400, "SBX-CANCELED", f"Order {order_id} is canceled")
-        if order.status == WAITING_AUTHORIZATION:
+        if order.status in AUTHORIZABLE and not order.pinned:
             order.authorized_at = self.clock()
             self._set_status(order, "window-to-cancel")
             entry.authorizations += 1
         else:
             entry.authorizations_repeated += 1
-        return Reply(200, {"marketplaceOrderId": order.request["marketplaceOrderId"]})
+        entry.authorize_sales_channels.append(sales_channel)
+        status = self.config.authorize_status
+        return Reply(status, authorize_reply(order, status, self.clock()))
 
     def get(self, order_id: str) -> Reply:
         order = self.find(order_id)
@@ -288,6 +338,13 @@ class SandboxOms:
         package = order.packages.get(invoice_number)
         if package is None:
             return error_reply(404, "ORD038", "Invoice Not Found")
+        if self.config.tracking_refusal is not None:
+            self.ledger.entry(order_id).tracking_refused += 1
+            return error_reply(
+                self.config.tracking_refusal,
+                "SBX-TRACKING-REFUSED",
+                "An error has occurred (tracking refused)",
+            )
         if not isinstance(payload, Mapping) or not isinstance(payload.get("trackingNumber"), str):
             return error_reply(400, "SBX-INVALID-BODY", "Invalid request body: 'trackingNumber' is required")
         for name in ("trackingNumber", "trackingUrl", "courier", "dispatchedDate"):
@@ -298,12 +355,13 @@ class SandboxOms:
         return Reply(200, self._receipt(order_id))
 
     def cancel(self, order_id: str, payload: Any) -> Reply:
+        """Accepted with a receipt; the status moves later (see the module's docstring)."""
         order = self.find(order_id)
         if order is None:
             return error_reply(404, "SBX-NOT-FOUND", f"Order {order_id} not found")
         entry = self.ledger.entry(order_id)
-        if order.status == "canceled":
-            entry.cancels_accepted += 1  # already canceled: VTEX answers with a receipt again
+        if order.status in ("canceled", "cancel", "cancellation-requested"):
+            entry.cancels_accepted += 1  # already on its way: VTEX answers with a receipt again
             return Reply(200, self._receipt(order_id))
         if order.status in ("invoice", "invoiced") or order.has_output_invoice:
             entry.cancels_refused += 1
@@ -314,11 +372,44 @@ class SandboxOms:
                 "send an Input invoice instead",
             )
         reason = payload.get("reason") if isinstance(payload, Mapping) else None
-        order.canceled_at = self.clock()
         order.cancel_reason = str(reason) if reason else None
-        self._set_status(order, "canceled")
+        order.cancel_requested_at = self.clock()
+        order.cancel_request_id = uuid.uuid4().hex
+        order.status_before_cancel = order.status
+        automatic = order.status in BEFORE_GRACE_END
+        order.cancel_decision = "accept" if automatic else self.config.cancel_mode
+        self._set_status(order, "cancel" if automatic else "cancellation-requested")
         entry.cancels_accepted += 1
+        self._advance(order)
         return Reply(200, self._receipt(order_id))
+
+    # -- the control API's levers -------------------------------------------------------------
+
+    def pin(self, order_id: str, status: str | None, hold: bool = True) -> SandboxOrder | None:
+        """Put the order in `status` (any VTEX status) and keep it there while `hold`; with no
+        status, only hold or release it where it is."""
+        order = self.find(order_id)
+        if order is None:
+            return None
+        if status is not None:
+            if status not in STATUSES:
+                raise ValueError(f"unknown VTEX status {status!r}")
+            self._set_status(order, status)
+            if status == "canceled":
+                order.canceled_at = order.canceled_at or self.clock()
+        order.pinned = hold
+        return self._advance(order)
+
+    def decide_cancel(self, order_id: str, decision: str) -> SandboxOrder | None:
+        """Settle a cancellation request that is waiting (or stuck) now: accept or deny it."""
+        order = self.find(order_id)
+        if order is None or order.cancel_requested_at is None:
+            return None
+        order.cancel_decision = decision
+        order.cancel_requested_at = min(
+            order.cancel_requested_at, self.clock() - self.config.cancel_delay_seconds
+        )
+        return self._advance(order)
 
     def _receipt(self, order_id: str) -> dict[str, Any]:
         return {

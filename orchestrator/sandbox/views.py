@@ -9,18 +9,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.sandbox.statuses import DESCRIPTIONS
+
 if TYPE_CHECKING:
     from orchestrator.sandbox.oms import SandboxConfig, SandboxOrder
-
-STATUS_DESCRIPTIONS = {
-    "waiting-ffmt-authorization": "Aguardando autorização para despachar",
-    "window-to-cancel": "Carência para cancelamento",
-    "ready-for-handling": "Pronto para o manuseio",
-    "handling": "Preparando Entrega",
-    "invoice": "Verificando Fatura",
-    "invoiced": "Faturado",
-    "canceled": "Cancelado",
-}
 
 
 def _iso(ts: float | None) -> str | None:
@@ -83,6 +75,41 @@ def _shipping(
         ],
         "trackingHints": [],
     }
+
+
+def place_reply(orders: list[SandboxOrder], form: str) -> Any:
+    """Place's answer: an array with one element per order (VTEX's 2023 spec and every example),
+    or, with `form="object"`, the 2024+ spec's `{orderId, status, message, orderData}`."""
+    elements = [place_reply_element(order) for order in orders]
+    if form != "object":
+        return elements
+    first = elements[0]
+    return {
+        "orderId": first["orderId"],
+        "status": "success",
+        "message": "Order placed successfully",
+        "orderData": first,
+    }
+
+
+def authorize_reply(order: SandboxOrder, status: int, now: float) -> Any:
+    """Authorize dispatch's answer in each documented form: 200 `{marketplaceOrderId}` (2023 spec),
+    201 `{status, message, orderId, details}` (current spec), or 204 without a body."""
+    marketplace_order_id = order.request["marketplaceOrderId"]
+    if status == 204:
+        return None
+    if status == 201:
+        return {
+            "status": "success",
+            "message": "Dispatch authorized",
+            "orderId": order.order_id,
+            "details": {
+                "createdAt": _iso(now),
+                "marketplaceOrderId": marketplace_order_id,
+                "status": "pending",
+            },
+        }
+    return {"marketplaceOrderId": marketplace_order_id}
 
 
 def place_reply_element(order: SandboxOrder) -> dict[str, Any]:
@@ -157,7 +184,10 @@ def _items(order: SandboxOrder) -> list[dict[str, Any]]:
 def order_view(order: SandboxOrder, config: SandboxConfig) -> dict[str, Any]:
     """The Get order document (a subset of VTEX's fields, with VTEX's names and types)."""
     body = order.request
-    cancellable = order.status not in ("invoice", "invoiced", "canceled") and not order.has_output_invoice
+    cancellable = (
+        order.status not in ("invoice", "invoiced", "canceled", "cancel", "cancellation-requested")
+        and not order.has_output_invoice
+    )
     return {
         "orderId": order.order_id,
         "sequence": str(order.sequence),
@@ -170,7 +200,7 @@ def order_view(order: SandboxOrder, config: SandboxConfig) -> dict[str, Any]:
         "merchantName": None,
         "status": order.status,
         "workflowIsInError": False,
-        "statusDescription": STATUS_DESCRIPTIONS.get(order.status, order.status),
+        "statusDescription": DESCRIPTIONS.get(order.status, order.status),
         "value": order.value,
         "creationDate": _iso(order.created_at),
         "lastChange": _iso(order.last_change),
@@ -213,10 +243,14 @@ def order_view(order: SandboxOrder, config: SandboxConfig) -> dict[str, Any]:
             "isCertified": None,
             "name": order.affiliate_id,
         },
+        # Get order's schema spells these keys in PascalCase; absent until the order is canceled.
         "cancellationData": (
             {
-                "RequestedByUser": True,
-                "Reason": order.cancel_reason,
+                "RequestedByUser": False,
+                "RequestedBySystem": False,
+                "RequestedBySellerNotification": False,
+                "RequestedByPaymentNotification": False,
+                "Reason": order.cancel_reason or "",
                 "CancellationDate": _iso(order.canceled_at),
             }
             if order.canceled_at

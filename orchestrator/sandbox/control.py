@@ -1,0 +1,203 @@
+"""The sandbox's control API, under the reserved `/_sandbox/` prefix (never a VTEX path).
+
+What a test or a rehearsing user uses to look at VTEX's side and to steer it: the ledger of
+effects and every request, resetting, faults and holds, putting an order in any VTEX status and
+keeping it there, settling a cancellation request, and choosing which of VTEX's documented answers
+the sandbox gives (`behaviour`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from orchestrator.sandbox.faults import FaultConfig, Hold
+from orchestrator.sandbox.oms import CANCEL_MODES
+from orchestrator.sandbox.responses import json_response as _json_response
+from orchestrator.sandbox.responses import read_body as _body
+
+if TYPE_CHECKING:
+    from orchestrator.sandbox.app import Sandbox
+
+_BEHAVIOUR = (
+    "grace_seconds",
+    "invoice_delay_seconds",
+    "place_answer",
+    "authorize_status",
+    "cancel_mode",
+    "cancel_delay_seconds",
+    "tracking_refusal",
+)
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    "place_answer": ("array", "object"),
+    "authorize_status": (200, 201, 204),
+    "cancel_mode": CANCEL_MODES,
+}
+
+
+def _apply_behaviour(config: Any, payload: dict[str, Any]) -> str | None:
+    for name, value in payload.items():
+        if name not in _BEHAVIOUR:
+            return f"unknown setting {name!r} (known: {', '.join(_BEHAVIOUR)})"
+        if name in _CHOICES and value not in _CHOICES[name]:
+            return f"{name} must be one of {_CHOICES[name]}"
+    for name, value in payload.items():
+        setattr(config, name, value)
+    return None
+
+
+def control_routes(sandbox: Sandbox) -> list[Route]:
+    return _looking_routes(sandbox) + _order_routes(sandbox) + _fault_routes(sandbox)
+
+
+def _looking_routes(sandbox: Sandbox) -> list[Route]:
+    """What VTEX's side holds: the ledger of effects and every request."""
+    oms = sandbox.oms
+
+    async def health(_request: Request) -> Response:
+        return JSONResponse({"ok": True, "orders": len(oms.orders)})
+
+    async def ledger(_request: Request) -> Response:
+        return JSONResponse(oms.ledger.as_dict())
+
+    async def requests(_request: Request) -> Response:
+        return JSONResponse(list(oms.ledger.request_log))
+
+    async def ledger_order(request: Request) -> Response:
+        entry = oms.ledger.get(request.path_params["order_id"])
+        if entry is None:
+            return JSONResponse({"error": "unknown order"}, status_code=404)
+        return JSONResponse(entry.as_dict())
+
+    async def reset(_request: Request) -> Response:
+        oms.reset()
+        return JSONResponse({"ok": True})
+
+    return [
+        Route("/_sandbox/health", health),
+        Route("/_sandbox/ledger", ledger),
+        Route("/_sandbox/requests", requests),
+        Route("/_sandbox/ledger/{order_id}", ledger_order),
+        Route("/_sandbox/reset", reset, methods=["POST"]),
+    ]
+
+
+def _order_routes(sandbox: Sandbox) -> list[Route]:
+    """What happens to an order in VTEX without us: an Admin cancel, a status VTEX holds it in, a
+    cancellation request settled; and which documented answers VTEX gives."""
+    oms = sandbox.oms
+
+    async def admin_cancel(request: Request) -> Response:
+        """Someone cancels the order in VTEX's Admin (e.g. during the grace period)."""
+        payload, _ = await _body(request)
+        return _json_response(oms.cancel(request.path_params["order_id"], payload or {"reason": "Admin"}))
+
+    async def order_status(request: Request) -> Response:
+        """Put an order in any VTEX status and keep it there (`hold`, default true)."""
+        payload, bad = await _body(request)
+        if bad or not isinstance(payload, dict):
+            return JSONResponse({"error": "expected {status, hold}"}, status_code=400)
+        try:
+            order = oms.pin(
+                request.path_params["order_id"], payload.get("status"), bool(payload.get("hold", True))
+            )
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        if order is None:
+            return JSONResponse({"error": "unknown order"}, status_code=404)
+        return JSONResponse({"orderId": order.order_id, "status": order.status, "held": order.pinned})
+
+    async def cancel_decision(request: Request) -> Response:
+        """Settle a waiting (or stuck) cancellation request: {"decision": "accept" | "deny"}."""
+        payload, _ = await _body(request)
+        decision = payload.get("decision") if isinstance(payload, dict) else None
+        if decision not in ("accept", "deny"):
+            return JSONResponse({"error": "decision must be accept or deny"}, status_code=400)
+        order = oms.decide_cancel(request.path_params["order_id"], decision)
+        if order is None:
+            return JSONResponse({"error": "no cancellation request for that order"}, status_code=404)
+        return JSONResponse({"orderId": order.order_id, "status": order.status})
+
+    async def behaviour(request: Request) -> Response:
+        """Which of VTEX's documented answers the sandbox gives, changed at run time."""
+        config = oms.config
+        if request.method == "POST":
+            payload, bad = await _body(request)
+            if bad or not isinstance(payload, dict):
+                return JSONResponse({"error": "expected a JSON object"}, status_code=400)
+            problem = _apply_behaviour(config, payload)
+            if problem:
+                return JSONResponse({"error": problem}, status_code=400)
+        return JSONResponse({name: getattr(config, name) for name in _BEHAVIOUR})
+
+    return [
+        Route("/_sandbox/orders/{order_id}/cancel", admin_cancel, methods=["POST"]),
+        Route("/_sandbox/orders/{order_id}/status", order_status, methods=["POST"]),
+        Route("/_sandbox/orders/{order_id}/cancel-decision", cancel_decision, methods=["POST"]),
+        Route("/_sandbox/behaviour", behaviour, methods=["GET", "POST"]),
+    ]
+
+
+def _fault_routes(sandbox: Sandbox) -> list[Route]:
+    """Faults drawn at random, and holds that park one request at an exact point."""
+
+    async def faults(request: Request) -> Response:
+        if request.method == "POST":
+            payload, bad = await _body(request)
+            if bad or not isinstance(payload, dict):
+                return JSONResponse({"error": "expected a JSON object of fault settings"}, status_code=400)
+            try:
+                sandbox.faults.configure(FaultConfig(**payload))
+            except TypeError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            if "rate_limit_rpm" in payload:
+                sandbox.set_rate_limit(payload["rate_limit_rpm"])
+        return JSONResponse(sandbox.faults.config.as_dict())
+
+    async def holds(request: Request) -> Response:
+        if request.method == "POST":
+            payload, _ = await _body(request)
+            if not isinstance(payload, dict):
+                return JSONResponse({"error": "expected {orderId, operation, when}"}, status_code=400)
+            when = payload.get("when", "before")
+            if when not in ("before", "after"):
+                return JSONResponse({"error": "when must be before or after"}, status_code=400)
+            sandbox.faults.holds.append(Hold(payload["orderId"], payload["operation"], when))
+        return JSONResponse(
+            [
+                {
+                    "orderId": h.order_id,
+                    "operation": h.operation,
+                    "when": h.when,
+                    "arrived": h.arrived.is_set(),
+                }
+                for h in sandbox.faults.holds
+            ]
+        )
+
+    async def release(request: Request) -> Response:
+        payload, _ = await _body(request)
+        if not isinstance(payload, dict):
+            return JSONResponse({"error": "expected {orderId, operation, when, then}"}, status_code=400)
+        hold = sandbox.faults.hold_for(
+            payload.get("orderId"), payload.get("operation", ""), payload.get("when", "")
+        )
+        if hold is None:
+            return JSONResponse({"error": "no such hold"}, status_code=404)
+        then = payload.get("then", "apply" if hold.when == "before" else "respond")
+        allowed = ("apply", "discard") if hold.when == "before" else ("respond", "drop")
+        if then not in allowed:
+            return JSONResponse({"error": f"then must be one of {allowed}"}, status_code=400)
+        hold.then = then
+        sandbox.faults.holds.remove(hold)
+        hold.release.set()
+        return JSONResponse({"ok": True})
+
+    return [
+        Route("/_sandbox/faults", faults, methods=["GET", "POST"]),
+        Route("/_sandbox/holds", holds, methods=["GET", "POST"]),
+        Route("/_sandbox/holds/release", release, methods=["POST"]),
+    ]
