@@ -2,15 +2,24 @@
 
     VtexError                      operation, order_id, http_status, code, message
     ├── RetryableError             the call did not take effect; sending it again is safe
-    │   └── RateLimited            429: wait `retry_after` seconds; not a failed attempt
-    │       └── Throttled          not even sent: our own budget would have made it wait too long
+    │   ├── RateLimited            429: wait `retry_after` seconds; not a failed attempt
+    │   │   └── Throttled          not even sent: our own budget would have made it wait too long
+    │   ├── NotVtexRead *          a read answered by something that is not VTEX (an HTML page, a
+    │   │                          200 of the wrong shape, a body without end): not an answer
+    │   └── Misdirected *          3xx: VTEX_BASE_URL points somewhere that redirects; not applied
     ├── AmbiguousError             the call may have taken effect (timeout after sending, connection
-    │                              dropped, 5xx on a write): reconcile before anything is re-sent
+    │   │                          dropped, 5xx on a write): reconcile before anything is re-sent
+    │   └── NotVtexWrite *         a write answered by something that is not VTEX: it may or may not
+    │                              have reached VTEX behind it, so it is reconciled like a timeout
     └── PermanentError             VTEX refused; sending the same request again cannot help
         ├── AuthError              401/403: the credentials are wrong for the whole account
         ├── NotFound               404: VTEX does not know the order (or the invoice)
-        └── Conflict               409: the order is not in a status that allows the call (OMS003)
+        ├── Conflict               409: the order is not in a status that allows the call (OMS003)
+        └── OrderIdMismatch        Place's answer names another order id than the one we derived
     RetriesExhausted               raised by the engine when a step's retry policy runs out
+
+    * EndpointError: the URL does not behave like VTEX at all. It is no order's fault, so it is
+      never an attempt of the order; the whole account pauses instead, for longer each time.
 
 Everything is classified in exactly one place, `classify_response` and `classify_transport_error`,
 and every error carries VTEX's own code and message when it sent one. Messages never contain
@@ -101,6 +110,28 @@ class Conflict(PermanentError):
     pass
 
 
+class EndpointError(VtexError):
+    """The URL answered, but not as VTEX answers: a configuration problem of the whole account."""
+
+
+class NotVtexRead(RetryableError, EndpointError):
+    pass
+
+
+class NotVtexWrite(AmbiguousError, EndpointError):
+    pass
+
+
+class Misdirected(RetryableError, EndpointError):
+    def __init__(self, message: str, *, location: str | None, **kw: Any) -> None:
+        self.location = location
+        super().__init__(message, **kw)
+
+
+class OrderIdMismatch(PermanentError):
+    pass
+
+
 class RetriesExhausted(VtexError):
     """A step failed as many times as its retry policy allows; carries the last failure."""
 
@@ -160,15 +191,21 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 
 def classify_response(
-    response: httpx.Response, *, operation: str, order_id: str | None, is_write: bool
+    status: int,
+    headers: httpx.Headers,
+    content: bytes,
+    reason: str,
+    *,
+    operation: str,
+    order_id: str | None,
+    is_write: bool,
 ) -> VtexError:
-    """Turn a non-2xx response into the error the engine acts on."""
-    status = response.status_code
-    code, message = parse_error_envelope(response.content)
-    message = message or response.reason_phrase or "no message"
+    """Turn a non-2xx answer into the error the engine acts on."""
+    code, message = parse_error_envelope(content)
+    message = message or reason or "no message"
     kw: dict[str, Any] = {"operation": operation, "order_id": order_id, "http_status": status, "code": code}
     if status == 429:
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        retry_after = parse_retry_after(headers.get("Retry-After"))
         return RateLimited(message, retry_after=retry_after, **kw)
     if status in (401, 403):
         return AuthError(message, **kw)

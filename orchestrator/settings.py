@@ -10,6 +10,7 @@ redaction point, so no log line or message can show them even if some library qu
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -62,6 +63,9 @@ class Settings(BaseSettings):
         timedelta(seconds=30), validation_alias=_env("ORCHESTRATOR_SHUTDOWN_TIMEOUT")
     )
     max_attempts: int = Field(8, ge=1, validation_alias=_env("ORCHESTRATOR_MAX_ATTEMPTS"))
+    max_requests_per_order_hour: int = Field(
+        60, ge=10, le=10_000, validation_alias=_env("ORCHESTRATOR_MAX_REQUESTS_PER_ORDER_HOUR")
+    )
     unknown_outcome_after: timedelta = Field(
         timedelta(minutes=15), validation_alias=_env("ORCHESTRATOR_UNKNOWN_OUTCOME_AFTER")
     )
@@ -121,6 +125,11 @@ class Settings(BaseSettings):
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ValueError("must be a plain base URL, without user, password, query or fragment")
         del port  # parsed only to check it is a number in range
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ValueError(
+                "http:// would send the app key and token in clear text; use https:// (http is allowed "
+                "only on this machine, for the sandbox: 127.0.0.1, ::1 or localhost)"
+            )
         return value.strip().rstrip("/")
 
     @field_validator("worker_id")
@@ -196,6 +205,15 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class ConfigurationError(Exception):

@@ -6,9 +6,10 @@ attributes, whenever a request is sent or a response released, so its cost per r
 the number of connections: at 64 concurrent calls it spent most of the daemon's CPU. Here idle
 connections sit in a stack per origin and a request takes the top one.
 
-Scope, on purpose: HTTP/1.1 only (VTEX and the sandbox speak it), no proxies (use
-`VTEX_HTTP_TRANSPORT=httpx` for those), responses read whole (VTEX answers are small JSON). Failures
-are raised as httpx's own exceptions, so `orchestrator.errors` classifies them like any other.
+Scope, on purpose: HTTP/1.1 only (VTEX and the sandbox speak it), no proxies (the client hands a
+proxied account to httpx's own transport), responses read whole (VTEX answers are small JSON) up to
+`MAX_BODY_BYTES` (`BodyTooLarge` beyond, so a body without end cannot fill the memory). Transport
+failures are raised as httpx's own exceptions, so `orchestrator.errors` classifies them like any other.
 """
 
 from __future__ import annotations
@@ -25,13 +26,25 @@ import httpx
 
 Origin = tuple[str, str, int]
 READ_SIZE = 65536
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+class BodyTooLarge(Exception):
+    """The answer's body went past the limit: no answer of VTEX's is that large."""
 
 
 class _Connection:
-    __slots__ = ("h11", "idle_since", "origin", "reader", "writer")
+    __slots__ = ("h11", "idle_since", "max_body", "origin", "reader", "writer")
 
-    def __init__(self, origin: Origin, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        origin: Origin,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        max_body: int = MAX_BODY_BYTES,
+    ) -> None:
         self.origin = origin
+        self.max_body = max_body
         self.reader = reader
         self.writer = writer
         self.h11 = h11.Connection(h11.CLIENT)
@@ -68,17 +81,21 @@ class _Connection:
 
         response: h11.Response | None = None
         chunks: list[bytes] = []
+        body_size = 0
         try:
             async with asyncio.timeout(timeouts.get("read")):
                 while True:
                     event = conn.next_event()
                     if event is h11.NEED_DATA:
-                        received = await self.reader.read(READ_SIZE)
-                        conn.receive_data(received)  # b"" means the server closed the connection
+                        data = await self.reader.read(READ_SIZE)
+                        conn.receive_data(data)  # b"" means the server closed the connection
                     elif isinstance(event, h11.Response):
                         response = event
                     elif isinstance(event, h11.Data):
                         chunks.append(bytes(event.data))
+                        body_size += len(event.data)
+                        if body_size > self.max_body:
+                            raise BodyTooLarge(f"more than {self.max_body} bytes")
                     elif isinstance(event, h11.EndOfMessage):
                         break
                     elif isinstance(event, h11.InformationalResponse):

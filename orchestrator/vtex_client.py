@@ -17,8 +17,10 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from orchestrator import __version__
+from orchestrator.answers import MAX_BODY_BYTES, Answer, check_success, is_vtex_not_found, unexpected
 from orchestrator.budget import RequestBudget, Unlimited
 from orchestrator.errors import (
+    Misdirected,
     RateLimited,
     RetryableError,
     Throttled,
@@ -27,7 +29,7 @@ from orchestrator.errors import (
     classify_transport_error,
 )
 from orchestrator.order_validation import derive_order_id
-from orchestrator.transport import LeanTransport
+from orchestrator.transport import BodyTooLarge, LeanTransport
 
 PLACE_PATH = "/api/fulfillment/pvt/orders"
 FULFILL_PATH = "/api/fulfillment/pvt/orders/{order_id}/fulfill"
@@ -135,14 +137,20 @@ class VtexClient:
             "place-order", order_id, "POST", PLACE_PATH, params=params, json=[dict(order)]
         )
 
-    async def authorize_dispatch(self, affiliate_id: str, marketplace_order_id: str) -> Call:
+    async def authorize_dispatch(
+        self, affiliate_id: str, marketplace_order_id: str, sales_channel: str | None = None
+    ) -> Call:
+        """Authorize dispatch, with the same `sc` (trade policy) the order was placed with."""
         order_id = derive_order_id(affiliate_id, marketplace_order_id)
+        params = {"affiliateId": affiliate_id}
+        if sales_channel:
+            params["sc"] = sales_channel
         return await self._send(
             "authorize-dispatch",
             order_id,
             "POST",
             FULFILL_PATH.format(order_id=order_id),
-            params={"affiliateId": affiliate_id},
+            params=params,
             json={"marketplaceOrderId": marketplace_order_id},
         )
 
@@ -204,28 +212,78 @@ class VtexClient:
         started = time.perf_counter()
         try:
             response = await self._transport.handle_async_request(request)
-            await response.aread()
+            content = await _read_capped(response)
+        except BodyTooLarge:
+            answer = Answer(200, "", b"")
+            error = unexpected(
+                operation, order_id, answer, is_write=is_write, why=f"a body over {MAX_BODY_BYTES} bytes"
+            )
+            error.duration_ms = _ms(started)
+            self._observe(Call(operation, order_id, None, error.duration_ms, sent_at=sent_at), error)
+            raise error from None
         except (httpx.TransportError, httpx.DecodingError) as exc:  # no (usable) answer
             error = classify_transport_error(exc, operation=operation, order_id=order_id, is_write=is_write)
             error.duration_ms = _ms(started)
             self._observe(Call(operation, order_id, None, error.duration_ms, sent_at=sent_at), error)
             raise error from exc
-        call = Call(operation, order_id, response.status_code, _ms(started), sent_at=sent_at)
-        if response.is_success:
-            call = Call(
-                operation, order_id, response.status_code, call.duration_ms, _json_or_none(response), sent_at
+        status = response.status_code
+        answer = Answer(status, response.headers.get("content-type", ""), content)
+        call = Call(operation, order_id, status, _ms(started), sent_at=sent_at)
+        try:
+            body = self._judge(operation, order_id, method, response, answer, none_on_404=none_on_404)
+        except VtexError as error:
+            error.duration_ms = call.duration_ms
+            if isinstance(error, RateLimited):
+                self.budget.pause(error.retry_after)
+            self._observe(call, error)
+            raise
+        call = Call(operation, order_id, status, call.duration_ms, body, sent_at)
+        self._observe(call, None)
+        return call
+
+    @staticmethod
+    def _judge(
+        operation: str,
+        order_id: str | None,
+        method: str,
+        response: httpx.Response,
+        answer: Answer,
+        *,
+        none_on_404: bool,
+    ) -> Any:
+        """The body of a success, or the error the answer means (see `orchestrator.answers`)."""
+        is_write = method != "GET"
+        status = answer.status
+        if 300 <= status < 400:
+            location = response.headers.get("location")
+            raise Misdirected(
+                f"VTEX_BASE_URL answers HTTP {status}, redirecting to {location or 'nowhere'}: set it to "
+                "the account's API host (https://{account}.vtexcommercestable.com.br), not a store, "
+                "login or CDN address",
+                location=location,
+                operation=operation,
+                order_id=order_id,
+                http_status=status,
+                code="REDIRECT",
             )
-            self._observe(call, None)
-            return call
-        if none_on_404 and response.status_code == 404:
-            self._observe(call, None)
-            return call
-        error = classify_response(response, operation=operation, order_id=order_id, is_write=is_write)
-        error.duration_ms = call.duration_ms
-        if isinstance(error, RateLimited):
-            self.budget.pause(error.retry_after)
-        self._observe(call, error)
-        raise error
+        if 200 <= status < 300:
+            check_success(operation, order_id, answer, is_write=is_write)
+            return answer.json
+        if none_on_404 and status == 404:
+            if is_vtex_not_found(answer):
+                return None
+            raise unexpected(
+                operation, order_id, answer, is_write=is_write, why="a 404 page that is not VTEX's"
+            )
+        raise classify_response(
+            status,
+            response.headers,
+            answer.content,
+            response.reason_phrase,
+            operation=operation,
+            order_id=order_id,
+            is_write=is_write,
+        )
 
     def _observe(self, call: Call, error: VtexError | None) -> None:
         if self._observer is not None:
@@ -236,13 +294,19 @@ def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
-def _json_or_none(response: httpx.Response) -> Any:
-    if not response.content:
-        return None
+async def _read_capped(response: httpx.Response) -> bytes:
+    """The body, decoded, but never more than MAX_BODY_BYTES of it (`BodyTooLarge` beyond)."""
+    chunks: list[bytes] = []
+    size = 0
     try:
-        return response.json()
-    except ValueError:
-        return None
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise BodyTooLarge(f"more than {MAX_BODY_BYTES} bytes")
+            chunks.append(chunk)
+    finally:
+        await response.aclose()
+    return b"".join(chunks)
 
 
 __all__ = ["Call", "RetryableError", "VtexClient"]

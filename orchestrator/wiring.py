@@ -26,6 +26,7 @@ from orchestrator.metrics import Metrics
 from orchestrator.migrate import current_revision
 from orchestrator.policy import Policies
 from orchestrator.probe_server import BACKLOG
+from orchestrator.proxies import ProxyError, proxy_for
 from orchestrator.repository import Repository
 from orchestrator.rows import OrderRow
 from orchestrator.serving import bind, url_of
@@ -68,11 +69,15 @@ def build_client(
 ) -> VtexClient:
     if settings.vtex_app_key is None or settings.vtex_app_token is None:
         raise ConfigurationError("set VTEX_APP_KEY and VTEX_APP_TOKEN (the VTEX app key and token)")
-    if transport is None and settings.vtex_http_transport == "httpx":
+    try:
+        proxy = proxy_for(settings.base_url)
+    except ProxyError as exc:
+        raise ConfigurationError(str(exc)) from None
+    if transport is None and (settings.vtex_http_transport == "httpx" or proxy is not None):
         limits = httpx.Limits(
             max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency
         )
-        transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=True)
+        transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=True, proxy=proxy)
     return VtexClient(
         settings.base_url,
         app_key=settings.vtex_app_key.get_secret_value(),
@@ -94,7 +99,10 @@ def engine_config(settings: Settings, identity: str) -> EngineConfig:
         worker_id=identity,
         unknown_outcome_after=settings.unknown_outcome_after,
         policies=Policies.for_grace(
-            settings.grace_period, settings.max_attempts, invoice_asap=settings.invoice_timing == "asap"
+            settings.grace_period,
+            settings.max_attempts,
+            invoice_asap=settings.invoice_timing == "asap",
+            max_requests_per_hour=settings.max_requests_per_order_hour,
         ),
     )
 

@@ -80,3 +80,12 @@ def test_lease_must_outlive_a_call() -> None:
     """A lease shorter than two timeouts would let two workers step one order."""
     with pytest.raises(ConfigurationError, match="ORCHESTRATOR_LEASE"):
         load_settings(lease="30s", vtex_timeout="20s")
+
+
+@pytest.mark.parametrize("url", ["http://acme.vtexcommercestable.com.br", "http://10.0.0.5:8765"])
+def test_plain_http_is_refused_except_on_this_machine(url: str) -> None:
+    """http:// would send the app key and token in clear text: only loopback (the sandbox) may use it."""
+    with pytest.raises(ConfigurationError, match="clear text"):
+        load_settings(None, vtex_base_url=url)
+    for local in ("http://127.0.0.1:8765", "http://localhost:8765", "http://[::1]:8765"):
+        assert load_settings(None, vtex_base_url=local).base_url == local
