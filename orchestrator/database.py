@@ -300,6 +300,16 @@ def is_database_error(exc: BaseException) -> bool:
     return isinstance(exc, sa.exc.SQLAlchemyError | DatabaseError)
 
 
+def is_connection_lost(exc: BaseException) -> bool:
+    """The server ended a connection that was working (a restart, `pg_terminate_backend`)."""
+    if not isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+        return False
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    lowered = str(getattr(exc, "orig", exc)).lower()
+    return "terminating connection" in lowered or "server closed the connection" in lowered
+
+
 def explain(exc: BaseException) -> str:
     """One line about a database failure: what the driver said (first line, no parameters, no
     password), and what it means when we know."""

@@ -9,6 +9,11 @@
 An intent is committed before every VTEX write. If the process dies, or the answer is lost, the
 intent is still there on the next claim and the engine reconciles it by the rule of its step in
 `states` before anything is re-sent. Nothing lives only in memory.
+
+What no answer may do: make an order loop. A refusal counts as an attempt and the next write waits
+by the step's retry policy; a VTEX status the flow does not drive makes the order wait, looking
+less and less often (the planner); an answer that is not VTEX's pauses the account instead of
+spending the order's attempts; and every request counts against the order's hourly guard.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from orchestrator.errors import (
     AmbiguousError,
     AuthError,
     Conflict,
+    EndpointError,
     PermanentError,
     RateLimited,
     RetriesExhausted,
@@ -33,21 +39,25 @@ from orchestrator.errors import (
     Throttled,
     VtexError,
 )
+from orchestrator.events import new_event
 from orchestrator.log import get_logger
-from orchestrator.planner import Kind
+from orchestrator.planner import GUARD_WINDOW, REQUEST_GUARD, Kind
 from orchestrator.policy import Policies
-from orchestrator.repository import new_event
 from orchestrator.rows import OrderRow
 from orchestrator.vtex_client import Call, VtexClient
 from states import (
-    CANCEL,
     MAIN_LINE,
     ORDER_MACHINE,
     STEP_BY_ACTION,
     Action,
     State,
+    denied_trigger,
     rules,
+    vtex_status,
 )
+
+TRACKING_REFUSED = "tracking-refused"
+TRACKING_FAILED = "tracking-failed"
 
 
 class Persistence(Protocol):
@@ -64,6 +74,7 @@ class StepContext:
     now: datetime
     events: list[dict[str, Any]] = field(default_factory=list)
     scheduled: bool = False  # an error path already chose next_run_at
+    refused: bool = False  # VTEX refused a write in this step: the next one waits
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,7 @@ class Engine:
         clock: Callable[[], datetime] = utcnow,
         on_transition: Callable[[str, str, str], None] | None = None,
         guard: AccountGuard | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.client = client
         self.guard = guard
@@ -91,7 +103,7 @@ class Engine:
         self.config = config
         self.policies = config.policies
         self.clock = clock
-        self._rng = random.Random()
+        self._rng = rng or random.Random()
         self._on_transition = on_transition
         self._log = get_logger(worker=config.worker_id)
 
@@ -100,6 +112,7 @@ class Engine:
     async def step(self, row: OrderRow) -> bool:
         """Advance `row` by one durable step; False when its lease turned out to be lost."""
         ctx = StepContext(row, self.clock())
+        self._renew_guard_window(ctx)
         plan = planner.plan(row, ctx.now, self.config.grace_period, self.policies)
         if plan.kind is Kind.RECONCILE:
             await self._reconcile(ctx)
@@ -115,6 +128,16 @@ class Engine:
 
     async def _finish(self, ctx: StepContext) -> bool:
         row = ctx.row
+        if row.requests_in_window >= self.policies.max_requests_per_hour and not row.needs_attention:
+            row.needs_attention = REQUEST_GUARD
+            ctx.scheduled = False  # whatever the step chose, the guard's hour decides now
+            self._log.warning(
+                "request guard: order paused for the rest of the hour",
+                order_id=row.order_id,
+                state=row.state,
+                action=row.intent,
+                requests=row.requests_in_window,
+            )
         if not ctx.scheduled:
             self._schedule(ctx)
         row.lease_owner = None
@@ -135,11 +158,25 @@ class Engine:
         nxt = planner.plan(row, ctx.now, self.config.grace_period, self.policies)
         row.next_run_at = nxt.due_at
         row.wait_reason = nxt.reason
+        if ctx.refused and nxt.kind is Kind.WRITE:
+            # VTEX refused a write in this step and would get one again at once: hold it back.
+            delay = self.policies.retry_for(nxt.action or Action.PLACE).delay(row.attempts, self._rng)
+            row.next_run_at = ctx.now + delay
+            row.wait_reason = f"VTEX refused {nxt.action}; trying again (attempt {row.attempts + 1})"
 
     def _later(self, ctx: StepContext, delay: timedelta, reason: str) -> None:
         ctx.row.next_run_at = ctx.now + delay
         ctx.row.wait_reason = reason[:300]
         ctx.scheduled = True
+
+    def _renew_guard_window(self, ctx: StepContext) -> None:
+        row = ctx.row
+        started = row.requests_window_at
+        if started is None or ctx.now - started >= GUARD_WINDOW:
+            row.requests_window_at = ctx.now
+            row.requests_in_window = 0
+            if row.needs_attention == REQUEST_GUARD:
+                row.needs_attention = None
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -167,6 +204,13 @@ class Engine:
             self._record_call(ctx, exc.operation, exc, attempt=row.intent_attempt)
             self._clear_intent(row)
             self._bad_credentials(ctx, exc)
+        except EndpointError as exc:
+            # Not VTEX answering: the account pauses. An answer to a write may hide a VTEX that did
+            # act behind it (NotVtexWrite is ambiguous): the intent stays and is reconciled.
+            self._record_call(ctx, exc.operation, exc, attempt=row.intent_attempt)
+            if not isinstance(exc, AmbiguousError):
+                self._clear_intent(row)
+            self._endpoint_problem(ctx, exc)
         except RetryableError as exc:
             self._record_call(ctx, exc.operation, exc, attempt=row.intent_attempt)
             self._clear_intent(row)
@@ -196,7 +240,9 @@ class Engine:
         if action is Action.PLACE:
             return await client.place_order(row.affiliate_id, row.place_body, row.sales_channel)
         if action is Action.AUTHORIZE:
-            return await client.authorize_dispatch(row.affiliate_id, row.marketplace_order_id)
+            return await client.authorize_dispatch(
+                row.affiliate_id, row.marketplace_order_id, row.sales_channel
+            )
         if action is Action.START_HANDLING:
             return await client.start_handling(row.order_id)
         if action is Action.INVOICE:
@@ -211,11 +257,14 @@ class Engine:
 
     async def _after_refusal(self, ctx: StepContext, action: Action, refusal: PermanentError) -> None:
         """VTEX refused the call. Before calling it a failure, look at the order: FMT009 on Place,
-        or OMS003 on Start handling, often means an earlier attempt already took effect."""
+        or OMS003 on Start handling, often means an earlier attempt already took effect; a status
+        VTEX holds the order in explains the refusal without being our fault."""
         row = ctx.row
+        ctx.refused = True
+        row.attempts += 1
+        self._note_error(row, refusal)
         vtex_order, ok = await self._fetch(ctx)
         if not ok:
-            self._note_error(row, refusal)
             return
         if vtex_order is not None and rules.is_canceled(vtex_order) and action is not Action.CANCEL:
             self._canceled_in_vtex(ctx)
@@ -231,11 +280,21 @@ class Engine:
                 via=f"VTEX refused ({refusal.code or refusal.http_status}) but it had already taken effect",
             )
             return
-        if isinstance(refusal, Conflict) and action is Action.START_HANDLING:
-            # Not ready-for-handling yet: VTEX's grace period outlasts ours. Not a failure.
-            self._catch_up(ctx, vtex_order)
+        if action is Action.CANCEL:
+            self._cancel_refused(ctx, refusal)
             return
-        self._fail(ctx, refusal.describe(), refusal.code or str(refusal.http_status))
+        if action is Action.TRACKING:
+            self._needs_attention(
+                ctx, TRACKING_REFUSED, f"VTEX refused the tracking update: {refusal.describe()}"
+            )
+            return
+        self._catch_up(ctx, vtex_order)
+        if isinstance(refusal, Conflict) and action is Action.START_HANDLING:
+            return  # not ready-for-handling yet: VTEX's grace period outlasts ours, or VTEX holds it
+        if planner.held_by_vtex(row) is not None:
+            return  # refused because VTEX holds the order somewhere: wait for it, do not fail
+        if self.policies.retry_for(action).exhausted(row.attempts) or not _transient_refusal(refusal):
+            self._fail(ctx, refusal.describe(), refusal.code or str(refusal.http_status))
 
     def _already_applied(self, action: Action, vtex_order: Mapping[str, Any] | None, row: OrderRow) -> bool:
         step = STEP_BY_ACTION[action]
@@ -262,6 +321,10 @@ class Engine:
             self._record_call(ctx, exc.operation, exc)
             self._bad_credentials(ctx, exc)
             return None, False
+        except EndpointError as exc:
+            self._record_call(ctx, exc.operation, exc)
+            self._endpoint_problem(ctx, exc)
+            return None, False
         except VtexError as exc:
             self._record_call(ctx, exc.operation, exc)
             self._read_failed(ctx, exc)
@@ -271,6 +334,8 @@ class Engine:
         if body is not None:
             status = rules.status_of(body)
             if status:
+                if status != row.vtex_status or row.vtex_status_since is None:
+                    row.vtex_status_since = ctx.now
                 row.vtex_status = status
                 row.vtex_status_at = ctx.now
         return body, True
@@ -319,6 +384,7 @@ class Engine:
             message="not applied; will send again",
         )
         self._clear_intent(row)
+        self._catch_up(ctx, vtex_order)
         # Place answered 500 and VTEX has no order: VTEX refused it. That is what VTEX does, every
         # time, for an affiliate using the seller's payment methods, so give up after a few tries.
         refused = action is Action.PLACE and row.last_http_status == 500
@@ -337,11 +403,15 @@ class Engine:
 
     async def _await(self, ctx: StepContext) -> None:
         vtex_order, ok = await self._fetch(ctx)
-        if ok:
-            if vtex_order is None:
-                self._fail(ctx, f"VTEX has no order {ctx.row.order_id} any more", "NOT-FOUND")
-                return
-            self._catch_up(ctx, vtex_order)
+        if not ok:
+            return
+        if vtex_order is None:
+            self._fail(ctx, f"VTEX has no order {ctx.row.order_id} any more", "NOT-FOUND")
+            return
+        if ctx.row.state == State.CANCELING:
+            self._follow_cancellation(ctx, vtex_order)
+            return
+        self._catch_up(ctx, vtex_order)
 
     def _catch_up(self, ctx: StepContext, vtex_order: Mapping[str, Any] | None) -> None:
         """Move along the main line as far as VTEX's view of the order proves we are."""
@@ -363,6 +433,78 @@ class Engine:
             if row.state in step.sources and step.applied(vtex_order, facts):
                 self._fire(ctx, step.trigger)
 
+    # -- cancellation ----------------------------------------------------------------------------
+
+    def _cancel_locally(self, ctx: StepContext, force: bool = False) -> bool:
+        """An order VTEX never received needs no VTEX call to be canceled."""
+        row = ctx.row
+        never_placed = row.state == State.IMPORTED or (
+            row.state == State.FAILED and row.failed_from == State.IMPORTED
+        )
+        if not (force or (never_placed and not row.intent)):
+            return False
+        if row.state == State.CANCELING:
+            self._fire(ctx, "canceled", "VTEX has no such order: nothing left to cancel")
+        elif row.state in (State.IMPORTED, State.FAILED):
+            self._fire(ctx, "cancel_locally", f"canceled before reaching VTEX: {row.cancel_reason}")
+        else:
+            self._fire(ctx, "notice_canceled", "VTEX has no such order: nothing left to cancel")
+        row.cancel_reason = None
+        return True
+
+    def _follow_cancellation(self, ctx: StepContext, vtex_order: Mapping[str, Any]) -> None:
+        """Canceling: VTEX shows canceled (done), still canceling (wait), or anything else: the
+        seller denied it, and the order carries on from where it was."""
+        row = ctx.row
+        status = rules.status_of(vtex_order) or ""
+        if rules.is_canceled(vtex_order):
+            self._fire(ctx, "canceled", "VTEX canceled the order")
+            row.cancel_reason = None
+            return
+        if status in vtex_status.CANCELING:
+            return
+        back = State(row.canceled_from or State.HANDLING)
+        self._fire(ctx, denied_trigger(back), f"VTEX denied the cancellation; the order is {status} there")
+        self._event(
+            ctx, "note", action="cancel-denied", message=f"cancellation denied in VTEX (status {status})"
+        )
+        row.cancel_reason = None
+        row.canceled_from = None
+        self._catch_up(ctx, vtex_order)
+
+    def _cancel_refused(self, ctx: StepContext, refusal: PermanentError) -> None:
+        """VTEX will not cancel (e.g. an Output invoice exists): the order carries on as it was;
+        the refusal is in its history and its last error, and the cancel request is dropped."""
+        row = ctx.row
+        row.cancel_reason = None
+        row.attempts = 0
+        self._event(
+            ctx,
+            "note",
+            action="cancel-refused",
+            error_code=refusal.code or str(refusal.http_status),
+            message=f"VTEX refused to cancel: {refusal.describe()}",
+        )
+        self._log.warning(
+            "VTEX refused to cancel; the order carries on",
+            order_id=row.order_id,
+            state=row.state,
+            action=str(Action.CANCEL),
+            error=refusal.describe(),
+        )
+        ctx.refused = False
+
+    def _canceled_in_vtex(self, ctx: StepContext) -> None:
+        row = ctx.row
+        if row.state == State.CANCELING:
+            self._fire(ctx, "canceled", "VTEX canceled the order")
+        elif row.state not in (State.CANCELED, State.INVOICED):
+            self._fire(ctx, "notice_canceled", "VTEX reports the order canceled (canceled in VTEX)")
+            self._log.warning(
+                "order canceled in VTEX", order_id=row.order_id, state=row.state, action="notice_canceled"
+            )
+        row.cancel_reason = None
+
     # -- outcomes --------------------------------------------------------------------------------
 
     def _applied(
@@ -370,6 +512,7 @@ class Engine:
     ) -> None:
         row = ctx.row
         self._clear_intent(row)
+        ctx.refused = False
         row.attempts = 0
         row.last_error = None
         row.last_error_code = None
@@ -391,30 +534,25 @@ class Engine:
             self._fire(ctx, "send_tracking", via)
             row.tracking_sent_at = ctx.now
         elif action is Action.CANCEL:
-            self._fire(ctx, CANCEL.trigger, via)
+            row.canceled_from = row.state
+            self._fire(ctx, "cancel", f"{via}; VTEX cancels asynchronously")
+            if vtex_order is not None:
+                self._follow_cancellation(ctx, vtex_order)
+            return
         if vtex_order is not None:
             self._catch_up(ctx, vtex_order)
 
-    def _cancel_locally(self, ctx: StepContext, force: bool = False) -> bool:
-        """An order VTEX never received needs no VTEX call to be canceled."""
-        row = ctx.row
-        never_placed = row.state == State.IMPORTED or (
-            row.state == State.FAILED and row.failed_from == State.IMPORTED
-        )
-        if not (force or (never_placed and not row.intent)):
-            return False
-        self._fire(ctx, CANCEL.trigger, f"canceled before reaching VTEX: {row.cancel_reason}")
-        return True
-
-    def _canceled_in_vtex(self, ctx: StepContext) -> None:
-        if ctx.row.state not in (State.CANCELED, State.INVOICED):
-            self._fire(ctx, CANCEL.trigger, "VTEX reports the order canceled")
-
     def _rate_limited(self, ctx: StepContext, exc: RateLimited, what: str) -> None:
+        """Wait as long as VTEX says (its advice, a minute, when it says nothing). A 429 is never
+        an attempt of the order, so a Retry-After of 0 answered again and again would loop: the
+        wait has a floor that doubles with every five requests the order made this hour."""
         if exc.retry_after is not None:
             wait = timedelta(seconds=exc.retry_after)
         else:
             wait = self.policies.rate_limited
+        if not isinstance(exc, Throttled):
+            floor = timedelta(seconds=0.5 * 2 ** (ctx.row.requests_in_window / 5))
+            wait = max(wait, min(floor, self.policies.rate_limited))
         source = "request budget" if isinstance(exc, Throttled) else "VTEX rate limit (429)"
         self._later(ctx, wait, f"{source}: waiting {wait.total_seconds():.0f}s{what}")
 
@@ -444,11 +582,40 @@ class Engine:
         )
         self._later(ctx, max(until - ctx.now, timedelta(0)), f"account paused: {reason}")
 
+    def _endpoint_problem(self, ctx: StepContext, exc: VtexError) -> None:
+        """Not VTEX answering (an HTML page, a redirect, a body without end): not this order's
+        fault, not an attempt of it; the whole account pauses, for longer while it lasts."""
+        self._note_error(ctx.row, exc)
+        if self.guard is None:
+            self._later(ctx, self.policies.endpoint_pause, f"not a VTEX answer: {exc.message}")
+            return
+        until = self.guard.endpoint_failed(
+            ctx.now, exc.message, order_id=ctx.row.order_id, state=ctx.row.state, action=exc.operation
+        )
+        self._later(ctx, max(until - ctx.now, timedelta(0)), f"account paused: {exc.message}")
+
+    def _needs_attention(self, ctx: StepContext, why: str, reason: str) -> None:
+        """The order stops and waits for a person; `status --stuck` lists it with `reason`."""
+        row = ctx.row
+        row.needs_attention = why
+        row.last_error = reason
+        self._event(ctx, "error", action=why, message=reason)
+        self._log.error(
+            "order needs attention", order_id=row.order_id, state=row.state, action=why, reason=reason
+        )
+        row.next_run_at = None
+        row.wait_reason = f"{reason[:200]} (`orchestrator retry {row.order_id}` tries again)"
+        ctx.scheduled = True
+
     def _fail(self, ctx: StepContext, reason: str, code: str | None) -> None:
         row = ctx.row
         row.last_error = reason
         row.last_error_code = code
-        if row.state in (State.FAILED, State.CANCELED, State.INVOICED):
+        if row.state == State.INVOICED:
+            # Only the tracking update can fail after invoiced: the order stays invoiced, stopped.
+            self._needs_attention(ctx, TRACKING_FAILED, reason)
+            return
+        if row.state in (State.FAILED, State.CANCELED):
             return
         row.failed_from = row.state
         self._fire(ctx, "fail", reason)
@@ -474,6 +641,7 @@ class Engine:
         change = ORDER_MACHINE.fire(row, trigger)
         if change.source != change.dest:
             row.state_changed_at = ctx.now
+            row.attempts = 0  # attempts count per step
         self._event(
             ctx, "transition", action=trigger, from_state=change.source, to_state=change.dest, message=message
         )
@@ -491,7 +659,10 @@ class Engine:
     ) -> None:
         if isinstance(outcome, Throttled):
             return  # never sent: nothing to record
-        accepted = isinstance(outcome, Call) or outcome.http_status not in (None, 401, 403)
+        ctx.row.requests_in_window += 1
+        accepted = isinstance(outcome, Call) or (
+            outcome.http_status not in (None, 401, 403) and not isinstance(outcome, EndpointError)
+        )
         if self.guard is not None and accepted:
             self.guard.call_accepted(order_id=ctx.row.order_id, state=ctx.row.state, action=operation)
         if isinstance(outcome, Call):
@@ -514,6 +685,12 @@ class Engine:
             error_code=outcome.code or type(outcome).__name__,
             message=outcome.message[:500],
         )
+
+
+def _transient_refusal(refusal: PermanentError) -> bool:
+    """A refusal that may pass while VTEX moves the order on (a status conflict), as opposed to
+    one about our data (an FMT code, a bad body), which repeating cannot change."""
+    return isinstance(refusal, Conflict)
 
 
 @dataclass(frozen=True)

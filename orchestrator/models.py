@@ -55,6 +55,13 @@ class Order(SQLModel, table=True):
             sqlite_where=sa.text("intent IS NOT NULL"),
             postgresql_where=sa.text("intent IS NOT NULL"),
         ),
+        # Orders that stopped and need a person (a refused tracking update, the request guard).
+        sa.Index(
+            "ix_orders_needs_attention",
+            "needs_attention",
+            sqlite_where=sa.text("needs_attention IS NOT NULL"),
+            postgresql_where=sa.text("needs_attention IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -73,6 +80,12 @@ class Order(SQLModel, table=True):
     tracking: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
     tracking_sent_at: datetime | None = _time()
     cancel_reason: str | None = Field(default=None, max_length=500)
+    canceled_from: str | None = Field(
+        default=None, max_length=32, description="state to go back to if denied"
+    )
+    needs_attention: str | None = Field(
+        default=None, max_length=32, description="why it stopped for a person"
+    )
 
     attempts: int = 0
     last_error: str | None = Field(default=None, sa_type=sa.Text)
@@ -81,6 +94,10 @@ class Order(SQLModel, table=True):
     wait_reason: str | None = Field(default=None, max_length=300)
     vtex_status: str | None = Field(default=None, max_length=64)
     vtex_status_at: datetime | None = _time()
+    vtex_status_since: datetime | None = _time()  # since when VTEX shows vtex_status
+    # The per-order request guard: requests made in the hour that began at requests_window_at.
+    requests_window_at: datetime | None = _time()
+    requests_in_window: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
     intent: str | None = Field(default=None, max_length=32)
     intent_attempt: int | None = None

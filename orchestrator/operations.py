@@ -21,9 +21,10 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.clock import utcnow
+from orchestrator.events import new_event
 from orchestrator.importer import normalise_invoice
-from orchestrator.order_validation import validate_invoice
-from orchestrator.repository import Repository, new_event
+from orchestrator.order_validation import date_time_problem, validate_invoice
+from orchestrator.repository import Repository
 from orchestrator.rows import OrderRow
 from states import ORDER_MACHINE, Action, State, resume_trigger
 
@@ -132,10 +133,29 @@ _FIRST_WRITE = {
 
 
 def retry(repository: Repository, order_id: str) -> Outcome:
-    """Put a failed order back where it failed. Its step is reconciled with VTEX before anything is
-    sent again, since the failure may have come after VTEX had already acted."""
+    """Put a failed order back where it failed, or let an order that stopped for a person (a
+    refused tracking update, the request guard) go on. A failed step is reconciled with VTEX before
+    anything is sent again, since the failure may have come after VTEX had already acted."""
 
     def change(row: OrderRow, now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]], str] | Outcome:
+        if row.needs_attention and row.state != State.FAILED:
+            if row.intent:
+                raise OpenIntent(row, "a retry")
+            event = new_event(
+                row.id,
+                now,
+                "note",
+                action="retry",
+                message=f"retried by an operator after {row.needs_attention}",
+            )
+            cleared = {
+                "needs_attention": None,
+                "attempts": 0,
+                "wait_reason": None,
+                "next_run_at": now,
+                "requests_in_window": 0,
+            }
+            return cleared, [event], f"{order_id} goes on ({row.needs_attention} cleared)"
         if row.state != State.FAILED:
             raise OperationError(f"{order_id} is {row.state}, not failed; only failed orders are retried")
         if row.intent:
@@ -151,6 +171,7 @@ def retry(repository: Repository, order_id: str) -> Outcome:
             "attempts": 0,
             "wait_reason": None,
             "cancel_reason": None,
+            "needs_attention": None,
             "next_run_at": now,
             "state_changed_at": now,
             "intent": str(action) if action else None,
@@ -179,8 +200,8 @@ def request_cancel(repository: Repository, order_id: str, reason: str) -> Outcom
     def change(row: OrderRow, now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]], str] | Outcome:
         if row.state == State.CANCELED:
             return Outcome(order_id, False, f"{order_id} is already canceled")
-        if row.intent == Action.CANCEL:
-            return Outcome(order_id, False, f"a cancel of {order_id} is already on its way to VTEX")
+        if row.intent == Action.CANCEL or row.state == State.CANCELING:
+            return Outcome(order_id, False, f"a cancel of {order_id} is already on its way in VTEX")
         if row.state == State.INVOICED:
             raise OperationError(
                 f"{order_id} is invoiced: VTEX does not cancel invoiced orders "
@@ -226,6 +247,9 @@ def tracking_problems(tracking: Mapping[str, Any]) -> list[str]:
     for name in ("courier", "trackingUrl", "dispatchedDate"):
         if tracking.get(name) is not None and not isinstance(tracking[name], str):
             problems.append(f"{name}: must be a string")
+    dated: list[tuple[str, str]] = []
+    date_time_problem(tracking, "dispatchedDate", "", dated)
+    problems += [f"{field.lstrip('.')}: {message}" for field, message in dated]
     unknown = set(tracking) - set(TRACKING_KEYS) - {"orderId"}
     problems += [f"{name}: unknown field (expected {', '.join(TRACKING_KEYS)})" for name in sorted(unknown)]
     return problems
@@ -250,6 +274,8 @@ def attach_tracking(repository: Repository, order_id: str, tracking: Mapping[str
         if row.tracking == stored and row.tracking_sent_at is not None:
             return Outcome(order_id, False, f"tracking {number} was already sent for {order_id}")
         values: dict[str, Any] = {"tracking": stored, "tracking_sent_at": None}
+        if row.needs_attention in ("tracking-refused", "tracking-failed"):
+            values.update(needs_attention=None, attempts=0, wait_reason=None)
         if row.state == State.INVOICED:
             values["next_run_at"] = now
         event = new_event(

@@ -66,10 +66,23 @@ class Policies:
     refused_by_server: RetryPolicy = RetryPolicy(base=2.0, cap=60.0, max_attempts=3)
     await_ready: PollPolicy = PollPolicy(first=timedelta(0))
     await_invoiced: PollPolicy = PollPolicy(first=timedelta(seconds=1))
+    # VTEX holds the order in a status we do not drive (a manual authorization, a payment): look
+    # again after 10 s, then less and less often (half the time waited), at most every 15 minutes:
+    # a dozen looks in the first hours, then four an hour.
+    await_held: PollPolicy = PollPolicy(
+        first=timedelta(0), minimum=timedelta(seconds=10), cap=timedelta(minutes=15)
+    )
+    # VTEX cancels asynchronously: a first look soon, then less often (a seller may take hours).
+    await_canceled: PollPolicy = PollPolicy(
+        first=timedelta(seconds=1), minimum=timedelta(seconds=2), cap=timedelta(minutes=15)
+    )
+    # The last line of defence against any loop: no order makes more VTEX requests in an hour.
+    max_requests_per_hour: int = 60
     # VTEX starts its grace period when it has processed the authorization, a little after our call
     # returned; looking exactly at our own end of it would mostly meet a 409.
     grace_margin: timedelta = timedelta(seconds=1)
     rate_limited: timedelta = timedelta(seconds=60)  # VTEX's advice when a 429 has no Retry-After
+    endpoint_pause: timedelta = timedelta(seconds=30)  # an answer that is not VTEX's, without a guard
     invoice_asap: bool = False
     bad_credentials: timedelta = timedelta(minutes=5)
 
@@ -77,7 +90,13 @@ class Policies:
         return self.per_action.get(action, self.write)
 
     @classmethod
-    def for_grace(cls, grace: timedelta, max_attempts: int, invoice_asap: bool = False) -> Policies:
+    def for_grace(
+        cls,
+        grace: timedelta,
+        max_attempts: int,
+        invoice_asap: bool = False,
+        max_requests_per_hour: int = 60,
+    ) -> Policies:
         """Scale the readiness polling to the grace period: minutes for VTEX's 30, seconds for a demo."""
         minimum = max(timedelta(seconds=1), min(timedelta(minutes=1), grace / 10))
         margin = max(timedelta(seconds=1), min(timedelta(minutes=1), grace * 0.02))
@@ -86,4 +105,5 @@ class Policies:
             grace_margin=margin,
             invoice_asap=invoice_asap,
             await_ready=PollPolicy(first=timedelta(0), minimum=minimum, cap=timedelta(minutes=5)),
+            max_requests_per_hour=max_requests_per_hour,
         )

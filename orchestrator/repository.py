@@ -19,57 +19,13 @@ from sqlalchemy.engine import Engine
 
 from orchestrator.account import AccountPause
 from orchestrator.database import DialectHooks
+from orchestrator.events import ORDER_LIMITS, fit, new_event
 from orchestrator.models import ACCOUNTS, EVENTS, ORDERS
 from orchestrator.rows import COLUMNS, STEP_COLUMNS, OrderRow
 from orchestrator.stuck import StuckRules
 from states import IN_FLIGHT, State
 
 _CHUNK = 500  # rows per IN (...) list and per executemany batch
-
-EVENT_KEYS = (
-    "order_pk",
-    "at",
-    "kind",
-    "action",
-    "from_state",
-    "to_state",
-    "attempt",
-    "http_status",
-    "duration_ms",
-    "error_code",
-    "message",
-    "worker",
-)
-
-
-def _max_lengths(table: sa.Table) -> dict[str, int]:
-    limits = {}
-    for column in table.columns:
-        length = getattr(column.type, "length", None)  # sa.String, and sqlmodel's AutoString decorator
-        if isinstance(length, int):
-            limits[column.name] = length
-    return limits
-
-
-# PostgreSQL enforces VARCHAR lengths (SQLite does not): texts such as reasons and VTEX messages are
-# cut to fit here, in one place, so a long VTEX message can never make a step's save fail.
-_ORDER_LIMITS = _max_lengths(ORDERS)
-_EVENT_LIMITS = _max_lengths(EVENTS)
-
-
-def _fit(values: dict[str, Any], limits: dict[str, int]) -> dict[str, Any]:
-    for name, limit in limits.items():
-        value = values.get(name)
-        if isinstance(value, str) and len(value) > limit:
-            values[name] = value[: limit - 1] + "…"
-    return values
-
-
-def new_event(order_pk: int, at: datetime, kind: str, **fields: Any) -> dict[str, Any]:
-    """A history row with every column present (executemany needs uniform rows)."""
-    event = dict.fromkeys(EVENT_KEYS)
-    event.update(order_pk=order_pk, at=at, kind=kind, **fields)
-    return _fit(event, _EVENT_LIMITS)
 
 
 @dataclass(frozen=True)
@@ -285,7 +241,7 @@ class Repository:
 
     @staticmethod
     def _step_params(row: OrderRow, owner: str) -> dict[str, Any]:
-        params = _fit({name: getattr(row, name) for name in STEP_COLUMNS}, _ORDER_LIMITS)
+        params = fit({name: getattr(row, name) for name in STEP_COLUMNS}, ORDER_LIMITS)
         params.update(_pk=row.id, _owner=owner, _version=row.version)
         return params
 
@@ -472,8 +428,8 @@ class Repository:
         affiliate: str | None,
         older_than: timedelta | None,
     ) -> list[sa.ColumnElement[bool]]:
-        """The stuck condition as disjoint branches, each a range of the (state, state_changed_at)
-        index read in order: one per state, plus open intents not already counted."""
+        """The stuck condition as disjoint branches, each a range of an index read in order: one per
+        state, plus open intents and orders that need a person, each not already counted."""
         c = ORDERS.c
         wanted = set(states) if states else None
         extra = older_than is not None and now - older_than
@@ -485,16 +441,20 @@ class Repository:
             if wanted is None or state in wanted:
                 cutoff = min(now - limit, extra) if extra else now - limit
                 by_state.append(sa.and_(c.state == state, c.state_changed_at < cutoff))
-        intents: sa.ColumnElement[bool] = sa.and_(
-            c.intent.is_not(None),
-            c.intent_at < now - rules.open_intent_after,
-            sa.not_(sa.or_(sa.false(), *by_state)),
+        counted = sa.or_(sa.false(), *by_state)
+        open_intent = sa.and_(c.intent.is_not(None), c.intent_at < now - rules.open_intent_after)
+        intents: sa.ColumnElement[bool] = sa.and_(open_intent, sa.not_(counted))
+        # Stopped for a person (a refused tracking update, the request guard), whatever its age.
+        attention: sa.ColumnElement[bool] = sa.and_(
+            c.needs_attention.is_not(None), sa.not_(counted), sa.not_(open_intent)
         )
         if wanted is not None:
             intents = sa.and_(intents, c.state.in_(list(wanted)))
+            attention = sa.and_(attention, c.state.in_(list(wanted)))
         if extra:
             intents = sa.and_(intents, c.state_changed_at < extra)
-        branches = [*by_state, intents]
+            attention = sa.and_(attention, c.state_changed_at < extra)
+        branches = [*by_state, intents, attention]
         if affiliate:
             branches = [sa.and_(b, c.affiliate_id == affiliate) for b in branches]
         return branches
@@ -567,7 +527,7 @@ class Repository:
                     sa.or_(c.lease_owner.is_(None), c.lease_expires_at < lease_now),
                 )
                 .values(
-                    **_fit(dict(values), _ORDER_LIMITS),
+                    **fit(dict(values), ORDER_LIMITS),
                     lease_owner=None,
                     lease_expires_at=None,
                     version=c.version + 1,

@@ -29,6 +29,8 @@ class OrderRow:
     tracking: dict[str, Any] | None
     tracking_sent_at: datetime | None
     cancel_reason: str | None
+    canceled_from: str | None
+    needs_attention: str | None
     attempts: int
     last_error: str | None
     last_error_code: str | None
@@ -36,6 +38,9 @@ class OrderRow:
     wait_reason: str | None
     vtex_status: str | None
     vtex_status_at: datetime | None
+    vtex_status_since: datetime | None
+    requests_window_at: datetime | None
+    requests_in_window: int
     intent: str | None
     intent_attempt: int | None
     intent_at: datetime | None
@@ -63,10 +68,14 @@ class OrderRow:
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(OrderRow))
 
 # What a step may change. Everything else (identity, body, invoice data) is written only by import
-# and operator commands, so a step's save can never undo an operator's concurrent edit.
+# and operator commands, so a step's save can never undo an operator's edit (operator writes
+# need the order unleased and its version unchanged, and every step runs under a lease).
 STEP_COLUMNS: tuple[str, ...] = (
     "state",
     "failed_from",
+    "cancel_reason",
+    "canceled_from",
+    "needs_attention",
     "invoice_sent_at",
     "tracking_sent_at",
     "attempts",
@@ -76,6 +85,9 @@ STEP_COLUMNS: tuple[str, ...] = (
     "wait_reason",
     "vtex_status",
     "vtex_status_at",
+    "vtex_status_since",
+    "requests_window_at",
+    "requests_in_window",
     "intent",
     "intent_attempt",
     "intent_at",

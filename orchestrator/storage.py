@@ -6,9 +6,11 @@ the scheduler and the HTTP client just to read a few rows.
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy.engine import Engine
 
-from orchestrator.database import DatabaseError, NoDatabase, create_db_engine
+from orchestrator.database import DatabaseError, NoDatabase, create_db_engine, is_connection_lost
 from orchestrator.migrate import current_revision, ensure_schema, head_revision
 from orchestrator.redaction import mask_url
 from orchestrator.repository import Repository
@@ -24,11 +26,23 @@ def open_repository(settings: Settings, *, migrate: bool = True, create: bool = 
     engine, hooks = create_db_engine(
         settings.database_url, pool_size=max(5, settings.concurrency // 16), create=create
     )
-    if create and migrate:
-        ensure_schema(engine)
-    elif not create:
-        _require_schema(engine, settings.database_url)
+    for attempt in range(1, STARTUP_ATTEMPTS + 1):
+        try:
+            if create and migrate:
+                ensure_schema(engine)
+            elif not create:
+                _require_schema(engine, settings.database_url)
+            break
+        except Exception as exc:
+            # A connection the server ended (a restart, a failover) is worth another try; the
+            # pool opens a fresh one. Anything else is the answer.
+            if attempt == STARTUP_ATTEMPTS or not is_connection_lost(exc):
+                raise
+            time.sleep(0.5 * attempt)
     return Repository(engine, hooks)
+
+
+STARTUP_ATTEMPTS = 3
 
 
 def _require_schema(engine: Engine, url: str) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from orchestrator.durations import format_duration, parse_duration
+from orchestrator.planner import REQUEST_GUARD, held_by_vtex
 from orchestrator.rows import OrderRow
 from states import State
 
@@ -32,6 +33,8 @@ def default_thresholds(grace_period: timedelta) -> dict[str, timedelta]:
         str(State.READY_FOR_HANDLING): quick,
         # Includes waiting for invoice data, which an ERP may legitimately take a while to send.
         str(State.HANDLING): timedelta(hours=1),
+        # A seller may take a while to decide a cancellation request; a stuck one is a known issue.
+        str(State.CANCELING): timedelta(hours=1),
     }
 
 
@@ -98,6 +101,18 @@ def diagnose(row: OrderRow, now: datetime, grace_period: timedelta) -> Diagnosis
                 f"`orchestrator retry {oid}` continues the order",
             )
         return Diagnosis(f"{where}: {error}", f"once the cause is gone: `orchestrator retry {oid}`")
+    if row.needs_attention == REQUEST_GUARD:
+        return Diagnosis(
+            row.wait_reason or "stopped by the request guard",
+            f"`orchestrator show {oid}` lists every request; it goes on by itself when the hour is over, "
+            "and a loop that repeats it is a bug worth reporting",
+        )
+    if row.needs_attention:
+        return Diagnosis(
+            f"{row.needs_attention}: {row.last_error or row.wait_reason or 'see the history'}",
+            f"`orchestrator track {oid} --tracking-number <number>` with a corrected number, or "
+            f"`orchestrator retry {oid}` to send it again",
+        )
     if row.intent and row.intent_at and now - row.intent_at > OPEN_INTENT_AFTER:
         return Diagnosis(
             f"cannot tell whether {row.intent} took effect for {format_duration(now - row.intent_at)}: "
@@ -107,6 +122,17 @@ def diagnose(row: OrderRow, now: datetime, grace_period: timedelta) -> Diagnosis
         )
     if row.wait_reason and "account paused" in row.wait_reason:
         return Diagnosis(row.wait_reason, "fix VTEX_APP_KEY / VTEX_APP_TOKEN, then `orchestrator check`")
+    if held_by_vtex(row) is not None:
+        return Diagnosis(
+            row.wait_reason or f"VTEX holds the order in {row.vtex_status}",
+            f"`orchestrator show {oid} --vtex`; to give up on it: `orchestrator cancel {oid}`",
+        )
+    if row.state == State.CANCELING:
+        return Diagnosis(
+            row.wait_reason or f"canceling for {age}",
+            f"the seller decides it in VTEX Admin (or VTEX support, if it is stuck); see "
+            f"`orchestrator show {oid} --vtex`",
+        )
     if row.state == State.DISPATCH_AUTHORIZED:
         seen = row.vtex_status or "nothing yet"
         ours = format_duration(grace_period)

@@ -26,6 +26,7 @@ class State(StrEnum):
     DISPATCH_AUTHORIZED = "dispatch-authorized"
     READY_FOR_HANDLING = "ready-for-handling"
     HANDLING = "handling"
+    CANCELING = "canceling"
     INVOICED = "invoiced"
     FAILED = "failed"
     CANCELED = "canceled"
@@ -42,14 +43,16 @@ class Action(StrEnum):
     CANCEL = "cancel-order"
 
 
-# States in which the order still moves forward on its own.
-IN_FLIGHT: tuple[State, ...] = (
+# The main line, in the order an order walks it.
+MAIN_STATES: tuple[State, ...] = (
     State.IMPORTED,
     State.CREATED,
     State.DISPATCH_AUTHORIZED,
     State.READY_FOR_HANDLING,
     State.HANDLING,
 )
+# States in which the order still moves forward on its own.
+IN_FLIGHT: tuple[State, ...] = (*MAIN_STATES, State.CANCELING)
 # VTEX accepts an invoice any time after the order exists.
 INVOICEABLE: tuple[State, ...] = (
     State.CREATED,
@@ -90,7 +93,7 @@ class Step:
             raise ValueError(f"step {self.trigger!r} must either perform an action or await a status")
 
 
-_BOOKKEEPING = frozenset({"fail"})
+_BOOKKEEPING = frozenset({"fail", "cancel_locally", "notice_canceled"})
 
 
 def _status(rule: Callable[[Mapping[str, Any] | None], bool]) -> Rule:
@@ -136,20 +139,49 @@ START_HANDLING = Step(
 COMPLETE = Step("complete", (State.HANDLING,), State.INVOICED, _status(rules.is_invoiced), awaits="invoiced")
 SEND_INVOICE = Step("send_invoice", INVOICEABLE, None, _invoice_applied, action=Action.INVOICE)
 SEND_TRACKING = Step("send_tracking", (State.INVOICED,), None, _tracking_applied, action=Action.TRACKING)
+# VTEX cancels asynchronously: its 200 only starts the cancellation, and the order waits in
+# `canceling` until VTEX shows `canceled` or shows it denied (then the order goes back).
 CANCEL = Step(
-    "cancel", (*IN_FLIGHT, State.FAILED), State.CANCELED, _status(rules.is_canceled), action=Action.CANCEL
+    "cancel",
+    (*MAIN_STATES, State.FAILED),
+    State.CANCELING,
+    _status(rules.cancellation_started),
+    action=Action.CANCEL,
+)
+CANCELED_BY_VTEX = Step(
+    "canceled", (State.CANCELING,), State.CANCELED, _status(rules.is_canceled), awaits="canceled"
+)
+# An order VTEX never received is canceled here without a call; one VTEX canceled on its own (in
+# its Admin, during the grace period) is canceled here when we notice.
+CANCEL_LOCALLY = Step("cancel_locally", (State.IMPORTED, State.FAILED), State.CANCELED, _never)
+NOTICE_CANCELED = Step(
+    "notice_canceled", (*IN_FLIGHT, State.FAILED), State.CANCELED, _status(rules.is_canceled)
 )
 FAIL = Step("fail", IN_FLIGHT, State.FAILED, _never)
 
 # The main line, in order. Reconciling walks it from the current state while rules hold.
 MAIN_LINE: tuple[Step, ...] = (PLACE, AUTHORIZE, BECOME_READY, START_HANDLING, COMPLETE)
-STEPS: tuple[Step, ...] = (*MAIN_LINE, SEND_INVOICE, SEND_TRACKING, CANCEL, FAIL)
+STEPS: tuple[Step, ...] = (
+    *MAIN_LINE,
+    SEND_INVOICE,
+    SEND_TRACKING,
+    CANCEL,
+    CANCELED_BY_VTEX,
+    CANCEL_LOCALLY,
+    NOTICE_CANCELED,
+    FAIL,
+)
 STEP_BY_ACTION: dict[Action, Step] = {s.action: s for s in STEPS if s.action is not None}
 
 
 def resume_trigger(state: State) -> str:
     """The trigger that puts a failed order back at `state` (operator retry)."""
     return f"resume_{state.name.lower()}"
+
+
+def denied_trigger(state: State) -> str:
+    """The trigger that puts an order back at `state` when VTEX denied its cancellation."""
+    return f"cancel_denied_{state.name.lower()}"
 
 
 class IllegalTransition(Exception):
@@ -190,6 +222,10 @@ class OrderMachine:
         specs += [
             {"trigger": resume_trigger(state), "source": str(State.FAILED), "dest": str(state)}
             for state in IN_FLIGHT
+        ]
+        specs += [
+            {"trigger": denied_trigger(state), "source": str(State.CANCELING), "dest": str(state)}
+            for state in (*MAIN_STATES, State.FAILED)
         ]
         self._machine = Machine(
             model=None,

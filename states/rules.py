@@ -51,8 +51,13 @@ def is_invoiced(vtex_order: VtexOrder | None) -> bool:
 
 
 def is_canceled(vtex_order: VtexOrder | None) -> bool:
-    """VTEX cancelled the order (by our request, or someone in the Admin during the grace period)."""
-    return status_of(vtex_order) in vtex_status.CANCELED
+    """VTEX canceled the order (by our request, or someone in the Admin during the grace period)."""
+    return status_of(vtex_order) == vtex_status.CANCELED_STATUS
+
+
+def cancellation_started(vtex_order: VtexOrder | None) -> bool:
+    """A cancel request took effect iff VTEX is canceling the order, was asked to, or has."""
+    return status_of(vtex_order) in vtex_status.CANCELING_OR_CANCELED
 
 
 def packages(vtex_order: VtexOrder | None) -> list[Mapping[str, Any]]:

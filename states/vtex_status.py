@@ -1,10 +1,17 @@
-"""VTEX OMS status strings, grouped by what they prove about our own progress.
+"""VTEX OMS status strings: what each proves about our progress, and what it means while an order
+sits in each of our states.
 
 VTEX's docs disagree on some names (the waiting-for-authorization status is documented both as
 `waiting-ffmt-authorization` and `waiting-for-manual-authorization`), so every rule here asks
 "has the order got *past* a point" using the set of statuses that can only be reached after it.
 That keeps the rules correct whichever spelling a real account reports, and tolerant of VTEX's
 transient statuses (`authorize-fulfillment`, `start-handling`, `invoice`).
+
+`EXPECTED` says which statuses are VTEX moving normally while the order is in one of our states.
+A status past them lets the engine catch up (the rules above); any other status is VTEX holding
+the order somewhere this tool does not drive (a manual authorization, a payment, a cancellation
+request): the engine then only looks again, less and less often, and says why in plain words
+(`advice`), instead of sending a call VTEX will refuse.
 """
 
 from __future__ import annotations
@@ -30,9 +37,70 @@ READY_OR_LATER: frozenset[str] = frozenset(
 # Reached only after Start handling took effect.
 HANDLING_OR_LATER: frozenset[str] = frozenset({"start-handling", "handling", "invoice", "invoiced"})
 
-# VTEX is cancelling or has cancelled the order; `cancel` is the short-lived "Canceling" status.
-CANCELED: frozenset[str] = frozenset({"cancel", "canceled"})
+# VTEX is canceling the order, or was asked to and has not decided (`cancellation-requested`
+# waits for the seller; `cancel` is the short-lived "Canceling" inside the grace period).
+CANCELING: frozenset[str] = frozenset({"cancel", "cancellation-requested", "request-cancel"})
+CANCELED_STATUS = "canceled"
+CANCELING_OR_CANCELED: frozenset[str] = CANCELING | {CANCELED_STATUS}
 
 INVOICED = "invoiced"
 READY_FOR_HANDLING = "ready-for-handling"
 WINDOW_TO_CANCEL = "window-to-cancel"
+STILL_IN_GRACE: frozenset[str] = frozenset({WINDOW_TO_CANCEL, "authorize-fulfillment"})
+
+# Our state (by value) -> the statuses in which VTEX is moving the order along as expected.
+EXPECTED: dict[str, frozenset[str]] = {
+    "created": frozenset(
+        {
+            "order-created",
+            "order-accepted",
+            "on-order-completed",
+            "on-order-completed-ffm",
+            "waiting-for-authorization",
+            "waiting-for-fulfillment",
+            "waiting-ffmt-authorization",
+            "waiting-for-manual-authorization",
+            "release-to-fulfillment",
+        }
+    ),
+    "dispatch-authorized": STILL_IN_GRACE,
+    "ready-for-handling": frozenset({READY_FOR_HANDLING}),
+    "handling": frozenset({"start-handling", "handling", "invoice", "ready-for-invoicing"}),
+    "canceling": CANCELING,
+}
+
+_ADVICE: dict[str, str] = {
+    "waiting-for-manual-authorization": "approve it in VTEX Admin (Orders), or cancel it",
+    "waiting-ffmt-authorization": (
+        "VTEX has not applied the dispatch authorization; look at the order in VTEX Admin"
+    ),
+    "payment-pending": (
+        "VTEX waits for a payment it will not see for this order: check the affiliate's payment "
+        "settings in VTEX Admin, or cancel it"
+    ),
+    "cancellation-requested": "a cancellation was requested in VTEX; the seller accepts or denies it there",
+    "request-cancel": "a cancellation was requested in VTEX; the seller accepts or denies it there",
+    "cancel": "VTEX is canceling the order",
+    "on-order-completed-ffm": (
+        "VTEX has not finished creating the order (a known VTEX issue); if it stays, VTEX support "
+        "must repair it"
+    ),
+    "on-order-completed": (
+        "VTEX has not finished creating the order (a known VTEX issue); if it stays, VTEX support "
+        "must repair it"
+    ),
+    "payment-approved": (
+        "VTEX went back to payment-approved (a partial invoice?): the Output invoices must add up to "
+        "the order value"
+    ),
+}
+
+
+def expected_in(state: str, status: str) -> bool:
+    """Whether `status` is VTEX moving normally while the order is in our `state`."""
+    return status in EXPECTED.get(state, frozenset())
+
+
+def advice(status: str) -> str:
+    """What to do about an order VTEX holds in `status`, in plain words."""
+    return _ADVICE.get(status, "this tool does not drive that status; look at the order in VTEX Admin")

@@ -82,6 +82,7 @@ def test_status_json_shape(runner: CliRunner) -> None:
         "dispatch-authorized",
         "ready-for-handling",
         "handling",
+        "canceling",
         "invoiced",
         "failed",
         "canceled",
@@ -123,7 +124,7 @@ def test_show_unknown_order_is_a_clear_error(runner: CliRunner) -> None:
 def test_migrate_reports_the_revision(runner: CliRunner) -> None:
     """`migrate` creates the schema, then says it is up to date."""
     first = runner.invoke(app, ["migrate"])
-    assert first.exit_code == 0 and "schema at revision 0006" in first.output
+    assert first.exit_code == 0 and "schema at revision 0007" in first.output
     assert "up to date" in runner.invoke(app, ["migrate"]).output
 
 

@@ -13,6 +13,7 @@ from states import (
     STEPS,
     IllegalTransition,
     State,
+    denied_trigger,
     resume_trigger,
 )
 
@@ -89,15 +90,25 @@ def test_cancel_is_refused_once_invoiced() -> None:
     """VTEX refuses to cancel an invoiced order; the machine agrees."""
     with pytest.raises(IllegalTransition):
         ORDER_MACHINE.fire(Order(State.INVOICED), "cancel")
+
+
+def test_a_cancel_waits_in_canceling_until_vtex_decides() -> None:
+    """VTEX cancels asynchronously: canceling, then canceled, or back where it was when denied."""
     order = Order(State.FAILED)
     ORDER_MACHINE.fire(order, "cancel")
+    assert order.state == "canceling"
+    ORDER_MACHINE.fire(order, "canceled")
     assert order.state == "canceled"
+    denied = Order(State.HANDLING)
+    ORDER_MACHINE.fire(denied, "cancel")
+    ORDER_MACHINE.fire(denied, denied_trigger(State.HANDLING))
+    assert denied.state == "handling"
 
 
 def test_every_step_names_an_action_or_an_awaited_status_and_has_a_rule() -> None:
     """Each transition says what drives it and how to tell it already happened."""
     for step in STEPS:
-        if step.trigger == "fail":
+        if step.trigger in ("fail", "cancel_locally", "notice_canceled"):
             continue
         assert (step.action is None) != (step.awaits is None), step.trigger
         assert callable(step.applied)

@@ -139,10 +139,11 @@ def test_cancel_of_an_order_vtex_never_received_needs_no_call(served: tuple[Sand
     assert states(database_url) == {"canceled": 1}
 
 
-def test_cancel_refused_by_vtex_fails_the_order_with_its_reason(
+def test_cancel_refused_by_vtex_leaves_the_order_going_with_the_reason(
     served: tuple[Sandbox, CliRunner, str],
 ) -> None:
-    """An order whose invoice VTEX already holds cannot be canceled: exit 1 and VTEX's reason."""
+    """An order whose invoice VTEX already holds cannot be canceled: exit 3 and VTEX's reason, and
+    the order is not failed: VTEX will take it to invoiced, and so does the daemon."""
     _sandbox, runner, database_url = served
     env = dict(runner.env or {})
     runner = CliRunner(env={**env, "ORCHESTRATOR_GRACE_PERIOD": "1h", "ORCHESTRATOR_INVOICE_TIMING": "asap"})
@@ -150,7 +151,9 @@ def test_cancel_refused_by_vtex_fails_the_order_with_its_reason(
     run_until_authorized(runner, 1)
     result = runner.invoke(app, ["cancel", "ABC-100000"])
     assert result.exit_code == 3 and "VTEX refused to cancel ABC-100000" in result.output
-    assert states(database_url) == {"failed": 1}
+    assert states(database_url) == {"dispatch-authorized": 1}
+    history = json.loads(runner.invoke(app, ["show", "ABC-100000", "--json"]).output)["events"]
+    assert any(e["action"] == "cancel-refused" for e in history)
 
 
 def test_cancel_of_an_invoiced_order_is_refused_before_calling_vtex(

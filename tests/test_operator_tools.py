@@ -53,6 +53,7 @@ def test_thresholds_default_to_what_fits_vtex_flow() -> None:
         "dispatch-authorized": timedelta(minutes=45),
         "ready-for-handling": timedelta(minutes=15),
         "handling": timedelta(hours=1),
+        "canceling": timedelta(hours=1),
     }
 
 
@@ -232,7 +233,7 @@ def test_invoice_from_a_file_and_refusals(served: tuple[Sandbox, CliRunner], tmp
     record = import_record(2, with_invoice=False)
     runner.invoke(app, ["import", "-"], input=json.dumps(record))
     bad = runner.invoke(app, ["invoice", "ABC-100002", "--number", "NF 1", "--value", "1100"])
-    assert bad.exit_code == 3 and "letters and digits" in bad.output
+    assert bad.exit_code == 3 and "letters, digits, '-' and '_'" in bad.output
     short = runner.invoke(app, ["invoice", "ABC-100002", "--number", "NF1", "--value", "100"])
     assert short.exit_code == 3 and "marketplacePaymentValue is 1100" in short.output
     path = tmp_path / "invoice.json"

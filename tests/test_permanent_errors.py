@@ -51,7 +51,6 @@ def run_one(
     [
         (lambda o: o["items"][0].update(id="5000"), "FMT005", "5000"),
         (lambda o: o.update(marketplacePaymentValue=999), "FMT007", "(999)"),
-        (lambda o: o["shippingData"]["logisticsInfo"][0].update(itemIndex=3), "FMT0057", "item index"),
     ],
 )
 def test_vtex_validation_errors_fail_the_order_at_once_with_vtex_code(
@@ -61,7 +60,8 @@ def test_vtex_validation_errors_fail_the_order_at_once_with_vtex_code(
     code: str,
     in_message: str,
 ) -> None:
-    """FMTxxx refusals: failed after one Place, with VTEX's code and message, visible in status."""
+    """FMTxxx refusals only VTEX can tell (its catalog, its prices): failed after one Place, with
+    VTEX's code and message, visible in status. (Those the import can tell never reach VTEX.)"""
     record = import_record(1, with_invoice=False)
     change(record["order"])
     repository, sandbox = run_one(make_sandbox, make_settings, record)

@@ -32,6 +32,8 @@ def row(**fields: object) -> OrderRow:
         tracking=None,
         tracking_sent_at=None,
         cancel_reason=None,
+        canceled_from=None,
+        needs_attention=None,
         attempts=0,
         last_error=None,
         last_error_code=None,
@@ -39,6 +41,9 @@ def row(**fields: object) -> OrderRow:
         wait_reason=None,
         vtex_status=None,
         vtex_status_at=None,
+        vtex_status_since=None,
+        requests_window_at=None,
+        requests_in_window=0,
         intent=None,
         intent_attempt=None,
         intent_at=None,
@@ -79,7 +84,13 @@ def test_at_the_end_of_the_grace_period_start_handling_is_the_look() -> None:
 def test_vtex_still_in_its_window_is_polled_with_growing_intervals() -> None:
     """After a 409 (VTEX still in window-to-cancel) looks get rarer the longer it lasts, up to a cap."""
     authorized = NOW - GRACE - timedelta(minutes=1)
-    waiting = row(state="dispatch-authorized", authorized_at=authorized, vtex_status="window-to-cancel")
+    waiting = row(
+        state="dispatch-authorized",
+        authorized_at=authorized,
+        state_changed_at=authorized,
+        vtex_status="window-to-cancel",
+        vtex_status_at=authorized + GRACE,  # seen after the order entered dispatch-authorized
+    )
     delays = []
     for minutes_late in (0.1, 1, 5, 30, 120):
         now = authorized + GRACE + POLICIES.grace_margin + timedelta(minutes=minutes_late)

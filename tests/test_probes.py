@@ -170,14 +170,15 @@ def test_slow_clients_on_the_metrics_port_cannot_take_the_daemons_descriptors(tm
             with contextlib.suppress(OSError):
                 client.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # and never the end of the headers
         assert connections_held(daemon.pid, port) <= 32 + 16 + 2  # waiting, plus one accept burst
-        assert open_fds(daemon.pid) < baseline + 100
         healthy = httpx.get(f"{url}/healthz", timeout=5)
         assert healthy.status_code == 200 and healthy.json()["status"] == "ok"
         assert "orchestrator_orders" in httpx.get(f"{url}/metrics", timeout=5).text
         wait_for(
             lambda: sandbox.ledger()["summary"]["requests"] >= 40, 30, "place and authorize for 20 orders"
         )
-        assert open_fds(daemon.pid) < baseline + 50
+        assert connections_held(daemon.pid, port) <= 33
+        # its own connections to VTEX and the database come on top; nothing near the 1,100 seen before
+        assert open_fds(daemon.pid) < baseline + 120
     finally:
         for client in slow:
             client.close()
@@ -225,17 +226,21 @@ def test_the_probes_say_when_the_database_refuses_every_write(tmp_path: Path, pr
         url = wait_for(lambda: _metrics_url(tmp_path / "daemon.log"), 30, "the metrics URL")
         wait_for(lambda: _answers(f"{url}/readyz"), 30, "readiness")
         backends.make_read_only(name)
-        wait_for(lambda: httpx.get(f"{url}/readyz", timeout=5).status_code == 503, 30, "not ready")
-        answer = httpx.get(f"{url}{probe}", timeout=5)
-        body = answer.json()
-        assert "read-only" in (body["databaseError"] or "")
-        assert answer.status_code == (503 if probe == "/readyz" else 200)
+        # The first failure is the ended connection; the next ones, the read-only database.
+        wait_for(lambda: "read-only" in (_probe(f"{url}{probe}")[1] or ""), 30, "the read-only error")
+        status, _error = _probe(f"{url}{probe}")
+        assert status == (503 if probe == "/readyz" else 200)
     finally:
         if daemon is not None:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=30)
         sandbox.stop()
         backends.drop_database(name)
+
+
+def _probe(url: str) -> tuple[int, str | None]:
+    answer = httpx.get(url, timeout=5)
+    return answer.status_code, answer.json()["databaseError"]
 
 
 def _metrics_url(path: Path) -> str | None:

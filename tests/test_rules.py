@@ -67,7 +67,10 @@ def test_tracking_took_effect_iff_our_invoice_carries_our_tracking_number() -> N
     assert rules.tracking_present(order, "NF1", "BR999") is False
 
 
-def test_canceled_covers_the_short_canceling_status() -> None:
-    """`cancel` (Canceling) and `canceled` both mean VTEX is done with the order."""
-    assert rules.is_canceled(vtex("cancel")) and rules.is_canceled(vtex("canceled"))
-    assert not rules.is_canceled(vtex("handling"))
+def test_only_canceled_is_canceled_and_canceling_means_a_cancel_took_effect() -> None:
+    """VTEX cancels asynchronously: `cancel` (Canceling) and `cancellation-requested` show a cancel
+    request took effect; only `canceled` means VTEX is done with the order."""
+    assert rules.is_canceled(vtex("canceled")) and not rules.is_canceled(vtex("cancel"))
+    for status in ("cancel", "cancellation-requested", "canceled"):
+        assert rules.cancellation_started(vtex(status))
+    assert not rules.cancellation_started(vtex("handling"))

@@ -164,8 +164,15 @@ def cancel(
         out.print(f"cancel of {order_id} requested; the running daemon is working on it and will cancel it")
     elif row.state == "canceled":
         out.print(f"{order_id} canceled")
-    elif row.state == "failed":
-        err_line(str(row.last_error), f"VTEX refused to cancel {order_id}")
+    elif row.state == "canceling":
+        out.print(
+            f"VTEX accepted the cancellation of {order_id} and processes it; the order waits in canceling "
+            "until VTEX shows it canceled (or denied)"
+        )
+    elif not row.cancel_reason:
+        err_line(
+            f"{row.last_error}; the order carries on as {row.state}", f"VTEX refused to cancel {order_id}"
+        )
         raise typer.Exit(exits.REFUSED)
     else:
         out.print(f"cancel of {order_id} requested: {row.wait_reason or 'the daemon will finish it'}")

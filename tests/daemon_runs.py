@@ -1,0 +1,47 @@
+"""Running the real daemon in-process against the sandbox, for as long as a scenario needs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from orchestrator.daemon import Daemon
+from orchestrator.repository import Repository
+from orchestrator.settings import Settings
+from orchestrator.wiring import run_daemon
+
+
+def run_until(
+    settings: Settings,
+    repository: Repository,
+    done: Callable[[], bool],
+    *,
+    timeout: float = 60.0,
+    during: Callable[[float], Any] | None = None,
+) -> Daemon:
+    """Run the daemon until `done()` (checked every 50 ms) or `timeout`, then stop it cleanly.
+
+    `during(elapsed)` is called on each check, for scenarios that change the world mid-run."""
+
+    async def scenario() -> Daemon:
+        holder: dict[str, Daemon] = {}
+        task = asyncio.create_task(
+            run_daemon(settings, repository, install_signals=False, on_ready=lambda d: holder.update(d=d))
+        )
+        started = time.monotonic()
+        while "d" not in holder:
+            await asyncio.sleep(0.01)
+        while not done() and time.monotonic() - started < timeout:
+            if during is not None:
+                during(time.monotonic() - started)
+            await asyncio.sleep(0.05)
+        holder["d"].request_stop()
+        return await task
+
+    return asyncio.run(asyncio.wait_for(scenario(), timeout + 60))
+
+
+def states(repository: Repository) -> dict[str, int]:
+    return {c.state: c.count for c in repository.state_counts()}
