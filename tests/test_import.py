@@ -92,13 +92,22 @@ def test_reimporting_reports_and_changes_nothing(repository: Repository) -> None
     assert repository.find("ABC-100000") == before
 
 
-@pytest.mark.parametrize("number", ["NF/123", "#123", "NF 123", "NF123 ", "NF-123"])
-def test_invoice_numbers_must_be_letters_and_digits(repository: Repository, number: str) -> None:
+@pytest.mark.parametrize("number", ["NF/123", "#123", "NF 123", "NF123 ", "NF.123"])
+def test_invoice_numbers_with_characters_that_break_vtex_are_refused(
+    repository: Repository, number: str
+) -> None:
     """VTEX's known issues: '/', '#' and spaces break the tracking update later; refused at import."""
     line = mutate(import_record(1), lambda r: r["invoice"].update(invoiceNumber=number))
     report = import_lines([line], repository, NOW)
     assert [(p.line, p.field) for p in report.problems] == [(1, "invoice.invoiceNumber")]
-    assert "letters and digits" in report.problems[0].message
+    assert "letters, digits, '-' and '_'" in report.problems[0].message
+
+
+@pytest.mark.parametrize("number", ["DFG-v7731485plzv-01", "NF_2026_001", "123"])
+def test_invoice_numbers_as_vtex_writes_them_are_accepted(repository: Repository, number: str) -> None:
+    """The Orders API's own example is DFG-v7731485plzv-01: '-' and '_' are fine."""
+    line = mutate(import_record(1), lambda r: r["invoice"].update(invoiceNumber=number))
+    assert import_lines([line], repository, NOW).problems == []
 
 
 def test_invoice_must_cover_the_order_value(repository: Repository) -> None:
@@ -141,3 +150,72 @@ def test_a_large_file_is_read_twice_and_written_in_one_transaction(repository: R
     report = import_lines(lambda: iter(good), repository, NOW)
     assert len(report.imported) == 1234 and report.lines == 1234
     assert count_orders(repository) == 1234
+
+
+def _logistics(record: dict[str, Any], *entries: dict[str, Any]) -> None:
+    record["order"]["shippingData"]["logisticsInfo"] = list(entries)
+
+
+SLA = {"selectedSla": "Normal", "price": 200}
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "says"),
+    [
+        (lambda r: _logistics(r, {**SLA, "itemIndex": 1}), "logisticsInfo[0].itemIndex", "FMT0057"),
+        (
+            lambda r: _logistics(r, {**SLA, "itemIndex": 0}, {**SLA, "itemIndex": 0}),
+            "logisticsInfo[1].itemIndex",
+            "FMT0089",
+        ),
+        (
+            lambda r: r["order"].update(marketplaceServicesEndpoint=""),
+            "marketplaceServicesEndpoint",
+            "FMT0070",
+        ),
+        (lambda r: r["order"].update(marketplacePaymentValue=0), "marketplacePaymentValue", "FMT0042"),
+        (lambda r: r["invoice"].update(issuanceDate="2026-11-27"), "invoice.issuanceDate", "date and time"),
+        (
+            lambda r: r["invoice"].update(dispatchedDate="yesterday"),
+            "invoice.dispatchedDate",
+            "date and time",
+        ),
+        (lambda r: r["order"]["clientProfileData"].update(email="ana"), "email", "FMT0032"),
+        (lambda r: r["order"]["shippingData"]["address"].update(country="Brasil"), "country", "ISO"),
+        (lambda r: r["order"]["shippingData"].update(updateStatus="outdated"), "updateStatus", "outdated"),
+        (
+            lambda r: r["order"]["shippingData"]["logisticsInfo"][0].update(lockTTL="eight days"),
+            "lockTTL",
+            "FMT0077",
+        ),
+        (lambda r: r["order"]["items"][0].update(id=""), "items[0].id", "FMT0039"),
+    ],
+)
+def test_import_refuses_what_vtex_refuses(
+    repository: Repository, change: Callable[[dict[str, Any]], None], field: str, says: str
+) -> None:
+    """Each refusal VTEX documents that needs no VTEX to check: named by line and field, and why."""
+    record = import_record(1)
+    if "marketplacePaymentValue" in field:
+        record.pop("invoice")
+    change(record)
+    report = import_lines([json.dumps(record)], repository, NOW)
+    assert report.imported == [] and len(report.problems) == 1, report.problems
+    [problem] = report.problems
+    assert problem.line == 1 and problem.field.endswith(field) and says in problem.message
+
+
+def test_a_utf8_byte_order_mark_is_fine(repository: Repository) -> None:
+    """Excel and many Windows tools start the file with a BOM: the first line still imports."""
+    lines = [b"\xef\xbb\xbf" + lines_of(1)[0].encode(), lines_of(1, start=1)[0].encode()]
+    report = import_lines(lines, repository, NOW)
+    assert (len(report.imported), report.problems) == (2, [])
+
+
+def test_tracking_dispatch_date_must_be_a_date_time() -> None:
+    """The tracking update's dispatchedDate, like the invoice's dates, needs a time."""
+    from orchestrator.operations import tracking_problems
+
+    assert tracking_problems({"trackingNumber": "TR1", "dispatchedDate": "2026-11-27T10:00:00Z"}) == []
+    [problem] = tracking_problems({"trackingNumber": "TR1", "dispatchedDate": "2026-11-27"})
+    assert problem.startswith("dispatchedDate:") and "date and time" in problem
