@@ -11,9 +11,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
+from orchestrator.events import new_event
 from orchestrator.importer import import_lines
 from orchestrator.migrate import alembic_config, current_revision, head_revision
-from orchestrator.repository import Repository, new_event
+from orchestrator.repository import Repository
 from orchestrator.settings import load_settings
 from orchestrator.status import report
 from orchestrator.storage import open_repository
