@@ -111,6 +111,7 @@ class TokenBucket(_Pauses):
         self._tokens = self.capacity
         self._refilled_at = clock()
         self._queue = asyncio.Lock()  # FIFO: waiters take turns instead of all waking for each token
+        self._queued = 0  # callers waiting for the lock or holding it
 
     def _refill(self, now: float) -> None:
         self._tokens = min(self.capacity, self._tokens + (now - self._refilled_at) * self.rate)
@@ -119,22 +120,26 @@ class TokenBucket(_Pauses):
     def expected_wait(self) -> float:
         """Roughly how long a newcomer would wait: the pause, plus everyone queued ahead of it."""
         self._refill(self._clock())
-        ahead = len(getattr(self._queue, "_waiters", None) or ()) + (1 if self._queue.locked() else 0)
+        ahead = self._queued
         shortfall = ahead + 1 - self._tokens
         return self.paused_for + max(0.0, shortfall / self.rate)
 
     async def acquire(self, max_wait: float | None = None) -> None:
         if max_wait is not None and (wait := self.expected_wait()) > max_wait:
             raise Throttled(wait)
-        async with self._queue:
-            while True:
-                await self.wait_out_pause(None)
-                now = self._clock()
-                self._refill(now)
-                if self._tokens >= 1.0 - 1e-9:  # tolerate float rounding of the refill
-                    self._tokens = max(0.0, self._tokens - 1.0)
-                    return
-                await self._sleep((1.0 - self._tokens) / self.rate)
+        self._queued += 1
+        try:
+            async with self._queue:
+                while True:
+                    await self.wait_out_pause(None)
+                    now = self._clock()
+                    self._refill(now)
+                    if self._tokens >= 1.0 - 1e-9:  # tolerate float rounding of the refill
+                        self._tokens = max(0.0, self._tokens - 1.0)
+                        return
+                    await self._sleep((1.0 - self._tokens) / self.rate)
+        finally:
+            self._queued -= 1
 
 
 TakeFn = Callable[[int, float, float], Awaitable[tuple[int, float]]]

@@ -162,7 +162,7 @@ class Settings(BaseSettings):
 
     @property
     def stuck_rules(self) -> StuckRules:
-        return StuckRules.parse(self.stuck_after, self.grace_period)
+        return StuckRules.parse(self.stuck_after, self.grace_period, self.unknown_outcome_after)
 
     @model_validator(mode="after")
     def _stuck_rules_parse(self) -> Settings:

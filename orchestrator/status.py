@@ -20,8 +20,8 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def stuck_entry(row: OrderRow, now: datetime, grace_period: timedelta) -> dict[str, Any]:
-    diagnosis = diagnose(row, now, grace_period)
+def stuck_entry(row: OrderRow, now: datetime, rules: StuckRules, grace_period: timedelta) -> dict[str, Any]:
+    diagnosis = diagnose(row, now, rules, grace_period)
     return {
         "orderId": row.order_id,
         "affiliateId": row.affiliate_id,
@@ -81,5 +81,5 @@ def report(
             "openIntentSeconds": rules.open_intent_after.total_seconds(),
         },
         "stuckTotal": total,
-        "stuck": [stuck_entry(row, now, grace_period) for row in stuck],
+        "stuck": [stuck_entry(row, now, rules, grace_period) for row in stuck],
     }

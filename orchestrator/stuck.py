@@ -20,7 +20,8 @@ from orchestrator.planner import REQUEST_GUARD, held_by_vtex
 from orchestrator.rows import OrderRow
 from states import State
 
-OPEN_INTENT_AFTER = timedelta(minutes=10)
+# The one "outcome unknown for too long" threshold: ORCHESTRATOR_UNKNOWN_OUTCOME_AFTER's default.
+UNKNOWN_OUTCOME_AFTER = timedelta(minutes=15)
 
 
 def default_thresholds(grace_period: timedelta) -> dict[str, timedelta]:
@@ -45,11 +46,13 @@ class StuckRulesError(ValueError):
 @dataclass(frozen=True)
 class StuckRules:
     thresholds: dict[str, timedelta]
-    open_intent_after: timedelta = OPEN_INTENT_AFTER
+    open_intent_after: timedelta = UNKNOWN_OUTCOME_AFTER
     overridden: dict[str, timedelta] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, spec: str | None, grace_period: timedelta) -> StuckRules:
+    def parse(
+        cls, spec: str | None, grace_period: timedelta, open_intent_after: timedelta = UNKNOWN_OUTCOME_AFTER
+    ) -> StuckRules:
         thresholds = default_thresholds(grace_period)
         overridden: dict[str, timedelta] = {}
         for raw in (spec or "").split(","):
@@ -69,7 +72,7 @@ class StuckRules:
                         f"(one of {', '.join(thresholds)})"
                     )
                 thresholds[target] = overridden[target] = duration
-        return cls(thresholds, OPEN_INTENT_AFTER, overridden)
+        return cls(thresholds, open_intent_after, overridden)
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ class Diagnosis:
 _DATA_CODES = ("FMT", "ORD", "CHK")
 
 
-def diagnose(row: OrderRow, now: datetime, grace_period: timedelta) -> Diagnosis:
+def diagnose(row: OrderRow, now: datetime, rules: StuckRules, grace_period: timedelta) -> Diagnosis:
     """A plain-words reason and the command that usually helps."""
     oid = row.order_id
     age = format_duration(now - row.state_changed_at)
@@ -113,7 +116,7 @@ def diagnose(row: OrderRow, now: datetime, grace_period: timedelta) -> Diagnosis
             f"`orchestrator track {oid} --tracking-number <number>` with a corrected number, or "
             f"`orchestrator retry {oid}` to send it again",
         )
-    if row.intent and row.intent_at and now - row.intent_at > OPEN_INTENT_AFTER:
+    if row.intent and row.intent_at and now - row.intent_at > rules.open_intent_after:
         return Diagnosis(
             f"cannot tell whether {row.intent} took effect for {format_duration(now - row.intent_at)}: "
             f"{row.last_error or row.wait_reason or 'VTEX has not answered'}",

@@ -148,7 +148,11 @@ def status(
 
     settings = ctx.obj.settings()
     try:
-        rules = StuckRules.parse(stuck_after, settings.grace_period) if stuck_after else settings.stuck_rules
+        rules = (
+            StuckRules.parse(stuck_after, settings.grace_period, settings.unknown_outcome_after)
+            if stuck_after
+            else settings.stuck_rules
+        )
     except StuckRulesError as exc:
         raise ConfigurationError(str(exc).replace("ORCHESTRATOR_STUCK_AFTER", "--stuck-after")) from None
     try:
