@@ -49,6 +49,7 @@ from states import (
     MAIN_LINE,
     ORDER_MACHINE,
     STEP_BY_ACTION,
+    STEP_BY_TRIGGER,
     Action,
     State,
     denied_trigger,
@@ -510,36 +511,37 @@ class Engine:
     def _applied(
         self, ctx: StepContext, action: Action, vtex_order: Mapping[str, Any] | None, via: str
     ) -> None:
+        """`action` took effect: its step's transitions, as the table of states declares them
+        (earlier steps it proves, the columns it stamps or remembers), then whatever more VTEX's
+        view of the order proves."""
         row = ctx.row
+        step = STEP_BY_ACTION[action]
         self._clear_intent(row)
         ctx.refused = False
         row.attempts = 0
         row.last_error = None
         row.last_error_code = None
         row.last_http_status = None
-        if action is Action.PLACE:
-            self._fire(ctx, "place", via)
-        elif action is Action.AUTHORIZE:
-            self._fire(ctx, "authorize", via)
-            row.authorized_at = _parse_time(vtex_order.get("authorizedDate")) if vtex_order else None
-            row.authorized_at = row.authorized_at or self.clock()  # when VTEX answered, not when we asked
-        elif action is Action.START_HANDLING:
-            if row.state == State.DISPATCH_AUTHORIZED:
-                self._fire(ctx, "become_ready", "Start handling accepted, so VTEX's grace period is over")
-            self._fire(ctx, "start_handling", via)
-        elif action is Action.INVOICE:
-            self._fire(ctx, "send_invoice", via)
-            row.invoice_sent_at = ctx.now
-        elif action is Action.TRACKING:
-            self._fire(ctx, "send_tracking", via)
-            row.tracking_sent_at = ctx.now
-        elif action is Action.CANCEL:
-            row.canceled_from = row.state
-            self._fire(ctx, "cancel", f"{via}; VTEX cancels asynchronously")
-            if vtex_order is not None:
-                self._follow_cancellation(ctx, vtex_order)
+        for trigger in step.proves:
+            if row.state in STEP_BY_TRIGGER[trigger].sources:
+                self._fire(ctx, trigger, f"{action} accepted, which proves it")
+        if step.remembers is not None:
+            setattr(row, step.remembers, row.state)
+        self._fire(
+            ctx, step.trigger, f"{via}; VTEX cancels asynchronously" if action is Action.CANCEL else via
+        )
+        if step.stamp is not None:
+            vtex_time = (
+                _parse_time(vtex_order.get(step.stamp_from_vtex))
+                if vtex_order and step.stamp_from_vtex
+                else None
+            )
+            setattr(row, step.stamp, vtex_time or self.clock())  # when VTEX answered, not when we asked
+        if vtex_order is None:
             return
-        if vtex_order is not None:
+        if row.state == State.CANCELING:
+            self._follow_cancellation(ctx, vtex_order)
+        else:
             self._catch_up(ctx, vtex_order)
 
     def _rate_limited(self, ctx: StepContext, exc: RateLimited, what: str) -> None:

@@ -24,6 +24,8 @@ from orchestrator.clock import utcnow
 from orchestrator.events import new_event
 from orchestrator.importer import normalise_invoice
 from orchestrator.order_validation import date_time_problem, validate_invoice
+from orchestrator.planner import first_write
+from orchestrator.policy import Policies
 from orchestrator.repository import Repository
 from orchestrator.rows import OrderRow
 from states import ORDER_MACHINE, Action, State, resume_trigger
@@ -123,15 +125,6 @@ def attach_invoice(repository: Repository, order_id: str, invoice: Mapping[str, 
     return _with_row(repository, order_id, change)
 
 
-# What a resumed order would have sent first; retry makes the engine reconcile it before sending.
-_FIRST_WRITE = {
-    State.IMPORTED: Action.PLACE,
-    State.CREATED: Action.AUTHORIZE,
-    State.DISPATCH_AUTHORIZED: Action.START_HANDLING,
-    State.READY_FOR_HANDLING: Action.START_HANDLING,
-}
-
-
 def retry(repository: Repository, order_id: str) -> Outcome:
     """Put a failed order back where it failed, or let an order that stopped for a person (a
     refused tracking update, the request guard) go on. A failed step is reconciled with VTEX before
@@ -162,9 +155,9 @@ def retry(repository: Repository, order_id: str) -> Outcome:
             raise OpenIntent(row, "a retry")
         target = State(row.failed_from or State.IMPORTED)
         ORDER_MACHINE.fire(row, resume_trigger(target))
-        action = _FIRST_WRITE.get(target)
-        if target == State.HANDLING and row.invoice is not None and row.invoice_sent_at is None:
-            action = Action.INVOICE
+        # What the order would send first there: made the intent, so that it is reconciled with
+        # VTEX (the failure may have come after VTEX acted) before anything is sent again.
+        action = first_write(row, target, Policies())
         values: dict[str, Any] = {
             "state": row.state,
             "failed_from": None,

@@ -1,29 +1,25 @@
 """What an order needs next, decided from its row alone (no I/O, no clock of its own).
 
-open intent                          -> RECONCILE: find out whether that call took effect
-request guard tripped                -> idle until the guard's hour is over
-stopped for a person                 -> idle (a refused tracking update ...) until an operator acts
-cancel asked for                     -> WRITE cancel-order
-canceling                            -> AWAIT canceled (or VTEX's denial), less and less often
-imported                             -> WRITE place-order
-VTEX holds the order in a status we do not drive (seen since we entered our state)
-                                     -> AWAIT it moving on, less and less often, saying why
-created                              -> WRITE authorize-dispatch
-dispatch-authorized, invoice pending -> WRITE send-invoice (VTEX accepts it once the order exists)
-dispatch-authorized, grace not over  -> wait until authorized_at + grace period
-dispatch-authorized, grace over      -> WRITE start-handling: the 204 itself proves the order
-                                        was ready-for-handling, saving a Get order per order;
-                                        after a 409 we AWAIT ready-for-handling with polling
-ready-for-handling                   -> WRITE start-handling
-handling, invoice pending            -> WRITE send-invoice
-handling, invoice sent               -> AWAIT invoiced
-handling, no invoice data            -> idle until an operator attaches one
-invoiced, tracking pending           -> WRITE send-tracking
-failed, canceled, invoiced           -> nothing
+The step that moves an order on from each state is in the table of states (`states.PHASES`): a
+write (place, authorize, start handling) or a VTEX status to await, looked for by the step's poll
+policy. Around that table, a few rules apply to every state, in this order:
 
-A write that VTEX just refused is never sent again at once: the engine holds the next one back
-by the step's retry policy (`Plan.kind` WRITE after a refusal), so no path re-sends without a
-growing pause.
+    request guard tripped                -> idle until the guard's hour is over
+    open intent                          -> RECONCILE: find out whether that call took effect
+    stopped for a person                 -> idle until an operator acts
+    cancel asked for                     -> WRITE cancel-order
+    VTEX holds the order in a status it does not move through in this state (seen since the
+                                            order entered it) -> AWAIT, less and less often, saying why
+    invoice pending (in the states the invoice timing allows)   -> WRITE send-invoice
+    invoiced, tracking pending           -> WRITE send-tracking
+    then the table's step: WRITE its action, or AWAIT its status (idle while it needs our invoice)
+
+One step has its own timing: `become_ready` (VTEX's grace period) is first looked at when the grace
+period ends, and the look is Start handling itself (its 204 proves the order was ready); after a
+409 it is polled with a growing interval.
+
+A write that VTEX just refused is never sent again at once: the engine holds the next one back by
+the step's retry policy, so no path re-sends without a growing pause.
 """
 
 from __future__ import annotations
@@ -33,9 +29,9 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from orchestrator.durations import format_duration
-from orchestrator.policy import Policies
+from orchestrator.policy import Policies, PollPolicy
 from orchestrator.rows import OrderRow
-from states import MAIN_STATES, Action, State, vtex_status
+from states import BECOME_READY, CANCEL, PHASES, Action, State, Step, vtex_status
 
 NO_INVOICE = "waiting for invoice data (attach it with `orchestrator invoice`)"
 REQUEST_GUARD = "request-guard"
@@ -53,7 +49,6 @@ class Kind(Enum):
 class Plan:
     kind: Kind
     action: Action | None = None
-    awaiting: str | None = None
     due_at: datetime | None = None  # None: nothing will happen without outside input
     reason: str | None = None
 
@@ -84,13 +79,13 @@ def status_seen_here(row: OrderRow) -> str | None:
 
 
 def held_by_vtex(row: OrderRow) -> str | None:
-    """The status VTEX holds the order in, when it is not one VTEX moves through in our state."""
+    """The status VTEX holds the order in, when it is not one VTEX moves through in our state.
+    (In `canceling`, any other status is VTEX's answer to the cancellation: the engine's to judge.)"""
     status = status_seen_here(row)
-    if status is None or row.state not in vtex_status.EXPECTED or row.state == State.CANCELING:
+    phase = PHASES[State(row.state)]
+    if status is None or not phase.expected or row.state == State.CANCELING:
         return None
-    if vtex_status.expected_in(row.state, status):
-        return None
-    return status
+    return None if status in phase.expected else status
 
 
 def guard_until(row: OrderRow, now: datetime, policies: Policies) -> datetime | None:
@@ -104,7 +99,10 @@ def guard_until(row: OrderRow, now: datetime, policies: Policies) -> datetime | 
 
 
 def plan(row: OrderRow, now: datetime, grace: timedelta, policies: Policies) -> Plan:
-    state = row.state
+    """What the order needs next: cross-cutting rules first (the guard, an open intent, a person
+    needed, a cancel asked for, VTEX holding the order), then the side steps (the invoice, the
+    tracking number), then the step the table of states names for the order's state."""
+    state = State(row.state)
     held = guard_until(row, now, policies)
     if held is not None:
         return Plan(
@@ -119,41 +117,54 @@ def plan(row: OrderRow, now: datetime, grace: timedelta, policies: Policies) -> 
         return Plan(Kind.RECONCILE, action=Action(row.intent), due_at=now)
     if row.needs_attention and row.needs_attention != REQUEST_GUARD:
         return Plan(Kind.IDLE, reason=row.wait_reason or f"stopped: {row.needs_attention}")
-    if row.cancel_reason and state in (*MAIN_STATES, State.FAILED):
+    if row.cancel_reason and state in CANCEL.sources:
         return Plan(Kind.WRITE, action=Action.CANCEL, due_at=now)
-    if state == State.CANCELING:
-        return _canceling(row, now, policies)
-    if state == State.IMPORTED:
-        return Plan(Kind.WRITE, action=Action.PLACE, due_at=now)
     holding = held_by_vtex(row)
     if holding is not None:
         return _held(row, holding, now, policies)
-    if state == State.CREATED:
-        return Plan(Kind.WRITE, action=Action.AUTHORIZE, due_at=now)
     if invoice_pending(row) and state in _invoice_states(policies):
         return Plan(Kind.WRITE, action=Action.INVOICE, due_at=now)
-    if state == State.DISPATCH_AUTHORIZED:
+    step = PHASES[state].next
+    if step is None:
+        if state == State.INVOICED and row.tracking is not None and row.tracking_sent_at is None:
+            return Plan(Kind.WRITE, action=Action.TRACKING, due_at=now)
+        if state == State.FAILED:
+            why = row.last_error or "see history"
+            return Plan(Kind.IDLE, reason=f"failed: {why} (retry with `orchestrator retry`)")
+        return Plan(Kind.IDLE)
+    if step.action is not None:
+        return Plan(Kind.WRITE, action=step.action, due_at=now)
+    return _awaiting(row, step, now, grace, policies)
+
+
+def first_write(row: OrderRow, state: State, policies: Policies) -> Action | None:
+    """The write an order in `state` would send first (a retried order reconciles it first)."""
+    if invoice_pending(row) and state in _invoice_states(policies):
+        return Action.INVOICE
+    step = PHASES[state].next
+    if step is None:
+        return None
+    return step.action or step.probe
+
+
+def _awaiting(row: OrderRow, step: Step, now: datetime, grace: timedelta, policies: Policies) -> Plan:
+    """The order waits for VTEX to reach `step.awaits`, looking by the step's poll policy."""
+    if step.trigger == BECOME_READY.trigger:
         return _waiting_for_grace(row, now, grace, policies)
-    if state == State.READY_FOR_HANDLING:
-        return Plan(Kind.WRITE, action=Action.START_HANDLING, due_at=now)
-    if state == State.HANDLING:
-        if row.invoice is None:
-            return Plan(Kind.IDLE, reason=NO_INVOICE)
-        start = max(row.state_changed_at, row.invoice_sent_at or row.state_changed_at)
-        due = policies.await_invoiced.next_look(start, now)
-        return Plan(
-            Kind.AWAIT,
-            awaiting=vtex_status.INVOICED,
-            due_at=due,
-            reason="waiting for VTEX to mark the order invoiced",
+    if step.needs_invoice and row.invoice is None:
+        return Plan(Kind.IDLE, reason=NO_INVOICE)
+    since = max(row.state_changed_at, row.invoice_sent_at or row.state_changed_at)
+    poll: PollPolicy = getattr(policies, step.poll or "")
+    status = status_seen_here(row)
+    if status is not None and vtex_status.has_advice(status):
+        seen_since = row.vtex_status_since or since
+        reason = (
+            f"VTEX shows {status} since {seen_since:%Y-%m-%d %H:%M}Z ({format_duration(now - seen_since)}): "
+            f"{vtex_status.advice(status)}"
         )
-    if state == State.INVOICED and row.tracking is not None and row.tracking_sent_at is None:
-        return Plan(Kind.WRITE, action=Action.TRACKING, due_at=now)
-    if state == State.FAILED:
-        return Plan(
-            Kind.IDLE, reason=f"failed: {row.last_error or 'see history'} (retry with `orchestrator retry`)"
-        )
-    return Plan(Kind.IDLE)
+    else:
+        reason = f"waiting for VTEX to show the order {step.awaits} ({format_duration(now - since)} so far)"
+    return Plan(Kind.AWAIT, due_at=poll.next_look(since, now), reason=reason)
 
 
 def _held(row: OrderRow, status: str, now: datetime, policies: Policies) -> Plan:
@@ -168,40 +179,20 @@ def _held(row: OrderRow, status: str, now: datetime, policies: Policies) -> Plan
     )
 
 
-def _canceling(row: OrderRow, now: datetime, policies: Policies) -> Plan:
-    status = status_seen_here(row)
-    if status in vtex_status.CANCELING:
-        since = row.vtex_status_since or row.state_changed_at
-        reason = (
-            f"VTEX shows {status} since {since:%Y-%m-%d %H:%M}Z ({format_duration(now - since)}): "
-            f"{vtex_status.advice(status)}"
-        )
-    else:
-        reason = f"cancel requested in VTEX {format_duration(now - row.state_changed_at)} ago; waiting for it"
-    return Plan(
-        Kind.AWAIT,
-        awaiting=vtex_status.CANCELED_STATUS,
-        due_at=policies.await_canceled.next_look(row.state_changed_at, now),
-        reason=reason,
-    )
-
-
 def _waiting_for_grace(row: OrderRow, now: datetime, grace: timedelta, policies: Policies) -> Plan:
     ends = grace_ends(row, grace, policies.grace_margin) or now
     if now < ends:
         return Plan(
             Kind.AWAIT,
-            awaiting=vtex_status.READY_FOR_HANDLING,
             due_at=ends,
             reason=f"VTEX cancellation grace period, ends in {format_duration(ends - now)}",
         )
     seen = status_seen_here(row)
     if seen not in vtex_status.STILL_IN_GRACE:
-        return Plan(Kind.WRITE, action=Action.START_HANDLING, due_at=ends)
+        return Plan(Kind.WRITE, action=BECOME_READY.probe, due_at=ends)
     # VTEX said it is still in its grace period after ours ended: look again, less and less often.
     return Plan(
         Kind.AWAIT,
-        awaiting=vtex_status.READY_FOR_HANDLING,
         due_at=policies.await_ready.next_look(ends, now),
         reason=f"VTEX still reports {seen} {format_duration(now - ends)} after the grace period",
     )

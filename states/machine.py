@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from transitions import Machine, MachineError
 
-from states import rules
+from states import rules, vtex_status
 
 
 class State(StrEnum):
@@ -79,7 +79,8 @@ Rule = Callable[[Mapping[str, Any] | None, Facts], bool]
 
 @dataclass(frozen=True)
 class Step:
-    """One transition: what drives it and how to tell that it already happened."""
+    """One transition: what drives it, how to tell that it already happened, and what the row
+    keeps of it. The planner, the engine's reconcile and the operator commands all read these."""
 
     trigger: str
     sources: tuple[State, ...]
@@ -87,10 +88,24 @@ class Step:
     applied: Rule
     action: Action | None = None  # the VTEX write that performs it, if any
     awaits: str | None = None  # otherwise the VTEX status it waits for
+    # An awaiting step: the policy its looks follow (a `PollPolicy` of `Policies`, by name), and a
+    # write whose acceptance itself proves the status was reached (it then is the look).
+    poll: str | None = None
+    probe: Action | None = None
+    # An action step: earlier steps its acceptance proves (a 204 to Start handling proves VTEX's
+    # grace period was over), the row's column stamped with when it was applied (and the Get order
+    # field giving VTEX's own time for it), and the column keeping the state it left.
+    proves: tuple[str, ...] = ()
+    stamp: str | None = None
+    stamp_from_vtex: str | None = None
+    remembers: str | None = None
+    needs_invoice: bool = False  # waits for VTEX only once our invoice data exists
 
     def __post_init__(self) -> None:
         if (self.action is None) == (self.awaits is None) and self.trigger not in _BOOKKEEPING:
             raise ValueError(f"step {self.trigger!r} must either perform an action or await a status")
+        if self.awaits is not None and self.poll is None:
+            raise ValueError(f"step {self.trigger!r} awaits {self.awaits} but names no poll policy")
 
 
 _BOOKKEEPING = frozenset({"fail", "cancel_locally", "notice_canceled"})
@@ -121,13 +136,19 @@ AUTHORIZE = Step(
     State.DISPATCH_AUTHORIZED,
     _status(rules.dispatch_authorized),
     action=Action.AUTHORIZE,
+    stamp="authorized_at",
+    stamp_from_vtex="authorizedDate",
 )
+# VTEX's grace period: the first look is due when it ends (the planner times it), and that look is
+# Start handling itself, whose 204 proves the order was ready-for-handling.
 BECOME_READY = Step(
     "become_ready",
     (State.DISPATCH_AUTHORIZED,),
     State.READY_FOR_HANDLING,
     _status(rules.ready_for_handling),
     awaits="ready-for-handling",
+    poll="await_ready",
+    probe=Action.START_HANDLING,
 )
 START_HANDLING = Step(
     "start_handling",
@@ -135,10 +156,28 @@ START_HANDLING = Step(
     State.HANDLING,
     _status(rules.handling_started),
     action=Action.START_HANDLING,
+    proves=("become_ready",),
 )
-COMPLETE = Step("complete", (State.HANDLING,), State.INVOICED, _status(rules.is_invoiced), awaits="invoiced")
-SEND_INVOICE = Step("send_invoice", INVOICEABLE, None, _invoice_applied, action=Action.INVOICE)
-SEND_TRACKING = Step("send_tracking", (State.INVOICED,), None, _tracking_applied, action=Action.TRACKING)
+COMPLETE = Step(
+    "complete",
+    (State.HANDLING,),
+    State.INVOICED,
+    _status(rules.is_invoiced),
+    awaits="invoiced",
+    poll="await_invoiced",
+    needs_invoice=True,
+)
+SEND_INVOICE = Step(
+    "send_invoice", INVOICEABLE, None, _invoice_applied, action=Action.INVOICE, stamp="invoice_sent_at"
+)
+SEND_TRACKING = Step(
+    "send_tracking",
+    (State.INVOICED,),
+    None,
+    _tracking_applied,
+    action=Action.TRACKING,
+    stamp="tracking_sent_at",
+)
 # VTEX cancels asynchronously: its 200 only starts the cancellation, and the order waits in
 # `canceling` until VTEX shows `canceled` or shows it denied (then the order goes back).
 CANCEL = Step(
@@ -147,9 +186,15 @@ CANCEL = Step(
     State.CANCELING,
     _status(rules.cancellation_started),
     action=Action.CANCEL,
+    remembers="canceled_from",
 )
 CANCELED_BY_VTEX = Step(
-    "canceled", (State.CANCELING,), State.CANCELED, _status(rules.is_canceled), awaits="canceled"
+    "canceled",
+    (State.CANCELING,),
+    State.CANCELED,
+    _status(rules.is_canceled),
+    awaits="canceled",
+    poll="await_canceled",
 )
 # An order VTEX never received is canceled here without a call; one VTEX canceled on its own (in
 # its Admin, during the grace period) is canceled here when we notice.
@@ -172,6 +217,35 @@ STEPS: tuple[Step, ...] = (
     FAIL,
 )
 STEP_BY_ACTION: dict[Action, Step] = {s.action: s for s in STEPS if s.action is not None}
+STEP_BY_TRIGGER: dict[str, Step] = {s.trigger: s for s in STEPS}
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What an order does while it is in one state: the step that moves it on, and the VTEX
+    statuses VTEX shows meanwhile while moving it along (any other status is VTEX holding the order
+    somewhere this tool does not drive)."""
+
+    state: State
+    next: Step | None
+    expected: frozenset[str] = frozenset()
+
+
+# The one table of what comes next. Adding a step is a row here (and its Step and rule above).
+PHASES: dict[State, Phase] = {
+    phase.state: phase
+    for phase in (
+        Phase(State.IMPORTED, PLACE),
+        Phase(State.CREATED, AUTHORIZE, vtex_status.BEFORE_AUTHORIZE),
+        Phase(State.DISPATCH_AUTHORIZED, BECOME_READY, vtex_status.STILL_IN_GRACE),
+        Phase(State.READY_FOR_HANDLING, START_HANDLING, frozenset({vtex_status.READY_FOR_HANDLING})),
+        Phase(State.HANDLING, COMPLETE, vtex_status.HANDLING_ON_ITS_WAY),
+        Phase(State.CANCELING, CANCELED_BY_VTEX, vtex_status.CANCELING),
+        Phase(State.INVOICED, None),
+        Phase(State.FAILED, None),
+        Phase(State.CANCELED, None),
+    )
+}
 
 
 def resume_trigger(state: State) -> str:

@@ -7,11 +7,11 @@ VTEX's docs disagree on some names (the waiting-for-authorization status is docu
 That keeps the rules correct whichever spelling a real account reports, and tolerant of VTEX's
 transient statuses (`authorize-fulfillment`, `start-handling`, `invoice`).
 
-`EXPECTED` says which statuses are VTEX moving normally while the order is in one of our states.
-A status past them lets the engine catch up (the rules above); any other status is VTEX holding
-the order somewhere this tool does not drive (a manual authorization, a payment, a cancellation
-request): the engine then only looks again, less and less often, and says why in plain words
-(`advice`), instead of sending a call VTEX will refuse.
+The table of states (`states.machine.PHASES`) says which statuses are VTEX moving normally while
+an order is in each of our states. A status past them lets the engine catch up (the rules); any
+other status is VTEX holding the order somewhere this tool does not drive (a manual authorization,
+a payment, a cancellation request): the engine then only looks again, less and less often, and
+says why in plain words (`advice`), instead of sending a call VTEX will refuse.
 """
 
 from __future__ import annotations
@@ -48,26 +48,24 @@ READY_FOR_HANDLING = "ready-for-handling"
 WINDOW_TO_CANCEL = "window-to-cancel"
 STILL_IN_GRACE: frozenset[str] = frozenset({WINDOW_TO_CANCEL, "authorize-fulfillment"})
 
-# Our state (by value) -> the statuses in which VTEX is moving the order along as expected.
-EXPECTED: dict[str, frozenset[str]] = {
-    "created": frozenset(
-        {
-            "order-created",
-            "order-accepted",
-            "on-order-completed",
-            "on-order-completed-ffm",
-            "waiting-for-authorization",
-            "waiting-for-fulfillment",
-            "waiting-ffmt-authorization",
-            "waiting-for-manual-authorization",
-            "release-to-fulfillment",
-        }
-    ),
-    "dispatch-authorized": STILL_IN_GRACE,
-    "ready-for-handling": frozenset({READY_FOR_HANDLING}),
-    "handling": frozenset({"start-handling", "handling", "invoice", "ready-for-invoicing"}),
-    "canceling": CANCELING,
-}
+# Statuses VTEX shows while moving an order along normally, before our Authorize dispatch and
+# after our Start handling (the table of states in `states.machine` uses these).
+BEFORE_AUTHORIZE: frozenset[str] = frozenset(
+    {
+        "order-created",
+        "order-accepted",
+        "on-order-completed",
+        "on-order-completed-ffm",
+        "waiting-for-authorization",
+        "waiting-for-fulfillment",
+        "waiting-ffmt-authorization",
+        "waiting-for-manual-authorization",
+        "release-to-fulfillment",
+    }
+)
+HANDLING_ON_ITS_WAY: frozenset[str] = frozenset(
+    {"start-handling", "handling", "invoice", "ready-for-invoicing"}
+)
 
 _ADVICE: dict[str, str] = {
     "waiting-for-manual-authorization": "approve it in VTEX Admin (Orders), or cancel it",
@@ -96,9 +94,8 @@ _ADVICE: dict[str, str] = {
 }
 
 
-def expected_in(state: str, status: str) -> bool:
-    """Whether `status` is VTEX moving normally while the order is in our `state`."""
-    return status in EXPECTED.get(state, frozenset())
+def has_advice(status: str) -> bool:
+    return status in _ADVICE
 
 
 def advice(status: str) -> str:

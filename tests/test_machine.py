@@ -10,6 +10,8 @@ from states import (
     IN_FLIGHT,
     MAIN_LINE,
     ORDER_MACHINE,
+    PHASES,
+    STEP_BY_TRIGGER,
     STEPS,
     IllegalTransition,
     State,
@@ -105,13 +107,25 @@ def test_a_cancel_waits_in_canceling_until_vtex_decides() -> None:
     assert denied.state == "handling"
 
 
-def test_every_step_names_an_action_or_an_awaited_status_and_has_a_rule() -> None:
-    """Each transition says what drives it and how to tell it already happened."""
+def test_the_table_of_states_is_complete_and_consistent() -> None:
+    """Every state has a row; every state an order moves on from names the step that moves it; an
+    awaiting step's poll policy exists; what a step proves, stamps or remembers exists."""
+    from dataclasses import fields
+
+    from orchestrator.policy import Policies
+    from orchestrator.rows import OrderRow
+
+    columns = {f.name for f in fields(OrderRow)}
+    assert set(PHASES) == set(State)
+    for state in IN_FLIGHT:
+        step = PHASES[state].next
+        assert step is not None and state in step.sources, state
     for step in STEPS:
-        if step.trigger in ("fail", "cancel_locally", "notice_canceled"):
-            continue
-        assert (step.action is None) != (step.awaits is None), step.trigger
-        assert callable(step.applied)
+        if step.awaits is not None:
+            assert hasattr(Policies(), step.poll or ""), step.trigger
+        assert all(trigger in STEP_BY_TRIGGER for trigger in step.proves), step.trigger
+        for column in (step.stamp, step.remembers):
+            assert column is None or column in columns, (step.trigger, column)
 
 
 def test_one_machine_serves_many_orders_without_registering_them() -> None:

@@ -109,14 +109,15 @@ def test_failed_orders_are_always_stuck_with_the_retry_command(repository: Repos
 
 
 def test_an_old_open_intent_is_stuck_whatever_the_state(repository: Repository) -> None:
-    """A call whose outcome is unknown for more than 10 minutes is listed even in a young state."""
+    """A call whose outcome is unknown for longer than ORCHESTRATOR_UNKNOWN_OUTCOME_AFTER (15 min) is
+    listed even in a young state."""
     import_lines(lines_of(1), repository, utcnow())
     age(
         repository,
         "ABC-100000",
         timedelta(minutes=1),
         intent="place-order",
-        intent_at=utcnow() - timedelta(minutes=11),
+        intent_at=utcnow() - timedelta(minutes=16),
     )
     [entry] = report(repository, utcnow(), RULES, GRACE)["stuck"]
     assert entry["openIntent"] == "place-order"
