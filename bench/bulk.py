@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench.harness import order_line
-from orchestrator.models import ORDERS
+from orchestrator.store.tables import ORDERS
 
 # A month of operation: almost everything invoiced, some work in flight, a few failed.
 MIX = (

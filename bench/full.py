@@ -26,12 +26,12 @@ from bench import bulk
 from bench.harness import PeakMemory, env_for, machine, run_command, workdir, write_orders
 from bench.scale_out import POSTGRES, _admin
 from orchestrator.clock import utcnow
-from orchestrator.database import create_db_engine
-from orchestrator.migrate import ensure_schema
-from orchestrator.repository import Repository
+from orchestrator.ops.status import report
+from orchestrator.ops.stuck_rules import StuckRules
 from orchestrator.sandbox.process import SandboxProcess
-from orchestrator.status import report
-from orchestrator.stuck import StuckRules
+from orchestrator.store.dialects import create_db_engine
+from orchestrator.store.migrate import ensure_schema
+from orchestrator.store.store import Store
 
 WRITES = (
     "place-order",
@@ -167,12 +167,12 @@ def status_latency(args: Namespace, work: Path, backend: str) -> dict[str, Any]:
         else:
             with engine.connect() as conn:
                 conn.exec_driver_sql("ANALYZE")
-        repository = Repository(engine, hooks)
+        store = Store(engine, hooks)
         grace = __import__("datetime").timedelta(minutes=30)
         rules = StuckRules.parse("", grace)
         now = utcnow()
-        plain = _best_of(lambda: report(repository, now, rules, grace, limit=0))
-        stuck = _best_of(lambda: report(repository, now, rules, grace, limit=100))
+        plain = _best_of(lambda: report(store, now, rules, grace, limit=0))
+        stuck = _best_of(lambda: report(store, now, rules, grace, limit=100))
         env = env_for(url, "http://127.0.0.1:9")
         # The whole command as an operator runs it (interpreter start-up included), median of 3.
         cli_plain = statistics.median(run_command(["status"], env).wall_seconds for _ in range(3))

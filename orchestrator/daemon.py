@@ -13,7 +13,7 @@ still holds, and return. If the database is unusable by then, the leases are lef
 the reason is one log line (`stop_error`), not a traceback.
 
 A database that fails is retried with a growing pause (one explained log line per kind of
-failure, not one per tick); the probes say so (`orchestrator.health`). A SQLite file that is
+failure, not one per tick); the probes say so (`orchestrator.ops.health`). A SQLite file that is
 deleted or replaced under the daemon stops it at once: every later write would be lost.
 """
 
@@ -30,16 +30,18 @@ from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from orchestrator.account import AccountGuard, AccountPause
 from orchestrator.clock import OffsetClock, utcnow
-from orchestrator.database import DatabaseError, StorageCheck, explain, is_database_error
-from orchestrator.engine import Engine
-from orchestrator.health import Health
 from orchestrator.log import get_logger
-from orchestrator.metrics import Metrics, probe_handler
-from orchestrator.probe_server import ProbeServer
-from orchestrator.rows import OrderRow
-from orchestrator.writer import BatchWriter, Database
+from orchestrator.ops.health import Health
+from orchestrator.ops.metrics import Metrics, probe_handler
+from orchestrator.ops.probe_server import ProbeServer
+from orchestrator.step import Stepper
+from orchestrator.store.dialects import StorageCheck
+from orchestrator.store.errors import DatabaseError, explain, is_database_error
+from orchestrator.store.group_commit import BatchWriter
+from orchestrator.store.rows import OrderRow
+from orchestrator.store.thread import DatabaseThread
+from orchestrator.vtex.account import AccountGuard, AccountPause
 
 MAX_CLAIM = 500
 ACCOUNT_REFRESH = timedelta(seconds=2)  # how often a pause recorded by another daemon is picked up
@@ -63,8 +65,8 @@ class Daemon:
     def __init__(
         self,
         config: DaemonConfig,
-        database: Database,
-        engine: Engine,
+        database: DatabaseThread,
+        stepper: Stepper,
         writer: BatchWriter,
         *,
         guard: AccountGuard,
@@ -77,13 +79,13 @@ class Daemon:
         self.metrics_url: str | None = None
         self._metrics_socket = metrics_socket
         self.health = Health(config.tick_interval)
-        self._storage_check = storage_check
+        self.storage_check = storage_check
         self.stop_error: str | None = None  # why the daemon stopped on its own, when it had to
         self._claim_failures = 0
         self._claim_paused_until = 0.0
         self.config = config
         self.db = database
-        self.engine = engine
+        self.stepper = stepper
         self.writer = writer
         writer.on_commit = self.database_result
         self.guard = guard
@@ -120,9 +122,7 @@ class Daemon:
 
     def persist_pause(self, pause: AccountPause | None) -> None:
         """Record an account pause (or its end) for status and for other daemons."""
-        self._spawn(
-            self.db.run(self.db.repository.save_account_pause, self.guard.account, pause, self.clock())
-        )
+        self._spawn(self.db.run(self.db.store.save_account_pause, self.guard.account, pause, self.clock()))
 
     def _spawn(self, work: object) -> None:
         task = asyncio.ensure_future(work)  # type: ignore[call-overload]
@@ -166,7 +166,7 @@ class Daemon:
             max_instances=1,
             coalesce=True,
         )
-        if isinstance(self.clock, OffsetClock) and self.db.repository.hooks.server_clock:
+        if isinstance(self.clock, OffsetClock) and self.db.store.hooks.server_clock:
             scheduler.add_job(
                 self.sync_clock,
                 "interval",
@@ -211,9 +211,9 @@ class Daemon:
         self.health.ticked()
         if self.metrics is not None:
             self.metrics.last_tick.set(time.time())
-        if self._storage_check is not None:
+        if self.storage_check is not None:
             try:
-                self._storage_check()
+                self.storage_check()
             except DatabaseError as exc:
                 self._fatal(str(exc))
                 return
@@ -265,7 +265,7 @@ class Daemon:
             if free <= 0:
                 return
             rows: list[OrderRow] = await self.db.run(
-                self.db.repository.claim_due, self.config.worker_id, now, self.config.lease, free
+                self.db.store.claim_due, self.config.worker_id, now, self.config.lease, free
             )
             self.health.database_ok()
             for row in rows:
@@ -281,12 +281,12 @@ class Daemon:
         if self._account_read_at is not None and now - self._account_read_at < ACCOUNT_REFRESH:
             return
         self._account_read_at = now
-        stored = await self.db.run(self.db.repository.account_pause, self.guard.account)
+        stored = await self.db.run(self.db.store.account_pause, self.guard.account)
         self.guard.adopt(stored)
 
     async def _step(self, row: OrderRow) -> bool:
         try:
-            return await self.engine.step(row)
+            return await self.stepper.step(row)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -311,14 +311,14 @@ class Daemon:
                 self._wake.set()
 
     async def _nothing_left(self) -> bool:
-        count: int = await self.db.run(self.db.repository.count_progressable)
+        count: int = await self.db.run(self.db.store.count_progressable)
         return count == 0
 
     async def sync_clock(self) -> None:
         """Measure this host's clock against the database server's (see `OffsetClock`)."""
         if self._stopping or not isinstance(self.clock, OffsetClock):
             return
-        offset = await self.db.run(self.clock.measure, self.db.repository.server_now)
+        offset = await self.db.run(self.clock.measure, self.db.store.server_now)
         off_by = abs(offset)
         if off_by > CLOCK_WARN_OFFSET and not self._clock_warned:
             self._clock_warned = True
@@ -332,9 +332,9 @@ class Daemon:
     async def refresh_metrics(self) -> None:
         if self._stopping or self.metrics is None:
             return
-        repository = self.db.repository
-        counts = await self.db.run(repository.state_counts)
-        oldest = await self.db.run(repository.oldest_active_created_at)
+        store = self.db.store
+        counts = await self.db.run(store.state_counts)
+        oldest = await self.db.run(store.oldest_active_created_at)
         self.metrics.refresh_orders(counts, oldest, self.clock())
         self.metrics.in_flight.set(len(self.in_flight))
         self.metrics.account_paused.set(1 if self.guard.is_paused(self.clock()) else 0)
@@ -342,12 +342,12 @@ class Daemon:
     async def maintain(self) -> None:
         """Hourly upkeep of the database: fresh planner statistics keep `status` fast."""
         if not self._stopping:
-            await self.db.run(self.db.repository.optimize)
+            await self.db.run(self.db.store.optimize)
 
     async def report(self) -> None:
         if self._stopping:
             return
-        counts = await self.db.run(self.db.repository.state_counts)
+        counts = await self.db.run(self.db.store.state_counts)
         self._log.info(
             "progress",
             in_flight=len(self.in_flight),
@@ -383,9 +383,7 @@ class Daemon:
             await self.writer.close()
             if self._background:
                 await asyncio.wait(list(self._background), timeout=5)
-            released = await self.db.run(
-                self.db.repository.release_leases, self.config.worker_id, self.clock()
-            )
+            released = await self.db.run(self.db.store.release_leases, self.config.worker_id, self.clock())
         except Exception as exc:  # the database is unusable: the leases expire by themselves
             reason = explain(exc)
             self.stop_error = self.stop_error or f"the database is unusable: {reason}"

@@ -21,17 +21,18 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from orchestrator import log, render
+from orchestrator import log
 from orchestrator.clock import utcnow
 from orchestrator.daemon import Daemon
 from orchestrator.importer import import_lines
-from orchestrator.operations import attach_invoice
-from orchestrator.repository import Repository
+from orchestrator.ops import render
+from orchestrator.ops.operations import attach_invoice
+from orchestrator.ops.status import report
+from orchestrator.runner import run_daemon
 from orchestrator.sandbox import Sandbox, SandboxConfig, SandboxOms, ServerThread
 from orchestrator.settings import Settings, load_settings
-from orchestrator.status import report
-from orchestrator.storage import open_repository
-from orchestrator.wiring import run_daemon
+from orchestrator.store.open import open_store
+from orchestrator.store.store import Store
 from states import State
 
 EXAMPLES = Path(__file__).with_name("examples")
@@ -60,9 +61,9 @@ def run_demo(console: Console, orders_file: Path | None = None, grace_seconds: f
         console.print(f"[bold]VTEX sandbox[/] {server.url}  (grace period {grace_seconds:g}s)")
         console.print(f"[bold]database[/]     {workdir / 'demo.db'}")
         console.print(f"[bold]daemon log[/]   {log_path}")
-        repository = open_repository(settings)
+        store = open_store(settings.database_url)
         lines = (orders_file or EXAMPLES / "orders.jsonl").read_text(encoding="utf-8").splitlines()
-        imported = import_lines(lines, repository, utcnow(), worker="demo")
+        imported = import_lines(lines, store, utcnow(), worker="demo")
         if not imported.ok:
             for problem in imported.problems:
                 console.print(str(problem), markup=False)
@@ -73,10 +74,10 @@ def run_demo(console: Console, orders_file: Path | None = None, grace_seconds: f
             "once handling has started"
         )
         started = time.monotonic()
-        finished = asyncio.run(_drive(settings, repository, late, console))
+        finished = asyncio.run(_drive(settings, store, late, console))
         elapsed = time.monotonic() - started
 
-    data = report(repository, utcnow(), settings.stuck_rules, settings.grace_period)
+    data = report(store, utcnow(), settings.stuck_rules, settings.grace_period)
     console.print(render.counts_table(data))
     if data["stuck"]:
         console.print(render.stuck_table(data, utcnow()))
@@ -105,14 +106,10 @@ def _late_invoices(path: Path | None) -> dict[str, dict[str, Any]]:
     return {entry["orderId"]: entry["invoice"] for entry in entries}
 
 
-async def _drive(
-    settings: Settings, repository: Repository, late: dict[str, dict[str, Any]], console: Console
-) -> bool:
+async def _drive(settings: Settings, store: Store, late: dict[str, dict[str, Any]], console: Console) -> bool:
     holder: dict[str, Daemon] = {}
     daemon_task = asyncio.create_task(
-        run_daemon(
-            settings, repository, install_signals=False, on_ready=lambda d: holder.setdefault("daemon", d)
-        )
+        run_daemon(settings, store, install_signals=False, on_ready=lambda d: holder.setdefault("daemon", d))
     )
     pending = dict(late)
     deadline = time.monotonic() + TIMEOUT_SECONDS
@@ -120,9 +117,9 @@ async def _drive(
     try:
         with Live(console=console, refresh_per_second=8, transient=False) as live:
             while time.monotonic() < deadline and not daemon_task.done():
-                counts = {c.state: c.count for c in await asyncio.to_thread(repository.state_counts)}
+                counts = {c.state: c.count for c in await asyncio.to_thread(store.state_counts)}
                 live.update(_progress(counts))
-                await _attach_due_invoices(repository, pending)
+                await _attach_due_invoices(store, pending)
                 total = sum(counts.values())
                 settled = sum(counts.get(str(s), 0) for s in (State.INVOICED, State.FAILED, State.CANCELED))
                 if total and settled == total:
@@ -137,12 +134,12 @@ async def _drive(
     return done
 
 
-async def _attach_due_invoices(repository: Repository, pending: dict[str, dict[str, Any]]) -> None:
+async def _attach_due_invoices(store: Store, pending: dict[str, dict[str, Any]]) -> None:
     """The ERP issues these invoices once handling has started."""
     for order_id in list(pending):
-        row = await asyncio.to_thread(repository.find, order_id)
+        row = await asyncio.to_thread(store.find, order_id)
         if row is not None and row.state == State.HANDLING:
-            await asyncio.to_thread(attach_invoice, repository, order_id, pending.pop(order_id))
+            await asyncio.to_thread(attach_invoice, store, order_id, pending.pop(order_id))
 
 
 def _progress(counts: dict[str, int]) -> Group:

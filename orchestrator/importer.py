@@ -16,16 +16,16 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.line_input import WHOLE_FILE, decode_line
-from orchestrator.order_validation import (
+from orchestrator.store.store import NewOrder, Store
+from orchestrator.validation import (
     AFFILIATE_ID,
     SALES_CHANNEL,
-    derive_order_id,
-    invoice_cents,
+    normalise_invoice,
     text_problems,
     validate_invoice,
     validate_order,
 )
-from orchestrator.repository import NewOrder, Repository
+from orchestrator.vtex.ids import derive_order_id
 
 KNOWN_KEYS = frozenset({"affiliateId", "order", "invoice", "salesChannel"})
 MAX_PROBLEMS = 1000  # kept and printed; beyond them only counted (a binary file has one per line)
@@ -158,13 +158,6 @@ def build_order(record: Mapping[str, Any]) -> NewOrder:
     )
 
 
-def normalise_invoice(invoice: Mapping[str, Any]) -> dict[str, Any]:
-    """Store the invoice value as an integer of cents; the client sends it as VTEX's spec says."""
-    stored = dict(invoice)
-    stored["invoiceValue"] = invoice_cents(invoice["invoiceValue"])
-    return stored
-
-
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 PROGRESS_EVERY = 2000
 Lines = Iterable[Line] | Callable[[], Iterable[Line]]
@@ -257,7 +250,7 @@ def _orders_again(lines: Iterable[Line], expected: bytes) -> Iterator[NewOrder]:
 
 def import_lines(
     lines: Lines,
-    repository: Repository,
+    store: Store,
     now: datetime,
     *,
     worker: str | None = None,
@@ -282,5 +275,5 @@ def import_lines(
         if progress is not None:
             progress("writing", done, checked.orders)
 
-    outcome = repository.insert_orders(_orders_again(read(), checked.digest), now, worker, written)
+    outcome = store.insert_orders(_orders_again(read(), checked.digest), now, worker, written)
     return ImportReport(outcome.inserted, outcome.already_present, [], checked.lines)

@@ -30,7 +30,7 @@ from enum import Enum
 
 from orchestrator.durations import format_duration
 from orchestrator.policy import Policies, PollPolicy
-from orchestrator.rows import OrderRow
+from orchestrator.store.rows import OrderRow
 from states import BECOME_READY, CANCEL, PHASES, Action, State, Step, vtex_status
 
 NO_INVOICE = "waiting for invoice data (attach it with `orchestrator invoice`)"

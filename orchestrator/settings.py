@@ -25,8 +25,8 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from orchestrator.durations import format_duration, parse_duration
+from orchestrator.ops.stuck_rules import StuckRules, StuckRulesError
 from orchestrator.redaction import mask_url, register_secret
-from orchestrator.stuck import StuckRules, StuckRulesError
 
 DEFAULT_DATABASE_URL = "sqlite:///orchestrator.db"
 # VTEX app keys and tokens are printable ASCII without spaces; anything else is a copying accident.

@@ -14,8 +14,8 @@ from functools import cache
 import pytest
 import sqlalchemy as sa
 
-from orchestrator.database import create_db_engine
-from orchestrator.migrate import ensure_schema
+from orchestrator.store.dialects import create_db_engine
+from orchestrator.store.migrate import ensure_schema
 
 SERVER_URL = os.environ.get(
     "ORCHESTRATOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.repository import Repository
 from orchestrator.sandbox import Catalog, Sandbox, SandboxConfig, SandboxOms, ServerThread, create_app
 from orchestrator.settings import Settings, load_settings
-from orchestrator.storage import open_repository
+from orchestrator.store.open import open_store
+from orchestrator.store.store import Store
 from tests import backends
 from tests.asgi import InProcessClient
 
@@ -89,8 +89,8 @@ def make_settings(database_url: str) -> Callable[..., Settings]:
 
 
 @pytest.fixture
-def repository(make_settings: Callable[..., Settings]) -> Repository:
-    return open_repository(make_settings())
+def store(make_settings: Callable[..., Settings]) -> Store:
+    return open_store(make_settings().database_url)
 
 
 # -- the sandbox in-process, driven by a test clock ---------------------------------------------

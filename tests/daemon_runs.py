@@ -8,14 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator.daemon import Daemon
-from orchestrator.repository import Repository
+from orchestrator.runner import run_daemon
 from orchestrator.settings import Settings
-from orchestrator.wiring import run_daemon
+from orchestrator.store.store import Store
 
 
 def run_until(
     settings: Settings,
-    repository: Repository,
+    store: Store,
     done: Callable[[], bool],
     *,
     timeout: float = 60.0,
@@ -28,7 +28,7 @@ def run_until(
     async def scenario() -> Daemon:
         holder: dict[str, Daemon] = {}
         task = asyncio.create_task(
-            run_daemon(settings, repository, install_signals=False, on_ready=lambda d: holder.update(d=d))
+            run_daemon(settings, store, install_signals=False, on_ready=lambda d: holder.update(d=d))
         )
         started = time.monotonic()
         while "d" not in holder:
@@ -43,5 +43,5 @@ def run_until(
     return asyncio.run(asyncio.wait_for(scenario(), timeout + 60))
 
 
-def states(repository: Repository) -> dict[str, int]:
-    return {c.state: c.count for c in repository.state_counts()}
+def states(store: Store) -> dict[str, int]:
+    return {c.state: c.count for c in store.state_counts()}

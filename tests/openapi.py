@@ -1,6 +1,6 @@
 """VTEX's official OpenAPI files, as validators for the contract tests.
 
-The files are not copied into this repository: they are read from VTEX_OPENAPI_DIR, or from
+The files are not copied into this store: they are read from VTEX_OPENAPI_DIR, or from
 ../shared/vtex-openapi beside the checkout. Tests that need them skip with a clear reason when
 neither exists.
 """

@@ -7,8 +7,8 @@ from bisect import bisect_left
 
 import pytest
 
-from orchestrator.budget import TokenBucket, Unlimited
-from orchestrator.errors import Throttled
+from orchestrator.vtex.budget import TokenBucket, Unlimited
+from orchestrator.vtex.errors import Throttled
 
 pytestmark = pytest.mark.anyio
 

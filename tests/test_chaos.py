@@ -18,8 +18,7 @@ import sqlalchemy as sa
 from orchestrator.clock import utcnow
 from orchestrator.importer import import_lines
 from orchestrator.sandbox.process import SandboxProcess, client_env
-from orchestrator.settings import load_settings
-from orchestrator.storage import open_repository
+from orchestrator.store.open import open_store
 from tests import backends
 from tests.factories import import_lines as lines_of
 from tests.processes import start_daemon
@@ -80,8 +79,8 @@ def test_chaos_kills_and_faults_never_duplicate_an_effect(
     ]
     sandbox = SandboxProcess("--grace-seconds", "1", *faults, log=tmp_path / "sandbox.log")
     try:
-        repository = open_repository(load_settings(None, database_url=database_url))
-        import_lines(lines_of(ORDERS), repository, utcnow())
+        store = open_store(database_url)
+        import_lines(lines_of(ORDERS), store, utcnow())
         env = client_env(
             database_url,
             sandbox.url,
@@ -112,7 +111,7 @@ def test_chaos_kills_and_faults_never_duplicate_an_effect(
 
         ledger = sandbox.ledger()
         summary = ledger["summary"]
-        states = {c.state: c.count for c in repository.state_counts()}
+        states = {c.state: c.count for c in store.state_counts()}
         report = {
             "orders": ORDERS,
             "sigkills": KILLS,

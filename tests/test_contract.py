@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from orchestrator.errors import Conflict
 from orchestrator.sandbox import Sandbox, SandboxConfig, SandboxOms, create_app
-from orchestrator.vtex_client import VtexClient
+from orchestrator.vtex.client import VtexClient
+from orchestrator.vtex.errors import Conflict
 from tests import openapi
 from tests.factories import invoice_for, place_body
 

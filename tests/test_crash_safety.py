@@ -19,10 +19,9 @@ import sqlalchemy as sa
 
 from orchestrator.clock import utcnow
 from orchestrator.importer import import_lines
-from orchestrator.repository import Repository
 from orchestrator.sandbox.process import SandboxProcess, client_env
-from orchestrator.settings import load_settings
-from orchestrator.storage import open_repository
+from orchestrator.store.open import open_store
+from orchestrator.store.store import Store
 from tests.factories import import_lines as lines_of
 from tests.factories import order_id
 from tests.processes import log_events, start_daemon, wait_for
@@ -44,8 +43,8 @@ def sandbox(tmp_path: Path) -> Iterator[SandboxProcess]:
 
 
 @pytest.fixture
-def repository(database_url: str) -> Repository:
-    return open_repository(load_settings(None, database_url=database_url))
+def store(database_url: str) -> Store:
+    return open_store(database_url)
 
 
 def run_to_completion(env: dict[str, str], log: Path, timeout: float = 60) -> None:
@@ -57,8 +56,8 @@ def run_to_completion(env: dict[str, str], log: Path, timeout: float = 60) -> No
             daemon.kill()
 
 
-def assert_every_effect_once(repository: Repository, ledger: dict[str, Any], count: int) -> None:
-    counts = {c.state: c.count for c in repository.state_counts()}
+def assert_every_effect_once(store: Store, ledger: dict[str, Any], count: int) -> None:
+    counts = {c.state: c.count for c in store.state_counts()}
     assert counts == {"invoiced": count}
     for entry in ledger["orders"]:
         assert entry["placesAccepted"] == 1, entry
@@ -83,10 +82,10 @@ def kill(daemon: subprocess.Popen[bytes]) -> None:
 
 @pytest.mark.parametrize("operation", ["place-order", "start-handling"])
 def test_killed_after_the_intent_commit_before_vtex_acted(
-    sandbox: SandboxProcess, repository: Repository, database_url: str, tmp_path: Path, operation: str
+    sandbox: SandboxProcess, store: Store, database_url: str, tmp_path: Path, operation: str
 ) -> None:
     """SIGKILL with the intent committed and the call not applied: the restart reconciles, then sends once."""
-    import_lines(lines_of(3), repository, utcnow())
+    import_lines(lines_of(3), store, utcnow())
     victim = order_id(1)
     hold(sandbox, victim, operation, "before")
     env = client_env(database_url, sandbox.url, **FAST)
@@ -94,24 +93,24 @@ def test_killed_after_the_intent_commit_before_vtex_acted(
     daemon = start_daemon(env, log)
     wait_for(lambda: held(sandbox), 30, f"{operation} of {victim} to reach the sandbox")
     kill(daemon)
-    row = repository.find(victim)
+    row = store.find(victim)
     assert row is not None and row.intent == operation, "the intent must be committed before the call"
     sandbox.control(
         "holds/release", {"orderId": victim, "operation": operation, "when": "before", "then": "discard"}
     )
     run_to_completion(env, log)
-    assert_every_effect_once(repository, sandbox.ledger(), 3)
-    reconciled = [e for e in repository.events(row.id) if e["kind"] == "reconcile"]
+    assert_every_effect_once(store, sandbox.ledger(), 3)
+    reconciled = [e for e in store.events(row.id) if e["kind"] == "reconcile"]
     assert [e["message"] for e in reconciled] == ["not applied; will send again"]
 
 
 @pytest.mark.parametrize("operation", ["place-order", "authorize-dispatch", "send-invoice", "start-handling"])
 def test_killed_after_vtex_applied_before_the_outcome_commit(
-    sandbox: SandboxProcess, repository: Repository, database_url: str, tmp_path: Path, operation: str
+    sandbox: SandboxProcess, store: Store, database_url: str, tmp_path: Path, operation: str
 ) -> None:
     """VTEX applied the call, its answer never arrived (connection dropped), the daemon was killed:
     the restart finds the intent, sees the effect in VTEX and does not send it again."""
-    import_lines(lines_of(3), repository, utcnow())
+    import_lines(lines_of(3), store, utcnow())
     victim = order_id(2)
     hold(sandbox, victim, operation, "after")
     env = client_env(database_url, sandbox.url, **FAST)
@@ -122,11 +121,11 @@ def test_killed_after_vtex_applied_before_the_outcome_commit(
     sandbox.control(
         "holds/release", {"orderId": victim, "operation": operation, "when": "after", "then": "drop"}
     )
-    row = repository.find(victim)
+    row = store.find(victim)
     assert row is not None and row.intent == operation
     run_to_completion(env, log)
     ledger = sandbox.ledger()
-    assert_every_effect_once(repository, ledger, 3)
+    assert_every_effect_once(store, ledger, 3)
     [entry] = [e for e in ledger["orders"] if e["orderId"] == victim]
     sent = {
         "place-order": entry["placesAccepted"] + entry["placesRejectedDuplicate"],
@@ -135,21 +134,21 @@ def test_killed_after_vtex_applied_before_the_outcome_commit(
         "start-handling": entry["startHandlingAccepted"] + entry["startHandlingRefused"],
     }[operation]
     assert sent == 1, f"{operation} reached VTEX {sent} times"
-    reconciled = [e["message"] for e in repository.events(row.id) if e["kind"] == "reconcile"]
+    reconciled = [e["message"] for e in store.events(row.id) if e["kind"] == "reconcile"]
     assert reconciled == ["applied"]
 
 
 def test_killed_between_two_steps(
-    sandbox: SandboxProcess, repository: Repository, database_url: str, tmp_path: Path
+    sandbox: SandboxProcess, store: Store, database_url: str, tmp_path: Path
 ) -> None:
     """SIGKILL while orders wait out the grace period with nothing in flight: the restart just continues."""
-    import_lines(lines_of(10), repository, utcnow())
+    import_lines(lines_of(10), store, utcnow())
     env = client_env(database_url, sandbox.url, **{**FAST, "ORCHESTRATOR_GRACE_PERIOD": "3s"})
     log = tmp_path / "daemon.log"
     daemon = start_daemon(env, log)
 
     def all_waiting() -> bool:
-        with repository.engine.connect() as conn:
+        with store.engine.connect() as conn:
             waiting = conn.execute(
                 sa.text(
                     "SELECT count(*) FROM orders WHERE state = 'dispatch-authorized' "
@@ -161,14 +160,14 @@ def test_killed_between_two_steps(
     wait_for(all_waiting, 30, "every order to wait out the grace period")
     kill(daemon)
     run_to_completion(env, log)
-    assert_every_effect_once(repository, sandbox.ledger(), 10)
+    assert_every_effect_once(store, sandbox.ledger(), 10)
 
 
 def test_start_handling_409_because_already_handling_is_reconciled(
-    sandbox: SandboxProcess, repository: Repository, database_url: str, tmp_path: Path
+    sandbox: SandboxProcess, store: Store, database_url: str, tmp_path: Path
 ) -> None:
     """Even with the intent lost, a 409 OMS003 from an order already handling is reconciled, not failed."""
-    import_lines(lines_of(1), repository, utcnow())
+    import_lines(lines_of(1), store, utcnow())
     victim = order_id(0)
     hold(sandbox, victim, "start-handling", "after")
     env = client_env(database_url, sandbox.url, **FAST)
@@ -177,24 +176,24 @@ def test_start_handling_409_because_already_handling_is_reconciled(
     wait_for(lambda: held(sandbox), 30, "start-handling to be applied")
     kill(daemon)
     sandbox.control("holds/release", {"orderId": victim, "operation": "start-handling", "when": "after"})
-    with repository.engine.begin() as conn:  # as if the intent had never been written
+    with store.engine.begin() as conn:  # as if the intent had never been written
         conn.execute(sa.text("UPDATE orders SET intent = NULL, intent_attempt = NULL, intent_at = NULL"))
     run_to_completion(env, log)
     ledger = sandbox.ledger()
-    assert_every_effect_once(repository, ledger, 1)
+    assert_every_effect_once(store, ledger, 1)
     assert ledger["orders"][0]["startHandlingRefused"] == 1
-    row = repository.find(victim)
+    row = store.find(victim)
     assert row is not None
-    transitions = [e["message"] for e in repository.events(row.id) if e["action"] == "start_handling"]
+    transitions = [e["message"] for e in store.events(row.id) if e["action"] == "start_handling"]
     assert any("OMS003" in (m or "") for m in transitions)
 
 
 def test_unknown_outcome_waits_with_a_reason_instead_of_guessing(
-    sandbox: SandboxProcess, repository: Repository, database_url: str, tmp_path: Path
+    sandbox: SandboxProcess, store: Store, database_url: str, tmp_path: Path
 ) -> None:
     """The answer to Place was lost and VTEX then became unreachable: the order keeps its intent, is not
     failed, sends nothing again, and says why it waits."""
-    import_lines(lines_of(1), repository, utcnow())
+    import_lines(lines_of(1), store, utcnow())
     victim = order_id(0)
     hold(sandbox, victim, "place-order", "after")
     env = client_env(database_url, sandbox.url, **FAST, ORCHESTRATOR_UNKNOWN_OUTCOME_AFTER="1s")
@@ -206,26 +205,26 @@ def test_unknown_outcome_waits_with_a_reason_instead_of_guessing(
         sandbox.process.wait(timeout=10)
 
         def explained() -> bool:
-            row = repository.find(victim)
+            row = store.find(victim)
             return bool(
                 row and row.wait_reason and "cannot tell whether place-order took effect" in row.wait_reason
             )
 
         wait_for(explained, 30, "the order to explain why it waits")
-        row = repository.find(victim)
+        row = store.find(victim)
         assert row is not None and row.state == "imported" and row.intent == "place-order"
-        calls = [e for e in repository.events(row.id) if e["kind"] == "call" and e["action"] == "place-order"]
+        calls = [e for e in store.events(row.id) if e["kind"] == "call" and e["action"] == "place-order"]
         assert len(calls) == 1
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=20)
 
 
-def test_sigterm_during_a_busy_run(repository: Repository, database_url: str, tmp_path: Path) -> None:
+def test_sigterm_during_a_busy_run(store: Store, database_url: str, tmp_path: Path) -> None:
     """SIGTERM with many calls in flight: exit 0 within the bound, no live lease left, a restart finishes."""
     sandbox = SandboxProcess("--grace-seconds", "1", "--latency-ms", "300", log=tmp_path / "sandbox.log")
     try:
-        import_lines(lines_of(120), repository, utcnow())
+        import_lines(lines_of(120), store, utcnow())
         env = client_env(database_url, sandbox.url, **FAST, ORCHESTRATOR_CONCURRENCY="40")
         log = tmp_path / "daemon.log"
         daemon = start_daemon(env, log)
@@ -237,15 +236,13 @@ def test_sigterm_during_a_busy_run(repository: Repository, database_url: str, tm
         events = log_events(log)
         stopped = [e for e in events if e["event"] == "daemon stopped"]
         assert stopped and stopped[0]["steps_done"] > 0
-        with repository.engine.connect() as conn:
+        with store.engine.connect() as conn:
             leased = conn.execute(
                 sa.text("SELECT count(*) FROM orders WHERE lease_owner IS NOT NULL")
             ).scalar()
         assert leased == 0
-        assert sum(c.count for c in repository.state_counts() if c.state != "invoiced") > 0, (
-            "work must remain"
-        )
+        assert sum(c.count for c in store.state_counts() if c.state != "invoiced") > 0, "work must remain"
         run_to_completion(env, log, timeout=90)
-        assert_every_effect_once(repository, sandbox.ledger(), 120)
+        assert_every_effect_once(store, sandbox.ledger(), 120)
     finally:
         sandbox.stop()

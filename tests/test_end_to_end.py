@@ -11,24 +11,24 @@ import httpx
 
 from orchestrator.clock import utcnow
 from orchestrator.importer import import_lines
-from orchestrator.operations import attach_invoice
-from orchestrator.repository import Repository
+from orchestrator.ops.operations import attach_invoice
+from orchestrator.runner import run_daemon
 from orchestrator.sandbox import Sandbox, ServerThread
 from orchestrator.settings import Settings
-from orchestrator.storage import open_repository
-from orchestrator.wiring import run_daemon
+from orchestrator.store.open import open_store
+from orchestrator.store.store import Store
 from tests.factories import import_lines as lines_of
 from tests.factories import import_record, invoice_for, place_body
 
 
-def drive(settings: Settings, repository: Repository, timeout: float = 60) -> None:
+def drive(settings: Settings, store: Store, timeout: float = 60) -> None:
     asyncio.run(
-        asyncio.wait_for(run_daemon(settings, repository, until_done=True, install_signals=False), timeout)
+        asyncio.wait_for(run_daemon(settings, store, until_done=True, install_signals=False), timeout)
     )
 
 
-def states(repository: Repository) -> dict[str, int]:
-    return {c.state: c.count for c in repository.state_counts()}
+def states(store: Store) -> dict[str, int]:
+    return {c.state: c.count for c in store.state_counts()}
 
 
 def test_orders_reach_invoiced_with_every_effect_once(
@@ -37,10 +37,10 @@ def test_orders_reach_invoiced_with_every_effect_once(
     """30 orders with invoices: all invoiced; VTEX saw one Place, one Start handling, one invoice each."""
     sandbox = sandbox_server.sandbox
     settings = make_settings(sandbox, sandbox_server.url)
-    repository = open_repository(settings)
-    import_lines(lines_of(30), repository, utcnow())
-    drive(settings, repository)
-    assert states(repository) == {"invoiced": 30}
+    store = open_store(settings.database_url)
+    import_lines(lines_of(30), store, utcnow())
+    drive(settings, store)
+    assert states(store) == {"invoiced": 30}
     for entry in sandbox.oms.ledger.entries():
         assert (entry.places_accepted, entry.start_handling_accepted, len(entry.invoice_numbers)) == (1, 1, 1)
         assert entry.invoiced_total == entry.value
@@ -52,12 +52,12 @@ def test_history_records_every_call_and_transition(
 ) -> None:
     """An order's events: import, then each VTEX call (status, duration) and each transition in order."""
     settings = make_settings(sandbox_server.sandbox, sandbox_server.url)
-    repository = open_repository(settings)
-    import_lines(lines_of(1), repository, utcnow())
-    drive(settings, repository)
-    row = repository.find("ABC-100000")
+    store = open_store(settings.database_url)
+    import_lines(lines_of(1), store, utcnow())
+    drive(settings, store)
+    row = store.find("ABC-100000")
     assert row is not None
-    events = repository.events(row.id)
+    events = store.events(row.id)
     summary = [(e["kind"], e["action"], e["http_status"] or e["to_state"]) for e in events]
     assert summary == [
         ("import", None, "imported"),
@@ -81,16 +81,16 @@ def test_order_without_invoice_waits_then_finishes_once_attached(
 ) -> None:
     """No invoice: the order stops in handling, waiting; attaching one lets it reach invoiced."""
     settings = make_settings(sandbox_server.sandbox, sandbox_server.url)
-    repository = open_repository(settings)
+    store = open_store(settings.database_url)
     record = import_record(7, with_invoice=False)
-    import_lines([json.dumps(record)], repository, utcnow())
-    drive(settings, repository)
-    row = repository.find("ABC-100007")
+    import_lines([json.dumps(record)], store, utcnow())
+    drive(settings, store)
+    row = store.find("ABC-100007")
     assert row is not None and row.state == "handling" and row.next_run_at is None
     assert row.wait_reason is not None and "invoice" in row.wait_reason
-    attach_invoice(repository, "ABC-100007", invoice_for(record["order"], "NF7"))
-    drive(settings, repository)
-    assert states(repository) == {"invoiced": 1}
+    attach_invoice(store, "ABC-100007", invoice_for(record["order"], "NF7"))
+    drive(settings, store)
+    assert states(store) == {"invoiced": 1}
 
 
 def test_order_already_in_vtex_is_adopted_not_failed(
@@ -100,10 +100,10 @@ def test_order_already_in_vtex_is_adopted_not_failed(
     sandbox = sandbox_server.sandbox
     sandbox.oms.place("ABC", None, [import_record(1)["order"]])
     settings = make_settings(sandbox, sandbox_server.url)
-    repository = open_repository(settings)
-    import_lines(lines_of(1, start=1), repository, utcnow())
-    drive(settings, repository)
-    assert states(repository) == {"invoiced": 1}
+    store = open_store(settings.database_url)
+    import_lines(lines_of(1, start=1), store, utcnow())
+    drive(settings, store)
+    assert states(store) == {"invoiced": 1}
     entry = sandbox.oms.ledger.get("ABC-100001")
     assert entry is not None and (entry.places_accepted, entry.places_rejected_duplicate) == (1, 1)
 
@@ -116,10 +116,10 @@ def test_a_different_order_under_the_same_id_fails_with_fmt009(
     other = place_body("100002", skus=(("9", 3, 100),), shipping=0)
     sandbox.oms.place("ABC", None, [other])
     settings = make_settings(sandbox, sandbox_server.url)
-    repository = open_repository(settings)
-    import_lines(lines_of(1, start=2), repository, utcnow())
-    drive(settings, repository)
-    row = repository.find("ABC-100002")
+    store = open_store(settings.database_url)
+    import_lines(lines_of(1, start=2), store, utcnow())
+    drive(settings, store)
+    row = store.find("ABC-100002")
     assert row is not None and row.state == "failed" and row.last_error_code == "FMT009"
 
 
@@ -128,11 +128,11 @@ def test_payment_mismatch_fails_with_vtex_code_and_message(
 ) -> None:
     """FMT007 is permanent: the order goes to failed at once, with VTEX's code and message."""
     settings = make_settings(sandbox_server.sandbox, sandbox_server.url)
-    repository = open_repository(settings)
+    store = open_store(settings.database_url)
     record = import_record(3, value=1000, with_invoice=False)
-    import_lines([json.dumps(record)], repository, utcnow())
-    drive(settings, repository)
-    row = repository.find("ABC-100003")
+    import_lines([json.dumps(record)], store, utcnow())
+    drive(settings, store)
+    row = store.find("ABC-100003")
     assert row is not None and (row.state, row.last_error_code, row.failed_from) == (
         "failed",
         "FMT007",
@@ -149,10 +149,10 @@ def test_vtex_grace_period_longer_than_ours_is_waited_out(
     sandbox = make_sandbox(grace_seconds=2.0)
     with ServerThread(sandbox) as server:
         settings = make_settings(sandbox, server.url)
-        repository = open_repository(settings)
-        import_lines(lines_of(3), repository, utcnow())
-        drive(settings, repository)
-    assert states(repository) == {"invoiced": 3}
+        store = open_store(settings.database_url)
+        import_lines(lines_of(3), store, utcnow())
+        drive(settings, store)
+    assert states(store) == {"invoiced": 3}
     assert all(
         e.start_handling_accepted == 1 and e.start_handling_refused >= 1 for e in sandbox.oms.ledger.entries()
     )
@@ -165,8 +165,8 @@ def test_cancel_in_the_admin_during_the_grace_period_cancels_the_order(
     sandbox = make_sandbox(grace_seconds=1.0)
     with ServerThread(sandbox) as server:
         settings = make_settings(sandbox, server.url, grace_period="1s")
-        repository = open_repository(settings)
-        import_lines(lines_of(1, with_invoice=False), repository, utcnow())
+        store = open_store(settings.database_url)
+        import_lines(lines_of(1, with_invoice=False), store, utcnow())
 
         async def cancel_when_authorized() -> None:
             while (
@@ -181,12 +181,12 @@ def test_cancel_in_the_admin_during_the_grace_period_cancels_the_order(
 
         async def scenario() -> None:
             await asyncio.gather(
-                run_daemon(settings, repository, until_done=True, install_signals=False),
+                run_daemon(settings, store, until_done=True, install_signals=False),
                 cancel_when_authorized(),
             )
 
         asyncio.run(asyncio.wait_for(scenario(), 30))
-    row = repository.find("ABC-100000")
+    row = store.find("ABC-100000")
     assert row is not None and row.state == "canceled"
 
 
@@ -195,20 +195,20 @@ def test_bad_credentials_make_orders_wait_not_fail(
 ) -> None:
     """401: the order is not failed; it waits with a reason naming the credentials."""
     settings = make_settings(sandbox_server.sandbox, sandbox_server.url, vtex_app_token="wrong-token")
-    repository = open_repository(settings)
-    import_lines(lines_of(1), repository, utcnow())
+    store = open_store(settings.database_url)
+    import_lines(lines_of(1), store, utcnow())
 
     async def one_pass() -> None:
         holder: dict[str, Any] = {}
         task = asyncio.create_task(
-            run_daemon(settings, repository, install_signals=False, on_ready=lambda d: holder.update(d=d))
+            run_daemon(settings, store, install_signals=False, on_ready=lambda d: holder.update(d=d))
         )
-        while repository.find("ABC-100000").last_error is None:  # type: ignore[union-attr]
+        while store.find("ABC-100000").last_error is None:  # type: ignore[union-attr]
             await asyncio.sleep(0.05)
         holder["d"].request_stop()
         await task
 
     asyncio.run(asyncio.wait_for(one_pass(), 30))
-    row = repository.find("ABC-100000")
+    row = store.find("ABC-100000")
     assert row is not None and row.state == "imported" and row.intent is None
     assert row.wait_reason is not None and "credentials" in row.wait_reason

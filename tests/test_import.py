@@ -10,21 +10,21 @@ from typing import Any
 import pytest
 
 from orchestrator.importer import InputChanged, import_lines
-from orchestrator.repository import Repository
+from orchestrator.store.store import Store
 from tests.factories import import_lines as lines_of
 from tests.factories import import_record
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
-def count_orders(repository: Repository) -> int:
-    return sum(c.count for c in repository.state_counts())
+def count_orders(store: Store) -> int:
+    return sum(c.count for c in store.state_counts())
 
 
-def problems_of(repository: Repository, lines: list[str]) -> list[tuple[int, str]]:
-    report = import_lines(lines, repository, NOW)
+def problems_of(store: Store, lines: list[str]) -> list[tuple[int, str]]:
+    report = import_lines(lines, store, NOW)
     assert report.imported == []
-    assert count_orders(repository) == 0, "a rejected file must write nothing"
+    assert count_orders(store) == 0, "a rejected file must write nothing"
     return [(p.line, p.field) for p in report.problems]
 
 
@@ -33,23 +33,23 @@ def mutate(record: dict[str, Any], change: Callable[[dict[str, Any]], None]) -> 
     return json.dumps(record)
 
 
-def test_valid_file_imports_every_order(repository: Repository) -> None:
+def test_valid_file_imports_every_order(store: Store) -> None:
     """Ten valid lines become ten orders in state imported, each with an import event."""
-    report = import_lines(lines_of(10), repository, NOW)
+    report = import_lines(lines_of(10), store, NOW)
     assert (len(report.imported), report.already_present, report.problems) == (10, [], [])
-    row = repository.find("ABC-100003")
+    row = store.find("ABC-100003")
     assert row is not None and row.state == "imported" and row.invoice_number == "NF100003"
-    assert [e["kind"] for e in repository.events(row.id)] == ["import"]
+    assert [e["kind"] for e in store.events(row.id)] == ["import"]
 
 
-def test_bad_json_on_one_line_writes_nothing(repository: Repository) -> None:
+def test_bad_json_on_one_line_writes_nothing(store: Store) -> None:
     """One line that is not JSON: nothing is imported and the line is named."""
     lines = lines_of(3)
     lines[1] = '{"affiliateId": "ABC", "order": {'
-    assert problems_of(repository, lines) == [(2, "(line)")]
+    assert problems_of(store, lines) == [(2, "(line)")]
 
 
-def test_missing_and_mistyped_fields_are_named_with_their_path(repository: Repository) -> None:
+def test_missing_and_mistyped_fields_are_named_with_their_path(store: Store) -> None:
     """Every problem of every line is reported, with the field path inside the line."""
     lines = [
         mutate(import_record(1), lambda r: r["order"].pop("marketplaceServicesEndpoint")),
@@ -58,7 +58,7 @@ def test_missing_and_mistyped_fields_are_named_with_their_path(repository: Repos
         json.dumps(import_record(4)),
         mutate(import_record(5), lambda r: r.pop("order")),
     ]
-    assert problems_of(repository, lines) == [
+    assert problems_of(store, lines) == [
         (1, "order.marketplaceServicesEndpoint"),
         (2, "order.items[0].quantity"),
         (3, "order.clientProfileData.email"),
@@ -67,89 +67,87 @@ def test_missing_and_mistyped_fields_are_named_with_their_path(repository: Repos
 
 
 @pytest.mark.parametrize("affiliate", ["AB", "ABCD", "A-B", 123, None])
-def test_affiliate_id_must_be_three_letters_or_digits(repository: Repository, affiliate: Any) -> None:
+def test_affiliate_id_must_be_three_letters_or_digits(store: Store, affiliate: Any) -> None:
     """VTEX refuses other affiliate ids (FMT0031); the import refuses them first."""
     line = mutate(import_record(1), lambda r: r.update(affiliateId=affiliate))
-    assert problems_of(repository, [line]) == [(1, "affiliateId")]
+    assert problems_of(store, [line]) == [(1, "affiliateId")]
 
 
-def test_duplicate_lines_in_one_file_are_refused(repository: Repository) -> None:
+def test_duplicate_lines_in_one_file_are_refused(store: Store) -> None:
     """The same affiliateId and marketplaceOrderId twice in a file: the later line is named."""
     lines = lines_of(2) + lines_of(1)
-    report = import_lines(lines, repository, NOW)
+    report = import_lines(lines, store, NOW)
     assert [(p.line, p.field) for p in report.problems] == [(3, "order.marketplaceOrderId")]
     assert "duplicates line 1" in report.problems[0].message
-    assert count_orders(repository) == 0
+    assert count_orders(store) == 0
 
 
-def test_reimporting_reports_and_changes_nothing(repository: Repository) -> None:
+def test_reimporting_reports_and_changes_nothing(store: Store) -> None:
     """Orders already imported are reported as such; their rows are untouched."""
-    import_lines(lines_of(2), repository, NOW)
-    before = repository.find("ABC-100000")
-    report = import_lines(lines_of(3), repository, datetime(2026, 11, 28, tzinfo=UTC))
+    import_lines(lines_of(2), store, NOW)
+    before = store.find("ABC-100000")
+    report = import_lines(lines_of(3), store, datetime(2026, 11, 28, tzinfo=UTC))
     assert report.imported == ["ABC-100002"]
     assert report.already_present == ["ABC-100000", "ABC-100001"]
-    assert repository.find("ABC-100000") == before
+    assert store.find("ABC-100000") == before
 
 
 @pytest.mark.parametrize("number", ["NF/123", "#123", "NF 123", "NF123 ", "NF.123"])
-def test_invoice_numbers_with_characters_that_break_vtex_are_refused(
-    repository: Repository, number: str
-) -> None:
+def test_invoice_numbers_with_characters_that_break_vtex_are_refused(store: Store, number: str) -> None:
     """VTEX's known issues: '/', '#' and spaces break the tracking update later; refused at import."""
     line = mutate(import_record(1), lambda r: r["invoice"].update(invoiceNumber=number))
-    report = import_lines([line], repository, NOW)
+    report = import_lines([line], store, NOW)
     assert [(p.line, p.field) for p in report.problems] == [(1, "invoice.invoiceNumber")]
     assert "letters, digits, '-' and '_'" in report.problems[0].message
 
 
 @pytest.mark.parametrize("number", ["DFG-v7731485plzv-01", "NF_2026_001", "123"])
-def test_invoice_numbers_as_vtex_writes_them_are_accepted(repository: Repository, number: str) -> None:
+def test_invoice_numbers_as_vtex_writes_them_are_accepted(store: Store, number: str) -> None:
     """The Orders API's own example is DFG-v7731485plzv-01: '-' and '_' are fine."""
     line = mutate(import_record(1), lambda r: r["invoice"].update(invoiceNumber=number))
-    assert import_lines([line], repository, NOW).problems == []
+    assert import_lines([line], store, NOW).problems == []
 
 
-def test_invoice_must_cover_the_order_value(repository: Repository) -> None:
+def test_invoice_must_cover_the_order_value(store: Store) -> None:
     """An Output invoice below the order value would leave the order short of invoiced forever."""
     line = mutate(import_record(1), lambda r: r["invoice"].update(invoiceValue=999))
-    assert problems_of(repository, [line]) == [(1, "invoice.invoiceValue")]
+    assert problems_of(store, [line]) == [(1, "invoice.invoiceValue")]
 
 
-def test_invoice_value_may_be_a_string_of_cents(repository: Repository) -> None:
+def test_invoice_value_may_be_a_string_of_cents(store: Store) -> None:
     """VTEX's spec types invoiceValue as a string; "1100" is accepted and stored as 1100."""
     line = mutate(import_record(1), lambda r: r["invoice"].update(invoiceValue="1100"))
-    report = import_lines([line], repository, NOW)
+    report = import_lines([line], store, NOW)
     assert report.problems == []
-    row = repository.find("ABC-100001")
+    row = store.find("ABC-100001")
     assert row is not None and row.invoice is not None and row.invoice["invoiceValue"] == 1100
 
 
-def test_unknown_top_level_fields_are_refused(repository: Repository) -> None:
+def test_unknown_top_level_fields_are_refused(store: Store) -> None:
     """A typo such as 'invoce' must not silently drop the invoice."""
     line = mutate(import_record(1), lambda r: r.update(invoce=r.pop("invoice")))
-    assert problems_of(repository, [line]) == [(1, "invoce")]
+    assert problems_of(store, [line]) == [(1, "invoce")]
 
 
-def test_blank_lines_are_ignored(repository: Repository) -> None:
+def test_blank_lines_are_ignored(store: Store) -> None:
     """Empty lines (a trailing newline, spacing) are not orders and not errors."""
-    report = import_lines(["", *lines_of(2), "   "], repository, NOW)
+    report = import_lines(["", *lines_of(2), "   "], store, NOW)
     assert (len(report.imported), report.problems) == (2, [])
 
 
-def test_a_large_file_is_read_twice_and_written_in_one_transaction(repository: Repository) -> None:
+def test_a_large_file_is_read_twice_and_written_in_one_transaction(store: Store) -> None:
     """Validation and writing are two passes over the input (memory stays flat); if the input reads
     differently the second time, the chunks already written are rolled back with the rest."""
     good = lines_of(1234)
     changed = [*good[:1200], "{not json", *good[1201:]]
     reads = iter([good, changed])
     with pytest.raises(InputChanged, match="line 1201"):
-        import_lines(lambda: next(reads), repository, NOW)
-    assert count_orders(repository) == 0
+        import_lines(lambda: next(reads), store, NOW)
+    assert count_orders(store) == 0
 
-    report = import_lines(lambda: iter(good), repository, NOW)
+    report = import_lines(lambda: iter(good), store, NOW)
     assert len(report.imported) == 1234 and report.lines == 1234
-    assert count_orders(repository) == 1234
+    assert count_orders(store) == 1234
 
 
 def _logistics(record: dict[str, Any], *entries: dict[str, Any]) -> None:
@@ -192,29 +190,29 @@ SLA = {"selectedSla": "Normal", "price": 200}
     ],
 )
 def test_import_refuses_what_vtex_refuses(
-    repository: Repository, change: Callable[[dict[str, Any]], None], field: str, says: str
+    store: Store, change: Callable[[dict[str, Any]], None], field: str, says: str
 ) -> None:
     """Each refusal VTEX documents that needs no VTEX to check: named by line and field, and why."""
     record = import_record(1)
     if "marketplacePaymentValue" in field:
         record.pop("invoice")
     change(record)
-    report = import_lines([json.dumps(record)], repository, NOW)
+    report = import_lines([json.dumps(record)], store, NOW)
     assert report.imported == [] and len(report.problems) == 1, report.problems
     [problem] = report.problems
     assert problem.line == 1 and problem.field.endswith(field) and says in problem.message
 
 
-def test_a_utf8_byte_order_mark_is_fine(repository: Repository) -> None:
+def test_a_utf8_byte_order_mark_is_fine(store: Store) -> None:
     """Excel and many Windows tools start the file with a BOM: the first line still imports."""
     lines = [b"\xef\xbb\xbf" + lines_of(1)[0].encode(), lines_of(1, start=1)[0].encode()]
-    report = import_lines(lines, repository, NOW)
+    report = import_lines(lines, store, NOW)
     assert (len(report.imported), report.problems) == (2, [])
 
 
 def test_tracking_dispatch_date_must_be_a_date_time() -> None:
     """The tracking update's dispatchedDate, like the invoice's dates, needs a time."""
-    from orchestrator.operations import tracking_problems
+    from orchestrator.ops.operations import tracking_problems
 
     assert tracking_problems({"trackingNumber": "TR1", "dispatchedDate": "2026-11-27T10:00:00Z"}) == []
     [problem] = tracking_problems({"trackingNumber": "TR1", "dispatchedDate": "2026-11-27"})

@@ -20,12 +20,12 @@ from structlog.testing import capture_logs
 from orchestrator.clock import utcnow
 from orchestrator.daemon import Daemon
 from orchestrator.importer import import_lines
-from orchestrator.repository import Repository
+from orchestrator.runner import run_daemon
 from orchestrator.sandbox import Sandbox, SandboxConfig, SandboxOms, ServerThread
 from orchestrator.sandbox.faults import FaultConfig
 from orchestrator.settings import Settings, load_settings
-from orchestrator.storage import open_repository
-from orchestrator.wiring import run_daemon
+from orchestrator.store.open import open_store
+from orchestrator.store.store import Store
 from tests import backends
 from tests.factories import import_lines as lines_of
 
@@ -63,10 +63,10 @@ def skewed(by: timedelta) -> Callable[[], datetime]:
     return lambda: utcnow() + by
 
 
-async def start(settings: Settings, repository: Repository, **kw: Any) -> tuple[asyncio.Task[Daemon], Daemon]:
+async def start(settings: Settings, store: Store, **kw: Any) -> tuple[asyncio.Task[Daemon], Daemon]:
     holder: dict[str, Daemon] = {}
     task = asyncio.create_task(
-        run_daemon(settings, repository, install_signals=False, on_ready=lambda d: holder.update(d=d), **kw)
+        run_daemon(settings, store, install_signals=False, on_ready=lambda d: holder.update(d=d), **kw)
     )
     while "d" not in holder:
         await asyncio.sleep(0.01)
@@ -80,19 +80,20 @@ def test_a_host_clock_minutes_ahead_never_steps_another_daemons_orders(
     daemon takes an order another one holds, VTEX never sees two daemons on one order at once,
     and every order finishes."""
     served.sandbox.faults.configure(FaultConfig(latency_ms=100))
-    repository = open_repository(settings_for(postgres_url, served, "a"))
-    import_lines(lines_of(40), repository, utcnow())
+    store = open_store(settings_for(postgres_url, served, "a").database_url)
+    import_lines(lines_of(40), store, utcnow())
 
     async def scenario() -> None:
         a_task, _a = await start(
-            settings_for(postgres_url, served, "a"), open_repository(settings_for(postgres_url, served, "a"))
+            settings_for(postgres_url, served, "a"),
+            open_store(settings_for(postgres_url, served, "a").database_url),
         )
         b_task, _b = await start(
             settings_for(postgres_url, served, "b"),
-            open_repository(settings_for(postgres_url, served, "b")),
+            open_store(settings_for(postgres_url, served, "b").database_url),
             clock=skewed(timedelta(minutes=3)),
         )
-        while {c.state: c.count for c in repository.state_counts()} != {"invoiced": 40}:
+        while {c.state: c.count for c in store.state_counts()} != {"invoiced": 40}:
             await asyncio.sleep(0.1)
         for daemon in (_a, _b):
             daemon.request_stop()
@@ -111,18 +112,18 @@ def test_a_daemon_sharing_another_ones_worker_id_releases_only_its_own_leases(
 ) -> None:
     """Two replicas with the same ORCHESTRATOR_WORKER_ID: stopping one leaves the other's step alone,
     and that step's outcome is saved."""
-    repository = open_repository(settings_for(postgres_url, served, "replica"))
-    import_lines(lines_of(1), repository, utcnow())
+    store = open_store(settings_for(postgres_url, served, "replica").database_url)
+    import_lines(lines_of(1), store, utcnow())
     control = f"{served.url}/_sandbox"
     httpx.post(
         f"{control}/holds", json={"orderId": "ABC-100000", "operation": "place-order", "when": "after"}
     )
 
     async def scenario() -> None:
-        first_task, first = await start(settings_for(postgres_url, served, "replica"), repository)
+        first_task, first = await start(settings_for(postgres_url, served, "replica"), store)
         while not httpx.get(f"{control}/holds").json()[0]["arrived"]:
             await asyncio.sleep(0.02)
-        other = open_repository(settings_for(postgres_url, served, "replica"))
+        other = open_store(settings_for(postgres_url, served, "replica").database_url)
         second_task, second = await start(settings_for(postgres_url, served, "replica"), other)
         while second.ticks < 2:
             await asyncio.sleep(0.02)
@@ -132,17 +133,17 @@ def test_a_daemon_sharing_another_ones_worker_id_releases_only_its_own_leases(
             f"{control}/holds/release",
             json={"orderId": "ABC-100000", "operation": "place-order", "when": "after", "then": "respond"},
         )
-        row = repository.find("ABC-100000")
+        row = store.find("ABC-100000")
         while row is not None and row.state == "imported" and row.lease_owner is not None:
             await asyncio.sleep(0.02)
-            row = repository.find("ABC-100000")
+            row = store.find("ABC-100000")
         first.request_stop()
         await first_task
 
     with capture_logs() as logs:
         asyncio.run(asyncio.wait_for(scenario(), 60))
     assert [e for e in logs if e["event"].startswith("lease lost")] == []
-    row = repository.find("ABC-100000")
+    row = store.find("ABC-100000")
     assert row is not None and row.state != "imported"
-    events = [e for e in repository.events(row.id) if e["kind"] == "transition"]
+    events = [e for e in store.events(row.id) if e["kind"] == "transition"]
     assert events[0]["action"] == "place"

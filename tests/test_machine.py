@@ -113,7 +113,7 @@ def test_the_table_of_states_is_complete_and_consistent() -> None:
     from dataclasses import fields
 
     from orchestrator.policy import Policies
-    from orchestrator.rows import OrderRow
+    from orchestrator.store.rows import OrderRow
 
     columns = {f.name for f in fields(OrderRow)}
     assert set(PHASES) == set(State)

@@ -21,13 +21,13 @@ from typer.testing import CliRunner
 from orchestrator import log
 from orchestrator.cli import app
 from orchestrator.clock import utcnow
-from orchestrator.health import Health
 from orchestrator.importer import import_lines
-from orchestrator.metrics import Metrics, probe_handler
+from orchestrator.ops.health import Health
+from orchestrator.ops.metrics import Metrics, probe_handler
+from orchestrator.runner import run_daemon
 from orchestrator.sandbox import FaultConfig, Sandbox, ServerThread
 from orchestrator.settings import Settings
-from orchestrator.storage import open_repository
-from orchestrator.wiring import run_daemon
+from orchestrator.store.open import open_store
 from tests.factories import import_lines as lines_of
 from tests.factories import import_record
 
@@ -72,12 +72,10 @@ def test_every_engine_line_carries_order_state_and_action(
     sandbox.faults.configure(FaultConfig(seed=3, drop_after=0.15, error_before=0.1))
     with ServerThread(sandbox) as server, capture_logs() as logs:
         settings = make_settings(sandbox, server.url, grace_period="0.3s")
-        repository = open_repository(settings)
+        store = open_store(settings.database_url)
         lines = [*lines_of(8), json.dumps(import_record(50, value=1))]
-        import_lines(lines, repository, utcnow())
-        asyncio.run(
-            asyncio.wait_for(run_daemon(settings, repository, until_done=True, install_signals=False), 60)
-        )
+        import_lines(lines, store, utcnow())
+        asyncio.run(asyncio.wait_for(run_daemon(settings, store, until_done=True, install_signals=False), 60))
     engine_lines = [e for e in logs if e["event"] in ENGINE_EVENTS]
     assert {e["event"] for e in engine_lines} >= {
         "transition",
@@ -106,15 +104,15 @@ def test_credentials_never_reach_a_log_line_an_error_or_the_database(
         log.configure("debug", "json", stream=stream)
         with ServerThread(sandbox) as server:
             settings = make_settings(sandbox, server.url, grace_period="0.3s")
-            repository = open_repository(settings)
-            import_lines([*lines_of(6), json.dumps(import_record(60, value=1))], repository, utcnow())
+            store = open_store(settings.database_url)
+            import_lines([*lines_of(6), json.dumps(import_record(60, value=1))], store, utcnow())
             asyncio.run(
-                asyncio.wait_for(run_daemon(settings, repository, until_done=True, install_signals=False), 60)
+                asyncio.wait_for(run_daemon(settings, store, until_done=True, install_signals=False), 60)
             )
-            import_lines(lines_of(2, start=70), repository, utcnow())
+            import_lines(lines_of(2, start=70), store, utcnow())
             wrong = make_settings(sandbox, server.url, vtex_app_token=WRONG_TOKEN)
             asyncio.run(
-                asyncio.wait_for(run_daemon(wrong, repository, until_done=True, install_signals=False), 60)
+                asyncio.wait_for(run_daemon(wrong, store, until_done=True, install_signals=False), 60)
             )
             env = {
                 "ORCHESTRATOR_DATABASE_URL": settings.database_url,
@@ -135,12 +133,12 @@ def test_credentials_never_reach_a_log_line_an_error_or_the_database(
             ]
     finally:
         structlog.configure(**previous)
-    with repository.engine.connect() as conn:
+    with store.engine.connect() as conn:
         tables = [
             str(conn.execute(sa.text(f"SELECT * FROM {t}")).all())
             for t in ("orders", "order_events", "vtex_accounts")
         ]
-    errors = [str(r.last_error) for r in repository.all_rows()]
+    errors = [str(r.last_error) for r in store.all_rows()]
     haystacks = {
         "structlog": stream.getvalue(),
         "logging": caplog.text,
@@ -149,7 +147,7 @@ def test_credentials_never_reach_a_log_line_an_error_or_the_database(
         "commands": "\n".join(outputs),
     }
     assert "rejected the credentials" in haystacks["structlog"], "the run must have gone through the 401 path"
-    assert sum(c.count for c in repository.state_counts()) == 9
+    assert sum(c.count for c in store.state_counts()) == 9
     for name, text in haystacks.items():
         for secret in (SECRET_KEY, SECRET_TOKEN, WRONG_TOKEN, "K3YS3CR3T", "T0K3NS3CR3T", "WR0NGT0K3N"):
             assert secret not in text, f"{secret!r} leaked into {name}"
@@ -160,16 +158,16 @@ def test_metrics_after_a_run_show_the_expected_counts(
 ) -> None:
     """Scraped while the daemon still runs: orders per state, transitions, VTEX latency by operation."""
     settings = make_settings(sandbox_server.sandbox, sandbox_server.url, metrics_port=0)
-    repository = open_repository(settings)
-    import_lines([*lines_of(5), json.dumps(import_record(20, value=1))], repository, utcnow())
+    store = open_store(settings.database_url)
+    import_lines([*lines_of(5), json.dumps(import_record(20, value=1))], store, utcnow())
     scraped: dict[str, str] = {}
 
     async def scenario() -> None:
         holder: dict[str, Any] = {}
         task = asyncio.create_task(
-            run_daemon(settings, repository, install_signals=False, on_ready=lambda d: holder.update(d=d))
+            run_daemon(settings, store, install_signals=False, on_ready=lambda d: holder.update(d=d))
         )
-        while {c.state: c.count for c in repository.state_counts()} != {"invoiced": 5, "failed": 1}:
+        while {c.state: c.count for c in store.state_counts()} != {"invoiced": 5, "failed": 1}:
             await asyncio.sleep(0.1)
         daemon = holder["d"]
         await daemon.refresh_metrics()

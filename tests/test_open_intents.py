@@ -15,13 +15,14 @@ from typer.testing import CliRunner
 from orchestrator.cli import app
 from orchestrator.clock import utcnow
 from orchestrator.importer import import_lines
-from orchestrator.operations import OpenIntent, attach_invoice, attach_tracking, retry
-from orchestrator.repository import Repository
-from orchestrator.rows import OrderRow
+from orchestrator.ops.operations import OpenIntent, attach_invoice, attach_tracking, retry
+from orchestrator.ops.step_now import step_order_now
+from orchestrator.runner import run_daemon
 from orchestrator.sandbox import FaultConfig, Sandbox, SandboxConfig, SandboxOms, ServerThread
 from orchestrator.settings import Settings, load_settings
-from orchestrator.storage import open_repository
-from orchestrator.wiring import run_daemon, step_order_now
+from orchestrator.store.open import open_store
+from orchestrator.store.rows import OrderRow
+from orchestrator.store.store import Store
 from tests.factories import import_record, invoice_for
 
 ORDER = "ABC-100001"
@@ -51,32 +52,32 @@ class Setup:
             grace_period="0.2s",
             tick_interval="100ms",
         )
-        self.repository: Repository = open_repository(self.settings)
+        self.store: Store = open_store(self.settings.database_url)
         self.runner = CliRunner(env=self.env)
         self.record = import_record(1, with_invoice=False)
 
     def drive(self) -> None:
         asyncio.run(
             asyncio.wait_for(
-                run_daemon(self.settings, self.repository, until_done=True, install_signals=False), 30
+                run_daemon(self.settings, self.store, until_done=True, install_signals=False), 30
             )
         )
 
     def step(self) -> OrderRow | None:
-        return asyncio.run(step_order_now(self.settings, self.repository, ORDER))
+        return asyncio.run(step_order_now(self.settings, self.store, ORDER))
 
     def row(self) -> OrderRow:
-        found = self.repository.find(ORDER)
+        found = self.store.find(ORDER)
         assert found is not None
         return found
 
     def invoice_sent_but_answer_lost(self, number: str) -> None:
         """The order waits in handling for its invoice; `number` is attached and sent; VTEX applies
         it and the answer is lost, so the send-invoice intent stays open."""
-        import_lines([json.dumps(self.record)], self.repository, utcnow())
+        import_lines([json.dumps(self.record)], self.store, utcnow())
         self.drive()
         assert self.row().state == "handling"
-        attach_invoice(self.repository, ORDER, invoice_for(self.record["order"], number))
+        attach_invoice(self.store, ORDER, invoice_for(self.record["order"], number))
         self.sandbox.faults.configure(FaultConfig(drop_after=1.0, only_writes=True))
         self.step()
         self.sandbox.faults.configure(FaultConfig())
@@ -124,10 +125,10 @@ def test_invoice_under_an_open_intent_is_refused_while_vtex_cannot_say(setup: Se
 
 def test_track_under_an_open_send_tracking_reconciles_first(setup: Setup) -> None:
     """A tracking update whose answer was lost: a new `track` first learns VTEX has the first one."""
-    import_lines([json.dumps(import_record(1))], setup.repository, utcnow())
+    import_lines([json.dumps(import_record(1))], setup.store, utcnow())
     setup.drive()
     assert setup.row().state == "invoiced"
-    attach_tracking(setup.repository, ORDER, {"trackingNumber": "TR1"})
+    attach_tracking(setup.store, ORDER, {"trackingNumber": "TR1"})
     setup.sandbox.faults.configure(FaultConfig(drop_after=1.0, only_writes=True))
     setup.step()
     setup.sandbox.faults.configure(FaultConfig())
@@ -145,24 +146,24 @@ def test_the_library_refuses_to_touch_an_open_intent(setup: Setup) -> None:
     setup.invoice_sent_but_answer_lost("NFOLD")
     before = setup.row()
     with pytest.raises(OpenIntent):
-        attach_invoice(setup.repository, ORDER, invoice_for(setup.record["order"], "NFNEW"))
-    setup.repository.update_unleased(
+        attach_invoice(setup.store, ORDER, invoice_for(setup.record["order"], "NFNEW"))
+    setup.store.update_unleased(
         ORDER, utcnow(), {"state": "failed", "failed_from": "handling"}, [], before.version
     )
     with pytest.raises(OpenIntent):
-        retry(setup.repository, ORDER)
+        retry(setup.store, ORDER)
     assert setup.row().invoice_number == "NFOLD"
 
 
 def test_writing_an_intent_makes_a_new_version(setup: Setup) -> None:
     """An operator change read before an intent was written can never land after it, even when
     the worker's lease has expired (a paused worker)."""
-    import_lines([json.dumps(setup.record)], setup.repository, utcnow())
-    [claimed] = setup.repository.claim_due("w1", utcnow(), timedelta(0), 1)  # lease expires at once
+    import_lines([json.dumps(setup.record)], setup.store, utcnow())
+    [claimed] = setup.store.claim_due("w1", utcnow(), timedelta(0), 1)  # lease expires at once
     read_by_operator = setup.row()
     claimed.intent, claimed.intent_attempt, claimed.intent_at = "place-order", 1, utcnow()
-    assert setup.repository.commit([claimed], [], "w1") == ([True], [])
-    changed = setup.repository.update_unleased(
+    assert setup.store.commit([claimed], [], "w1") == ([True], [])
+    changed = setup.store.update_unleased(
         ORDER, utcnow(), {"cancel_reason": "stale read"}, [], read_by_operator.version
     )
     assert not changed and setup.row().cancel_reason is None

@@ -15,10 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
+from orchestrator.runner import run_daemon
 from orchestrator.sandbox import FaultConfig, Sandbox, ServerThread
 from orchestrator.settings import load_settings
-from orchestrator.storage import open_repository
-from orchestrator.wiring import run_daemon
+from orchestrator.store.open import open_store
 from tests.factories import import_lines as lines_of
 
 
@@ -55,15 +55,15 @@ def run_until_authorized(runner: CliRunner, count: int) -> None:
         invoice_timing=env.get("ORCHESTRATOR_INVOICE_TIMING", "after-grace"),
         tick_interval="100ms",
     )
-    repository = open_repository(settings)
+    store = open_store(settings.database_url)
 
     async def scenario() -> None:
         holder: dict[str, Any] = {}
         task = asyncio.create_task(
-            run_daemon(settings, repository, install_signals=False, on_ready=lambda d: holder.update(d=d))
+            run_daemon(settings, store, install_signals=False, on_ready=lambda d: holder.update(d=d))
         )
         while True:
-            rows = repository.all_rows()
+            rows = store.all_rows()
             done = [
                 r
                 for r in rows
@@ -81,8 +81,8 @@ def run_until_authorized(runner: CliRunner, count: int) -> None:
 
 
 def states(database_url: str) -> dict[str, int]:
-    repository = open_repository(load_settings(None, database_url=database_url))
-    return {c.state: c.count for c in repository.state_counts()}
+    store = open_store(database_url)
+    return {c.state: c.count for c in store.state_counts()}
 
 
 def test_retry_puts_failed_orders_back_and_reconciles_first(served: tuple[Sandbox, CliRunner, str]) -> None:

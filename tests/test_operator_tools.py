@@ -15,12 +15,12 @@ from typer.testing import CliRunner
 from orchestrator.cli import app
 from orchestrator.clock import utcnow
 from orchestrator.importer import import_lines
-from orchestrator.models import ORDERS
-from orchestrator.repository import Repository
+from orchestrator.ops.status import report
+from orchestrator.ops.stuck_rules import StuckRules, StuckRulesError
 from orchestrator.sandbox import Sandbox, ServerThread
 from orchestrator.settings import ConfigurationError, load_settings
-from orchestrator.status import report
-from orchestrator.stuck import StuckRules, StuckRulesError
+from orchestrator.store.store import Store
+from orchestrator.store.tables import ORDERS
 from tests.factories import import_lines as lines_of
 from tests.factories import import_record, invoice_for
 
@@ -28,9 +28,9 @@ GRACE = timedelta(minutes=30)
 RULES = StuckRules.parse("", GRACE)
 
 
-def age(repository: Repository, order_id: str, by: timedelta, **values: Any) -> None:
+def age(store: Store, order_id: str, by: timedelta, **values: Any) -> None:
     """Pretend the order entered its state (and anything else) `by` ago."""
-    with repository.engine.begin() as conn:
+    with store.engine.begin() as conn:
         conn.execute(
             sa.update(ORDERS)
             .where(ORDERS.c.order_id == order_id)
@@ -38,8 +38,8 @@ def age(repository: Repository, order_id: str, by: timedelta, **values: Any) -> 
         )
 
 
-def stuck_ids(repository: Repository, rules: StuckRules = RULES, **filters: Any) -> list[str]:
-    return [entry["orderId"] for entry in report(repository, utcnow(), rules, GRACE, **filters)["stuck"]]
+def stuck_ids(store: Store, rules: StuckRules = RULES, **filters: Any) -> list[str]:
+    return [entry["orderId"] for entry in report(store, utcnow(), rules, GRACE, **filters)["stuck"]]
 
 
 # -- stuck rules -------------------------------------------------------------------------------------
@@ -66,36 +66,36 @@ def test_thresholds_can_be_set_for_all_states_or_per_state() -> None:
         StuckRules.parse("invoiced=1h", GRACE)
 
 
-def test_an_order_just_under_its_threshold_is_not_stuck(repository: Repository) -> None:
+def test_an_order_just_under_its_threshold_is_not_stuck(store: Store) -> None:
     """14 minutes in imported is normal; 16 is stuck."""
-    import_lines(lines_of(2), repository, utcnow())
-    age(repository, "ABC-100000", timedelta(minutes=14))
-    age(repository, "ABC-100001", timedelta(minutes=16))
-    assert stuck_ids(repository) == ["ABC-100001"]
+    import_lines(lines_of(2), store, utcnow())
+    age(store, "ABC-100000", timedelta(minutes=14))
+    age(store, "ABC-100001", timedelta(minutes=16))
+    assert stuck_ids(store) == ["ABC-100001"]
 
 
-def test_waiting_out_the_grace_period_is_not_stuck_until_well_past_it(repository: Repository) -> None:
+def test_waiting_out_the_grace_period_is_not_stuck_until_well_past_it(store: Store) -> None:
     """40 minutes in dispatch-authorized (30-minute grace) is fine; 50 is stuck and says why."""
-    import_lines(lines_of(2), repository, utcnow())
-    age(repository, "ABC-100000", timedelta(minutes=40), state="dispatch-authorized")
+    import_lines(lines_of(2), store, utcnow())
+    age(store, "ABC-100000", timedelta(minutes=40), state="dispatch-authorized")
     age(
-        repository,
+        store,
         "ABC-100001",
         timedelta(minutes=50),
         state="dispatch-authorized",
         vtex_status="window-to-cancel",
     )
-    entries = report(repository, utcnow(), RULES, GRACE)["stuck"]
+    entries = report(store, utcnow(), RULES, GRACE)["stuck"]
     assert [e["orderId"] for e in entries] == ["ABC-100001"]
     assert "VTEX reports window-to-cancel" in entries[0]["reason"]
     assert "ORCHESTRATOR_GRACE_PERIOD" in entries[0]["suggestion"]
 
 
-def test_failed_orders_are_always_stuck_with_the_retry_command(repository: Repository) -> None:
+def test_failed_orders_are_always_stuck_with_the_retry_command(store: Store) -> None:
     """A failed order is listed at once, with VTEX's reason and `orchestrator retry`."""
-    import_lines(lines_of(1), repository, utcnow())
+    import_lines(lines_of(1), store, utcnow())
     age(
-        repository,
+        store,
         "ABC-100000",
         timedelta(seconds=1),
         state="failed",
@@ -103,55 +103,55 @@ def test_failed_orders_are_always_stuck_with_the_retry_command(repository: Repos
         last_error="place-order ABC-100000: HTTP 400 [FMT007] Payment total (1) differs",
         last_error_code="FMT007",
     )
-    [entry] = report(repository, utcnow(), RULES, GRACE)["stuck"]
+    [entry] = report(store, utcnow(), RULES, GRACE)["stuck"]
     assert "VTEX refused the order" in entry["reason"] and "FMT007" in entry["reason"]
     assert "orchestrator retry ABC-100000" in entry["suggestion"]
 
 
-def test_an_old_open_intent_is_stuck_whatever_the_state(repository: Repository) -> None:
+def test_an_old_open_intent_is_stuck_whatever_the_state(store: Store) -> None:
     """A call whose outcome is unknown for longer than ORCHESTRATOR_UNKNOWN_OUTCOME_AFTER (15 min) is
     listed even in a young state."""
-    import_lines(lines_of(1), repository, utcnow())
+    import_lines(lines_of(1), store, utcnow())
     age(
-        repository,
+        store,
         "ABC-100000",
         timedelta(minutes=1),
         intent="place-order",
         intent_at=utcnow() - timedelta(minutes=16),
     )
-    [entry] = report(repository, utcnow(), RULES, GRACE)["stuck"]
+    [entry] = report(store, utcnow(), RULES, GRACE)["stuck"]
     assert entry["openIntent"] == "place-order"
     assert "cannot tell whether place-order took effect" in entry["reason"]
     assert "orchestrator check" in entry["suggestion"]
 
 
-def test_handling_without_invoice_suggests_the_invoice_command(repository: Repository) -> None:
+def test_handling_without_invoice_suggests_the_invoice_command(store: Store) -> None:
     """Two hours in handling without invoice data: attach it."""
-    import_lines([json.dumps(import_record(1, with_invoice=False))], repository, utcnow())
-    age(repository, "ABC-100001", timedelta(hours=2), state="handling")
-    [entry] = report(repository, utcnow(), RULES, GRACE)["stuck"]
+    import_lines([json.dumps(import_record(1, with_invoice=False))], store, utcnow())
+    age(store, "ABC-100001", timedelta(hours=2), state="handling")
+    [entry] = report(store, utcnow(), RULES, GRACE)["stuck"]
     assert entry["reason"].startswith("handling for 2h")
     assert entry["suggestion"] == "`orchestrator invoice ABC-100001 --number <invoice number> --value 1100`"
 
 
-def test_filters_by_state_affiliate_and_age(repository: Repository) -> None:
+def test_filters_by_state_affiliate_and_age(store: Store) -> None:
     """--state, --affiliate and --older-than narrow the list."""
-    import_lines(lines_of(2, "ABC") + lines_of(2, "XYZ", start=10), repository, utcnow())
-    age(repository, "ABC-100000", timedelta(hours=3))
-    age(repository, "ABC-100001", timedelta(hours=1), state="created")
-    age(repository, "XYZ-100010", timedelta(hours=5))
-    assert stuck_ids(repository) == ["XYZ-100010", "ABC-100000", "ABC-100001"]
-    assert stuck_ids(repository, states=["created"]) == ["ABC-100001"]
-    assert stuck_ids(repository, affiliate="XYZ") == ["XYZ-100010"]
-    assert stuck_ids(repository, older_than=timedelta(hours=2)) == ["XYZ-100010", "ABC-100000"]
+    import_lines(lines_of(2, "ABC") + lines_of(2, "XYZ", start=10), store, utcnow())
+    age(store, "ABC-100000", timedelta(hours=3))
+    age(store, "ABC-100001", timedelta(hours=1), state="created")
+    age(store, "XYZ-100010", timedelta(hours=5))
+    assert stuck_ids(store) == ["XYZ-100010", "ABC-100000", "ABC-100001"]
+    assert stuck_ids(store, states=["created"]) == ["ABC-100001"]
+    assert stuck_ids(store, affiliate="XYZ") == ["XYZ-100010"]
+    assert stuck_ids(store, older_than=timedelta(hours=2)) == ["XYZ-100010", "ABC-100000"]
 
 
-def test_the_list_is_capped_but_the_total_is_counted(repository: Repository) -> None:
+def test_the_list_is_capped_but_the_total_is_counted(store: Store) -> None:
     """Only the oldest `limit` are listed; stuckTotal counts them all."""
-    import_lines(lines_of(5), repository, utcnow())
+    import_lines(lines_of(5), store, utcnow())
     for n in range(5):
-        age(repository, f"ABC-10000{n}", timedelta(hours=1 + n))
-    data = report(repository, utcnow(), RULES, GRACE, limit=2)
+        age(store, f"ABC-10000{n}", timedelta(hours=1 + n))
+    data = report(store, utcnow(), RULES, GRACE, limit=2)
     assert data["stuckTotal"] == 5 and [e["orderId"] for e in data["stuck"]] == ["ABC-100004", "ABC-100003"]
 
 

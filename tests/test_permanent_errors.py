@@ -14,20 +14,20 @@ from structlog.testing import capture_logs
 
 from orchestrator.clock import utcnow
 from orchestrator.importer import import_lines
-from orchestrator.repository import Repository
+from orchestrator.ops.status import report
+from orchestrator.ops.stuck_rules import StuckRules
+from orchestrator.runner import run_daemon
 from orchestrator.sandbox import Sandbox, ServerThread
 from orchestrator.settings import Settings
-from orchestrator.status import report
-from orchestrator.storage import open_repository
-from orchestrator.stuck import StuckRules
-from orchestrator.wiring import run_daemon
+from orchestrator.store.open import open_store
+from orchestrator.store.store import Store
 from tests.factories import import_lines as lines_of
 from tests.factories import import_record
 
 
-def drive(settings: Settings, repository: Repository, timeout: float = 60) -> Any:
+def drive(settings: Settings, store: Store, timeout: float = 60) -> Any:
     return asyncio.run(
-        asyncio.wait_for(run_daemon(settings, repository, until_done=True, install_signals=False), timeout)
+        asyncio.wait_for(run_daemon(settings, store, until_done=True, install_signals=False), timeout)
     )
 
 
@@ -36,14 +36,14 @@ def run_one(
     make_settings: Callable[..., Settings],
     record: dict[str, Any],
     **sandbox_config: Any,
-) -> tuple[Repository, Sandbox]:
+) -> tuple[Store, Sandbox]:
     sandbox = make_sandbox(grace_seconds=0.5, **sandbox_config)
     with ServerThread(sandbox) as server:
         settings = make_settings(sandbox, server.url)
-        repository = open_repository(settings)
-        import_lines([json.dumps(record)], repository, utcnow())
-        drive(settings, repository)
-    return repository, sandbox
+        store = open_store(settings.database_url)
+        import_lines([json.dumps(record)], store, utcnow())
+        drive(settings, store)
+    return store, sandbox
 
 
 @pytest.mark.parametrize(
@@ -64,14 +64,14 @@ def test_vtex_validation_errors_fail_the_order_at_once_with_vtex_code(
     VTEX's code and message, visible in status. (Those the import can tell never reach VTEX.)"""
     record = import_record(1, with_invoice=False)
     change(record["order"])
-    repository, sandbox = run_one(make_sandbox, make_settings, record)
-    row = repository.find("ABC-100001")
+    store, sandbox = run_one(make_sandbox, make_settings, record)
+    row = store.find("ABC-100001")
     assert row is not None and (row.state, row.last_error_code) == ("failed", code)
     assert row.last_error is not None and in_message in row.last_error
     assert sandbox.oms.ledger.requests_by_operation["place-order"] == 1
-    [stuck] = report(
-        repository, utcnow(), StuckRules.parse("", timedelta(minutes=30)), timedelta(minutes=30)
-    )["stuck"]
+    [stuck] = report(store, utcnow(), StuckRules.parse("", timedelta(minutes=30)), timedelta(minutes=30))[
+        "stuck"
+    ]
     assert (stuck["state"], stuck["lastErrorCode"]) == ("failed", code)
 
 
@@ -81,10 +81,10 @@ def test_affiliate_with_seller_payment_methods_fails_with_a_hint(
     """VTEX answers 500 to every Place for such an affiliate: after a few quick tries the order fails,
     saying what VTEX does in that case, and never was created twice."""
     record = import_record(2, affiliate="SPM", with_invoice=False)
-    repository, sandbox = run_one(
+    store, sandbox = run_one(
         make_sandbox, make_settings, record, seller_payment_affiliates=frozenset({"SPM"})
     )
-    row = repository.find("SPM-100002")
+    row = store.find("SPM-100002")
     assert row is not None and row.state == "failed"
     assert row.last_error is not None and "seller's payment methods" in row.last_error
     assert sandbox.oms.ledger.requests_by_operation["place-order"] == 3
@@ -96,15 +96,15 @@ def test_bad_credentials_pause_the_account_with_one_log_line_and_a_status_entry(
 ) -> None:
     """401: no order fails; all work stops; one error line; `status` says the account is paused."""
     settings = make_settings(sandbox_server.sandbox, sandbox_server.url, vtex_app_token="wrong-token")
-    repository = open_repository(settings)
-    import_lines(lines_of(20), repository, utcnow())
+    store = open_store(settings.database_url)
+    import_lines(lines_of(20), store, utcnow())
     with capture_logs() as logs:
-        daemon = drive(settings, repository, timeout=30)
+        daemon = drive(settings, store, timeout=30)
     assert daemon.stop_reason is not None and "credentials" in daemon.stop_reason
-    assert {c.state: c.count for c in repository.state_counts()} == {"imported": 20}
+    assert {c.state: c.count for c in store.state_counts()} == {"imported": 20}
     rejected = [e for e in logs if e["event"].startswith("VTEX rejected the credentials")]
     assert len(rejected) == 1 and rejected[0]["log_level"] == "error"
-    data = report(repository, utcnow(), settings.stuck_rules, settings.grace_period)
+    data = report(store, utcnow(), settings.stuck_rules, settings.grace_period)
     [account] = data["accounts"]
     assert "rejected the credentials (HTTP 401)" in account["reason"]
     requests = sandbox_server.sandbox.oms.ledger.requests
@@ -116,14 +116,14 @@ def test_the_pause_lifts_once_vtex_accepts_the_credentials_again(
 ) -> None:
     """After fixing the credentials, the next run clears the pause and finishes the orders."""
     bad = make_settings(sandbox_server.sandbox, sandbox_server.url, vtex_app_token="wrong-token")
-    repository = open_repository(bad)
-    import_lines(lines_of(3), repository, utcnow())
-    drive(bad, repository, timeout=30)
-    assert repository.account_pauses()
-    with repository.engine.begin() as conn:  # the operator waits out the pause (here: ends it)
+    store = open_store(bad.database_url)
+    import_lines(lines_of(3), store, utcnow())
+    drive(bad, store, timeout=30)
+    assert store.account_pauses()
+    with store.engine.begin() as conn:  # the operator waits out the pause (here: ends it)
         conn.exec_driver_sql("UPDATE vtex_accounts SET paused_until = '2000-01-01 00:00:00.000000'")
         conn.exec_driver_sql("UPDATE orders SET next_run_at = '2000-01-01 00:00:00.000000'")
     good = make_settings(sandbox_server.sandbox, sandbox_server.url)
-    drive(good, repository)
-    assert {c.state: c.count for c in repository.state_counts()} == {"invoiced": 3}
-    assert repository.account_pauses() == []
+    drive(good, store)
+    assert {c.state: c.count for c in store.state_counts()} == {"invoiced": 3}
+    assert store.account_pauses() == []

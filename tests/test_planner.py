@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from orchestrator.planner import Kind, plan
 from orchestrator.policy import Policies, PollPolicy
-from orchestrator.rows import OrderRow
+from orchestrator.store.rows import OrderRow
 from states import Action
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

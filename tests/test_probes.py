@@ -22,8 +22,8 @@ import pytest
 import structlog
 
 from orchestrator import log
-from orchestrator.health import Health
 from orchestrator.log import RepeatLimiter
+from orchestrator.ops.health import Health
 from orchestrator.sandbox.process import SandboxProcess, client_env
 from tests.factories import import_lines as lines_of
 from tests.processes import wait_for
@@ -252,9 +252,9 @@ def _metrics_url(path: Path) -> str | None:
 
 def test_metrics_of_a_slow_second_are_not_blocked(tmp_path: Path) -> None:
     """A probe answer takes milliseconds, not the probe server's request timeout."""
-    from orchestrator.metrics import Metrics, probe_handler
-    from orchestrator.probe_server import ProbeServer
-    from orchestrator.serving import bind
+    from orchestrator.ops.metrics import Metrics, probe_handler
+    from orchestrator.ops.probe_server import ProbeServer
+    from orchestrator.ops.serving import bind
 
     health = Health(timedelta(seconds=1))
     health.ticked()

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from orchestrator.proxies import ProxyError, proxy_for
 from orchestrator.sandbox import ServerThread
+from orchestrator.vtex.proxies import ProxyError, proxy_for
 
 
 class ForwardProxy:

@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 
 from orchestrator.clock import utcnow
-from orchestrator.errors import RateLimited, VtexError
 from orchestrator.importer import import_lines
+from orchestrator.runner import run_daemon
 from orchestrator.sandbox import FaultConfig, Sandbox, ServerThread
 from orchestrator.settings import Settings
-from orchestrator.storage import open_repository
-from orchestrator.vtex_client import Call
-from orchestrator.wiring import run_daemon
+from orchestrator.store.open import open_store
+from orchestrator.vtex.client import Call
+from orchestrator.vtex.errors import RateLimited, VtexError
 from tests.factories import import_lines as lines_of
 
 CLIENT_RPM = 240
@@ -49,18 +49,18 @@ def test_budget_and_retry_after_are_honoured_and_every_order_finishes(
         settings = make_settings(
             sandbox, server.url, vtex_max_rpm=CLIENT_RPM, grace_period="1s", concurrency=16
         )
-        repository = open_repository(settings)
-        import_lines(lines_of(ORDERS), repository, utcnow())
+        store = open_store(settings.database_url)
+        import_lines(lines_of(ORDERS), store, utcnow())
         observe: Any = lambda call, error: calls.append((call, error))  # noqa: E731
         asyncio.run(
             asyncio.wait_for(
-                run_daemon(settings, repository, until_done=True, install_signals=False, observer=observe),
+                run_daemon(settings, store, until_done=True, install_signals=False, observer=observe),
                 240,
             )
         )
         log = list(sandbox.oms.ledger.request_log)
 
-    states = {c.state: c.count for c in repository.state_counts()}
+    states = {c.state: c.count for c in store.state_counts()}
     assert states == {"invoiced": ORDERS}
 
     arrivals = [entry["at"] for entry in log]
@@ -79,7 +79,7 @@ def test_budget_and_retry_after_are_honoured_and_every_order_finishes(
             f"sent {len(too_early)} request(s) within Retry-After {error.retry_after}s of a 429"
         )
 
-    failed_attempts = sum(1 for r in repository.all_rows() if r.attempts)
+    failed_attempts = sum(1 for r in store.all_rows() if r.attempts)
     limiter_429s = sum(1 for entry in log if entry["status"] == 429)
     with capsys.disabled():
         print(

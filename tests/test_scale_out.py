@@ -22,8 +22,7 @@ import pytest
 from orchestrator.clock import utcnow
 from orchestrator.importer import import_lines
 from orchestrator.sandbox.process import SandboxProcess, client_env
-from orchestrator.settings import load_settings
-from orchestrator.storage import open_repository
+from orchestrator.store.open import open_store
 from tests import backends
 from tests.factories import import_lines as lines_of
 from tests.processes import start_daemon, wait_for
@@ -51,8 +50,8 @@ def test_four_daemons_share_the_work_and_the_budget(
     """500 orders, 4 daemons, one killed: all invoiced, never two at once on an order, one budget."""
     sandbox = SandboxProcess("--grace-seconds", "2", "--latency-ms", "5", log=tmp_path / "sandbox.log")
     try:
-        repository = open_repository(load_settings(None, database_url=postgres_url))
-        import_lines(lines_of(ORDERS), repository, utcnow())
+        store = open_store(postgres_url)
+        import_lines(lines_of(ORDERS), store, utcnow())
         env = client_env(
             postgres_url,
             sandbox.url,
@@ -77,7 +76,7 @@ def test_four_daemons_share_the_work_and_the_budget(
         sandbox.stop()
 
     summary = ledger["summary"]
-    states = {c.state: c.count for c in repository.state_counts()}
+    states = {c.state: c.count for c in store.state_counts()}
     clients = {entry["client"] for entry in log}
     minute = busiest_minute([entry["at"] for entry in log])
     with capsys.disabled():

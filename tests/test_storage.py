@@ -11,98 +11,97 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
-from orchestrator.events import new_event
+from orchestrator.history import new_event
 from orchestrator.importer import import_lines
-from orchestrator.migrate import alembic_config, current_revision, head_revision
-from orchestrator.repository import Repository
-from orchestrator.settings import load_settings
-from orchestrator.status import report
-from orchestrator.storage import open_repository
-from orchestrator.stuck import StuckRules
+from orchestrator.ops.status import report
+from orchestrator.ops.stuck_rules import StuckRules
+from orchestrator.store.migrate import alembic_config, current_revision, head_revision
+from orchestrator.store.open import open_store
+from orchestrator.store.store import Store
 from tests.factories import import_lines as lines_of
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=2)
 
 
-def test_migrated_schema_matches_the_models(repository: Repository) -> None:
+def test_migrated_schema_matches_the_models(store: Store) -> None:
     """Alembic's migration builds exactly the tables, columns and indexes the models declare."""
-    with repository.engine.connect() as conn:
+    with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     assert diff == []
 
 
-def test_the_quick_revision_check_agrees_with_alembic(repository: Repository) -> None:
+def test_the_quick_revision_check_agrees_with_alembic(store: Store) -> None:
     """Commands check the schema without importing Alembic; that shortcut must read what Alembic reads."""
     from alembic.script import ScriptDirectory
 
     assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
-    with repository.engine.connect() as conn:
-        assert current_revision(repository.engine) == MigrationContext.configure(conn).get_current_revision()
-    assert current_revision(repository.engine) == head_revision()
+    with store.engine.connect() as conn:
+        assert current_revision(store.engine) == MigrationContext.configure(conn).get_current_revision()
+    assert current_revision(store.engine) == head_revision()
 
 
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(sqlite_url: str) -> None:
     """WAL lets status read during a run; the busy timeout makes writers queue instead of failing."""
-    repository = open_repository(load_settings(None, database_url=sqlite_url))
-    with repository.engine.connect() as conn:
+    store = open_store(sqlite_url)
+    with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
 
 
-def test_claim_leases_due_orders_once(repository: Repository) -> None:
+def test_claim_leases_due_orders_once(store: Store) -> None:
     """A claimed order is not claimed again until its lease expires."""
-    start = repository.server_now()
-    import_lines(lines_of(5), repository, start)
-    first = repository.claim_due("w1", start, LEASE, limit=3)
-    second = repository.claim_due("w2", start, LEASE, limit=10)
+    start = store.server_now()
+    import_lines(lines_of(5), store, start)
+    first = store.claim_due("w1", start, LEASE, limit=3)
+    second = store.claim_due("w2", start, LEASE, limit=10)
     assert len(first) == 3 and len(second) == 2
     assert not {r.id for r in first} & {r.id for r in second}
-    assert repository.claim_due("w3", start + timedelta(seconds=30), LEASE, limit=10) == []
+    assert store.claim_due("w3", start + timedelta(seconds=30), LEASE, limit=10) == []
     for row in first:
         assert row.lease_owner == "w1" and row.next_run_at == row.lease_expires_at
         assert row.lease_expires_at is not None
-        assert start <= row.lease_expires_at - LEASE <= repository.server_now()
+        assert start <= row.lease_expires_at - LEASE <= store.server_now()
 
 
-def test_expired_lease_makes_the_order_due_again(repository: Repository) -> None:
+def test_expired_lease_makes_the_order_due_again(store: Store) -> None:
     """A worker that vanished holds nothing: after the lease expiry the order is claimed by another."""
-    start = repository.server_now()
-    import_lines(lines_of(1), repository, start)
-    [held] = repository.claim_due("dead-worker", start, timedelta(0), limit=1)  # expires at once
-    [again] = repository.claim_due("w2", repository.server_now(), LEASE, limit=1)
+    start = store.server_now()
+    import_lines(lines_of(1), store, start)
+    [held] = store.claim_due("dead-worker", start, timedelta(0), limit=1)  # expires at once
+    [again] = store.claim_due("w2", store.server_now(), LEASE, limit=1)
     assert again.id == held.id and again.lease_owner == "w2" and again.version == held.version + 1
 
 
-def test_a_worker_that_lost_its_lease_cannot_commit(repository: Repository) -> None:
+def test_a_worker_that_lost_its_lease_cannot_commit(store: Store) -> None:
     """Fencing: after another worker re-claimed the order, the old worker's intent and outcome are refused."""
-    start = repository.server_now()
-    import_lines(lines_of(1), repository, start)
-    [stale] = repository.claim_due("w1", start, timedelta(0), limit=1)
-    [fresh] = repository.claim_due("w2", repository.server_now(), LEASE, limit=1)
+    start = store.server_now()
+    import_lines(lines_of(1), store, start)
+    [stale] = store.claim_due("w1", start, timedelta(0), limit=1)
+    [fresh] = store.claim_due("w2", store.server_now(), LEASE, limit=1)
     stale.intent = "place-order"
     stale.state = "created"
     event = new_event(stale.id, T0, "note", message="from a stale worker")
-    assert repository.commit([stale], [(stale, [event])], "w1") == ([False], [False])
+    assert store.commit([stale], [(stale, [event])], "w1") == ([False], [False])
     fresh.state = "created"
-    assert repository.commit([], [(fresh, [])], "w2") == ([], [True])
-    row = repository.find(stale.order_id)
+    assert store.commit([], [(fresh, [])], "w2") == ([], [True])
+    row = store.find(stale.order_id)
     assert row is not None and row.state == "created" and row.intent is None
-    assert "from a stale worker" not in [e["message"] for e in repository.events(row.id)]
+    assert "from a stale worker" not in [e["message"] for e in store.events(row.id)]
 
 
-def test_release_leases_makes_held_orders_due_now(repository: Repository) -> None:
+def test_release_leases_makes_held_orders_due_now(store: Store) -> None:
     """Graceful shutdown gives back every lease of the worker; the orders are due immediately."""
-    import_lines(lines_of(3), repository, T0)
-    repository.claim_due("w1", T0, LEASE, limit=3)
-    assert repository.release_leases("w1", T0 + timedelta(seconds=5)) == 3
-    assert len(repository.claim_due("w2", T0 + timedelta(seconds=5), LEASE, limit=10)) == 3
+    import_lines(lines_of(3), store, T0)
+    store.claim_due("w1", T0, LEASE, limit=3)
+    assert store.release_leases("w1", T0 + timedelta(seconds=5)) == 3
+    assert len(store.claim_due("w2", T0 + timedelta(seconds=5), LEASE, limit=10)) == 3
 
 
-def test_claim_uses_the_partial_index_on_next_run_at(repository: Repository, backend: str) -> None:
+def test_claim_uses_the_partial_index_on_next_run_at(store: Store, backend: str) -> None:
     """The due-order scan is an index range read, not a table scan."""
     query = "SELECT id FROM orders WHERE next_run_at <= '2026-01-01' ORDER BY next_run_at LIMIT 10"
-    with repository.engine.connect() as conn:
+    with store.engine.connect() as conn:
         if backend == "sqlite":
             plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}").all()
         else:  # an empty table would make any plan acceptable; ask for the indexed one's availability
@@ -111,42 +110,40 @@ def test_claim_uses_the_partial_index_on_next_run_at(repository: Repository, bac
     assert any("ix_orders_next_run_at" in str(row) for row in plan), plan
 
 
-def test_datetimes_come_back_aware_in_utc(repository: Repository, backend: str) -> None:
+def test_datetimes_come_back_aware_in_utc(store: Store, backend: str) -> None:
     """SQLite stores naive UTC text, PostgreSQL timestamptz; both hand back aware UTC datetimes."""
-    import_lines(lines_of(1), repository, T0)
-    row = repository.find("ABC-100000")
+    import_lines(lines_of(1), store, T0)
+    row = store.find("ABC-100000")
     assert row is not None and row.created_at == T0 and row.created_at.tzinfo is UTC
-    with repository.engine.connect() as conn:
+    with store.engine.connect() as conn:
         raw = conn.execute(sa.text("SELECT created_at FROM orders")).scalar()
     assert raw == ("2026-11-27 12:00:00.000000" if backend == "sqlite" else T0)
 
 
-def test_long_texts_are_cut_to_fit_their_columns(repository: Repository) -> None:
+def test_long_texts_are_cut_to_fit_their_columns(store: Store) -> None:
     """PostgreSQL enforces VARCHAR lengths: a very long VTEX message must not make a save fail."""
-    import_lines(lines_of(1), repository, T0)
-    [row] = repository.claim_due("w1", T0, LEASE, limit=1)
+    import_lines(lines_of(1), store, T0)
+    [row] = store.claim_due("w1", T0, LEASE, limit=1)
     row.wait_reason = "x" * 1000
     row.last_error_code = "C" * 200
     event = new_event(row.id, T0, "call", error_code="E" * 200, action="a" * 100)
-    assert repository.commit([], [(row, [event])], "w1") == ([], [True])
-    saved = repository.find(row.order_id)
+    assert store.commit([], [(row, [event])], "w1") == ([], [True])
+    saved = store.find(row.order_id)
     assert saved is not None and saved.wait_reason is not None and len(saved.wait_reason) == 300
     assert saved.last_error_code is not None and len(saved.last_error_code) == 64
 
 
-def test_skip_locked_claims_pass_over_rows_another_worker_is_claiming(
-    repository: Repository, backend: str
-) -> None:
+def test_skip_locked_claims_pass_over_rows_another_worker_is_claiming(store: Store, backend: str) -> None:
     """PostgreSQL: rows locked by another transaction are skipped, not waited for."""
     if backend != "postgresql":
         pytest.skip("SQLite has a single writer: there is never another claim in progress to skip")
-    import_lines(lines_of(4), repository, T0)
-    with repository.engine.connect() as other, other.begin():
+    import_lines(lines_of(4), store, T0)
+    with store.engine.connect() as other, other.begin():
         locked = (
             other.execute(sa.text("SELECT id FROM orders ORDER BY id LIMIT 2 FOR UPDATE")).scalars().all()
         )
-        claimed = repository.claim_due("w1", T0, LEASE, limit=10)
-        assert {r.id for r in claimed} == {r.id for r in repository.all_rows()} - set(locked)
+        claimed = store.claim_due("w1", T0, LEASE, limit=10)
+        assert {r.id for r in claimed} == {r.id for r in store.all_rows()} - set(locked)
 
 
 def test_the_budget_bucket_is_one_for_every_daemon(database_url: str) -> None:
@@ -154,15 +151,15 @@ def test_the_budget_bucket_is_one_for_every_daemon(database_url: str) -> None:
     import threading
     import time
 
-    first = open_repository(load_settings(None, database_url=database_url))
-    second = open_repository(load_settings(None, database_url=database_url))
+    first = open_store(database_url)
+    second = open_store(database_url)
     capacity, rate = 20.0, 10.0
     granted = [0, 0]
     stop = time.monotonic() + 2.0
 
-    def draw(index: int, repository: Repository) -> None:
+    def draw(index: int, store: Store) -> None:
         while time.monotonic() < stop:
-            got, _wait = repository.take_budget("acme", 4, capacity, rate)
+            got, _wait = store.take_budget("acme", 4, capacity, rate)
             granted[index] += got
 
     threads = [threading.Thread(target=draw, args=(i, r)) for i, r in enumerate((first, second))]
@@ -176,43 +173,43 @@ def test_the_budget_bucket_is_one_for_every_daemon(database_url: str) -> None:
     assert granted[0] > 0 and granted[1] > 0
 
 
-def test_a_429_throttles_the_account_for_every_daemon(repository: Repository) -> None:
+def test_a_429_throttles_the_account_for_every_daemon(store: Store) -> None:
     """After throttle_account(5), no daemon is granted a token and each is told to wait ~5 s."""
-    repository.take_budget("acme", 1, 20.0, 10.0)
-    repository.throttle_account("acme", 5)
-    granted, wait = repository.take_budget("acme", 1, 20.0, 10.0)
+    store.take_budget("acme", 1, 20.0, 10.0)
+    store.throttle_account("acme", 5)
+    granted, wait = store.take_budget("acme", 1, 20.0, 10.0)
     assert granted == 0 and 4.0 < wait <= 5.0
 
 
-def test_counts_and_oldest_per_state(repository: Repository) -> None:
+def test_counts_and_oldest_per_state(store: Store) -> None:
     """state_counts: how many per state and the oldest state change in each, after the planner's upkeep."""
-    import_lines(lines_of(3), repository, T0)
-    [first, *_] = repository.claim_due("w1", T0, LEASE, limit=1)
+    import_lines(lines_of(3), store, T0)
+    [first, *_] = store.claim_due("w1", T0, LEASE, limit=1)
     first.state, first.state_changed_at, first.lease_owner = "created", T0 + timedelta(minutes=5), None
-    repository.commit([], [(first, [])], "w1")
-    repository.optimize()
-    counts = {c.state: (c.count, c.oldest_since) for c in repository.state_counts()}
+    store.commit([], [(first, [])], "w1")
+    store.optimize()
+    counts = {c.state: (c.count, c.oldest_since) for c in store.state_counts()}
     assert counts == {"imported": (2, T0), "created": (1, T0 + timedelta(minutes=5))}
 
 
-def test_status_queries_read_indexes_not_the_table(repository: Repository, backend: str) -> None:
+def test_status_queries_read_indexes_not_the_table(store: Store, backend: str) -> None:
     """Every statement `status --stuck` runs is an index read: no full scan of orders, whatever the
     number of orders (a million orders answer in tens of milliseconds; see the README)."""
-    import_lines(lines_of(3), repository, T0)
+    import_lines(lines_of(3), store, T0)
     statements: list[tuple[str, Any]] = []
 
     def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         if "FROM orders" in statement:
             statements.append((statement, parameters))
 
-    sa.event.listen(repository.engine, "before_cursor_execute", capture)
+    sa.event.listen(store.engine, "before_cursor_execute", capture)
     try:
         rules = StuckRules.parse("", timedelta(minutes=30))
-        report(repository, T0 + timedelta(days=1), rules, timedelta(minutes=30), limit=100)
+        report(store, T0 + timedelta(days=1), rules, timedelta(minutes=30), limit=100)
     finally:
-        sa.event.remove(repository.engine, "before_cursor_execute", capture)
+        sa.event.remove(store.engine, "before_cursor_execute", capture)
     assert len(statements) >= 4
-    with repository.engine.connect() as conn:
+    with store.engine.connect() as conn:
         for statement, parameters in statements:
             if backend == "sqlite":
                 plan = [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]

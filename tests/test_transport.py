@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
-from orchestrator.transport import LeanTransport
+from orchestrator.vtex.transport import LeanTransport
 
 pytestmark = pytest.mark.anyio
 

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from orchestrator.errors import Misdirected, NotVtexRead, NotVtexWrite, OrderIdMismatch
 from orchestrator.sandbox import FaultConfig, Sandbox, SandboxConfig, SandboxOms, ServerThread
-from orchestrator.vtex_client import Call, VtexClient
+from orchestrator.vtex.client import Call, VtexClient
+from orchestrator.vtex.errors import Misdirected, NotVtexRead, NotVtexWrite, OrderIdMismatch
 from tests.factories import invoice_for, place_body
 
 ORDER = "ABC-1001"

@@ -8,8 +8,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from orchestrator import errors
-from orchestrator.errors import (
+from orchestrator.vtex import errors
+from orchestrator.vtex.client import VtexClient
+from orchestrator.vtex.errors import (
     AmbiguousError,
     AuthError,
     Conflict,
@@ -19,7 +20,6 @@ from orchestrator.errors import (
     RetryableError,
     classify_transport_error,
 )
-from orchestrator.vtex_client import VtexClient
 from tests.factories import invoice_for, place_body
 
 pytestmark = pytest.mark.anyio

@@ -16,13 +16,13 @@ from typer.testing import CliRunner
 from orchestrator.cli import app
 from orchestrator.clock import utcnow
 from orchestrator.importer import import_lines
-from orchestrator.operations import attach_invoice, attach_tracking, request_cancel, retry
-from orchestrator.repository import Repository
+from orchestrator.ops.operations import attach_invoice, attach_tracking, request_cancel, retry
+from orchestrator.ops.status import report
+from orchestrator.ops.stuck_rules import StuckRules
 from orchestrator.sandbox import FaultConfig, Sandbox, SandboxConfig, SandboxOms, ServerThread
 from orchestrator.settings import Settings, load_settings
-from orchestrator.status import report
-from orchestrator.storage import open_repository
-from orchestrator.stuck import StuckRules
+from orchestrator.store.open import open_store
+from orchestrator.store.store import Store
 from tests.daemon_runs import run_until, states
 from tests.factories import import_lines as lines_of
 from tests.factories import import_record, invoice_for
@@ -52,10 +52,10 @@ def requests_per_order(sandbox: Sandbox) -> Counter[str]:
     return Counter(entry["orderId"] for entry in sandbox.oms.ledger.request_log if entry["orderId"])
 
 
-def history(repository: Repository, order_id: str) -> list[dict[str, Any]]:
-    row = repository.find(order_id)
+def history(store: Store, order_id: str) -> list[dict[str, Any]]:
+    row = store.find(order_id)
     assert row is not None
-    return repository.events(row.id)
+    return store.events(row.id)
 
 
 HELD = {
@@ -82,26 +82,26 @@ def test_orders_vtex_holds_in_statuses_the_flow_does_not_drive_wait_politely(
         sandbox.oms.pin(order_id, status)
         held_lines.append(json.dumps(record))
     settings = settings_for(server, sqlite_url, stuck_after="20s")
-    repository = open_repository(settings)
-    import_lines([*lines_of(30), *held_lines], repository, utcnow())
+    store = open_store(settings.database_url)
+    import_lines([*lines_of(30), *held_lines], store, utcnow())
     finished: dict[str, float] = {}
 
     def watch(elapsed: float) -> None:
-        if "others" not in finished and states(repository).get("invoiced") == 30:
+        if "others" not in finished and states(store).get("invoiced") == 30:
             finished["others"] = elapsed
 
-    run_until(settings, repository, lambda: False, timeout=60, during=watch)
+    run_until(settings, store, lambda: False, timeout=60, during=watch)
 
     assert finished["others"] < 10, "the other orders must not wait behind the held ones"
     counts = requests_per_order(sandbox)
     for order_id in HELD:
         assert counts[order_id] <= 12, (order_id, counts[order_id])
-    data = report(repository, utcnow(), StuckRules.parse("20s", timedelta(seconds=1)), timedelta(seconds=1))
+    data = report(store, utcnow(), StuckRules.parse("20s", timedelta(seconds=1)), timedelta(seconds=1))
     reasons = {entry["orderId"]: entry["reason"] for entry in data["stuck"]}
     for order_id, status in HELD.items():
         assert f"VTEX holds the order in {status}" in reasons[order_id], reasons.get(order_id)
     assert "approve it in VTEX Admin" in reasons["ABC-100900"]
-    assert all(e["action"] != "fail" for order_id in HELD for e in history(repository, order_id))
+    assert all(e["action"] != "fail" for order_id in HELD for e in history(store, order_id))
 
 
 @pytest.mark.slow
@@ -113,42 +113,38 @@ def test_an_endpoint_answering_html_pauses_the_account_then_every_order_finishes
     sandbox = server.sandbox
     sandbox.faults.configure(FaultConfig(html=1.0))
     settings = settings_for(server, sqlite_url)
-    repository = open_repository(settings)
-    import_lines(lines_of(20), repository, utcnow())
+    store = open_store(settings.database_url)
+    import_lines(lines_of(20), store, utcnow())
     seen: dict[str, Any] = {}
 
     def heal(elapsed: float) -> None:
-        pauses = [p for p in repository.account_pauses() if p.until > utcnow()]
+        pauses = [p for p in store.account_pauses() if p.until > utcnow()]
         if pauses and "pause" not in seen:
             seen["pause"] = pauses[0].reason
             sandbox.faults.configure(FaultConfig())
 
-    run_until(settings, repository, lambda: states(repository) == {"invoiced": 20}, timeout=90, during=heal)
+    run_until(settings, store, lambda: states(store) == {"invoiced": 20}, timeout=90, during=heal)
 
-    assert states(repository) == {"invoiced": 20}
+    assert states(store) == {"invoiced": 20}
     assert "does not answer like VTEX" in seen["pause"] and "text/html" in seen["pause"]
     for number in range(20):
-        assert all(e["action"] != "fail" for e in history(repository, f"ABC-{100000 + number}"))
+        assert all(e["action"] != "fail" for e in history(store, f"ABC-{100000 + number}"))
     summary = sandbox.oms.ledger.summary()
     assert summary["ordersWithDuplicatePlace"] == 0 and summary["ordersWithSeveralInvoiceNumbers"] == 0
 
 
-def handling_without_invoice(
-    server: ServerThread, sqlite_url: str
-) -> tuple[Settings, Repository, dict[str, Any]]:
+def handling_without_invoice(server: ServerThread, sqlite_url: str) -> tuple[Settings, Store, dict[str, Any]]:
     settings = settings_for(server, sqlite_url)
-    repository = open_repository(settings)
+    store = open_store(settings.database_url)
     record = import_record(1, with_invoice=False)
-    import_lines([json.dumps(record)], repository, utcnow())
-    run_until(settings, repository, lambda: states(repository) == {"handling": 1}, timeout=30)
-    return settings, repository, record
+    import_lines([json.dumps(record)], store, utcnow())
+    run_until(settings, store, lambda: states(store) == {"handling": 1}, timeout=30)
+    return settings, store, record
 
 
-def cancel_and_run(
-    settings: Settings, repository: Repository, until: Callable[[], bool], timeout: float = 30
-) -> None:
-    request_cancel(repository, "ABC-100001", "customer changed their mind")
-    run_until(settings, repository, until, timeout=timeout)
+def cancel_and_run(settings: Settings, store: Store, until: Callable[[], bool], timeout: float = 30) -> None:
+    request_cancel(store, "ABC-100001", "customer changed their mind")
+    run_until(settings, store, until, timeout=timeout)
 
 
 def test_a_cancel_vtex_accepts_waits_in_canceling_then_is_canceled(
@@ -156,12 +152,10 @@ def test_a_cancel_vtex_accepts_waits_in_canceling_then_is_canceled(
 ) -> None:
     """After the grace period VTEX answers 200 and decides later: canceling, then canceled."""
     server.sandbox.oms.config.cancel_delay_seconds = 1.0
-    settings, repository, _record = handling_without_invoice(server, sqlite_url)
-    cancel_and_run(settings, repository, lambda: states(repository) == {"canceled": 1})
+    settings, store, _record = handling_without_invoice(server, sqlite_url)
+    cancel_and_run(settings, store, lambda: states(store) == {"canceled": 1})
     moves = [
-        (e["from_state"], e["to_state"])
-        for e in history(repository, "ABC-100001")
-        if e["kind"] == "transition"
+        (e["from_state"], e["to_state"]) for e in history(store, "ABC-100001") if e["kind"] == "transition"
     ]
     assert moves[-2:] == [("handling", "canceling"), ("canceling", "canceled")]
     assert server.sandbox.oms.find("ABC-100001").status == "canceled"  # type: ignore[union-attr]
@@ -171,19 +165,17 @@ def test_a_cancel_vtex_denies_leaves_the_order_going_on(server: ServerThread, sq
     """Denied: the order goes back where it was, the denial in its history, and still finishes."""
     server.sandbox.oms.config.cancel_delay_seconds = 1.0
     server.sandbox.oms.config.cancel_mode = "deny"
-    settings, repository, record = handling_without_invoice(server, sqlite_url)
-    cancel_and_run(
-        settings, repository, lambda: states(repository) == {"handling": 1} and _denied(repository)
-    )
-    row = repository.find("ABC-100001")
+    settings, store, record = handling_without_invoice(server, sqlite_url)
+    cancel_and_run(settings, store, lambda: states(store) == {"handling": 1} and _denied(store))
+    row = store.find("ABC-100001")
     assert row is not None and row.cancel_reason is None
-    attach_invoice(repository, "ABC-100001", invoice_for(record["order"], "NF1"))
-    run_until(settings, repository, lambda: states(repository) == {"invoiced": 1}, timeout=30)
-    assert states(repository) == {"invoiced": 1}
+    attach_invoice(store, "ABC-100001", invoice_for(record["order"], "NF1"))
+    run_until(settings, store, lambda: states(store) == {"invoiced": 1}, timeout=30)
+    assert states(store) == {"invoiced": 1}
 
 
-def _denied(repository: Repository) -> bool:
-    return any(e["action"] == "cancel-denied" for e in history(repository, "ABC-100001"))
+def _denied(store: Store) -> bool:
+    return any(e["action"] == "cancel-denied" for e in history(store, "ABC-100001"))
 
 
 def test_a_cancellation_stuck_in_vtex_is_listed_and_resolves_when_vtex_decides(
@@ -192,16 +184,16 @@ def test_a_cancellation_stuck_in_vtex_is_listed_and_resolves_when_vtex_decides(
     """VTEX keeps it cancellation-requested: the order waits in canceling, polling less and less,
     `status --stuck` says why; once VTEX decides, the order follows."""
     server.sandbox.oms.config.cancel_mode = "stick"
-    settings, repository, _record = handling_without_invoice(server, sqlite_url)
-    cancel_and_run(settings, repository, lambda: False, timeout=8)
-    assert states(repository) == {"canceling": 1}
+    settings, store, _record = handling_without_invoice(server, sqlite_url)
+    cancel_and_run(settings, store, lambda: False, timeout=8)
+    assert states(store) == {"canceling": 1}
     before = requests_per_order(server.sandbox)["ABC-100001"]
     rules = StuckRules.parse("canceling=1s", timedelta(seconds=1))
-    [entry] = report(repository, utcnow(), rules, timedelta(seconds=1))["stuck"]
+    [entry] = report(store, utcnow(), rules, timedelta(seconds=1))["stuck"]
     assert "cancellation-requested" in entry["reason"] and "VTEX Admin" in entry["suggestion"]
     server.sandbox.oms.decide_cancel("ABC-100001", "accept")
-    run_until(settings, repository, lambda: states(repository) == {"canceled": 1}, timeout=60)
-    assert states(repository) == {"canceled": 1}
+    run_until(settings, store, lambda: states(store) == {"canceled": 1}, timeout=60)
+    assert states(store) == {"canceled": 1}
     # place, authorize, start handling, cancel, then looks at 1, 3, 5 and 7.5 s: not a loop
     assert before <= 8
 
@@ -210,17 +202,17 @@ def test_a_cancel_vtex_refuses_does_not_fail_the_order(server: ServerThread, sql
     """An Output invoice already sent: VTEX refuses; the order carries on to invoiced."""
     settings = settings_for(server, sqlite_url, invoice_timing="asap", grace_period="3s")
     server.sandbox.oms.config.grace_seconds = 3
-    repository = open_repository(settings)
-    import_lines(lines_of(1, start=1), repository, utcnow())
+    store = open_store(settings.database_url)
+    import_lines(lines_of(1, start=1), store, utcnow())
     run_until(
         settings,
-        repository,
-        lambda: (r := repository.find("ABC-100001")) is not None and r.invoice_sent_at is not None,
+        store,
+        lambda: (r := store.find("ABC-100001")) is not None and r.invoice_sent_at is not None,
     )
-    request_cancel(repository, "ABC-100001", "too late")
-    run_until(settings, repository, lambda: states(repository) == {"invoiced": 1}, timeout=30)
-    assert states(repository) == {"invoiced": 1}
-    assert any(e["action"] == "cancel-refused" for e in history(repository, "ABC-100001"))
+    request_cancel(store, "ABC-100001", "too late")
+    run_until(settings, store, lambda: states(store) == {"invoiced": 1}, timeout=30)
+    assert states(store) == {"invoiced": 1}
+    assert any(e["action"] == "cancel-refused" for e in history(store, "ABC-100001"))
 
 
 def test_a_refused_tracking_update_stops_visibly_instead_of_looping(
@@ -229,24 +221,24 @@ def test_a_refused_tracking_update_stops_visibly_instead_of_looping(
     """VTEX refuses the PATCH: the order stays invoiced, stopped with the reason, listed by
     `status --stuck`; a retry once VTEX accepts sends it."""
     settings = settings_for(server, sqlite_url)
-    repository = open_repository(settings)
-    import_lines(lines_of(1, start=1), repository, utcnow())
-    run_until(settings, repository, lambda: states(repository) == {"invoiced": 1}, timeout=30)
+    store = open_store(settings.database_url)
+    import_lines(lines_of(1, start=1), store, utcnow())
+    run_until(settings, store, lambda: states(store) == {"invoiced": 1}, timeout=30)
     server.sandbox.oms.config.tracking_refusal = 400
-    attach_tracking(repository, "ABC-100001", {"trackingNumber": "TR1"})
-    run_until(settings, repository, lambda: False, timeout=5)
-    row = repository.find("ABC-100001")
+    attach_tracking(store, "ABC-100001", {"trackingNumber": "TR1"})
+    run_until(settings, store, lambda: False, timeout=5)
+    row = store.find("ABC-100001")
     assert row is not None and row.needs_attention == "tracking-refused" and row.next_run_at is None
     assert server.sandbox.oms.ledger.get("ABC-100001").tracking_refused == 1  # type: ignore[union-attr]
     rules = StuckRules.parse("", timedelta(seconds=1))
-    [entry] = report(repository, utcnow(), rules, timedelta(seconds=1))["stuck"]
+    [entry] = report(store, utcnow(), rules, timedelta(seconds=1))["stuck"]
     assert entry["orderId"] == "ABC-100001" and "tracking-refused" in entry["reason"]
     server.sandbox.oms.config.tracking_refusal = None
-    retry(repository, "ABC-100001")
+    retry(store, "ABC-100001")
     run_until(
         settings,
-        repository,
-        lambda: (r := repository.find("ABC-100001")) is not None and r.tracking_sent_at is not None,
+        store,
+        lambda: (r := store.find("ABC-100001")) is not None and r.tracking_sent_at is not None,
     )
     assert server.sandbox.oms.find("ABC-100001").packages["NF100001"]["trackingNumber"] == "TR1"  # type: ignore[union-attr]
 
@@ -256,16 +248,16 @@ def test_the_request_guard_stops_an_order_that_would_loop(server: ServerThread, 
     hourly limit the order stops, listed as stuck with that reason."""
     server.sandbox.faults.configure(FaultConfig(rate_limit=1.0, retry_after_seconds=0))
     settings = settings_for(server, sqlite_url, max_requests_per_order_hour=10)
-    repository = open_repository(settings)
-    import_lines(lines_of(1, start=1), repository, utcnow())
+    store = open_store(settings.database_url)
+    import_lines(lines_of(1, start=1), store, utcnow())
     run_until(
         settings,
-        repository,
-        lambda: (r := repository.find("ABC-100001")) is not None and r.needs_attention == "request-guard",
+        store,
+        lambda: (r := store.find("ABC-100001")) is not None and r.needs_attention == "request-guard",
         timeout=60,
     )
     assert requests_per_order(server.sandbox)["ABC-100001"] == 10
-    [entry] = report(repository, utcnow(), StuckRules.parse("", timedelta(seconds=1)), timedelta(seconds=1))[
+    [entry] = report(store, utcnow(), StuckRules.parse("", timedelta(seconds=1)), timedelta(seconds=1))[
         "stuck"
     ]
     assert "request guard" in entry["reason"]
@@ -274,10 +266,10 @@ def test_the_request_guard_stops_an_order_that_would_loop(server: ServerThread, 
 def test_the_sales_channel_goes_to_place_and_to_authorize(server: ServerThread, sqlite_url: str) -> None:
     """An order with `salesChannel` is placed and authorized with that `sc`."""
     settings = settings_for(server, sqlite_url)
-    repository = open_repository(settings)
+    store = open_store(settings.database_url)
     record = {**import_record(1), "salesChannel": "2"}
-    import_lines([json.dumps(record)], repository, utcnow())
-    run_until(settings, repository, lambda: states(repository) == {"invoiced": 1}, timeout=30)
+    import_lines([json.dumps(record)], store, utcnow())
+    run_until(settings, store, lambda: states(store) == {"invoiced": 1}, timeout=30)
     order = server.sandbox.oms.find("ABC-100001")
     assert order is not None and order.sales_channel == "2"
     assert server.sandbox.oms.ledger.get("ABC-100001").authorize_sales_channels == ["2"]  # type: ignore[union-attr]

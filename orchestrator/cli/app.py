@@ -23,12 +23,18 @@ from orchestrator.cli.support import Context, err_line
 
 def explain_failure(exc: BaseException) -> tuple[int, str]:
     """(exit code, one line) for an exception that ended a command."""
-    from orchestrator.database import BadDatabaseUrl, DatabaseError, NoDatabase, explain, is_database_error
     from orchestrator.importer import InputChanged
     from orchestrator.line_input import InputError
-    from orchestrator.operations import OperationError
-    from orchestrator.serving import ListenError
+    from orchestrator.ops.operations import OperationError
+    from orchestrator.ops.serving import ListenError
     from orchestrator.settings import ConfigurationError
+    from orchestrator.store.errors import (
+        BadDatabaseUrl,
+        DatabaseError,
+        NoDatabase,
+        explain,
+        is_database_error,
+    )
 
     if isinstance(exc, ConfigurationError | InputError | NoDatabase | BadDatabaseUrl):
         return exits.USAGE, str(exc)
@@ -45,7 +51,7 @@ def explain_failure(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, OSError):
         where = f" ({exc.filename})" if exc.filename else ""
         return exits.FAILED, f"{exc.strerror or type(exc).__name__}{where}"
-    from orchestrator.errors import VtexError
+    from orchestrator.vtex.errors import VtexError
 
     if isinstance(exc, VtexError):
         return exits.FAILED, exc.describe()

@@ -16,8 +16,8 @@ from orchestrator.cli.support import (
     json_file,
     out,
     progress,
-    repository_for,
     step_until_settled,
+    store_for,
     tracking_file,
 )
 
@@ -38,12 +38,12 @@ def invoice(
     file: Annotated[Path | None, typer.Option(help="A VTEX invoice notification body, as JSON.")] = None,
 ) -> None:
     """Attach the invoice of an order imported without one; the daemon sends it when allowed."""
-    from orchestrator.operate import reconciling_first
-    from orchestrator.operations import attach_invoice, invoice_from_options
+    from orchestrator.ops.operations import attach_invoice, invoice_from_options
+    from orchestrator.ops.reconcile_first import reconciling_first
 
     settings = ctx.obj.logging_settings()
-    repository = repository_for(settings)
-    row = repository.find(order_id)
+    store = store_for(settings)
+    row = store.find(order_id)
     if row is None:
         raise OperationError(f"no order {order_id!r}")
     if file is not None:
@@ -54,9 +54,7 @@ def invoice(
         body = invoice_from_options(row, number, value, issued_at=issued_at, url=url, key=key)
     else:
         raise OperationError("give --number and --value, or --file with a VTEX invoice body")
-    outcome = reconciling_first(
-        settings, repository, order_id, lambda: attach_invoice(repository, order_id, body)
-    )
+    outcome = reconciling_first(settings, store, order_id, lambda: attach_invoice(store, order_id, body))
     out.print(outcome.message, highlight=False)
 
 
@@ -76,13 +74,13 @@ def track(
     ] = None,
 ) -> None:
     """Add a tracking number to an order's invoice (VTEX's partial invoice update), once."""
-    from orchestrator.operate import reconciling_first
-    from orchestrator.operations import attach_tracking
+    from orchestrator.ops.operations import attach_tracking
+    from orchestrator.ops.reconcile_first import reconciling_first
 
     settings = ctx.obj.logging_settings()
-    repository = repository_for(settings)
+    store = store_for(settings)
     if file is not None:
-        updates = tracking_file(file, repository)
+        updates = tracking_file(file, store)
     elif order_id and tracking_number:
         updates = [
             (
@@ -100,13 +98,13 @@ def track(
     sent = 0
     for target, tracking in progress(updates, "attaching tracking numbers"):
         outcome = reconciling_first(
-            settings, repository, target, partial(attach_tracking, repository, target, tracking)
+            settings, store, target, partial(attach_tracking, store, target, tracking)
         )
         if len(updates) == 1:
             out.print(outcome.message, highlight=False)
-        row = repository.find(target)
+        row = store.find(target)
         if outcome.changed and row is not None and row.state == "invoiced":
-            row = step_until_settled(settings, repository, target)
+            row = step_until_settled(settings, store, target)
             sent += int(row is not None and row.tracking_sent_at is not None)
     if len(updates) > 1:
         out.print(f"{len(updates)} tracking number(s) attached; {sent} already sent to VTEX")
@@ -121,23 +119,21 @@ def retry(
     failed: Annotated[bool, typer.Option("--failed", help="Every failed order.")] = False,
 ) -> None:
     """Put failed orders back where they failed; each step is reconciled with VTEX before resending."""
-    from orchestrator.operate import reconciling_first
-    from orchestrator.operations import retry as retry_order
+    from orchestrator.ops.operations import retry as retry_order
+    from orchestrator.ops.reconcile_first import reconciling_first
 
     settings = ctx.obj.logging_settings()
-    repository = repository_for(settings)
+    store = store_for(settings)
     targets = list(order_ids or [])
     if not targets and not failed:
         raise typer.BadParameter("name the orders to retry, or use --failed")
     if failed:
-        targets += repository.order_ids_in_state("failed")
+        targets += store.order_ids_in_state("failed")
         if not targets:
             err_line("no order is failed", "nothing to retry")
             raise typer.Exit(exits.NOTHING_TO_DO)
     for order_id in targets:
-        outcome = reconciling_first(
-            settings, repository, order_id, partial(retry_order, repository, order_id)
-        )
+        outcome = reconciling_first(settings, store, order_id, partial(retry_order, store, order_id))
         out.print(outcome.message, highlight=False)
     out.print(f"{len(targets)} order(s) back in the flow; a running daemon picks them up on its next tick")
 
@@ -151,15 +147,15 @@ def cancel(
     ] = "canceled by operator",
 ) -> None:
     """Cancel an order in VTEX (while VTEX still allows it) and mark it canceled."""
-    from orchestrator.operations import request_cancel
+    from orchestrator.ops.operations import request_cancel
 
     settings = ctx.obj.logging_settings()
-    repository = repository_for(settings)
-    outcome = request_cancel(repository, order_id, reason)
+    store = store_for(settings)
+    outcome = request_cancel(store, order_id, reason)
     if not outcome.changed:
         out.print(outcome.message)
         return
-    row = step_until_settled(settings, repository, order_id, until=lambda r: not r.cancel_reason)
+    row = step_until_settled(settings, store, order_id, until=lambda r: not r.cancel_reason)
     if row is None:
         out.print(f"cancel of {order_id} requested; the running daemon is working on it and will cancel it")
     elif row.state == "canceled":

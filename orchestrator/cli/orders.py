@@ -16,7 +16,7 @@ from orchestrator.cli.support import (
     err,
     err_line,
     out,
-    repository_for,
+    store_for,
 )
 from orchestrator.clock import utcnow
 from orchestrator.durations import parse_duration
@@ -38,13 +38,13 @@ def import_command(
     settings = ctx.obj.settings()
     with LineInput.open(file) as source:
         total = source.count()
-        repository = repository_for(settings, create=True)
+        store = store_for(settings, create=True)
         with import_progress(err, show_progress(show, err) and total >= 1000) as progress:
             report = import_lines(
-                source, repository, utcnow(), worker=settings.worker_id, progress=progress, total=total
+                source, store, utcnow(), worker=settings.worker_id, progress=progress, total=total
             )
     if len(report.imported) >= 1000:
-        repository.optimize()  # many new rows: refresh the planner's statistics now
+        store.optimize()  # many new rows: refresh the planner's statistics now
     if not report.ok:
         for problem in report.problems:
             err.print(str(problem), highlight=False, markup=False, soft_wrap=True)
@@ -88,14 +88,14 @@ def run(
 ) -> None:
     """Run the daemon: step due orders until SIGTERM/SIGINT (or until done)."""
     from orchestrator.cli.progress import run_with_progress, show_progress
-    from orchestrator.wiring import run_daemon
+    from orchestrator.runner import run_daemon
 
     settings = ctx.obj.logging_settings(concurrency=concurrency, metrics_port=metrics_port)
     _raise_descriptor_limit()
-    repository = repository_for(settings, create=True)
-    running = run_daemon(settings, repository, until_done=until_done)
+    store = store_for(settings, create=True)
+    running = run_daemon(settings, store, until_done=until_done)
     if until_done and show_progress(show, err):
-        daemon = asyncio.run(run_with_progress(err, repository, running))
+        daemon = asyncio.run(run_with_progress(err, store, running))
     else:
         daemon = asyncio.run(running)
     if daemon.stop_error:
@@ -105,7 +105,7 @@ def run(
         err_line(daemon.stop_reason, "stopped")
         raise typer.Exit(exits.PAUSED)
     if until_done:
-        failed = len(repository.order_ids_in_state("failed"))
+        failed = len(store.order_ids_in_state("failed"))
         if failed:
             err_line(f"{failed} order(s) failed: `orchestrator status --stuck` says why", "done")
             raise typer.Exit(exits.FAILURES_LEFT)
@@ -142,9 +142,9 @@ def status(
     ] = False,
 ) -> None:
     """Counts per state with the oldest order in each; with --stuck, the orders that need a look."""
-    from orchestrator import render
-    from orchestrator.status import report
-    from orchestrator.stuck import StuckRules, StuckRulesError
+    from orchestrator.ops import render
+    from orchestrator.ops.status import report
+    from orchestrator.ops.stuck_rules import StuckRules, StuckRulesError
 
     settings = ctx.obj.settings()
     try:
@@ -161,7 +161,7 @@ def status(
         raise ConfigurationError(f"--older-than: {exc}") from None
     now = utcnow()
     data = report(
-        repository_for(settings),
+        store_for(settings),
         now,
         rules,
         settings.grace_period,
@@ -200,15 +200,15 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print the order and its history as JSON.")] = False,
 ) -> None:
     """One order: its fields, its full history, and (--vtex) VTEX's view beside ours."""
-    from orchestrator import render
-    from orchestrator.wiring import fetch_vtex_order
+    from orchestrator.ops import render
+    from orchestrator.ops.check import fetch_vtex_order
 
     settings = ctx.obj.logging_settings() if vtex else ctx.obj.settings()
-    repository = repository_for(settings)
-    row = repository.find(order_id)
+    store = store_for(settings)
+    row = store.find(order_id)
     if row is None:
         raise OperationError(f"no order {order_id!r}")
-    events = repository.events(row.id)
+    events = store.events(row.id)
     view = asyncio.run(fetch_vtex_order(settings, order_id)) if vtex else None
     if as_json:
         data: dict[str, Any] = {"order": row.as_dict(), "events": events}
@@ -225,8 +225,8 @@ def show(
 @app.command()
 def migrate(ctx: typer.Context) -> None:
     """Create or upgrade the database schema (other commands also do this on start)."""
-    from orchestrator.database import create_db_engine
-    from orchestrator.migrate import current_revision, upgrade
+    from orchestrator.store.dialects import create_db_engine
+    from orchestrator.store.migrate import current_revision, upgrade
 
     settings = ctx.obj.settings()
     engine, _hooks = create_db_engine(settings.database_url, create=True)

@@ -16,8 +16,8 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.progress_bar import ProgressBar
 
-from orchestrator.repository import Repository
 from orchestrator.settings import Settings
+from orchestrator.store.store import Store
 from states import State
 
 SETTLED = (str(State.INVOICED), str(State.CANCELED), str(State.FAILED))
@@ -48,15 +48,15 @@ def import_progress(console: Console, enabled: bool) -> Iterator[Callable[[str, 
         yield update
 
 
-async def run_with_progress(console: Console, repository: Repository, daemon_run: Any) -> Any:
+async def run_with_progress(console: Console, store: Store, daemon_run: Any) -> Any:
     """Run the daemon while a live view shows how many orders are settled; logs scroll above it."""
     task = asyncio.ensure_future(daemon_run)
     with Live(console=console, refresh_per_second=4, redirect_stderr=True) as live:
         while not task.done():
-            counts = {c.state: c.count for c in await asyncio.to_thread(repository.state_counts)}
+            counts = {c.state: c.count for c in await asyncio.to_thread(store.state_counts)}
             live.update(_view(counts))
             await asyncio.wait({task}, timeout=1.0)
-        counts = {c.state: c.count for c in await asyncio.to_thread(repository.state_counts)}
+        counts = {c.state: c.count for c in await asyncio.to_thread(store.state_counts)}
         live.update(_view(counts))
     return task.result()
 

@@ -42,8 +42,8 @@ def check(ctx: typer.Context) -> None:
     """Verify the database and the VTEX credentials (one harmless Get order), with a clear verdict."""
     from rich.text import Text
 
+    from orchestrator.ops.check import check_setup
     from orchestrator.redaction import redact
-    from orchestrator.wiring import check_setup
 
     results = asyncio.run(check_setup(ctx.obj.logging_settings()))
     failed = False

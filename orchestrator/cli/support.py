@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from orchestrator.operations import OperationError
+from orchestrator.ops.operations import OperationError
 from orchestrator.redaction import redact
 from orchestrator.settings import ConfigurationError, Settings, load_settings
 
@@ -23,8 +23,8 @@ __all__ = [
     "json_file",
     "out",
     "progress",
-    "repository_for",
     "step_until_settled",
+    "store_for",
     "tracking_file",
 ]
 
@@ -55,12 +55,12 @@ def err_line(message: str, label: str = "error") -> None:
     err.print(text, soft_wrap=True, highlight=False)
 
 
-def repository_for(settings: Settings, *, create: bool = False) -> Any:
+def store_for(settings: Settings, *, create: bool = False) -> Any:
     """The store. Only commands that are meant to create a database (`import`, `migrate`, `run`)
     pass `create=True`; the others fail clearly when there is none where the settings point."""
-    from orchestrator.storage import open_repository
+    from orchestrator.store.open import open_store
 
-    return open_repository(settings, create=create)
+    return open_store(settings.database_url, pool_size=max(5, settings.concurrency // 16), create=create)
 
 
 def json_file(path: Path) -> Any:
@@ -82,11 +82,11 @@ def json_file(path: Path) -> Any:
         raise OperationError(f"{path}: not valid JSON ({exc})") from None
 
 
-def tracking_file(file: str, repository: Any) -> list[tuple[str, dict[str, Any]]]:
+def tracking_file(file: str, store: Any) -> list[tuple[str, dict[str, Any]]]:
     """Every line checked (text, JSON, fields, known order) before anything is attached."""
     from orchestrator.importer import parse_json
     from orchestrator.line_input import LineInput
-    from orchestrator.operations import tracking_problems
+    from orchestrator.ops.operations import tracking_problems
 
     updates, problems = [], []
     with LineInput.open(file) as source:
@@ -101,7 +101,7 @@ def tracking_file(file: str, repository: Any) -> list[tuple[str, dict[str, Any]]
                 problems.append(f"line {number}: orderId: is required")
                 continue
             problems += [f"line {number}: {p}" for p in tracking_problems(entry)]
-            if repository.find(entry["orderId"]) is None:
+            if store.find(entry["orderId"]) is None:
                 problems.append(f"line {number}: orderId: no order {entry['orderId']!r}")
             updates.append((entry["orderId"], entry))
     if problems:
@@ -111,13 +111,13 @@ def tracking_file(file: str, repository: Any) -> list[tuple[str, dict[str, Any]]
     return updates
 
 
-def step_until_settled(settings: Settings, repository: Any, order_id: str, until: Any = None) -> Any:
+def step_until_settled(settings: Settings, store: Any, order_id: str, until: Any = None) -> Any:
     """Step one order a few times now (an open intent is reconciled first, then the call is sent)."""
-    from orchestrator.wiring import step_order_now
+    from orchestrator.ops.step_now import step_order_now
 
     row = None
     for _ in range(3):
-        row = asyncio.run(step_order_now(settings, repository, order_id))
+        row = asyncio.run(step_order_now(settings, store, order_id))
         if row is None or row.state in ("canceled", "failed") or row.next_run_at is None:
             break
         if until is not None and until(row):

@@ -23,7 +23,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from orchestrator.errors import NotVtexRead, NotVtexWrite, OrderIdMismatch, VtexError
+from orchestrator.vtex.errors import NotVtexRead, NotVtexWrite, OrderIdMismatch, VtexError
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # VTEX's largest answer here (Get order) is tens of kilobytes
 _SHOWN = 200  # characters of an unexpected body kept in the error

@@ -1,7 +1,7 @@
 """The VTEX client: one method per call of the flow, bodies as VTEX's OpenAPI files define them.
 
 Every request goes through `_send`, which waits for the account's request budget, times the call
-and hands failures to `orchestrator.errors` for classification. The transport is the seam: tests
+and hands failures to `orchestrator.vtex.errors` for classification. The transport is the seam: tests
 and the demo pass the sandbox's ASGI app or a real socket; production uses the network.
 """
 
@@ -17,9 +17,9 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from orchestrator import __version__
-from orchestrator.answers import MAX_BODY_BYTES, Answer, check_success, is_vtex_not_found, unexpected
-from orchestrator.budget import RequestBudget, Unlimited
-from orchestrator.errors import (
+from orchestrator.vtex.answers import MAX_BODY_BYTES, Answer, check_success, is_vtex_not_found, unexpected
+from orchestrator.vtex.budget import RequestBudget, Unlimited
+from orchestrator.vtex.errors import (
     Misdirected,
     RateLimited,
     RetryableError,
@@ -28,8 +28,8 @@ from orchestrator.errors import (
     classify_response,
     classify_transport_error,
 )
-from orchestrator.order_validation import derive_order_id
-from orchestrator.transport import BodyTooLarge, LeanTransport
+from orchestrator.vtex.ids import derive_order_id
+from orchestrator.vtex.transport import BodyTooLarge, LeanTransport
 
 PLACE_PATH = "/api/fulfillment/pvt/orders"
 FULFILL_PATH = "/api/fulfillment/pvt/orders/{order_id}/fulfill"
@@ -251,7 +251,7 @@ class VtexClient:
         *,
         none_on_404: bool,
     ) -> Any:
-        """The body of a success, or the error the answer means (see `orchestrator.answers`)."""
+        """The body of a success, or the error the answer means (see `orchestrator.vtex.answers`)."""
         is_write = method != "GET"
         status = answer.status
         if 300 <= status < 400:

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.durations import format_duration
-from orchestrator.rows import OrderRow
+from orchestrator.store.rows import OrderRow
 
 STATE_STYLES = {
     "invoiced": "green",

@@ -3,8 +3,8 @@
 Each step still follows the durable protocol one order at a time (its intent is committed before
 its call, its outcome after), it simply waits for a shared commit. While one batch is being
 written, the next one accumulates, so the number of transactions stays small under load and the
-wait stays short when idle. All database work runs on one thread so the event loop never blocks
-on a disk write.
+wait stays short when idle. All database work runs on the database thread (`store.thread`), so the
+event loop never blocks on a disk write.
 """
 
 from __future__ import annotations
@@ -12,31 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
-from orchestrator.repository import Repository
-from orchestrator.rows import OrderRow
-
-T = TypeVar("T")
-
-
-class Database:
-    """Runs repository calls on a dedicated thread (one thread: SQLite has a single writer)."""
-
-    def __init__(self, repository: Repository, threads: int = 1) -> None:
-        self.repository = repository
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="db")
-
-    async def run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
+from orchestrator.store.rows import OrderRow
+from orchestrator.store.thread import DatabaseThread
 
 
 class BatchWriter:
-    def __init__(self, database: Database, owner: str) -> None:
+    def __init__(self, database: DatabaseThread, owner: str) -> None:
         self._db = database
         self._owner = owner
         self._intents: list[tuple[OrderRow, asyncio.Future[bool]]] = []
@@ -75,7 +58,7 @@ class BatchWriter:
             return
         try:
             intent_ok, save_ok = await self._db.run(
-                self._db.repository.commit,
+                self._db.store.commit,
                 [row for row, _ in intents],
                 [(row, events) for row, events, _ in saves],
                 self._owner,

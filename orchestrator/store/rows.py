@@ -2,7 +2,7 @@
 
 A plain mutable object rather than the sqlmodel class: the state machine writes its `state`
 attribute, and steps for hundreds of orders are built and saved per second, so it must be cheap.
-Only the repository turns it into SQL.
+Only the store turns it into SQL.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ connections sit in a stack per origin and a request takes the top one.
 Scope, on purpose: HTTP/1.1 only (VTEX and the sandbox speak it), no proxies (the client hands a
 proxied account to httpx's own transport), responses read whole (VTEX answers are small JSON) up to
 `MAX_BODY_BYTES` (`BodyTooLarge` beyond, so a body without end cannot fill the memory). Transport
-failures are raised as httpx's own exceptions, so `orchestrator.errors` classifies them like any other.
+failures are raised as httpx's own exceptions, so `orchestrator.vtex.errors` classifies them like any other.
 """
 
 from __future__ import annotations

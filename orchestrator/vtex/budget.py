@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from orchestrator.errors import Throttled
+from orchestrator.vtex.errors import Throttled
 
 WINDOW_SECONDS = 61.0  # one second more than VTEX's minute, for latency skew between requests
 # Shared by several daemons, a token is granted by the database and spent a little later (a busy

@@ -5,9 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import orchestrator.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from orchestrator.database import create_db_engine
+import orchestrator.store.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 from orchestrator.settings import load_settings
+from orchestrator.store.dialects import create_db_engine
 
 target_metadata = SQLModel.metadata
 

@@ -10,8 +10,8 @@
     orchestrator_last_tick_timestamp_seconds           when the scheduler last ticked
     orchestrator_account_paused                        1 while VTEX rejects the credentials
 
-`/healthz` (liveness) and `/readyz` (readiness) are described in `orchestrator.health`; all three are
-served by the bounded `orchestrator.probe_server`.
+`/healthz` (liveness) and `/readyz` (readiness) are described in `orchestrator.ops.health`; all three are
+served by the bounded `orchestrator.ops.probe_server`.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from prometheus_client import (
     generate_latest,
 )
 
-from orchestrator.errors import VtexError
-from orchestrator.health import Health
-from orchestrator.probe_server import Answer, Handler
-from orchestrator.repository import StateCount
-from orchestrator.vtex_client import Call
+from orchestrator.ops.health import Health
+from orchestrator.ops.probe_server import Answer, Handler
+from orchestrator.store.store import StateCount
+from orchestrator.vtex.client import Call
+from orchestrator.vtex.errors import VtexError
 from states import ORDERED_STATES
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

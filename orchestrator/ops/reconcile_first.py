@@ -1,6 +1,6 @@
 """Operator actions with VTEX in the loop: an open intent is reconciled before anything changes.
 
-`orchestrator.operations` refuses to touch the step of an open intent (`OpenIntent`). Here the
+`orchestrator.ops.operations` refuses to touch the step of an open intent (`OpenIntent`). Here the
 intent is settled the way the daemon would settle it: one durable step of that order now, which
 asks VTEX whether the call took effect. Then the operation is tried again, against whatever the
 order has become (an invoice VTEX turned out to have is now "sent", and replacing it is refused
@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from orchestrator.operations import OpenIntent, OperationError, Outcome
-from orchestrator.repository import Repository
+from orchestrator.ops.operations import OpenIntent, OperationError, Outcome
 from orchestrator.settings import Settings
+from orchestrator.store.store import Store
 
 
 def reconciling_first(
-    settings: Settings, repository: Repository, order_id: str, operation: Callable[[], Outcome]
+    settings: Settings, store: Store, order_id: str, operation: Callable[[], Outcome]
 ) -> Outcome:
     """`operation()`, after reconciling the order's open intent with VTEX if it touches one."""
     try:
@@ -26,9 +26,9 @@ def reconciling_first(
         pass
     import asyncio
 
-    from orchestrator.wiring import step_order_now
+    from orchestrator.ops.step_now import step_order_now
 
-    asyncio.run(step_order_now(settings, repository, order_id))
+    asyncio.run(step_order_now(settings, store, order_id))
     try:
         return operation()
     except OpenIntent as still_open:

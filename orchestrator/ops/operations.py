@@ -8,7 +8,7 @@ No operation may change what an open intent will send. An intent is a VTEX call 
 not known yet; the engine reconciles it by looking for exactly what it sent (an invoice number, a
 tracking number). Replacing the invoice under an open send-invoice made the engine look for the
 new number, not find it, and send it too: two invoices in VTEX. So an operation that touches the
-step of an open intent raises `OpenIntent`; `orchestrator.operate` then reconciles the intent with
+step of an open intent raises `OpenIntent`; `orchestrator.ops.reconcile_first` then reconciles the intent with
 VTEX first and tries again, or refuses and says why.
 """
 
@@ -21,13 +21,12 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.clock import utcnow
-from orchestrator.events import new_event
-from orchestrator.importer import normalise_invoice
-from orchestrator.order_validation import date_time_problem, validate_invoice
+from orchestrator.history import new_event
 from orchestrator.planner import first_write
 from orchestrator.policy import Policies
-from orchestrator.repository import Repository
-from orchestrator.rows import OrderRow
+from orchestrator.store.rows import OrderRow
+from orchestrator.store.store import Store
+from orchestrator.validation import date_time_problem, normalise_invoice, validate_invoice
 from states import ORDER_MACHINE, Action, State, resume_trigger
 
 BUSY_WAIT_SECONDS = 15.0
@@ -68,7 +67,7 @@ class Outcome:
 
 
 def _with_row(
-    repository: Repository,
+    store: Store,
     order_id: str,
     change: Callable[[OrderRow, datetime], tuple[dict[str, Any], list[dict[str, Any]], str] | Outcome],
     clock: Callable[[], datetime] = utcnow,
@@ -76,7 +75,7 @@ def _with_row(
     """Apply `change` to the current row, retrying while a worker holds the order's lease."""
     deadline = time.monotonic() + BUSY_WAIT_SECONDS
     while True:
-        row = repository.find(order_id)
+        row = store.find(order_id)
         if row is None:
             raise OperationError(
                 f"no order {order_id!r} (order ids look like ABC-12345: affiliateId-marketplaceOrderId)"
@@ -86,7 +85,7 @@ def _with_row(
         if isinstance(result, Outcome):
             return result
         values, events, message = result
-        if repository.update_unleased(order_id, now, values, events, row.version):
+        if store.update_unleased(order_id, now, values, events, row.version):
             return Outcome(order_id, True, message)
         if time.monotonic() > deadline:
             raise OperationError(
@@ -95,7 +94,7 @@ def _with_row(
         time.sleep(0.2)
 
 
-def attach_invoice(repository: Repository, order_id: str, invoice: Mapping[str, Any]) -> Outcome:
+def attach_invoice(store: Store, order_id: str, invoice: Mapping[str, Any]) -> Outcome:
     """Attach the invoice of an order imported without one; the daemon sends it when allowed."""
 
     def change(row: OrderRow, now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]], str] | Outcome:
@@ -122,10 +121,10 @@ def attach_invoice(repository: Repository, order_id: str, invoice: Mapping[str, 
         event = new_event(row.id, now, "note", action="attach-invoice", message=f"invoice {number} attached")
         return values, [event], f"invoice {number} attached to {order_id}"
 
-    return _with_row(repository, order_id, change)
+    return _with_row(store, order_id, change)
 
 
-def retry(repository: Repository, order_id: str) -> Outcome:
+def retry(store: Store, order_id: str) -> Outcome:
     """Put a failed order back where it failed, or let an order that stopped for a person (a
     refused tracking update, the request guard) go on. A failed step is reconciled with VTEX before
     anything is sent again, since the failure may have come after VTEX had already acted."""
@@ -183,10 +182,10 @@ def retry(repository: Repository, order_id: str) -> Outcome:
         )
         return values, [event], f"{order_id} back in {target}{first}"
 
-    return _with_row(repository, order_id, change)
+    return _with_row(store, order_id, change)
 
 
-def request_cancel(repository: Repository, order_id: str, reason: str) -> Outcome:
+def request_cancel(store: Store, order_id: str, reason: str) -> Outcome:
     """Ask for the order to be canceled; the next step cancels it in VTEX (or locally, if VTEX
     never received it)."""
 
@@ -204,7 +203,7 @@ def request_cancel(repository: Repository, order_id: str, reason: str) -> Outcom
         values = {"cancel_reason": reason[:500], "next_run_at": now, "wait_reason": None}
         return values, [event], f"cancel of {order_id} requested"
 
-    return _with_row(repository, order_id, change)
+    return _with_row(store, order_id, change)
 
 
 def invoice_from_options(
@@ -248,7 +247,7 @@ def tracking_problems(tracking: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def attach_tracking(repository: Repository, order_id: str, tracking: Mapping[str, Any]) -> Outcome:
+def attach_tracking(store: Store, order_id: str, tracking: Mapping[str, Any]) -> Outcome:
     """Add (or replace) the tracking number of an order's invoice; it is sent to VTEX once the order
     is invoiced, through the partial invoice update, once."""
 
@@ -277,4 +276,4 @@ def attach_tracking(repository: Repository, order_id: str, tracking: Mapping[str
         when = "now" if row.state == State.INVOICED else "once the order is invoiced"
         return values, [event], f"tracking {number} attached to {order_id}; sent to VTEX {when}"
 
-    return _with_row(repository, order_id, change)
+    return _with_row(store, order_id, change)

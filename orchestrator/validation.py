@@ -344,6 +344,8 @@ def text_problems(value: Any, path: str = "") -> Problems:
     return sorted(problems)
 
 
-def derive_order_id(affiliate_id: str, marketplace_order_id: str) -> str:
-    """VTEX's fulfillment order id is known before Place: `{affiliateId}-{marketplaceOrderId}`."""
-    return f"{affiliate_id}-{marketplace_order_id}"
+def normalise_invoice(invoice: Mapping[str, Any]) -> dict[str, Any]:
+    """The invoice as stored: its value an integer of cents (the client sends it as VTEX's spec says)."""
+    stored = dict(invoice)
+    stored["invoiceValue"] = invoice_cents(invoice["invoiceValue"])
+    return stored

@@ -1,78 +1,18 @@
-"""When is an order stuck, why, and what should the operator do about it.
+"""Why a stuck order is stuck, in plain words, and the command that usually helps.
 
-An order is stuck when it made no progress for longer than its state's threshold, when it failed,
-or when it has had an open intent (a VTEX call whose outcome is unknown) for too long. Thresholds
-have defaults that fit VTEX's flow and can be tuned per state:
-
-    ORCHESTRATOR_STUCK_AFTER="1h"                           every state
-    ORCHESTRATOR_STUCK_AFTER="handling=4h,imported=30m"     some states, the rest keep their default
-
-Each stuck order gets a reason in plain words and the command that usually fixes it.
+Which orders are stuck is `orchestrator.ops.stuck_rules` (and the store's stuck query).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from orchestrator.durations import format_duration, parse_duration
+from orchestrator.durations import format_duration
+from orchestrator.ops.stuck_rules import StuckRules
 from orchestrator.planner import REQUEST_GUARD, held_by_vtex
-from orchestrator.rows import OrderRow
+from orchestrator.store.rows import OrderRow
 from states import State
-
-# The one "outcome unknown for too long" threshold: ORCHESTRATOR_UNKNOWN_OUTCOME_AFTER's default.
-UNKNOWN_OUTCOME_AFTER = timedelta(minutes=15)
-
-
-def default_thresholds(grace_period: timedelta) -> dict[str, timedelta]:
-    quick = timedelta(minutes=15)  # these steps take seconds when VTEX answers
-    return {
-        str(State.IMPORTED): quick,
-        str(State.CREATED): quick,
-        # VTEX holds the order for the grace period; only well past it is the wait suspicious.
-        str(State.DISPATCH_AUTHORIZED): grace_period + max(quick, grace_period / 2),
-        str(State.READY_FOR_HANDLING): quick,
-        # Includes waiting for invoice data, which an ERP may legitimately take a while to send.
-        str(State.HANDLING): timedelta(hours=1),
-        # A seller may take a while to decide a cancellation request; a stuck one is a known issue.
-        str(State.CANCELING): timedelta(hours=1),
-    }
-
-
-class StuckRulesError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class StuckRules:
-    thresholds: dict[str, timedelta]
-    open_intent_after: timedelta = UNKNOWN_OUTCOME_AFTER
-    overridden: dict[str, timedelta] = field(default_factory=dict)
-
-    @classmethod
-    def parse(
-        cls, spec: str | None, grace_period: timedelta, open_intent_after: timedelta = UNKNOWN_OUTCOME_AFTER
-    ) -> StuckRules:
-        thresholds = default_thresholds(grace_period)
-        overridden: dict[str, timedelta] = {}
-        for raw in (spec or "").split(","):
-            item = raw.strip()
-            if not item:
-                continue
-            state, _, value = item.rpartition("=")
-            try:
-                duration = parse_duration(value)
-            except ValueError as exc:
-                raise StuckRulesError(f"ORCHESTRATOR_STUCK_AFTER: {exc}") from None
-            targets = [state] if state else list(thresholds)
-            for target in targets:
-                if target not in thresholds:
-                    raise StuckRulesError(
-                        f"ORCHESTRATOR_STUCK_AFTER: {target!r} is not a state that can be stuck "
-                        f"(one of {', '.join(thresholds)})"
-                    )
-                thresholds[target] = overridden[target] = duration
-        return cls(thresholds, open_intent_after, overridden)
 
 
 @dataclass(frozen=True)

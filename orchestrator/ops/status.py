@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator.repository import Repository
-from orchestrator.rows import OrderRow
-from orchestrator.stuck import StuckRules, diagnose
+from orchestrator.ops.stuck import diagnose
+from orchestrator.ops.stuck_rules import StuckRules
+from orchestrator.store.rows import OrderRow
+from orchestrator.store.store import Store
 from states import ORDERED_STATES
 
 
@@ -42,7 +43,7 @@ def stuck_entry(row: OrderRow, now: datetime, rules: StuckRules, grace_period: t
 
 
 def report(
-    repository: Repository,
+    store: Store,
     now: datetime,
     rules: StuckRules,
     grace_period: timedelta,
@@ -52,14 +53,14 @@ def report(
     older_than: timedelta | None = None,
     limit: int = 100,
 ) -> dict[str, Any]:
-    counts = {c.state: c for c in repository.state_counts()}
+    counts = {c.state: c for c in store.state_counts()}
     ordered = [str(s) for s in ORDERED_STATES] + sorted(set(counts) - {str(s) for s in ORDERED_STATES})
     oldest: dict[str, dict[str, Any]] = {}
     for state, entry in counts.items():
         if entry.oldest_since is not None:
             age = (now - entry.oldest_since).total_seconds()
             oldest[state] = {"since": _iso(entry.oldest_since), "ageSeconds": round(age, 1)}
-    stuck, total = repository.stuck(
+    stuck, total = store.stuck(
         now, rules, states=states, affiliate=affiliate, older_than=older_than, limit=limit
     )
     return {
@@ -73,7 +74,7 @@ def report(
                 "pausedSince": _iso(p.since),
                 "reason": p.reason,
             }
-            for p in repository.account_pauses()
+            for p in store.account_pauses()
             if p.until > now
         ],
         "stuckRules": {

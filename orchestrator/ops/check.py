@@ -1,0 +1,87 @@
+"""`check` and `show --vtex`: what the settings lead to (the database, VTEX's answer to a harmless
+read), said plainly, and VTEX's view of one order. Nothing is created or changed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.settings import ConfigurationError, Settings
+from orchestrator.store.dialects import create_db_engine
+from orchestrator.store.migrate import current_revision
+from orchestrator.vtex.errors import AuthError, VtexError
+from orchestrator.wiring import build_client
+
+
+@dataclass(frozen=True)
+class VtexView:
+    order: dict[str, Any] | None
+    error: str | None
+
+
+async def fetch_vtex_order(settings: Settings, order_id: str) -> VtexView:
+    """VTEX's current view of one order, or why it could not be had."""
+    async with build_client(settings) as client:
+        try:
+            call = await client.get_order(order_id)
+        except VtexError as exc:
+            return VtexView(None, exc.describe())
+    if call.body is None:
+        return VtexView(None, f"VTEX has no order {order_id} (HTTP {call.http_status})")
+    return VtexView(call.body if isinstance(call.body, dict) else None, None)
+
+
+async def check_setup(settings: Settings) -> list[tuple[str, bool, str]]:
+    """The database, then the VTEX credentials with one harmless read (a Get order VTEX answers 404 to).
+
+    Nothing is created or migrated: `check` says what is there."""
+    from orchestrator.redaction import mask_url
+    from orchestrator.store.errors import explain
+    from orchestrator.store.migrate import head_revision
+
+    results: list[tuple[str, bool, str]] = []
+    where = mask_url(settings.database_url)
+    try:
+        engine, hooks = create_db_engine(settings.database_url, create=False)
+        try:
+            revision = current_revision(engine)
+        finally:
+            engine.dispose()
+        head = head_revision()
+        if revision == head:
+            results.append(
+                ("database", True, f"{hooks.name} at {where} reachable, schema at revision {revision}")
+            )
+        elif revision is None:
+            results.append(
+                ("database", False, f"{where} holds no orchestrator tables (`orchestrator migrate`)")
+            )
+        else:
+            results.append(
+                (
+                    "database",
+                    False,
+                    f"schema at revision {revision}, this version needs {head} (`orchestrator migrate`)",
+                )
+            )
+    except Exception as exc:  # any failure is the answer to "does the database work?"
+        results.append(("database", False, explain(exc)))
+    try:
+        client = build_client(settings)
+    except ConfigurationError as exc:
+        results.append(("VTEX", False, str(exc)))
+        return results
+    async with client:
+        try:
+            call = await client.get_order("orchestrator-check-0")
+        except AuthError as exc:
+            results.append(
+                ("VTEX", False, f"{settings.base_url} rejected the credentials (HTTP {exc.http_status})")
+            )
+        except VtexError as exc:
+            results.append(("VTEX", False, f"cannot use {settings.base_url}: {exc.describe()}"))
+        else:
+            results.append(
+                ("VTEX", True, f"{settings.base_url} accepts the credentials (HTTP {call.http_status})")
+            )
+    return results

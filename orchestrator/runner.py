@@ -1,0 +1,49 @@
+"""Running a daemon built from the settings: the one-daemon guard its store needs, the run, and
+the clean-up of what it owned. The CLI's `run`, the demo and the tests run the daemon through here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import httpx
+
+from orchestrator.clock import utcnow
+from orchestrator.daemon import Daemon
+from orchestrator.log import get_logger
+from orchestrator.settings import Settings
+from orchestrator.store.store import Store
+from orchestrator.vtex.client import CallObserver
+from orchestrator.wiring import build_daemon
+
+
+async def run_daemon(
+    settings: Settings,
+    store: Store,
+    *,
+    until_done: bool = False,
+    transport: httpx.AsyncBaseTransport | None = None,
+    install_signals: bool = True,
+    on_ready: Callable[[Daemon], object] | None = None,
+    observer: CallObserver | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> Daemon:
+    """Run the daemon until stopped; returns it so callers can read its counters.
+
+    `clock` is this host's clock (a test can skew it); it is corrected to the database server's
+    clock on PostgreSQL."""
+    parts = build_daemon(settings, store, transport=transport, observer=observer, clock=clock)
+    daemon = parts.daemon
+    if daemon.metrics_url is not None:
+        get_logger(worker=daemon.config.worker_id).info(
+            "metrics served", url=f"{daemon.metrics_url}/metrics", health=f"{daemon.metrics_url}/healthz"
+        )
+    if on_ready is not None:
+        on_ready(daemon)
+    try:
+        with store.hooks.single_daemon(store.engine.url) as check:
+            daemon.storage_check = check
+            await daemon.run(until_done=until_done, install_signals=install_signals)
+    finally:
+        await parts.close()
+    return daemon

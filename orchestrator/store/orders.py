@@ -1,0 +1,306 @@
+"""Orders' writes: the import, claims under a lease, the steps' intents and outcomes, and the
+operators' changes.
+
+Every write that completes a step is fenced: it only lands if the row still carries the lease
+owner and version the step claimed it with, so a worker that lost its lease (paused, partitioned,
+presumed dead) can never overwrite another worker's progress. An operator's change needs the
+order unleased and its version unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from orchestrator.history import new_event
+from orchestrator.store.base import StoreBase, batched
+from orchestrator.store.dialects import DialectHooks
+from orchestrator.store.fitting import ORDER_LIMITS, fit, fit_events
+from orchestrator.store.rows import COLUMNS, STEP_COLUMNS, OrderRow
+from orchestrator.store.tables import EVENTS, ORDERS
+from states import State
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    order_id: str
+    affiliate_id: str
+    marketplace_order_id: str
+    sales_channel: str | None
+    place_body: dict[str, Any]
+    value: int
+    invoice: dict[str, Any] | None
+    tracking: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    inserted: list[str]
+    already_present: list[str]
+
+
+class OrderWrites(StoreBase):
+    def __init__(self, engine: Engine, hooks: DialectHooks) -> None:
+        super().__init__(engine, hooks)
+        c = ORDERS.c
+        # A claim returns the order's body only when the step may place it: decoding every body
+        # on every step of every order was a tenth of the daemon's database time.
+        self._claimed_columns = [
+            sa.case((c.state == str(State.IMPORTED), c.place_body), else_=sa.null()).label("place_body")
+            if name == "place_body"
+            else c[name]
+            for name in COLUMNS
+        ]
+        self._fenced_step_update = (
+            sa.update(ORDERS)
+            .where(
+                c.id == sa.bindparam("_pk"),
+                c.lease_owner == sa.bindparam("_owner"),
+                c.version == sa.bindparam("_version"),
+            )
+            .values({name: sa.bindparam(name) for name in STEP_COLUMNS})
+        )
+        self._fenced_intent_update = (
+            sa.update(ORDERS)
+            .where(
+                c.id == sa.bindparam("_pk"),
+                c.lease_owner == sa.bindparam("_owner"),
+                c.version == sa.bindparam("_version"),
+            )
+            .values(
+                intent=sa.bindparam("intent"),
+                intent_attempt=sa.bindparam("intent_attempt"),
+                intent_at=sa.bindparam("intent_at"),
+                updated_at=sa.bindparam("updated_at"),
+                # A new version: an operator change read before the intent was written can then
+                # never land after it, so what an open intent will send never changes.
+                version=c.version + 1,
+            )
+        )
+
+    # -- import -----------------------------------------------------------------------------------
+
+    def insert_orders(
+        self,
+        orders: Iterable[NewOrder],
+        now: datetime,
+        worker: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> ImportOutcome:
+        """Insert the orders not already present, all in one transaction, with an import event
+        each; read chunk by chunk so that a large import never holds all its orders in memory."""
+        inserted: list[str] = []
+        present: list[str] = []
+        with self.engine.begin() as conn:
+            for chunk in batched(orders):
+                ids = [o.order_id for o in chunk]
+                known = set(conn.scalars(sa.select(ORDERS.c.order_id).where(ORDERS.c.order_id.in_(ids))))
+                fresh = [o for o in chunk if o.order_id not in known]
+                present += known
+                if fresh:
+                    conn.execute(sa.insert(ORDERS), [self._order_values(o, now) for o in fresh])
+                    found = conn.execute(
+                        sa.select(ORDERS.c.order_id, ORDERS.c.id).where(
+                            ORDERS.c.order_id.in_([o.order_id for o in fresh])
+                        )
+                    )
+                    pks = {order_id: pk for order_id, pk in found}
+                    conn.execute(
+                        sa.insert(EVENTS),
+                        [
+                            new_event(
+                                pks[o.order_id],
+                                now,
+                                "import",
+                                to_state=str(State.IMPORTED),
+                                worker=worker,
+                                message="imported with invoice data" if o.invoice else "imported",
+                            )
+                            for o in fresh
+                        ],
+                    )
+                    inserted += [o.order_id for o in fresh]
+                if progress is not None:
+                    progress(len(inserted) + len(present))
+        return ImportOutcome(inserted, sorted(present))
+
+    @staticmethod
+    def _order_values(order: NewOrder, now: datetime) -> dict[str, Any]:
+        invoice_number = order.invoice.get("invoiceNumber") if order.invoice else None
+        return {
+            "order_id": order.order_id,
+            "affiliate_id": order.affiliate_id,
+            "marketplace_order_id": order.marketplace_order_id,
+            "sales_channel": order.sales_channel,
+            "state": str(State.IMPORTED),
+            "place_body": order.place_body,
+            "value": order.value,
+            "invoice": order.invoice,
+            "invoice_number": invoice_number,
+            "tracking": order.tracking,
+            "attempts": 0,
+            "version": 0,
+            "next_run_at": now,
+            "created_at": now,
+            "updated_at": now,
+            "state_changed_at": now,
+        }
+
+    # -- the engine's side ------------------------------------------------------------------------
+
+    def claim_due(self, owner: str, now: datetime, lease: timedelta, limit: int) -> list[OrderRow]:
+        """Lease up to `limit` due orders. Their `next_run_at` becomes the lease expiry, so an order
+        whose worker vanished is simply due again when the lease runs out.
+
+        On PostgreSQL "now" is the server's clock, not `now`: daemons on hosts whose clocks
+        disagree must agree on when a lease has expired, or one steals the other's orders."""
+        c = ORDERS.c
+        with self.engine.begin() as conn:
+            now = self._lease_now(conn, now)
+            until = now + lease
+            due = (
+                sa.select(c.id)
+                .where(c.next_run_at <= now)
+                .order_by(c.next_run_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+                .scalar_subquery()
+            )
+            statement = (
+                sa.update(ORDERS)
+                .where(c.id.in_(due))
+                .values(lease_owner=owner, lease_expires_at=until, next_run_at=until, version=c.version + 1)
+                .returning(*self._claimed_columns)
+            )
+            rows = conn.execute(statement).mappings().all()
+        return [OrderRow.from_mapping(r) for r in rows]
+
+    def commit(
+        self,
+        intents: Sequence[OrderRow],
+        saves: Sequence[tuple[OrderRow, list[dict[str, Any]]]],
+        owner: str,
+    ) -> tuple[list[bool], list[bool]]:
+        """Commit intents and step outcomes (with their history) of many orders in one transaction.
+
+        Each write is fenced by lease owner and version; the lists say which landed."""
+        intent_params = [
+            {
+                "_pk": r.id,
+                "_owner": owner,
+                "_version": r.version,
+                "intent": r.intent,
+                "intent_attempt": r.intent_attempt,
+                "intent_at": r.intent_at,
+                "updated_at": r.updated_at,
+            }
+            for r in intents
+        ]
+        save_params = [self._step_params(row, owner) for row, _events in saves]
+        with self.engine.begin() as conn:
+            intents_landed = self._fenced(conn, self._fenced_intent_update, intent_params)
+            saves_landed = self._fenced(conn, self._fenced_step_update, save_params)
+            events = [e for (_row, evs), ok in zip(saves, saves_landed, strict=True) if ok for e in evs]
+            if events:
+                conn.execute(sa.insert(EVENTS), fit_events(events))
+        return intents_landed, saves_landed
+
+    @staticmethod
+    def _step_params(row: OrderRow, owner: str) -> dict[str, Any]:
+        params = fit({name: getattr(row, name) for name in STEP_COLUMNS}, ORDER_LIMITS)
+        params.update(_pk=row.id, _owner=owner, _version=row.version)
+        return params
+
+    @staticmethod
+    def _fenced(conn: sa.Connection, statement: sa.Update, params: list[dict[str, Any]]) -> list[bool]:
+        if not params:
+            return []
+        result = conn.execute(statement, params)
+        if result.rowcount == len(params):
+            return [True] * len(params)
+        # Rare: some lease was lost. Redo one by one to learn which (same transaction, idempotent).
+        return [conn.execute(statement, p).rowcount == 1 for p in params]
+
+    def claim_order(self, order_id: str, owner: str, now: datetime, lease: timedelta) -> OrderRow | None:
+        """Lease one given order now (an operator command stepping it); None if a worker holds it."""
+        c = ORDERS.c
+        with self.engine.begin() as conn:
+            now = self._lease_now(conn, now)
+            until = now + lease
+            statement = (
+                sa.update(ORDERS)
+                .where(c.order_id == order_id, sa.or_(c.lease_owner.is_(None), c.lease_expires_at < now))
+                .values(lease_owner=owner, lease_expires_at=until, next_run_at=until, version=c.version + 1)
+                .returning(*[c[name] for name in COLUMNS])
+            )
+            row = conn.execute(statement).mappings().first()
+        return OrderRow.from_mapping(row) if row else None
+
+    def order_ids_in_state(self, state: str) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(
+                conn.scalars(
+                    sa.select(ORDERS.c.order_id).where(ORDERS.c.state == state).order_by(ORDERS.c.id)
+                )
+            )
+
+    def release_leases(self, owner: str, now: datetime) -> int:
+        """Give back every order this worker still holds, due again now (graceful shutdown)."""
+        c = ORDERS.c
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                sa.update(ORDERS)
+                .where(c.lease_owner == owner)
+                .values(lease_owner=None, lease_expires_at=None, next_run_at=now, updated_at=now)
+            )
+        return result.rowcount
+
+    def count_progressable(self) -> int:
+        """Orders that will move again without outside input (scheduled, or leased right now)."""
+        with self.engine.connect() as conn:
+            return (
+                conn.scalar(
+                    sa.select(sa.func.count()).select_from(ORDERS).where(ORDERS.c.next_run_at.is_not(None))
+                )
+                or 0
+            )
+
+    # -- operator writes --------------------------------------------------------------------------
+
+    def update_unleased(
+        self,
+        order_id: str,
+        now: datetime,
+        values: dict[str, Any],
+        events: list[dict[str, Any]],
+        expected_version: int,
+    ) -> bool:
+        """Write an operator change unless a worker holds the order; bumps the version."""
+        c = ORDERS.c
+        with self.engine.begin() as conn:
+            lease_now = self._lease_now(conn, now)
+            result = conn.execute(
+                sa.update(ORDERS)
+                .where(
+                    c.order_id == order_id,
+                    c.version == expected_version,
+                    sa.or_(c.lease_owner.is_(None), c.lease_expires_at < lease_now),
+                )
+                .values(
+                    **fit(dict(values), ORDER_LIMITS),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    version=c.version + 1,
+                    updated_at=now,
+                )
+            )
+            if result.rowcount != 1:
+                return False
+            if events:
+                conn.execute(sa.insert(EVENTS), fit_events(events))
+        return True

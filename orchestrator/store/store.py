@@ -1,0 +1,18 @@
+"""`Store`: every read and write of the product's data, in one class for the rest of the code.
+
+Written once in SQLAlchemy Core for SQLite and PostgreSQL (`DialectHooks` carries the rest), in
+three parts: `OrderWrites` (the import, claims, the steps' fenced writes, operators' changes),
+`AccountState` (pauses and the shared request budget) and `Reports` (what operators read).
+"""
+
+from __future__ import annotations
+
+from orchestrator.store.accounts import AccountState
+from orchestrator.store.orders import ImportOutcome, NewOrder, OrderWrites
+from orchestrator.store.reports import Reports, StateCount, StuckThresholds
+
+__all__ = ["ImportOutcome", "NewOrder", "StateCount", "Store", "StuckThresholds"]
+
+
+class Store(OrderWrites, AccountState, Reports):
+    """The store of one database: pass it to whatever needs the data."""
