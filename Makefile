@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install lint
+.PHONY: demo test fast install lint
 
 $(BIN)/orchestrator: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,5 +22,14 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Everything CI runs: lint, types, and the whole suite (unit, integration, acceptance), with the
+# slowest tests listed at the end.
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=20
+
+# The edit-test loop, in well under a minute: lint, types, and the unit tests (the engine's
+# decisions on a fake clock, the planner, the state machine, the sandbox, the client).
+fast: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest tests/unit -q

@@ -67,6 +67,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     backends.drop_template()
 
 
+_POSTGRES_FIXTURES = {"postgres_url"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The markers say what a test needs: `slow` for the acceptance tests (real processes and
+    signals), `postgres` for every test that runs on a PostgreSQL server."""
+    for item in items:
+        if "/acceptance/" in item.nodeid or item.nodeid.startswith("tests/acceptance"):
+            item.add_marker(pytest.mark.slow)
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("backend") == "postgresql"
+        if on_postgres or _POSTGRES_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture
 def make_settings(database_url: str) -> Callable[..., Settings]:
     def make(sandbox: Sandbox | None = None, url: str | None = None, **overrides: Any) -> Settings:

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 import h11
 
 Handler = Callable[[str], "Answer"]
-# asyncio accepts up to this many connections at once before any of them runs, so the server's
-# descriptors peak at `max_connections` + BACKLOG during a burst of new connections.
+# asyncio accepts up to this many connections at once before any of them runs, so during a burst of
+# new connections the server's descriptors peak at `max_connections` + BACKLOG, plus the connections
+# that burst displaced (aborted, closed on the loop's next pass): + 2 * BACKLOG at most.
 BACKLOG = 16  # the request's path (without the query) -> the answer
 
 

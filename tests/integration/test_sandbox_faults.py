@@ -1,15 +1,19 @@
-"""Each injected fault does exactly what it says, over a real socket, and seeds make runs repeat."""
+"""Each injected fault does exactly what it says, over a real socket (answers that are not VTEX's
+included), and seeds make runs repeat."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from orchestrator.sandbox import FaultConfig, Faults, Sandbox, SandboxConfig, SandboxOms, ServerThread
 from tests.factories import place_body
+
+ORDER = "ABC-1001"
 
 
 @pytest.fixture
@@ -116,3 +120,56 @@ def test_faults_can_be_changed_at_run_time(served: tuple[Sandbox, httpx.Client])
     assert place(client).status_code == 503
     client.post("/_sandbox/faults", json={})
     assert place(client).status_code == 200
+
+
+def test_sandbox_over_a_real_socket(sandbox_server: Any) -> None:
+    """The same app served by uvicorn on 127.0.0.1 answers real HTTP."""
+    oms: SandboxOms = sandbox_server.sandbox.oms
+    headers = {"X-VTEX-API-AppKey": oms.config.app_key, "X-VTEX-API-AppToken": oms.config.app_token}
+    response = httpx.post(
+        f"{sandbox_server.url}/api/fulfillment/pvt/orders",
+        params={"affiliateId": "ABC"},
+        json=[place_body("71")],
+        headers=headers,
+    )
+    assert response.status_code == 200
+    assert (
+        httpx.get(f"{sandbox_server.url}/api/oms/pvt/orders/ABC-71", headers=headers).json()["orderId"]
+        == "ABC-71"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "code", "content_type"),
+    [("html", 200, "text/html"), ("empty", 200, "application/json"), ("wrong_json", 200, "application/json")],
+)
+def test_not_vtex_answers_are_not_applied(
+    served: tuple[Sandbox, httpx.Client], kind: str, code: int, content_type: str
+) -> None:
+    """A proxy's page, an empty 200, JSON VTEX never sends: answered, and no order exists."""
+    sandbox, client = served
+    sandbox.faults.configure(FaultConfig(**{kind: 1.0}))  # type: ignore[arg-type]
+    answer = client.post("/api/fulfillment/pvt/orders", params={"affiliateId": "ABC"}, json=[place_body()])
+    assert answer.status_code == code and answer.headers["content-type"].startswith(content_type)
+    assert sandbox.oms.find(ORDER) is None
+
+
+def test_a_redirect_points_at_another_host(served: tuple[Sandbox, httpx.Client]) -> None:
+    """302 with a Location elsewhere (a storefront or login URL set as the API's)."""
+    sandbox, client = served
+    sandbox.faults.configure(FaultConfig(redirect=1.0, redirect_to="https://shop.example/login"))
+    answer = client.get(f"/api/oms/pvt/orders/{ORDER}")
+    assert (answer.status_code, answer.headers["location"]) == (302, "https://shop.example/login")
+
+
+def test_an_endless_body_keeps_coming(served: tuple[Sandbox, httpx.Client]) -> None:
+    """A 200 whose body never ends: 5 MB read and still coming."""
+    sandbox, client = served
+    sandbox.faults.configure(FaultConfig(endless=1.0))
+    with client.stream("GET", f"/api/oms/pvt/orders/{ORDER}") as answer:
+        received = 0
+        for chunk in answer.iter_raw():
+            received += len(chunk)
+            if received > 5 * 1024 * 1024:
+                break
+    assert received > 5 * 1024 * 1024

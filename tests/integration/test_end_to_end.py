@@ -7,8 +7,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
 from orchestrator.clock import utcnow
 from orchestrator.importer import import_lines
 from orchestrator.ops.operations import attach_invoice
@@ -156,38 +154,6 @@ def test_vtex_grace_period_longer_than_ours_is_waited_out(
     assert all(
         e.start_handling_accepted == 1 and e.start_handling_refused >= 1 for e in sandbox.oms.ledger.entries()
     )
-
-
-def test_cancel_in_the_admin_during_the_grace_period_cancels_the_order(
-    make_sandbox: Callable[..., Sandbox], make_settings: Callable[..., Settings]
-) -> None:
-    """An order VTEX reports canceled becomes canceled here too."""
-    sandbox = make_sandbox(grace_seconds=1.0)
-    with ServerThread(sandbox) as server:
-        settings = make_settings(sandbox, server.url, grace_period="1s")
-        store = open_store(settings.database_url)
-        import_lines(lines_of(1, with_invoice=False), store, utcnow())
-
-        async def cancel_when_authorized() -> None:
-            while (
-                sandbox.oms.find("ABC-100000") is None
-                or sandbox.oms.find("ABC-100000").status != "window-to-cancel"
-            ):  # type: ignore[union-attr]
-                await asyncio.sleep(0.02)
-            async with httpx.AsyncClient() as client:
-                await client.post(
-                    f"{server.url}/_sandbox/orders/ABC-100000/cancel", json={"reason": "customer"}
-                )
-
-        async def scenario() -> None:
-            await asyncio.gather(
-                run_daemon(settings, store, until_done=True, install_signals=False),
-                cancel_when_authorized(),
-            )
-
-        asyncio.run(asyncio.wait_for(scenario(), 30))
-    row = store.find("ABC-100000")
-    assert row is not None and row.state == "canceled"
 
 
 def test_bad_credentials_make_orders_wait_not_fail(

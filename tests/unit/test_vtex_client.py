@@ -193,22 +193,3 @@ def test_error_messages_carry_vtex_code_and_never_credentials() -> None:
         "Payment total (1) differs", operation="place-order", order_id="ABC-1", http_status=400, code="FMT007"
     )
     assert str(error) == "place-order ABC-1: HTTP 400 [FMT007] Payment total (1) differs"
-
-
-async def test_httpx_own_transport_can_be_chosen(sandbox_server: object) -> None:
-    """VTEX_HTTP_TRANSPORT=httpx (for proxies) talks to VTEX just the same."""
-    from orchestrator.settings import load_settings
-    from orchestrator.wiring import build_client
-
-    server = sandbox_server
-    config = server.sandbox.oms.config  # type: ignore[attr-defined]
-    settings = load_settings(
-        None,
-        vtex_base_url=server.url,
-        vtex_app_key=config.app_key,
-        vtex_app_token=config.app_token,  # type: ignore[attr-defined]
-        vtex_http_transport="httpx",
-    )
-    async with build_client(settings) as client:
-        assert isinstance(client._transport, httpx.AsyncHTTPTransport)
-        assert (await client.get_order("ABC-1")).http_status == 404

@@ -3,17 +3,16 @@ refused tracking updates, every documented answer form, and answers that are not
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
 
-from orchestrator.sandbox import FaultConfig, Sandbox, SandboxConfig, SandboxOms, ServerThread
 from orchestrator.sandbox.statuses import STATUSES
 from tests.asgi import InProcessClient
 from tests.conftest import Clock
 from tests.factories import invoice_for, place_body
-from tests.test_sandbox import authorize, place, status
+from tests.unit.test_sandbox import authorize, place, status
 
 ORDER = "ABC-1001"
 
@@ -164,51 +163,3 @@ def test_behaviour_changes_at_run_time_and_refuses_unknown_values(vtex: InProces
 
 
 # -- answers that are not VTEX's, over a real socket ------------------------------------------------
-
-
-@pytest.fixture
-def served() -> Iterator[tuple[Sandbox, httpx.Client]]:
-    sandbox = Sandbox(SandboxOms(SandboxConfig(grace_seconds=60)))
-    with ServerThread(sandbox) as server:
-        headers = {
-            "X-VTEX-API-AppKey": sandbox.oms.config.app_key,
-            "X-VTEX-API-AppToken": sandbox.oms.config.app_token,
-        }
-        with httpx.Client(base_url=server.url, headers=headers, timeout=5.0) as client:
-            yield sandbox, client
-
-
-@pytest.mark.parametrize(
-    ("kind", "code", "content_type"),
-    [("html", 200, "text/html"), ("empty", 200, "application/json"), ("wrong_json", 200, "application/json")],
-)
-def test_not_vtex_answers_are_not_applied(
-    served: tuple[Sandbox, httpx.Client], kind: str, code: int, content_type: str
-) -> None:
-    """A proxy's page, an empty 200, JSON VTEX never sends: answered, and no order exists."""
-    sandbox, client = served
-    sandbox.faults.configure(FaultConfig(**{kind: 1.0}))  # type: ignore[arg-type]
-    answer = client.post("/api/fulfillment/pvt/orders", params={"affiliateId": "ABC"}, json=[place_body()])
-    assert answer.status_code == code and answer.headers["content-type"].startswith(content_type)
-    assert sandbox.oms.find(ORDER) is None
-
-
-def test_a_redirect_points_at_another_host(served: tuple[Sandbox, httpx.Client]) -> None:
-    """302 with a Location elsewhere (a storefront or login URL set as the API's)."""
-    sandbox, client = served
-    sandbox.faults.configure(FaultConfig(redirect=1.0, redirect_to="https://shop.example/login"))
-    answer = client.get(f"/api/oms/pvt/orders/{ORDER}")
-    assert (answer.status_code, answer.headers["location"]) == (302, "https://shop.example/login")
-
-
-def test_an_endless_body_keeps_coming(served: tuple[Sandbox, httpx.Client]) -> None:
-    """A 200 whose body never ends: 5 MB read and still coming."""
-    sandbox, client = served
-    sandbox.faults.configure(FaultConfig(endless=1.0))
-    with client.stream("GET", f"/api/oms/pvt/orders/{ORDER}") as answer:
-        received = 0
-        for chunk in answer.iter_raw():
-            received += len(chunk)
-            if received > 5 * 1024 * 1024:
-                break
-    assert received > 5 * 1024 * 1024

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from orchestrator.sandbox import Catalog, SandboxOms
+from orchestrator.sandbox import Catalog
 from tests.asgi import InProcessClient
 from tests.conftest import Clock
 from tests.factories import invoice_for, place_body
@@ -273,20 +273,3 @@ def test_invalid_invoice_body_is_refused_naming_the_field(vtex: InProcessClient)
     del invoice["invoiceNumber"]
     response = vtex.post("/api/oms/pvt/orders/ABC-70/invoice", json=invoice)
     assert response.status_code == 400 and "invoiceNumber" in response.json()["error"]["message"]
-
-
-def test_sandbox_over_a_real_socket(sandbox_server: Any) -> None:
-    """The same app served by uvicorn on 127.0.0.1 answers real HTTP."""
-    oms: SandboxOms = sandbox_server.sandbox.oms
-    headers = {"X-VTEX-API-AppKey": oms.config.app_key, "X-VTEX-API-AppToken": oms.config.app_token}
-    response = httpx.post(
-        f"{sandbox_server.url}/api/fulfillment/pvt/orders",
-        params={"affiliateId": "ABC"},
-        json=[place_body("71")],
-        headers=headers,
-    )
-    assert response.status_code == 200
-    assert (
-        httpx.get(f"{sandbox_server.url}/api/oms/pvt/orders/ABC-71", headers=headers).json()["orderId"]
-        == "ABC-71"
-    )

@@ -140,3 +140,23 @@ def test_place_naming_another_order_id_is_refused(served: ServerThread) -> None:
     with pytest.raises(OrderIdMismatch) as caught:
         run(served, place, transport=httpx.MockTransport(elsewhere))
     assert "ABC-1001-01" in caught.value.message
+
+
+@pytest.mark.anyio
+async def test_httpx_own_transport_can_be_chosen(sandbox_server: object) -> None:
+    """VTEX_HTTP_TRANSPORT=httpx (for proxies) talks to VTEX just the same."""
+    from orchestrator.settings import load_settings
+    from orchestrator.wiring import build_client
+
+    server = sandbox_server
+    config = server.sandbox.oms.config  # type: ignore[attr-defined]
+    settings = load_settings(
+        None,
+        vtex_base_url=server.url,
+        vtex_app_key=config.app_key,
+        vtex_app_token=config.app_token,  # type: ignore[attr-defined]
+        vtex_http_transport="httpx",
+    )
+    async with build_client(settings) as client:
+        assert isinstance(client._transport, httpx.AsyncHTTPTransport)
+        assert (await client.get_order("ABC-1")).http_status == 404

@@ -4,9 +4,7 @@ that an outage cannot flood."""
 from __future__ import annotations
 
 import contextlib
-import io
 import json
-import logging
 import os
 import resource
 import signal
@@ -19,10 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-import structlog
 
-from orchestrator import log
-from orchestrator.log import RepeatLimiter
 from orchestrator.ops.health import Health
 from orchestrator.sandbox.process import SandboxProcess, client_env
 from tests.factories import import_lines as lines_of
@@ -35,72 +30,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def test_readiness_fails_at_once_and_liveness_after_a_grace_when_the_database_fails() -> None:
-    """A failing database: not ready at the first error; not alive once it lasts past the grace;
-    both recover with the first success."""
-    clock = FakeClock()
-    health = Health(timedelta(seconds=1), database_grace=timedelta(seconds=60), clock=clock)
-    health.ticked()
-    assert health.liveness()[0] and health.readiness()[0]
-    health.database_failed("the database is read-only")
-    ready, body = health.readiness()
-    assert not ready and body["databaseError"] == "the database is read-only"
-    assert health.liveness()[0]
-    clock.now += 61
-    health.ticked()
-    alive, body = health.liveness()
-    assert not alive and body["status"] == "database unusable"
-    health.database_ok()
-    assert health.liveness()[0] and health.readiness()[0]
-
-
-def test_not_ready_while_stopping() -> None:
-    """SIGTERM received: still alive (finishing its steps), no longer ready."""
-    health = Health(timedelta(seconds=1), clock=FakeClock())
-    health.ticked()
-    health.stopping = True
-    assert health.liveness()[0] and health.readiness() == (
-        False,
-        {**health.liveness()[1], "status": "stopping"},
-    )
-
-
-def test_identical_lines_are_let_through_a_few_times_then_summarised() -> None:
-    """An outage that fails every claim the same way writes five lines a minute, then says how many
-    it dropped; a different line is never held back."""
-    clock = FakeClock()
-    limiter = RepeatLimiter(burst=5, window=60.0, clock=clock)
-    kept = 0
-    for _ in range(1000):
-        try:
-            limiter(None, "error", {"event": "claim failed", "error": "read-only", "timestamp": "t"})
-            kept += 1
-        except structlog.DropEvent:
-            pass
-    assert kept == 5
-    assert limiter(None, "error", {"event": "claim failed", "error": "disk full"}) is not None
-    clock.now += 61
-    summary = limiter(None, "error", {"event": "claim failed", "error": "read-only"})
-    assert summary["repeated_lines_dropped"] == 995
-
-
-def test_library_log_floods_are_limited_too() -> None:
-    """asyncio's "accept out of system resource" came through the standard library: limited as well."""
-    previous = structlog.get_config()
-    stream = io.StringIO()
-    root = logging.getLogger()
-    handler = logging.StreamHandler(stream)
-    root.addHandler(handler)
-    try:
-        log.configure("info", "json", stream=io.StringIO())
-        for _ in range(500):
-            logging.getLogger("asyncio").error("socket.accept() out of system resource")
-    finally:
-        root.removeHandler(handler)
-        structlog.configure(**previous)
-    assert stream.getvalue().count("out of system resource") <= 5
 
 
 def open_fds(pid: int) -> int:
@@ -169,7 +98,9 @@ def test_slow_clients_on_the_metrics_port_cannot_take_the_daemons_descriptors(tm
         for client in slow:
             with contextlib.suppress(OSError):
                 client.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # and never the end of the headers
-        assert connections_held(daemon.pid, port) <= 32 + 16 + 2  # waiting, plus one accept burst
+        # waiting, one accept burst not yet seen, and the connections that burst displaced (aborted,
+        # their descriptors closed on the loop's next pass)
+        assert connections_held(daemon.pid, port) <= 32 + 16 + 16 + 2
         healthy = httpx.get(f"{url}/healthz", timeout=5)
         assert healthy.status_code == 200 and healthy.json()["status"] == "ok"
         assert "orchestrator_orders" in httpx.get(f"{url}/metrics", timeout=5).text

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from orchestrator.line_input import LineInput
+from tests import backends
 from tests.factories import import_lines as lines_of
 from tests.factories import import_record
 
@@ -393,3 +394,28 @@ def test_sigterm_with_the_database_unusable_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in text
     last = text.strip().splitlines()[-1]
     assert last.startswith("stopped: the database is unusable") or "read-only" in last, last
+
+
+def test_a_failed_import_shows_no_customer_data(tmp_path: Path) -> None:
+    """PostgreSQL refuses the write (a read-only database): one line, and no name, e-mail or CPF
+    from the orders (SQLAlchemy would print every parameter of the INSERT)."""
+    name, url = backends.create_database()
+    try:
+        backends.make_read_only(name)
+        orders = tmp_path / "orders.jsonl"
+        orders.write_text("\n".join(lines_of(3)))
+        result = subprocess.run(
+            [sys.executable, "-m", "orchestrator", "import", str(orders)],
+            env={"ORCHESTRATOR_DATABASE_URL": url, "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        backends.drop_database(name)
+    assert result.returncode == 1, result.stderr
+    assert "read-only" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    for private in ("ana.silva@example.com", "12345678909", "Praia de Botafogo", "Silva"):
+        assert private not in result.stderr + result.stdout

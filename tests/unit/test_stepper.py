@@ -1,0 +1,214 @@
+"""The step engine's decisions, on a fake clock against the in-process sandbox: the grace period,
+backoff, reconciling, lease expiry, statuses VTEX holds orders in, cancellation and the guards.
+Simulated hours take milliseconds."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+
+import pytest
+
+from orchestrator.policy import Policies
+from orchestrator.sandbox import FaultConfig
+from states import State
+from tests.factories import import_record
+from tests.unit.simulation import START, Simulation
+
+GRACE = timedelta(minutes=30)
+
+
+def gaps(times: list[float]) -> list[float]:
+    return [later - earlier for earlier, later in itertools.pairwise(times)]
+
+
+def settled(sim: Simulation, order_id: str, *states: str) -> bool:
+    return sim.row(order_id).state in states
+
+
+def test_an_order_is_invoiced_with_five_calls_and_start_handling_waits_for_the_grace_period() -> None:
+    """Place, Authorize, then nothing until VTEX's 30 minutes are over, Start handling, invoice,
+    one Get order that sees invoiced."""
+    sim = Simulation(grace=GRACE)
+    order = sim.add(import_record(1))
+    sim.run(lambda: settled(sim, order, "invoiced"))
+    assert sim.row(order).state == "invoiced"
+    assert sim.operations(order) == [
+        "place-order",
+        "authorize-dispatch",
+        "start-handling",
+        "send-invoice",
+        "get-order",
+    ]
+    start_handling = next(e for e in sim.requests(order) if e["operation"] == "start-handling")
+    waited = start_handling["at"] - START.timestamp()
+    assert GRACE.total_seconds() <= waited <= GRACE.total_seconds() + 60  # the grace, plus a small margin
+
+
+def test_when_vtex_grace_outlasts_ours_it_is_polled_less_and_less_often() -> None:
+    """VTEX's grace period is an hour, ours 30 minutes: a 409, then Get orders whose intervals grow."""
+    sim = Simulation(grace=GRACE, sandbox_grace=timedelta(hours=1))
+    order = sim.add(import_record(1))
+    sim.run(lambda: settled(sim, order, "handling"))
+    looks = [e["at"] for e in sim.requests(order) if e["operation"] == "get-order"]
+    waits = gaps(looks)
+    assert waits == sorted(waits) and len(looks) <= 12
+    assert sim.sandbox.oms.ledger.get(order).start_handling_refused == 1  # type: ignore[union-attr]
+
+
+def test_a_write_whose_answer_says_it_failed_after_applying_is_reconciled_not_resent() -> None:
+    """Every write answered 500 after VTEX applied it: each is looked up and found, never sent twice."""
+    sim = Simulation(grace=GRACE)
+    sim.sandbox.faults.configure(FaultConfig(error_after=1.0))
+    order = sim.add(import_record(1))
+    sim.run(lambda: settled(sim, order, "invoiced"))
+    entry = sim.sandbox.oms.ledger.get(order)
+    assert entry is not None
+    assert (entry.places_accepted, entry.start_handling_accepted, entry.invoice_numbers) == (
+        1,
+        1,
+        ["NF100001"],
+    )
+    assert sim.row(order).state == "invoiced"
+
+
+def test_retries_back_off_exponentially_then_the_order_fails_with_the_reason() -> None:
+    """VTEX unavailable (503) for every Place, its reads answered: each 503 is looked up (a write
+    may have been applied), found not applied, sent again after a wait about twice the last; after
+    8 attempts the order fails with the reason."""
+    sim = Simulation(grace=GRACE)
+    sim.sandbox.faults.configure(FaultConfig(error_before=1.0, only_writes=True))
+    order = sim.add(import_record(1))
+    sim.run(lambda: settled(sim, order, "failed"))
+    row = sim.row(order)
+    assert row.state == "failed" and "503" in (row.last_error or "")
+    places = [e["at"] for e in sim.requests(order) if e["operation"] == "place-order"]
+    assert len(places) == 8
+    waits = gaps(places)
+    # each wait about twice the last (jitter of a quarter either way leaves at least 1.2 times)
+    assert all(later > earlier * 1.2 for earlier, later in itertools.pairwise(waits))
+
+
+def test_a_lease_that_expires_hands_the_order_over_and_its_intent_is_reconciled() -> None:
+    """A worker claims, writes its intent, sends, and dies before saving: after the lease expires
+    the next claim asks VTEX first, and nothing is sent twice."""
+    sim = Simulation(grace=GRACE)
+    order = sim.add(import_record(1))
+    row = sim.store.claim(sim.row(order).id, "dead-worker", sim.now, timedelta(minutes=2))
+    assert row is not None
+
+    async def die_after_sending() -> None:
+        row.intent, row.intent_attempt, row.intent_at = "place-order", 1, sim.now
+        assert await sim.store.write_intent(row)
+        await sim.client.place_order(row.affiliate_id, row.place_body, None)  # VTEX applies it
+
+    import asyncio
+
+    asyncio.run(die_after_sending())
+    assert sim.store.due(sim.now + timedelta(minutes=1)) == []  # still leased
+    sim.run(lambda: settled(sim, order, "invoiced"))
+    assert sim.sandbox.oms.ledger.get(order).places_accepted == 1  # type: ignore[union-attr]
+    reconciled = [e for e in sim.store.history(order) if e["kind"] == "reconcile"]
+    assert reconciled and reconciled[0]["message"] == "applied"
+
+
+@pytest.mark.parametrize(
+    "status", ["waiting-for-manual-authorization", "payment-pending", "cancellation-requested"]
+)
+def test_an_order_vtex_holds_waits_politely_for_hours(status: str) -> None:
+    """Held by VTEX for 6 simulated hours: looks get rarer (at most every 15 minutes), the reason
+    names the status, nothing else is sent, and the order is still there when VTEX lets it go."""
+    sim = Simulation(grace=GRACE)
+    record = import_record(1)
+    order = sim.add(record)
+    sim.sandbox.oms.place("ABC", None, [record["order"]])
+    sim.sandbox.oms.pin(order, status)
+    sim.run(within=timedelta(hours=6))
+    row = sim.row(order)
+    assert row.state in ("created", "dispatch-authorized") and row.wait_reason is not None
+    assert f"VTEX holds the order in {status}" in row.wait_reason
+    looks = [e["at"] for e in sim.requests(order) if e["operation"] == "get-order"]
+    assert len(sim.requests(order)) < 40
+    assert max(gaps(looks)) <= 15 * 60 + 1
+    sim.sandbox.oms.pin(order, "ready-for-handling", hold=False)
+    sim.run(lambda: settled(sim, order, "invoiced"), within=timedelta(hours=1))
+    assert sim.row(order).state == "invoiced"
+
+
+def test_an_order_canceled_in_vtex_admin_during_the_grace_period_is_canceled_here() -> None:
+    """Deterministic: the order waits out the grace period; VTEX's Admin cancels it; the next look
+    (Start handling, answered 409) finds it canceled."""
+    sim = Simulation(grace=GRACE)
+    order = sim.add(import_record(1))
+    sim.run(lambda: settled(sim, order, "dispatch-authorized"))
+    sim.advance(timedelta(minutes=5))
+    sim.sandbox.oms.cancel(order, {"reason": "customer called"})
+    sim.run(lambda: settled(sim, order, "canceled"))
+    assert sim.row(order).state == "canceled"
+    assert [e["action"] for e in sim.store.history(order) if e["kind"] == "transition"][
+        -1
+    ] == "notice_canceled"
+
+
+@pytest.mark.parametrize(
+    ("mode", "final"), [("accept", "canceled"), ("deny", "invoiced"), ("stick", "canceling")]
+)
+def test_a_cancel_after_the_grace_period_waits_for_vtex_to_decide(mode: str, final: str) -> None:
+    """Accepted: canceled. Denied: back where it was, and on to invoiced. Stuck: still canceling
+    after a day, looking at most every 15 minutes."""
+    sim = Simulation(grace=GRACE, cancel_mode=mode, cancel_delay_seconds=600)
+    order = sim.add(import_record(1, with_invoice=False))
+    sim.run(lambda: settled(sim, order, "handling"))
+    sim.store.change(order, cancel_reason="customer changed their mind", next_run_at=sim.now)
+    sim.run(lambda: settled(sim, order, "canceled"), within=timedelta(days=1))
+    if mode == "deny":
+        sim.store.change(
+            order, invoice=import_record(1)["invoice"], invoice_number="NF100001", next_run_at=sim.now
+        )
+        sim.run(lambda: settled(sim, order, "invoiced"))
+    assert sim.row(order).state == final
+    if mode == "stick":
+        looks = [e["at"] for e in sim.requests(order) if e["operation"] == "get-order"]
+        assert max(gaps(looks)) <= 15 * 60 + 1
+        assert "cancellation-requested" in (sim.row(order).wait_reason or "")
+
+
+def test_a_retry_after_of_zero_cannot_make_a_loop() -> None:
+    """429 with Retry-After 0 to everything: the waits grow, and the request guard stops the order."""
+    policies = Policies.for_grace(GRACE, max_attempts=8, max_requests_per_hour=20)
+    sim = Simulation(grace=GRACE, policies=policies)
+    sim.sandbox.faults.configure(FaultConfig(rate_limit=1.0, retry_after_seconds=0))
+    order = sim.add(import_record(1))
+    sim.run(within=timedelta(minutes=50))
+    row = sim.row(order)
+    assert row.needs_attention == "request-guard" and len(sim.requests(order)) == 20
+    times = [e["at"] for e in sim.requests(order)]
+    waits = gaps(times)
+    assert waits == sorted(waits)
+
+
+def test_an_answer_that_is_not_vtexs_pauses_the_account_and_spends_no_attempt() -> None:
+    """An HTML page for every call: the account pauses, longer each time; the order's attempts stay
+    untouched; once VTEX answers again the order goes on."""
+    sim = Simulation(grace=GRACE)
+    sim.sandbox.faults.configure(FaultConfig(html=1.0))
+    order = sim.add(import_record(1))
+    sim.run(within=timedelta(minutes=10))
+    row = sim.row(order)
+    assert row.state == State.IMPORTED and row.attempts == 0
+    assert sim.guard.pause_state is not None and "does not answer like VTEX" in sim.guard.pause_state.reason
+    sim.sandbox.faults.configure(FaultConfig())
+    sim.run(lambda: settled(sim, order, "invoiced"))
+    assert sim.row(order).state == "invoiced"
+    assert sim.sandbox.oms.ledger.get(order).places_accepted == 1  # type: ignore[union-attr]
+
+
+def test_a_refused_tracking_update_stops_the_order_instead_of_looping() -> None:
+    """Invoiced, then VTEX refuses the tracking PATCH: one request, then nothing for a day."""
+    sim = Simulation(grace=GRACE, tracking_refusal=400)
+    order = sim.add(import_record(1))
+    sim.run(lambda: settled(sim, order, "invoiced"))
+    sim.store.change(order, tracking={"trackingNumber": "TR1"}, next_run_at=sim.now)
+    sim.run(within=timedelta(days=1))
+    assert sim.row(order).needs_attention == "tracking-refused"
+    assert sim.operations(order).count("send-tracking") == 1
