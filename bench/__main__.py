@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench import full, rate_limit, scale_out
+from bench import full, rate_limit, scale_out, transports
 
 
 def main() -> None:
@@ -28,6 +28,14 @@ def main() -> None:
     scale.add_argument("--grace", type=float, default=2.0, help="grace period, seconds")
     scale.add_argument("--concurrency", type=int, default=64, help="per daemon")
     scale.set_defaults(run=scale_out.run)
+    transport = sub.add_parser(
+        "transports", help="CPU per order on each HTTP transport, and how each reports a lost answer"
+    )
+    transport.add_argument("--orders", type=int, default=2000)
+    transport.add_argument("--rounds", type=int, default=3, help="runs per transport; the best counts")
+    transport.add_argument("--grace", type=float, default=2.0, help="grace period, seconds")
+    transport.add_argument("--concurrency", type=int, default=64)
+    transport.set_defaults(run=transports.run)
     everything = sub.add_parser("full", help="cost per order, throughput and calls vs a baseline, and scale")
     everything.add_argument("--orders", type=int, nargs="+", default=[1000, 10000])
     everything.add_argument(

@@ -119,11 +119,14 @@ def env_for(database_url: str, sandbox_url: str, **settings: str) -> dict[str, s
     return client_env(database_url, sandbox_url, **{"ORCHESTRATOR_LOG_LEVEL": "warning", **settings})
 
 
-def run_command(args: list[str], env: dict[str, str], log: Path | None = None) -> DaemonRun:
-    """Run an orchestrator command to completion and measure its own CPU and peak memory."""
+def run_command(
+    args: list[str], env: dict[str, str], log: Path | None = None, module: str = "orchestrator"
+) -> DaemonRun:
+    """Run an orchestrator command (or another module's) to completion and measure its own CPU
+    and peak memory."""
     out = log.open("a") if log else subprocess.DEVNULL
     started = time.monotonic()
-    process = subprocess.Popen([sys.executable, "-m", "orchestrator", *args], env=env, stdout=out, stderr=out)
+    process = subprocess.Popen([sys.executable, "-m", module, *args], env=env, stdout=out, stderr=out)
     memory = PeakMemory(process.pid)
     _pid, status, usage = os.wait4(process.pid, 0)
     peak = memory.stop()

@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     vtex_app_token: SecretStr | None = Field(None, validation_alias=_env("VTEX_APP_TOKEN"))
     vtex_timeout: timedelta = Field(timedelta(seconds=20), validation_alias=_env("VTEX_TIMEOUT"))
     vtex_max_rpm: int = Field(3000, ge=1, validation_alias=_env("VTEX_MAX_RPM"))
-    vtex_http_transport: str = Field("lean", validation_alias=_env("VTEX_HTTP_TRANSPORT"))
+    vtex_http_transport: str = Field("aiohttp", validation_alias=_env("VTEX_HTTP_TRANSPORT"))
 
     grace_period: timedelta = Field(timedelta(minutes=30), validation_alias=_env("ORCHESTRATOR_GRACE_PERIOD"))
     invoice_timing: str = Field("after-grace", validation_alias=_env("ORCHESTRATOR_INVOICE_TIMING"))
@@ -142,8 +142,10 @@ class Settings(BaseSettings):
     @field_validator("vtex_http_transport")
     @classmethod
     def _transport(cls, value: str) -> str:
-        if value not in {"lean", "httpx"}:
-            raise ValueError("must be lean (default) or httpx (httpx's own transport, which honours proxies)")
+        if value == "lean":  # the name of the hand-written transport aiohttp's replaced (0.1)
+            return "aiohttp"
+        if value not in {"aiohttp", "httpx"}:
+            raise ValueError("must be aiohttp (default) or httpx (httpx's own transport)")
         return value
 
     @field_validator("invoice_timing")

@@ -26,6 +26,13 @@ from typing import Any
 from orchestrator.vtex.errors import NotVtexRead, NotVtexWrite, OrderIdMismatch, VtexError
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # VTEX's largest answer here (Get order) is tens of kilobytes
+
+
+class BodyTooLarge(Exception):
+    """The answer's body went past MAX_BODY_BYTES: no answer of VTEX's is that large (and a body
+    without end must not fill the memory)."""
+
+
 _SHOWN = 200  # characters of an unexpected body kept in the error
 
 

@@ -17,7 +17,14 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from orchestrator import __version__
-from orchestrator.vtex.answers import MAX_BODY_BYTES, Answer, check_success, is_vtex_not_found, unexpected
+from orchestrator.vtex.answers import (
+    MAX_BODY_BYTES,
+    Answer,
+    BodyTooLarge,
+    check_success,
+    is_vtex_not_found,
+    unexpected,
+)
 from orchestrator.vtex.budget import RequestBudget, Unlimited
 from orchestrator.vtex.errors import (
     Misdirected,
@@ -29,7 +36,7 @@ from orchestrator.vtex.errors import (
     classify_transport_error,
 )
 from orchestrator.vtex.ids import derive_order_id
-from orchestrator.vtex.transport import BodyTooLarge, LeanTransport
+from orchestrator.vtex.transport import VtexTransport
 
 PLACE_PATH = "/api/fulfillment/pvt/orders"
 FULFILL_PATH = "/api/fulfillment/pvt/orders/{order_id}/fulfill"
@@ -106,9 +113,9 @@ class VtexClient:
         self._timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
         # httpx's request and response models and its transports, without AsyncClient: its
         # per-request URL merging, cookie jar, auth and redirect machinery (none of which VTEX's API
-        # needs) cost three times what the whole exchange costs on the lean transport.
+        # needs) cost three times what the whole exchange costs on the transport itself.
         self._transport = (
-            transport if transport is not None else LeanTransport(max_connections=max_connections)
+            transport if transport is not None else VtexTransport(max_connections=max_connections)
         )
         self.budget: RequestBudget = budget or Unlimited()
         self._observer = observer

@@ -1,9 +1,9 @@
 """Which proxy the environment sets for VTEX's URL: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY and
 NO_PROXY (either case), read the way curl and Python's urllib read them.
 
-The lean transport speaks to VTEX directly; when a proxy applies, the client hands its requests to
-httpx's own transport, which tunnels HTTPS through the proxy (CONNECT). SOCKS proxies would need an
-extra package and are refused with a clear message.
+The default transport (aiohttp's) speaks to VTEX directly; when a proxy applies, the client hands
+its requests to httpx's own transport, which tunnels HTTPS through the proxy (CONNECT). SOCKS
+proxies would need an extra package and are refused with a clear message.
 """
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ def test_the_proxy_the_environment_names_applies_unless_no_proxy_says_otherwise(
         proxy_for("https://acme.vtexcommercestable.com.br")
 
 
-@pytest.mark.parametrize("transport", ["lean", "httpx"])
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
 def test_requests_go_through_the_proxy_with_either_transport(
     proxy: ForwardProxy, sandbox_server: ServerThread, sqlite_url: str, transport: str
 ) -> None:
