@@ -98,16 +98,15 @@ def test_slow_clients_on_the_metrics_port_cannot_take_the_daemons_descriptors(tm
         for client in slow:
             with contextlib.suppress(OSError):
                 client.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # and never the end of the headers
-        # waiting, one accept burst not yet seen, and the connections that burst displaced (aborted,
-        # their descriptors closed on the loop's next pass)
-        assert connections_held(daemon.pid, port) <= 32 + 16 + 16 + 2
+        # the limit holds at every instant: accept, limit and close happen in one call
+        assert connections_held(daemon.pid, port) <= 32
         healthy = httpx.get(f"{url}/healthz", timeout=5)
         assert healthy.status_code == 200 and healthy.json()["status"] == "ok"
         assert "orchestrator_orders" in httpx.get(f"{url}/metrics", timeout=5).text
         wait_for(
             lambda: sandbox.ledger()["summary"]["requests"] >= 40, 30, "place and authorize for 20 orders"
         )
-        assert connections_held(daemon.pid, port) <= 33
+        assert connections_held(daemon.pid, port) <= 32
         # its own connections to VTEX and the database come on top; nothing near the 1,100 seen before
         assert open_fds(daemon.pid) < baseline + 120
     finally:
