@@ -23,6 +23,7 @@ EVENT_KEYS = (
     "error_code",
     "message",
     "worker",
+    "detail",
 )
 
 

@@ -3,7 +3,9 @@
 One order per line: `{"affiliateId": "ABC", "order": <place-order body>, "invoice": <invoice body>}`
 (`invoice` optional, `salesChannel` optional: VTEX's `sc`). The whole input is validated before
 anything is written; if any line is wrong, nothing is imported and every problem is reported with
-its line number and field. Orders already in the database are reported and left untouched.
+its line number and field. An order already in the database is left untouched when its line is
+the same; a line that differs is a problem, unless `replace` is asked and VTEX never accepted the
+order, which is then corrected and placed again (`orchestrator.repair`).
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
+from orchestrator import repair
 from orchestrator.line_input import WHOLE_FILE, decode_line
+from orchestrator.store.orders import Replacement
 from orchestrator.store.store import NewOrder, Store
 from orchestrator.validation import (
     AFFILIATE_ID,
@@ -50,6 +55,7 @@ class ImportReport:
     problems: list[Problem]
     lines: int
     problems_total: int = 0  # problems found, including those beyond MAX_PROBLEMS
+    replaced: list[Replacement] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -58,7 +64,7 @@ class ImportReport:
     @property
     def empty(self) -> bool:
         """Valid, and nothing in it: an empty file (or only blank lines)."""
-        return self.ok and not self.imported and not self.already_present
+        return self.ok and not self.imported and not self.already_present and not self.replaced
 
 
 def _refuse_constant(name: str) -> Any:
@@ -144,7 +150,7 @@ def parse_line(number: int, raw: Line) -> tuple[Mapping[str, Any] | None, list[P
     return record, []
 
 
-def build_order(record: Mapping[str, Any]) -> NewOrder:
+def build_order(record: Mapping[str, Any], line: int = 0) -> NewOrder:
     """The order a validated line describes."""
     order, invoice, channel = record["order"], record.get("invoice"), record.get("salesChannel")
     return NewOrder(
@@ -155,6 +161,7 @@ def build_order(record: Mapping[str, Any]) -> NewOrder:
         place_body=dict(order),
         value=int(order["marketplacePaymentValue"]),
         invoice=normalise_invoice(invoice) if invoice is not None else None,
+        line=line,
     )
 
 
@@ -241,7 +248,7 @@ def _orders_again(lines: Iterable[Line], expected: bytes) -> Iterator[NewOrder]:
         try:
             if problems:
                 raise ValueError(problems[0].message)
-            yield build_order(record)
+            yield build_order(record, number)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise InputChanged(f"line {number} changed while importing ({exc}); nothing imported") from None
     if digest.digest() != expected:
@@ -256,6 +263,7 @@ def import_lines(
     worker: str | None = None,
     progress: Progress | None = None,
     total: int | None = None,
+    replace: bool = False,
 ) -> ImportReport:
     """Validate everything, then write everything in one transaction, in two passes over `lines`
     so memory stays flat whatever the input's size. Give a sequence, or a function that reads
@@ -275,5 +283,11 @@ def import_lines(
         if progress is not None:
             progress("writing", done, checked.orders)
 
-    outcome = store.insert_orders(_orders_again(read(), checked.digest), now, worker, written)
-    return ImportReport(outcome.inserted, outcome.already_present, [], checked.lines)
+    decide = partial(repair.decide, replace=replace)
+    outcome = store.insert_orders(_orders_again(read(), checked.digest), now, worker, written, decide)
+    if outcome.conflicts:
+        problems = [Problem(c.line, c.field, c.message) for c in outcome.conflicts]
+        return ImportReport([], [], problems, checked.lines, len(problems))
+    return ImportReport(
+        outcome.inserted, outcome.already_present, [], checked.lines, replaced=outcome.replaced
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import httpx
 
@@ -38,6 +39,7 @@ async def run_daemon(
         get_logger(worker=daemon.config.worker_id).info(
             "metrics served", url=f"{daemon.metrics_url}/metrics", health=f"{daemon.metrics_url}/healthz"
         )
+    await _lift_a_stale_pause(settings, store, get_logger(worker=daemon.config.worker_id))
     if on_ready is not None:
         on_ready(daemon)
     try:
@@ -47,3 +49,19 @@ async def run_daemon(
     finally:
         await parts.close()
     return daemon
+
+
+async def _lift_a_stale_pause(settings: Settings, store: Store, log: Any) -> None:
+    """A daemon (re)started after the credentials were fixed must not sit out the old pause: if
+    one is stored, one harmless read tells whether VTEX accepts the credentials now."""
+    from orchestrator.ops.pause import active_pause, lift, probe_credentials
+
+    pause = active_pause(settings, store)
+    if pause is None:
+        return
+    accepted, message = await probe_credentials(settings)
+    if accepted:
+        lift(settings, store)
+        log.info("VTEX accepts the credentials; account pause lifted at start", reason=pause.reason)
+    else:
+        log.warning("the account stays paused", detail=message, resume_at=pause.until.isoformat())

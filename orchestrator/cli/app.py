@@ -38,6 +38,10 @@ def explain_failure(exc: BaseException) -> tuple[int, str]:
 
     if isinstance(exc, ConfigurationError | InputError | NoDatabase | BadDatabaseUrl):
         return exits.USAGE, str(exc)
+    from orchestrator.ops.pause import AccountPaused
+
+    if isinstance(exc, AccountPaused):
+        return exits.PAUSED, str(exc)
     if isinstance(exc, OperationError):
         return exits.REFUSED, str(exc)
     if isinstance(exc, ListenError | InputChanged):

@@ -75,10 +75,12 @@ def track(
 ) -> None:
     """Add a tracking number to an order's invoice (VTEX's partial invoice update), once."""
     from orchestrator.ops.operations import attach_tracking
+    from orchestrator.ops.pause import ensure_not_paused
     from orchestrator.ops.reconcile_first import reconciling_first
 
     settings = ctx.obj.logging_settings()
     store = store_for(settings)
+    ensure_not_paused(settings, store)
     if file is not None:
         updates = tracking_file(file, store)
     elif order_id and tracking_number:
@@ -148,9 +150,11 @@ def cancel(
 ) -> None:
     """Cancel an order in VTEX (while VTEX still allows it) and mark it canceled."""
     from orchestrator.ops.operations import request_cancel
+    from orchestrator.ops.pause import ensure_not_paused
 
     settings = ctx.obj.logging_settings()
     store = store_for(settings)
+    ensure_not_paused(settings, store)
     outcome = request_cancel(store, order_id, reason)
     if not outcome.changed:
         out.print(outcome.message)

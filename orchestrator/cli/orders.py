@@ -29,6 +29,12 @@ def import_command(
     show: Annotated[
         bool | None, typer.Option("--progress/--no-progress", help="Progress bars (default: on a terminal).")
     ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Correct stored orders VTEX never accepted (refused, or not yet placed)."
+        ),
+    ] = False,
 ) -> None:
     """Import orders: one JSON object per line, all or nothing."""
     from orchestrator.cli.progress import import_progress, show_progress
@@ -41,7 +47,13 @@ def import_command(
         store = store_for(settings, create=True)
         with import_progress(err, show_progress(show, err) and total >= 1000) as progress:
             report = import_lines(
-                source, store, utcnow(), worker=settings.worker_id, progress=progress, total=total
+                source,
+                store,
+                utcnow(),
+                worker=settings.worker_id,
+                progress=progress,
+                total=total,
+                replace=replace,
             )
     if len(report.imported) >= 1000:
         store.optimize()  # many new rows: refresh the planner's statistics now
@@ -63,9 +75,16 @@ def import_command(
         out.print(f"already imported, unchanged: {order_id}", highlight=False)
     if len(report.already_present) > 20:
         out.print(f"... and {len(report.already_present) - 20} more already imported, unchanged")
+    for replaced in report.replaced[:20]:
+        out.print(
+            f"replaced: {replaced.order_id} (was {replaced.was}); it will be placed again", highlight=False
+        )
+    if len(report.replaced) > 20:
+        out.print(f"... and {len(report.replaced) - 20} more replaced")
     out.print(
         f"imported {len(report.imported)} order(s)"
-        + (f"; {len(report.already_present)} already present" if report.already_present else "")
+        + (f"; {len(report.replaced)} replaced" if report.replaced else "")
+        + (f"; {len(report.already_present)} already present, unchanged" if report.already_present else "")
     )
 
 
@@ -146,6 +165,11 @@ def status(
     from orchestrator.ops.status import report
     from orchestrator.ops.stuck_rules import StuckRules, StuckRulesError
 
+    if not stuck and (state or affiliate or older_than):
+        raise ConfigurationError(
+            "--state, --affiliate and --older-than filter the stuck orders: add --stuck, "
+            "or list any orders with `orchestrator list`"
+        )
     settings = ctx.obj.settings()
     try:
         rules = (
@@ -193,7 +217,9 @@ def status(
 @app.command()
 def show(
     ctx: typer.Context,
-    order_id: Annotated[str, typer.Argument(help="VTEX order id, e.g. ABC-12345.")],
+    order_id: Annotated[
+        str, typer.Argument(help="VTEX order id (ABC-12345), marketplace order id, or invoice number.")
+    ],
     vtex: Annotated[
         bool, typer.Option("--vtex", help="Also fetch VTEX's current view of the order.")
     ] = False,
@@ -202,16 +228,25 @@ def show(
     """One order: its fields, its full history, and (--vtex) VTEX's view beside ours."""
     from orchestrator.ops import render
     from orchestrator.ops.check import fetch_vtex_order
+    from orchestrator.ops.views import event_json, order_json
 
     settings = ctx.obj.logging_settings() if vtex else ctx.obj.settings()
     store = store_for(settings)
-    row = store.find(order_id)
-    if row is None:
-        raise OperationError(f"no order {order_id!r}")
+    row = find_one(store, order_id)
     events = store.events(row.id)
-    view = asyncio.run(fetch_vtex_order(settings, order_id)) if vtex else None
+    view = None
+    if vtex:
+        from orchestrator.ops.check import VtexView
+        from orchestrator.ops.pause import active_pause
+
+        pause = active_pause(settings, store)
+        view = (
+            VtexView(None, f"not asked: the account is paused ({pause.reason})")
+            if pause
+            else asyncio.run(fetch_vtex_order(settings, row.order_id))
+        )
     if as_json:
-        data: dict[str, Any] = {"order": row.as_dict(), "events": events}
+        data: dict[str, Any] = {"order": order_json(row), "events": [event_json(e) for e in events]}
         if view is not None:
             data["vtex"] = view.order
             data["vtexError"] = view.error
@@ -220,6 +255,26 @@ def show(
     out.print(render.order_panel(row, events, utcnow()))
     if view is not None:
         out.print(render.vtex_comparison(row, view.order, view.error))
+
+
+def find_one(store: Any, key: str) -> Any:
+    """The one order `key` names: its VTEX order id, else its marketplace order id or invoice
+    number (what store staff and customers quote). Several matches are listed, not guessed."""
+    row = store.find(key)
+    if row is not None:
+        return row
+    found = store.find_any(key)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        err_line(
+            f"no order has {key!r} as order id, marketplace order id or invoice number "
+            "(order ids look like ABC-12345: affiliateId-marketplaceOrderId)",
+            "nothing found",
+        )
+        raise typer.Exit(exits.NOTHING_TO_DO)
+    names = ", ".join(f"{r.order_id} ({r.state})" for r in found)
+    raise OperationError(f"{len(found)} orders match {key!r}: {names}; give the order id")
 
 
 @app.command()

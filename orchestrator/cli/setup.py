@@ -12,7 +12,7 @@ from rich.table import Table
 
 from orchestrator.cli import exits
 from orchestrator.cli.app import app
-from orchestrator.cli.support import out
+from orchestrator.cli.support import err_line, out, store_for
 
 
 @app.command()
@@ -45,13 +45,45 @@ def check(ctx: typer.Context) -> None:
     from orchestrator.ops.check import check_setup
     from orchestrator.redaction import redact
 
-    results = asyncio.run(check_setup(ctx.obj.logging_settings()))
+    settings = ctx.obj.logging_settings()
+    results = asyncio.run(check_setup(settings))
+    if all(ok for _name, ok, _message in results):
+        from orchestrator.ops.pause import lift
+
+        lifted = lift(settings, store_for(settings))
+        if lifted is not None:
+            results.append(("pause", True, f"lifted the account pause ({lifted.reason}); daemons resume"))
     failed = False
     for name, ok, message in results:
         mark = ("ok", "green") if ok else ("FAILED", "bold red")
         out.print(Text.assemble(mark, f"  {name}: ", redact(message)), soft_wrap=True)
         failed |= not ok
     raise typer.Exit(exits.FAILED if failed else exits.OK)
+
+
+@app.command()
+def resume(
+    ctx: typer.Context,
+    force: Annotated[bool, typer.Option("--force", help="Lift the pause without asking VTEX first.")] = False,
+) -> None:
+    """Lift the account pause once VTEX accepts the credentials again (checked with one harmless read)."""
+    from orchestrator.ops.pause import lift, probe_credentials
+
+    settings = ctx.obj.logging_settings()
+    store = store_for(settings)
+    if not force:
+        accepted, message = asyncio.run(probe_credentials(settings))
+        if not accepted:
+            err_line(f"{message}; the pause stays", "not resumed")
+            raise typer.Exit(exits.PAUSED)
+    lifted = lift(settings, store)
+    if lifted is None:
+        out.print(f"VTEX account {settings.account_key} was not paused")
+        return
+    out.print(
+        f"VTEX account {settings.account_key}: pause lifted ({lifted.reason}); "
+        "running daemons resume within seconds"
+    )
 
 
 @app.command()

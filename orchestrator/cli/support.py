@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +30,18 @@ __all__ = [
     "tracking_file",
 ]
 
-out = Console(soft_wrap=False)
-err = Console(stderr=True)
+
+def _console(stderr: bool) -> Console:
+    """On a terminal, its width; piped or redirected, no width at all (unless COLUMNS says one), so
+    a table never breaks a word or an id across lines for the script or file that reads it."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, soft_wrap=False, width=_UNBOUNDED if piped else None)
+
+
+_UNBOUNDED = 100_000
+out = _console(stderr=False)
+err = _console(stderr=True)
 
 
 class Context:

@@ -154,3 +154,29 @@ def vtex_comparison(row: OrderRow, vtex: dict[str, Any] | None, error: str | Non
     )
     table.add_row("last change", f"{row.updated_at:%Y-%m-%d %H:%M:%S}Z", str(vtex.get("lastChange") or "-"))
     return table
+
+
+def orders_table(rows: list[OrderRow], now: datetime) -> Table:
+    """A listing: one line per order, what it is and what holds it."""
+    table = Table()
+    table.add_column("order", no_wrap=True)
+    table.add_column("marketplace id", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("in state", justify="right", no_wrap=True)
+    table.add_column("invoice", no_wrap=True)
+    table.add_column("attempts", justify="right")
+    table.add_column("why", overflow="fold")
+    for row in rows:
+        why = row.needs_attention or row.wait_reason or ""
+        if row.last_error and row.state == "failed":
+            why = f"{row.last_error_code or ''} {row.last_error}".strip()
+        table.add_row(
+            row.order_id,
+            row.marketplace_order_id,
+            Text(row.state, style=STATE_STYLES.get(row.state, "")),
+            format_duration(now - row.state_changed_at),
+            row.invoice_number or "-",
+            str(row.attempts),
+            why,
+        )
+    return table

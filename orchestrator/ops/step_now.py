@@ -29,6 +29,9 @@ class DirectPersistence:
 
 async def step_order_now(settings: Settings, store: Store, order_id: str) -> OrderRow | None:
     """One durable step for one order, right now; None if a running daemon holds the order."""
+    from orchestrator.ops.pause import ensure_not_paused
+
+    ensure_not_paused(settings, store)  # a command never calls VTEX behind a pause's back
     owner = process_identity(f"{settings.worker_id}:cli")
     row = store.claim_order(order_id, owner, utcnow(), settings.lease)
     if row is None:

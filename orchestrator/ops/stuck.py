@@ -22,6 +22,47 @@ class Diagnosis:
 
 
 _DATA_CODES = ("FMT", "ORD", "CHK")
+# Place refusals whose cause is in VTEX's account (catalog, stock, logistics), not in our line.
+_ACCOUNT_CODES = {
+    "FMT005": "the SKU is not available (stock, or not in the catalog)",
+    "FMT010": "the selected SLA is not available for that address",
+    "FMT002": "VTEX could not reserve the items",
+    "FMT017": "the account has no reservation TTL configured",
+}
+# Place refusals of an order id VTEX will never take again.
+_ID_CODES = ("FMT0060",)
+
+
+def _refused(row: OrderRow, where: str, error: str, code: str) -> Diagnosis:
+    """A refusal by VTEX, and where its cause lies. A Place refusal means VTEX never accepted the
+    order: if the cause is our data (most FMT codes: values, items, indexes, addresses), the line is
+    corrected and imported with --replace; if it is the account's setup, it is fixed in VTEX and the
+    order retried. A refusal of a later step (an order VTEX has) is fixed in VTEX, then retried."""
+    oid = row.order_id
+    give_up = f"or give up with `orchestrator cancel {oid}`"
+    if row.failed_from != "imported":
+        return Diagnosis(
+            f"{where}: VTEX refused the step ({error})",
+            f"fix the cause in VTEX (the order as VTEX has it: `orchestrator show {oid} --vtex`), then "
+            f"`orchestrator retry {oid}`; {give_up}",
+        )
+    if code in _ID_CODES:
+        return Diagnosis(
+            f"{where}: VTEX refused the order ({error})",
+            "VTEX will not take this order id again: import the order under a new marketplace order id, "
+            f"and `orchestrator cancel {oid}` this one",
+        )
+    if code in _ACCOUNT_CODES:
+        return Diagnosis(
+            f"{where}: VTEX refused the order: {_ACCOUNT_CODES[code]} ({error})",
+            f"fix it in VTEX (catalog, stock, shipping) then `orchestrator retry {oid}`, or correct the "
+            f"order's line and `orchestrator import <file> --replace`; {give_up}",
+        )
+    return Diagnosis(
+        f"{where}: VTEX refused the order for its data ({error})",
+        "correct the order's line in the import file and run `orchestrator import <file> --replace` (VTEX "
+        f"never accepted it, so it is placed again); {give_up}",
+    )
 
 
 def diagnose(row: OrderRow, now: datetime, rules: StuckRules, grace_period: timedelta) -> Diagnosis:
@@ -33,11 +74,7 @@ def diagnose(row: OrderRow, now: datetime, rules: StuckRules, grace_period: time
         error = row.last_error or "no error recorded"
         code = row.last_error_code or ""
         if code.startswith(_DATA_CODES):
-            return Diagnosis(
-                f"{where}: VTEX refused the order ({error})",
-                f"fix the cause in VTEX (catalog, price, affiliate) then `orchestrator retry {oid}`, "
-                f"or give up with `orchestrator cancel {oid}`",
-            )
+            return _refused(row, where, error, code)
         if row.cancel_reason:
             return Diagnosis(
                 f"{where}: VTEX refused to cancel it ({error})",

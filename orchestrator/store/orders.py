@@ -10,7 +10,7 @@ order unleased and its version unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,12 +36,46 @@ class NewOrder:
     value: int
     invoice: dict[str, Any] | None
     tracking: dict[str, Any] | None = None
+    line: int = 0  # where the import read it, for messages
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """An already stored order to overwrite with a corrected import (`orchestrator.repair`)."""
+
+    order_id: str
+    values: dict[str, Any]
+    events: list[dict[str, Any]]
+    was: str  # the state it was in, for the report
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """An import line that differs from the stored order and will not replace it."""
+
+    line: int
+    field: str
+    message: str
+
+
+# What to do with a line whose order is stored: (stored, new, canceled before reaching VTEX, now)
+# -> None (the same order), a Replacement, or a Conflict that stops the whole import.
+Decide = Callable[[OrderRow, NewOrder, bool, datetime], "Replacement | Conflict | None"]
 
 
 @dataclass(frozen=True)
 class ImportOutcome:
     inserted: list[str]
     already_present: list[str]
+    replaced: list[Replacement] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)  # when any, nothing was written
+
+
+class _RollBack(Exception):
+    pass
+
+
+MAX_CONFLICTS = 1000
 
 
 class OrderWrites(StoreBase):
@@ -91,43 +125,128 @@ class OrderWrites(StoreBase):
         now: datetime,
         worker: str | None = None,
         progress: Callable[[int], None] | None = None,
+        decide: Decide | None = None,
     ) -> ImportOutcome:
         """Insert the orders not already present, all in one transaction, with an import event
-        each; read chunk by chunk so that a large import never holds all its orders in memory."""
+        each; read chunk by chunk so that a large import never holds all its orders in memory.
+
+        Orders already stored are left alone, unless `decide` says to replace one; if it finds
+        any line in conflict, the whole import is rolled back and the conflicts returned."""
         inserted: list[str] = []
         present: list[str] = []
-        with self.engine.begin() as conn:
-            for chunk in batched(orders):
-                ids = [o.order_id for o in chunk]
-                known = set(conn.scalars(sa.select(ORDERS.c.order_id).where(ORDERS.c.order_id.in_(ids))))
-                fresh = [o for o in chunk if o.order_id not in known]
-                present += known
-                if fresh:
-                    conn.execute(sa.insert(ORDERS), [self._order_values(o, now) for o in fresh])
-                    found = conn.execute(
-                        sa.select(ORDERS.c.order_id, ORDERS.c.id).where(
-                            ORDERS.c.order_id.in_([o.order_id for o in fresh])
-                        )
+        replaced: list[Replacement] = []
+        conflicts: list[Conflict] = []
+        try:
+            with self.engine.begin() as conn:
+                for chunk in batched(orders):
+                    ids = [o.order_id for o in chunk]
+                    known = set(conn.scalars(sa.select(ORDERS.c.order_id).where(ORDERS.c.order_id.in_(ids))))
+                    fresh = [o for o in chunk if o.order_id not in known]
+                    if known and decide is None:
+                        present += known
+                    elif known and decide is not None:
+                        stale = [o for o in chunk if o.order_id in known]
+                        for outcome, order in zip(self._decide(conn, stale, now, decide), stale, strict=True):
+                            if outcome is None:
+                                present.append(order.order_id)
+                            elif isinstance(outcome, Conflict):
+                                if len(conflicts) < MAX_CONFLICTS:
+                                    conflicts.append(outcome)
+                            else:
+                                replaced.append(outcome)
+                    if fresh:
+                        self._insert_fresh(conn, fresh, now, worker)
+                        inserted += [o.order_id for o in fresh]
+                    if progress is not None:
+                        progress(len(inserted) + len(present) + len(replaced))
+                if conflicts:
+                    raise _RollBack
+        except _RollBack:
+            return ImportOutcome([], [], [], conflicts)
+        return ImportOutcome(inserted, sorted(present), replaced)
+
+    def _insert_fresh(
+        self, conn: sa.Connection, fresh: list[NewOrder], now: datetime, worker: str | None
+    ) -> None:
+        conn.execute(sa.insert(ORDERS), [self._order_values(o, now) for o in fresh])
+        found = conn.execute(
+            sa.select(ORDERS.c.order_id, ORDERS.c.id).where(
+                ORDERS.c.order_id.in_([o.order_id for o in fresh])
+            )
+        )
+        pks = {order_id: pk for order_id, pk in found}
+        conn.execute(
+            sa.insert(EVENTS),
+            [
+                new_event(
+                    pks[o.order_id],
+                    now,
+                    "import",
+                    to_state=str(State.IMPORTED),
+                    worker=worker,
+                    message="imported with invoice data" if o.invoice else "imported",
+                )
+                for o in fresh
+            ],
+        )
+
+    def _decide(
+        self, conn: sa.Connection, stale: list[NewOrder], now: datetime, decide: Decide
+    ) -> list[Replacement | Conflict | None]:
+        """Each stored order against its line; replacements written at once, fenced like any
+        operator change (unleased, version unchanged), or turned into a conflict."""
+        c = ORDERS.c
+        rows = {
+            r["order_id"]: OrderRow.from_mapping(r)
+            for r in conn.execute(
+                sa.select(ORDERS).where(c.order_id.in_([o.order_id for o in stale]))
+            ).mappings()
+        }
+        lease_now = self._lease_now(conn, now)
+        outcomes: list[Replacement | Conflict | None] = []
+        for order in stale:
+            row = rows[order.order_id]
+            outcome = decide(
+                row, order, row.state == State.CANCELED and self._canceled_locally(conn, row.id), now
+            )
+            if isinstance(outcome, Replacement):
+                result = conn.execute(
+                    sa.update(ORDERS)
+                    .where(
+                        c.id == row.id,
+                        c.version == row.version,
+                        sa.or_(c.lease_owner.is_(None), c.lease_expires_at < lease_now),
                     )
-                    pks = {order_id: pk for order_id, pk in found}
-                    conn.execute(
-                        sa.insert(EVENTS),
-                        [
-                            new_event(
-                                pks[o.order_id],
-                                now,
-                                "import",
-                                to_state=str(State.IMPORTED),
-                                worker=worker,
-                                message="imported with invoice data" if o.invoice else "imported",
-                            )
-                            for o in fresh
-                        ],
+                    .values(
+                        **fit(dict(outcome.values), ORDER_LIMITS),
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        version=c.version + 1,
+                        updated_at=now,
                     )
-                    inserted += [o.order_id for o in fresh]
-                if progress is not None:
-                    progress(len(inserted) + len(present))
-        return ImportOutcome(inserted, sorted(present))
+                )
+                if result.rowcount != 1:
+                    outcome = Conflict(
+                        order.line,
+                        "order.marketplaceOrderId",
+                        f"{row.order_id} is being worked on by a daemon right now; import again in a moment",
+                    )
+                else:
+                    conn.execute(sa.insert(EVENTS), fit_events(outcome.events))
+            outcomes.append(outcome)
+        return outcomes
+
+    @staticmethod
+    def _canceled_locally(conn: sa.Connection, pk: int) -> bool:
+        """Whether the order was canceled before it ever reached VTEX (its last transition)."""
+        e = EVENTS.c
+        action = conn.scalar(
+            sa.select(e.action)
+            .where(e.order_pk == pk, e.kind == "transition", e.to_state == str(State.CANCELED))
+            .order_by(e.id.desc())
+            .limit(1)
+        )
+        return action == "cancel_locally"
 
     @staticmethod
     def _order_values(order: NewOrder, now: datetime) -> dict[str, Any]:

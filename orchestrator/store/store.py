@@ -8,11 +8,12 @@ three parts: `OrderWrites` (the import, claims, the steps' fenced writes, operat
 from __future__ import annotations
 
 from orchestrator.store.accounts import AccountState
+from orchestrator.store.listing import Listing
 from orchestrator.store.orders import ImportOutcome, NewOrder, OrderWrites
 from orchestrator.store.reports import Reports, StateCount, StuckThresholds
 
 __all__ = ["ImportOutcome", "NewOrder", "StateCount", "Store", "StuckThresholds"]
 
 
-class Store(OrderWrites, AccountState, Reports):
+class Store(OrderWrites, AccountState, Reports, Listing):
     """The store of one database: pass it to whatever needs the data."""

@@ -55,6 +55,14 @@ class Order(SQLModel, table=True):
             sqlite_where=sa.text("intent IS NOT NULL"),
             postgresql_where=sa.text("intent IS NOT NULL"),
         ),
+        # The ids store staff and carriers quote: `list`/`show` find an order by any of them.
+        sa.Index("ix_orders_marketplace_order_id", "marketplace_order_id"),
+        sa.Index(
+            "ix_orders_invoice_number",
+            "invoice_number",
+            sqlite_where=sa.text("invoice_number IS NOT NULL"),
+            postgresql_where=sa.text("invoice_number IS NOT NULL"),
+        ),
         # Orders that stopped and need a person (a refused tracking update, the request guard).
         sa.Index(
             "ix_orders_needs_attention",
@@ -131,6 +139,8 @@ class OrderEvent(SQLModel, table=True):
     error_code: str | None = Field(default=None, max_length=64)
     message: str | None = Field(default=None, sa_type=sa.Text)
     worker: str | None = Field(default=None, max_length=120)
+    # Structured detail beside the message, e.g. the body an order had before it was replaced.
+    detail: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
 
 
 ORDERS: sa.Table = Order.__table__  # type: ignore[attr-defined]
@@ -155,3 +165,21 @@ class VtexAccount(SQLModel, table=True):
 
 
 ACCOUNTS: sa.Table = VtexAccount.__table__  # type: ignore[attr-defined]
+
+
+class Daemon(SQLModel, table=True):
+    """One row per daemon process, its heartbeat: `status` shows who is running, and says so
+    loudly when nobody is."""
+
+    __tablename__ = "daemons"
+
+    worker: str = Field(primary_key=True, max_length=120)
+    host: str = Field(max_length=255)
+    pid: int
+    version: str = Field(max_length=40)
+    started_at: datetime = _time(nullable=False)
+    last_seen_at: datetime = _time(nullable=False)
+    stopped_at: datetime | None = _time()
+
+
+DAEMONS: sa.Table = Daemon.__table__  # type: ignore[attr-defined]

@@ -100,9 +100,7 @@ def test_run_until_done_then_status_and_show(runner: CliRunner) -> None:
     table = runner.invoke(app, ["status"])
     assert "1 stuck order(s)" in table.output
     listed = runner.invoke(app, ["status", "--stuck"])
-    assert (
-        "ABC-100009" in listed.output and "FMT007" in listed.output and "orchestrator retry" in listed.output
-    )
+    assert "ABC-100009" in listed.output and "FMT007" in listed.output and "--replace" in listed.output
     shown = runner.invoke(app, ["show", "ABC-100000"])
     assert shown.exit_code == 0 and "start-handling" in shown.output and "invoiced" in shown.output
     as_json = json.loads(runner.invoke(app, ["show", "ABC-100000", "--json"]).output)
@@ -110,16 +108,16 @@ def test_run_until_done_then_status_and_show(runner: CliRunner) -> None:
 
 
 def test_show_unknown_order_is_a_clear_error(runner: CliRunner) -> None:
-    """An unknown order id exits 3 (refused) with one line saying so."""
+    """An unknown order exits 4 (nothing found) with one line saying what was looked for."""
     runner.invoke(app, ["import", "-"], input="\n".join(lines_of(1)))
     result = runner.invoke(app, ["show", "ZZZ-1"])
-    assert result.exit_code == 3 and "no order 'ZZZ-1'" in result.output
+    assert result.exit_code == 4 and "no order has 'ZZZ-1' as order id, marketplace order id" in result.output
 
 
 def test_migrate_reports_the_revision(runner: CliRunner) -> None:
     """`migrate` creates the schema, then says it is up to date."""
     first = runner.invoke(app, ["migrate"])
-    assert first.exit_code == 0 and "schema at revision 0007" in first.output
+    assert first.exit_code == 0 and "schema at revision 0008" in first.output
     assert "up to date" in runner.invoke(app, ["migrate"]).output
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from orchestrator.clock import utcnow
 from orchestrator.importer import import_lines
 from orchestrator.ops.status import report
 from orchestrator.ops.stuck_rules import StuckRules, StuckRulesError
-from orchestrator.sandbox import Sandbox, ServerThread
+from orchestrator.sandbox import Sandbox
 from orchestrator.settings import ConfigurationError, load_settings
 from orchestrator.store.store import Store
 from orchestrator.store.tables import ORDERS
@@ -91,8 +90,9 @@ def test_waiting_out_the_grace_period_is_not_stuck_until_well_past_it(store: Sto
     assert "ORCHESTRATOR_GRACE_PERIOD" in entries[0]["suggestion"]
 
 
-def test_failed_orders_are_always_stuck_with_the_retry_command(store: Store) -> None:
-    """A failed order is listed at once, with VTEX's reason and `orchestrator retry`."""
+def test_failed_orders_are_always_stuck_with_where_the_cause_lies(store: Store) -> None:
+    """A failed order is listed at once, with VTEX's reason and the command for where its cause
+    lies: our data (correct the line, `import --replace`), or VTEX's account (`retry`)."""
     import_lines(lines_of(1), store, utcnow())
     age(
         store,
@@ -105,7 +105,14 @@ def test_failed_orders_are_always_stuck_with_the_retry_command(store: Store) -> 
     )
     [entry] = report(store, utcnow(), RULES, GRACE)["stuck"]
     assert "VTEX refused the order" in entry["reason"] and "FMT007" in entry["reason"]
-    assert "orchestrator retry ABC-100000" in entry["suggestion"]
+    assert "`orchestrator import <file> --replace`" in entry["suggestion"]
+    age(store, "ABC-100000", timedelta(seconds=1), last_error_code="FMT005", last_error="SKU 9 unavailable")
+    [entry] = report(store, utcnow(), RULES, GRACE)["stuck"]
+    assert "the SKU is not available" in entry["reason"]
+    assert "fix it in VTEX" in entry["suggestion"] and "orchestrator retry ABC-100000" in entry["suggestion"]
+    age(store, "ABC-100000", timedelta(seconds=1), failed_from="handling", last_error_code="ORD039")
+    [entry] = report(store, utcnow(), RULES, GRACE)["stuck"]
+    assert "refused the step" in entry["reason"] and "--replace" not in entry["suggestion"]
 
 
 def test_an_old_open_intent_is_stuck_whatever_the_state(store: Store) -> None:
@@ -156,22 +163,6 @@ def test_the_list_is_capped_but_the_total_is_counted(store: Store) -> None:
 
 
 # -- commands ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def served(make_sandbox: Callable[..., Sandbox], database_url: str) -> Iterator[tuple[Sandbox, CliRunner]]:
-    sandbox = make_sandbox(grace_seconds=0.3)
-    with ServerThread(sandbox) as server:
-        env = {
-            "ORCHESTRATOR_DATABASE_URL": database_url,
-            "VTEX_BASE_URL": server.url,
-            "VTEX_APP_KEY": sandbox.oms.config.app_key,
-            "VTEX_APP_TOKEN": sandbox.oms.config.app_token,
-            "ORCHESTRATOR_GRACE_PERIOD": "0.3s",
-            "ORCHESTRATOR_TICK": "100ms",
-            "COLUMNS": "240",
-        }
-        yield sandbox, CliRunner(env=env)
 
 
 def test_status_stuck_json_shape_is_pinned(served: tuple[Sandbox, CliRunner]) -> None:

@@ -1,0 +1,102 @@
+"""`orchestrator list`: every order, filtered, sorted and paged, as a table, JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli import exits
+from orchestrator.cli.app import app
+from orchestrator.cli.support import ConfigurationError, err_line, out, store_for
+
+
+def parse_states(states: list[str] | None) -> list[str]:
+    from states import State
+
+    known = [str(s) for s in State]
+    chosen = [part.strip() for text in states or [] for part in text.split(",") if part.strip()]
+    for state in chosen:
+        if state not in known:
+            raise ConfigurationError(f"--state: unknown state {state!r} (one of {', '.join(known)})")
+    return chosen
+
+
+@app.command("list")
+def list_command(
+    ctx: typer.Context,
+    state: Annotated[
+        list[str] | None, typer.Option(help="Only these states (repeatable, or comma-separated).")
+    ] = None,
+    affiliate: Annotated[str | None, typer.Option(help="Only this affiliate id.")] = None,
+    older_than: Annotated[
+        str | None, typer.Option(help="Only orders in their state for longer than this (e.g. 2h).")
+    ] = None,
+    code: Annotated[
+        str | None, typer.Option("--code", help="Only orders whose last error has this code (e.g. FMT007).")
+    ] = None,
+    waiting: Annotated[
+        str | None, typer.Option(help="Only orders whose wait reason contains these words.")
+    ] = None,
+    find: Annotated[
+        str | None,
+        typer.Option(help="Only orders with this order id, marketplace order id or invoice number."),
+    ] = None,
+    sort: Annotated[
+        str, typer.Option(help="created, changed or order-id; a leading - sorts descending.")
+    ] = "-created",
+    limit: Annotated[int, typer.Option(min=1, max=10000, help="Orders per page.")] = 50,
+    after: Annotated[str | None, typer.Option(help="The cursor the previous page printed.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON: {orders, nextCursor}.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV with a header line.")] = False,
+) -> None:
+    """List orders: filter by state, affiliate, age, error code or wait; newest first by default."""
+    from orchestrator.clock import utcnow
+    from orchestrator.durations import parse_duration
+    from orchestrator.ops.views import SUMMARY_KEYS, order_summary
+    from orchestrator.store.listing import CursorError, OrderFilter, parse_sort
+
+    if as_json and as_csv:
+        raise typer.BadParameter("--json and --csv: choose one")
+    try:
+        sort_name, descending = parse_sort(sort)
+    except ValueError as exc:
+        raise ConfigurationError(f"--sort: {exc}") from None
+    try:
+        older = parse_duration(older_than) if older_than else None
+    except ValueError as exc:
+        raise ConfigurationError(f"--older-than: {exc}") from None
+    where = OrderFilter(parse_states(state), affiliate, older, code, waiting)
+    store = store_for(ctx.obj.settings())
+    now = utcnow()
+    if find:
+        rows = [r for r in store.find_any(find, limit=limit) if where.matches(r, now)]
+        next_cursor = None
+    else:
+        try:
+            page = store.list_orders(
+                now, where, sort=sort_name, descending=descending, limit=limit, after=after
+            )
+        except CursorError as exc:
+            raise ConfigurationError(str(exc)) from None
+        rows, next_cursor = page.rows, page.next_cursor
+    entries = [order_summary(row, now) for row in rows]
+    if as_json:
+        typer.echo(json.dumps({"orders": entries, "nextCursor": next_cursor}, indent=2))
+    elif as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=SUMMARY_KEYS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(entries)
+    elif entries:
+        from orchestrator.ops.render import orders_table
+
+        out.print(orders_table(rows, now))
+    if next_cursor and not as_json:
+        err_line(f"more orders: add --after {next_cursor}", "next page")
+    if not entries:
+        if not as_json:
+            err_line("no order matches", "nothing found")
+        raise typer.Exit(exits.NOTHING_TO_DO)

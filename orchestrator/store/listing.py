@@ -1,0 +1,145 @@
+"""Finding orders: by any id an operator is quoted, and listed with filters, a sort and keyset
+pages (`orchestrator list`, `show`).
+
+Keyset, not OFFSET: page 5,000 of a million orders costs what page 1 costs, and a page never skips
+or repeats an order because orders changed between two pages' reads (an order whose sort key
+changed may move, which is what "sorted by last change" means). The cursor is opaque to the user:
+the sort it belongs to, the last row's sort value and its primary key.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from orchestrator.store.base import StoreBase
+from orchestrator.store.rows import OrderRow
+from orchestrator.store.tables import ORDERS
+
+# name -> (column, descending by default). Each is served by an index: the primary key (import
+# order), (state, state_changed_at) when states are given, the unique order id.
+SORTS = {
+    "created": ("id", True),
+    "changed": ("state_changed_at", True),
+    "order-id": ("order_id", False),
+}
+
+
+class CursorError(ValueError):
+    """An --after value that is not a cursor this sort printed."""
+
+
+@dataclass(frozen=True)
+class OrderFilter:
+    states: Sequence[str] = ()
+    affiliate: str | None = None
+    older_than: timedelta | None = None  # in its state for longer than this
+    error_code: str | None = None  # the last error's code (FMT007, OMS003, 401, ...)
+    waiting: str | None = None  # words in the wait reason, or needs-attention's reason
+
+    def matches(self, row: OrderRow, now: datetime) -> bool:
+        """The same filter in Python, for the handful of orders a lookup by id found."""
+        waits = f"{row.wait_reason or ''} {row.needs_attention or ''}".lower()
+        return (
+            (not self.states or row.state in self.states)
+            and (not self.affiliate or row.affiliate_id == self.affiliate)
+            and (self.older_than is None or row.state_changed_at < now - self.older_than)
+            and (not self.error_code or row.last_error_code == self.error_code)
+            and (not self.waiting or self.waiting.lower() in waits)
+        )
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[OrderRow]
+    next_cursor: str | None  # give it to --after for the next page; None on the last one
+
+
+def parse_sort(text: str) -> tuple[str, bool]:
+    """`changed` or `-changed` (descending) -> (sort name, descending)."""
+    name = text.removeprefix("-").removeprefix("+")
+    if name not in SORTS:
+        raise ValueError(f"unknown sort {text!r} (one of {', '.join(SORTS)}; prefix - for descending)")
+    return name, text.startswith("-") if text[:1] in "+-" else SORTS[name][1]
+
+
+def _encode(sort: str, value: object, pk: int) -> str:
+    raw = json.dumps([sort, value.isoformat() if isinstance(value, datetime) else value, pk])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode(sort: str, cursor: str) -> tuple[object, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        name, value, pk = json.loads(raw)
+        if name != sort or not isinstance(pk, int):
+            raise ValueError
+    except (ValueError, TypeError, json.JSONDecodeError):
+        raise CursorError(f"--after: not a cursor of a listing sorted by {sort}") from None
+    if sort == "changed":
+        try:
+            return datetime.fromisoformat(value), pk
+        except (TypeError, ValueError):
+            raise CursorError("--after: not a cursor of a listing sorted by changed") from None
+    return value, pk
+
+
+class Listing(StoreBase):
+    def find_any(self, key: str, limit: int = 20) -> list[OrderRow]:
+        """Orders whose VTEX order id, marketplace order id or invoice number is `key` (three index
+        seeks). The VTEX order id is unique; the others may name several orders."""
+        c = ORDERS.c
+        match = sa.or_(c.order_id == key, c.marketplace_order_id == key, c.invoice_number == key)
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(ORDERS).where(match).order_by(c.id).limit(limit)).mappings()
+            return [OrderRow.from_mapping(r) for r in rows]
+
+    def list_orders(
+        self,
+        now: datetime,
+        where: OrderFilter = OrderFilter(),
+        *,
+        sort: str = "created",
+        descending: bool | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> Page:
+        c = ORDERS.c
+        column_name, default_desc = SORTS[sort]
+        desc = default_desc if descending is None else descending
+        key = c[column_name]
+        query = sa.select(ORDERS)
+        if where.states:
+            query = query.where(c.state.in_(list(where.states)))
+        if where.affiliate:
+            query = query.where(c.affiliate_id == where.affiliate)
+        if where.older_than is not None:
+            query = query.where(c.state_changed_at < now - where.older_than)
+        if where.error_code:
+            query = query.where(c.last_error_code == where.error_code)
+        if where.waiting:
+            words = f"%{where.waiting}%"
+            query = query.where(sa.or_(c.wait_reason.ilike(words), c.needs_attention.ilike(words)))
+        if after:
+            value, pk = _decode(sort, after)
+            if column_name == "id":
+                query = query.where(c.id < pk if desc else c.id > pk)
+            elif desc:
+                query = query.where(sa.or_(key < value, sa.and_(key == value, c.id < pk)))
+            else:
+                query = query.where(sa.or_(key > value, sa.and_(key == value, c.id > pk)))
+        order = [key.desc(), c.id.desc()] if desc else [key.asc(), c.id.asc()]
+        if column_name == "id":
+            order = order[:1]
+        with self.engine.connect() as conn:
+            found = conn.execute(query.order_by(*order).limit(limit + 1)).mappings().all()
+        rows = [OrderRow.from_mapping(r) for r in found[:limit]]
+        more = len(found) > limit
+        last = rows[-1] if rows else None
+        cursor = _encode(sort, getattr(last, column_name), last.id) if more and last else None
+        return Page(rows, cursor)
