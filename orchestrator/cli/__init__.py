@@ -1,6 +1,6 @@
 """The `orchestrator` command: thin wrappers over the library, one module per family of commands."""
 
-from orchestrator.cli import listing, operator, orders, setup  # noqa: F401  (registers the commands)
+from orchestrator.cli import late_data, listing, operator, orders, setup  # noqa: F401  (registers the commands)
 from orchestrator.cli.app import app
 
 

@@ -1,10 +1,9 @@
-"""Commands an operator uses on single orders: invoice, track, retry, cancel."""
+"""Commands an operator uses to move orders on or stop them: retry, cancel."""
 
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,103 +12,10 @@ from orchestrator.cli.app import app
 from orchestrator.cli.support import (
     OperationError,
     err_line,
-    json_file,
     out,
-    progress,
     step_until_settled,
     store_for,
-    tracking_file,
 )
-
-
-@app.command()
-def invoice(
-    ctx: typer.Context,
-    order_id: Annotated[str, typer.Argument(help="The order the invoice belongs to.")],
-    number: Annotated[str | None, typer.Option(help="Invoice number (letters and digits).")] = None,
-    value: Annotated[int | None, typer.Option(help="Invoice value in cents (the order's value).")] = None,
-    issued_at: Annotated[
-        str | None, typer.Option(help="Issuance date and time, ISO 8601 (default: now).")
-    ] = None,
-    url: Annotated[
-        str | None, typer.Option(help="Public invoice URL (ending in .xml for VTEX Tracking's XML mode).")
-    ] = None,
-    key: Annotated[str | None, typer.Option(help="Invoice key (e.g. the NF-e access key).")] = None,
-    file: Annotated[Path | None, typer.Option(help="A VTEX invoice notification body, as JSON.")] = None,
-) -> None:
-    """Attach the invoice of an order imported without one; the daemon sends it when allowed."""
-    from orchestrator.ops.operations import attach_invoice, invoice_from_options
-    from orchestrator.ops.reconcile_first import reconciling_first
-
-    settings = ctx.obj.logging_settings()
-    store = store_for(settings)
-    row = store.find(order_id)
-    if row is None:
-        raise OperationError(f"no order {order_id!r}")
-    if file is not None:
-        body = json_file(file)
-        if not isinstance(body, dict):
-            raise OperationError(f"{file}: must hold one JSON object, a VTEX invoice body")
-    elif number is not None and value is not None:
-        body = invoice_from_options(row, number, value, issued_at=issued_at, url=url, key=key)
-    else:
-        raise OperationError("give --number and --value, or --file with a VTEX invoice body")
-    outcome = reconciling_first(settings, store, order_id, lambda: attach_invoice(store, order_id, body))
-    out.print(outcome.message, highlight=False)
-
-
-@app.command()
-def track(
-    ctx: typer.Context,
-    order_id: Annotated[str | None, typer.Argument(help="The order, e.g. ABC-12345.")] = None,
-    tracking_number: Annotated[str | None, typer.Option(help="The carrier's tracking number.")] = None,
-    courier: Annotated[str | None, typer.Option(help="The carrier's name.")] = None,
-    url: Annotated[str | None, typer.Option(help="Where the customer follows the parcel.")] = None,
-    dispatched_at: Annotated[str | None, typer.Option(help="When it was dispatched, ISO 8601.")] = None,
-    file: Annotated[
-        str | None,
-        typer.Option(
-            help="JSON Lines of {orderId, trackingNumber, courier, trackingUrl, dispatchedDate}, or -."
-        ),
-    ] = None,
-) -> None:
-    """Add a tracking number to an order's invoice (VTEX's partial invoice update), once."""
-    from orchestrator.ops.operations import attach_tracking
-    from orchestrator.ops.pause import ensure_not_paused
-    from orchestrator.ops.reconcile_first import reconciling_first
-
-    settings = ctx.obj.logging_settings()
-    store = store_for(settings)
-    ensure_not_paused(settings, store)
-    if file is not None:
-        updates = tracking_file(file, store)
-    elif order_id and tracking_number:
-        updates = [
-            (
-                order_id,
-                {
-                    "trackingNumber": tracking_number,
-                    "courier": courier,
-                    "trackingUrl": url,
-                    "dispatchedDate": dispatched_at,
-                },
-            )
-        ]
-    else:
-        raise OperationError("give ORDER_ID and --tracking-number, or --file")
-    sent = 0
-    for target, tracking in progress(updates, "attaching tracking numbers"):
-        outcome = reconciling_first(
-            settings, store, target, partial(attach_tracking, store, target, tracking)
-        )
-        if len(updates) == 1:
-            out.print(outcome.message, highlight=False)
-        row = store.find(target)
-        if outcome.changed and row is not None and row.state == "invoiced":
-            row = step_until_settled(settings, store, target)
-            sent += int(row is not None and row.tracking_sent_at is not None)
-    if len(updates) > 1:
-        out.print(f"{len(updates)} tracking number(s) attached; {sent} already sent to VTEX")
 
 
 @app.command()
@@ -143,22 +49,36 @@ def retry(
 @app.command()
 def cancel(
     ctx: typer.Context,
-    order_id: Annotated[str, typer.Argument(help="The order to cancel, e.g. ABC-12345.")],
+    order_ids: Annotated[list[str], typer.Argument(help="The orders to cancel, e.g. ABC-12345.")],
     reason: Annotated[
         str, typer.Option(help="Why, recorded in VTEX and in the history.")
     ] = "canceled by operator",
 ) -> None:
-    """Cancel an order in VTEX (while VTEX still allows it) and mark it canceled."""
-    from orchestrator.ops.operations import request_cancel
+    """Cancel orders in VTEX (while VTEX still allows it) and mark them canceled."""
     from orchestrator.ops.pause import ensure_not_paused
 
     settings = ctx.obj.logging_settings()
     store = store_for(settings)
     ensure_not_paused(settings, store)
+    refused = 0
+    for order_id in order_ids:
+        try:
+            refused += not _cancel_one(settings, store, order_id, reason)
+        except OperationError as exc:  # one order's refusal does not stop the others
+            err_line(str(exc), f"not canceled: {order_id}")
+            refused += 1
+    if refused:
+        raise typer.Exit(exits.REFUSED)
+
+
+def _cancel_one(settings: Any, store: Any, order_id: str, reason: str) -> bool:
+    """Request the cancel and step the order until VTEX has answered; False if VTEX refused."""
+    from orchestrator.ops.operations import request_cancel
+
     outcome = request_cancel(store, order_id, reason)
     if not outcome.changed:
         out.print(outcome.message)
-        return
+        return True
     row = step_until_settled(settings, store, order_id, until=lambda r: not r.cancel_reason)
     if row is None:
         out.print(f"cancel of {order_id} requested; the running daemon is working on it and will cancel it")
@@ -173,6 +93,7 @@ def cancel(
         err_line(
             f"{row.last_error}; the order carries on as {row.state}", f"VTEX refused to cancel {order_id}"
         )
-        raise typer.Exit(exits.REFUSED)
+        return False
     else:
         out.print(f"cancel of {order_id} requested: {row.wait_reason or 'the daemon will finish it'}")
+    return True

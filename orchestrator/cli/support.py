@@ -27,7 +27,6 @@ __all__ = [
     "progress",
     "step_until_settled",
     "store_for",
-    "tracking_file",
 ]
 
 
@@ -92,35 +91,6 @@ def json_file(path: Path) -> Any:
         raise OperationError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
     except (ValueError, RecursionError) as exc:
         raise OperationError(f"{path}: not valid JSON ({exc})") from None
-
-
-def tracking_file(file: str, store: Any) -> list[tuple[str, dict[str, Any]]]:
-    """Every line checked (text, JSON, fields, known order) before anything is attached."""
-    from orchestrator.importer import parse_json
-    from orchestrator.line_input import LineInput
-    from orchestrator.ops.operations import tracking_problems
-
-    updates, problems = [], []
-    with LineInput.open(file) as source:
-        for number, raw in enumerate(source(), 1):
-            if not raw.strip():
-                continue
-            entry, unreadable = parse_json(number, raw)
-            if unreadable:
-                problems += [str(p) for p in unreadable]
-                continue
-            if not isinstance(entry, dict) or not isinstance(entry.get("orderId"), str):
-                problems.append(f"line {number}: orderId: is required")
-                continue
-            problems += [f"line {number}: {p}" for p in tracking_problems(entry)]
-            if store.find(entry["orderId"]) is None:
-                problems.append(f"line {number}: orderId: no order {entry['orderId']!r}")
-            updates.append((entry["orderId"], entry))
-    if problems:
-        raise OperationError("nothing attached:\n" + "\n".join(problems))
-    if not updates:
-        raise OperationError(f"nothing attached: {file} holds no tracking numbers")
-    return updates
 
 
 def step_until_settled(settings: Settings, store: Any, order_id: str, until: Any = None) -> Any:

@@ -66,12 +66,12 @@ class Outcome:
     message: str
 
 
-def _with_row(
-    store: Store,
-    order_id: str,
-    change: Callable[[OrderRow, datetime], tuple[dict[str, Any], list[dict[str, Any]], str] | Outcome],
-    clock: Callable[[], datetime] = utcnow,
-) -> Outcome:
+# A change to one order, given its current row and the time: (values, history events, message) to
+# write, or an Outcome when there is nothing to write. It raises OperationError to refuse.
+Change = Callable[[OrderRow, datetime], tuple[dict[str, Any], list[dict[str, Any]], str] | Outcome]
+
+
+def _with_row(store: Store, order_id: str, change: Change, clock: Callable[[], datetime] = utcnow) -> Outcome:
     """Apply `change` to the current row, retrying while a worker holds the order's lease."""
     deadline = time.monotonic() + BUSY_WAIT_SECONDS
     while True:
@@ -96,7 +96,10 @@ def _with_row(
 
 def attach_invoice(store: Store, order_id: str, invoice: Mapping[str, Any]) -> Outcome:
     """Attach the invoice of an order imported without one; the daemon sends it when allowed."""
+    return _with_row(store, order_id, invoice_change(order_id, invoice))
 
+
+def invoice_change(order_id: str, invoice: Mapping[str, Any]) -> Change:
     def change(row: OrderRow, now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]], str] | Outcome:
         problems = validate_invoice(invoice, row.value)
         if problems:
@@ -121,7 +124,7 @@ def attach_invoice(store: Store, order_id: str, invoice: Mapping[str, Any]) -> O
         event = new_event(row.id, now, "note", action="attach-invoice", message=f"invoice {number} attached")
         return values, [event], f"invoice {number} attached to {order_id}"
 
-    return _with_row(store, order_id, change)
+    return change
 
 
 def retry(store: Store, order_id: str) -> Outcome:
@@ -250,7 +253,10 @@ def tracking_problems(tracking: Mapping[str, Any]) -> list[str]:
 def attach_tracking(store: Store, order_id: str, tracking: Mapping[str, Any]) -> Outcome:
     """Add (or replace) the tracking number of an order's invoice; it is sent to VTEX once the order
     is invoiced, through the partial invoice update, once."""
+    return _with_row(store, order_id, tracking_change(order_id, tracking))
 
+
+def tracking_change(order_id: str, tracking: Mapping[str, Any]) -> Change:
     def change(row: OrderRow, now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]], str] | Outcome:
         problems = tracking_problems(tracking)
         if problems:
@@ -276,4 +282,4 @@ def attach_tracking(store: Store, order_id: str, tracking: Mapping[str, Any]) ->
         when = "now" if row.state == State.INVOICED else "once the order is invoiced"
         return values, [event], f"tracking {number} attached to {order_id}; sent to VTEX {when}"
 
-    return _with_row(store, order_id, change)
+    return change

@@ -400,26 +400,38 @@ class OrderWrites(StoreBase):
         expected_version: int,
     ) -> bool:
         """Write an operator change unless a worker holds the order; bumps the version."""
+        return self.update_unleased_many([(order_id, values, events, expected_version)], now)
+
+    def update_unleased_many(
+        self, changes: Sequence[tuple[str, dict[str, Any], list[dict[str, Any]], int]], now: datetime
+    ) -> bool:
+        """Write several operator changes (order id, values, events, the version they were read
+        at) in one transaction: all of them, or, if a worker holds any of those orders or any
+        changed since it was read, none."""
         c = ORDERS.c
-        with self.engine.begin() as conn:
-            lease_now = self._lease_now(conn, now)
-            result = conn.execute(
-                sa.update(ORDERS)
-                .where(
-                    c.order_id == order_id,
-                    c.version == expected_version,
-                    sa.or_(c.lease_owner.is_(None), c.lease_expires_at < lease_now),
-                )
-                .values(
-                    **fit(dict(values), ORDER_LIMITS),
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    version=c.version + 1,
-                    updated_at=now,
-                )
-            )
-            if result.rowcount != 1:
-                return False
-            if events:
-                conn.execute(sa.insert(EVENTS), fit_events(events))
+        try:
+            with self.engine.begin() as conn:
+                lease_now = self._lease_now(conn, now)
+                for order_id, values, events, expected_version in changes:
+                    result = conn.execute(
+                        sa.update(ORDERS)
+                        .where(
+                            c.order_id == order_id,
+                            c.version == expected_version,
+                            sa.or_(c.lease_owner.is_(None), c.lease_expires_at < lease_now),
+                        )
+                        .values(
+                            **fit(dict(values), ORDER_LIMITS),
+                            lease_owner=None,
+                            lease_expires_at=None,
+                            version=c.version + 1,
+                            updated_at=now,
+                        )
+                    )
+                    if result.rowcount != 1:
+                        raise _RollBack
+                    if events:
+                        conn.execute(sa.insert(EVENTS), fit_events(events))
+        except _RollBack:
+            return False
         return True

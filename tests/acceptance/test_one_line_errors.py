@@ -316,7 +316,7 @@ def test_every_operator_mistake_is_one_clear_line(tmp_path: Path, busy_port: int
         Case("newline in token", ["check"], USAGE, "VTEX_APP_TOKEN", {"VTEX_APP_TOKEN": "abc-token\n"}),
         # -- small cases -----------------------------------------------------------------------
         Case("retry nothing failed", ["retry", "--failed"], NOTHING, "no order is failed"),
-        Case("unknown order", ["show", "ZZZ-1"], REFUSED, "no order 'ZZZ-1'"),
+        Case("unknown order", ["show", "ZZZ-1"], NOTHING, "no order has 'ZZZ-1' as order id"),
     ]
     with ThreadPoolExecutor(max_workers=6) as pool:
         results = list(pool.map(lambda case: run(case, base), cases))

@@ -268,7 +268,8 @@ def test_track_file_is_checked_whole_before_anything_is_attached(
     good = tmp_path / "good.jsonl"
     good.write_text("\n".join(lines))
     result = runner.invoke(app, ["track", "--file", str(good)])
-    assert result.exit_code == 0 and "3 tracking number(s) attached; 3 already sent to VTEX" in result.output
+    assert result.exit_code == 0 and "3 tracking number(s) attached; 0 unchanged" in result.output
+    assert "3 sent to VTEX now" in result.output
 
 
 def test_show_vtex_puts_vtex_view_beside_ours(served: tuple[Sandbox, CliRunner]) -> None:
