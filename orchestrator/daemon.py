@@ -35,6 +35,7 @@ from orchestrator.log import get_logger
 from orchestrator.ops.health import Health
 from orchestrator.ops.metrics import Metrics, probe_handler
 from orchestrator.ops.probe_server import ProbeServer
+from orchestrator.ops.watch import HEARTBEAT_SECONDS, Watch
 from orchestrator.step import Stepper
 from orchestrator.store.dialects import StorageCheck
 from orchestrator.store.errors import DatabaseError, explain, is_database_error
@@ -74,8 +75,10 @@ class Daemon:
         metrics: Metrics | None = None,
         metrics_socket: socket.socket | None = None,
         storage_check: StorageCheck | None = None,
+        watch: Watch | None = None,
     ) -> None:
         self.metrics = metrics
+        self.watch = watch
         self.metrics_url: str | None = None
         self._metrics_socket = metrics_socket
         self.health = Health(config.tick_interval)
@@ -173,6 +176,16 @@ class Daemon:
                 seconds=CLOCK_SYNC_INTERVAL.total_seconds(),
                 next_run_time=utcnow(),
                 id="clock",
+                max_instances=1,
+                coalesce=True,
+            )
+        if self.watch is not None:
+            scheduler.add_job(
+                self.heartbeat,
+                "interval",
+                seconds=HEARTBEAT_SECONDS,
+                next_run_time=utcnow(),
+                id="heartbeat",
                 max_instances=1,
                 coalesce=True,
             )
@@ -330,14 +343,17 @@ class Daemon:
             self._clock_warned = False
 
     async def refresh_metrics(self) -> None:
-        if self._stopping or self.metrics is None:
+        if not self._stopping and self.watch is not None:
+            await self.watch.refresh_metrics(self.clock(), len(self.in_flight))
+
+    async def heartbeat(self) -> None:
+        if self._stopping or self.watch is None:
             return
-        store = self.db.store
-        counts = await self.db.run(store.state_counts)
-        oldest = await self.db.run(store.oldest_active_created_at)
-        self.metrics.refresh_orders(counts, oldest, self.clock())
-        self.metrics.in_flight.set(len(self.in_flight))
-        self.metrics.account_paused.set(1 if self.guard.is_paused(self.clock()) else 0)
+        try:
+            await self.watch.heartbeat(self.clock())
+        except Exception as exc:  # the claims report a broken database; a heartbeat stays quiet
+            if not is_database_error(exc):
+                raise
 
     async def maintain(self) -> None:
         """Hourly upkeep of the database: fresh planner statistics keep `status` fast."""
@@ -384,6 +400,8 @@ class Daemon:
             if self._background:
                 await asyncio.wait(list(self._background), timeout=5)
             released = await self.db.run(self.db.store.release_leases, self.config.worker_id, self.clock())
+            if self.watch is not None:
+                await self.watch.heartbeat(self.clock(), stopped=True)
         except Exception as exc:  # the database is unusable: the leases expire by themselves
             reason = explain(exc)
             self.stop_error = self.stop_error or f"the database is unusable: {reason}"

@@ -23,6 +23,7 @@ from orchestrator.vtex.errors import (
     VtexError,
 )
 from states import (
+    CANCELED_IN_VTEX,
     MAIN_LINE,
     ORDER_MACHINE,
     State,
@@ -113,9 +114,13 @@ class StepBase:
         if row.state == State.CANCELING:
             self._fire(ctx, "canceled", "VTEX canceled the order")
         elif row.state not in (State.CANCELED, State.INVOICED):
+            was = row.state
             self._fire(ctx, "notice_canceled", "VTEX reports the order canceled (canceled in VTEX)")
+            # Kept on the order, so `status` counts them and `list --code canceled-in-vtex` finds them.
+            row.last_error_code = CANCELED_IN_VTEX
+            row.last_error = f"canceled in VTEX while {was}, not here (VTEX Admin, the customer, or VTEX)"
             self._log.warning(
-                "order canceled in VTEX", order_id=row.order_id, state=row.state, action="notice_canceled"
+                "order canceled in VTEX, not here", order_id=row.order_id, state=was, action="notice_canceled"
             )
         row.cancel_reason = None
 

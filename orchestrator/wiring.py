@@ -20,6 +20,7 @@ from orchestrator.log import get_logger
 from orchestrator.ops.metrics import Metrics
 from orchestrator.ops.probe_server import BACKLOG
 from orchestrator.ops.serving import bind, url_of
+from orchestrator.ops.watch import Watch
 from orchestrator.policy import Policies
 from orchestrator.settings import ConfigurationError, Settings
 from orchestrator.step import Stepper, StepperConfig
@@ -27,7 +28,7 @@ from orchestrator.store.group_commit import BatchWriter
 from orchestrator.store.store import Store
 from orchestrator.store.thread import DatabaseThread
 from orchestrator.vtex.account import AccountGuard
-from orchestrator.vtex.budget import RequestBudget, SharedTokenBucket, TokenBucket
+from orchestrator.vtex.budget import RecordedTokenBucket, RequestBudget, SharedTokenBucket, TokenBucket
 from orchestrator.vtex.client import Call, CallObserver, VtexClient
 from orchestrator.vtex.errors import VtexError
 from orchestrator.vtex.proxies import ProxyError, proxy_for
@@ -36,16 +37,17 @@ from orchestrator.vtex.proxies import ProxyError, proxy_for
 def shared_budget(settings: Settings, database: DatabaseThread) -> RequestBudget:
     """On PostgreSQL the budget lives in the database: N daemons share one budget, not N budgets."""
     store = database.store
-    if store.hooks.name != "postgresql":
-        return TokenBucket(settings.vtex_max_rpm)
     account = settings.account_key
+
+    async def throttle(seconds: float) -> None:
+        await database.run(store.throttle_account, account, seconds)
+
+    if store.hooks.name != "postgresql":
+        return RecordedTokenBucket(settings.vtex_max_rpm, throttle)
 
     async def take(want: int, capacity: float, rate: float) -> tuple[int, float]:
         result: tuple[int, float] = await database.run(store.take_budget, account, want, capacity, rate)
         return result
-
-    async def throttle(seconds: float) -> None:
-        await database.run(store.throttle_account, account, seconds)
 
     return SharedTokenBucket(settings.vtex_max_rpm, take, throttle)
 
@@ -151,21 +153,25 @@ def build_daemon(
         else None
     )
 
+    guard = AccountGuard(settings.account_key, Policies().bad_credentials, get_logger(worker=identity))
+    budget = shared_budget(settings, database)
+    watch = Watch(
+        identity,
+        database,
+        guard,
+        get_logger(worker=identity),
+        metrics=metrics,
+        budget=budget,
+        stuck_rules=settings.stuck_rules,
+    )
+
     def observe(call: Call, error: VtexError | None) -> None:
-        if metrics is not None:
-            metrics.observe_call(call, error)
+        watch.observe_call(call, error)
         if observer is not None:
             observer(call, error)
 
-    client = build_client(
-        settings,
-        transport=transport,
-        observer=observe,
-        budget=shared_budget(settings, database),
-        identity=identity,
-    )
+    client = build_client(settings, transport=transport, observer=observe, budget=budget, identity=identity)
     writer = BatchWriter(database, identity)
-    guard = AccountGuard(settings.account_key, Policies().bad_credentials, get_logger(worker=identity))
     stepper = Stepper(
         client,
         writer,
@@ -189,6 +195,7 @@ def build_daemon(
         clock=daemon_clock,
         metrics=metrics,
         metrics_socket=metrics_socket,
+        watch=watch,
     )
     if metrics_socket is not None:
         daemon.metrics_url = url_of(metrics_socket)

@@ -199,6 +199,8 @@ CANCELED_BY_VTEX = Step(
 # An order VTEX never received is canceled here without a call; one VTEX canceled on its own (in
 # its Admin, during the grace period) is canceled here when we notice.
 CANCEL_LOCALLY = Step("cancel_locally", (State.IMPORTED, State.FAILED), State.CANCELED, _never)
+# The error code an order keeps when VTEX canceled it without us asking (`list --code` finds them).
+CANCELED_IN_VTEX = "canceled-in-vtex"
 NOTICE_CANCELED = Step(
     "notice_canceled", (*IN_FLIGHT, State.FAILED), State.CANCELED, _status(rules.is_canceled)
 )

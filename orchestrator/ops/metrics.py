@@ -8,7 +8,12 @@
     orchestrator_vtex_rate_limited_total               429 answers received
     orchestrator_steps_in_flight                       steps running right now
     orchestrator_last_tick_timestamp_seconds           when the scheduler last ticked
-    orchestrator_account_paused                        1 while VTEX rejects the credentials
+    orchestrator_account_paused                        1 while the account's calls are held (bad
+                                                       credentials, not VTEX, or a 429 pause)
+    orchestrator_account_throttled_seconds             seconds left of VTEX's last 429 pause
+    orchestrator_orders_canceled_in_vtex_total         orders VTEX canceled without us asking
+    orchestrator_stuck_orders{reason}                  stuck orders by reason
+    orchestrator_build_info{version,python}            always 1: which build runs
 
 `/healthz` (liveness) and `/readyz` (readiness) are described in `orchestrator.ops.health`; all three are
 served by the bounded `orchestrator.ops.probe_server`.
@@ -17,6 +22,7 @@ served by the bounded `orchestrator.ops.probe_server`.
 from __future__ import annotations
 
 import json
+import platform
 from datetime import datetime
 
 from prometheus_client import (
@@ -28,6 +34,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from orchestrator import __version__
 from orchestrator.ops.health import Health
 from orchestrator.ops.probe_server import Answer, Handler
 from orchestrator.store.store import StateCount
@@ -75,8 +82,34 @@ class Metrics:
             registry=r,
         )
         self.account_paused = Gauge(
-            "orchestrator_account_paused", "1 while the account is paused.", registry=r
+            "orchestrator_account_paused",
+            "1 while the account's calls are held: rejected credentials, an endpoint that is not VTEX, "
+            "or a 429 pause.",
+            registry=r,
         )
+        self.account_throttled = Gauge(
+            "orchestrator_account_throttled_seconds",
+            "Seconds left of the pause VTEX's last 429 imposed (0 when none).",
+            registry=r,
+        )
+        self.canceled_in_vtex = Counter(
+            "orchestrator_orders_canceled_in_vtex",
+            "Orders VTEX reported canceled without this orchestrator asking (VTEX Admin, the customer).",
+            registry=r,
+        )
+        self.stuck = Gauge(
+            "orchestrator_stuck_orders",
+            "Stuck orders by reason: failed, slow-<state>, open-intent, needs-attention.",
+            ["reason"],
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "orchestrator_build_info",
+            "Always 1; the labels say which build runs.",
+            ["version", "python"],
+            registry=r,
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
 
     # -- fed by the client and the engine ------------------------------------------------------
 
@@ -90,8 +123,14 @@ class Metrics:
         self.transitions.labels(trigger, source, dest).inc()
         if trigger == "fail":
             self.failures.labels(source).inc()
+        elif trigger == "notice_canceled":
+            self.canceled_in_vtex.inc()
 
     # -- refreshed by the daemon ----------------------------------------------------------------
+
+    def refresh_stuck(self, counts: dict[str, int]) -> None:
+        for reason, count in counts.items():
+            self.stuck.labels(reason).set(count)
 
     def refresh_orders(self, counts: list[StateCount], oldest_active: datetime | None, now: datetime) -> None:
         by_state = {c.state: c.count for c in counts}

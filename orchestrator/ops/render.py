@@ -11,6 +11,7 @@ from rich.text import Text
 
 from orchestrator.durations import format_duration
 from orchestrator.store.rows import OrderRow
+from orchestrator.timefmt import human
 
 STATE_STYLES = {
     "invoiced": "green",
@@ -36,17 +37,64 @@ def counts_table(report: dict[str, Any]) -> Table:
 
 
 def account_lines(report: dict[str, Any], now: datetime) -> list[Text]:
-    lines = []
+    """What holds the whole account (pauses, 429s) and who runs (the daemons): first, in colour."""
+    lines = daemon_lines(report, now)
+    for entry in report.get("throttled", []):
+        lines.append(
+            Text(
+                f"VTEX account {entry['account']}: rate limited by VTEX (429); every call waits "
+                f"{format_duration(entry['secondsLeft'])} more",
+                style="bold yellow",
+            )
+        )
+    if report.get("canceledInVtex"):
+        lines.append(
+            Text(
+                f"{report['canceledInVtex']} order(s) were canceled in VTEX, not here: "
+                "`orchestrator list --code canceled-in-vtex`",
+                style="yellow",
+            )
+        )
     for entry in report["accounts"]:
         until = datetime.fromisoformat(entry["pausedUntil"])
         lines.append(
             Text(
                 f"VTEX account {entry['account']}: all work paused for {format_duration(until - now)} "
-                f"(since {entry['pausedSince'][:19]}Z): {entry['reason']}",
+                f"(since {human(datetime.fromisoformat(entry['pausedSince']))}): {entry['reason']}",
                 style="bold red",
             )
         )
     return lines
+
+
+def daemon_lines(report: dict[str, Any], now: datetime) -> list[Text]:
+    daemons = report.get("daemons", [])
+    running = [d for d in daemons if d["running"]]
+    if running:
+        names = ", ".join(
+            f"{d['worker']} on {d['host']} (v{d['version']}, up {_age(d['startedAt'], now)})" for d in running
+        )
+        return [Text(f"Daemons running: {len(running)}: {names}", style="green")]
+    if not daemons:
+        return [
+            Text(
+                "NO DAEMON has ever run on this database: orders do not move. Start one: `orchestrator run`",
+                style="bold red",
+            )
+        ]
+    last = daemons[0]
+    how = "stopped" if last["stoppedAt"] else "last heard of"
+    return [
+        Text(
+            f"NO DAEMON RUNNING: orders do not move. The last one, {last['worker']} on {last['host']}, "
+            f"{how} {_age(last['lastSeenAt'], now)} ago. Start one: `orchestrator run`",
+            style="bold red",
+        )
+    ]
+
+
+def _age(stamp: str, now: datetime) -> str:
+    return format_duration(now - datetime.fromisoformat(stamp))
 
 
 def stuck_table(report: dict[str, Any], now: datetime) -> Table:

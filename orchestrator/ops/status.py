@@ -12,13 +12,13 @@ from typing import Any
 
 from orchestrator.ops.stuck import diagnose
 from orchestrator.ops.stuck_rules import StuckRules
+from orchestrator.store.daemons import SEEN_WITHIN_SECONDS as SEEN_WITHIN
 from orchestrator.store.rows import OrderRow
 from orchestrator.store.store import Store
-from states import ORDERED_STATES
+from orchestrator.timefmt import iso
+from states import CANCELED_IN_VTEX, ORDERED_STATES
 
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+_iso = iso
 
 
 def stuck_entry(row: OrderRow, now: datetime, rules: StuckRules, grace_period: timedelta) -> dict[str, Any]:
@@ -64,7 +64,7 @@ def report(
         now, rules, states=states, affiliate=affiliate, older_than=older_than, limit=limit
     )
     return {
-        "generatedAt": now.isoformat(),
+        "generatedAt": _iso(now),
         "counts": {state: counts[state].count if state in counts else 0 for state in ordered},
         "oldest": oldest,
         "accounts": [
@@ -77,6 +77,24 @@ def report(
             for p in store.account_pauses()
             if p.until > now
         ],
+        "throttled": [
+            {"account": account, "until": _iso(until), "secondsLeft": round((until - now).total_seconds(), 1)}
+            for account, until in store.account_throttles().items()
+        ],
+        "daemons": [
+            {
+                "worker": d.worker,
+                "host": d.host,
+                "pid": d.pid,
+                "version": d.version,
+                "startedAt": _iso(d.started_at),
+                "lastSeenAt": _iso(d.last_seen_at),
+                "stoppedAt": _iso(d.stopped_at),
+                "running": d.stopped_at is None and (now - d.last_seen_at).total_seconds() <= SEEN_WITHIN,
+            }
+            for d in store.daemons()
+        ],
+        "canceledInVtex": store.count_with_code("canceled", CANCELED_IN_VTEX),
         "stuckRules": {
             "thresholdSeconds": {state: limit.total_seconds() for state, limit in rules.thresholds.items()},
             "openIntentSeconds": rules.open_intent_after.total_seconds(),

@@ -90,6 +90,17 @@ class AccountState(StoreBase):
             row = conn.execute(sa.select(ACCOUNTS).where(ACCOUNTS.c.account == account)).mappings().first()
         return _pause(row)
 
+    def account_throttles(self) -> dict[str, datetime]:
+        """Accounts VTEX rate-limited (429), and until when their calls wait (the server's clock)."""
+        with self.engine.connect() as conn:
+            now = self.hooks.now(conn)
+            rows = conn.execute(
+                sa.select(ACCOUNTS.c.account, ACCOUNTS.c.throttled_until).where(
+                    ACCOUNTS.c.throttled_until > now
+                )
+            ).all()
+        return {account: until for account, until in rows}
+
     def account_pauses(self) -> list[AccountPause]:
         with self.engine.connect() as conn:
             rows = (

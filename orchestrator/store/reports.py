@@ -57,6 +57,13 @@ class Reports(StoreBase):
             )
         return oldest
 
+    def count_with_code(self, state: str, code: str) -> int:
+        """Orders in `state` whose last error has `code` (one range of the state index)."""
+        c = ORDERS.c
+        with self.engine.connect() as conn:
+            query = sa.select(sa.func.count()).where(c.state == state, c.last_error_code == code)
+            return conn.scalar(query.select_from(ORDERS)) or 0
+
     def state_counts(self) -> list[StateCount]:
         """Orders per state and the oldest in each. Counting scans the narrow state index once; the
         oldest is one index seek per state (with a million orders: tens of milliseconds, not hundreds)."""
@@ -75,21 +82,22 @@ class Reports(StoreBase):
         states: Sequence[str] | None,
         affiliate: str | None,
         older_than: timedelta | None,
-    ) -> list[sa.ColumnElement[bool]]:
+    ) -> list[tuple[str, sa.ColumnElement[bool]]]:
         """The stuck condition as disjoint branches, each a range of an index read in order: one per
-        state, plus open intents and orders that need a person, each not already counted."""
+        state, plus open intents and orders that need a person, each not already counted. Each has
+        the name of its reason (`failed`, `slow-<state>`, `open-intent`, `needs-attention`)."""
         c = ORDERS.c
         wanted = set(states) if states else None
         extra = older_than is not None and now - older_than
-        by_state: list[sa.ColumnElement[bool]] = []
+        by_state: list[tuple[str, sa.ColumnElement[bool]]] = []
         if wanted is None or str(State.FAILED) in wanted:
             failed: sa.ColumnElement[bool] = c.state == str(State.FAILED)
-            by_state.append(sa.and_(failed, c.state_changed_at < extra) if extra else failed)
+            by_state.append(("failed", sa.and_(failed, c.state_changed_at < extra) if extra else failed))
         for state, limit in rules.thresholds.items():
             if wanted is None or state in wanted:
                 cutoff = min(now - limit, extra) if extra else now - limit
-                by_state.append(sa.and_(c.state == state, c.state_changed_at < cutoff))
-        counted = sa.or_(sa.false(), *by_state)
+                by_state.append((f"slow-{state}", sa.and_(c.state == state, c.state_changed_at < cutoff)))
+        counted = sa.or_(sa.false(), *(clause for _name, clause in by_state))
         open_intent = sa.and_(c.intent.is_not(None), c.intent_at < now - rules.open_intent_after)
         intents: sa.ColumnElement[bool] = sa.and_(open_intent, sa.not_(counted))
         # Stopped for a person (a refused tracking update, the request guard), whatever its age.
@@ -102,10 +110,18 @@ class Reports(StoreBase):
         if extra:
             intents = sa.and_(intents, c.state_changed_at < extra)
             attention = sa.and_(attention, c.state_changed_at < extra)
-        branches = [*by_state, intents, attention]
+        branches = [*by_state, ("open-intent", intents), ("needs-attention", attention)]
         if affiliate:
-            branches = [sa.and_(b, c.affiliate_id == affiliate) for b in branches]
+            branches = [(name, sa.and_(b, c.affiliate_id == affiliate)) for name, b in branches]
         return branches
+
+    def stuck_counts(self, now: datetime, rules: StuckThresholds) -> dict[str, int]:
+        """How many orders are stuck, by reason (the daemon's `orchestrator_stuck_orders` gauge)."""
+        with self.engine.connect() as conn:
+            return {
+                name: conn.scalar(sa.select(sa.func.count()).select_from(ORDERS).where(branch)) or 0
+                for name, branch in self._stuck_branches(now, rules, None, None, None)
+            }
 
     def stuck(
         self,
@@ -123,7 +139,7 @@ class Reports(StoreBase):
         seconds cold with a million orders); as separate index ranges each branch is counted from
         the index alone and read in order, and only the rows shown are fetched whole."""
         c = ORDERS.c
-        branches = self._stuck_branches(now, rules, states, affiliate, older_than)
+        branches = [b for _name, b in self._stuck_branches(now, rules, states, affiliate, older_than)]
         with self.engine.connect() as conn:
             total = sum(
                 conn.scalar(sa.select(sa.func.count()).select_from(ORDERS).where(branch)) or 0

@@ -8,6 +8,7 @@ three parts: `OrderWrites` (the import, claims, the steps' fenced writes, operat
 from __future__ import annotations
 
 from orchestrator.store.accounts import AccountState
+from orchestrator.store.daemons import Heartbeats
 from orchestrator.store.listing import Listing
 from orchestrator.store.orders import ImportOutcome, NewOrder, OrderWrites
 from orchestrator.store.reports import Reports, StateCount, StuckThresholds
@@ -15,5 +16,5 @@ from orchestrator.store.reports import Reports, StateCount, StuckThresholds
 __all__ = ["ImportOutcome", "NewOrder", "StateCount", "Store", "StuckThresholds"]
 
 
-class Store(OrderWrites, AccountState, Reports, Listing):
+class Store(OrderWrites, AccountState, Reports, Listing, Heartbeats):
     """The store of one database: pass it to whatever needs the data."""

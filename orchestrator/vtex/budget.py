@@ -60,6 +60,10 @@ class RequestBudget(Protocol):
 Sleep = Callable[[float], Awaitable[None]]
 
 
+def _left(max_wait: float | None, waited: float) -> float | None:
+    return None if max_wait is None else max(0.0, max_wait - waited)
+
+
 class _Pauses:
     def __init__(self, clock: Callable[[], float], default_pause: float, sleep: Sleep) -> None:
         self._clock = clock
@@ -128,10 +132,12 @@ class TokenBucket(_Pauses):
         if max_wait is not None and (wait := self.expected_wait()) > max_wait:
             raise Throttled(wait)
         self._queued += 1
+        started = self._clock()
         try:
             async with self._queue:
                 while True:
-                    await self.wait_out_pause(None)
+                    # A 429 that arrived while this caller queued counts against its max_wait too.
+                    await self.wait_out_pause(_left(max_wait, self._clock() - started))
                     now = self._clock()
                     self._refill(now)
                     if self._tokens >= 1.0 - 1e-9:  # tolerate float rounding of the refill
@@ -144,6 +150,22 @@ class TokenBucket(_Pauses):
 
 TakeFn = Callable[[int, float, float], Awaitable[tuple[int, float]]]
 ThrottleFn = Callable[[float], Awaitable[None]]
+
+
+class RecordedTokenBucket(TokenBucket):
+    """A daemon's own bucket whose 429 pauses are also written down (SQLite: one daemon, but
+    `status` runs in another process and must see the pause)."""
+
+    def __init__(self, requests_per_minute: int, record: ThrottleFn, default_pause: float = 60.0) -> None:
+        super().__init__(requests_per_minute, default_pause)
+        self._record = record
+        self._records: set[asyncio.Future[None]] = set()
+
+    def pause(self, seconds: float | None) -> None:
+        super().pause(seconds)
+        report = asyncio.ensure_future(self._record(self._default_pause if seconds is None else seconds))
+        self._records.add(report)
+        report.add_done_callback(self._records.discard)
 
 
 class SharedTokenBucket(_Pauses):
@@ -183,7 +205,7 @@ class SharedTokenBucket(_Pauses):
             raise Throttled(self.paused_for)
         async with self._queue:
             while True:
-                await self.wait_out_pause(None)
+                await self.wait_out_pause(_left(max_wait, self._clock() - started))
                 now = self._clock()
                 if self._local >= 1 and now - self._local_at <= LOCAL_TOKEN_TTL:
                     self._local -= 1

@@ -183,3 +183,9 @@ def test_admin_cancel_is_picked_up(served: tuple[Sandbox, CliRunner, str]) -> No
         db.execute("UPDATE orders SET next_run_at = '2000-01-01 00:00:00'")
     assert runner.invoke(app, ["run", "--until-done"]).exit_code == 0
     assert states(database_url) == {"canceled": 1}
+    status = json.loads(runner.invoke(app, ["status", "--json"]).output)
+    assert status["canceledInVtex"] == 1
+    assert "1 order(s) were canceled in VTEX, not here" in runner.invoke(app, ["status"]).output
+    listed = json.loads(runner.invoke(app, ["list", "--code", "canceled-in-vtex", "--json"]).output)
+    assert [o["orderId"] for o in listed["orders"]] == ["ABC-100000"]
+    assert "canceled in VTEX while dispatch-authorized" in listed["orders"][0]["lastError"]
