@@ -16,11 +16,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import structlog
 
 from orchestrator.redaction import redact
+from orchestrator.timefmt import human, iso
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -116,6 +118,20 @@ class _StdlibGuard(logging.Filter):
 _GUARD = _StdlibGuard()
 
 
+class _Stamp:
+    """The output contract's two time formats (`orchestrator.timefmt`): ISO 8601 UTC with
+    milliseconds in JSON lines, the terminal's human form on a console."""
+
+    def __init__(self, use_json: bool) -> None:
+        self._format = iso if use_json else human
+
+    def __call__(
+        self, _logger: Any, _method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        event["timestamp"] = self._format(datetime.now(UTC))
+        return event
+
+
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     target: Any = stream if stream is not None else _CurrentStderr()
     use_json = fmt == "json" or (fmt == "auto" and not target.isatty())
@@ -134,7 +150,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _Stamp(use_json),
             structlog.processors.format_exc_info,
             RepeatLimiter(),
             redact_values,

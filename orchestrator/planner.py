@@ -31,6 +31,7 @@ from enum import Enum
 from orchestrator.durations import format_duration
 from orchestrator.policy import Policies, PollPolicy
 from orchestrator.store.rows import OrderRow
+from orchestrator.timefmt import human
 from states import BECOME_READY, CANCEL, PHASES, Action, State, Step, vtex_status
 
 NO_INVOICE = "waiting for invoice data (attach it with `orchestrator invoice`)"
@@ -159,7 +160,7 @@ def _awaiting(row: OrderRow, step: Step, now: datetime, grace: timedelta, polici
     if status is not None and vtex_status.has_advice(status):
         seen_since = row.vtex_status_since or since
         reason = (
-            f"VTEX shows {status} since {seen_since:%Y-%m-%d %H:%M}Z ({format_duration(now - seen_since)}): "
+            f"VTEX shows {status} since {human(seen_since)} ({format_duration(now - seen_since)}): "
             f"{vtex_status.advice(status)}"
         )
     else:
@@ -173,7 +174,7 @@ def _held(row: OrderRow, status: str, now: datetime, policies: Policies) -> Plan
         Kind.AWAIT,
         due_at=policies.await_held.next_look(since, now),
         reason=(
-            f"VTEX holds the order in {status} since {since:%Y-%m-%d %H:%M}Z "
+            f"VTEX holds the order in {status} since {human(since)} "
             f"({format_duration(now - since)}): {vtex_status.advice(status)}"
         ),
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from orchestrator.step_base import TRACKING_FAILED, StepBase, StepContext
+from orchestrator.timefmt import human
 from orchestrator.vtex.errors import (
     AuthError,
     RateLimited,
@@ -28,7 +29,7 @@ class Setbacks(StepBase):
         if row.intent and row.intent_at and ctx.now - row.intent_at > self.config.unknown_outcome_after:
             reason = (
                 f"cannot tell whether {row.intent} took effect: VTEX unreachable since "
-                f"{row.intent_at:%Y-%m-%d %H:%M:%S}Z ({exc.message}); "
+                f"{human(row.intent_at)} ({exc.message}); "
                 "will keep checking, never re-sending blindly"
             )
         self._note_error(row, exc)

@@ -25,7 +25,7 @@ def explain_failure(exc: BaseException) -> tuple[int, str]:
     """(exit code, one line) for an exception that ended a command."""
     from orchestrator.importer import InputChanged
     from orchestrator.line_input import InputError
-    from orchestrator.ops.operations import OperationError
+    from orchestrator.ops.refusal import OperationError
     from orchestrator.ops.serving import ListenError
     from orchestrator.settings import ConfigurationError
     from orchestrator.store.errors import (
@@ -87,9 +87,19 @@ app = typer.Typer(
     cls=FriendlyGroup,
     help="Drive orders sold outside VTEX through VTEX OMS to `invoiced`, durably.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        import platform
+
+        from orchestrator import __version__
+
+        typer.echo(f"orchestrator {__version__} (Python {platform.python_version()})")
+        raise typer.Exit(exits.OK)
 
 
 @app.callback()
@@ -99,5 +109,9 @@ def main_options(
         Path | None,
         typer.Option("--config", "-c", help="TOML file of settings (environment variables take precedence)."),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version),
+    ] = False,
 ) -> None:
     ctx.obj = Context(config)

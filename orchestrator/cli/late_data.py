@@ -9,7 +9,15 @@ from typing import Annotated, Any
 import typer
 
 from orchestrator.cli.app import app
-from orchestrator.cli.support import OperationError, json_file, out, progress, step_until_settled, store_for
+from orchestrator.cli.support import (
+    OperationError,
+    Report,
+    json_file,
+    json_option,
+    progress,
+    step_until_settled,
+    store_for,
+)
 
 
 def _file_lines(file: str, entry_problems: Any, build: Any) -> list[Any]:
@@ -66,15 +74,17 @@ def _apply(settings: Any, store: Any, lines: list[Any], what: str, dry_run: bool
         raise OperationError(still_open.refusal()) from None
 
 
-def _report(planned: list[Any], dry_run: bool, noun: str) -> None:
+def _report(planned: list[Any], dry_run: bool, noun: str, report: Report) -> None:
     prefix = "would be: " if dry_run else ""
-    if len(planned) == 1 or dry_run:
-        for entry in planned:
-            out.print(f"{prefix}{entry.message}", highlight=False)
+    for entry in planned:
+        if len(planned) == 1 or dry_run or report.as_json:
+            report.line(
+                f"{prefix}{entry.message}", line=entry.line, orderId=entry.order_id, changed=entry.changed
+            )
     changed = sum(entry.changed for entry in planned)
     if len(planned) > 1:
         verb = "would be attached" if dry_run else "attached"
-        out.print(f"{changed} {noun}(s) {verb}; {len(planned) - changed} unchanged")
+        report.note(f"{changed} {noun}(s) {verb}; {len(planned) - changed} unchanged")
 
 
 @app.command()
@@ -98,6 +108,7 @@ def invoice(
         ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything; change nothing.")] = False,
+    as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Attach invoices of orders imported without one; the daemon sends each when allowed."""
     from orchestrator.ops.batch import Line
@@ -135,7 +146,9 @@ def invoice(
         lines = [Line(1, order_id, invoice_change(order_id, body))]
     else:
         raise OperationError("give ORDER_ID with --number and --value (or --file), or --file of many")
-    _report(_apply(settings, store, lines, "attached", dry_run), dry_run, "invoice")
+    report = Report(as_json)
+    _report(_apply(settings, store, lines, "attached", dry_run), dry_run, "invoice", report)
+    report.done(dryRun=dry_run)
 
 
 @app.command()
@@ -154,6 +167,7 @@ def track(
         ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything; change nothing.")] = False,
+    as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Add tracking numbers to orders' invoices (VTEX's partial invoice update), each sent once."""
     from orchestrator.ops.batch import Line
@@ -179,8 +193,10 @@ def track(
     else:
         raise OperationError("give ORDER_ID and --tracking-number, or --file")
     planned = _apply(settings, store, lines, "attached", dry_run)
-    _report(planned, dry_run, "tracking number")
+    report = Report(as_json)
+    _report(planned, dry_run, "tracking number", report)
     if dry_run:
+        report.done(dryRun=True, sent=0)
         return
     sent = 0
     for entry in progress([p for p in planned if p.changed], "sending tracking numbers"):
@@ -189,4 +205,5 @@ def track(
             row = step_until_settled(settings, store, entry.order_id)
             sent += int(row is not None and row.tracking_sent_at is not None)
     if len(planned) > 1:
-        out.print(f"{sent} sent to VTEX now; the daemon sends the others once their orders are invoiced")
+        report.note(f"{sent} sent to VTEX now; the daemon sends the others once their orders are invoiced")
+    report.done(dryRun=False, sent=sent)

@@ -11,8 +11,9 @@ from orchestrator.cli import exits
 from orchestrator.cli.app import app
 from orchestrator.cli.support import (
     OperationError,
+    Report,
     err_line,
-    out,
+    json_option,
     step_until_settled,
     store_for,
 )
@@ -25,6 +26,7 @@ def retry(
         list[str] | None, typer.Argument(help="Failed orders to put back in the flow.")
     ] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Every failed order.")] = False,
+    as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Put failed orders back where they failed; each step is reconciled with VTEX before resending."""
     from orchestrator.ops.operations import retry as retry_order
@@ -40,10 +42,12 @@ def retry(
         if not targets:
             err_line("no order is failed", "nothing to retry")
             raise typer.Exit(exits.NOTHING_TO_DO)
+    report = Report(as_json)
     for order_id in targets:
         outcome = reconciling_first(settings, store, order_id, partial(retry_order, store, order_id))
-        out.print(outcome.message, highlight=False)
-    out.print(f"{len(targets)} order(s) back in the flow; a running daemon picks them up on its next tick")
+        report.line(outcome.message, orderId=order_id, changed=outcome.changed)
+    report.note(f"{len(targets)} order(s) back in the flow; a running daemon picks them up on its next tick")
+    report.done(retried=len(targets))
 
 
 @app.command()
@@ -53,6 +57,7 @@ def cancel(
     reason: Annotated[
         str, typer.Option(help="Why, recorded in VTEX and in the history.")
     ] = "canceled by operator",
+    as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Cancel orders in VTEX (while VTEX still allows it) and mark them canceled."""
     from orchestrator.ops.pause import ensure_not_paused
@@ -61,39 +66,56 @@ def cancel(
     store = store_for(settings)
     ensure_not_paused(settings, store)
     refused = 0
+    report = Report(as_json)
     for order_id in order_ids:
         try:
-            refused += not _cancel_one(settings, store, order_id, reason)
+            refused += not _cancel_one(settings, store, order_id, reason, report)
         except OperationError as exc:  # one order's refusal does not stop the others
-            err_line(str(exc), f"not canceled: {order_id}")
+            if as_json:
+                report.line(str(exc), orderId=order_id, outcome="refused")
+            else:
+                err_line(str(exc), f"not canceled: {order_id}")
             refused += 1
+    report.done(refused=refused)
     if refused:
         raise typer.Exit(exits.REFUSED)
 
 
-def _cancel_one(settings: Any, store: Any, order_id: str, reason: str) -> bool:
+def _cancel_one(settings: Any, store: Any, order_id: str, reason: str, report: Report) -> bool:
     """Request the cancel and step the order until VTEX has answered; False if VTEX refused."""
     from orchestrator.ops.operations import request_cancel
 
     outcome = request_cancel(store, order_id, reason)
     if not outcome.changed:
-        out.print(outcome.message)
+        report.line(outcome.message, orderId=order_id, outcome="unchanged")
         return True
     row = step_until_settled(settings, store, order_id, until=lambda r: not r.cancel_reason)
     if row is None:
-        out.print(f"cancel of {order_id} requested; the running daemon is working on it and will cancel it")
+        report.line(
+            f"cancel of {order_id} requested; the running daemon is working on it and will cancel it",
+            orderId=order_id,
+            outcome="requested",
+        )
     elif row.state == "canceled":
-        out.print(f"{order_id} canceled")
+        report.line(f"{order_id} canceled", orderId=order_id, outcome="canceled")
     elif row.state == "canceling":
-        out.print(
+        report.line(
             f"VTEX accepted the cancellation of {order_id} and processes it; the order waits in canceling "
-            "until VTEX shows it canceled (or denied)"
+            "until VTEX shows it canceled (or denied)",
+            orderId=order_id,
+            outcome="canceling",
         )
     elif not row.cancel_reason:
-        err_line(
-            f"{row.last_error}; the order carries on as {row.state}", f"VTEX refused to cancel {order_id}"
-        )
+        message = f"{row.last_error}; the order carries on as {row.state}"
+        if report.as_json:
+            report.line(message, orderId=order_id, outcome="refused-by-vtex")
+        else:
+            err_line(message, f"VTEX refused to cancel {order_id}")
         return False
     else:
-        out.print(f"cancel of {order_id} requested: {row.wait_reason or 'the daemon will finish it'}")
+        report.line(
+            f"cancel of {order_id} requested: {row.wait_reason or 'the daemon will finish it'}",
+            orderId=order_id,
+            outcome="requested",
+        )
     return True

@@ -15,6 +15,7 @@ from orchestrator.cli.support import (
     OperationError,
     err,
     err_line,
+    json_option,
     out,
     store_for,
 )
@@ -35,6 +36,7 @@ def import_command(
             "--replace", help="Correct stored orders VTEX never accepted (refused, or not yet placed)."
         ),
     ] = False,
+    as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Import orders: one JSON object per line, all or nothing."""
     from orchestrator.cli.progress import import_progress, show_progress
@@ -57,6 +59,8 @@ def import_command(
             )
     if len(report.imported) >= 1000:
         store.optimize()  # many new rows: refresh the planner's statistics now
+    if as_json:
+        _import_json(report)
     if not report.ok:
         for problem in report.problems:
             err.print(str(problem), highlight=False, markup=False, soft_wrap=True)
@@ -88,6 +92,27 @@ def import_command(
     )
 
 
+def _import_json(report: Any) -> None:
+    """`import --json`: the whole outcome as one object; the exit code still says how it went."""
+    problems = [{"line": p.line, "field": p.field, "message": p.message} for p in report.problems]
+    typer.echo(
+        json.dumps(
+            {
+                "imported": report.imported,
+                "replaced": [{"orderId": r.order_id, "was": r.was} for r in report.replaced],
+                "alreadyPresent": report.already_present,
+                "problems": problems,
+                "problemsTotal": report.problems_total,
+                "lines": report.lines,
+            },
+            indent=2,
+        )
+    )
+    if not report.ok:
+        raise typer.Exit(exits.REFUSED)
+    raise typer.Exit(exits.NOTHING_TO_DO if report.empty else exits.OK)
+
+
 @app.command()
 def run(
     ctx: typer.Context,
@@ -104,6 +129,7 @@ def run(
             "--progress/--no-progress", help="Live progress with --until-done (default: on a terminal)."
         ),
     ] = None,
+    as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Run the daemon: step due orders until SIGTERM/SIGINT (or until done)."""
     from orchestrator.cli.progress import run_with_progress, show_progress
@@ -117,17 +143,23 @@ def run(
         daemon = asyncio.run(run_with_progress(err, store, running))
     else:
         daemon = asyncio.run(running)
+    failed = len(store.order_ids_in_state("failed")) if until_done else 0
+    if as_json:
+        summary = {
+            "stopReason": daemon.stop_reason,
+            "stopError": daemon.stop_error,
+            "stepsDone": daemon.steps_done,
+        }
+        typer.echo(json.dumps({**summary, "failed": failed}, indent=2))
     if daemon.stop_error:
         err_line(daemon.stop_error, "stopped")
         raise typer.Exit(exits.FAILED)
     if daemon.stop_reason and daemon.stop_reason.startswith("account paused"):
         err_line(daemon.stop_reason, "stopped")
         raise typer.Exit(exits.PAUSED)
-    if until_done:
-        failed = len(store.order_ids_in_state("failed"))
-        if failed:
-            err_line(f"{failed} order(s) failed: `orchestrator status --stuck` says why", "done")
-            raise typer.Exit(exits.FAILURES_LEFT)
+    if until_done and failed:
+        err_line(f"{failed} order(s) failed: `orchestrator status --stuck` says why", "done")
+        raise typer.Exit(exits.FAILURES_LEFT)
 
 
 def _raise_descriptor_limit() -> None:
@@ -158,6 +190,9 @@ def status(
     limit: Annotated[int, typer.Option(help="At most this many stuck orders listed.")] = 100,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the report as JSON (shape in the README).")
+    ] = False,
+    fail_on_stuck: Annotated[
+        bool, typer.Option("--fail-on-stuck", help="Exit 5 when any order is stuck (for cron and CI).")
     ] = False,
 ) -> None:
     """Counts per state with the oldest order in each; with --stuck, the orders that need a look."""
@@ -196,6 +231,7 @@ def status(
     )
     if as_json:
         typer.echo(json.dumps(data, indent=2))
+        _exit_if_stuck(fail_on_stuck, data)
         return
     for line in render.account_lines(data, now):
         out.print(line)
@@ -204,6 +240,7 @@ def status(
             out.print(render.stuck_table(data, now))
         else:
             out.print("No stuck orders.")
+        _exit_if_stuck(fail_on_stuck, data)
         return
     out.print(render.counts_table(data))
     if data["stuckTotal"]:
@@ -212,6 +249,12 @@ def status(
         )
     else:
         out.print("No stuck orders.")
+    _exit_if_stuck(fail_on_stuck, data)
+
+
+def _exit_if_stuck(fail_on_stuck: bool, data: dict[str, Any]) -> None:
+    if fail_on_stuck and data["stuckTotal"]:
+        raise typer.Exit(exits.STUCK_FOUND)
 
 
 @app.command()
@@ -278,7 +321,7 @@ def find_one(store: Any, key: str) -> Any:
 
 
 @app.command()
-def migrate(ctx: typer.Context) -> None:
+def migrate(ctx: typer.Context, as_json: Annotated[bool, json_option()] = False) -> None:
     """Create or upgrade the database schema (other commands also do this on start)."""
     from orchestrator.store.dialects import create_db_engine
     from orchestrator.store.migrate import current_revision, upgrade
@@ -288,6 +331,9 @@ def migrate(ctx: typer.Context) -> None:
     before = current_revision(engine)
     upgrade(engine)
     after = current_revision(engine)
+    if as_json:
+        typer.echo(json.dumps({"revision": after, "previous": before, "changed": before != after}, indent=2))
+        return
     out.print(
         f"schema at revision {after}"
         + (f" (was {before or 'empty'})" if before != after else " (up to date)")

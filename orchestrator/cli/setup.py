@@ -12,7 +12,7 @@ from rich.table import Table
 
 from orchestrator.cli import exits
 from orchestrator.cli.app import app
-from orchestrator.cli.support import err_line, out, store_for
+from orchestrator.cli.support import Report, err_line, json_option, out, store_for
 
 
 @app.command()
@@ -38,7 +38,7 @@ def config(
 
 
 @app.command()
-def check(ctx: typer.Context) -> None:
+def check(ctx: typer.Context, as_json: Annotated[bool, json_option()] = False) -> None:
     """Verify the database and the VTEX credentials (one harmless Get order), with a clear verdict."""
     from rich.text import Text
 
@@ -54,10 +54,15 @@ def check(ctx: typer.Context) -> None:
         if lifted is not None:
             results.append(("pause", True, f"lifted the account pause ({lifted.reason}); daemons resume"))
     failed = False
+    report = Report(as_json)
     for name, ok, message in results:
+        failed |= not ok
+        if as_json:
+            report.line(redact(message), check=name, ok=ok)
+            continue
         mark = ("ok", "green") if ok else ("FAILED", "bold red")
         out.print(Text.assemble(mark, f"  {name}: ", redact(message)), soft_wrap=True)
-        failed |= not ok
+    report.done(ok=not failed)
     raise typer.Exit(exits.FAILED if failed else exits.OK)
 
 
@@ -65,6 +70,7 @@ def check(ctx: typer.Context) -> None:
 def resume(
     ctx: typer.Context,
     force: Annotated[bool, typer.Option("--force", help="Lift the pause without asking VTEX first.")] = False,
+    as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Lift the account pause once VTEX accepts the credentials again (checked with one harmless read)."""
     from orchestrator.ops.pause import lift, probe_credentials
@@ -74,16 +80,22 @@ def resume(
     if not force:
         accepted, message = asyncio.run(probe_credentials(settings))
         if not accepted:
-            err_line(f"{message}; the pause stays", "not resumed")
+            if as_json:
+                Report(True).done(account=settings.account_key, lifted=False, reason=message)
+            else:
+                err_line(f"{message}; the pause stays", "not resumed")
             raise typer.Exit(exits.PAUSED)
     lifted = lift(settings, store)
+    report = Report(as_json)
     if lifted is None:
-        out.print(f"VTEX account {settings.account_key} was not paused")
-        return
-    out.print(
-        f"VTEX account {settings.account_key}: pause lifted ({lifted.reason}); "
-        "running daemons resume within seconds"
-    )
+        report.note(f"VTEX account {settings.account_key} was not paused")
+    else:
+        report.note(
+            f"VTEX account {settings.account_key}: pause lifted ({lifted.reason}); "
+            "running daemons resume within seconds"
+        )
+    reason = lifted.reason if lifted else None
+    report.done(account=settings.account_key, lifted=lifted is not None, reason=reason)
 
 
 @app.command()

@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from orchestrator.ops.operations import OperationError
+from orchestrator.ops.refusal import OperationError
 from orchestrator.redaction import redact
 from orchestrator.settings import ConfigurationError, Settings, load_settings
 
@@ -116,3 +116,35 @@ def progress(items: list[Any], label: str) -> Any:
     from rich.progress import track as progress_track
 
     return progress_track(items, description=label, console=err)
+
+
+class Report:
+    """What a command prints: lines for people as they happen, or (`--json`) one JSON object at
+    the end, `{"results": [...], ...summary}`, with the same facts under camelCase keys."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.results: list[dict[str, Any]] = []
+
+    def line(self, message: str, **facts: Any) -> None:
+        if self.as_json:
+            self.results.append({**facts, "message": message})
+        else:
+            out.print(message, highlight=False, markup=False)
+
+    def note(self, message: str) -> None:
+        """A summary line for people; in JSON the summary's keys say it."""
+        if not self.as_json:
+            out.print(message, highlight=False, markup=False)
+
+    def done(self, **summary: Any) -> None:
+        if self.as_json:
+            import typer
+
+            typer.echo(json.dumps({"results": self.results, **summary}, indent=2, default=str))
+
+
+def json_option() -> Any:
+    import typer
+
+    return typer.Option("--json", help="Print the outcome as one JSON object (see the README).")

@@ -22,18 +22,16 @@ from typing import Any
 
 from orchestrator.clock import utcnow
 from orchestrator.history import new_event
+from orchestrator.ops.refusal import OperationError
 from orchestrator.planner import first_write
 from orchestrator.policy import Policies
 from orchestrator.store.rows import OrderRow
 from orchestrator.store.store import Store
+from orchestrator.timefmt import human
 from orchestrator.validation import date_time_problem, normalise_invoice, validate_invoice
 from states import ORDER_MACHINE, Action, State, resume_trigger
 
 BUSY_WAIT_SECONDS = 15.0
-
-
-class OperationError(Exception):
-    """The operation cannot be done; the message says why and what to do instead."""
 
 
 class OpenIntent(OperationError):
@@ -44,7 +42,7 @@ class OpenIntent(OperationError):
         self.action = row.intent or ""
         self.since = row.intent_at
         self.doing = doing
-        since = f" since {self.since:%Y-%m-%d %H:%M:%S}Z" if self.since else ""
+        since = f" since {human(self.since)}" if self.since else ""
         super().__init__(
             f"{row.order_id} has a {self.action} whose outcome VTEX has not confirmed{since}; {doing} would "
             "change what it sends"

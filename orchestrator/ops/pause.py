@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from orchestrator.clock import utcnow
 from orchestrator.durations import format_duration
-from orchestrator.ops.operations import OperationError
+from orchestrator.ops.refusal import OperationError
 from orchestrator.settings import Settings
 from orchestrator.store.store import Store
 from orchestrator.vtex.account import AccountPause

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from orchestrator.ops.operations import OpenIntent, OperationError, Outcome
+from orchestrator.ops.operations import OpenIntent, Outcome
+from orchestrator.ops.refusal import OperationError
 from orchestrator.settings import Settings
 from orchestrator.store.store import Store
 

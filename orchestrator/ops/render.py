@@ -130,12 +130,12 @@ def order_panel(row: OrderRow, events: list[dict[str, Any]], now: datetime) -> G
         ("state", Text(row.state, style=STATE_STYLES.get(row.state, ""))),
         (
             "in state since",
-            f"{row.state_changed_at:%Y-%m-%d %H:%M:%S}Z ({format_duration(now - row.state_changed_at)} ago)",
+            f"{human(row.state_changed_at)} ({format_duration(now - row.state_changed_at)} ago)",
         ),
         ("value", f"{row.value} cents"),
         (
             "invoice",
-            f"{row.invoice_number} (sent {row.invoice_sent_at:%Y-%m-%d %H:%M:%S}Z)"
+            f"{row.invoice_number} (sent {human(row.invoice_sent_at)})"
             if row.invoice_sent_at
             else (f"{row.invoice_number} (not sent yet)" if row.invoice_number else "none attached"),
         ),
@@ -146,13 +146,11 @@ def order_panel(row: OrderRow, events: list[dict[str, Any]], now: datetime) -> G
         ("attempts", str(row.attempts)),
         ("last error", row.last_error or "-"),
         ("open intent", f"{row.intent} (attempt {row.intent_attempt})" if row.intent else "-"),
-        ("next try", f"{row.next_run_at:%Y-%m-%d %H:%M:%S}Z" if row.next_run_at else "-"),
+        ("next try", human(row.next_run_at)),
         ("waiting for", row.wait_reason or "-"),
         (
             "lease",
-            f"{row.lease_owner} until {row.lease_expires_at:%H:%M:%S}Z"
-            if row.lease_owner and row.lease_expires_at
-            else "-",
+            f"{row.lease_owner} until {human(row.lease_expires_at)}" if row.lease_owner else "-",
         ),
     ]
     for key, value in rows:
@@ -164,7 +162,7 @@ def order_panel(row: OrderRow, events: list[dict[str, Any]], now: datetime) -> G
         moved = f"{e['from_state']} → {e['to_state']}" if e["from_state"] else (e["to_state"] or "")
         detail = " ".join(x for x in (e["error_code"], e["message"]) if x)
         history.add_row(
-            f"{e['at']:%Y-%m-%d %H:%M:%S.%f}"[:-3],
+            human(e["at"]),
             e["kind"],
             e["action"] or "",
             moved,
@@ -197,10 +195,10 @@ def vtex_comparison(row: OrderRow, vtex: dict[str, Any] | None, error: str | Non
     table.add_row("tracking", row.tracking_number or "none", tracking)
     table.add_row(
         "authorized",
-        f"{row.authorized_at:%Y-%m-%d %H:%M:%S}Z" if row.authorized_at else "-",
+        human(row.authorized_at),
         str(vtex.get("authorizedDate") or "-"),
     )
-    table.add_row("last change", f"{row.updated_at:%Y-%m-%d %H:%M:%S}Z", str(vtex.get("lastChange") or "-"))
+    table.add_row("last change", human(row.updated_at), str(vtex.get("lastChange") or "-"))
     return table
 
 
