@@ -1,3 +1,3 @@
 """The runtime around the order state machine: storage, VTEX client, engine, daemon, CLI, sandbox."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

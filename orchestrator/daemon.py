@@ -35,6 +35,7 @@ from orchestrator.log import get_logger
 from orchestrator.ops.health import Health
 from orchestrator.ops.metrics import Metrics, probe_handler
 from orchestrator.ops.probe_server import ProbeServer
+from orchestrator.ops.systemd import SystemdNotifier
 from orchestrator.ops.watch import HEARTBEAT_SECONDS, Watch
 from orchestrator.step import Stepper
 from orchestrator.store.dialects import StorageCheck
@@ -79,6 +80,7 @@ class Daemon:
     ) -> None:
         self.metrics = metrics
         self.watch = watch
+        self.systemd = SystemdNotifier()
         self.metrics_url: str | None = None
         self._metrics_socket = metrics_socket
         self.health = Health(config.tick_interval)
@@ -206,6 +208,7 @@ class Daemon:
         scheduler.start()
         self._scheduler = scheduler
         self._log.info("daemon started", concurrency=self.config.concurrency, until_done=until_done)
+        self.systemd.ready(f"stepping orders, {self.config.concurrency} at a time")
         try:
             await self._stop.wait()
         finally:
@@ -222,6 +225,7 @@ class Daemon:
         self.ticks += 1
         self.last_tick_at = self.clock()
         self.health.ticked()
+        self.systemd.alive(self.health.liveness()[0])
         if self.metrics is not None:
             self.metrics.last_tick.set(time.time())
         if self.storage_check is not None:
@@ -375,6 +379,7 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         self._stopping = True
+        self.systemd.stopping()
         self.health.stopping = True
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)

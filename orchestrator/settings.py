@@ -316,6 +316,28 @@ def _explain(exc: ValueError) -> str:
     return "invalid configuration: " + "; ".join(lines)
 
 
+# What an operator sets before anything else, and why; `config --first` shows them with their state.
+FIRST = {
+    "vtex_account": "your VTEX account name (or VTEX_BASE_URL for another endpoint, e.g. the sandbox)",
+    "vtex_app_key": "an app key whose role can create and change orders (OMS)",
+    "vtex_app_token": "that app key's token",
+    "database_url": "where orders live: the default SQLite file, or PostgreSQL for several daemons",
+    "grace_period": "the account's cancellation window (VTEX Admin > Orders > Settings), 30m by default",
+}
+
+
+def first_settings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The must-set settings, each with whether it is set (VTEX_BASE_URL stands in for the account)."""
+    by_name = {row["setting"]: row for row in rows}
+    chosen = []
+    for name, why in FIRST.items():
+        row = dict(by_name[name])
+        is_set = row["source"] != "default" or (name == "vtex_account" and by_name["vtex_base_url"]["value"])
+        required = name in ("vtex_account", "vtex_app_key", "vtex_app_token")  # no default can work
+        chosen.append({**row, "why": why, "set": bool(is_set), "required": required})
+    return chosen
+
+
 def describe(settings: Settings, config_file: Path | None) -> list[dict[str, Any]]:
     """Every setting with its environment variable, its value (secrets masked) and its source."""
     from_file = set(_TomlSource(Settings)()) if config_file else set()

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.cli import exits
 from orchestrator.cli.app import app
@@ -19,11 +20,35 @@ from orchestrator.cli.support import Report, err_line, json_option, out, store_f
 def config(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print the settings as JSON.")] = False,
+    first: Annotated[
+        bool, typer.Option("--first", help="Only the few settings to set before anything else.")
+    ] = False,
 ) -> None:
     """The effective settings and where each comes from; secrets are masked."""
-    from orchestrator.settings import describe
+    from orchestrator.settings import describe, first_settings
 
     rows = describe(ctx.obj.settings(), ctx.obj.config)
+    if first:
+        chosen = first_settings(rows)
+        if as_json:
+            keys = ("variable", "value", "source", "set", "required", "why")
+            typer.echo(json.dumps({r["setting"]: {k: r[k] for k in keys} for r in chosen}, indent=2))
+            return
+        table = Table(title="Set these first", title_justify="left")
+        for column in ("", "environment variable", "value", "from", "what it is"):
+            table.add_column(column)
+        for entry in chosen:
+            if entry["set"]:
+                mark = Text("set", style="green")
+            else:
+                mark = (
+                    Text("SET ME", style="bold red") if entry["required"] else Text("check", style="yellow")
+                )
+            table.add_row(mark, entry["variable"], str(entry["value"]), entry["source"], entry["why"])
+        out.print(table)
+        if any(e["required"] and not e["set"] for e in chosen):
+            raise typer.Exit(exits.USAGE)  # a script can gate a deployment on it
+        return
     if as_json:
         typer.echo(
             json.dumps({r["setting"]: {"value": r["value"], "source": r["source"]} for r in rows}, indent=2)
