@@ -173,10 +173,14 @@ def status_latency(args: Namespace, work: Path, backend: str) -> dict[str, Any]:
         now = utcnow()
         plain = _best_of(lambda: report(store, now, rules, grace, limit=0))
         stuck = _best_of(lambda: report(store, now, rules, grace, limit=100))
+        listing = _listing_latency(store, now, args.status_orders)
         env = env_for(url, "http://127.0.0.1:9")
         # The whole command as an operator runs it (interpreter start-up included), median of 3.
         cli_plain = statistics.median(run_command(["status"], env).wall_seconds for _ in range(3))
         cli_stuck = statistics.median(run_command(["status", "--stuck"], env).wall_seconds for _ in range(3))
+        some = str(5_000_000 + args.status_orders // 2)  # a marketplace order id store staff would quote
+        cli_list = statistics.median(run_command(["list"], env).wall_seconds for _ in range(3))
+        cli_show = statistics.median(run_command(["show", some], env).wall_seconds for _ in range(3))
         engine.dispose()
     finally:
         if dropped:
@@ -190,6 +194,36 @@ def status_latency(args: Namespace, work: Path, backend: str) -> dict[str, Any]:
         "statusStuckSeconds": round(stuck, 3),
         "cliStatusSeconds": round(cli_plain, 2),
         "cliStatusStuckSeconds": round(cli_stuck, 2),
+        "cliListSeconds": round(cli_list, 2),
+        "cliShowByMarketplaceIdSeconds": round(cli_show, 2),
+        "list": listing,
+    }
+
+
+def _listing_latency(store: Store, now: Any, count: int) -> dict[str, float]:
+    """`orchestrator list`'s queries over the million orders, best of 3, in seconds."""
+    from orchestrator.store.listing import OrderFilter
+
+    middle = str(5_000_000 + count // 2)  # bench.harness numbers marketplace orders from 5,000,000
+    page = store.list_orders(now, limit=50)
+    for _ in range(99):  # the 100th page, by keyset
+        page = store.list_orders(now, limit=50, after=page.next_cursor)
+    hundredth = page.next_cursor
+
+    def timed(fn: Any) -> float:
+        return round(_best_of(fn), 4)
+
+    return {
+        "firstPage": timed(lambda: store.list_orders(now, limit=50)),
+        "page101ByKeyset": timed(lambda: store.list_orders(now, limit=50, after=hundredth)),
+        "failedWithCode": timed(
+            lambda: store.list_orders(now, OrderFilter(states=["failed"], error_code="FMT007"))
+        ),
+        "handlingByLastChange": timed(
+            lambda: store.list_orders(now, OrderFilter(states=["handling"]), sort="changed", limit=50)
+        ),
+        "byMarketplaceId": timed(lambda: store.find_any(middle)),
+        "byInvoiceNumber": timed(lambda: store.find_any(f"NF{middle}")),
     }
 
 

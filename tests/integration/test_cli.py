@@ -70,7 +70,18 @@ def test_status_json_shape(runner: CliRunner) -> None:
     """`status --json`: counts for every state, oldest per state, and the stuck list."""
     runner.invoke(app, ["import", "-"], input="\n".join(lines_of(2)))
     data = json.loads(runner.invoke(app, ["status", "--json"]).output)
-    assert set(data) == {"generatedAt", "counts", "oldest", "accounts", "stuckRules", "stuckTotal", "stuck"}
+    assert set(data) == {
+        "generatedAt",
+        "counts",
+        "oldest",
+        "accounts",
+        "throttled",
+        "daemons",
+        "canceledInVtex",
+        "stuckRules",
+        "stuckTotal",
+        "stuck",
+    }
     assert list(data["counts"]) == [
         "imported",
         "created",

@@ -171,7 +171,18 @@ def test_status_stuck_json_shape_is_pinned(served: tuple[Sandbox, CliRunner]) ->
     runner.invoke(app, ["import", "-"], input=json.dumps(import_record(1, value=5, with_invoice=False)))
     runner.invoke(app, ["run", "--until-done"])
     data = json.loads(runner.invoke(app, ["status", "--stuck", "--json"]).output)
-    assert set(data) == {"generatedAt", "counts", "oldest", "accounts", "stuckRules", "stuckTotal", "stuck"}
+    assert set(data) == {
+        "generatedAt",
+        "counts",
+        "oldest",
+        "accounts",
+        "throttled",
+        "daemons",
+        "canceledInVtex",
+        "stuckRules",
+        "stuckTotal",
+        "stuck",
+    }
     assert set(data["stuckRules"]) == {"thresholdSeconds", "openIntentSeconds"}
     [entry] = data["stuck"]
     assert set(entry) == {
