@@ -270,7 +270,6 @@ def show(
 ) -> None:
     """One order: its fields, its full history, and (--vtex) VTEX's view beside ours."""
     from orchestrator.ops import render
-    from orchestrator.ops.check import fetch_vtex_order
     from orchestrator.ops.views import event_json, order_json
 
     settings = ctx.obj.logging_settings() if vtex else ctx.obj.settings()
@@ -278,8 +277,8 @@ def show(
     row = find_one(store, order_id)
     events = store.events(row.id)
     view = None
-    if vtex:
-        from orchestrator.ops.check import VtexView
+    if vtex:  # only then: the VTEX client's imports cost a quarter of a second
+        from orchestrator.ops.check import VtexView, fetch_vtex_order
         from orchestrator.ops.pause import active_pause
 
         pause = active_pause(settings, store)
