@@ -61,11 +61,12 @@ class Page:
 
 
 def parse_sort(text: str) -> tuple[str, bool]:
-    """`changed` or `-changed` (descending) -> (sort name, descending)."""
+    """`changed` (ascending) or `-changed` (descending) -> (sort name, descending), the convention
+    of most listing APIs; `list` defaults to `-created`, the newest first."""
     name = text.removeprefix("-").removeprefix("+")
     if name not in SORTS:
         raise ValueError(f"unknown sort {text!r} (one of {', '.join(SORTS)}; prefix - for descending)")
-    return name, text.startswith("-") if text[:1] in "+-" else SORTS[name][1]
+    return name, text.startswith("-")
 
 
 def _encode(sort: str, value: object, pk: int) -> str:
