@@ -56,6 +56,7 @@ class ImportReport:
     lines: int
     problems_total: int = 0  # problems found, including those beyond MAX_PROBLEMS
     replaced: list[Replacement] = field(default_factory=list)
+    conflict: bool = False  # the problems are lines in conflict with stored orders, not invalid ones
 
     @property
     def ok(self) -> bool:
@@ -287,7 +288,7 @@ def import_lines(
     outcome = store.insert_orders(_orders_again(read(), checked.digest), now, worker, written, decide)
     if outcome.conflicts:
         problems = [Problem(c.line, c.field, c.message) for c in outcome.conflicts]
-        return ImportReport([], [], problems, checked.lines, len(problems))
+        return ImportReport([], [], problems, checked.lines, len(problems), conflict=True)
     return ImportReport(
         outcome.inserted, outcome.already_present, [], checked.lines, replaced=outcome.replaced
     )

@@ -1,6 +1,13 @@
 """The `orchestrator` command: thin wrappers over the library, one module per family of commands."""
 
-from orchestrator.cli import late_data, listing, operator, orders, setup  # noqa: F401  (registers the commands)
+from orchestrator.cli import (  # noqa: F401  (registers the commands)
+    api_commands,
+    late_data,
+    listing,
+    operator,
+    orders,
+    setup,
+)
 from orchestrator.cli.app import app
 
 

@@ -69,7 +69,13 @@ class Outcome:
 Change = Callable[[OrderRow, datetime], tuple[dict[str, Any], list[dict[str, Any]], str] | Outcome]
 
 
-def _with_row(store: Store, order_id: str, change: Change, clock: Callable[[], datetime] = utcnow) -> Outcome:
+def _with_row(
+    store: Store,
+    order_id: str,
+    change: Change,
+    clock: Callable[[], datetime] = utcnow,
+    actor: str | None = None,
+) -> Outcome:
     """Apply `change` to the current row, retrying while a worker holds the order's lease."""
     deadline = time.monotonic() + BUSY_WAIT_SECONDS
     while True:
@@ -83,6 +89,8 @@ def _with_row(store: Store, order_id: str, change: Change, clock: Callable[[], d
         if isinstance(result, Outcome):
             return result
         values, events, message = result
+        for event in events:  # who did it: the history's audit trail (an API token, a user)
+            event["worker"] = actor or event.get("worker")
         if store.update_unleased(order_id, now, values, events, row.version):
             return Outcome(order_id, True, message)
         if time.monotonic() > deadline:
@@ -92,9 +100,11 @@ def _with_row(store: Store, order_id: str, change: Change, clock: Callable[[], d
         time.sleep(0.2)
 
 
-def attach_invoice(store: Store, order_id: str, invoice: Mapping[str, Any]) -> Outcome:
+def attach_invoice(
+    store: Store, order_id: str, invoice: Mapping[str, Any], actor: str | None = None
+) -> Outcome:
     """Attach the invoice of an order imported without one; the daemon sends it when allowed."""
-    return _with_row(store, order_id, invoice_change(order_id, invoice))
+    return _with_row(store, order_id, invoice_change(order_id, invoice), actor=actor)
 
 
 def invoice_change(order_id: str, invoice: Mapping[str, Any]) -> Change:
@@ -125,7 +135,7 @@ def invoice_change(order_id: str, invoice: Mapping[str, Any]) -> Change:
     return change
 
 
-def retry(store: Store, order_id: str) -> Outcome:
+def retry(store: Store, order_id: str, actor: str | None = None) -> Outcome:
     """Put a failed order back where it failed, or let an order that stopped for a person (a
     refused tracking update, the request guard) go on. A failed step is reconciled with VTEX before
     anything is sent again, since the failure may have come after VTEX had already acted."""
@@ -183,10 +193,10 @@ def retry(store: Store, order_id: str) -> Outcome:
         )
         return values, [event], f"{order_id} back in {target}{first}"
 
-    return _with_row(store, order_id, change)
+    return _with_row(store, order_id, change, actor=actor)
 
 
-def request_cancel(store: Store, order_id: str, reason: str) -> Outcome:
+def request_cancel(store: Store, order_id: str, reason: str, actor: str | None = None) -> Outcome:
     """Ask for the order to be canceled; the next step cancels it in VTEX (or locally, if VTEX
     never received it)."""
 
@@ -204,7 +214,7 @@ def request_cancel(store: Store, order_id: str, reason: str) -> Outcome:
         values = {"cancel_reason": reason[:500], "next_run_at": now, "wait_reason": None}
         return values, [event], f"cancel of {order_id} requested"
 
-    return _with_row(store, order_id, change)
+    return _with_row(store, order_id, change, actor=actor)
 
 
 def invoice_from_options(
@@ -248,10 +258,12 @@ def tracking_problems(tracking: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def attach_tracking(store: Store, order_id: str, tracking: Mapping[str, Any]) -> Outcome:
+def attach_tracking(
+    store: Store, order_id: str, tracking: Mapping[str, Any], actor: str | None = None
+) -> Outcome:
     """Add (or replace) the tracking number of an order's invoice; it is sent to VTEX once the order
     is invoiced, through the partial invoice update, once."""
-    return _with_row(store, order_id, tracking_change(order_id, tracking))
+    return _with_row(store, order_id, tracking_change(order_id, tracking), actor=actor)
 
 
 def tracking_change(order_id: str, tracking: Mapping[str, Any]) -> Change:

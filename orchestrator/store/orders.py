@@ -146,7 +146,8 @@ class OrderWrites(StoreBase):
                         present += known
                     elif known and decide is not None:
                         stale = [o for o in chunk if o.order_id in known]
-                        for outcome, order in zip(self._decide(conn, stale, now, decide), stale, strict=True):
+                        outcomes = self._decide(conn, stale, now, decide, worker)
+                        for outcome, order in zip(outcomes, stale, strict=True):
                             if outcome is None:
                                 present.append(order.order_id)
                             elif isinstance(outcome, Conflict):
@@ -191,7 +192,7 @@ class OrderWrites(StoreBase):
         )
 
     def _decide(
-        self, conn: sa.Connection, stale: list[NewOrder], now: datetime, decide: Decide
+        self, conn: sa.Connection, stale: list[NewOrder], now: datetime, decide: Decide, worker: str | None
     ) -> list[Replacement | Conflict | None]:
         """Each stored order against its line; replacements written at once, fenced like any
         operator change (unleased, version unchanged), or turned into a conflict."""
@@ -232,7 +233,8 @@ class OrderWrites(StoreBase):
                         f"{row.order_id} is being worked on by a daemon right now; import again in a moment",
                     )
                 else:
-                    conn.execute(sa.insert(EVENTS), fit_events(outcome.events))
+                    events = [{**e, "worker": e.get("worker") or worker} for e in outcome.events]
+                    conn.execute(sa.insert(EVENTS), fit_events(events))
             outcomes.append(outcome)
         return outcomes
 

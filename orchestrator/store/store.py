@@ -12,9 +12,10 @@ from orchestrator.store.daemons import Heartbeats
 from orchestrator.store.listing import Listing
 from orchestrator.store.orders import ImportOutcome, NewOrder, OrderWrites
 from orchestrator.store.reports import Reports, StateCount, StuckThresholds
+from orchestrator.store.tokens import Tokens
 
 __all__ = ["ImportOutcome", "NewOrder", "StateCount", "Store", "StuckThresholds"]
 
 
-class Store(OrderWrites, AccountState, Reports, Listing, Heartbeats):
+class Store(OrderWrites, AccountState, Reports, Listing, Heartbeats, Tokens):
     """The store of one database: pass it to whatever needs the data."""

@@ -183,3 +183,21 @@ class Daemon(SQLModel, table=True):
 
 
 DAEMONS: sa.Table = Daemon.__table__  # type: ignore[attr-defined]
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token of the HTTP API: only its SHA-256 is kept (the token itself is shown once,
+    when created); revoking keeps the row, so history that names it stays readable."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (sa.UniqueConstraint("token_hash", name="uq_api_tokens_token_hash"),)
+
+    name: str = Field(primary_key=True, max_length=100)
+    role: str = Field(max_length=16)
+    token_hash: str = Field(max_length=64)
+    created_at: datetime = _time(nullable=False)
+    revoked_at: datetime | None = _time()
+    last_used_at: datetime | None = _time()
+
+
+API_TOKENS: sa.Table = ApiToken.__table__  # type: ignore[attr-defined]

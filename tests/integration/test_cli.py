@@ -128,7 +128,7 @@ def test_show_unknown_order_is_a_clear_error(runner: CliRunner) -> None:
 def test_migrate_reports_the_revision(runner: CliRunner) -> None:
     """`migrate` creates the schema, then says it is up to date."""
     first = runner.invoke(app, ["migrate"])
-    assert first.exit_code == 0 and "schema at revision 0008" in first.output
+    assert first.exit_code == 0 and "schema at revision 0009" in first.output
     assert "up to date" in runner.invoke(app, ["migrate"]).output
 
 

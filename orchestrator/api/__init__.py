@@ -1,0 +1,1 @@
+"""`orchestrator serve`: the HTTP API over the same library functions the CLI uses."""

@@ -1,0 +1,104 @@
+"""`orchestrator serve` (the HTTP API) and `orchestrator token` (its bearer tokens)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli import exits
+from orchestrator.cli.app import app
+from orchestrator.cli.support import OperationError, err_line, json_option, out, store_for
+
+token_app = typer.Typer(help="Bearer tokens of the HTTP API: create, list, revoke.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0 picks a free one).")] = 8080,
+) -> None:
+    """Serve the HTTP API (push and operate orders) on the daemon's database; run any number."""
+    from orchestrator.api.app import create_api
+    from orchestrator.log import get_logger
+    from orchestrator.ops.serving import bind, server_for, url_of
+
+    settings = ctx.obj.logging_settings()
+    store = store_for(settings, create=True)
+    sock = bind(host, port, setting="orchestrator serve --port")
+    server = server_for(create_api(settings, store), settings.log_level)
+    get_logger(component="api").info(
+        "API served", url=url_of(sock), openapi=f"{url_of(sock)}/api/openapi.json"
+    )
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the handler it
+    # found: this one, so that a clean stop exits 0 as the daemon's does.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _sig, _frame: None)
+    asyncio.run(server.serve(sockets=[sock]))
+
+
+@token_app.command("create")
+def token_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="Who or what uses it (a system, a person); unique.")],
+    role: Annotated[str, typer.Option(help="intake (push only), viewer (read only) or operator.")],
+    as_json: Annotated[bool, json_option()] = False,
+) -> None:
+    """Create a token; it is printed once and only its hash is kept."""
+    from orchestrator.api.auth import ROLES, new_token, token_hash
+    from orchestrator.clock import utcnow
+
+    if role not in ROLES:
+        raise typer.BadParameter(f"one of {', '.join(ROLES)}", param_hint="--role")
+    if not name.strip() or len(name) > 100:
+        raise typer.BadParameter("1 to 100 characters", param_hint="--name")
+    store = store_for(ctx.obj.settings(), create=True)
+    token = new_token()
+    if not store.add_token(name, role, token_hash(token), utcnow()):
+        raise OperationError(f"a token named {name!r} exists already (names stay unique, even revoked)")
+    if as_json:
+        typer.echo(json.dumps({"name": name, "role": role, "token": token}))
+    else:
+        out.print(f"token {name} ({role}) created; it is shown only now:", highlight=False)
+        typer.echo(token)
+
+
+@token_app.command("revoke")
+def token_revoke(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The token's name.")]) -> None:
+    """Revoke a token at once; its name stays in the history of what it did."""
+    from orchestrator.clock import utcnow
+
+    store = store_for(ctx.obj.settings())
+    if not store.revoke_token(name, utcnow()):
+        err_line(f"no live token named {name!r}", "nothing revoked")
+        raise typer.Exit(exits.NOTHING_TO_DO)
+    out.print(f"token {name} revoked")
+
+
+@token_app.command("list")
+def token_list(ctx: typer.Context, as_json: Annotated[bool, json_option()] = False) -> None:
+    """The tokens, their roles and last use (never the tokens themselves)."""
+    from orchestrator.timefmt import human, iso
+
+    tokens = store_for(ctx.obj.settings()).tokens()
+    if as_json:
+        rows = [
+            {
+                "name": t.name,
+                "role": t.role,
+                "createdAt": iso(t.created_at),
+                "revokedAt": iso(t.revoked_at),
+                "lastUsedAt": iso(t.last_used_at),
+            }
+            for t in tokens
+        ]
+        typer.echo(json.dumps({"tokens": rows}, indent=2))
+        return
+    for t in tokens:
+        state = f"revoked {human(t.revoked_at)}" if t.revoked_at else f"last used {human(t.last_used_at)}"
+        out.print(f"{t.name}  {t.role}  created {human(t.created_at)}  {state}", highlight=False)

@@ -1,0 +1,189 @@
+"""`orchestrator serve` over real HTTP: tokens and roles, intake with the import's validation and
+idempotence, late data, operations audited under the token's name, reads, and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from structlog.testing import capture_logs
+from typer.testing import CliRunner
+
+from orchestrator.api.app import create_api
+from orchestrator.cli import app
+from orchestrator.ops.serving import bind, server_for, url_of
+from orchestrator.sandbox import Sandbox, ServerThread
+from orchestrator.settings import Settings
+from orchestrator.store.open import open_store
+from orchestrator.store.store import Store
+from tests.daemon_runs import run_until
+from tests.factories import import_record, invoice_for
+
+
+class Served:
+    def __init__(
+        self, url: str, tokens: dict[str, str], store: Store, settings: Settings, sandbox: Sandbox
+    ) -> None:
+        self.url, self.tokens, self.store, self.settings, self.sandbox = url, tokens, store, settings, sandbox
+
+    def call(self, method: str, path: str, role: str | None = "operator", **kw: Any) -> httpx.Response:
+        headers = dict(kw.pop("headers", {}))
+        if role is not None:
+            headers["Authorization"] = f"Bearer {self.tokens[role]}"
+        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=30, **kw)
+
+
+@pytest.fixture
+def served(make_sandbox: Callable[..., Sandbox], make_settings: Callable[..., Settings]) -> Iterator[Served]:
+    sandbox = make_sandbox(grace_seconds=0.3)
+    with ServerThread(sandbox) as vtex:
+        settings = make_settings(sandbox, vtex.url, grace_period="0.3s")
+        store = open_store(settings.database_url, create=True)
+        runner = CliRunner(env={"ORCHESTRATOR_DATABASE_URL": settings.database_url})
+        tokens = {}
+        for role in ("intake", "viewer", "operator"):
+            created = runner.invoke(
+                app, ["token", "create", "--name", f"{role}-bot", "--role", role, "--json"]
+            )
+            assert created.exit_code == 0, created.output
+            tokens[role] = json.loads(created.stdout)["token"]
+        sock = bind("127.0.0.1", 0)
+        server = server_for(create_api(settings, store))
+        thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+        thread.start()
+        while not server.started:
+            threading.Event().wait(0.01)
+        try:
+            yield Served(url_of(sock), tokens, store, settings, sandbox)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            sock.close()
+
+
+def test_tokens_roles_and_health(served: Served) -> None:
+    assert served.call("GET", "/healthz", role=None).json() == {"status": "ok"}
+    assert served.call("GET", "/readyz", role=None).status_code == 200
+    with capture_logs() as logs:
+        missing = served.call("GET", "/api/status", role=None)
+        wrong = served.call(
+            "GET", "/api/status", role=None, headers={"Authorization": "Bearer vo_not-a-token"}
+        )
+    assert missing.status_code == wrong.status_code == 401 and missing.headers["WWW-Authenticate"] == "Bearer"
+    assert [e["event"] for e in logs] == ["API authentication failed"] * 2
+    assert "vo_not-a-token" not in json.dumps(logs)  # the token is never logged
+
+    record = json.dumps(import_record(1))
+    allowed = {
+        ("POST", "/api/orders"): {"intake", "operator"},
+        ("GET", "/api/orders"): {"viewer", "operator"},
+        ("GET", "/api/status"): {"viewer", "operator"},
+        ("GET", "/metrics"): {"viewer", "operator"},
+        ("POST", "/api/orders/ABC-100001/retry"): {"operator"},
+        ("POST", "/api/orders/ABC-100001/cancel"): {"operator"},
+        ("GET", "/api/openapi.json"): {"intake", "viewer", "operator"},
+    }
+    for (method, path), roles in allowed.items():
+        for role in ("intake", "viewer", "operator"):
+            answer = served.call(method, path, role, content=record if method == "POST" else None)
+            assert (answer.status_code != 403) == (role in roles), (method, path, role, answer.text)
+    spec = served.call("GET", "/api/openapi.json", "viewer").json()
+    assert spec["openapi"].startswith("3.") and "/api/orders/{order_id}/invoice" in spec["paths"]
+
+    runner = CliRunner(env={"ORCHESTRATOR_DATABASE_URL": served.settings.database_url})
+    assert runner.invoke(app, ["token", "revoke", "viewer-bot"]).exit_code == 0
+    assert served.call("GET", "/api/status", "viewer").status_code == 401
+    listed = json.loads(runner.invoke(app, ["token", "list", "--json"]).stdout)["tokens"]
+    assert {t["name"] for t in listed} == {"intake-bot", "viewer-bot", "operator-bot"}
+    assert all(served.tokens[r] not in json.dumps(listed) for r in served.tokens)
+
+
+def test_intake_validates_like_import_and_is_idempotent(served: Served) -> None:
+    one = import_record(1)
+    created = served.call("POST", "/api/orders", "intake", json=one)
+    assert created.status_code == 201 and created.json()["imported"] == ["ABC-100001"]
+    again = served.call("POST", "/api/orders", "intake", json=one)
+    assert again.status_code == 200 and again.json()["alreadyPresent"] == ["ABC-100001"]
+    both = served.call("POST", "/api/orders", "intake", json=[one, import_record(2)])
+    assert both.status_code == 201 and both.json()["imported"] == ["ABC-100002"]
+    lines = "\n".join(json.dumps(import_record(n)) for n in (3, 4))
+    ndjson = served.call(
+        "POST", "/api/orders", "intake", content=lines, headers={"Content-Type": "application/x-ndjson"}
+    )
+    assert ndjson.status_code == 201 and ndjson.json()["imported"] == ["ABC-100003", "ABC-100004"]
+
+    bad = import_record(5)
+    bad["order"]["items"][0]["quantity"] = 0
+    refused = served.call("POST", "/api/orders", "intake", json=[import_record(6), bad])
+    assert refused.status_code == 422
+    [problem] = refused.json()["problems"]
+    assert problem["index"] == 1 and problem["field"].startswith("order.items[0].quantity")
+    assert served.store.find("ABC-100006") is None  # all or nothing per request
+    assert served.call("POST", "/api/orders", "intake", content="{not json").status_code == 400
+    assert served.call("POST", "/api/orders", "intake", content='"a string"').status_code == 422
+    huge = b"[" + b" " * (17 * 1024 * 1024) + b"]"
+    assert served.call("POST", "/api/orders", "intake", content=huge).status_code == 413
+
+    differs = import_record(1)
+    differs["order"]["items"][0]["quantity"] = 2
+    conflict = served.call("POST", "/api/orders", "intake", json=differs)
+    assert conflict.status_code == 409 and "--replace" in conflict.json()["problems"][0]["message"]
+    replaced = served.call("POST", "/api/orders?replace=1", "intake", json=differs)
+    assert replaced.status_code == 201 and replaced.json()["replaced"][0]["orderId"] == "ABC-100001"
+    history = served.call("GET", "/api/orders/ABC-100001", "viewer").json()["events"]
+    assert [e["worker"] for e in history if e["kind"] == "import"] == ["api:intake-bot", "api:intake-bot"]
+
+
+def test_late_data_operations_and_reads(served: Served) -> None:
+    late = import_record(7, with_invoice=False)
+    failing = import_record(8, with_invoice=False)
+    failing["order"]["marketplacePaymentValue"] = 999  # VTEX refuses it: FMT007
+    assert served.call("POST", "/api/orders", "intake", json=[late, failing]).status_code == 201
+    run_until(
+        served.settings,
+        served.store,
+        lambda: (r := served.store.find("ABC-100008")) is not None and r.state == "failed",
+    )
+
+    invoice = invoice_for(late["order"], "NF7")
+    assert served.call("POST", "/api/orders/ABC-100007/invoice", "intake", json=invoice).status_code == 201
+    assert served.call("POST", "/api/orders/ABC-100007/invoice", "intake", json=invoice).status_code == 200
+    wrong = dict(invoice, invoiceValue=1)
+    assert served.call("POST", "/api/orders/ABC-100007/invoice", "intake", json=wrong).status_code == 422
+    refused = served.call("POST", "/api/orders/ABC-100008/tracking", "intake", json={"trackingNumber": "T"})
+    assert refused.status_code == 409 and "has no invoice yet" in refused.json()["error"]
+    assert served.call("POST", "/api/orders/ABC-999/invoice", "intake", json=invoice).status_code == 404
+    invalid = served.call("POST", "/api/orders/ABC-100007/tracking", "intake", json={"courier": "X"})
+    assert invalid.status_code == 422 and invalid.json()["problems"][0]["field"] == "trackingNumber"
+    tracked = served.call("POST", "/api/orders/ABC-100007/tracking", "intake", json={"trackingNumber": "TR7"})
+    assert tracked.status_code == 201
+
+    failed = served.call("GET", "/api/orders?state=failed&code=FMT007", "viewer").json()["orders"]
+    assert [o["orderId"] for o in failed] == ["ABC-100008"]
+    by_marketplace_id = served.call("GET", "/api/orders/100008", "viewer").json()
+    assert by_marketplace_id["order"]["orderId"] == "ABC-100008"
+    assert served.call("GET", "/api/orders?sort=nonsense", "viewer").status_code == 400
+    status = served.call("GET", "/api/status", "viewer").json()
+    assert status["counts"]["failed"] == 1 and status["stuckTotal"] >= 1
+
+    retried = served.call("POST", "/api/orders/ABC-100008/retry", "operator")
+    assert retried.status_code == 200 and retried.json()["changed"] is True
+    again = served.call("POST", "/api/orders/ABC-100008/retry", "operator")
+    assert again.status_code == 409  # no longer failed: refused, with the reason
+    canceled = served.call(
+        "POST", "/api/orders/ABC-100008/cancel", "operator", json={"reason": "customer gave up"}
+    )
+    assert canceled.status_code == 202
+    events = served.call("GET", "/api/orders/ABC-100008", "viewer").json()["events"]
+    audited = [(e["action"], e["worker"]) for e in events if e["worker"] == "api:operator-bot"]
+    assert ("resume_imported", "api:operator-bot") in audited and (
+        "request-cancel",
+        "api:operator-bot",
+    ) in audited
+    metrics = served.call("GET", "/metrics", "viewer").text
+    assert 'orchestrator_api_requests_total{route="/api/orders",status="201"}' in metrics
