@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench import full, rate_limit, scale_out, transports
+from bench import api_intake, full, rate_limit, scale_out, transports
 
 
 def main() -> None:
@@ -36,6 +36,11 @@ def main() -> None:
     transport.add_argument("--grace", type=float, default=2.0, help="grace period, seconds")
     transport.add_argument("--concurrency", type=int, default=64)
     transport.set_defaults(run=transports.run)
+    intake = sub.add_parser("api-intake", help="orders per second and CPU per order through the HTTP API")
+    intake.add_argument("--orders", type=int, default=10_000)
+    intake.add_argument("--clients", type=int, default=16, help="concurrent HTTP clients")
+    intake.add_argument("--batches", type=int, nargs="+", default=[1, 100], help="orders per request")
+    intake.set_defaults(run=api_intake.run)
     everything = sub.add_parser("full", help="cost per order, throughput and calls vs a baseline, and scale")
     everything.add_argument("--orders", type=int, nargs="+", default=[1000, 10000])
     everything.add_argument(
