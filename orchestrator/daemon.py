@@ -406,7 +406,10 @@ class Daemon:
                 await asyncio.wait(list(self._background), timeout=5)
             released = await self.db.run(self.db.store.release_leases, self.config.worker_id, self.clock())
             if self.watch is not None:
-                await self.watch.heartbeat(self.clock(), stopped=True)
+                # Saying "stopped" is a courtesy to `status`: its failure is no reason to exit 1
+                # (the heartbeat ages out by itself).
+                with suppress(Exception):
+                    await self.watch.heartbeat(self.clock(), stopped=True)
         except Exception as exc:  # the database is unusable: the leases expire by themselves
             reason = explain(exc)
             self.stop_error = self.stop_error or f"the database is unusable: {reason}"

@@ -87,6 +87,15 @@ class Api:
             return error(exc.status, str(exc))
         except OperationError as exc:
             return error(409, str(exc))
+        except Exception as exc:
+            # Never a traceback or a driver's text in an answer: a database that fails is a 503 a
+            # client retries; anything else is logged (redacted) and a plain 500.
+            from orchestrator.store.errors import explain, is_database_error
+
+            if is_database_error(exc):
+                return error(503, f"database: {explain(exc)}", headers={"Retry-After": "5"})
+            self.log.error("API call failed", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+            return error(500, "internal error; the API's log has the details")
 
 
 def error(status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
