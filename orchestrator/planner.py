@@ -131,7 +131,7 @@ def plan(row: OrderRow, now: datetime, grace: timedelta, policies: Policies) -> 
             return Plan(Kind.WRITE, action=Action.TRACKING, due_at=now)
         if state == State.FAILED:
             why = row.last_error or "see history"
-            return Plan(Kind.IDLE, reason=f"failed: {why} (retry with `orchestrator retry`)")
+            return Plan(Kind.IDLE, reason=f"failed: {why} (`orchestrator status --stuck` says what to do)")
         return Plan(Kind.IDLE)
     if step.action is not None:
         return Plan(Kind.WRITE, action=step.action, due_at=now)

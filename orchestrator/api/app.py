@@ -128,9 +128,12 @@ def create_api(settings: Settings, store: Store) -> Starlette:
         Endpoint("GET", "/metrics", READ, "API metrics (Prometheus)", metrics),
         Endpoint("GET", "/api/openapi.json", None, "this document", spec),
     ]
+    from orchestrator.console.pages import Console
+
     routes_ = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         *(api.route(e) for e in [*endpoints, *extra]),
+        *Console(settings, store).routes(),
     ]
     return Starlette(routes=routes_)

@@ -6,7 +6,7 @@ read, 202 accepted for the daemon to finish, 404 no such order, 409 refused for 
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -17,7 +17,9 @@ from orchestrator.api.intake import BodyError, json_body, order_lines, read_body
 from orchestrator.clock import utcnow
 
 if TYPE_CHECKING:
-    from orchestrator.api.app import Api, Endpoint
+    from orchestrator.api.app import Endpoint
+    from orchestrator.settings import Settings
+    from orchestrator.store.store import Store
 
 
 class NotFound(Exception):
@@ -31,8 +33,15 @@ def _done(order_id: str, outcome: Any, status: int = 200) -> Response:
     return JSONResponse(body, status_code=status)
 
 
+class Served(Protocol):
+    """What the routes need of the server they belong to (the API, or the console's docs page)."""
+
+    settings: Settings
+    store: Store
+
+
 class Routes:
-    def __init__(self, api: Api) -> None:
+    def __init__(self, api: Served) -> None:
         self.store = api.store
         self.settings = api.settings
 

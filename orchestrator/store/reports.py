@@ -64,6 +64,27 @@ class Reports(StoreBase):
             query = sa.select(sa.func.count()).where(c.state == state, c.last_error_code == code)
             return conn.scalar(query.select_from(ORDERS)) or 0
 
+    def oldest_active_order(self) -> OrderRow | None:
+        """The order not yet final that was imported first (failed ones count: they wait)."""
+        c = ORDERS.c
+        active = [str(s) for s in (*IN_FLIGHT, State.FAILED)]
+        with self.engine.connect() as conn:
+            query = sa.select(ORDERS).where(c.state.in_(active)).order_by(c.created_at, c.id).limit(1)
+            row = conn.execute(query).mappings().first()
+        return OrderRow.from_mapping(row) if row else None
+
+    def finished_since(self, since: datetime) -> list[tuple[str, datetime]]:
+        """(state, since when) of the orders that became invoiced or failed after `since`: one
+        range of the (state, state_changed_at) index per state."""
+        c = ORDERS.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(c.state, c.state_changed_at).where(
+                    c.state.in_([str(State.INVOICED), str(State.FAILED)]), c.state_changed_at >= since
+                )
+            ).all()
+        return [(state, changed) for state, changed in rows]
+
     def state_counts(self) -> list[StateCount]:
         """Orders per state and the oldest in each. Counting scans the narrow state index once; the
         oldest is one index seek per state (with a million orders: tens of milliseconds, not hundreds)."""

@@ -3,67 +3,17 @@ idempotence, late data, operations audited under the token's name, reads, and ba
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
-from collections.abc import Callable, Iterator
-from typing import Any
 
-import httpx
-import pytest
 from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
-from orchestrator.api.app import create_api
 from orchestrator.cli import app
-from orchestrator.ops.serving import bind, server_for, url_of
-from orchestrator.sandbox import Sandbox, ServerThread
-from orchestrator.settings import Settings
-from orchestrator.store.open import open_store
-from orchestrator.store.store import Store
+from tests.api_server import Served, api_served
 from tests.daemon_runs import run_until
 from tests.factories import import_record, invoice_for
 
-
-class Served:
-    def __init__(
-        self, url: str, tokens: dict[str, str], store: Store, settings: Settings, sandbox: Sandbox
-    ) -> None:
-        self.url, self.tokens, self.store, self.settings, self.sandbox = url, tokens, store, settings, sandbox
-
-    def call(self, method: str, path: str, role: str | None = "operator", **kw: Any) -> httpx.Response:
-        headers = dict(kw.pop("headers", {}))
-        if role is not None:
-            headers["Authorization"] = f"Bearer {self.tokens[role]}"
-        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=30, **kw)
-
-
-@pytest.fixture
-def served(make_sandbox: Callable[..., Sandbox], make_settings: Callable[..., Settings]) -> Iterator[Served]:
-    sandbox = make_sandbox(grace_seconds=0.3)
-    with ServerThread(sandbox) as vtex:
-        settings = make_settings(sandbox, vtex.url, grace_period="0.3s")
-        store = open_store(settings.database_url, create=True)
-        runner = CliRunner(env={"ORCHESTRATOR_DATABASE_URL": settings.database_url})
-        tokens = {}
-        for role in ("intake", "viewer", "operator"):
-            created = runner.invoke(
-                app, ["token", "create", "--name", f"{role}-bot", "--role", role, "--json"]
-            )
-            assert created.exit_code == 0, created.output
-            tokens[role] = json.loads(created.stdout)["token"]
-        sock = bind("127.0.0.1", 0)
-        server = server_for(create_api(settings, store))
-        thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
-        thread.start()
-        while not server.started:
-            threading.Event().wait(0.01)
-        try:
-            yield Served(url_of(sock), tokens, store, settings, sandbox)
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
-            sock.close()
+served = api_served  # the fixture, under the name these tests use
 
 
 def test_tokens_roles_and_health(served: Served) -> None:

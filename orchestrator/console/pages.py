@@ -1,0 +1,424 @@
+"""The console's pages. Every value shown goes through Jinja2's autoescaping (an order whose
+customer is called `<script>` shows that text); no page shows a token or a secret. Reads need a
+viewer or operator token, actions an operator (retry, cancel) or intake (invoice, tracking) one,
+and every POST carries the session's CSRF token. Actions call the CLI's own functions with the
+user's token name as the actor, so the order's history says who did what."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from orchestrator.api.auth import OPERATE, PUSH, READ, Authenticator, Caller
+from orchestrator.clock import utcnow
+from orchestrator.console import session
+from orchestrator.console.chart import hourly_chart
+from orchestrator.durations import format_duration
+from orchestrator.ops.refusal import OperationError
+from orchestrator.settings import Settings
+from orchestrator.store.store import Store
+from orchestrator.timefmt import human
+
+TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"], default=True),
+)
+REFRESH_SECONDS = 15
+ACTIONS = {"retry": "failed", "cancel": None}  # action -> the state it needs (None: any but final)
+
+
+class Console:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.auth = Authenticator(store)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/login", self.login_page, methods=["GET"]),
+            Route("/login", self.login, methods=["POST"]),
+            Route("/logout", self.guarded(self.logout, READ, post=True), methods=["POST"]),
+            Route("/", self.guarded(self.overview, READ), methods=["GET"]),
+            Route("/stuck", self.guarded(self.stuck, READ), methods=["GET"]),
+            Route("/search", self.guarded(self.search, READ), methods=["GET"]),
+            Route("/api/docs", self.guarded(self.docs, READ), methods=["GET"]),
+            Route("/orders/{order_id}", self.guarded(self.order, READ), methods=["GET"]),
+            Route("/orders/{order_id}/vtex", self.guarded(self.vtex, READ), methods=["GET"]),
+            Route(
+                "/orders/{order_id}/confirm/{action}", self.guarded(self.confirm, OPERATE), methods=["GET"]
+            ),
+            Route("/orders/{order_id}/retry", self.guarded(self.retry, OPERATE, post=True), methods=["POST"]),
+            Route(
+                "/orders/{order_id}/cancel", self.guarded(self.cancel, OPERATE, post=True), methods=["POST"]
+            ),
+            Route(
+                "/orders/{order_id}/invoice", self.guarded(self.invoice, PUSH, post=True), methods=["POST"]
+            ),
+            Route(
+                "/orders/{order_id}/tracking", self.guarded(self.tracking, PUSH, post=True), methods=["POST"]
+            ),
+        ]
+
+    # -- sessions --------------------------------------------------------------------------------
+
+    def render(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        return HTMLResponse(TEMPLATES.get_template(name).render(**context), status_code=status)
+
+    def page(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        """A page with the logged-in user's context (who, and the form's CSRF token)."""
+        return self.render(name, status, **{**getattr(request.state, "context", {}), **context})
+
+    async def login_page(self, request: Request) -> Response:
+        return self.page(request, "login.html", title="Log in", caller=None)
+
+    async def login(self, request: Request) -> Response:
+        form = await _form(request)
+        token = (form.get("token") or "").strip()
+        caller = await run_in_threadpool(self.auth.caller, f"Bearer {token}") if token else None
+        if caller is None or not caller.may(READ):
+            problem = (
+                "not a valid token" if caller is None else f"the {caller.role} role cannot use the console"
+            )
+            return self.page(request, "login.html", 401, title="Log in", caller=None, problem=problem)
+        response = RedirectResponse("/", status_code=303)
+        session.start(response, request, token)
+        return response
+
+    async def logout(self, request: Request, _caller: Caller, _form: dict[str, str]) -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        session.end(response)
+        return response
+
+    def guarded(self, page: Any, permission: str, *, post: bool = False) -> Any:
+        """The page, for a logged-in user whose role allows it; a POST also needs the CSRF token."""
+
+        async def serve(request: Request) -> Response:
+            token = request.cookies.get(session.COOKIE, "")
+            caller = await run_in_threadpool(self.auth.caller, f"Bearer {token}") if token else None
+            if caller is None:
+                return RedirectResponse("/login", status_code=303)
+            context = {"caller": caller, "csrf": session.csrf_token(token)}
+            if not caller.may(permission):
+                problem = f"the {caller.role} role may not do this"
+                return self.page(
+                    request, "refused.html", 403, title="Not allowed", problem=problem, **context
+                )
+            if post:
+                form = await _form(request)
+                if not session.csrf_ok(token, form.get("csrf")):
+                    problem = (
+                        "this form is stale or came from another site (no valid CSRF token); nothing was done"
+                    )
+                    return self.page(
+                        request, "refused.html", 403, title="Refused", problem=problem, **context
+                    )
+                try:
+                    return await page(request, caller, form)  # type: ignore[no-any-return]
+                except OperationError as exc:
+                    back = f"/orders/{request.path_params.get('order_id', '')}"
+                    return self.page(
+                        request, "refused.html", 409, title="Refused", problem=str(exc), back=back, **context
+                    )
+            request.state.context = context
+            return await page(request, caller)  # type: ignore[no-any-return]
+
+        return serve
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def overview(self, request: Request, caller: Caller) -> Response:
+        from orchestrator.ops.status import report
+
+        now = utcnow()
+        data = await run_in_threadpool(
+            report, self.store, now, self.settings.stuck_rules, self.settings.grace_period, limit=0
+        )
+        oldest = {state: format_duration(entry["ageSeconds"]) for state, entry in data["oldest"].items()}
+        active = await run_in_threadpool(self.store.oldest_active_order)
+        chart = hourly_chart(
+            await run_in_threadpool(self.store.finished_since, now - timedelta(hours=72)), now, 72
+        )
+        return self.page(
+            request,
+            "overview.html",
+            title="Overview",
+            report=data,
+            oldest=oldest,
+            oldest_active={"order_id": active.order_id, "age": format_duration(now - active.created_at)}
+            if active
+            else None,
+            alerts=_alerts(data, now),
+            chart=chart,
+            refresh=REFRESH_SECONDS,
+            generated=human(now),
+        )
+
+    async def stuck(self, request: Request, caller: Caller) -> Response:
+        from orchestrator.ops.status import report
+
+        now = utcnow()
+        data = await run_in_threadpool(
+            report, self.store, now, self.settings.stuck_rules, self.settings.grace_period
+        )
+        for entry in data["stuck"]:
+            entry["age"] = format_duration(entry["secondsInState"])
+            entry["action"] = "retry" if entry["state"] == "failed" else None
+        return self.page(
+            request,
+            "stuck.html",
+            title="Stuck orders",
+            report=data,
+            may_operate=caller.may(OPERATE),
+        )
+
+    async def docs(self, request: Request, caller: Caller) -> Response:
+        """Interactive API docs: each route from the same table as the OpenAPI document, with a
+        form that sends it (the page's own script; the token typed there stays in the page)."""
+        from orchestrator.api.routes import Routes
+        from orchestrator.api.spec import ROLES_FOR
+
+        endpoints = [
+            {
+                "method": e.method,
+                "path": e.path,
+                "summary": e.summary,
+                "roles": ROLES_FOR.get(e.permission, "any"),
+            }
+            for e in Routes(self).table()
+        ]
+        return self.page(request, "docs.html", title="API", endpoints=endpoints)
+
+    async def search(self, request: Request, caller: Caller) -> Response:
+        key = (request.query_params.get("q") or "").strip()
+        rows = await run_in_threadpool(self.store.find_any, key) if key else []
+        if len(rows) == 1:
+            return RedirectResponse(f"/orders/{rows[0].order_id}", status_code=303)
+        problem = (
+            None if rows else f"no order has {key!r} as order id, marketplace order id or invoice number"
+        )
+        return self.page(
+            request,
+            "list.html",
+            title=f"Orders matching {key!r}",
+            rows=rows,
+            problem=problem,
+        )
+
+    async def _row(self, request: Request) -> Any:
+        row = await run_in_threadpool(self.store.find, request.path_params["order_id"])
+        if row is None:
+            raise OperationError(f"no order {request.path_params['order_id']!r}")
+        return row
+
+    async def order(self, request: Request, caller: Caller) -> Response:
+        try:
+            row = await self._row(request)
+        except OperationError as exc:
+            return self.page(request, "refused.html", 404, title="Not found", problem=str(exc))
+        events = await run_in_threadpool(self.store.events, row.id)
+        timeline = [
+            {
+                **e,
+                "at": human(e["at"]),
+                "moved": f"{e['from_state']} → {e['to_state']}" if e["from_state"] else (e["to_state"] or ""),
+                "ms": f"{e['duration_ms']:.0f}" if e["duration_ms"] is not None else "",
+                "detail": " ".join(x for x in (e["error_code"], e["message"]) if x),
+            }
+            for e in events
+        ]
+        actions = [
+            a
+            for a, needs in ACTIONS.items()
+            if (needs is None and row.state not in ("invoiced", "canceled")) or row.state == needs
+        ]
+        return self.page(
+            request,
+            "order.html",
+            title=row.order_id,
+            order=row,
+            facts=_facts(row, utcnow()),
+            events=timeline,
+            actions=actions,
+            may_operate=caller.may(OPERATE),
+            may_push=caller.may(PUSH),
+            message=request.query_params.get("done"),
+        )
+
+    async def vtex(self, request: Request, caller: Caller) -> Response:
+        from orchestrator.ops.check import fetch_vtex_order
+        from orchestrator.ops.pause import active_pause
+
+        row = await self._row(request)
+        pause = await run_in_threadpool(active_pause, self.settings, self.store)
+        order: dict[str, Any] | None
+        error: str | None
+        if pause is not None:
+            order, error = None, f"not asked: the account is paused ({pause.reason})"
+        else:
+            view = await fetch_vtex_order(self.settings, row.order_id)
+            order, error = view.order, view.error
+        theirs = order or {}
+        rows = [
+            ("state / status", row.state, theirs.get("status", "-")),
+            ("value (cents)", row.value, theirs.get("value", "-")),
+            (
+                "invoice",
+                row.invoice_number or "none",
+                ", ".join(
+                    str(p.get("invoiceNumber"))
+                    for p in (theirs.get("packageAttachment") or {}).get("packages") or []
+                )
+                or "none",
+            ),
+        ]
+        return self.page(
+            request,
+            "vtex.html",
+            title=f"{row.order_id} in VTEX",
+            order=row,
+            rows=rows,
+            error=error,
+        )
+
+    # -- acting ----------------------------------------------------------------------------------
+
+    async def confirm(self, request: Request, caller: Caller) -> Response:
+        row = await self._row(request)
+        action = request.path_params["action"]
+        if action not in ACTIONS:
+            return self.page(
+                request,
+                "refused.html",
+                404,
+                title="Not found",
+                problem=f"no action {action!r}",
+            )
+        explanation = {
+            "retry": "It goes back where it failed; the failed step is first reconciled with VTEX, "
+            "then sent again if it did not take effect.",
+            "cancel": "VTEX is asked to cancel it (while it still allows); an order VTEX never received "
+            "is canceled here only.",
+        }[action]
+        return self.page(
+            request,
+            "confirm.html",
+            title=f"{action} {row.order_id}",
+            order=row,
+            action=action,
+            explanation=explanation,
+        )
+
+    async def retry(self, request: Request, caller: Caller, form: dict[str, str]) -> Response:
+        from orchestrator.ops.operations import retry
+        from orchestrator.ops.reconcile_first import reconciling_first
+
+        row = await self._row(request)
+        outcome = await run_in_threadpool(
+            reconciling_first,
+            self.settings,
+            self.store,
+            row.order_id,
+            partial(retry, self.store, row.order_id, caller.actor),
+        )
+        return _back(row.order_id, outcome.message)
+
+    async def cancel(self, request: Request, caller: Caller, form: dict[str, str]) -> Response:
+        from orchestrator.ops.operations import request_cancel
+
+        row = await self._row(request)
+        reason = (form.get("reason") or "").strip() or f"canceled by {caller.name}"
+        outcome = await run_in_threadpool(request_cancel, self.store, row.order_id, reason, caller.actor)
+        return _back(row.order_id, outcome.message)
+
+    async def invoice(self, request: Request, caller: Caller, form: dict[str, str]) -> Response:
+        from orchestrator.ops.operations import attach_invoice, invoice_from_options
+        from orchestrator.ops.reconcile_first import reconciling_first
+        from orchestrator.validation import validate_invoice
+
+        row = await self._row(request)
+        number, value = (form.get("number") or "").strip(), (form.get("value") or "").strip()
+        if not number or not value.isdigit():
+            raise OperationError("give the invoice number and its value in cents")
+        body = invoice_from_options(row, number, int(value), issued_at=None, url=None, key=None)
+        problems = validate_invoice(body, row.value)
+        if problems:
+            raise OperationError("; ".join(f"{f}: {m}" for f, m in problems))
+        attach = partial(attach_invoice, self.store, row.order_id, body, caller.actor)
+        outcome = await run_in_threadpool(reconciling_first, self.settings, self.store, row.order_id, attach)
+        return _back(row.order_id, outcome.message)
+
+    async def tracking(self, request: Request, caller: Caller, form: dict[str, str]) -> Response:
+        from orchestrator.ops.operations import attach_tracking, tracking_problems
+        from orchestrator.ops.reconcile_first import reconciling_first
+
+        row = await self._row(request)
+        tracking = {
+            "trackingNumber": (form.get("trackingNumber") or "").strip(),
+            "courier": form.get("courier") or None,
+        }
+        problems = tracking_problems(tracking)
+        if problems:
+            raise OperationError("; ".join(problems))
+        attach = partial(attach_tracking, self.store, row.order_id, tracking, caller.actor)
+        outcome = await run_in_threadpool(reconciling_first, self.settings, self.store, row.order_id, attach)
+        return _back(row.order_id, outcome.message)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """A urlencoded form, bounded (these forms are a few fields)."""
+    from orchestrator.api.intake import read_body
+
+    raw = await read_body(request, 64 * 1024)
+    return {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+
+
+def _back(order_id: str, message: str) -> Response:
+    from urllib.parse import quote
+
+    return RedirectResponse(f"/orders/{order_id}?done={quote(message)}", status_code=303)
+
+
+def _facts(row: Any, now: datetime) -> list[tuple[str, Any]]:
+    customer = (row.place_body.get("clientProfileData") or {}) if row.place_body else {}
+    name = " ".join(str(customer.get(k) or "") for k in ("firstName", "lastName")).strip()
+    return [
+        ("affiliate / marketplace id", f"{row.affiliate_id} / {row.marketplace_order_id}"),
+        ("customer", name or "-"),
+        (
+            "state",
+            f"{row.state} since {human(row.state_changed_at)} "
+            f"({format_duration(now - row.state_changed_at)} ago)",
+        ),
+        ("value", f"{row.value} cents"),
+        ("invoice", row.invoice_number or "none attached"),
+        ("tracking", row.tracking_number or "-"),
+        ("last VTEX status", row.vtex_status or "-"),
+        ("attempts", row.attempts),
+        ("last error", row.last_error or "-"),
+        ("waiting for", row.wait_reason or row.needs_attention or "-"),
+        ("open intent", row.intent or "-"),
+    ]
+
+
+def _alerts(data: dict[str, Any], now: datetime) -> list[dict[str, str]]:
+    from orchestrator.ops.render import account_lines
+
+    lines = []
+    for text in account_lines(data, now):
+        plain = text.plain
+        kind = (
+            "ok"
+            if plain.startswith("Daemons running")
+            else ("warn" if "429" in plain or "canceled in VTEX" in plain else "alert")
+        )
+        lines.append({"kind": kind, "text": plain})
+    return lines

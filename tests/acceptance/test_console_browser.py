@@ -1,0 +1,117 @@
+"""The console in a real headless browser (Debian's Chromium, driven by Selenium): logging in,
+the overview's counts, finding an order by its marketplace id, retrying a failed order from its
+page and seeing it move, an order whose customer is `<script>`, and a POST without the CSRF
+token. Each page is photographed (to ORCHESTRATOR_SCREENSHOTS if set: the README's images)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.api_server import Served, api_served
+from tests.daemon_runs import run_until
+from tests.factories import import_record
+
+served = api_served  # the fixture, under the name these tests use
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+if not (CHROMIUM and DRIVER):
+    if os.environ.get("ORCHESTRATOR_TEST_BROWSER") == "required":
+        raise RuntimeError(
+            "Chromium and ChromeDriver are required (apt-get install chromium chromium-driver)"
+        )
+    pytest.skip("no Chromium here (CI installs it: .ci/run)", allow_module_level=True)
+
+from selenium import webdriver  # noqa: E402  (only where a browser exists)
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM or ""
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=DRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_an_operator_finds_and_retries_a_failed_order(
+    served: Served, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    shots = Path(os.environ.get("ORCHESTRATOR_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    hostile = import_record(1, with_invoice=False)
+    hostile["order"]["clientProfileData"]["firstName"] = "<script>document.title='owned'</script>"
+    hostile["order"]["marketplacePaymentValue"] = 999  # VTEX refuses it (FMT007): it fails
+    assert served.call("POST", "/api/orders", "intake", json=[hostile, import_record(2)]).status_code == 201
+    run_until(
+        served.settings,
+        served.store,
+        lambda: (
+            served.store.count_with_code("failed", "FMT007") == 1
+            and (row := served.store.find("ABC-100002")) is not None
+            and row.state == "invoiced"
+        ),
+    )
+
+    browser.get(f"{served.url}/")
+    assert browser.current_url.endswith("/login")
+    browser.save_screenshot(str(shots / "login.png"))
+    browser.find_element(By.NAME, "token").send_keys(served.tokens["operator"])
+    browser.find_element(By.TAG_NAME, "form").submit()
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Overview"
+    count = {
+        e.get_attribute("data-state"): e.text for e in browser.find_elements(By.CSS_SELECTOR, "[data-state]")
+    }
+    assert count["failed"] == "1" and count["invoiced"] == "1"
+    browser.save_screenshot(str(shots / "overview.png"))
+
+    browser.get(f"{served.url}/stuck")
+    assert "ABC-100001" in browser.page_source
+    browser.save_screenshot(str(shots / "stuck.png"))
+
+    search = browser.find_element(By.NAME, "q")
+    search.send_keys("100001")
+    search.submit()
+    assert browser.current_url.endswith("/orders/ABC-100001")
+    assert browser.title.startswith("ABC-100001")  # the customer's "script" did not run
+    assert "<script>document.title='owned'</script>" in browser.find_element(By.ID, "facts").text
+    browser.save_screenshot(str(shots / "order.png"))
+
+    status = browser.execute_script(
+        "return fetch('/orders/ABC-100001/retry', {method: 'POST', body: new URLSearchParams()})"
+        ".then(r => r.status)"
+    )
+    assert status == 403  # no CSRF token: refused, nothing done
+    assert served.store.find("ABC-100001").state == "failed"  # type: ignore[union-attr]
+
+    browser.find_element(By.CSS_SELECTOR, "a[href$='/confirm/retry'] button").click()
+    browser.save_screenshot(str(shots / "confirm.png"))
+    browser.find_element(By.XPATH, "//button[starts-with(., 'Yes, retry')]").click()
+    assert "back in imported" in browser.find_element(By.CLASS_NAME, "ok").text
+    assert browser.find_element(By.CSS_SELECTOR, "h1 span").text == "imported"
+    assert served.store.find("ABC-100001").state != "failed"  # type: ignore[union-attr]
+
+    browser.get(f"{served.url}/orders/ABC-100002/vtex")  # VTEX's view beside ours
+    assert "invoiced" in browser.find_element(By.TAG_NAME, "table").text
+    browser.save_screenshot(str(shots / "vtex.png"))
+    browser.get(f"{served.url}/api/docs")  # the interactive API docs: a call sent from the page
+    browser.find_element(By.ID, "token").send_keys(served.tokens["operator"])
+    status_call = browser.find_element(By.XPATH, "//details[.//code[text()='GET /api/status']]")
+    status_call.click()
+    status_call.find_element(By.TAG_NAME, "button").click()
+    answer = WebDriverWait(browser, 10).until(
+        lambda d: d.find_element(By.ID, "answer").text.split(" ")[0].isdigit()
+    )
+    assert answer and browser.find_element(By.ID, "answer").text.startswith("200")
+    assert '"counts"' in browser.find_element(By.ID, "answer").text
+    browser.save_screenshot(str(shots / "docs.png"))
