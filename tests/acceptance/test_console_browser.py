@@ -52,7 +52,9 @@ def test_an_operator_finds_and_retries_a_failed_order(
     hostile = import_record(1, with_invoice=False)
     hostile["order"]["clientProfileData"]["firstName"] = "<script>document.title='owned'</script>"
     hostile["order"]["marketplacePaymentValue"] = 999  # VTEX refuses it (FMT007): it fails
-    assert served.call("POST", "/api/orders", "intake", json=[hostile, import_record(2)]).status_code == 201
+    same_id_elsewhere = import_record(2, "XYZ", with_invoice=False)  # another affiliate's order 100002
+    batch = [hostile, import_record(2), same_id_elsewhere]
+    assert served.call("POST", "/api/orders", "intake", json=batch).status_code == 201
     run_until(
         served.settings,
         served.store,
@@ -72,7 +74,7 @@ def test_an_operator_finds_and_retries_a_failed_order(
     count = {
         e.get_attribute("data-state"): e.text for e in browser.find_elements(By.CSS_SELECTOR, "[data-state]")
     }
-    assert count["failed"] == "1" and count["invoiced"] == "1"
+    assert count["failed"] == "1" and count["invoiced"] == "1" and count["handling"] == "1"
     browser.save_screenshot(str(shots / "overview.png"))
 
     browser.get(f"{served.url}/stuck")
@@ -101,6 +103,10 @@ def test_an_operator_finds_and_retries_a_failed_order(
     assert browser.find_element(By.CSS_SELECTOR, "h1 span").text == "imported"
     assert served.store.find("ABC-100001").state != "failed"  # type: ignore[union-attr]
 
+    browser.get(f"{served.url}/search?q=100002")  # two affiliates' orders: listed, not guessed
+    listed = browser.find_element(By.TAG_NAME, "table").text
+    assert "ABC-100002" in listed and "XYZ-100002" in listed
+    browser.save_screenshot(str(shots / "search.png"))
     browser.get(f"{served.url}/orders/ABC-100002/vtex")  # VTEX's view beside ours
     assert "invoiced" in browser.find_element(By.TAG_NAME, "table").text
     browser.save_screenshot(str(shots / "vtex.png"))
