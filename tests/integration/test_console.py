@@ -80,3 +80,46 @@ def test_login_overview_search_retry_csrf_and_escaping(served: Served) -> None:
     assert "Stuck orders" in stuck
     assert operator.post("/logout", data={"csrf": csrf_of(stuck)}).status_code == 303
     assert json.dumps(overview).count(served.tokens["viewer"]) == 0  # no token on any page
+
+
+def test_invoice_tracking_and_cancel_from_the_order_page(served: Served) -> None:
+    waiting = import_record(3, with_invoice=False)
+    other = import_record(4)
+    assert served.call("POST", "/api/orders", "intake", json=[waiting, other]).status_code == 201
+    run_until(
+        served.settings,
+        served.store,
+        lambda: (row := served.store.find("ABC-100003")) is not None and row.state == "handling",
+    )
+    operator = logged_in(served, "operator")
+    page = operator.get("/orders/ABC-100003").text
+    csrf = csrf_of(page)
+    refused = operator.post("/orders/ABC-100003/invoice", data={"csrf": csrf, "number": "NF3", "value": "1"})
+    assert refused.status_code == 409 and "invoiceValue" in refused.text  # VTEX's rule, said plainly
+    attached = operator.post(
+        "/orders/ABC-100003/invoice", data={"csrf": csrf, "number": "NF3", "value": "1100"}
+    )
+    assert (
+        attached.status_code == 303
+        and "invoice NF3 attached" in operator.get(attached.headers["location"]).text
+    )
+    tracked = operator.post("/orders/ABC-100003/tracking", data={"csrf": csrf, "trackingNumber": "BR3"})
+    assert tracked.status_code == 303
+    row = served.store.find("ABC-100003")
+    assert row is not None and row.invoice_number == "NF3" and row.tracking_number == "BR3"
+
+    confirm = operator.get("/orders/ABC-100004/confirm/cancel").text
+    canceled = operator.post(
+        "/orders/ABC-100004/cancel", data={"csrf": csrf_of(confirm), "reason": "duplicate"}
+    )
+    assert (
+        canceled.status_code == 303
+        and "cancel of ABC-100004 requested" in operator.get(canceled.headers["location"]).text
+    )
+    events = served.call("GET", "/api/orders/ABC-100004", "viewer").json()["events"]
+    assert [e["worker"] for e in events if e["action"] == "request-cancel"] == ["api:operator-bot"]
+    viewer = logged_in(served, "viewer")
+    assert (
+        viewer.post("/orders/ABC-100003/tracking", data={"csrf": csrf_of(viewer.get("/").text)}).status_code
+        == 403
+    )
