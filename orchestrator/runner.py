@@ -59,9 +59,11 @@ async def _lift_a_stale_pause(settings: Settings, store: Store, log: Any) -> Non
     pause = active_pause(settings, store)
     if pause is None:
         return
-    accepted, message = await probe_credentials(settings)
-    if accepted:
+    probe = await probe_credentials(settings)
+    if probe.accepted:
         lift(settings, store)
         log.info("VTEX accepts the credentials; account pause lifted at start", reason=pause.reason)
     else:
-        log.warning("the account stays paused", detail=message, resume_at=pause.until.isoformat())
+        log.warning(
+            "the account stays paused", detail=probe.said(again=True), resume_at=pause.until.isoformat()
+        )

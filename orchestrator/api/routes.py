@@ -198,13 +198,9 @@ class Routes:
         return JSONResponse(data)
 
     async def _vtex_view(self, order_id: str) -> dict[str, Any]:
-        from orchestrator.ops.check import fetch_vtex_order
-        from orchestrator.ops.pause import active_pause
+        from orchestrator.ops.check import vtex_view
 
-        pause = await run_in_threadpool(active_pause, self.settings, self.store)
-        if pause is not None:
-            return {"vtex": None, "vtexError": f"not asked: the account is paused ({pause.reason})"}
-        view = await fetch_vtex_order(self.settings, order_id)
+        view = await vtex_view(self.settings, self.store, order_id)
         return {"vtex": view.order, "vtexError": view.error}
 
     async def status(self, _request: Request, _caller: Caller) -> Response:

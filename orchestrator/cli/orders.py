@@ -278,15 +278,9 @@ def show(
     events = store.events(row.id)
     view = None
     if vtex:  # only then: the VTEX client's imports cost a quarter of a second
-        from orchestrator.ops.check import VtexView, fetch_vtex_order
-        from orchestrator.ops.pause import active_pause
+        from orchestrator.ops.check import vtex_view
 
-        pause = active_pause(settings, store)
-        view = (
-            VtexView(None, f"not asked: the account is paused ({pause.reason})")
-            if pause
-            else asyncio.run(fetch_vtex_order(settings, row.order_id))
-        )
+        view = asyncio.run(vtex_view(settings, store, row.order_id))
     if as_json:
         data: dict[str, Any] = {"order": order_json(row), "events": [event_json(e) for e in events]}
         if view is not None:

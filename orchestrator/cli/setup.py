@@ -103,8 +103,9 @@ def resume(
     settings = ctx.obj.logging_settings()
     store = store_for(settings)
     if not force:
-        accepted, message = asyncio.run(probe_credentials(settings))
-        if not accepted:
+        probe = asyncio.run(probe_credentials(settings))
+        if not probe.accepted:
+            message = probe.said(again=True)
             if as_json:
                 Report(True).done(account=settings.account_key, lifted=False, reason=message)
             else:

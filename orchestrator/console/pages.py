@@ -254,19 +254,12 @@ class Console:
         )
 
     async def vtex(self, request: Request, caller: Caller) -> Response:
-        from orchestrator.ops.check import fetch_vtex_order
-        from orchestrator.ops.pause import active_pause
+        from orchestrator.ops.check import vtex_view
 
         row = await self._row(request)
-        pause = await run_in_threadpool(active_pause, self.settings, self.store)
-        order: dict[str, Any] | None
-        error: str | None
-        if pause is not None:
-            order, error = None, f"not asked: the account is paused ({pause.reason})"
-        else:
-            view = await fetch_vtex_order(self.settings, row.order_id)
-            order, error = view.order, view.error
-        theirs = order or {}
+        view = await vtex_view(self.settings, self.store, row.order_id)
+        error = view.error
+        theirs = view.order or {}
         rows = [
             ("state / status", row.state, theirs.get("status", "-")),
             ("value (cents)", row.value, theirs.get("value", "-")),

@@ -9,7 +9,7 @@ from typing import Any
 from orchestrator.settings import ConfigurationError, Settings
 from orchestrator.store.dialects import create_db_engine
 from orchestrator.store.migrate import current_revision
-from orchestrator.vtex.errors import AuthError, VtexError
+from orchestrator.vtex.errors import VtexError
 from orchestrator.wiring import build_client
 
 
@@ -29,6 +29,19 @@ async def fetch_vtex_order(settings: Settings, order_id: str) -> VtexView:
     if call.body is None:
         return VtexView(None, f"VTEX has no order {order_id} (HTTP {call.http_status})")
     return VtexView(call.body if isinstance(call.body, dict) else None, None)
+
+
+async def vtex_view(settings: Settings, store: Any, order_id: str) -> VtexView:
+    """VTEX's view of one order for `show --vtex`, the API and the console, unless the account is
+    paused: then VTEX is not asked, and the view says why."""
+    import asyncio
+
+    from orchestrator.ops.pause import active_pause
+
+    pause = await asyncio.to_thread(active_pause, settings, store)
+    if pause is not None:
+        return VtexView(None, f"not asked: the account is paused ({pause.reason})")
+    return await fetch_vtex_order(settings, order_id)
 
 
 async def check_setup(settings: Settings) -> list[tuple[str, bool, str]]:
@@ -66,22 +79,12 @@ async def check_setup(settings: Settings) -> list[tuple[str, bool, str]]:
             )
     except Exception as exc:  # any failure is the answer to "does the database work?"
         results.append(("database", False, explain(exc)))
+    from orchestrator.ops.pause import probe_credentials
+
     try:
-        client = build_client(settings)
+        probe = await probe_credentials(settings)
     except ConfigurationError as exc:
         results.append(("VTEX", False, str(exc)))
         return results
-    async with client:
-        try:
-            call = await client.get_order("orchestrator-check-0")
-        except AuthError as exc:
-            results.append(
-                ("VTEX", False, f"{settings.base_url} rejected the credentials (HTTP {exc.http_status})")
-            )
-        except VtexError as exc:
-            results.append(("VTEX", False, f"cannot use {settings.base_url}: {exc.describe()}"))
-        else:
-            results.append(
-                ("VTEX", True, f"{settings.base_url} accepts the credentials (HTTP {call.http_status})")
-            )
+    results.append(("VTEX", probe.accepted, probe.said()))
     return results

@@ -8,6 +8,8 @@ it here resumes them too.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from orchestrator.clock import utcnow
 from orchestrator.durations import format_duration
 from orchestrator.ops.refusal import OperationError
@@ -41,18 +43,37 @@ def ensure_not_paused(settings: Settings, store: Store) -> None:
         raise AccountPaused(pause)
 
 
-async def probe_credentials(settings: Settings) -> tuple[bool, str]:
-    """One harmless read (a Get order VTEX answers 404 to): (accepted, what VTEX said)."""
+@dataclass(frozen=True)
+class Probe:
+    """What one harmless read told of the credentials (`check`, `resume`, a daemon's start)."""
+
+    base_url: str
+    accepted: bool
+    http_status: int | None
+    problem: str | None = None  # VTEX could not be used at all (not a verdict on the credentials)
+
+    def said(self, *, again: bool = False) -> str:
+        """In words; `again` when a pause is already there (VTEX *still* rejects them)."""
+        if self.problem is not None:
+            return f"cannot use {self.base_url}: {self.problem}"
+        if self.accepted:
+            return f"{self.base_url} accepts the credentials (HTTP {self.http_status})"
+        verb = "still rejects" if again else "rejected"
+        return f"{self.base_url} {verb} the credentials (HTTP {self.http_status})"
+
+
+async def probe_credentials(settings: Settings) -> Probe:
+    """One harmless read (a Get order VTEX answers 404 to)."""
     from orchestrator.wiring import build_client
 
     async with build_client(settings) as client:
         try:
             call = await client.get_order(PROBE_ORDER)
         except AuthError as exc:
-            return False, f"{settings.base_url} still rejects the credentials (HTTP {exc.http_status})"
+            return Probe(settings.base_url, False, exc.http_status)
         except VtexError as exc:
-            return False, f"cannot use {settings.base_url}: {exc.describe()}"
-    return True, f"{settings.base_url} accepts the credentials (HTTP {call.http_status})"
+            return Probe(settings.base_url, False, None, exc.describe())
+    return Probe(settings.base_url, True, call.http_status)
 
 
 def lift(settings: Settings, store: Store) -> AccountPause | None:

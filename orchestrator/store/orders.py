@@ -203,7 +203,6 @@ class OrderWrites(StoreBase):
                 sa.select(ORDERS).where(c.order_id.in_([o.order_id for o in stale]))
             ).mappings()
         }
-        lease_now = self._lease_now(conn, now)
         outcomes: list[Replacement | Conflict | None] = []
         for order in stale:
             row = rows[order.order_id]
@@ -211,30 +210,15 @@ class OrderWrites(StoreBase):
                 row, order, row.state == State.CANCELED and self._canceled_locally(conn, row.id), now
             )
             if isinstance(outcome, Replacement):
-                result = conn.execute(
-                    sa.update(ORDERS)
-                    .where(
-                        c.id == row.id,
-                        c.version == row.version,
-                        sa.or_(c.lease_owner.is_(None), c.lease_expires_at < lease_now),
-                    )
-                    .values(
-                        **fit(dict(outcome.values), ORDER_LIMITS),
-                        lease_owner=None,
-                        lease_expires_at=None,
-                        version=c.version + 1,
-                        updated_at=now,
-                    )
-                )
-                if result.rowcount != 1:
+                events = [{**e, "worker": e.get("worker") or worker} for e in outcome.events]
+                if not self._write_unleased(
+                    conn, c.id == row.id, row.version, values=outcome.values, events=events, now=now
+                ):
                     outcome = Conflict(
                         order.line,
                         "order.marketplaceOrderId",
                         f"{row.order_id} is being worked on by a daemon right now; import again in a moment",
                     )
-                else:
-                    events = [{**e, "worker": e.get("worker") or worker} for e in outcome.events]
-                    conn.execute(sa.insert(EVENTS), fit_events(events))
             outcomes.append(outcome)
         return outcomes
 
@@ -413,27 +397,46 @@ class OrderWrites(StoreBase):
         c = ORDERS.c
         try:
             with self.engine.begin() as conn:
-                lease_now = self._lease_now(conn, now)
                 for order_id, values, events, expected_version in changes:
-                    result = conn.execute(
-                        sa.update(ORDERS)
-                        .where(
-                            c.order_id == order_id,
-                            c.version == expected_version,
-                            sa.or_(c.lease_owner.is_(None), c.lease_expires_at < lease_now),
-                        )
-                        .values(
-                            **fit(dict(values), ORDER_LIMITS),
-                            lease_owner=None,
-                            lease_expires_at=None,
-                            version=c.version + 1,
-                            updated_at=now,
-                        )
-                    )
-                    if result.rowcount != 1:
+                    if not self._write_unleased(
+                        conn, c.order_id == order_id, expected_version, values=values, events=events, now=now
+                    ):
                         raise _RollBack
-                    if events:
-                        conn.execute(sa.insert(EVENTS), fit_events(events))
         except _RollBack:
             return False
+        return True
+
+    def _write_unleased(
+        self,
+        conn: sa.Connection,
+        which: sa.ColumnElement[bool],
+        expected_version: int,
+        *,
+        values: dict[str, Any],
+        events: list[dict[str, Any]],
+        now: datetime,
+    ) -> bool:
+        """The one fenced write of a change made outside a step (an operator, a replacing import):
+        only while no worker holds the order and its version is the one the change was read at."""
+        c = ORDERS.c
+        lease_now = self._lease_now(conn, now)
+        result = conn.execute(
+            sa.update(ORDERS)
+            .where(
+                which,
+                c.version == expected_version,
+                sa.or_(c.lease_owner.is_(None), c.lease_expires_at < lease_now),
+            )
+            .values(
+                **fit(dict(values), ORDER_LIMITS),
+                lease_owner=None,
+                lease_expires_at=None,
+                version=c.version + 1,
+                updated_at=now,
+            )
+        )
+        if result.rowcount != 1:
+            return False
+        if events:
+            conn.execute(sa.insert(EVENTS), fit_events(events))
         return True
