@@ -183,14 +183,12 @@ class Routes:
         from orchestrator.ops.views import event_json, order_json
 
         key = request.path_params["order_id"]
-        row = await run_in_threadpool(self.store.find, key)
-        if row is None:
-            found = await run_in_threadpool(self.store.find_any, key)
-            if len(found) > 1:
-                return error(409, f"{len(found)} orders match {key!r}", matches=[r.order_id for r in found])
-            if not found:
-                raise NotFound(key)
-            row = found[0]
+        found = await run_in_threadpool(self.store.find_any, key)
+        if len(found) > 1:
+            return error(409, f"{len(found)} orders match {key!r}", matches=[r.order_id for r in found])
+        if not found:
+            raise NotFound(key)
+        row = found[0]
         events = await run_in_threadpool(self.store.events, row.id)
         data: dict[str, Any] = {"order": order_json(row), "events": [event_json(e) for e in events]}
         if request.query_params.get("vtex") in ("1", "true"):

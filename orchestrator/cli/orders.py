@@ -296,9 +296,6 @@ def show(
 def find_one(store: Any, key: str) -> Any:
     """The one order `key` names: its VTEX order id, else its marketplace order id or invoice
     number (what store staff and customers quote). Several matches are listed, not guessed."""
-    row = store.find(key)
-    if row is not None:
-        return row
     found = store.find_any(key)
     if len(found) == 1:
         return found[0]

@@ -92,13 +92,16 @@ def _decode(sort: str, cursor: str) -> tuple[object, int]:
 
 class Listing(StoreBase):
     def find_any(self, key: str, limit: int = 20) -> list[OrderRow]:
-        """Orders whose VTEX order id, marketplace order id or invoice number is `key` (three index
-        seeks). The VTEX order id is unique; the others may name several orders."""
+        """The orders `key` names: the one whose VTEX order id it is (unique, so it wins), else
+        those whose marketplace order id or invoice number it is (three index seeks in one query;
+        those two may name several orders)."""
         c = ORDERS.c
         match = sa.or_(c.order_id == key, c.marketplace_order_id == key, c.invoice_number == key)
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(ORDERS).where(match).order_by(c.id).limit(limit)).mappings()
-            return [OrderRow.from_mapping(r) for r in rows]
+            found = [OrderRow.from_mapping(r) for r in rows]
+        exact = [row for row in found if row.order_id == key]
+        return exact or found
 
     def list_orders(
         self,
