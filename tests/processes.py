@@ -11,6 +11,16 @@ from pathlib import Path
 from typing import Any
 
 
+def run_cli(
+    env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`python -m orchestrator ARGS` as a script would run it: piped, its output captured."""
+    command = [sys.executable, "-m", "orchestrator", *args]
+    return subprocess.run(
+        command, input=stdin, text=True, env=env, capture_output=True, timeout=timeout, check=False
+    )
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

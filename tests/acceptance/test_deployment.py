@@ -17,6 +17,7 @@ from orchestrator import __version__
 from orchestrator.ops.metrics import Metrics
 from orchestrator.sandbox.process import SandboxProcess, client_env
 from tests.factories import import_lines as lines_of
+from tests.processes import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -30,14 +31,7 @@ def test_under_systemd_the_daemon_says_ready_feeds_the_watchdog_and_says_stoppin
     daemon = None
     try:
         env = client_env(f"sqlite:///{tmp_path / 'o.db'}", sandbox.url, ORCHESTRATOR_TICK="200ms")
-        subprocess.run(
-            [sys.executable, "-m", "orchestrator", "import", "-"],
-            input="\n".join(lines_of(3)),
-            text=True,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        assert run_cli(env, "import", "-", stdin="\n".join(lines_of(3))).returncode == 0
         env |= {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "1000000"}
         with (tmp_path / "daemon.log").open("w") as log:
             daemon = subprocess.Popen(

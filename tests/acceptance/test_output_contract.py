@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from orchestrator.sandbox.process import SandboxProcess, client_env
 from tests.factories import import_lines as lines_of
 from tests.factories import import_record
+from tests.processes import run_cli
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 LOOKS_LIKE_TIME = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d")
@@ -54,15 +54,7 @@ def test_scripts_can_rely_on_json_exit_codes_logs_and_unwrapped_tables(tmp_path:
         env.pop("COLUMNS", None)
 
         def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [sys.executable, "-m", "orchestrator", *args],
-                check=False,
-                input=stdin,
-                text=True,
-                env=env,
-                capture_output=True,
-                timeout=120,
-            )
+            return run_cli(env, *args, stdin=stdin)
 
         refused = import_record(9, with_invoice=False)
         refused["order"]["marketplacePaymentValue"] = 999  # VTEX answers FMT007

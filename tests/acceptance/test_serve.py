@@ -13,6 +13,7 @@ import httpx
 
 from orchestrator.sandbox.process import SandboxProcess, client_env
 from tests.factories import import_record
+from tests.processes import run_cli
 
 
 def test_serve_takes_an_order_that_the_daemon_finishes(tmp_path: Path) -> None:
@@ -28,8 +29,7 @@ def test_serve_takes_an_order_that_the_daemon_finishes(tmp_path: Path) -> None:
         )
 
         def cli(*args: str) -> subprocess.CompletedProcess[str]:
-            command = [sys.executable, "-m", "orchestrator", *args]
-            return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+            return run_cli(env, *args)
 
         token = json.loads(cli("token", "create", "--name", "pos", "--role", "intake", "--json").stdout)[
             "token"

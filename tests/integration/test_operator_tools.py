@@ -22,6 +22,7 @@ from orchestrator.store.store import Store
 from orchestrator.store.tables import ORDERS
 from tests.factories import import_lines as lines_of
 from tests.factories import import_record, invoice_for
+from tests.integration.test_cli import STATUS_KEYS
 
 GRACE = timedelta(minutes=30)
 RULES = StuckRules.parse("", GRACE)
@@ -171,18 +172,7 @@ def test_status_stuck_json_shape_is_pinned(served: tuple[Sandbox, CliRunner]) ->
     runner.invoke(app, ["import", "-"], input=json.dumps(import_record(1, value=5, with_invoice=False)))
     runner.invoke(app, ["run", "--until-done"])
     data = json.loads(runner.invoke(app, ["status", "--stuck", "--json"]).output)
-    assert set(data) == {
-        "generatedAt",
-        "counts",
-        "oldest",
-        "accounts",
-        "throttled",
-        "daemons",
-        "canceledInVtex",
-        "stuckRules",
-        "stuckTotal",
-        "stuck",
-    }
+    assert set(data) == STATUS_KEYS
     assert set(data["stuckRules"]) == {"thresholdSeconds", "openIntentSeconds"}
     [entry] = data["stuck"]
     assert set(entry) == {
