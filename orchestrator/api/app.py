@@ -94,7 +94,8 @@ class Api:
 
             if is_database_error(exc):
                 return error(503, f"database: {explain(exc)}", headers={"Retry-After": "5"})
-            self.log.error("API call failed", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+            # The exception's type and where, not its text: a bug's message could quote an order.
+            self.log.error("API call failed", path=request.url.path, error=type(exc).__name__)
             return error(500, "internal error; the API's log has the details")
 
 

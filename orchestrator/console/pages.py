@@ -23,6 +23,7 @@ from orchestrator.clock import utcnow
 from orchestrator.console import session
 from orchestrator.console.chart import hourly_chart
 from orchestrator.durations import format_duration
+from orchestrator.log import get_logger
 from orchestrator.ops.refusal import OperationError
 from orchestrator.settings import Settings
 from orchestrator.store.store import Store
@@ -41,6 +42,7 @@ class Console:
         self.settings = settings
         self.store = store
         self.auth = Authenticator(store)
+        self._log = get_logger(component="console")
 
     def routes(self) -> list[Route]:
         return [
@@ -88,6 +90,8 @@ class Console:
             problem = (
                 "not a valid token" if caller is None else f"the {caller.role} role cannot use the console"
             )
+            client = request.client.host if request.client else "-"
+            self._log.warning("console login failed", client=client, reason=problem)  # never the token
             return self.page(request, "login.html", 401, title="Log in", caller=None, problem=problem)
         response = RedirectResponse("/", status_code=303)
         session.start(response, request, token)

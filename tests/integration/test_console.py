@@ -8,6 +8,7 @@ import json
 import re
 
 import httpx
+from structlog.testing import capture_logs
 
 from tests.api_server import Served, api_served
 from tests.daemon_runs import run_until
@@ -41,7 +42,9 @@ def test_login_overview_search_retry_csrf_and_escaping(served: Served) -> None:
 
     anonymous = httpx.Client(base_url=served.url)
     assert anonymous.get("/").status_code == 303  # to the login page
-    refused = anonymous.post("/login", data={"token": "vo_wrong"})
+    with capture_logs() as logs:
+        refused = anonymous.post("/login", data={"token": "vo_wrong"})
+    assert [e["event"] for e in logs] == ["console login failed"] and "vo_wrong" not in json.dumps(logs)
     assert refused.status_code == 401 and "not a valid token" in refused.text
     assert (
         anonymous.post("/login", data={"token": served.tokens["intake"]}).status_code == 401
