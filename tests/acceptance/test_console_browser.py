@@ -70,6 +70,7 @@ def test_an_operator_finds_and_retries_a_failed_order(
     browser.save_screenshot(str(shots / "login.png"))
     browser.find_element(By.NAME, "token").send_keys(served.tokens["operator"])
     browser.find_element(By.TAG_NAME, "form").submit()
+    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.TAG_NAME, "h1").text != "Log in")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Overview"
     count = {
         e.get_attribute("data-state"): e.text for e in browser.find_elements(By.CSS_SELECTOR, "[data-state]")
@@ -84,7 +85,7 @@ def test_an_operator_finds_and_retries_a_failed_order(
     search = browser.find_element(By.NAME, "q")
     search.send_keys("100001")
     search.submit()
-    assert browser.current_url.endswith("/orders/ABC-100001")
+    WebDriverWait(browser, 10).until(lambda d: d.current_url.endswith("/orders/ABC-100001"))
     assert browser.title.startswith("ABC-100001")  # the customer's "script" did not run
     assert "<script>document.title='owned'</script>" in browser.find_element(By.ID, "facts").text
     browser.save_screenshot(str(shots / "order.png"))
@@ -97,9 +98,16 @@ def test_an_operator_finds_and_retries_a_failed_order(
     assert served.store.find("ABC-100001").state == "failed"  # type: ignore[union-attr]
 
     browser.find_element(By.CSS_SELECTOR, "a[href$='/confirm/retry'] button").click()
+    confirm = WebDriverWait(browser, 10).until(
+        lambda d: d.find_elements(By.XPATH, "//button[starts-with(., 'Yes, retry')]")
+    )
     browser.save_screenshot(str(shots / "confirm.png"))
-    browser.find_element(By.XPATH, "//button[starts-with(., 'Yes, retry')]").click()
-    assert "back in imported" in browser.find_element(By.CLASS_NAME, "ok").text
+    confirm[0].click()
+    # The click starts a navigation that the driver does not always wait for: wait for its page.
+    outcome = WebDriverWait(browser, 10).until(
+        lambda d: d.find_elements(By.CLASS_NAME, "ok") or d.find_elements(By.CLASS_NAME, "alert")
+    )
+    assert "back in imported" in outcome[0].text, browser.page_source
     assert browser.find_element(By.CSS_SELECTOR, "h1 span").text == "imported"
     assert served.store.find("ABC-100001").state != "failed"  # type: ignore[union-attr]
 
