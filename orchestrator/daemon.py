@@ -23,7 +23,7 @@ import asyncio
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from orchestrator.clock import OffsetClock, utcnow
+from orchestrator.lanes import Lane
 from orchestrator.log import get_logger
 from orchestrator.ops.health import Health
 from orchestrator.ops.metrics import Metrics, probe_handler
@@ -68,10 +69,9 @@ class Daemon:
         self,
         config: DaemonConfig,
         database: DatabaseThread,
-        stepper: Stepper,
+        lanes: Sequence[Lane],
         writer: BatchWriter,
         *,
-        guard: AccountGuard,
         clock: Callable[[], datetime] = utcnow,
         metrics: Metrics | None = None,
         metrics_socket: socket.socket | None = None,
@@ -90,10 +90,10 @@ class Daemon:
         self._claim_paused_until = 0.0
         self.config = config
         self.db = database
-        self.stepper = stepper
+        self.lanes = {lane.name: lane for lane in lanes}
+        self._claim_order = list(self.lanes)  # rotated after each claim round: no lane always first
         self.writer = writer
         writer.on_commit = self.database_result
-        self.guard = guard
         self.clock = clock
         self.in_flight: dict[int, asyncio.Task[bool]] = {}
         self.steps_done = 0
@@ -125,9 +125,22 @@ class Daemon:
             self._log.error("stopping: cannot carry on", error=error)
         self.request_stop(error)
 
-    def persist_pause(self, pause: AccountPause | None) -> None:
-        """Record an account pause (or its end) for status and for other daemons."""
-        self._spawn(self.db.run(self.db.store.save_account_pause, self.guard.account, pause, self.clock()))
+    @property
+    def stepper(self) -> Stepper:
+        """The first account's stepper (the only one of a single-account set-up)."""
+        return next(iter(self.lanes.values())).stepper
+
+    @property
+    def guard(self) -> AccountGuard:
+        return next(iter(self.lanes.values())).guard
+
+    def persist_pause(self, lane: Lane, pause: AccountPause | None) -> None:
+        """Record an account pause (or its end) for status and for other daemons; at its end,
+        the account's orders parked until then are due at once."""
+        now = self.clock()
+        self._spawn(self.db.run(self.db.store.save_account_pause, lane.guard.account, pause, now))
+        if pause is None:
+            self._spawn(self.db.run(self.db.store.wake_paused, lane.name, now))
 
     def _spawn(self, work: object) -> None:
         task = asyncio.ensure_future(work)  # type: ignore[call-overload]
@@ -270,40 +283,60 @@ class Daemon:
             self.health.database_failed(explain(error))
 
     async def _claim_until_full(self) -> None:
+        """Claim for each account that is not paused, as many of its due orders as it has free
+        slots; again while some account filled all its slots (more may be due)."""
         while not self._stopping:
             now = self.clock()
-            await self._refresh_account(now)
-            if self.guard.is_paused(now):
-                if self._until_done and not self.in_flight:
-                    reason = self.guard.pause_state.reason if self.guard.pause_state else ""
-                    self.request_stop("account paused: " + reason)
-                return
-            free = min(self.config.concurrency - len(self.in_flight), MAX_CLAIM)
-            if free <= 0:
-                return
-            rows: list[OrderRow] = await self.db.run(
-                self.db.store.claim_due, self.config.worker_id, now, self.config.lease, free
-            )
-            self.health.database_ok()
-            for row in rows:
-                self.in_flight[row.id] = asyncio.create_task(self._step(row), name=f"step-{row.order_id}")
-            if not rows:
-                if self._until_done and not self.in_flight and await self._nothing_left():
-                    self.request_stop("no order can progress without outside input")
-                return
-            if len(rows) < free:
+            await self._refresh_accounts(now)
+            active = [self.lanes[name] for name in self._claim_order if not self.lanes[name].is_paused(now)]
+            self._claim_order.append(self._claim_order.pop(0))
+            more = False
+            claimed = 0
+            for lane in active:
+                free = min(lane.free, MAX_CLAIM)
+                if free <= 0 or self._stopping:
+                    continue
+                rows: list[OrderRow] = await self.db.run(
+                    self.db.store.claim_due, self.config.worker_id, now, self.config.lease, free, lane.name
+                )
+                self.health.database_ok()
+                for row in rows:
+                    lane.in_flight.add(row.id)
+                    self.in_flight[row.id] = asyncio.create_task(
+                        self._step(lane, row), name=f"step-{row.order_id}"
+                    )
+                claimed += len(rows)
+                more = more or len(rows) == free
+            if not claimed and self._until_done and not self.in_flight:
+                await self._stop_if_done(now, active)
+            if not more:
                 return  # everything due is claimed; the next wake-up brings more
 
-    async def _refresh_account(self, now: datetime) -> None:
+    async def _stop_if_done(self, now: datetime, active: list[Lane]) -> None:
+        """`--until-done`: stop once no order of an account that is not paused can move; a
+        paused account's orders wait for its pause, so the reason names it."""
+        if active and not await self._nothing_left([lane.name for lane in active]):
+            return  # scheduled for later
+        paused = [(lane.name, lane.guard.pause_state) for lane in self.lanes.values() if lane.is_paused(now)]
+        if paused:
+            many = len(self.lanes) > 1
+            reasons = "; ".join(f"{name}: {p.reason}" if many else p.reason for name, p in paused if p)
+            self.request_stop("account paused: " + reasons)
+        else:
+            self.request_stop("no order can progress without outside input")
+
+    async def _refresh_accounts(self, now: datetime) -> None:
+        """Adopt the pauses other daemons recorded (or lifted): one read for every account."""
         if self._account_read_at is not None and now - self._account_read_at < ACCOUNT_REFRESH:
             return
         self._account_read_at = now
-        stored = await self.db.run(self.db.store.account_pause, self.guard.account)
-        self.guard.adopt(stored)
+        stored = {p.account: p for p in await self.db.run(self.db.store.account_pauses)}
+        for lane in self.lanes.values():
+            lane.guard.adopt(stored.get(lane.guard.account))
 
-    async def _step(self, row: OrderRow) -> bool:
+    async def _step(self, lane: Lane, row: OrderRow) -> bool:
         try:
-            return await self.stepper.step(row)
+            return await lane.stepper.step(row)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -322,13 +355,14 @@ class Daemon:
             return False
         finally:
             self.in_flight.pop(row.id, None)
+            lane.in_flight.discard(row.id)
             self.steps_done += 1
             due_now = row.next_run_at is not None and row.next_run_at <= self.clock()
             if due_now or (self._until_done and not self.in_flight):
                 self._wake.set()
 
-    async def _nothing_left(self) -> bool:
-        count: int = await self.db.run(self.db.store.count_progressable)
+    async def _nothing_left(self, accounts: list[str] | None) -> bool:
+        count: int = await self.db.run(self.db.store.count_progressable, accounts)
         return count == 0
 
     async def sync_clock(self) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -32,7 +32,8 @@ from orchestrator.validation import (
 )
 from orchestrator.vtex.ids import derive_order_id
 
-KNOWN_KEYS = frozenset({"affiliateId", "order", "invoice", "salesChannel"})
+KNOWN_KEYS = frozenset({"account", "affiliateId", "order", "invoice", "salesChannel"})
+SINGLE = ("default",)  # the accounts of a set-up without `[accounts.NAME]` tables
 MAX_PROBLEMS = 1000  # kept and printed; beyond them only counted (a binary file has one per line)
 Line = str | bytes  # a line as given (tests, the API) or as read from a file (decoded here)
 
@@ -98,19 +99,23 @@ def parse_json(number: int, raw: Line) -> tuple[Any, list[Problem]]:
         return None, [Problem(number, "(line)", f"not valid JSON: {message}")]
 
 
-def parse_line(number: int, raw: Line) -> tuple[Mapping[str, Any] | None, list[Problem]]:
+def parse_line(
+    number: int, raw: Line, accounts: Sequence[str] = SINGLE
+) -> tuple[Mapping[str, Any] | None, list[Problem]]:
     """The line's record if it is valid, else its problems. Building the order is left to the
-    write pass (`build_order`): the check pass needs only its id."""
+    write pass (`build_order`): the check pass needs only its id. `accounts`: the configured
+    accounts' names; a line names one when there are several."""
     record, problems = parse_json(number, raw)
     if problems:
         return None, problems
     if not isinstance(record, Mapping):
         return None, [Problem(number, "(line)", f"must be a JSON object, got {type(record).__name__}")]
     problems = [
-        Problem(number, key, "unknown field (expected affiliateId, order, invoice, salesChannel)")
+        Problem(number, key, "unknown field (expected account, affiliateId, order, invoice, salesChannel)")
         for key in record
         if key not in KNOWN_KEYS
     ]
+    problems += _account_problems(number, record.get("account"), accounts)
     affiliate = record.get("affiliateId")
     if affiliate is None:
         problems.append(Problem(number, "affiliateId", "is required"))
@@ -151,10 +156,31 @@ def parse_line(number: int, raw: Line) -> tuple[Mapping[str, Any] | None, list[P
     return record, []
 
 
-def build_order(record: Mapping[str, Any], line: int = 0) -> NewOrder:
+def _account_problems(number: int, account: Any, accounts: Sequence[str]) -> list[Problem]:
+    configured = ", ".join(accounts)
+    if account is None:
+        if len(accounts) > 1:
+            return [
+                Problem(number, "account", f"is required: several accounts are configured ({configured})")
+            ]
+        return []
+    if not isinstance(account, str) or account not in accounts:
+        return [
+            Problem(number, "account", f"{account!r} is not a configured account (configured: {configured})")
+        ]
+    return []
+
+
+def account_of(record: Mapping[str, Any], accounts: Sequence[str]) -> str:
+    """The account a validated line belongs to: the one it names, or the only one there is."""
+    return str(record.get("account") or accounts[0])
+
+
+def build_order(record: Mapping[str, Any], line: int = 0, accounts: Sequence[str] = SINGLE) -> NewOrder:
     """The order a validated line describes."""
     order, invoice, channel = record["order"], record.get("invoice"), record.get("salesChannel")
     return NewOrder(
+        account=account_of(record, accounts),
         order_id=derive_order_id(record["affiliateId"], order["marketplaceOrderId"]),
         affiliate_id=record["affiliateId"],
         marketplace_order_id=order["marketplaceOrderId"],
@@ -197,10 +223,12 @@ def _digest_bytes(raw: Line) -> bytes:
     return raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
 
 
-def check_lines(lines: Iterable[Line], progress: Progress | None = None, total: int = 0) -> Checked:
+def check_lines(
+    lines: Iterable[Line], progress: Progress | None = None, total: int = 0, accounts: Sequence[str] = SINGLE
+) -> Checked:
     """Every line validated, duplicates within the input found, nothing written."""
     result = Checked()
-    first_seen: dict[str, int] = {}
+    first_seen: dict[tuple[str, str], int] = {}
     digest = hashlib.blake2b()
     for number, raw in enumerate(lines, 1):
         result.lines = number
@@ -209,14 +237,15 @@ def check_lines(lines: Iterable[Line], progress: Progress | None = None, total: 
         if _blank(raw):
             continue
         digest.update(_digest_bytes(raw))
-        record, problems = parse_line(number, raw)
+        record, problems = parse_line(number, raw, accounts)
         result.add(problems)
         if any(p.field == WHOLE_FILE for p in problems):
             break  # a UTF-16 or binary file: one problem says it all
         if record is None:
             continue
         order_id = derive_order_id(record["affiliateId"], record["order"]["marketplaceOrderId"])
-        earlier = first_seen.get(order_id)
+        key = (account_of(record, accounts), order_id)
+        earlier = first_seen.get(key)
         if earlier is not None:
             result.add(
                 [
@@ -228,7 +257,7 @@ def check_lines(lines: Iterable[Line], progress: Progress | None = None, total: 
                 ]
             )
             continue
-        first_seen[order_id] = number
+        first_seen[key] = number
     result.orders, result.digest = len(first_seen), digest.digest()
     return result
 
@@ -237,7 +266,7 @@ class InputChanged(RuntimeError):
     """The input read differently the second time; the transaction is rolled back."""
 
 
-def _orders_again(lines: Iterable[Line], expected: bytes) -> Iterator[NewOrder]:
+def _orders_again(lines: Iterable[Line], expected: bytes, accounts: Sequence[str]) -> Iterator[NewOrder]:
     """The second pass: lines already validated are only built, and the input must hash as it
     did, or the exception rolls back everything written so far."""
     digest = hashlib.blake2b()
@@ -249,7 +278,7 @@ def _orders_again(lines: Iterable[Line], expected: bytes) -> Iterator[NewOrder]:
         try:
             if problems:
                 raise ValueError(problems[0].message)
-            yield build_order(record, number)
+            yield build_order(record, number, accounts)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise InputChanged(f"line {number} changed while importing ({exc}); nothing imported") from None
     if digest.digest() != expected:
@@ -265,6 +294,7 @@ def import_lines(
     progress: Progress | None = None,
     total: int | None = None,
     replace: bool = False,
+    accounts: Sequence[str] = SINGLE,
 ) -> ImportReport:
     """Validate everything, then write everything in one transaction, in two passes over `lines`
     so memory stays flat whatever the input's size. Give a sequence, or a function that reads
@@ -272,7 +302,7 @@ def import_lines(
     read = lines if callable(lines) else (lambda: lines)
     if total is None and isinstance(lines, Sized):
         total = len(lines)
-    checked = check_lines(read(), progress, total or 0)
+    checked = check_lines(read(), progress, total or 0, accounts)
     if progress is not None:
         progress("validating", checked.lines, checked.lines)
     if checked.problems:
@@ -285,7 +315,8 @@ def import_lines(
             progress("writing", done, checked.orders)
 
     decide = partial(repair.decide, replace=replace)
-    outcome = store.insert_orders(_orders_again(read(), checked.digest), now, worker, written, decide)
+    orders = _orders_again(read(), checked.digest, accounts)
+    outcome = store.insert_orders(orders, now, worker, written, decide)
     if outcome.conflicts:
         problems = [Problem(c.line, c.field, c.message) for c in outcome.conflicts]
         return ImportReport([], [], problems, checked.lines, len(problems), conflict=True)

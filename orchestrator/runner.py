@@ -39,7 +39,8 @@ async def run_daemon(
         get_logger(worker=daemon.config.worker_id).info(
             "metrics served", url=f"{daemon.metrics_url}/metrics", health=f"{daemon.metrics_url}/healthz"
         )
-    await _lift_a_stale_pause(settings, store, get_logger(worker=daemon.config.worker_id))
+    for account in settings.all_accounts.values():
+        await _lift_a_stale_pause(account.settings, store, get_logger(worker=daemon.config.worker_id))
     if on_ready is not None:
         on_ready(daemon)
     try:
@@ -62,8 +63,15 @@ async def _lift_a_stale_pause(settings: Settings, store: Store, log: Any) -> Non
     probe = await probe_credentials(settings)
     if probe.accepted:
         lift(settings, store)
-        log.info("VTEX accepts the credentials; account pause lifted at start", reason=pause.reason)
+        log.info(
+            "VTEX accepts the credentials; account pause lifted at start",
+            account=pause.account,
+            reason=pause.reason,
+        )
     else:
         log.warning(
-            "the account stays paused", detail=probe.said(again=True), resume_at=pause.until.isoformat()
+            "the account stays paused",
+            account=pause.account,
+            detail=probe.said(again=True),
+            resume_at=pause.until.isoformat(),
         )

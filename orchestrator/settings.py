@@ -10,7 +10,6 @@ redaction point, so no log line or message can show them even if some library qu
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import socket
@@ -20,17 +19,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from orchestrator.accounts import Account, AccountError, AccountTable, resolve
+from orchestrator.config_checks import check_base_url, check_credential
 from orchestrator.durations import format_duration, parse_duration
 from orchestrator.ops.stuck_rules import StuckRules, StuckRulesError
 from orchestrator.redaction import mask_url, register_secret
 
 DEFAULT_DATABASE_URL = "sqlite:///orchestrator.db"
-# VTEX app keys and tokens are printable ASCII without spaces; anything else is a copying accident.
-_CREDENTIAL = re.compile(r"[\x21-\x7e]+")
 _WORKER_ID = re.compile(r"[\x21-\x7e]{1,80}")
 
 
@@ -78,6 +77,13 @@ class Settings(BaseSettings):
     metrics_host: str = Field("127.0.0.1", validation_alias=_env("ORCHESTRATOR_METRICS_HOST"))
     log_level: str = Field("info", validation_alias=_env("ORCHESTRATOR_LOG_LEVEL"))
     log_format: str = Field("auto", validation_alias=_env("ORCHESTRATOR_LOG_FORMAT"))
+    # `[accounts.NAME]` tables (`orchestrator.accounts`); without any, the VTEX_* settings above
+    # are the one account, named `default`.
+    accounts: dict[str, AccountTable] = Field(
+        default_factory=dict, validation_alias=_env("ORCHESTRATOR_ACCOUNTS")
+    )
+    _resolved: dict[str, Account] = PrivateAttr(default_factory=dict)
+    _account_name: str = PrivateAttr(default="default")  # set on an account's own settings
 
     @field_validator(
         "vtex_timeout",
@@ -100,37 +106,14 @@ class Settings(BaseSettings):
     @field_validator("vtex_app_key", "vtex_app_token")
     @classmethod
     def _credential(cls, value: SecretStr | None) -> SecretStr | None:
-        # The message never quotes the value: it is a secret, even when it is a wrong one.
-        if value is not None and not _CREDENTIAL.fullmatch(value.get_secret_value()):
-            raise ValueError(
-                "contains a space, a line break or another character no VTEX credential has (a trailing "
-                "newline from a secret file or `$(cat ...)`?); remove it"
-            )
+        if value is not None:
+            check_credential(value.get_secret_value())
         return value
 
     @field_validator("vtex_base_url")
     @classmethod
     def _base_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            parts = urlsplit(value.strip())
-            port = parts.port
-        except ValueError:
-            parts, port = None, None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(
-                f"{value!r} is not an http(s) URL with a host, e.g. https://myaccount.vtexcommercestable.com.br"
-            )
-        if parts.query or parts.fragment or parts.username or parts.password:
-            raise ValueError("must be a plain base URL, without user, password, query or fragment")
-        del port  # parsed only to check it is a number in range
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
-            raise ValueError(
-                "http:// would send the app key and token in clear text; use https:// (http is allowed "
-                "only on this machine, for the sandbox: 127.0.0.1, ::1 or localhost)"
-            )
-        return value.strip().rstrip("/")
+        return None if value is None else check_base_url(value)
 
     @field_validator("worker_id")
     @classmethod
@@ -183,6 +166,35 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _accounts_resolve(self) -> Settings:
+        if self.accounts:  # credentials are read (and checked) once, when the settings load
+            try:
+                self._resolved = resolve(self)
+            except AccountError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+    @property
+    def account_name(self) -> str:
+        """The configured account these settings are (`default` for the single-account ones)."""
+        return self._account_name
+
+    @property
+    def all_accounts(self) -> dict[str, Account]:
+        """Every configured account by name; a set-up without tables has one, `default`."""
+        if self._resolved:
+            return self._resolved
+        return resolve(self)
+
+    def account(self, name: str) -> Settings:
+        """The settings an account's orders run with (`default`: these very settings)."""
+        found = self.all_accounts.get(name)
+        if found is None:
+            known = ", ".join(self.all_accounts)
+            raise ConfigurationError(f"no account {name!r} is configured (configured: {known})")
+        return found.settings
+
     @property
     def base_url(self) -> str:
         """Where VTEX (or the sandbox) is: VTEX_BASE_URL, or the account's public API host."""
@@ -207,15 +219,6 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _TomlSource(settings_cls))
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class ConfigurationError(Exception):
@@ -243,6 +246,11 @@ class _TomlSource(PydanticBaseSettingsSource):
             alias.upper(): name for name, info in Settings.model_fields.items() for alias in _aliases(info)
         }
         values: dict[str, Any] = {}
+        accounts = raw.pop("accounts", None)
+        if accounts is not None:
+            if not isinstance(accounts, dict) or not all(isinstance(t, dict) for t in accounts.values()):
+                raise ConfigurationError(f"{path}: accounts must be tables, e.g. [accounts.acme-br]")
+            values["ORCHESTRATOR_ACCOUNTS"] = accounts
         for key, value in _flatten(raw).items():
             name = key if key in Settings.model_fields else by_env.get(key.upper())
             if name is None:
@@ -284,9 +292,10 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 
 def register_secrets(settings: Settings) -> None:
     """Hand every secret of `settings` to the redaction point."""
-    for secret in (settings.vtex_app_key, settings.vtex_app_token):
-        if secret is not None:
-            register_secret(secret.get_secret_value())
+    for account in [settings, *(a.settings for a in settings.all_accounts.values())]:
+        for secret in (account.vtex_app_key, account.vtex_app_token):
+            if secret is not None:
+                register_secret(secret.get_secret_value())
     register_secret(database_password(settings.database_url))
 
 
@@ -343,6 +352,8 @@ def describe(settings: Settings, config_file: Path | None) -> list[dict[str, Any
     from_file = set(_TomlSource(Settings)()) if config_file else set()
     rows = []
     for name, info in Settings.model_fields.items():
+        if name == "accounts":
+            continue  # one row per account's value, below
         variable = _aliases(info)[0]
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
@@ -360,4 +371,34 @@ def describe(settings: Settings, config_file: Path | None) -> list[dict[str, Any
         else:
             source = "default"
         rows.append({"setting": name, "variable": variable, "value": shown, "source": source})
+    return rows + _account_rows(settings, config_file)
+
+
+def _account_rows(settings: Settings, config_file: Path | None) -> list[dict[str, Any]]:
+    """What each `[accounts.NAME]` table makes of its account: the values it runs with (the
+    deployment's where the table is silent) and where the credentials come from."""
+    rows = []
+    for name, table in settings.accounts.items():
+        account = settings.account(name)
+        values = {
+            "base_url": account.base_url,
+            "app_key": f"******** (from {table.app_key_env or table.app_key_file})",
+            "app_token": f"******** (from {table.app_token_env or table.app_token_file})",
+            "grace_period": format_duration(account.grace_period),
+            "max_rpm": account.vtex_max_rpm,
+            "invoice_timing": account.invoice_timing,
+        }
+        for key, shown in values.items():
+            keys = {key, f"{key}_env", f"{key}_file"} | (
+                {"account", "environment"} if key == "base_url" else set()
+            )
+            written = bool(keys & table.model_fields_set)
+            rows.append(
+                {
+                    "setting": f"accounts.{name}.{key}",
+                    "variable": f"accounts.{name}.{key}",  # its dotted TOML key
+                    "value": shown,
+                    "source": f"file {config_file}" if written else "deployment default",
+                }
+            )
     return rows

@@ -11,11 +11,14 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
+from typing import Any
 
 import httpx
 
 from orchestrator.clock import OffsetClock, utcnow
 from orchestrator.daemon import Daemon, DaemonConfig
+from orchestrator.lanes import Lane
 from orchestrator.log import get_logger
 from orchestrator.ops.metrics import Metrics
 from orchestrator.ops.probe_server import BACKLOG
@@ -119,12 +122,13 @@ class DaemonParts:
     """A daemon and what it owns, to be closed after it ran."""
 
     daemon: Daemon
-    client: VtexClient
+    clients: list[VtexClient]
     database: DatabaseThread
     metrics_socket: socket.socket | None
 
     async def close(self) -> None:
-        await self.client.aclose()
+        for client in self.clients:
+            await client.aclose()
         self.database.close()
         if self.metrics_socket is not None:
             self.metrics_socket.close()
@@ -139,12 +143,14 @@ def build_daemon(
     clock: Callable[[], datetime] = utcnow,
 ) -> DaemonParts:
     """The daemon for `settings`: its own lease identity, a clock corrected to the database
-    server's, the database thread, the VTEX client with the shared budget, the group-commit writer,
-    the account guard, the step engine, and the probe server's socket if metrics are on."""
+    server's, the database thread, the group-commit writer, the probe server's socket if metrics
+    are on, and for each configured account a lane (`orchestrator.lanes`): the account's VTEX
+    client with its shared budget, its pause guard and its step engine."""
     identity = process_identity(settings.worker_id)
     daemon_clock = OffsetClock(clock)
     database = DatabaseThread(store)
-    metrics = Metrics() if settings.metrics_port is not None else None
+    accounts = settings.all_accounts
+    metrics = Metrics(accounts=len(accounts) > 1) if settings.metrics_port is not None else None
     metrics_socket = (
         bind(
             settings.metrics_host, settings.metrics_port, setting="ORCHESTRATOR_METRICS_PORT", backlog=BACKLOG
@@ -152,34 +158,24 @@ def build_daemon(
         if settings.metrics_port is not None
         else None
     )
-
-    guard = AccountGuard(settings.account_key, Policies().bad_credentials, get_logger(worker=identity))
-    budget = shared_budget(settings, database)
-    watch = Watch(
-        identity,
-        database,
-        guard,
-        get_logger(worker=identity),
-        metrics=metrics,
-        budget=budget,
-        stuck_rules=settings.stuck_rules,
-    )
-
-    def observe(call: Call, error: VtexError | None) -> None:
-        watch.observe_call(call, error)
-        if observer is not None:
-            observer(call, error)
-
-    client = build_client(settings, transport=transport, observer=observe, budget=budget, identity=identity)
+    log = get_logger(worker=identity)
+    watch = Watch(identity, database, log, metrics=metrics, stuck_rules=settings.stuck_rules)
     writer = BatchWriter(database, identity)
-    stepper = Stepper(
-        client,
-        writer,
-        stepper_config(settings, identity),
-        clock=daemon_clock,
-        guard=guard,
-        on_transition=metrics.observe_transition if metrics is not None else None,
-    )
+    lanes = [
+        _lane(
+            name,
+            account.settings,
+            identity=identity,
+            database=database,
+            writer=writer,
+            watch=watch,
+            clock=daemon_clock,
+            log=log,
+            transport=transport,
+            observer=observer,
+        )
+        for name, account in accounts.items()
+    ]
     daemon = Daemon(
         DaemonConfig(
             worker_id=identity,
@@ -189,9 +185,8 @@ def build_daemon(
             shutdown_timeout=settings.shutdown_timeout,
         ),
         database,
-        stepper,
+        lanes,
         writer,
-        guard=guard,
         clock=daemon_clock,
         metrics=metrics,
         metrics_socket=metrics_socket,
@@ -199,5 +194,46 @@ def build_daemon(
     )
     if metrics_socket is not None:
         daemon.metrics_url = url_of(metrics_socket)
-    guard.persist = daemon.persist_pause
-    return DaemonParts(daemon, client, database, metrics_socket)
+    for lane in lanes:
+        lane.guard.persist = partial(daemon.persist_pause, lane)
+    return DaemonParts(daemon, [lane.client for lane in lanes], database, metrics_socket)
+
+
+def _lane(
+    name: str,
+    settings: Settings,
+    *,
+    identity: str,
+    database: DatabaseThread,
+    writer: BatchWriter,
+    watch: Watch,
+    clock: Callable[[], datetime],
+    log: Any,
+    transport: httpx.AsyncBaseTransport | None,
+    observer: CallObserver | None,
+) -> Lane:
+    """One account's lane: `settings` are that account's (its URL, credentials, budget, grace)."""
+    guard = AccountGuard(settings.account_key, Policies().bad_credentials, log)
+    budget = shared_budget(settings, database)
+    watch.watch_account(name, guard, budget)
+    metrics = watch.metrics
+
+    def observe(call: Call, error: VtexError | None) -> None:
+        watch.observe_call(call, error, name)
+        if observer is not None:
+            observer(call, error)
+
+    def on_transition(trigger: str, source: str, dest: str) -> None:
+        if metrics is not None:
+            metrics.observe_transition(trigger, source, dest, name)
+
+    client = build_client(settings, transport=transport, observer=observe, budget=budget, identity=identity)
+    stepper = Stepper(
+        client,
+        writer,
+        stepper_config(settings, identity),
+        clock=clock,
+        guard=guard,
+        on_transition=on_transition if metrics is not None else None,
+    )
+    return Lane(name, stepper, guard, client, slots=settings.concurrency)

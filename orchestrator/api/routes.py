@@ -85,7 +85,15 @@ class Routes:
 
         lines = order_lines(await read_body(request), request.headers.get("content-type", ""))
         replace = request.query_params.get("replace") in ("1", "true")
-        work = partial(import_lines, lines, self.store, utcnow(), worker=caller.actor, replace=replace)
+        work = partial(
+            import_lines,
+            lines,
+            self.store,
+            utcnow(),
+            worker=caller.actor,
+            replace=replace,
+            accounts=list(self.settings.all_accounts),
+        )
         report = await run_in_threadpool(work)
         if report.problems:
             problems = [
@@ -185,20 +193,20 @@ class Routes:
         key = request.path_params["order_id"]
         found = await run_in_threadpool(self.store.find_any, key)
         if len(found) > 1:
-            return error(409, f"{len(found)} orders match {key!r}", matches=[r.order_id for r in found])
+            return error(409, f"{len(found)} orders match {key!r}", matches=[r.ref for r in found])
         if not found:
             raise NotFound(key)
         row = found[0]
         events = await run_in_threadpool(self.store.events, row.id)
         data: dict[str, Any] = {"order": order_json(row), "events": [event_json(e) for e in events]}
         if request.query_params.get("vtex") in ("1", "true"):
-            data.update(await self._vtex_view(row.order_id))
+            data.update(await self._vtex_view(row.account, row.order_id))
         return JSONResponse(data)
 
-    async def _vtex_view(self, order_id: str) -> dict[str, Any]:
+    async def _vtex_view(self, account: str, order_id: str) -> dict[str, Any]:
         from orchestrator.ops.check import vtex_view
 
-        view = await vtex_view(self.settings, self.store, order_id)
+        view = await vtex_view(self.settings.account(account), self.store, order_id)
         return {"vtex": view.order, "vtexError": view.error}
 
     async def status(self, _request: Request, _caller: Caller) -> Response:

@@ -56,6 +56,7 @@ def import_command(
                 progress=progress,
                 total=total,
                 replace=replace,
+                accounts=list(settings.all_accounts),
             )
     if len(report.imported) >= 1000:
         store.optimize()  # many new rows: refresh the planner's statistics now
@@ -280,7 +281,7 @@ def show(
     if vtex:  # only then: the VTEX client's imports cost a quarter of a second
         from orchestrator.ops.check import vtex_view
 
-        view = asyncio.run(vtex_view(settings, store, row.order_id))
+        view = asyncio.run(vtex_view(settings.account(row.account), store, row.order_id))
     if as_json:
         data: dict[str, Any] = {"order": order_json(row), "events": [event_json(e) for e in events]}
         if view is not None:

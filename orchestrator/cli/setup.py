@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -72,12 +72,19 @@ def check(ctx: typer.Context, as_json: Annotated[bool, json_option()] = False) -
 
     settings = ctx.obj.logging_settings()
     results = asyncio.run(check_setup(settings))
-    if all(ok for _name, ok, _message in results):
+    if results[0][1]:  # the database works: lift the pause of each account VTEX accepts again
+        from orchestrator.ops.check import vtex_label
         from orchestrator.ops.pause import lift
 
-        lifted = lift(settings, store_for(settings))
-        if lifted is not None:
-            results.append(("pause", True, f"lifted the account pause ({lifted.reason}); daemons resume"))
+        accounts = settings.all_accounts
+        verdicts = {name: ok for name, ok, _message in results}
+        for name, account in accounts.items():
+            if not verdicts.get(vtex_label(name, len(accounts))):
+                continue
+            lifted = lift(account.settings, store_for(settings))
+            if lifted is not None:
+                what = "the account pause" if len(accounts) == 1 else f"the pause of account {name}"
+                results.append(("pause", True, f"lifted {what} ({lifted.reason}); daemons resume"))
     failed = False
     report = Report(as_json)
     for name, ok, message in results:
@@ -95,6 +102,9 @@ def check(ctx: typer.Context, as_json: Annotated[bool, json_option()] = False) -
 def resume(
     ctx: typer.Context,
     force: Annotated[bool, typer.Option("--force", help="Lift the pause without asking VTEX first.")] = False,
+    account: Annotated[
+        str | None, typer.Option("--account", help="Only this configured account (default: every one).")
+    ] = None,
     as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Lift the account pause once VTEX accepts the credentials again (checked with one harmless read)."""
@@ -102,26 +112,51 @@ def resume(
 
     settings = ctx.obj.logging_settings()
     store = store_for(settings)
-    if not force:
-        probe = asyncio.run(probe_credentials(settings))
-        if not probe.accepted:
-            message = probe.said(again=True)
-            if as_json:
-                Report(True).done(account=settings.account_key, lifted=False, reason=message)
-            else:
-                err_line(f"{message}; the pause stays", "not resumed")
-            raise typer.Exit(exits.PAUSED)
-    lifted = lift(settings, store)
+    chosen = (
+        {account: settings.account(account)}
+        if account
+        else {name: a.settings for name, a in settings.all_accounts.items()}
+    )
     report = Report(as_json)
-    if lifted is None:
-        report.note(f"VTEX account {settings.account_key} was not paused")
-    else:
-        report.note(
-            f"VTEX account {settings.account_key}: pause lifted ({lifted.reason}); "
-            "running daemons resume within seconds"
+    outcomes: list[dict[str, Any]] = []
+    refused = False
+    for name, account_settings in chosen.items():
+        key = account_settings.account_key
+        if not force:
+            probe = asyncio.run(probe_credentials(account_settings))
+            if not probe.accepted:
+                message = probe.said(again=True)
+                refused = True
+                outcomes.append({"account": key, "name": name, "lifted": False, "reason": message})
+                if not as_json:
+                    err_line(f"{message}; the pause stays", "not resumed")
+                continue
+        lifted = lift(account_settings, store)
+        if lifted is None:
+            report.note(f"VTEX account {key} was not paused")
+        else:
+            report.note(
+                f"VTEX account {key}: pause lifted ({lifted.reason}); running daemons resume within seconds"
+            )
+        outcomes.append(
+            {
+                "account": key,
+                "name": name,
+                "lifted": lifted is not None,
+                "reason": lifted.reason if lifted else None,
+            }
         )
-    reason = lifted.reason if lifted else None
-    report.done(account=settings.account_key, lifted=lifted is not None, reason=reason)
+    if len(outcomes) == 1:
+        single = {k: v for k, v in outcomes[0].items() if k != "name"}
+        if refused:
+            if as_json:
+                Report(True).done(**single)
+            raise typer.Exit(exits.PAUSED)
+        report.done(**single)
+        return
+    report.done(accounts=outcomes)
+    if refused:
+        raise typer.Exit(exits.PAUSED)
 
 
 @app.command()
@@ -143,6 +178,14 @@ def sandbox(
     lenient: Annotated[
         bool, typer.Option(help="Benchmarks only: skip Place's body, catalog and payment checks.")
     ] = False,
+    account: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--account",
+            help="Also serve this VTEX account, under /accounts/NAME with its own orders, credentials "
+            "and faults (repeat for more).",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for fault injection.")] = 0,
     latency_ms: Annotated[float, typer.Option(help="Added latency per request.")] = 0.0,
     jitter_ms: Annotated[float, typer.Option(help="Random extra latency, up to this much.")] = 0.0,
@@ -171,6 +214,9 @@ def sandbox(
     ] = None,
 ) -> None:
     """Serve the VTEX sandbox over HTTP (a faithful, stateful simulator of VTEX OMS)."""
+    from dataclasses import replace
+
+    from orchestrator.accounts import ACCOUNT_NAME
     from orchestrator.sandbox import Catalog, FaultConfig, Faults, Sandbox, SandboxConfig, SandboxOms
     from orchestrator.sandbox.server import serve_forever
 
@@ -212,14 +258,27 @@ def sandbox(
         endless=endless,
     )
     oms = SandboxOms(config, Catalog.from_file(catalog) if catalog else None)
+    served = Sandbox(oms, Faults(faults))
+    for name in account or ():
+        if not ACCOUNT_NAME.fullmatch(name):
+            raise typer.BadParameter(f"--account {name!r}: 1 to 40 lowercase letters, digits, '-' or '_'")
+        own = replace(
+            config, account=name, app_key=f"vtexappkey-{name}-SANDBOX", app_token=f"{name}-sandbox-token"
+        )
+        served.add_account(name, Sandbox(SandboxOms(own, oms.catalog), Faults(replace(faults))))
 
     def ready(url: str) -> None:
         typer.echo(f"VTEX sandbox listening on {url} (grace period {grace_seconds:g}s)")
         # The documented default credentials are public; ones given on the command line are not echoed.
         token = config.app_token if app_token is None else "<the --app-token you gave>"
         typer.echo(f"VTEX_BASE_URL={url} VTEX_APP_KEY={config.app_key} VTEX_APP_TOKEN={token}")
+        for name, other in served.accounts.items():
+            own = other.oms.config
+            typer.echo(
+                f"account {name}: base_url={url}/accounts/{name} app key={own.app_key} token={own.app_token}"
+            )
 
-    serve_forever(Sandbox(oms, Faults(faults)), host, port, on_ready=ready)
+    serve_forever(served, host, port, on_ready=ready)
 
 
 @app.command()

@@ -261,7 +261,7 @@ class Console:
         from orchestrator.ops.check import vtex_view
 
         row = await self._row(request)
-        view = await vtex_view(self.settings, self.store, row.order_id)
+        view = await vtex_view(self.settings.account(row.account), self.store, row.order_id)
         error = view.error
         theirs = view.order or {}
         rows = [

@@ -73,7 +73,11 @@ def apply_all(
         problems: list[str] = []
         open_intents: list[OpenIntent] = []
         for line in lines:
-            row = store.find(line.order_id)
+            try:
+                row = store.find(line.order_id)
+            except OperationError as exc:  # an id several accounts hold
+                problems.append(f"line {line.number}: orderId: {exc}")
+                continue
             if row is None:
                 problems.append(f"line {line.number}: orderId: no order {line.order_id!r}")
                 continue
@@ -87,7 +91,7 @@ def apply_all(
                 continue
             if isinstance(result, tuple):
                 values, events, message = result
-                writes.append((line.order_id, values, events, row.version))
+                writes.append((row.ref, values, events, row.version))
                 planned.append(Planned(line.number, line.order_id, True, message))
             else:
                 planned.append(Planned(line.number, line.order_id, False, result.message))

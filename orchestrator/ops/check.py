@@ -81,10 +81,18 @@ async def check_setup(settings: Settings) -> list[tuple[str, bool, str]]:
         results.append(("database", False, explain(exc)))
     from orchestrator.ops.pause import probe_credentials
 
-    try:
-        probe = await probe_credentials(settings)
-    except ConfigurationError as exc:
-        results.append(("VTEX", False, str(exc)))
-        return results
-    results.append(("VTEX", probe.accepted, probe.said()))
+    accounts = settings.all_accounts
+    for name, account in accounts.items():
+        label = vtex_label(name, len(accounts))
+        try:
+            probe = await probe_credentials(account.settings)
+        except ConfigurationError as exc:
+            results.append((label, False, str(exc)))
+            continue
+        results.append((label, probe.accepted, probe.said()))
     return results
+
+
+def vtex_label(account: str, accounts: int) -> str:
+    """How `check` names an account's line: `VTEX`, or `VTEX acme-br` when there are several."""
+    return "VTEX" if accounts == 1 else f"VTEX {account}"

@@ -37,7 +37,6 @@ from prometheus_client import (
 from orchestrator import __version__
 from orchestrator.ops.health import Health
 from orchestrator.ops.probe_server import Answer, Handler
-from orchestrator.store.store import StateCount
 from orchestrator.vtex.client import Call
 from orchestrator.vtex.errors import VtexError
 from states import ORDERED_STATES
@@ -46,10 +45,16 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class Metrics:
-    def __init__(self) -> None:
+    """The daemon's metrics. With several accounts configured, everything that is an account's
+    (orders, transitions, VTEX calls, 429s, pauses) carries an `account` label; a single-account
+    set-up keeps the label sets it always had, so its dashboards and alerts stay as they are."""
+
+    def __init__(self, accounts: bool = False) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.orders = Gauge("orchestrator_orders", "Orders per state.", ["state"], registry=r)
+        self.by_account = accounts
+        a = ["account"] if accounts else []
+        self.orders = Gauge("orchestrator_orders", "Orders per state.", [*a, "state"], registry=r)
         self.oldest_active_age = Gauge(
             "orchestrator_oldest_active_order_age_seconds",
             "Age of the oldest order not yet final.",
@@ -58,23 +63,23 @@ class Metrics:
         self.transitions = Counter(
             "orchestrator_transitions",
             "State transitions made.",
-            ["trigger", "from_state", "to_state"],
+            [*a, "trigger", "from_state", "to_state"],
             registry=r,
         )
         self.failures = Counter(
             "orchestrator_step_failures",
             "Orders put in failed, by the state they failed in.",
-            ["state"],
+            [*a, "state"],
             registry=r,
         )
         self.vtex_latency = Histogram(
             "orchestrator_vtex_request_seconds",
             "VTEX request latency by operation and HTTP status.",
-            ["operation", "status"],
+            [*a, "operation", "status"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.rate_limited = Counter("orchestrator_vtex_rate_limited", "429 answers from VTEX.", registry=r)
+        self.rate_limited = Counter("orchestrator_vtex_rate_limited", "429 answers from VTEX.", a, registry=r)
         self.in_flight = Gauge("orchestrator_steps_in_flight", "Steps running now.", registry=r)
         self.last_tick = Gauge(
             "orchestrator_last_tick_timestamp_seconds",
@@ -85,16 +90,19 @@ class Metrics:
             "orchestrator_account_paused",
             "1 while the account's calls are held: rejected credentials, an endpoint that is not VTEX, "
             "or a 429 pause.",
+            a,
             registry=r,
         )
         self.account_throttled = Gauge(
             "orchestrator_account_throttled_seconds",
             "Seconds left of the pause VTEX's last 429 imposed (0 when none).",
+            a,
             registry=r,
         )
         self.canceled_in_vtex = Counter(
             "orchestrator_orders_canceled_in_vtex",
             "Orders VTEX reported canceled without this orchestrator asking (VTEX Admin, the customer).",
+            a,
             registry=r,
         )
         self.stuck = Gauge(
@@ -113,18 +121,23 @@ class Metrics:
 
     # -- fed by the client and the engine ------------------------------------------------------
 
-    def observe_call(self, call: Call, error: VtexError | None) -> None:
-        status = str(call.http_status) if call.http_status is not None else "error"
-        self.vtex_latency.labels(call.operation, status).observe(call.duration_ms / 1000)
-        if call.http_status == 429:
-            self.rate_limited.inc()
+    def _of(self, account: str) -> tuple[str, ...]:
+        return (account,) if self.by_account else ()
 
-    def observe_transition(self, trigger: str, source: str, dest: str) -> None:
-        self.transitions.labels(trigger, source, dest).inc()
+    def observe_call(self, call: Call, error: VtexError | None, account: str = "default") -> None:
+        a = self._of(account)
+        status = str(call.http_status) if call.http_status is not None else "error"
+        self.vtex_latency.labels(*a, call.operation, status).observe(call.duration_ms / 1000)
+        if call.http_status == 429:
+            (self.rate_limited.labels(*a) if a else self.rate_limited).inc()
+
+    def observe_transition(self, trigger: str, source: str, dest: str, account: str = "default") -> None:
+        a = self._of(account)
+        self.transitions.labels(*a, trigger, source, dest).inc()
         if trigger == "fail":
-            self.failures.labels(source).inc()
+            self.failures.labels(*a, source).inc()
         elif trigger == "notice_canceled":
-            self.canceled_in_vtex.inc()
+            (self.canceled_in_vtex.labels(*a) if a else self.canceled_in_vtex).inc()
 
     # -- refreshed by the daemon ----------------------------------------------------------------
 
@@ -132,10 +145,27 @@ class Metrics:
         for reason, count in counts.items():
             self.stuck.labels(reason).set(count)
 
-    def refresh_orders(self, counts: list[StateCount], oldest_active: datetime | None, now: datetime) -> None:
-        by_state = {c.state: c.count for c in counts}
-        for state in (*(str(s) for s in ORDERED_STATES), *by_state):
-            self.orders.labels(state).set(by_state.get(state, 0))
+    def refresh_account(self, account: str, paused: bool, throttled_for: float) -> None:
+        a = self._of(account)
+        (self.account_throttled.labels(*a) if a else self.account_throttled).set(throttled_for)
+        (self.account_paused.labels(*a) if a else self.account_paused).set(
+            1 if paused or throttled_for > 0 else 0
+        )
+
+    def refresh_orders(
+        self, counts: dict[str, dict[str, int]], oldest_active: datetime | None, now: datetime
+    ) -> None:
+        """`counts`: orders per account and state."""
+        if not self.by_account:
+            total: dict[str, int] = {}
+            for by_state in counts.values():
+                for state, n in by_state.items():
+                    total[state] = total.get(state, 0) + n
+            counts = {"": total}
+        for account, by_state in counts.items():
+            a = self._of(account)
+            for state in (*(str(s) for s in ORDERED_STATES), *by_state):
+                self.orders.labels(*a, state).set(by_state.get(state, 0))
         self.oldest_active_age.set((now - oldest_active).total_seconds() if oldest_active else 0.0)
 
 

@@ -91,7 +91,7 @@ def _with_row(
         values, events, message = result
         for event in events:  # who did it: the history's audit trail (an API token, a user)
             event["worker"] = actor or event.get("worker")
-        if store.update_unleased(order_id, now, values, events, row.version):
+        if store.update_unleased(row.ref, now, values, events, row.version):
             return Outcome(order_id, True, message)
         if time.monotonic() > deadline:
             raise OperationError(

@@ -80,5 +80,7 @@ def lift(settings: Settings, store: Store) -> AccountPause | None:
     """Clear the account's pause; returns the pause that was lifted, if there was one."""
     pause = store.account_pause(settings.account_key)
     if pause is not None:
-        store.save_account_pause(settings.account_key, None, utcnow())
+        now = utcnow()
+        store.save_account_pause(settings.account_key, None, now)
+        store.wake_paused(settings.account_name, now)
     return pause

@@ -31,12 +31,16 @@ async def step_order_now(settings: Settings, store: Store, order_id: str) -> Ord
     """One durable step for one order, right now; None if a running daemon holds the order."""
     from orchestrator.ops.pause import ensure_not_paused
 
-    ensure_not_paused(settings, store)  # a command never calls VTEX behind a pause's back
+    found = store.find(order_id)
+    if found is None:
+        return None
+    account = settings.account(found.account)  # its own account's URL, credentials and rules
+    ensure_not_paused(account, store)  # a command never calls VTEX behind a pause's back
     owner = process_identity(f"{settings.worker_id}:cli")
-    row = store.claim_order(order_id, owner, utcnow(), settings.lease)
+    row = store.claim_order(found.ref, owner, utcnow(), settings.lease)
     if row is None:
         return None
-    async with build_client(settings, identity=owner) as client:
-        stepper = Stepper(client, DirectPersistence(store, owner), stepper_config(settings, owner))
+    async with build_client(account, identity=owner) as client:
+        stepper = Stepper(client, DirectPersistence(store, owner), stepper_config(account, owner))
         await stepper.step(row)
-    return store.find(order_id)
+    return store.get(row.id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -28,47 +29,50 @@ class Watch:
         self,
         worker: str,
         database: DatabaseThread,
-        guard: AccountGuard,
         log: Any,
         *,
         metrics: Metrics | None = None,
-        budget: RequestBudget | None = None,
         stuck_rules: StuckRules | None = None,
     ) -> None:
         self._worker = worker
         self._db = database
-        self._guard = guard
         self._log = log
         self._metrics = metrics
-        self._budget = budget
         self._stuck_rules = stuck_rules
         self._started_at: datetime | None = None
-        self._quiet_until = 0.0  # 429s until then belong to a pause already reported
-        self._unreported_429s = 0
+        self._accounts: dict[str, _Watched] = {}
+
+    @property
+    def metrics(self) -> Metrics | None:
+        return self._metrics
+
+    def watch_account(self, name: str, guard: AccountGuard, budget: RequestBudget | None) -> None:
+        self._accounts[name] = _Watched(guard, budget)
 
     # -- the client's observer ------------------------------------------------------------------
 
-    def observe_call(self, call: Call, error: VtexError | None) -> None:
+    def observe_call(self, call: Call, error: VtexError | None, account: str = "default") -> None:
         if self._metrics is not None:
-            self._metrics.observe_call(call, error)
-        if not isinstance(error, RateLimited):
+            self._metrics.observe_call(call, error, account)
+        watched = self._accounts.get(account)
+        if not isinstance(error, RateLimited) or watched is None:
             return
         now = time.monotonic()
-        if now < self._quiet_until:
-            self._unreported_429s += 1
+        if now < watched.quiet_until:
+            watched.unreported_429s += 1
             return
         pause = error.retry_after if error.retry_after is not None else 60.0
-        self._quiet_until = now + pause
+        watched.quiet_until = now + pause
         self._log.warning(
             "VTEX answered 429 (rate limit): every call of the account waits",
-            account=self._guard.account,
+            account=watched.guard.account,
             pause_s=round(pause, 1),
             retry_after_given=error.retry_after is not None,
             operation=call.operation,
             order_id=call.order_id,
-            more_429s_in_last_pause=self._unreported_429s,
+            more_429s_in_last_pause=watched.unreported_429s,
         )
-        self._unreported_429s = 0
+        watched.unreported_429s = 0
 
     # -- scheduled ------------------------------------------------------------------------------
 
@@ -91,13 +95,23 @@ class Watch:
         if metrics is None:
             return
         store = self._db.store
-        counts = await self._db.run(store.state_counts)
+        counts = await self._db.run(store.account_state_counts)
         oldest = await self._db.run(store.oldest_active_created_at)
         metrics.refresh_orders(counts, oldest, now)
         metrics.in_flight.set(in_flight)
-        throttled = self._budget.paused_for if self._budget is not None else 0.0
-        metrics.account_throttled.set(throttled)
-        metrics.account_paused.set(1 if self._guard.is_paused(now) or throttled > 0 else 0)
+        for name, watched in self._accounts.items():
+            throttled = watched.budget.paused_for if watched.budget is not None else 0.0
+            metrics.refresh_account(name, watched.guard.is_paused(now), throttled)
         if self._stuck_rules is not None:
             stuck = await self._db.run(store.stuck_counts, now, self._stuck_rules)
             metrics.refresh_stuck(stuck)
+
+
+@dataclass
+class _Watched:
+    """What is watched of one account: its pause, its budget, and its 429 warnings' quiet time."""
+
+    guard: AccountGuard
+    budget: RequestBudget | None
+    quiet_until: float = 0.0  # 429s until then belong to a pause already reported
+    unreported_429s: int = 0

@@ -1,5 +1,9 @@
 """The sandbox as an ASGI app: VTEX's routes, plus a control API under the reserved `/_sandbox/` prefix.
 
+It can stand in for several VTEX accounts at once: each extra account is a whole sandbox of its
+own (its orders, its credentials, its faults, its control API) served under `/accounts/NAME`, so
+`http://127.0.0.1:8765/accounts/acme-br` is that account's base URL.
+
 Every VTEX route goes through `_vtex`, which does what VTEX's edge would (credentials, rate limit),
 applies fault injection around the OMS operation, and notices concurrent requests for one order
 coming from different clients (identified by User-Agent), which a correct scale-out never sends.
@@ -15,7 +19,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from orchestrator.sandbox.control import control_routes
 from orchestrator.sandbox.faults import NOT_VTEX, FaultConfig, Faults, Hold
@@ -58,6 +62,14 @@ class Sandbox:
         rpm = oms.config.rate_limit_rpm
         self.limiter = SlidingMinute(rpm) if rpm else None
         self._in_flight: dict[str, dict[str, int]] = {}
+        self.accounts: dict[str, Sandbox] = {}  # more accounts, served under /accounts/NAME
+        # Which app keys came, how often: a test of several accounts proves that no request
+        # reached this account with another account's credentials.
+        self.app_keys_seen: dict[str, int] = {}
+
+    def add_account(self, name: str, sandbox: Sandbox) -> Sandbox:
+        self.accounts[name] = sandbox
+        return sandbox
 
     def set_rate_limit(self, rpm: int | None) -> None:
         self.oms.config.rate_limit_rpm = rpm
@@ -110,6 +122,8 @@ async def _answer(
     oms = sandbox.oms
     oms.ledger.count_request(operation)
     headers = request.headers
+    key = headers.get("x-vtex-api-appkey", "")
+    sandbox.app_keys_seen[key] = sandbox.app_keys_seen.get(key, 0) + 1
     if (
         headers.get("x-vtex-api-appkey") != oms.config.app_key
         or headers.get("x-vtex-api-apptoken") != oms.config.app_token
@@ -187,6 +201,14 @@ def _too_many(seconds: float) -> Reply:
 
 
 def create_app(sandbox: Sandbox) -> Starlette:
+    routes: list[BaseRoute] = [*_routes(sandbox)]
+    for name, account in sandbox.accounts.items():
+        routes.append(Mount(f"/accounts/{name}", routes=_routes(account)))
+    return Starlette(routes=routes)
+
+
+def _routes(sandbox: Sandbox) -> list[BaseRoute]:
+    """One account's VTEX routes and control API."""
     oms = sandbox.oms
 
     def route(path: str, method: str, operation: str, handler: Handler) -> Route:
@@ -247,7 +269,7 @@ def create_app(sandbox: Sandbox) -> Starlette:
             lambda r, p: oms.cancel(r.path_params["order_id"], p),
         ),
     ]
-    return Starlette(routes=vtex_routes + control_routes(sandbox))
+    return [*vtex_routes, *control_routes(sandbox)]
 
 
 async def _place_order_id(request: Request) -> str | None:

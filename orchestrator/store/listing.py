@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from orchestrator.store.base import StoreBase
-from orchestrator.store.rows import OrderRow
+from orchestrator.store.rows import OrderRow, split_ref
 from orchestrator.store.tables import ORDERS
 
 # name -> (column, descending by default). Each is served by an index: the primary key (import
@@ -41,6 +41,7 @@ class OrderFilter:
     older_than: timedelta | None = None  # in its state for longer than this
     error_code: str | None = None  # the last error's code (FMT007, OMS003, 401, ...)
     waiting: str | None = None  # words in the wait reason, or needs-attention's reason
+    account: str | None = None  # the configured account's name
 
     def matches(self, row: OrderRow, now: datetime) -> bool:
         """The same filter in Python, for the handful of orders a lookup by id found."""
@@ -51,6 +52,7 @@ class OrderFilter:
             and (self.older_than is None or row.state_changed_at < now - self.older_than)
             and (not self.error_code or row.last_error_code == self.error_code)
             and (not self.waiting or self.waiting.lower() in waits)
+            and (not self.account or row.account == self.account)
         )
 
 
@@ -96,7 +98,10 @@ class Listing(StoreBase):
         those whose marketplace order id or invoice number it is (three index seeks in one query;
         those two may name several orders)."""
         c = ORDERS.c
+        account, key = split_ref(key)  # `acme-br/100001`: that account's only
         match = sa.or_(c.order_id == key, c.marketplace_order_id == key, c.invoice_number == key)
+        if account is not None:
+            match = sa.and_(c.account == account, match)
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(ORDERS).where(match).order_by(c.id).limit(limit)).mappings()
             found = [OrderRow.from_mapping(r) for r in rows]
@@ -122,6 +127,8 @@ class Listing(StoreBase):
             query = query.where(c.state.in_(list(where.states)))
         if where.affiliate:
             query = query.where(c.affiliate_id == where.affiliate)
+        if where.account:
+            query = query.where(c.account == where.account)
         if where.older_than is not None:
             query = query.where(c.state_changed_at < now - where.older_than)
         if where.error_code:

@@ -39,6 +39,7 @@ class MemoryStore:
         row = OrderRow(
             id=self._next_id,
             order_id=order.order_id,
+            account=order.account,
             affiliate_id=order.affiliate_id,
             marketplace_order_id=order.marketplace_order_id,
             sales_channel=order.sales_channel,

@@ -21,7 +21,7 @@ from orchestrator.history import new_event
 from orchestrator.store.base import StoreBase, batched
 from orchestrator.store.dialects import DialectHooks
 from orchestrator.store.fitting import ORDER_LIMITS, fit, fit_events
-from orchestrator.store.rows import COLUMNS, STEP_COLUMNS, OrderRow
+from orchestrator.store.rows import COLUMNS, STEP_COLUMNS, OrderRow, ref_matches
 from orchestrator.store.tables import EVENTS, ORDERS
 from states import State
 
@@ -37,6 +37,11 @@ class NewOrder:
     invoice: dict[str, Any] | None
     tracking: dict[str, Any] | None = None
     line: int = 0  # where the import read it, for messages
+    account: str = "default"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.account, self.order_id)
 
 
 @dataclass(frozen=True)
@@ -139,13 +144,12 @@ class OrderWrites(StoreBase):
         try:
             with self.engine.begin() as conn:
                 for chunk in batched(orders):
-                    ids = [o.order_id for o in chunk]
-                    known = set(conn.scalars(sa.select(ORDERS.c.order_id).where(ORDERS.c.order_id.in_(ids))))
-                    fresh = [o for o in chunk if o.order_id not in known]
+                    known = self._known(conn, chunk)
+                    fresh = [o for o in chunk if o.key not in known]
                     if known and decide is None:
-                        present += known
+                        present += [o.order_id for o in chunk if o.key in known]
                     elif known and decide is not None:
-                        stale = [o for o in chunk if o.order_id in known]
+                        stale = [o for o in chunk if o.key in known]
                         outcomes = self._decide(conn, stale, now, decide, worker)
                         for outcome, order in zip(outcomes, stale, strict=True):
                             if outcome is None:
@@ -166,21 +170,25 @@ class OrderWrites(StoreBase):
             return ImportOutcome([], [], [], conflicts)
         return ImportOutcome(inserted, sorted(present), replaced)
 
+    @staticmethod
+    def _known(conn: sa.Connection, chunk: Sequence[NewOrder]) -> dict[tuple[str, str], int]:
+        """Which of these orders are stored already, by (account, order id), with their row ids."""
+        c = ORDERS.c
+        ids = list({o.order_id for o in chunk})
+        found = conn.execute(sa.select(c.account, c.order_id, c.id).where(c.order_id.in_(ids)))
+        wanted = {o.key for o in chunk}
+        return {(a, o): pk for a, o, pk in found if (a, o) in wanted}
+
     def _insert_fresh(
         self, conn: sa.Connection, fresh: list[NewOrder], now: datetime, worker: str | None
     ) -> None:
         conn.execute(sa.insert(ORDERS), [self._order_values(o, now) for o in fresh])
-        found = conn.execute(
-            sa.select(ORDERS.c.order_id, ORDERS.c.id).where(
-                ORDERS.c.order_id.in_([o.order_id for o in fresh])
-            )
-        )
-        pks = {order_id: pk for order_id, pk in found}
+        pks = self._known(conn, fresh)
         conn.execute(
             sa.insert(EVENTS),
             [
                 new_event(
-                    pks[o.order_id],
+                    pks[o.key],
                     now,
                     "import",
                     to_state=str(State.IMPORTED),
@@ -198,14 +206,14 @@ class OrderWrites(StoreBase):
         operator change (unleased, version unchanged), or turned into a conflict."""
         c = ORDERS.c
         rows = {
-            r["order_id"]: OrderRow.from_mapping(r)
+            (r["account"], r["order_id"]): OrderRow.from_mapping(r)
             for r in conn.execute(
                 sa.select(ORDERS).where(c.order_id.in_([o.order_id for o in stale]))
             ).mappings()
         }
         outcomes: list[Replacement | Conflict | None] = []
         for order in stale:
-            row = rows[order.order_id]
+            row = rows[order.key]
             outcome = decide(
                 row, order, row.state == State.CANCELED and self._canceled_locally(conn, row.id), now
             )
@@ -238,6 +246,7 @@ class OrderWrites(StoreBase):
     def _order_values(order: NewOrder, now: datetime) -> dict[str, Any]:
         invoice_number = order.invoice.get("invoiceNumber") if order.invoice else None
         return {
+            "account": order.account,
             "order_id": order.order_id,
             "affiliate_id": order.affiliate_id,
             "marketplace_order_id": order.marketplace_order_id,
@@ -258,9 +267,12 @@ class OrderWrites(StoreBase):
 
     # -- the engine's side ------------------------------------------------------------------------
 
-    def claim_due(self, owner: str, now: datetime, lease: timedelta, limit: int) -> list[OrderRow]:
-        """Lease up to `limit` due orders. Their `next_run_at` becomes the lease expiry, so an order
-        whose worker vanished is simply due again when the lease runs out.
+    def claim_due(
+        self, owner: str, now: datetime, lease: timedelta, limit: int, account: str | None = None
+    ) -> list[OrderRow]:
+        """Lease up to `limit` due orders (of `account`, when given: each account's lane claims
+        its own). Their `next_run_at` becomes the lease expiry, so an order whose worker vanished
+        is simply due again when the lease runs out.
 
         On PostgreSQL "now" is the server's clock, not `now`: daemons on hosts whose clocks
         disagree must agree on when a lease has expired, or one steals the other's orders."""
@@ -268,9 +280,14 @@ class OrderWrites(StoreBase):
         with self.engine.begin() as conn:
             now = self._lease_now(conn, now)
             until = now + lease
+            is_due = (
+                c.next_run_at <= now
+                if account is None
+                else sa.and_(c.account == account, c.next_run_at <= now)
+            )
             due = (
                 sa.select(c.id)
-                .where(c.next_run_at <= now)
+                .where(is_due)
                 .order_by(c.next_run_at)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
@@ -339,7 +356,7 @@ class OrderWrites(StoreBase):
             until = now + lease
             statement = (
                 sa.update(ORDERS)
-                .where(c.order_id == order_id, sa.or_(c.lease_owner.is_(None), c.lease_expires_at < now))
+                .where(ref_matches(order_id, c), sa.or_(c.lease_owner.is_(None), c.lease_expires_at < now))
                 .values(lease_owner=owner, lease_expires_at=until, next_run_at=until, version=c.version + 1)
                 .returning(*[c[name] for name in COLUMNS])
             )
@@ -347,12 +364,14 @@ class OrderWrites(StoreBase):
         return OrderRow.from_mapping(row) if row else None
 
     def order_ids_in_state(self, state: str) -> list[str]:
+        """The orders in `state`, each as a reference commands take (`acme-br/ABC-1` outside the
+        default account)."""
+        c = ORDERS.c
         with self.engine.connect() as conn:
-            return list(
-                conn.scalars(
-                    sa.select(ORDERS.c.order_id).where(ORDERS.c.state == state).order_by(ORDERS.c.id)
-                )
-            )
+            found = conn.execute(sa.select(c.account, c.order_id).where(c.state == state).order_by(c.id))
+            return [
+                order_id if account == "default" else f"{account}/{order_id}" for account, order_id in found
+            ]
 
     def release_leases(self, owner: str, now: datetime) -> int:
         """Give back every order this worker still holds, due again now (graceful shutdown)."""
@@ -365,15 +384,32 @@ class OrderWrites(StoreBase):
             )
         return result.rowcount
 
-    def count_progressable(self) -> int:
-        """Orders that will move again without outside input (scheduled, or leased right now)."""
+    def count_progressable(self, accounts: Sequence[str] | None = None) -> int:
+        """Orders (of these accounts) that will move again without outside input (scheduled, or
+        leased right now)."""
+        c = ORDERS.c
+        query = sa.select(sa.func.count()).select_from(ORDERS).where(c.next_run_at.is_not(None))
+        if accounts is not None:
+            query = query.where(c.account.in_(list(accounts)))
         with self.engine.connect() as conn:
-            return (
-                conn.scalar(
-                    sa.select(sa.func.count()).select_from(ORDERS).where(ORDERS.c.next_run_at.is_not(None))
+            return conn.scalar(query) or 0
+
+    def wake_paused(self, account: str, now: datetime) -> int:
+        """An account's pause was lifted: its orders parked until the pause's end are due now,
+        not minutes later."""
+        c = ORDERS.c
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                sa.update(ORDERS)
+                .where(
+                    c.account == account,
+                    c.next_run_at > now,
+                    c.lease_owner.is_(None),
+                    c.wait_reason.like("account paused%"),
                 )
-                or 0
+                .values(next_run_at=now)
             )
+        return result.rowcount
 
     # -- operator writes --------------------------------------------------------------------------
 
@@ -399,7 +435,12 @@ class OrderWrites(StoreBase):
             with self.engine.begin() as conn:
                 for order_id, values, events, expected_version in changes:
                     if not self._write_unleased(
-                        conn, c.order_id == order_id, expected_version, values=values, events=events, now=now
+                        conn,
+                        ref_matches(order_id, c),
+                        expected_version,
+                        values=values,
+                        events=events,
+                        now=now,
                     ):
                         raise _RollBack
         except _RollBack:

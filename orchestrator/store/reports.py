@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from orchestrator.store.base import StoreBase
-from orchestrator.store.rows import OrderRow
+from orchestrator.store.rows import OrderRow, ref_matches, the_one
 from orchestrator.store.tables import EVENTS, ORDERS
 from states import IN_FLIGHT, State
 
@@ -36,8 +36,15 @@ class Reports(StoreBase):
     # -- reads for operators ----------------------------------------------------------------------
 
     def find(self, order_id: str) -> OrderRow | None:
+        """The order `order_id` names (`ABC-1`, or `acme-br/ABC-1` to say which account's)."""
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(ORDERS).where(ORDERS.c.order_id == order_id)).mappings().first()
+            found = conn.execute(sa.select(ORDERS).where(ref_matches(order_id, ORDERS.c)).limit(2)).mappings()
+            return the_one(order_id, [OrderRow.from_mapping(r) for r in found])
+
+    def get(self, pk: int) -> OrderRow | None:
+        """The order by its row id: how code that already holds a row reads it again."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(ORDERS).where(ORDERS.c.id == pk)).mappings().first()
         return OrderRow.from_mapping(row) if row else None
 
     def events(self, order_pk: int) -> list[dict[str, Any]]:
@@ -95,6 +102,17 @@ class Reports(StoreBase):
             return [
                 StateCount(state, count, conn.scalar(oldest, {"state": state})) for state, count in counts
             ]
+
+    def account_state_counts(self) -> dict[str, dict[str, int]]:
+        """Orders per account and state (an index-only scan of (account, state))."""
+        c = ORDERS.c
+        counts: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            for account, state, count in conn.execute(
+                sa.select(c.account, c.state, sa.func.count()).group_by(c.account, c.state)
+            ):
+                counts.setdefault(account, {})[state] = count
+        return counts
 
     def _stuck_branches(
         self,

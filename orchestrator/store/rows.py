@@ -11,6 +11,10 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
+
+from orchestrator.ops.refusal import OperationError
+
 
 @dataclass(slots=True)
 class OrderRow:
@@ -52,6 +56,7 @@ class OrderRow:
     created_at: datetime
     updated_at: datetime
     state_changed_at: datetime
+    account: str = "default"  # the configured VTEX account it belongs to (`orchestrator.accounts`)
 
     @classmethod
     def from_mapping(cls, row: Any) -> OrderRow:
@@ -59,6 +64,12 @@ class OrderRow:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def ref(self) -> str:
+        """How commands and messages name it: `ABC-1`, or `acme-br/ABC-1` outside the default
+        account (the same order id may exist in several accounts)."""
+        return self.order_id if self.account == "default" else f"{self.account}/{self.order_id}"
 
     @property
     def tracking_number(self) -> str | None:
@@ -98,3 +109,30 @@ STEP_COLUMNS: tuple[str, ...] = (
     "updated_at",
     "state_changed_at",
 )
+
+
+class AmbiguousOrder(OperationError):
+    """An order id that several accounts hold, given without saying which."""
+
+
+def split_ref(ref: str) -> tuple[str | None, str]:
+    """`acme-br/ABC-1` -> ("acme-br", "ABC-1"); `ABC-1` -> (None, "ABC-1"). VTEX order ids never
+    hold a `/`, so the first one separates the account."""
+    account, sep, order_id = ref.partition("/")
+    return (account, order_id) if sep else (None, ref)
+
+
+def ref_matches(ref: str, columns: Any) -> sa.ColumnElement[bool]:
+    """The SQL condition for the order(s) `ref` names (`columns` is the orders table's `.c`)."""
+    account, order_id = split_ref(ref)
+    if account is None:
+        return columns.order_id == order_id  # type: ignore[no-any-return]
+    return sa.and_(columns.account == account, columns.order_id == order_id)
+
+
+def the_one(ref: str, rows: list[OrderRow]) -> OrderRow | None:
+    """The order `ref` names, or None; several accounts holding it is a question for the user."""
+    if len(rows) > 1:
+        refs = ", ".join(sorted(r.ref for r in rows))
+        raise AmbiguousOrder(f"{ref} exists in several accounts: name one of {refs}")
+    return rows[0] if rows else None

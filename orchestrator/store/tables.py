@@ -36,8 +36,9 @@ def _time(nullable: bool = True, index: bool = False) -> Any:
 class Order(SQLModel, table=True):
     __tablename__ = "orders"
     __table_args__ = (
-        sa.UniqueConstraint("affiliate_id", "marketplace_order_id", name="uq_orders_identity"),
-        sa.UniqueConstraint("order_id", name="uq_orders_order_id"),
+        # Unique per account: two VTEX accounts may each have an order ABC-100001.
+        sa.UniqueConstraint("account", "affiliate_id", "marketplace_order_id", name="uq_orders_identity"),
+        sa.UniqueConstraint("account", "order_id", name="uq_orders_order_id"),
         # Only orders that can still move are scheduled; finished ones drop out of this index.
         sa.Index(
             "ix_orders_next_run_at",
@@ -45,9 +46,18 @@ class Order(SQLModel, table=True):
             sqlite_where=sa.text("next_run_at IS NOT NULL"),
             postgresql_where=sa.text("next_run_at IS NOT NULL"),
         ),
+        # Each account's lane claims its own due orders: one range read per account.
+        sa.Index(
+            "ix_orders_account_next_run_at",
+            "account",
+            "next_run_at",
+            sqlite_where=sa.text("next_run_at IS NOT NULL"),
+            postgresql_where=sa.text("next_run_at IS NOT NULL"),
+        ),
         sa.Index("ix_orders_state_since", "state", "state_changed_at"),
         # Counting per state scans this narrow index; the oldest per state is a seek in the one above.
         sa.Index("ix_orders_state", "state"),
+        sa.Index("ix_orders_account_state", "account", "state"),  # per-account counts
         # Calls whose outcome is unknown: few at any time, found at once by `status --stuck`.
         sa.Index(
             "ix_orders_open_intent",
@@ -57,6 +67,7 @@ class Order(SQLModel, table=True):
         ),
         # The ids store staff and carriers quote: `list`/`show` find an order by any of them.
         sa.Index("ix_orders_marketplace_order_id", "marketplace_order_id"),
+        sa.Index("ix_orders_order_id", "order_id"),  # whichever account holds it
         sa.Index(
             "ix_orders_invoice_number",
             "invoice_number",
@@ -73,6 +84,7 @@ class Order(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
+    account: str = Field(default="default", max_length=40, sa_column_kwargs={"server_default": "default"})
     order_id: str = Field(max_length=120, description="VTEX orderId: {affiliateId}-{marketplaceOrderId}")
     affiliate_id: str = Field(max_length=3)
     marketplace_order_id: str = Field(max_length=100)

@@ -1,0 +1,164 @@
+"""Several VTEX accounts in one deployment: each `[accounts.NAME]` table of the TOML file is one.
+
+An account is everything that is VTEX's per account: where it is, its credentials, its
+cancellation grace period, its request budget and when invoices may be sent. The rest (database,
+concurrency, leases, logging) belongs to the deployment. Each account is handed to the code as a
+`Settings` of its own, the deployment's with that account's values in place, so the client, the
+budget, the pauses and the step engine are built per account exactly as for a single account.
+
+The single-account variables (`VTEX_ACCOUNT`, `VTEX_BASE_URL`, `VTEX_APP_KEY`, ...) are the
+account named `default`, so a set-up without tables runs as before and its orders (moved to
+`default` by migration 0010) stay where they were.
+
+Credentials are never written in the TOML file: a table names the environment variable
+(`app_key_env`) or the file (`app_key_file`, e.g. a mounted Kubernetes secret) that holds each.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from orchestrator.durations import parse_duration
+
+if TYPE_CHECKING:
+    from orchestrator.settings import Settings
+
+DEFAULT_ACCOUNT = "default"
+# A name appears in commands (`--account`), order references (`acme-br/ABC-1`) and metric labels.
+ACCOUNT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+
+
+class AccountTable(BaseModel):
+    """One `[accounts.NAME]` table, as written (credentials by reference, never by value)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    account: str | None = None
+    environment: str = "vtexcommercestable"
+    base_url: str | None = None
+    app_key_env: str | None = None
+    app_key_file: Path | None = None
+    app_token_env: str | None = None
+    app_token_file: Path | None = None
+    grace_period: timedelta | None = None
+    max_rpm: int | None = Field(None, ge=1)
+    invoice_timing: str | None = None
+
+    @field_validator("grace_period", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta | None:
+        return None if value is None else parse_duration(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secret_in_the_file(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            for written in ("app_key", "app_token", "vtex_app_key", "vtex_app_token"):
+                if written in values:
+                    short = written.removeprefix("vtex_")
+                    raise ValueError(
+                        f"{written} is written in the file; credentials never are: name the environment "
+                        f"variable ({short}_env) or the file ({short}_file) that holds it"
+                    )
+        return values
+
+    @model_validator(mode="after")
+    def _complete(self) -> AccountTable:
+        if not self.account and not self.base_url:
+            raise ValueError("set account (the VTEX account name) or base_url")
+        for what in ("app_key", "app_token"):
+            by_env, by_file = getattr(self, f"{what}_env"), getattr(self, f"{what}_file")
+            if (by_env is None) == (by_file is None):
+                raise ValueError(f"set one of {what}_env (an environment variable) or {what}_file (a file)")
+        return self
+
+
+@dataclass(frozen=True)
+class Account:
+    """A configured account: its name in this deployment, and the settings it runs with."""
+
+    name: str
+    settings: Settings
+
+    @property
+    def key(self) -> str:
+        """The name its request budget and pauses are kept under in `vtex_accounts`."""
+        return self.settings.account_key
+
+
+class AccountError(ValueError):
+    """An account table that cannot work; the message names the table and the key."""
+
+
+def read_credential(table: str, what: str, env: str | None, file: Path | None) -> SecretStr:
+    """The credential an account table points at. A file's final line break is not part of it
+    (every editor and `echo` add one); any other whitespace is refused, as for the variables."""
+    from orchestrator.config_checks import check_credential
+
+    if env is not None:
+        value = os.environ.get(env)
+        if not value:
+            raise AccountError(f"[accounts.{table}] {what}_env: the environment variable {env} is not set")
+        where = f"{what}_env ({env})"
+    else:
+        assert file is not None
+        try:
+            value = file.read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise AccountError(f"[accounts.{table}] {what}_file: cannot read {file}: {reason}") from None
+        where = f"{what}_file ({file})"
+    try:
+        check_credential(value)
+    except ValueError as exc:
+        raise AccountError(f"[accounts.{table}] {where}: {exc}") from None
+    return SecretStr(value)
+
+
+def resolve(settings: Settings) -> dict[str, Account]:
+    """Every account of `settings`, in the order written, `default` first when it exists."""
+    from orchestrator.config_checks import check_base_url
+
+    accounts: dict[str, Account] = {}
+    single = settings.vtex_account or settings.vtex_base_url
+    if single or not settings.accounts:
+        accounts[DEFAULT_ACCOUNT] = Account(DEFAULT_ACCOUNT, settings.model_copy(update={"accounts": {}}))
+    for name, table in settings.accounts.items():
+        if not ACCOUNT_NAME.fullmatch(name):
+            raise AccountError(
+                f"[accounts.{name}]: an account name is 1 to 40 lowercase letters, digits, '-' or '_'"
+            )
+        if name in accounts:
+            raise AccountError(
+                f"[accounts.{name}]: the account {name!r} is already set by VTEX_ACCOUNT / VTEX_BASE_URL; "
+                "use one or the other"
+            )
+        try:
+            base_url = check_base_url(table.base_url) if table.base_url else None
+            invoice_timing = table.invoice_timing or settings.invoice_timing
+            if invoice_timing not in {"after-grace", "asap"}:
+                raise ValueError("invoice_timing must be after-grace or asap")
+        except ValueError as exc:
+            raise AccountError(f"[accounts.{name}] {exc}") from None
+        update: dict[str, Any] = {
+            "accounts": {},
+            "vtex_account": table.account,
+            "vtex_environment": table.environment,
+            "vtex_base_url": base_url,
+            "vtex_app_key": read_credential(name, "app_key", table.app_key_env, table.app_key_file),
+            "vtex_app_token": read_credential(name, "app_token", table.app_token_env, table.app_token_file),
+            "grace_period": table.grace_period or settings.grace_period,
+            "vtex_max_rpm": table.max_rpm or settings.vtex_max_rpm,
+            "invoice_timing": invoice_timing,
+        }
+        own = settings.model_copy(update=update)
+        own._account_name = name
+        accounts[name] = Account(name, own)
+    return accounts

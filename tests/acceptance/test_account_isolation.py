@@ -1,0 +1,200 @@
+"""Several VTEX accounts in one deployment, each as isolated as if it ran alone.
+
+Three accounts of one sandbox (each its own orders, credentials and faults, under /accounts/NAME),
+100 orders each, run by real daemon processes: one on SQLite, two sharing PostgreSQL.
+- `storm` answers 429 to everything, `locked` rejects the credentials;
+- `calm` finishes its orders as fast as when it runs alone (within 20 %);
+- once the faults are lifted (and `resume` has checked the credentials) the other two finish;
+- no request ever reaches an account with another account's credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from orchestrator.clock import utcnow
+from orchestrator.importer import import_lines
+from orchestrator.sandbox import FaultConfig, Faults, Sandbox, SandboxConfig, SandboxOms, ServerThread
+from orchestrator.store.open import open_store
+from orchestrator.store.store import Store
+from tests import backends
+from tests.factories import import_record
+from tests.processes import run_cli, wait_for
+
+ACCOUNTS = ("storm", "locked", "calm")
+PER_ACCOUNT = 100
+
+
+@dataclass
+class World:
+    server: ServerThread
+    accounts: dict[str, Sandbox]
+
+    def base_url(self, name: str) -> str:
+        return f"{self.server.url}/accounts/{name}"
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    root = Sandbox(SandboxOms(SandboxConfig(grace_seconds=1)))
+    accounts = {
+        name: root.add_account(
+            name,
+            Sandbox(
+                SandboxOms(
+                    SandboxConfig(
+                        account=name, grace_seconds=1, app_key=f"key-{name}", app_token=f"token-{name}"
+                    )
+                )
+            ),
+        )
+        for name in ACCOUNTS
+    }
+    with ServerThread(root) as server:
+        yield World(server, accounts)
+    assert root.app_keys_seen == {}, "a request went to the single-account URL"
+
+
+def write_config(path: Path, world: World, names: tuple[str, ...]) -> Path:
+    tables = [
+        f'[accounts.{name}]\nbase_url = "{world.base_url(name)}"\n'
+        f'app_key_env = "{name.upper()}_KEY"\napp_token_file = "{path.parent / (name + ".token")}"\n'
+        'grace_period = "1s"\n'
+        for name in names
+    ]
+    for name in names:
+        (path.parent / f"{name}.token").write_text(f"token-{name}\n")  # a secret file's line break
+    path.write_text("\n".join(tables))
+    return path
+
+
+def environment(database_url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "ORCHESTRATOR_DATABASE_URL": database_url,
+        "ORCHESTRATOR_LOG_FORMAT": "json",
+        "ORCHESTRATOR_TICK": "200ms",
+        **{f"{name.upper()}_KEY": f"key-{name}" for name in ACCOUNTS},
+    }
+
+
+def import_orders(store: Store, names: tuple[str, ...], start: int = 0) -> None:
+    lines = [
+        json.dumps({"account": name, **import_record(n)})
+        for name in names
+        for n in range(start, start + PER_ACCOUNT)
+    ]
+    report = import_lines(lines, store, utcnow(), accounts=list(names))
+    assert len(report.imported) == PER_ACCOUNT * len(names), report.problems
+
+
+def invoiced(store: Store, account: str) -> int:
+    return store.account_state_counts().get(account, {}).get("invoiced", 0)
+
+
+def active_seconds(sandbox: Sandbox) -> float:
+    """From the account's first request to its last: the time its orders took, daemon start-up aside."""
+    times = [entry["at"] for entry in sandbox.oms.ledger.request_log]
+    return max(times) - min(times)
+
+
+def start_daemons(count: int, config: Path, env: dict[str, str], logs: Path) -> list[subprocess.Popen[bytes]]:
+    daemons = []
+    for i in range(count):
+        with (logs / f"daemon{i}.log").open("a") as out:
+            daemons.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "orchestrator", "--config", str(config), "run"],
+                    env={**env, "ORCHESTRATOR_WORKER_ID": f"d{i}"},
+                    stdout=out,
+                    stderr=out,
+                )
+            )
+    return daemons
+
+
+def stop(daemons: list[subprocess.Popen[bytes]]) -> None:
+    for daemon in daemons:
+        if daemon.poll() is None:
+            daemon.send_signal(signal.SIGTERM)
+    for daemon in daemons:
+        assert daemon.wait(timeout=60) == 0
+
+
+@pytest.fixture(params=["sqlite-1", "postgresql-2"])
+def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[list[str], int]]:
+    """Two fresh databases (the account alone, then all three) and how many daemons share each."""
+    backend, daemons = request.param.split("-")
+    if backend == "sqlite":
+        yield [f"sqlite:///{tmp_path / 'alone.db'}", f"sqlite:///{tmp_path / 'all.db'}"], int(daemons)
+        return
+    backends.require_postgres()
+    created = [backends.create_database() for _ in range(2)]
+    try:
+        yield [url for _name, url in created], int(daemons)
+    finally:
+        for name, _url in created:
+            backends.drop_database(name)
+
+
+def test_one_accounts_trouble_never_slows_another(
+    world: World, deployment: tuple[list[str], int], tmp_path: Path
+) -> None:
+    (alone_url, all_url), daemon_count = deployment
+    calm = world.accounts["calm"]
+
+    # The calm account alone: how long its 100 orders take.
+    store = open_store(alone_url)
+    import_orders(store, ("calm",), start=1000)  # ids of its own: the calm sandbox keeps them
+    config = write_config(tmp_path / "calm.toml", world, ("calm",))
+    daemons = start_daemons(daemon_count, config, environment(alone_url), tmp_path)
+    try:
+        wait_for(lambda: invoiced(store, "calm") == PER_ACCOUNT, 120, "the calm account alone")
+    finally:
+        stop(daemons)
+    alone = active_seconds(calm)
+    calm.oms.ledger.request_log.clear()
+
+    # All three, with two of them in trouble.
+    world.accounts["storm"].faults = Faults(FaultConfig(rate_limit=1.0, retry_after_seconds=1))
+    locked = world.accounts["locked"]
+    locked.oms.config.app_key = "key-locked-rotated"  # the app key was rotated in VTEX, not here
+    store = open_store(all_url)
+    import_orders(store, ACCOUNTS)
+    config = write_config(tmp_path / "all.toml", world, ACCOUNTS)
+    env = environment(all_url)
+    daemons = start_daemons(daemon_count, config, env, tmp_path)
+    try:
+        wait_for(lambda: invoiced(store, "calm") == PER_ACCOUNT, 120, "the calm account beside the others")
+        together = active_seconds(calm)
+        assert together <= alone * 1.2, f"calm took {together:.2f}s beside the others, {alone:.2f}s alone"
+        assert invoiced(store, "storm") == 0 and invoiced(store, "locked") == 0
+        paused = {p.account: p.reason for p in store.account_pauses()}
+        assert any("rejected the credentials" in reason for reason in paused.values()), paused
+
+        # The faults are lifted: the storm passes, the key is put back; `resume` checks it.
+        world.accounts["storm"].faults = Faults()
+        locked.oms.config.app_key = "key-locked"
+        resumed = run_cli(env, "--config", str(config), "resume", "--account", "locked")
+        assert resumed.returncode == 0, resumed.stderr
+        wait_for(
+            lambda: all(invoiced(store, name) == PER_ACCOUNT for name in ACCOUNTS),
+            120,
+            "every account's orders invoiced once the faults were lifted",
+        )
+    finally:
+        stop(daemons)
+
+    for name, sandbox in world.accounts.items():
+        assert set(sandbox.app_keys_seen) == {f"key-{name}"}, (name, sandbox.app_keys_seen)
+        assert len(sandbox.oms.orders) == PER_ACCOUNT * (2 if name == "calm" else 1)
+    print(f"calm account: {alone:.2f}s alone, {together:.2f}s beside a 429 storm and rejected credentials")
