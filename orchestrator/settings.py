@@ -313,10 +313,14 @@ def _explain(exc: ValueError) -> str:
         return str(exc)
     lines = []
     for err in errors():
-        loc = ".".join(str(p) for p in err.get("loc", ()))
+        parts = [str(p) for p in err.get("loc", ())]
+        loc = ".".join(parts)
         message = str(err.get("msg", "")).removeprefix("Value error, ")
         field = Settings.model_fields.get(loc)
-        if field is not None:
+        if parts[:1] in (["accounts"], ["ORCHESTRATOR_ACCOUNTS"]) and len(parts) > 1:
+            key = f" {'.'.join(parts[2:])}" if len(parts) > 2 else ""
+            lines.append(f"[accounts.{parts[1]}]{key}: {message}")
+        elif field is not None:
             lines.append(f"{_aliases(field)[0]}: {message}")
         elif loc:  # given through its environment variable name
             lines.append(f"{loc}: {message}")

@@ -170,7 +170,9 @@ class Routes:
                 raise ValueError("limit: between 1 and 1000")
         except ValueError as exc:
             return error(400, str(exc))
-        where = OrderFilter(q.getlist("state"), q.get("affiliate"), older, q.get("code"), q.get("waiting"))
+        where = OrderFilter(
+            q.getlist("state"), q.get("affiliate"), older, q.get("code"), q.get("waiting"), q.get("account")
+        )
         now = utcnow()
         if q.get("find"):
             found = await run_in_threadpool(self.store.find_any, q["find"], limit)

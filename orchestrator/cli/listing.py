@@ -45,6 +45,7 @@ def list_command(
         str | None,
         typer.Option(help="Only orders with this order id, marketplace order id or invoice number."),
     ] = None,
+    account: Annotated[str | None, typer.Option(help="Only this configured account's orders.")] = None,
     sort: Annotated[
         str, typer.Option(help="created, changed or order-id; a leading - sorts descending.")
     ] = "-created",
@@ -69,8 +70,11 @@ def list_command(
         older = parse_duration(older_than) if older_than else None
     except ValueError as exc:
         raise ConfigurationError(f"--older-than: {exc}") from None
-    where = OrderFilter(parse_states(state), affiliate, older, code, waiting)
-    store = store_for(ctx.obj.settings())
+    settings = ctx.obj.settings()
+    if account is not None:
+        settings.account(account)  # an unknown account is a usage error, not an empty list
+    where = OrderFilter(parse_states(state), affiliate, older, code, waiting, account)
+    store = store_for(settings)
     now = utcnow()
     if find:
         rows = [r for r in store.find_any(find, limit=limit) if where.matches(r, now)]

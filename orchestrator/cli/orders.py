@@ -189,6 +189,9 @@ def status(
         str | None, typer.Option(help="Thresholds, e.g. 45m or handling=4h,imported=30m (default: settings).")
     ] = None,
     limit: Annotated[int, typer.Option(help="At most this many stuck orders listed.")] = 100,
+    account: Annotated[
+        str | None, typer.Option(help="Only this configured account's counts and stuck orders.")
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the report as JSON (shape in the README).")
     ] = False,
@@ -207,6 +210,8 @@ def status(
             "or list any orders with `orchestrator list`"
         )
     settings = ctx.obj.settings()
+    if account is not None:
+        settings.account(account)  # an unknown account is a usage error, not an empty report
     try:
         rules = (
             StuckRules.parse(stuck_after, settings.grace_period, settings.unknown_outcome_after)
@@ -229,6 +234,8 @@ def status(
         affiliate=affiliate,
         older_than=older,
         limit=limit,
+        accounts=list(settings.all_accounts),
+        account=account,
     )
     if as_json:
         typer.echo(json.dumps(data, indent=2))
@@ -267,6 +274,9 @@ def show(
     vtex: Annotated[
         bool, typer.Option("--vtex", help="Also fetch VTEX's current view of the order.")
     ] = False,
+    account: Annotated[
+        str | None, typer.Option(help="Look in this configured account only (same as ACCOUNT/ORDER_ID).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the order and its history as JSON.")] = False,
 ) -> None:
     """One order: its fields, its full history, and (--vtex) VTEX's view beside ours."""
@@ -275,6 +285,9 @@ def show(
 
     settings = ctx.obj.logging_settings() if vtex else ctx.obj.settings()
     store = store_for(settings)
+    if account is not None:
+        settings.account(account)  # an unknown account is a usage error
+        order_id = f"{account}/{order_id}"
     row = find_one(store, order_id)
     events = store.events(row.id)
     view = None
@@ -307,8 +320,8 @@ def find_one(store: Any, key: str) -> Any:
             "nothing found",
         )
         raise typer.Exit(exits.NOTHING_TO_DO)
-    names = ", ".join(f"{r.order_id} ({r.state})" for r in found)
-    raise OperationError(f"{len(found)} orders match {key!r}: {names}; give the order id")
+    names = ", ".join(f"{r.ref} ({r.state})" for r in found)
+    raise OperationError(f"{len(found)} orders match {key!r}: {names}; give the order id as listed")
 
 
 @app.command()

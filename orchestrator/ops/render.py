@@ -24,15 +24,21 @@ STATE_STYLES = {
 
 
 def counts_table(report: dict[str, Any]) -> Table:
+    """Orders per state; with several accounts, a column for each account beside the total."""
+    by_account: dict[str, dict[str, int]] = report.get("countsByAccount", {})
     table = Table(title="Orders by state", title_justify="left")
     table.add_column("state")
-    table.add_column("orders", justify="right")
+    for account in by_account:
+        table.add_column(account, justify="right")
+    table.add_column("orders" if not by_account else "all", justify="right")
     table.add_column("oldest in state", justify="right")
     for state, count in report["counts"].items():
         oldest = report["oldest"].get(state)
         age = format_duration(oldest["ageSeconds"]) if oldest and count else "-"
-        table.add_row(Text(state, style=STATE_STYLES.get(state, "")), str(count), age)
-    table.add_row(Text("total", style="bold"), str(sum(report["counts"].values())), "")
+        per_account = [str(counts.get(state, 0)) for counts in by_account.values()]
+        table.add_row(Text(state, style=STATE_STYLES.get(state, "")), *per_account, str(count), age)
+    totals = [str(sum(counts.values())) for counts in by_account.values()]
+    table.add_row(Text("total", style="bold"), *totals, str(sum(report["counts"].values())), "")
     return table
 
 
@@ -107,8 +113,9 @@ def stuck_table(report: dict[str, Any], now: datetime) -> Table:
         table.add_column(column, overflow="fold")
     for entry in report["stuck"]:
         nxt = entry["nextTryAt"]
+        account = entry.get("account", "default")
         table.add_row(
-            entry["orderId"],
+            entry["orderId"] if account == "default" else f"{account}/{entry['orderId']}",
             Text(entry["state"], style=STATE_STYLES.get(entry["state"], "")),
             format_duration(entry["secondsInState"]),
             entry["vtexStatus"] or "-",
@@ -126,6 +133,7 @@ def order_panel(row: OrderRow, events: list[dict[str, Any]], now: datetime) -> G
     facts.add_column()
     rows: list[tuple[str, Any]] = [
         ("order", row.order_id),
+        *([("account", row.account)] if row.account != "default" else []),
         ("affiliate / marketplace id", f"{row.affiliate_id} / {row.marketplace_order_id}"),
         ("state", Text(row.state, style=STATE_STYLES.get(row.state, ""))),
         (
@@ -217,7 +225,7 @@ def orders_table(rows: list[OrderRow], now: datetime) -> Table:
         if row.last_error and row.state == "failed":
             why = f"{row.last_error_code or ''} {row.last_error}".strip()
         table.add_row(
-            row.order_id,
+            row.ref,  # `acme-br/ABC-1` outside the default account
             row.marketplace_order_id,
             Text(row.state, style=STATE_STYLES.get(row.state, "")),
             format_duration(now - row.state_changed_at),

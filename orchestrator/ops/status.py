@@ -21,10 +21,13 @@ from states import CANCELED_IN_VTEX, ORDERED_STATES
 _iso = iso
 
 
-def stuck_entry(row: OrderRow, now: datetime, rules: StuckRules, grace_period: timedelta) -> dict[str, Any]:
+def stuck_entry(
+    row: OrderRow, now: datetime, rules: StuckRules, grace_period: timedelta, *, with_account: bool = False
+) -> dict[str, Any]:
     diagnosis = diagnose(row, now, rules, grace_period)
     return {
         "orderId": row.order_id,
+        **({"account": row.account} if with_account else {}),
         "affiliateId": row.affiliate_id,
         "state": row.state,
         "since": _iso(row.state_changed_at),
@@ -52,7 +55,11 @@ def report(
     affiliate: str | None = None,
     older_than: timedelta | None = None,
     limit: int = 100,
+    accounts: Sequence[str] = ("default",),
+    account: str | None = None,
 ) -> dict[str, Any]:
+    """The report. With several `accounts` configured it adds `countsByAccount` and each stuck
+    order's account; `account` narrows the stuck list and the per-account counts to one."""
     counts = {c.state: c for c in store.state_counts()}
     ordered = [str(s) for s in ORDERED_STATES] + sorted(set(counts) - {str(s) for s in ORDERED_STATES})
     oldest: dict[str, dict[str, Any]] = {}
@@ -61,8 +68,18 @@ def report(
             age = (now - entry.oldest_since).total_seconds()
             oldest[state] = {"since": _iso(entry.oldest_since), "ageSeconds": round(age, 1)}
     stuck, total = store.stuck(
-        now, rules, states=states, affiliate=affiliate, older_than=older_than, limit=limit
+        now, rules, states=states, affiliate=affiliate, older_than=older_than, limit=limit, account=account
     )
+    many = len(accounts) > 1
+    by_account: dict[str, Any] = {}
+    if many:
+        stored = store.account_state_counts()
+        shown = [account] if account else [*accounts, *sorted(set(stored) - set(accounts))]
+        by_account = {
+            "countsByAccount": {
+                name: {state: stored.get(name, {}).get(state, 0) for state in ordered} for name in shown
+            }
+        }
     return {
         "generatedAt": _iso(now),
         "counts": {state: counts[state].count if state in counts else 0 for state in ordered},
@@ -100,5 +117,6 @@ def report(
             "openIntentSeconds": rules.open_intent_after.total_seconds(),
         },
         "stuckTotal": total,
-        "stuck": [stuck_entry(row, now, rules, grace_period) for row in stuck],
+        "stuck": [stuck_entry(row, now, rules, grace_period, with_account=many) for row in stuck],
+        **by_account,
     }

@@ -13,6 +13,7 @@ from orchestrator.timefmt import iso
 
 SUMMARY_KEYS = (
     "orderId",
+    "account",
     "affiliateId",
     "marketplaceOrderId",
     "state",
@@ -55,6 +56,7 @@ def order_summary(row: OrderRow, now: datetime) -> dict[str, Any]:
     """What a listing shows of an order: who it is, where it is, and what holds it."""
     return {
         "orderId": row.order_id,
+        "account": row.account,
         "affiliateId": row.affiliate_id,
         "marketplaceOrderId": row.marketplace_order_id,
         "state": row.state,

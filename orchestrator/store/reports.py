@@ -121,6 +121,8 @@ class Reports(StoreBase):
         states: Sequence[str] | None,
         affiliate: str | None,
         older_than: timedelta | None,
+        *,
+        account: str | None = None,
     ) -> list[tuple[str, sa.ColumnElement[bool]]]:
         """The stuck condition as disjoint branches, each a range of an index read in order: one per
         state, plus open intents and orders that need a person, each not already counted. Each has
@@ -152,6 +154,8 @@ class Reports(StoreBase):
         branches = [*by_state, ("open-intent", intents), ("needs-attention", attention)]
         if affiliate:
             branches = [(name, sa.and_(b, c.affiliate_id == affiliate)) for name, b in branches]
+        if account:
+            branches = [(name, sa.and_(b, c.account == account)) for name, b in branches]
         return branches
 
     def stuck_counts(self, now: datetime, rules: StuckThresholds) -> dict[str, int]:
@@ -171,6 +175,7 @@ class Reports(StoreBase):
         affiliate: str | None = None,
         older_than: timedelta | None = None,
         limit: int = 100,
+        account: str | None = None,
     ) -> tuple[list[OrderRow], int]:
         """The stuck orders, oldest first (at most `limit`), and how many there are in all.
 
@@ -178,7 +183,9 @@ class Reports(StoreBase):
         seconds cold with a million orders); as separate index ranges each branch is counted from
         the index alone and read in order, and only the rows shown are fetched whole."""
         c = ORDERS.c
-        branches = [b for _name, b in self._stuck_branches(now, rules, states, affiliate, older_than)]
+        branches = [
+            b for _name, b in self._stuck_branches(now, rules, states, affiliate, older_than, account=account)
+        ]
         with self.engine.connect() as conn:
             total = sum(
                 conn.scalar(sa.select(sa.func.count()).select_from(ORDERS).where(branch)) or 0

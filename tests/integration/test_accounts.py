@@ -1,0 +1,152 @@
+"""Orders belong to an account: the import names it, ids are unique per account, the operators'
+commands filter by it and name it, and a database from before accounts keeps its orders."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from orchestrator.cli import app, exits
+from orchestrator.clock import utcnow
+from orchestrator.importer import import_lines
+from orchestrator.sandbox import Sandbox, SandboxConfig, SandboxOms, ServerThread
+from orchestrator.store.dialects import create_db_engine
+from orchestrator.store.migrate import upgrade
+from orchestrator.store.open import open_store
+from tests.factories import import_record
+
+ACCOUNTS = ["acme-br", "acme-ar"]
+
+
+def line(n: int, account: str | None) -> str:
+    record = import_record(n)
+    return json.dumps(record if account is None else {"account": account, **record})
+
+
+def test_the_import_names_the_account_and_ids_are_unique_per_account(database_url: str) -> None:
+    store = open_store(database_url)
+    missing = import_lines([line(1, "acme-br"), line(2, None)], store, utcnow(), accounts=ACCOUNTS)
+    unknown = import_lines([line(1, "acme-cl")], store, utcnow(), accounts=ACCOUNTS)
+    assert [(p.line, p.field) for p in missing.problems] == [(2, "account")]
+    assert "several accounts are configured (acme-br, acme-ar)" in missing.problems[0].message
+    assert [(p.line, p.field) for p in unknown.problems] == [(1, "account")]
+    assert "'acme-cl' is not a configured account" in unknown.problems[0].message
+    assert store.state_counts() == []  # nothing half-written
+
+    twice = import_lines([line(1, "acme-br"), line(1, "acme-br")], store, utcnow(), accounts=ACCOUNTS)
+    assert [(p.line, p.field) for p in twice.problems] == [(2, "order.marketplaceOrderId")]
+    both = import_lines([line(1, "acme-br"), line(1, "acme-ar")], store, utcnow(), accounts=ACCOUNTS)
+    assert both.imported == ["ABC-100001", "ABC-100001"]  # the same id, once in each account
+    again = import_lines([line(1, "acme-ar")], store, utcnow(), accounts=ACCOUNTS)
+    assert (again.imported, again.already_present) == ([], ["ABC-100001"])
+    assert store.account_state_counts() == {"acme-br": {"imported": 1}, "acme-ar": {"imported": 1}}
+
+    with pytest.raises(Exception, match="exists in several accounts: name one of acme-ar/ABC-100001"):
+        store.find("ABC-100001")
+    row = store.find("acme-ar/ABC-100001")
+    assert row is not None and row.account == "acme-ar" and row.ref == "acme-ar/ABC-100001"
+
+
+def test_orders_from_before_accounts_belong_to_the_default_account(sqlite_url: str) -> None:
+    """Migration 0010 on a database written by 0.2.0: its orders are the default account's."""
+    engine, _hooks = create_db_engine(sqlite_url, create=True)
+    upgrade(engine, "0009")
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO orders (order_id, affiliate_id, marketplace_order_id, state, place_body, value, "
+                "attempts, version, requests_in_window, created_at, updated_at, state_changed_at) VALUES "
+                "('ABC-1', 'ABC', '1', 'imported', '{}', 100, 0, 0, 0, :now, :now, :now)"
+            ),
+            {"now": now},
+        )
+    engine.dispose()
+    store = open_store(sqlite_url)  # upgrades to the head
+    row = store.find("ABC-1")
+    assert row is not None and row.account == "default" and row.ref == "ABC-1"
+
+
+@pytest.fixture
+def two_accounts(tmp_path: Path, sqlite_url: str) -> Iterator[tuple[CliRunner, Path, dict[str, Sandbox]]]:
+    root = Sandbox(SandboxOms(SandboxConfig(grace_seconds=0.2)))
+    sandboxes = {
+        name: root.add_account(
+            name, Sandbox(SandboxOms(SandboxConfig(grace_seconds=0.2, app_key=f"key-{name}", app_token="t")))
+        )
+        for name in ACCOUNTS
+    }
+    with ServerThread(root) as server:
+        config = tmp_path / "accounts.toml"
+        config.write_text(
+            "".join(
+                f'[accounts.{name}]\nbase_url = "{server.url}/accounts/{name}"\n'
+                f'app_key_env = "KEY_{i}"\napp_token_env = "TOKEN"\ngrace_period = "200ms"\n'
+                for i, name in enumerate(ACCOUNTS)
+            )
+        )
+        env = {
+            "ORCHESTRATOR_DATABASE_URL": sqlite_url,
+            "KEY_0": "key-acme-br",
+            "KEY_1": "wrong-key",  # acme-ar rejects it
+            "TOKEN": "t",
+            "ORCHESTRATOR_TICK": "100ms",
+            "COLUMNS": "240",
+            "ORCHESTRATOR_LOG_FORMAT": "json",
+        }
+        yield CliRunner(env=env), config, sandboxes
+
+
+def test_commands_show_and_filter_by_account(
+    two_accounts: tuple[CliRunner, Path, dict[str, Sandbox]],
+) -> None:
+    runner, config, sandboxes = two_accounts
+
+    def cli(*args: str) -> str:
+        result = runner.invoke(app, ["--config", str(config), *args])
+        return str(result.output)
+
+    lines = "\n".join(line(n, name) for name in ACCOUNTS for n in range(3)) + "\n"
+    imported = runner.invoke(app, ["--config", str(config), "import", "-"], input=lines)
+    assert imported.exit_code == 0, imported.output
+
+    checked = runner.invoke(app, ["--config", str(config), "check"])
+    assert checked.exit_code != 0
+    assert "ok  VTEX acme-br" in checked.output and "FAILED  VTEX acme-ar" in checked.output
+
+    ran = runner.invoke(app, ["--config", str(config), "run", "--until-done"])
+    # acme-br's orders all finish; acme-ar's wait for its pause, and the run says so.
+    assert ran.exit_code == exits.PAUSED and "account paused: acme-ar: VTEX rejected" in ran.output, ran.output
+
+    status = json.loads(cli("status", "--json"))
+    assert status["countsByAccount"]["acme-br"]["invoiced"] == 3
+    assert status["countsByAccount"]["acme-ar"]["imported"] == 3
+    assert status["counts"]["invoiced"] == 3
+    only = json.loads(cli("status", "--json", "--account", "acme-ar", "--stuck"))
+    assert list(only["countsByAccount"]) == ["acme-ar"]
+    assert {entry.get("account") for entry in only["stuck"]} <= {"acme-ar"}
+    table = cli("status")
+    assert "acme-br" in table and "acme-ar" in table
+
+    listed = json.loads(cli("list", "--json", "--account", "acme-br"))
+    assert {o["account"] for o in listed["orders"]} == {"acme-br"} and len(listed["orders"]) == 3
+    assert "acme-ar/ABC-100001" in cli("list", "--account", "acme-ar")
+    ambiguous = runner.invoke(app, ["--config", str(config), "show", "ABC-100001"])
+    assert ambiguous.exit_code != 0 and "acme-ar/ABC-100001" in ambiguous.output
+    shown = json.loads(cli("show", "ABC-100001", "--account", "acme-br", "--json"))
+    assert shown["order"]["account"] == "acme-br" and shown["order"]["state"] == "invoiced"
+    retried = runner.invoke(app, ["--config", str(config), "retry", "acme-ar/ABC-100001"])
+    assert "acme-ar/ABC-100001" not in retried.output or "not failed" in retried.output
+    assert "ABC-100001 is imported, not failed" in retried.output, retried.output
+    guessed = runner.invoke(app, ["--config", str(config), "retry", "ABC-100001"])
+    assert guessed.exit_code != 0 and "exists in several accounts" in guessed.output, guessed.output
+    unknown = runner.invoke(app, ["--config", str(config), "list", "--account", "acme-cl"])
+    assert unknown.exit_code != 0 and "no account 'acme-cl'" in unknown.output
+
+    assert set(sandboxes["acme-br"].app_keys_seen) == {"key-acme-br"}
+    assert set(sandboxes["acme-ar"].app_keys_seen) == {"wrong-key"}

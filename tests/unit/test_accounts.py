@@ -1,0 +1,122 @@
+"""`[accounts.NAME]` tables: each account's settings, credentials only by reference, clear errors."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from orchestrator.redaction import redact
+from orchestrator.settings import ConfigurationError, describe, load_settings
+
+TWO = """
+[accounts.acme-br]
+account = "acmebr"
+app_key_env = "ACME_BR_KEY"
+app_token_file = "{token}"
+grace_period = "45m"
+max_rpm = 600
+invoice_timing = "asap"
+
+[accounts.acme-ar]
+base_url = "http://127.0.0.1:8765/accounts/acme-ar"
+app_key_env = "ACME_AR_KEY"
+app_token_env = "ACME_AR_TOKEN"
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("VTEX_ACCOUNT", "VTEX_BASE_URL", "VTEX_APP_KEY", "VTEX_APP_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    token = tmp_path / "acme-br.token"
+    token.write_text("br-token-value\n")  # a secret file ends with a line break: not part of it
+    monkeypatch.setenv("ACME_BR_KEY", "br-key-value")
+    monkeypatch.setenv("ACME_AR_KEY", "ar-key-value")
+    monkeypatch.setenv("ACME_AR_TOKEN", "ar-token-value")
+    path = tmp_path / "orchestrator.toml"
+    path.write_text(TWO.format(token=token))
+    return path
+
+
+def test_each_table_is_an_account_with_its_own_settings(config: Path) -> None:
+    """Each account runs with its own URL, credentials, grace period, budget and invoice timing;
+    what a table leaves out is the deployment's."""
+    settings = load_settings(config)
+    assert list(settings.all_accounts) == ["acme-br", "acme-ar"]  # no single-account settings: no default
+    br, ar = settings.account("acme-br"), settings.account("acme-ar")
+    assert br.base_url == "https://acmebr.vtexcommercestable.com.br"
+    assert br.vtex_app_key is not None and br.vtex_app_key.get_secret_value() == "br-key-value"
+    assert br.vtex_app_token is not None and br.vtex_app_token.get_secret_value() == "br-token-value"
+    assert (br.grace_period, br.vtex_max_rpm, br.invoice_timing) == (timedelta(minutes=45), 600, "asap")
+    assert (ar.grace_period, ar.vtex_max_rpm, ar.invoice_timing) == (
+        timedelta(minutes=30),
+        3000,
+        "after-grace",
+    )
+    assert ar.base_url == "http://127.0.0.1:8765/accounts/acme-ar"
+    assert (br.account_name, ar.account_name) == ("acme-br", "acme-ar")
+
+
+def test_credentials_never_show(config: Path) -> None:
+    """`config` names where each credential comes from, never its value; logs redact them all."""
+    settings = load_settings(config)
+    shown = str(describe(settings, config))
+    assert "from ACME_BR_KEY" in shown and str(config.parent / "acme-br.token") in shown
+    for secret in ("br-key-value", "br-token-value", "ar-key-value", "ar-token-value"):
+        assert secret not in shown
+        assert secret not in redact(f"VTEX said no to {secret}")
+
+
+def test_single_account_settings_are_the_default_account(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """VTEX_ACCOUNT and friends keep working beside the tables, as the account named default."""
+    monkeypatch.setenv("VTEX_ACCOUNT", "acme")
+    settings = load_settings(config)
+    assert list(settings.all_accounts) == ["default", "acme-br", "acme-ar"]
+    assert settings.account("default").base_url == "https://acme.vtexcommercestable.com.br"
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('app_key = "k"\napp_token_env = "T"', "app_key is written in the file; credentials never are"),
+        ('app_key_env = "NOT_SET_ANYWHERE"\napp_token_env = "T"', "NOT_SET_ANYWHERE is not set"),
+        (
+            'app_key_file = "/nonexistent/key"\napp_token_env = "T"',
+            "app_key_file: cannot read /nonexistent/key",
+        ),
+        ('app_token_env = "T"', "set one of app_key_env"),
+        ('app_key_env = "T"\napp_token_env = "T"\nbase_url = "http://vtex.example.com"', "clear text"),
+        ('app_key_env = "SPACED"\napp_token_env = "T"', "SPACED"),
+    ],
+)
+def test_a_table_that_cannot_work_is_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, table: str, message: str
+) -> None:
+    monkeypatch.setenv("T", "token")
+    monkeypatch.setenv("SPACED", "key with a space")
+    path = tmp_path / "bad.toml"
+    path.write_text(f'[accounts.shop]\naccount = "shop"\n{table}\n')
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(path)
+    assert "[accounts.shop]" in str(caught.value) or "accounts.shop" in str(caught.value)
+    assert message in str(caught.value)
+    assert "key with a space" not in str(caught.value)
+
+
+def test_an_account_name_must_fit_commands_and_labels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("T", "token")
+    path = tmp_path / "bad.toml"
+    path.write_text('[accounts."Acme BR"]\naccount = "x"\napp_key_env = "T"\napp_token_env = "T"\n')
+    with pytest.raises(ConfigurationError, match="lowercase letters"):
+        load_settings(path)
+
+
+def test_an_unknown_account_is_named(config: Path) -> None:
+    with pytest.raises(ConfigurationError, match="no account 'acme-cl' is configured"):
+        load_settings(config).account("acme-cl")
