@@ -121,7 +121,8 @@ def test_commands_show_and_filter_by_account(
 
     ran = runner.invoke(app, ["--config", str(config), "run", "--until-done"])
     # acme-br's orders all finish; acme-ar's wait for its pause, and the run says so.
-    assert ran.exit_code == exits.PAUSED and "account paused: acme-ar: VTEX rejected" in ran.output, ran.output
+    assert ran.exit_code == exits.PAUSED, ran.output
+    assert "account paused: acme-ar: VTEX rejected" in ran.output
 
     status = json.loads(cli("status", "--json"))
     assert status["countsByAccount"]["acme-br"]["invoiced"] == 3
