@@ -147,7 +147,12 @@ class Settings(BaseSettings):
 
     @property
     def stuck_rules(self) -> StuckRules:
-        return StuckRules.parse(self.stuck_after, self.grace_period, self.unknown_outcome_after)
+        """Thresholds from the longest grace period any account runs with: an order of an account
+        with a long one is not stuck merely for waiting it out."""
+        graces = [t.grace_period or self.grace_period for t in self.accounts.values()]
+        if self.vtex_account or self.vtex_base_url or not self.accounts:
+            graces.append(self.grace_period)
+        return StuckRules.parse(self.stuck_after, max(graces), self.unknown_outcome_after)
 
     @model_validator(mode="after")
     def _stuck_rules_parse(self) -> Settings:
@@ -186,6 +191,11 @@ class Settings(BaseSettings):
         if self._resolved:
             return self._resolved
         return resolve(self)
+
+    @property
+    def account_graces(self) -> dict[str, timedelta]:
+        """Each account's grace period by name, for the status report."""
+        return {name: a.settings.grace_period for name, a in self.all_accounts.items()}
 
     def account(self, name: str) -> Settings:
         """The settings an account's orders run with (`default`: these very settings)."""
@@ -342,12 +352,18 @@ FIRST = {
 def first_settings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The must-set settings, each with whether it is set (VTEX_BASE_URL stands in for the account)."""
     by_name = {row["setting"]: row for row in rows}
+    # `[accounts.NAME]` tables name the accounts: the single-account variables become optional.
+    tables = any(row["setting"].startswith("accounts.") for row in rows)
     chosen = []
     for name, why in FIRST.items():
         row = dict(by_name[name])
         is_set = row["source"] != "default" or (name == "vtex_account" and by_name["vtex_base_url"]["value"])
-        required = name in ("vtex_account", "vtex_app_key", "vtex_app_token")  # no default can work
-        chosen.append({**row, "why": why, "set": bool(is_set), "required": required})
+        # No default can work for these, unless the account tables set them.
+        required = name in ("vtex_account", "vtex_app_key", "vtex_app_token") and not tables
+        said = why
+        if tables and name.startswith("vtex_"):
+            said = f"{why}; optional: the accounts.NAME tables of the config file set each account's"
+        chosen.append({**row, "why": said, "set": bool(is_set), "required": required})
     return chosen
 
 

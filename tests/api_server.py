@@ -7,6 +7,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -42,24 +43,29 @@ def api_served(
     sandbox = make_sandbox(grace_seconds=0.3)
     with ServerThread(sandbox) as vtex:
         settings = make_settings(sandbox, vtex.url, grace_period="0.3s")
-        store = open_store(settings.database_url, create=True)
-        runner = CliRunner(env={"ORCHESTRATOR_DATABASE_URL": settings.database_url})
-        tokens = {}
-        for role in ("intake", "viewer", "operator"):
-            created = runner.invoke(
-                app, ["token", "create", "--name", f"{role}-bot", "--role", role, "--json"]
-            )
-            assert created.exit_code == 0, created.output
-            tokens[role] = json.loads(created.stdout)["token"]
-        sock = bind("127.0.0.1", 0)
-        server = server_for(create_api(settings, store))
-        thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
-        thread.start()
-        while not server.started:
-            threading.Event().wait(0.01)
-        try:
-            yield Served(url_of(sock), tokens, store, settings, sandbox)
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
-            sock.close()
+        with serve_api(settings, sandbox) as served:
+            yield served
+
+
+@contextmanager
+def serve_api(settings: Settings, sandbox: Sandbox) -> Iterator[Served]:
+    """The API of `settings` on a real socket, with one token per role."""
+    store = open_store(settings.database_url, create=True)
+    runner = CliRunner(env={"ORCHESTRATOR_DATABASE_URL": settings.database_url})
+    tokens = {}
+    for role in ("intake", "viewer", "operator"):
+        created = runner.invoke(app, ["token", "create", "--name", f"{role}-bot", "--role", role, "--json"])
+        assert created.exit_code == 0, created.output
+        tokens[role] = json.loads(created.stdout)["token"]
+    sock = bind("127.0.0.1", 0)
+    server = server_for(create_api(settings, store))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+    thread.start()
+    while not server.started:
+        threading.Event().wait(0.01)
+    try:
+        yield Served(url_of(sock), tokens, store, settings, sandbox)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from orchestrator.api.auth import OPERATE, PUSH, READ, Caller
 from orchestrator.api.intake import BodyError, json_body, order_lines, read_body
+from orchestrator.api.refs import order_ref
 from orchestrator.clock import utcnow
 
 if TYPE_CHECKING:
@@ -72,9 +73,10 @@ class Routes:
         ]
 
     async def _order(self, request: Request) -> Any:
-        row = await run_in_threadpool(self.store.find, request.path_params["order_id"])
+        ref = order_ref(request)
+        row = await run_in_threadpool(self.store.find, ref)
         if row is None:
-            raise NotFound(request.path_params["order_id"])
+            raise NotFound(ref)
         return row
 
     # -- intake and late data --------------------------------------------------------------------
@@ -119,7 +121,7 @@ class Routes:
         body = await self._object(request, "invoice")
         problems = [{"field": f, "message": m} for f, m in validate_invoice(body, row.value)]
         return await self._late(
-            row, problems, partial(attach_invoice, self.store, row.order_id, body, caller.actor)
+            row, problems, partial(attach_invoice, self.store, row.ref, body, caller.actor)
         )
 
     async def post_tracking(self, request: Request, caller: Caller) -> Response:
@@ -132,7 +134,7 @@ class Routes:
             name, _, message = problem.partition(": ")
             problems.append({"field": name, "message": message})
         return await self._late(
-            row, problems, partial(attach_tracking, self.store, row.order_id, body, caller.actor)
+            row, problems, partial(attach_tracking, self.store, row.ref, body, caller.actor)
         )
 
     @staticmethod
@@ -148,9 +150,7 @@ class Routes:
 
         if problems:
             return error(422, "invalid", problems=problems)
-        outcome = await run_in_threadpool(
-            reconciling_first, self.settings, self.store, row.order_id, operation
-        )
+        outcome = await run_in_threadpool(reconciling_first, self.settings, self.store, row.ref, operation)
         return _done(row.order_id, outcome, 201 if outcome.changed else 200)
 
     # -- reads -----------------------------------------------------------------------------------
@@ -192,7 +192,7 @@ class Routes:
         from orchestrator.api.app import error
         from orchestrator.ops.views import event_json, order_json
 
-        key = request.path_params["order_id"]
+        key = order_ref(request)
         found = await run_in_threadpool(self.store.find_any, key)
         if len(found) > 1:
             return error(409, f"{len(found)} orders match {key!r}", matches=[r.ref for r in found])
@@ -211,12 +211,20 @@ class Routes:
         view = await vtex_view(self.settings.account(account), self.store, order_id)
         return {"vtex": view.order, "vtexError": view.error}
 
-    async def status(self, _request: Request, _caller: Caller) -> Response:
+    async def status(self, request: Request, _caller: Caller) -> Response:
+        from orchestrator.api.app import error
         from orchestrator.ops.status import report
 
+        account = request.query_params.get("account")
+        if account is not None and account not in self.settings.all_accounts:
+            return error(400, f"account: no account {account!r} is configured")
         now = utcnow()
         data = await run_in_threadpool(
-            report, self.store, now, self.settings.stuck_rules, self.settings.grace_period
+            partial(report, accounts=self.settings.account_graces, account=account),
+            self.store,
+            now,
+            self.settings.stuck_rules,
+            self.settings.grace_period,
         )
         return JSONResponse(data)
 
@@ -227,10 +235,8 @@ class Routes:
         from orchestrator.ops.reconcile_first import reconciling_first
 
         row = await self._order(request)
-        operation = partial(retry_order, self.store, row.order_id, caller.actor)
-        outcome = await run_in_threadpool(
-            reconciling_first, self.settings, self.store, row.order_id, operation
-        )
+        operation = partial(retry_order, self.store, row.ref, caller.actor)
+        outcome = await run_in_threadpool(reconciling_first, self.settings, self.store, row.ref, operation)
         return _done(row.order_id, outcome)
 
     async def cancel(self, request: Request, caller: Caller) -> Response:
@@ -245,5 +251,5 @@ class Routes:
             if isinstance(given, str) and given.strip()
             else f"canceled through the API by {caller.name}"
         )
-        outcome = await run_in_threadpool(request_cancel, self.store, row.order_id, reason, caller.actor)
+        outcome = await run_in_threadpool(request_cancel, self.store, row.ref, reason, caller.actor)
         return _done(row.order_id, outcome, 202 if outcome.changed else 200)  # the daemon asks VTEX

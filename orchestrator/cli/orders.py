@@ -234,7 +234,7 @@ def status(
         affiliate=affiliate,
         older_than=older,
         limit=limit,
-        accounts=list(settings.all_accounts),
+        accounts=settings.account_graces,
         account=account,
     )
     if as_json:

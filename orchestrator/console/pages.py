@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from orchestrator.api.auth import OPERATE, PUSH, READ, Authenticator, Caller
+from orchestrator.api.refs import order_ref
 from orchestrator.clock import utcnow
 from orchestrator.console import session
 from orchestrator.console.chart import hourly_chart
@@ -34,6 +35,16 @@ TEMPLATES = Environment(
     autoescape=select_autoescape(["html"], default=True),
 )
 REFRESH_SECONDS = 15
+
+
+def order_href(order_id: str, account: str | None = "default", suffix: str = "") -> str:
+    """The page of an order (`suffix`: one of its actions); an order outside the default account
+    says which, since the same id may exist in several accounts."""
+    query = f"?account={quote(account, safe='')}" if account and account != "default" else ""
+    return f"/orders/{quote(order_id, safe='')}{suffix}{query}"
+
+
+TEMPLATES.globals["order_href"] = order_href
 ACTIONS = {"retry": "failed", "cancel": None}  # action -> the state it needs (None: any but final)
 
 
@@ -144,7 +155,11 @@ class Console:
 
         now = utcnow()
         data = await run_in_threadpool(
-            report, self.store, now, self.settings.stuck_rules, self.settings.grace_period, limit=0
+            partial(report, limit=0, accounts=self.settings.account_graces),
+            self.store,
+            now,
+            self.settings.stuck_rules,
+            self.settings.grace_period,
         )
         oldest = {state: format_duration(entry["ageSeconds"]) for state, entry in data["oldest"].items()}
         active = await run_in_threadpool(self.store.oldest_active_order)
@@ -157,7 +172,12 @@ class Console:
             title="Overview",
             report=data,
             oldest=oldest,
-            oldest_active={"order_id": active.order_id, "age": format_duration(now - active.created_at)}
+            oldest_active={
+                "order_id": active.order_id,
+                "account": active.account,
+                "ref": active.ref,
+                "age": format_duration(now - active.created_at),
+            }
             if active
             else None,
             alerts=_alerts(data, now),
@@ -205,7 +225,7 @@ class Console:
         key = (request.query_params.get("q") or "").strip()
         rows = await run_in_threadpool(self.store.find_any, key) if key else []
         if len(rows) == 1:
-            return RedirectResponse(f"/orders/{rows[0].order_id}", status_code=303)
+            return RedirectResponse(order_href(rows[0].order_id, rows[0].account), status_code=303)
         problem = (
             None if rows else f"no order has {key!r} as order id, marketplace order id or invoice number"
         )
@@ -218,9 +238,10 @@ class Console:
         )
 
     async def _row(self, request: Request) -> Any:
-        row = await run_in_threadpool(self.store.find, request.path_params["order_id"])
+        ref = order_ref(request)
+        row = await run_in_threadpool(self.store.find, ref)
         if row is None:
-            raise OperationError(f"no order {request.path_params['order_id']!r}")
+            raise OperationError(f"no order {ref!r}")
         return row
 
     async def order(self, request: Request, caller: Caller) -> Response:
@@ -323,18 +344,18 @@ class Console:
             reconciling_first,
             self.settings,
             self.store,
-            row.order_id,
-            partial(retry, self.store, row.order_id, caller.actor),
+            row.ref,
+            partial(retry, self.store, row.ref, caller.actor),
         )
-        return _back(row.order_id, outcome.message)
+        return _back(row, outcome.message)
 
     async def cancel(self, request: Request, caller: Caller, form: dict[str, str]) -> Response:
         from orchestrator.ops.operations import request_cancel
 
         row = await self._row(request)
         reason = (form.get("reason") or "").strip() or f"canceled by {caller.name}"
-        outcome = await run_in_threadpool(request_cancel, self.store, row.order_id, reason, caller.actor)
-        return _back(row.order_id, outcome.message)
+        outcome = await run_in_threadpool(request_cancel, self.store, row.ref, reason, caller.actor)
+        return _back(row, outcome.message)
 
     async def invoice(self, request: Request, caller: Caller, form: dict[str, str]) -> Response:
         from orchestrator.ops.operations import attach_invoice, invoice_from_options
@@ -349,9 +370,9 @@ class Console:
         problems = validate_invoice(body, row.value)
         if problems:
             raise OperationError("; ".join(f"{f}: {m}" for f, m in problems))
-        attach = partial(attach_invoice, self.store, row.order_id, body, caller.actor)
-        outcome = await run_in_threadpool(reconciling_first, self.settings, self.store, row.order_id, attach)
-        return _back(row.order_id, outcome.message)
+        attach = partial(attach_invoice, self.store, row.ref, body, caller.actor)
+        outcome = await run_in_threadpool(reconciling_first, self.settings, self.store, row.ref, attach)
+        return _back(row, outcome.message)
 
     async def tracking(self, request: Request, caller: Caller, form: dict[str, str]) -> Response:
         from orchestrator.ops.operations import attach_tracking, tracking_problems
@@ -365,9 +386,9 @@ class Console:
         problems = tracking_problems(tracking)
         if problems:
             raise OperationError("; ".join(problems))
-        attach = partial(attach_tracking, self.store, row.order_id, tracking, caller.actor)
-        outcome = await run_in_threadpool(reconciling_first, self.settings, self.store, row.order_id, attach)
-        return _back(row.order_id, outcome.message)
+        attach = partial(attach_tracking, self.store, row.ref, tracking, caller.actor)
+        outcome = await run_in_threadpool(reconciling_first, self.settings, self.store, row.ref, attach)
+        return _back(row, outcome.message)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -378,10 +399,10 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
 
 
-def _back(order_id: str, message: str) -> Response:
-    from urllib.parse import quote
-
-    return RedirectResponse(f"/orders/{order_id}?done={quote(message)}", status_code=303)
+def _back(row: Any, message: str) -> Response:
+    href = order_href(row.order_id, row.account)
+    joiner = "&" if "?" in href else "?"
+    return RedirectResponse(f"{href}{joiner}done={quote(message)}", status_code=303)
 
 
 def _facts(row: Any, now: datetime) -> list[tuple[str, Any]]:

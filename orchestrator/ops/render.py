@@ -45,6 +45,14 @@ def counts_table(report: dict[str, Any]) -> Table:
 def account_lines(report: dict[str, Any], now: datetime) -> list[Text]:
     """What holds the whole account (pauses, 429s) and who runs (the daemons): first, in colour."""
     lines = daemon_lines(report, now)
+    for account, count in report.get("unconfiguredAccounts", {}).items():
+        lines.append(
+            Text(
+                f"{count} order(s) belong to account {account}, which the configuration does not have: "
+                f"no daemon steps them until an accounts.{account} table is back",
+                style="bold red",
+            )
+        )
     for entry in report.get("throttled", []):
         lines.append(
             Text(

@@ -6,7 +6,7 @@ This is the shape of `status --json`, documented in the README; keys are only ev
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,11 +55,13 @@ def report(
     affiliate: str | None = None,
     older_than: timedelta | None = None,
     limit: int = 100,
-    accounts: Sequence[str] = ("default",),
+    accounts: Mapping[str, timedelta] | None = None,
     account: str | None = None,
 ) -> dict[str, Any]:
-    """The report. With several `accounts` configured it adds `countsByAccount` and each stuck
-    order's account; `account` narrows the stuck list and the per-account counts to one."""
+    """The report. `accounts`: each configured account's grace period (default: one account with
+    `grace_period`). With several it adds `countsByAccount` and each stuck order's account;
+    `account` narrows the stuck list and the per-account counts to one."""
+    graces = accounts or {"default": grace_period}
     counts = {c.state: c for c in store.state_counts()}
     ordered = [str(s) for s in ORDERED_STATES] + sorted(set(counts) - {str(s) for s in ORDERED_STATES})
     oldest: dict[str, dict[str, Any]] = {}
@@ -70,16 +72,19 @@ def report(
     stuck, total = store.stuck(
         now, rules, states=states, affiliate=affiliate, older_than=older_than, limit=limit, account=account
     )
-    many = len(accounts) > 1
+    many = len(graces) > 1
     by_account: dict[str, Any] = {}
     if many:
         stored = store.account_state_counts()
-        shown = [account] if account else [*accounts, *sorted(set(stored) - set(accounts))]
+        shown = [account] if account else [*graces, *sorted(set(stored) - set(graces))]
         by_account = {
             "countsByAccount": {
                 name: {state: stored.get(name, {}).get(state, 0) for state in ordered} for name in shown
             }
         }
+    orphans = store.unconfigured_accounts(list(graces))
+    if orphans:  # only then: the key is absent from the usual report
+        by_account["unconfiguredAccounts"] = orphans
     return {
         "generatedAt": _iso(now),
         "counts": {state: counts[state].count if state in counts else 0 for state in ordered},
@@ -117,6 +122,9 @@ def report(
             "openIntentSeconds": rules.open_intent_after.total_seconds(),
         },
         "stuckTotal": total,
-        "stuck": [stuck_entry(row, now, rules, grace_period, with_account=many) for row in stuck],
+        "stuck": [
+            stuck_entry(row, now, rules, graces.get(row.account, grace_period), with_account=many)
+            for row in stuck
+        ],
         **by_account,
     }

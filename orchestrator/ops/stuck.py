@@ -38,7 +38,7 @@ def _refused(row: OrderRow, where: str, error: str, code: str) -> Diagnosis:
     order: if the cause is our data (most FMT codes: values, items, indexes, addresses), the line is
     corrected and imported with --replace; if it is the account's setup, it is fixed in VTEX and the
     order retried. A refusal of a later step (an order VTEX has) is fixed in VTEX, then retried."""
-    oid = row.order_id
+    oid = row.ref  # what commands take: `acme-br/ABC-1` outside the default account
     give_up = f"or give up with `orchestrator cancel {oid}`"
     if row.failed_from != "imported":
         return Diagnosis(
@@ -67,7 +67,7 @@ def _refused(row: OrderRow, where: str, error: str, code: str) -> Diagnosis:
 
 def diagnose(row: OrderRow, now: datetime, rules: StuckRules, grace_period: timedelta) -> Diagnosis:
     """A plain-words reason and the command that usually helps."""
-    oid = row.order_id
+    oid = row.ref  # what commands take: `acme-br/ABC-1` outside the default account
     age = format_duration(now - row.state_changed_at)
     if row.state == State.FAILED:
         where = f"failed at {row.failed_from or 'an unknown step'}"
@@ -116,9 +116,14 @@ def diagnose(row: OrderRow, now: datetime, rules: StuckRules, grace_period: time
     if row.state == State.DISPATCH_AUTHORIZED:
         seen = row.vtex_status or "nothing yet"
         ours = format_duration(grace_period)
+        setting = (
+            "ORCHESTRATOR_GRACE_PERIOD"
+            if row.account == "default"
+            else f"grace_period of accounts.{row.account} (the config file)"
+        )
         return Diagnosis(
             f"authorized {age} ago and VTEX reports {seen} (our grace period: {ours})",
-            "make ORCHESTRATOR_GRACE_PERIOD match the account's cancellation grace period (VTEX Admin > "
+            f"make {setting} match the account's cancellation grace period (VTEX Admin > "
             f"Orders > Settings); see `orchestrator show {oid} --vtex`",
         )
     if row.state == State.HANDLING and row.invoice is None:

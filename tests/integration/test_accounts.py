@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
@@ -15,9 +16,11 @@ from orchestrator.cli import app, exits
 from orchestrator.clock import utcnow
 from orchestrator.importer import import_lines
 from orchestrator.sandbox import Sandbox, SandboxConfig, SandboxOms, ServerThread
+from orchestrator.settings import load_settings
 from orchestrator.store.dialects import create_db_engine
 from orchestrator.store.migrate import upgrade
 from orchestrator.store.open import open_store
+from tests.api_server import serve_api
 from tests.factories import import_record
 
 ACCOUNTS = ["acme-br", "acme-ar"]
@@ -151,3 +154,61 @@ def test_commands_show_and_filter_by_account(
 
     assert set(sandboxes["acme-br"].app_keys_seen) == {"key-acme-br"}
     assert set(sandboxes["acme-ar"].app_keys_seen) == {"wrong-key"}
+
+    # An account dropped from the configuration: its orders are said to be stranded, not hidden.
+    config.write_text(config.read_text().split("[accounts.acme-ar]")[0])
+    stranded = cli("status")
+    assert "3 order(s) belong to account acme-ar, which the configuration does not have" in stranded
+    assert json.loads(cli("status", "--json"))["unconfiguredAccounts"] == {"acme-ar": 3}
+
+
+def test_the_api_and_the_console_take_the_account(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Intake names the account; an id two accounts hold is asked for with `?account=`; an action
+    on one account's order leaves the other's alone; the console's links carry the account."""
+    root = Sandbox(SandboxOms(SandboxConfig(grace_seconds=0.2)))
+    for name in ACCOUNTS:
+        root.add_account(name, Sandbox(SandboxOms(SandboxConfig(app_key=f"key-{name}", app_token="t"))))
+    monkeypatch.setenv("KEY_BR", "key-acme-br")
+    monkeypatch.setenv("KEY_AR", "key-acme-ar")
+    monkeypatch.setenv("TOKEN", "t")
+    with ServerThread(root) as vtex:
+        tables = {
+            name: {"base_url": f"{vtex.url}/accounts/{name}", "app_key_env": env, "app_token_env": "TOKEN"}
+            for name, env in zip(ACCOUNTS, ("KEY_BR", "KEY_AR"), strict=True)
+        }
+        settings = load_settings(None, database_url=sqlite_url, accounts=tables)
+        with serve_api(settings, root) as served:
+            missing = served.call("POST", "/api/orders", "intake", json=[import_record(1)])
+            assert missing.status_code == 422 and missing.json()["problems"][0]["field"] == "account"
+            both = [{"account": name, **import_record(1)} for name in ACCOUNTS]
+            assert served.call("POST", "/api/orders", "intake", json=both).status_code == 201
+
+            ambiguous = served.call("GET", "/api/orders/ABC-100001", "viewer")
+            assert ambiguous.status_code == 409
+            assert ambiguous.json()["matches"] == ["acme-br/ABC-100001", "acme-ar/ABC-100001"]
+            one = served.call("GET", "/api/orders/ABC-100001?account=acme-ar", "viewer").json()
+            assert one["order"]["account"] == "acme-ar"
+            listed = served.call("GET", "/api/orders?account=acme-br", "viewer").json()["orders"]
+            assert [(o["orderId"], o["account"]) for o in listed] == [("ABC-100001", "acme-br")]
+            status = served.call("GET", "/api/status?account=acme-ar", "viewer").json()
+            assert status["countsByAccount"] == {
+                "acme-ar": {**dict.fromkeys(status["counts"], 0), "imported": 1}
+            }
+            assert served.call("GET", "/api/status?account=acme-cl", "viewer").status_code == 400
+
+            canceled = served.call(
+                "POST", "/api/orders/ABC-100001/cancel?account=acme-ar", json={"reason": "x"}
+            )
+            assert canceled.status_code == 202, canceled.text
+            ar, br = served.store.find("acme-ar/ABC-100001"), served.store.find("acme-br/ABC-100001")
+            assert ar is not None and ar.cancel_reason is not None
+            assert br is not None and br.cancel_reason is None
+
+            console = httpx.Client(base_url=served.url, timeout=30)
+            assert console.post("/login", data={"token": served.tokens["operator"]}).status_code == 303
+            found = console.get("/search?q=100001").text
+            assert 'href="/orders/ABC-100001?account=acme-ar"' in found and "acme-br/ABC-100001" in found
+            page = console.get("/orders/ABC-100001?account=acme-br").text
+            assert (
+                "acme-br/ABC-100001" in page and 'action="/orders/ABC-100001/invoice?account=acme-br"' in page
+            )
