@@ -54,7 +54,7 @@ def _apply(settings: Any, store: Any, lines: list[Any], what: str, dry_run: bool
     import asyncio
 
     from orchestrator.ops.batch import OpenIntents, apply_all
-    from orchestrator.ops.pause import ensure_not_paused
+    from orchestrator.ops.pause import ensure_orders_not_paused
     from orchestrator.ops.step_now import step_order_now
 
     try:
@@ -65,7 +65,7 @@ def _apply(settings: Any, store: Any, lines: list[Any], what: str, dry_run: bool
                 f"nothing {what}: {open_intents} have a VTEX call of unknown outcome on that step; "
                 "the real run asks VTEX first"
             ) from None
-        ensure_not_paused(settings, store)
+        ensure_orders_not_paused(settings, store, open_intents.order_ids)
         for order_id in open_intents.order_ids:
             asyncio.run(step_order_now(settings, store, order_id))
     try:
@@ -172,12 +172,10 @@ def track(
     """Add tracking numbers to orders' invoices (VTEX's partial invoice update), each sent once."""
     from orchestrator.ops.batch import Line
     from orchestrator.ops.operations import tracking_change, tracking_problems
-    from orchestrator.ops.pause import ensure_not_paused
+    from orchestrator.ops.pause import ensure_orders_not_paused
 
     settings = ctx.obj.logging_settings()
     store = store_for(settings)
-    if not dry_run:
-        ensure_not_paused(settings, store)
     if file is not None:
         lines = _file_lines(
             file, tracking_problems, lambda n, e: Line(n, e["orderId"], tracking_change(e["orderId"], e))
@@ -192,6 +190,8 @@ def track(
         lines = [Line(1, order_id, tracking_change(order_id, tracking))]
     else:
         raise OperationError("give ORDER_ID and --tracking-number, or --file")
+    if not dry_run:
+        ensure_orders_not_paused(settings, store, [line.order_id for line in lines])
     planned = _apply(settings, store, lines, "attached", dry_run)
     report = Report(as_json)
     _report(planned, dry_run, "tracking number", report)

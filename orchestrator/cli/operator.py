@@ -60,11 +60,11 @@ def cancel(
     as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Cancel orders in VTEX (while VTEX still allows it) and mark them canceled."""
-    from orchestrator.ops.pause import ensure_not_paused
+    from orchestrator.ops.pause import ensure_orders_not_paused
 
     settings = ctx.obj.logging_settings()
     store = store_for(settings)
-    ensure_not_paused(settings, store)
+    ensure_orders_not_paused(settings, store, order_ids)
     refused = 0
     report = Report(as_json)
     for order_id in order_ids:

@@ -214,7 +214,9 @@ def status(
         settings.account(account)  # an unknown account is a usage error, not an empty report
     try:
         rules = (
-            StuckRules.parse(stuck_after, settings.grace_period, settings.unknown_outcome_after)
+            StuckRules.parse(
+                stuck_after, max(settings.account_graces.values()), settings.unknown_outcome_after
+            )
             if stuck_after
             else settings.stuck_rules
         )

@@ -191,7 +191,11 @@ class Console:
 
         now = utcnow()
         data = await run_in_threadpool(
-            report, self.store, now, self.settings.stuck_rules, self.settings.grace_period
+            partial(report, accounts=self.settings.account_graces),
+            self.store,
+            now,
+            self.settings.stuck_rules,
+            self.settings.grace_period,
         )
         for entry in data["stuck"]:
             entry["age"] = format_duration(entry["secondsInState"])

@@ -48,7 +48,7 @@ class OpenIntents(Exception):
 
     def __init__(self, intents: list[OpenIntent]) -> None:
         self.intents = intents
-        self.order_ids = [i.order_id for i in intents]
+        self.order_ids = [i.ref for i in intents]
         super().__init__(", ".join(self.order_ids))
 
     def refusal(self) -> str:

@@ -39,12 +39,13 @@ class OpenIntent(OperationError):
 
     def __init__(self, row: OrderRow, doing: str) -> None:
         self.order_id = row.order_id
+        self.ref = row.ref  # what a command takes to step it (`acme-br/ABC-1` outside the default)
         self.action = row.intent or ""
         self.since = row.intent_at
         self.doing = doing
         since = f" since {human(self.since)}" if self.since else ""
         super().__init__(
-            f"{row.order_id} has a {self.action} whose outcome VTEX has not confirmed{since}; {doing} would "
+            f"{row.ref} has a {self.action} whose outcome VTEX has not confirmed{since}; {doing} would "
             "change what it sends"
         )
 
@@ -52,7 +53,7 @@ class OpenIntent(OperationError):
         """Why nothing was changed, and what to do, once reconciling could not settle it."""
         return (
             f"{self}. Nothing was changed, so VTEX cannot receive both. VTEX could not be asked yet (see "
-            f"`orchestrator show {self.order_id} --vtex`); the daemon keeps asking and never re-sends "
+            f"`orchestrator show {self.ref} --vtex`); the daemon keeps asking and never re-sends "
             "blindly. Run this command again once VTEX answers."
         )
 

@@ -8,6 +8,7 @@ it here resumes them too.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from orchestrator.clock import utcnow
@@ -41,6 +42,26 @@ def ensure_not_paused(settings: Settings, store: Store) -> None:
     pause = active_pause(settings, store)
     if pause is not None:
         raise AccountPaused(pause)
+
+
+def ensure_orders_not_paused(settings: Settings, store: Store, refs: Iterable[str]) -> None:
+    """Refuse a command whose orders belong to a paused account, before anything changes. With
+    one account that is one read; with several, each order's account is looked up."""
+    accounts = settings.all_accounts
+    if len(accounts) == 1:
+        ensure_not_paused(next(iter(accounts.values())).settings, store)
+        return
+    names = set()
+    for ref in refs:
+        try:
+            row = store.find(ref)
+        except OperationError:
+            continue  # an id several accounts hold: the command itself says so
+        if row is not None:
+            names.add(row.account)
+    for name in sorted(names):
+        if name in accounts:
+            ensure_not_paused(accounts[name].settings, store)
 
 
 @dataclass(frozen=True)

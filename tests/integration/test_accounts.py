@@ -15,12 +15,13 @@ from typer.testing import CliRunner
 from orchestrator.cli import app, exits
 from orchestrator.clock import utcnow
 from orchestrator.importer import import_lines
-from orchestrator.sandbox import Sandbox, SandboxConfig, SandboxOms, ServerThread
+from orchestrator.sandbox import FaultConfig, Faults, Sandbox, SandboxConfig, SandboxOms, ServerThread
 from orchestrator.settings import load_settings
 from orchestrator.store.dialects import create_db_engine
 from orchestrator.store.migrate import upgrade
 from orchestrator.store.open import open_store
 from tests.api_server import serve_api
+from tests.daemon_runs import run_until
 from tests.factories import import_record
 
 ACCOUNTS = ["acme-br", "acme-ar"]
@@ -212,3 +213,49 @@ def test_the_api_and_the_console_take_the_account(sqlite_url: str, monkeypatch: 
             assert (
                 "acme-br/ABC-100001" in page and 'action="/orders/ABC-100001/invoice?account=acme-br"' in page
             )
+
+
+def test_a_busy_account_does_not_starve_a_quiet_one(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """80 orders of one account imported before 4 of another, two slots each: the quiet account's
+    orders do not queue behind the busy one's (a single first-come queue would put them last)."""
+    root = Sandbox(SandboxOms(SandboxConfig(grace_seconds=0.2)))
+    lanes = {}
+    for name in ("busy", "quiet"):
+        account = Sandbox(SandboxOms(SandboxConfig(grace_seconds=0.2, app_key=f"key-{name}", app_token="t")))
+        account.faults = Faults(FaultConfig(latency_ms=20))
+        lanes[name] = root.add_account(name, account)
+    monkeypatch.setenv("TOKEN", "t")
+    monkeypatch.setenv("KEY_BUSY", "key-busy")
+    monkeypatch.setenv("KEY_QUIET", "key-quiet")
+    with ServerThread(root) as vtex:
+        tables = {
+            name: {
+                "base_url": f"{vtex.url}/accounts/{name}",
+                "app_key_env": f"KEY_{name.upper()}",
+                "app_token_env": "TOKEN",
+                "grace_period": "200ms",
+            }
+            for name in ("busy", "quiet")
+        }
+        settings = load_settings(
+            None, database_url=sqlite_url, accounts=tables, concurrency=2, tick_interval="100ms"
+        )
+        store = open_store(sqlite_url)
+        busy = [line(n, "busy") for n in range(80)]
+        import_lines(busy, store, utcnow(), accounts=["busy", "quiet"])
+        import_lines([line(n, "quiet") for n in range(4)], store, utcnow(), accounts=["busy", "quiet"])
+        seen: dict[str, int] = {}
+
+        def quiet_done() -> bool:
+            counts = store.account_state_counts()
+            if counts.get("quiet", {}).get("invoiced", 0) == 4 and not seen:
+                seen["busy"] = counts.get("busy", {}).get("invoiced", 0)
+            return bool(seen)
+
+        run_until(settings, store, quiet_done, timeout=60)
+    assert seen, "the quiet account's orders never finished"
+    first_quiet = min(e["at"] for e in lanes["quiet"].oms.ledger.request_log)
+    busy_before = sum(1 for e in lanes["busy"].oms.ledger.request_log if e["at"] < first_quiet)
+    # One queue for both would have sent the busy account's 80 Places first.
+    assert busy_before < 10, f"{busy_before} requests of the busy account went before the quiet one's first"
+    assert seen["busy"] < 40, f"the quiet account waited until {seen['busy']} of the busy one's 80 were done"
