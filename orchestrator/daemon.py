@@ -6,6 +6,10 @@ wakes the *claim pump*, one task that claims as many due orders as there are fre
 a step for each. A step that leaves its order due again at once wakes the pump too, so a fast VTEX
 is not slowed down to the tick rate, and a slow claim never makes APScheduler overlap its own job.
 
+Each configured VTEX account is a lane (`orchestrator.lanes`): the pump claims for each lane that
+is not paused, up to that lane's free slots, so one account's trouble or backlog never takes the
+slots or the claims another account's orders need.
+
 Shutdown (SIGTERM, SIGINT, or `--until-done` finding nothing left to do): stop claiming, give the
 steps in flight `shutdown_timeout` to finish and record their outcomes, cancel what is left (its
 intent stays committed and is reconciled on the next claim), release every lease this worker
