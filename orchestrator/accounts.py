@@ -97,6 +97,12 @@ class AccountError(ValueError):
     """An account table that cannot work; the message names the table and the key."""
 
 
+class CredentialMissing(AccountError):
+    """The variable is not set or the file cannot be read here. Like an unset VTEX_APP_KEY, that
+    stops only what calls VTEX (`run`, `check`, a command that must ask VTEX), not `status` on a
+    machine that has no secrets; the message says which table and key."""
+
+
 def read_credential(table: str, what: str, env: str | None, file: Path | None) -> SecretStr:
     """The credential an account table points at. A file's final line break is not part of it
     (every editor and `echo` add one); any other whitespace is refused, as for the variables."""
@@ -105,7 +111,9 @@ def read_credential(table: str, what: str, env: str | None, file: Path | None) -
     if env is not None:
         value = os.environ.get(env)
         if not value:
-            raise AccountError(f"[accounts.{table}] {what}_env: the environment variable {env} is not set")
+            raise CredentialMissing(
+                f"[accounts.{table}] {what}_env: the environment variable {env} is not set"
+            )
         where = f"{what}_env ({env})"
     else:
         assert file is not None
@@ -113,13 +121,23 @@ def read_credential(table: str, what: str, env: str | None, file: Path | None) -
             value = file.read_text(encoding="utf-8").rstrip("\r\n")
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or exc
-            raise AccountError(f"[accounts.{table}] {what}_file: cannot read {file}: {reason}") from None
+            raise CredentialMissing(f"[accounts.{table}] {what}_file: cannot read {file}: {reason}") from None
         where = f"{what}_file ({file})"
     try:
         check_credential(value)
     except ValueError as exc:
         raise AccountError(f"[accounts.{table}] {where}: {exc}") from None
     return SecretStr(value)
+
+
+def _credential(
+    table: str, what: str, env: str | None, file: Path | None, missing: list[str]
+) -> SecretStr | None:
+    try:
+        return read_credential(table, what, env, file)
+    except CredentialMissing as exc:
+        missing.append(str(exc))
+        return None
 
 
 def resolve(settings: Settings) -> dict[str, Account]:
@@ -147,18 +165,22 @@ def resolve(settings: Settings) -> dict[str, Account]:
                 raise ValueError("invoice_timing must be after-grace or asap")
         except ValueError as exc:
             raise AccountError(f"[accounts.{name}] {exc}") from None
+        missing: list[str] = []
         update: dict[str, Any] = {
             "accounts": {},
             "vtex_account": table.account,
             "vtex_environment": table.environment,
             "vtex_base_url": base_url,
-            "vtex_app_key": read_credential(name, "app_key", table.app_key_env, table.app_key_file),
-            "vtex_app_token": read_credential(name, "app_token", table.app_token_env, table.app_token_file),
+            "vtex_app_key": _credential(name, "app_key", table.app_key_env, table.app_key_file, missing),
+            "vtex_app_token": _credential(
+                name, "app_token", table.app_token_env, table.app_token_file, missing
+            ),
             "grace_period": table.grace_period or settings.grace_period,
             "vtex_max_rpm": table.max_rpm or settings.vtex_max_rpm,
             "invoice_timing": invoice_timing,
         }
         own = settings.model_copy(update=update)
         own._account_name = name
+        own._credentials_problem = "; ".join(missing) or None
         accounts[name] = Account(name, own)
     return accounts

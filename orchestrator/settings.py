@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     )
     _resolved: dict[str, Account] = PrivateAttr(default_factory=dict)
     _account_name: str = PrivateAttr(default="default")  # set on an account's own settings
+    _credentials_problem: str | None = PrivateAttr(default=None)  # why its credentials are missing
 
     @field_validator(
         "vtex_timeout",
@@ -179,6 +180,11 @@ class Settings(BaseSettings):
             except AccountError as exc:
                 raise ValueError(str(exc)) from None
         return self
+
+    @property
+    def credentials_problem(self) -> str | None:
+        """For an account table whose credentials could not be read here: why (else None)."""
+        return self._credentials_problem
 
     @property
     def account_name(self) -> str:
@@ -394,6 +400,10 @@ def describe(settings: Settings, config_file: Path | None) -> list[dict[str, Any
     return rows + _account_rows(settings, config_file)
 
 
+def _credential_shown(secret: SecretStr | None, source: object) -> str:
+    return f"******** (from {source})" if secret is not None else f"NOT SET (expected from {source})"
+
+
 def _account_rows(settings: Settings, config_file: Path | None) -> list[dict[str, Any]]:
     """What each `[accounts.NAME]` table makes of its account: the values it runs with (the
     deployment's where the table is silent) and where the credentials come from."""
@@ -402,8 +412,10 @@ def _account_rows(settings: Settings, config_file: Path | None) -> list[dict[str
         account = settings.account(name)
         values = {
             "base_url": account.base_url,
-            "app_key": f"******** (from {table.app_key_env or table.app_key_file})",
-            "app_token": f"******** (from {table.app_token_env or table.app_token_file})",
+            "app_key": _credential_shown(account.vtex_app_key, table.app_key_env or table.app_key_file),
+            "app_token": _credential_shown(
+                account.vtex_app_token, table.app_token_env or table.app_token_file
+            ),
             "grace_period": format_duration(account.grace_period),
             "max_rpm": account.vtex_max_rpm,
             "invoice_timing": account.invoice_timing,

@@ -71,7 +71,9 @@ def build_client(
     identity: str | None = None,
 ) -> VtexClient:
     if settings.vtex_app_key is None or settings.vtex_app_token is None:
-        raise ConfigurationError("set VTEX_APP_KEY and VTEX_APP_TOKEN (the VTEX app key and token)")
+        raise ConfigurationError(
+            settings.credentials_problem or "set VTEX_APP_KEY and VTEX_APP_TOKEN (the VTEX app key and token)"
+        )
     try:
         proxy = proxy_for(settings.base_url)
     except ProxyError as exc:

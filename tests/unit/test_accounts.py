@@ -83,11 +83,6 @@ def test_single_account_settings_are_the_default_account(
     ("table", "message"),
     [
         ('app_key = "k"\napp_token_env = "T"', "app_key is written in the file; credentials never are"),
-        ('app_key_env = "NOT_SET_ANYWHERE"\napp_token_env = "T"', "NOT_SET_ANYWHERE is not set"),
-        (
-            'app_key_file = "/nonexistent/key"\napp_token_env = "T"',
-            "app_key_file: cannot read /nonexistent/key",
-        ),
         ('app_token_env = "T"', "set one of app_key_env"),
         ('app_key_env = "T"\napp_token_env = "T"\nbase_url = "http://vtex.example.com"', "clear text"),
         ('app_key_env = "SPACED"\napp_token_env = "T"', "SPACED"),
@@ -120,3 +115,30 @@ def test_an_account_name_must_fit_commands_and_labels(
 def test_an_unknown_account_is_named(config: Path) -> None:
     with pytest.raises(ConfigurationError, match="no account 'acme-cl' is configured"):
         load_settings(config).account("acme-cl")
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            'app_key_env = "NOT_SET_ANYWHERE"',
+            "[accounts.shop] app_key_env: the environment variable NOT_SET_ANYWHERE",
+        ),
+        ('app_key_file = "/nonexistent/key"', "[accounts.shop] app_key_file: cannot read /nonexistent/key"),
+    ],
+)
+def test_credentials_missing_here_stop_only_what_calls_vtex(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, table: str, message: str
+) -> None:
+    """As with an unset VTEX_APP_KEY, `status` works on a machine without the secrets; building
+    the account's VTEX client says which table and key lack them, and `config` shows it."""
+    from orchestrator.wiring import build_client
+
+    monkeypatch.setenv("T", "token")
+    path = tmp_path / "partial.toml"
+    path.write_text(f'[accounts.shop]\naccount = "shop"\n{table}\napp_token_env = "T"\n')
+    settings = load_settings(path)
+    with pytest.raises(ConfigurationError) as caught:
+        build_client(settings.account("shop"))
+    assert message in str(caught.value)
+    assert "NOT SET" in str(describe(settings, path))
