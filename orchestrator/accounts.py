@@ -140,13 +140,26 @@ def _credential(
         return None
 
 
+def has_default(settings: Settings) -> bool:
+    """Whether the single-account settings are an account (`default`): when they name one, or
+    when there are no tables at all (today's set-ups, whose errors say what to set)."""
+    return bool(settings.vtex_account or settings.vtex_base_url or not settings.accounts)
+
+
+def longest_grace(settings: Settings) -> timedelta:
+    """The longest grace period any account runs with (read from the tables: no credentials)."""
+    graces = [table.grace_period or settings.grace_period for table in settings.accounts.values()]
+    if has_default(settings):
+        graces.append(settings.grace_period)
+    return max(graces)
+
+
 def resolve(settings: Settings) -> dict[str, Account]:
     """Every account of `settings`, in the order written, `default` first when it exists."""
-    from orchestrator.config_checks import check_base_url
+    from orchestrator.config_checks import check_base_url, check_invoice_timing
 
     accounts: dict[str, Account] = {}
-    single = settings.vtex_account or settings.vtex_base_url
-    if single or not settings.accounts:
+    if has_default(settings):
         accounts[DEFAULT_ACCOUNT] = Account(DEFAULT_ACCOUNT, settings.model_copy(update={"accounts": {}}))
     for name, table in settings.accounts.items():
         if not ACCOUNT_NAME.fullmatch(name):
@@ -160,9 +173,7 @@ def resolve(settings: Settings) -> dict[str, Account]:
             )
         try:
             base_url = check_base_url(table.base_url) if table.base_url else None
-            invoice_timing = table.invoice_timing or settings.invoice_timing
-            if invoice_timing not in {"after-grace", "asap"}:
-                raise ValueError("invoice_timing must be after-grace or asap")
+            invoice_timing = check_invoice_timing(table.invoice_timing or settings.invoice_timing)
         except ValueError as exc:
             raise AccountError(f"[accounts.{name}] {exc}") from None
         missing: list[str] = []

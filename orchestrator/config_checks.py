@@ -43,6 +43,12 @@ def check_base_url(value: str) -> str:
     return value.strip().rstrip("/")
 
 
+def check_invoice_timing(value: str) -> str:
+    if value not in {"after-grace", "asap"}:
+        raise ValueError("invoice_timing must be after-grace (default) or asap")
+    return value
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

@@ -42,13 +42,12 @@ from orchestrator.ops.metrics import Metrics, probe_handler
 from orchestrator.ops.probe_server import ProbeServer
 from orchestrator.ops.systemd import SystemdNotifier
 from orchestrator.ops.watch import HEARTBEAT_SECONDS, Watch
-from orchestrator.step import Stepper
 from orchestrator.store.dialects import StorageCheck
 from orchestrator.store.errors import DatabaseError, explain, is_database_error
 from orchestrator.store.group_commit import BatchWriter
 from orchestrator.store.rows import OrderRow
 from orchestrator.store.thread import DatabaseThread
-from orchestrator.vtex.account import AccountGuard, AccountPause
+from orchestrator.vtex.account import AccountPause
 
 MAX_CLAIM = 500
 ACCOUNT_REFRESH = timedelta(seconds=2)  # how often a pause recorded by another daemon is picked up
@@ -128,15 +127,6 @@ class Daemon:
             self.stop_error = error
             self._log.error("stopping: cannot carry on", error=error)
         self.request_stop(error)
-
-    @property
-    def stepper(self) -> Stepper:
-        """The first account's stepper (the only one of a single-account set-up)."""
-        return next(iter(self.lanes.values())).stepper
-
-    @property
-    def guard(self) -> AccountGuard:
-        return next(iter(self.lanes.values())).guard
 
     def persist_pause(self, lane: Lane, pause: AccountPause | None) -> None:
         """Record an account pause (or its end) for status and for other daemons; at its end,

@@ -23,8 +23,8 @@ from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, field_validato
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from orchestrator.accounts import Account, AccountError, AccountTable, resolve
-from orchestrator.config_checks import check_base_url, check_credential
+from orchestrator.accounts import Account, AccountError, AccountTable, longest_grace, resolve
+from orchestrator.config_checks import check_base_url, check_credential, check_invoice_timing
 from orchestrator.durations import format_duration, parse_duration
 from orchestrator.ops.stuck_rules import StuckRules, StuckRulesError
 from orchestrator.redaction import mask_url, register_secret
@@ -135,9 +135,7 @@ class Settings(BaseSettings):
     @field_validator("invoice_timing")
     @classmethod
     def _invoice_timing(cls, value: str) -> str:
-        if value not in {"after-grace", "asap"}:
-            raise ValueError("must be after-grace (default) or asap")
-        return value
+        return check_invoice_timing(value)
 
     @field_validator("log_format")
     @classmethod
@@ -150,10 +148,7 @@ class Settings(BaseSettings):
     def stuck_rules(self) -> StuckRules:
         """Thresholds from the longest grace period any account runs with: an order of an account
         with a long one is not stuck merely for waiting it out."""
-        graces = [t.grace_period or self.grace_period for t in self.accounts.values()]
-        if self.vtex_account or self.vtex_base_url or not self.accounts:
-            graces.append(self.grace_period)
-        return StuckRules.parse(self.stuck_after, max(graces), self.unknown_outcome_after)
+        return StuckRules.parse(self.stuck_after, longest_grace(self), self.unknown_outcome_after)
 
     @model_validator(mode="after")
     def _stuck_rules_parse(self) -> Settings:

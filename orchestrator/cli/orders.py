@@ -200,6 +200,7 @@ def status(
     ] = False,
 ) -> None:
     """Counts per state with the oldest order in each; with --stuck, the orders that need a look."""
+    from orchestrator.accounts import longest_grace
     from orchestrator.ops import render
     from orchestrator.ops.status import report
     from orchestrator.ops.stuck_rules import StuckRules, StuckRulesError
@@ -214,9 +215,7 @@ def status(
         settings.account(account)  # an unknown account is a usage error, not an empty report
     try:
         rules = (
-            StuckRules.parse(
-                stuck_after, max(settings.account_graces.values()), settings.unknown_outcome_after
-            )
+            StuckRules.parse(stuck_after, longest_grace(settings), settings.unknown_outcome_after)
             if stuck_after
             else settings.stuck_rules
         )

@@ -27,6 +27,7 @@ from orchestrator.durations import format_duration
 from orchestrator.log import get_logger
 from orchestrator.ops.refusal import OperationError
 from orchestrator.settings import Settings
+from orchestrator.store.rows import ref_of
 from orchestrator.store.store import Store
 from orchestrator.timefmt import human
 
@@ -45,6 +46,7 @@ def order_href(order_id: str, account: str | None = "default", suffix: str = "")
 
 
 TEMPLATES.globals["order_href"] = order_href
+TEMPLATES.globals["ref_of"] = ref_of
 ACTIONS = {"retry": "failed", "cancel": None}  # action -> the state it needs (None: any but final)
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import platform
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -124,12 +125,16 @@ class Metrics:
     def _of(self, account: str) -> tuple[str, ...]:
         return (account,) if self.by_account else ()
 
+    def _one(self, metric: Any, account: str) -> Any:
+        """`metric`'s series for `account` (the metric itself when there is no account label)."""
+        return metric.labels(account) if self.by_account else metric
+
     def observe_call(self, call: Call, error: VtexError | None, account: str = "default") -> None:
         a = self._of(account)
         status = str(call.http_status) if call.http_status is not None else "error"
         self.vtex_latency.labels(*a, call.operation, status).observe(call.duration_ms / 1000)
         if call.http_status == 429:
-            (self.rate_limited.labels(*a) if a else self.rate_limited).inc()
+            self._one(self.rate_limited, account).inc()
 
     def observe_transition(self, trigger: str, source: str, dest: str, account: str = "default") -> None:
         a = self._of(account)
@@ -137,7 +142,7 @@ class Metrics:
         if trigger == "fail":
             self.failures.labels(*a, source).inc()
         elif trigger == "notice_canceled":
-            (self.canceled_in_vtex.labels(*a) if a else self.canceled_in_vtex).inc()
+            self._one(self.canceled_in_vtex, account).inc()
 
     # -- refreshed by the daemon ----------------------------------------------------------------
 
@@ -146,11 +151,8 @@ class Metrics:
             self.stuck.labels(reason).set(count)
 
     def refresh_account(self, account: str, paused: bool, throttled_for: float) -> None:
-        a = self._of(account)
-        (self.account_throttled.labels(*a) if a else self.account_throttled).set(throttled_for)
-        (self.account_paused.labels(*a) if a else self.account_paused).set(
-            1 if paused or throttled_for > 0 else 0
-        )
+        self._one(self.account_throttled, account).set(throttled_for)
+        self._one(self.account_paused, account).set(1 if paused or throttled_for > 0 else 0)
 
     def refresh_orders(
         self, counts: dict[str, dict[str, int]], oldest_active: datetime | None, now: datetime

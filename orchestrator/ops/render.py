@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.durations import format_duration
-from orchestrator.store.rows import OrderRow
+from orchestrator.store.rows import OrderRow, ref_of
 from orchestrator.timefmt import human
 
 STATE_STYLES = {
@@ -121,9 +121,8 @@ def stuck_table(report: dict[str, Any], now: datetime) -> Table:
         table.add_column(column, overflow="fold")
     for entry in report["stuck"]:
         nxt = entry["nextTryAt"]
-        account = entry.get("account", "default")
         table.add_row(
-            entry["orderId"] if account == "default" else f"{account}/{entry['orderId']}",
+            ref_of(entry.get("account", "default"), entry["orderId"]),
             Text(entry["state"], style=STATE_STYLES.get(entry["state"], "")),
             format_duration(entry["secondsInState"]),
             entry["vtexStatus"] or "-",

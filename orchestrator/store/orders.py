@@ -21,7 +21,7 @@ from orchestrator.history import new_event
 from orchestrator.store.base import StoreBase, batched
 from orchestrator.store.dialects import DialectHooks
 from orchestrator.store.fitting import ORDER_LIMITS, fit, fit_events
-from orchestrator.store.rows import COLUMNS, STEP_COLUMNS, OrderRow, ref_matches
+from orchestrator.store.rows import COLUMNS, STEP_COLUMNS, OrderRow, ref_matches, ref_of
 from orchestrator.store.tables import EVENTS, ORDERS
 from states import State
 
@@ -369,9 +369,7 @@ class OrderWrites(StoreBase):
         c = ORDERS.c
         with self.engine.connect() as conn:
             found = conn.execute(sa.select(c.account, c.order_id).where(c.state == state).order_by(c.id))
-            return [
-                order_id if account == "default" else f"{account}/{order_id}" for account, order_id in found
-            ]
+            return [ref_of(account, order_id) for account, order_id in found]
 
     def release_leases(self, owner: str, now: datetime) -> int:
         """Give back every order this worker still holds, due again now (graceful shutdown)."""

@@ -69,7 +69,7 @@ class OrderRow:
     def ref(self) -> str:
         """How commands and messages name it: `ABC-1`, or `acme-br/ABC-1` outside the default
         account (the same order id may exist in several accounts)."""
-        return self.order_id if self.account == "default" else f"{self.account}/{self.order_id}"
+        return ref_of(self.account, self.order_id)
 
     @property
     def tracking_number(self) -> str | None:
@@ -113,6 +113,11 @@ STEP_COLUMNS: tuple[str, ...] = (
 
 class AmbiguousOrder(OperationError):
     """An order id that several accounts hold, given without saying which."""
+
+
+def ref_of(account: str, order_id: str) -> str:
+    """The one rule for naming an order: its id in the default account, `account/id` elsewhere."""
+    return order_id if account == "default" else f"{account}/{order_id}"
 
 
 def split_ref(ref: str) -> tuple[str | None, str]:
