@@ -119,9 +119,11 @@ def read_credential(table: str, what: str, env: str | None, file: Path | None) -
         assert file is not None
         try:
             value = file.read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or exc
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
             raise CredentialMissing(f"[accounts.{table}] {what}_file: cannot read {file}: {reason}") from None
+        except UnicodeDecodeError:  # its text would quote a byte of the secret: say only what it is
+            raise CredentialMissing(f"[accounts.{table}] {what}_file: {file} is not UTF-8 text") from None
         where = f"{what}_file ({file})"
     try:
         check_credential(value)

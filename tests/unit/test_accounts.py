@@ -142,3 +142,18 @@ def test_credentials_missing_here_stop_only_what_calls_vtex(
         build_client(settings.account("shop"))
     assert message in str(caught.value)
     assert "NOT SET" in str(describe(settings, path))
+
+
+def test_a_secret_file_that_is_not_text_is_named_without_its_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.wiring import build_client
+
+    monkeypatch.setenv("T", "token")
+    secret = tmp_path / "key.bin"
+    secret.write_bytes(b"ab\xfe\xfdcd")
+    path = tmp_path / "binary.toml"
+    path.write_text(f'[accounts.shop]\naccount = "shop"\napp_key_file = "{secret}"\napp_token_env = "T"\n')
+    with pytest.raises(ConfigurationError) as caught:
+        build_client(load_settings(path).account("shop"))
+    assert str(caught.value) == f"[accounts.shop] app_key_file: {secret} is not UTF-8 text"
