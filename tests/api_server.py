@@ -14,9 +14,10 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from orchestrator.api.app import create_api
+from orchestrator.api.app import api_server
 from orchestrator.cli import app
-from orchestrator.ops.serving import bind, server_for, url_of
+from orchestrator.ops.bounded_http import BACKLOG, Limits
+from orchestrator.ops.serving import bind, url_of
 from orchestrator.sandbox import Sandbox, ServerThread
 from orchestrator.settings import Settings
 from orchestrator.store.open import open_store
@@ -57,8 +58,8 @@ def serve_api(settings: Settings, sandbox: Sandbox) -> Iterator[Served]:
         created = runner.invoke(app, ["token", "create", "--name", f"{role}-bot", "--role", role, "--json"])
         assert created.exit_code == 0, created.output
         tokens[role] = json.loads(created.stdout)["token"]
-    sock = bind("127.0.0.1", 0)
-    server = server_for(create_api(settings, store))
+    sock = bind("127.0.0.1", 0, backlog=BACKLOG)
+    server = api_server(settings, store, Limits())
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
     thread.start()
     while not server.started:

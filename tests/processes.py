@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -36,6 +37,11 @@ def start_daemon(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen
         return subprocess.Popen(
             [sys.executable, "-m", "orchestrator", "run", *args], env=env, stdout=out, stderr=out
         )
+
+
+def open_fds(pid: int) -> int:
+    """How many descriptors process `pid` holds now (Linux)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def log_events(log: Path) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.applications import Starlette
@@ -29,6 +29,11 @@ from orchestrator.log import get_logger
 from orchestrator.ops.refusal import OperationError
 from orchestrator.settings import Settings
 from orchestrator.store.store import Store
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from orchestrator.ops.bounded_http import Limits
 
 Handler = Callable[[Request, Caller], Awaitable[Response]]
 
@@ -138,3 +143,13 @@ def create_api(settings: Settings, store: Store) -> Starlette:
         *Console(settings, store).routes(),
     ]
     return Starlette(routes=routes_)
+
+
+def api_server(settings: Settings, store: Store, limits: Limits) -> uvicorn.Server:
+    """A uvicorn server for the API, bounded against slow and hostile clients (`bounded_http`);
+    its socket should listen with the same `BACKLOG`."""
+    from orchestrator.ops.bounded_http import BACKLOG, bounded_protocol
+    from orchestrator.ops.serving import server_for
+
+    protocol = bounded_protocol(limits)
+    return server_for(create_api(settings, store), settings.log_level, backlog=BACKLOG, http=protocol)

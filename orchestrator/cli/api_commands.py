@@ -22,18 +22,31 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0 picks a free one).")] = 8080,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            min=8,
+            help="Connections held at most; beyond it the one idle longest is closed (lowered to fit "
+            "the process's descriptor limit).",
+        ),
+    ] = 256,
 ) -> None:
     """Serve the HTTP API (push and operate orders) on the daemon's database; run any number."""
-    from orchestrator.api.app import create_api
+    from orchestrator.api.app import api_server
     from orchestrator.log import get_logger
-    from orchestrator.ops.serving import bind, server_for, url_of
+    from orchestrator.ops.bounded_http import BACKLOG, Limits
+    from orchestrator.ops.serving import bind, url_of
 
     settings = ctx.obj.logging_settings()
     store = store_for(settings, create=True)
-    sock = bind(host, port, setting="orchestrator serve --port")
-    server = server_for(create_api(settings, store), settings.log_level)
+    sock = bind(host, port, setting="orchestrator serve --port", backlog=BACKLOG)
+    limits = Limits(max_connections=max_connections).within_descriptors()
+    server = api_server(settings, store, limits)
     get_logger(component="api").info(
-        "API served", url=url_of(sock), openapi=f"{url_of(sock)}/api/openapi.json"
+        "API served",
+        url=url_of(sock),
+        openapi=f"{url_of(sock)}/api/openapi.json",
+        max_connections=limits.max_connections,
     )
     # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the handler it
     # found: this one, so that a clean stop exits 0 as the daemon's does.

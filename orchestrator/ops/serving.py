@@ -52,7 +52,11 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{host}:{port}"
 
 
-def server_for(app: Any, log_level: str = "warning", **options: Any) -> uvicorn.Server:
+def server_for(
+    app: Any, log_level: str = "warning", *, backlog: int = 2048, **options: Any
+) -> uvicorn.Server:
+    """uvicorn for `app`. `backlog` is also how many connections asyncio accepts in one go before
+    any of them reaches the protocol, so a server that bounds its connections keeps it small."""
     import uvicorn
 
     config = uvicorn.Config(
@@ -61,7 +65,7 @@ def server_for(app: Any, log_level: str = "warning", **options: Any) -> uvicorn.
         access_log=False,
         lifespan="off",
         timeout_keep_alive=30,
-        backlog=2048,
+        backlog=backlog,
         **options,
     )
     return uvicorn.Server(config)

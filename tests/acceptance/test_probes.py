@@ -21,7 +21,7 @@ import pytest
 from orchestrator.ops.health import Health
 from orchestrator.sandbox.process import SandboxProcess, client_env
 from tests.factories import import_lines as lines_of
-from tests.processes import wait_for
+from tests.processes import open_fds, wait_for
 
 
 class FakeClock:
@@ -30,10 +30,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def connections_held(pid: int, port: int) -> int:

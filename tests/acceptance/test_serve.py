@@ -1,19 +1,24 @@
 """`orchestrator serve` as operators run it: a real process, a token made by the CLI, an order
-pushed over HTTP that a daemon then finishes, and SIGTERM for a clean stop."""
+pushed over HTTP that a daemon then finishes, SIGTERM for a clean stop, and slow clients that
+cannot silence it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import resource
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 
 from orchestrator.sandbox.process import SandboxProcess, client_env
 from tests.factories import import_record
-from tests.processes import run_cli
+from tests.processes import open_fds, run_cli
 
 
 def test_serve_takes_an_order_that_the_daemon_finishes(tmp_path: Path) -> None:
@@ -58,3 +63,63 @@ def test_serve_takes_an_order_that_the_daemon_finishes(tmp_path: Path) -> None:
         if server is not None and server.poll() is None:
             server.kill()
         sandbox.stop()
+
+
+def test_slow_clients_cannot_take_the_apis_descriptors(tmp_path: Path) -> None:
+    """1,100 half-sent requests against a `serve` limited to 1,024 descriptors (before the bound,
+    they took every one: /healthz went silent and asyncio logged a traceback per refused accept).
+    Now /healthz and the API answer while they are held, and the process stays far from its limit
+    (the late headers' timeout is tested in tests/integration/test_bounded_http.py)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))  # this test's own 1,100
+    env = client_env(f"sqlite:///{tmp_path / 'o.db'}", "http://127.0.0.1:9", ORCHESTRATOR_LOG_FORMAT="json")
+    token = json.loads(run_cli(env, "token", "create", "--name", "ops", "--role", "viewer", "--json").stdout)[
+        "token"
+    ]
+    log = tmp_path / "serve.log"
+    slow: list[socket.socket] = []
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            # a shell that lowers the descriptor limit, then becomes `serve` (same pid)
+            ["sh", "-c", 'ulimit -n 1024 && exec "$@"', "sh", *SERVE],
+            env=env,
+            stderr=out,
+        )
+    try:
+        url = wait_for_url(log)
+        port = int(url.rsplit(":", 1)[1])
+        for _ in range(1100):
+            client = socket.socket()
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.1", port))
+            slow.append(client)
+        time.sleep(1.0)
+        for client in slow:
+            with contextlib.suppress(OSError):
+                client.send(b"GET /api/status HTTP/1.1\r\nHost: x\r\n")  # never the end of the headers
+        time.sleep(0.5)
+        assert open_fds(server.pid) < 600, "256 connections, a batch being accepted, and the rest"
+        assert httpx.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}
+        status = httpx.get(f"{url}/api/status", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+        assert status.status_code == 200, status.text
+    finally:
+        for client in slow:
+            client.close()
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=20) == 0
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    text = log.read_text()
+    assert "Traceback" not in text and "out of system resource" not in text, text[-2000:]
+
+
+SERVE = [sys.executable, "-m", "orchestrator", "serve", "--port", "0"]
+
+
+def wait_for_url(log: Path) -> str:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for line in log.read_text().splitlines():
+            if '"API served"' in line:
+                return str(json.loads(line)["url"])
+        time.sleep(0.05)
+    raise AssertionError(f"serve did not start: {log.read_text()[-2000:]}")
