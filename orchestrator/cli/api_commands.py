@@ -38,8 +38,11 @@ def serve(
     from orchestrator.ops.serving import bind, url_of
 
     settings = ctx.obj.logging_settings()
-    store = store_for(settings, create=True)
+    # The port first, so that a taken port changes nothing; and the database must exist already
+    # (`migrate`, `run`, `import` or `token create` make it): an API on a mistyped path would
+    # otherwise serve an empty database as if all were well.
     sock = bind(host, port, setting="orchestrator serve --port", backlog=BACKLOG)
+    store = store_for(settings)
     limits = Limits(max_connections=max_connections).within_descriptors()
     server = api_server(settings, store, limits)
     get_logger(component="api").info(

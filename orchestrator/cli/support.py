@@ -67,7 +67,7 @@ def err_line(message: str, label: str = "error") -> None:
 
 
 def store_for(settings: Settings, *, create: bool = False) -> Any:
-    """The store. Only commands that are meant to create a database (`import`, `migrate`, `run`)
+    """The store. Only commands that are meant to create a database (`import`, `migrate`, `run`, `token create`)
     pass `create=True`; the others fail clearly when there is none where the settings point."""
     from orchestrator.store.open import open_store
 

@@ -237,7 +237,7 @@ def _check_sqlite_path(database: str | None, create: bool) -> None:
         if not create:
             raise NoDatabase(
                 f"no database at {path.resolve()}: check ORCHESTRATOR_DATABASE_URL "
-                "(only `import`, `migrate` and `run` create a database)"
+                "(only `import`, `migrate`, `run` and `token create` create a database)"
             )
         if not parent.is_dir():
             raise BadDatabaseUrl(f"cannot create the SQLite database {path}: no directory {parent}")

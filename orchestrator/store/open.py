@@ -20,7 +20,7 @@ from orchestrator.store.store import Store
 def open_store(database_url: str, *, pool_size: int = 5, migrate: bool = True, create: bool = True) -> Store:
     """The store on the configured database.
 
-    `create=True` (import, migrate, run) creates a missing SQLite file and brings the schema to
+    `create=True` (import, migrate, run, token create) creates a missing SQLite file and brings the schema to
     head. `create=False` (every other command) only opens what is there, and says plainly when
     that is not an orchestrator database at this version, instead of reporting an empty one."""
     engine, hooks = create_db_engine(database_url, pool_size=pool_size, create=create)

@@ -269,6 +269,9 @@ def test_every_operator_mistake_is_one_clear_line(tmp_path: Path, busy_port: int
         Case("status on a typo", ["status"], USAGE, "no database at", sqlite(typo)),
         Case("show on a typo", ["show", "ABC-1"], USAGE, "no database at", sqlite(typo)),
         Case("retry on a typo", ["retry", "--failed"], USAGE, "no database at", sqlite(typo)),
+        Case("list on a typo", ["list"], USAGE, "no database at", sqlite(typo)),
+        Case("serve on a typo", ["serve", "--port", "0"], USAGE, "no database at", sqlite(typo)),
+        Case("serve port taken", ["serve", "--port", str(busy_port)], FAILED, "already in use", sqlite(typo)),
         # -- what is imported ----------------------------------------------------------------
         *(
             refused_import(name, write(tmp_path / f"in-{i}", data), says)
