@@ -67,8 +67,8 @@ def err_line(message: str, label: str = "error") -> None:
 
 
 def store_for(settings: Settings, *, create: bool = False) -> Any:
-    """The store. Only commands that are meant to create a database (`import`, `migrate`, `run`, `token create`)
-    pass `create=True`; the others fail clearly when there is none where the settings point."""
+    """The store. Only commands meant to create a database (`import`, `migrate`, `run`, `token
+    create`) pass `create=True`; the others fail clearly when there is none where settings point."""
     from orchestrator.store.open import open_store
 
     return open_store(settings.database_url, pool_size=max(5, settings.concurrency // 16), create=create)
