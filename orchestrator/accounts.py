@@ -175,9 +175,12 @@ def resolve(settings: Settings) -> dict[str, Account]:
             )
         try:
             base_url = check_base_url(table.base_url) if table.base_url else None
+        except ValueError as exc:
+            raise AccountError(f"[accounts.{name}] base_url: {exc}") from None
+        try:
             invoice_timing = check_invoice_timing(table.invoice_timing or settings.invoice_timing)
         except ValueError as exc:
-            raise AccountError(f"[accounts.{name}] {exc}") from None
+            raise AccountError(f"[accounts.{name}] invoice_timing: {exc}") from None
         missing: list[str] = []
         update: dict[str, Any] = {
             "accounts": {},
