@@ -84,7 +84,7 @@ def test_single_account_settings_are_the_default_account(
     [
         ('app_key = "k"\napp_token_env = "T"', "app_key is written in the file; credentials never are"),
         ('app_token_env = "T"', "set one of app_key_env"),
-        ('app_key_env = "T"\napp_token_env = "T"\nbase_url = "http://vtex.example.com"', "clear text"),
+        ('app_key_env = "T"\napp_token_env = "T"\nbase_url = "http://vtex.example.com"', "base_url: http://"),
         ('app_key_env = "SPACED"\napp_token_env = "T"', "SPACED"),
     ],
 )
