@@ -65,6 +65,17 @@ def test_open_intent_is_reconciled_before_anything_else() -> None:
     assert (decided.kind, decided.action) == (Kind.RECONCILE, Action.AUTHORIZE)
 
 
+def test_a_cancel_asked_for_under_an_open_intent_waits_for_its_reconcile() -> None:
+    """`cancel` while a Start handling's outcome is unknown: VTEX is asked about that call first
+    (the cancel never races it), and the cancel is what comes once it is settled."""
+    under = plan(
+        row(state="ready-for-handling", intent="start-handling", cancel_reason="x"), NOW, GRACE, POLICIES
+    )
+    assert (under.kind, under.action) == (Kind.RECONCILE, Action.START_HANDLING)
+    settled = plan(row(state="ready-for-handling", cancel_reason="x"), NOW, GRACE, POLICIES)
+    assert (settled.kind, settled.action) == (Kind.WRITE, Action.CANCEL)
+
+
 def test_first_look_is_at_the_end_of_the_grace_period() -> None:
     """Authorized 10 minutes ago with a 30-minute grace: nothing until 20 minutes (plus margin) from now."""
     authorized = NOW - timedelta(minutes=10)
