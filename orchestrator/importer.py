@@ -11,7 +11,6 @@ order, which is then corrected and placed again (`orchestrator.repair`).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +21,7 @@ from orchestrator import repair
 from orchestrator.line_input import WHOLE_FILE, decode_line
 from orchestrator.store.orders import Replacement
 from orchestrator.store.store import NewOrder, Store
+from orchestrator.strict_json import BadJson, load_json
 from orchestrator.validation import (
     AFFILIATE_ID,
     SALES_CHANNEL,
@@ -69,15 +69,6 @@ class ImportReport:
         return self.ok and not self.imported and not self.already_present and not self.replaced
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number (write the value, or null)")
-
-
-def load_json(text: str) -> Any:
-    """`json.loads` that refuses NaN and Infinity, which Python accepts and JSON does not."""
-    return json.loads(text, parse_constant=_refuse_constant)
-
-
 def parse_json(number: int, raw: Line) -> tuple[Any, list[Problem]]:
     """The line's JSON value, or the one problem that keeps it from being one."""
     if isinstance(raw, bytes):
@@ -88,15 +79,8 @@ def parse_json(number: int, raw: Line) -> tuple[Any, list[Problem]]:
         text = raw.removeprefix("\ufeff") if number == 1 else raw
     try:
         return load_json(text), []
-    except json.JSONDecodeError as exc:
-        return None, [Problem(number, "(line)", f"not valid JSON: {exc.msg} at column {exc.colno}")]
-    except RecursionError:
-        return None, [Problem(number, "(line)", "not an order: JSON nested too deeply")]
-    except ValueError as exc:  # NaN/Infinity, or an integer of thousands of digits
-        message = str(exc)
-        if "digits" in message:
-            message = "a number with too many digits"
-        return None, [Problem(number, "(line)", f"not valid JSON: {message}")]
+    except BadJson as exc:
+        return None, [Problem(number, "(line)", f"not valid JSON: {exc}")]
 
 
 def parse_line(

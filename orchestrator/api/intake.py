@@ -9,6 +9,8 @@ from typing import Any
 
 from starlette.requests import Request
 
+from orchestrator.strict_json import BadJson, load_json
+
 MAX_BODY_BYTES = 16 * 1024 * 1024  # about 5,000 typical orders per request
 
 
@@ -34,11 +36,11 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
 
 def json_body(raw: bytes) -> Any:
     try:
-        return json.loads(raw.decode("utf-8-sig"))
+        return load_json(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise BodyError(400, "the body is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise BodyError(400, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except BadJson as exc:
+        raise BodyError(400, f"malformed JSON: {exc}") from None
 
 
 def order_lines(raw: bytes, content_type: str) -> list[str]:

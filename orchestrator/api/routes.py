@@ -101,8 +101,12 @@ class Routes:
             problems = [
                 {"index": p.line - 1, "field": p.field, "message": p.message} for p in report.problems
             ]
-            what = "differ from stored orders" if report.conflict else "are invalid"
-            message = f"nothing stored: {report.problems_total} record(s) {what}"
+            what = "in conflict with stored orders" if report.conflict else "invalid"
+            records = len({p.line for p in report.problems})
+            message = (
+                f"nothing stored: {records} of {report.lines} record(s) {what} "
+                f"({report.problems_total} problem(s))"
+            )
             return error(409 if report.conflict else 422, message, problems=problems)
         if report.empty:
             return error(422, "the body holds no orders")

@@ -75,7 +75,7 @@ def store_for(settings: Settings, *, create: bool = False) -> Any:
 
 
 def json_file(path: Path) -> Any:
-    from orchestrator.importer import load_json
+    from orchestrator.strict_json import BadJson, load_json
 
     try:
         raw = path.read_bytes()
@@ -87,9 +87,7 @@ def json_file(path: Path) -> Any:
         return load_json(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise OperationError(f"{path}: not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise OperationError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    except (ValueError, RecursionError) as exc:
+    except BadJson as exc:
         raise OperationError(f"{path}: not valid JSON ({exc})") from None
 
 

@@ -71,6 +71,7 @@ def test_intake_validates_like_import_and_is_idempotent(served: Served) -> None:
     bad["order"]["items"][0]["quantity"] = 0
     refused = served.call("POST", "/api/orders", "intake", json=[import_record(6), bad])
     assert refused.status_code == 422
+    assert refused.json()["error"] == "nothing stored: 1 of 2 record(s) invalid (1 problem(s))"
     [problem] = refused.json()["problems"]
     assert problem["index"] == 1 and problem["field"].startswith("order.items[0].quantity")
     assert served.store.find("ABC-100006") is None  # all or nothing per request
@@ -87,6 +88,31 @@ def test_intake_validates_like_import_and_is_idempotent(served: Served) -> None:
     assert replaced.status_code == 201 and replaced.json()["replaced"][0]["orderId"] == "ABC-100001"
     history = served.call("GET", "/api/orders/ABC-100001", "viewer").json()["events"]
     assert [e["worker"] for e in history if e["kind"] == "import"] == ["api:intake-bot", "api:intake-bot"]
+
+
+def test_bodies_python_would_choke_on_are_a_clear_400(served: Served) -> None:
+    """What `orchestrator import` refuses line by line, posted as one body: deep nesting and an
+    integer of thousands of digits were HTTP 500s (RecursionError, ValueError); NaN is no JSON."""
+    line = json.dumps(import_record(1))
+    assert served.call("POST", "/api/orders", "intake", content=line).status_code == 201
+    cases = {
+        "[" * 100_000: "nested too deeply",
+        line.replace("1100", "9" * 5000, 1): "too many digits",
+        line.replace(": 1100", ": NaN", 1): "NaN is not a JSON number",
+    }
+    for body, says in cases.items():
+        answer = served.call("POST", "/api/orders", "intake", content=body)
+        assert answer.status_code == 400 and says in answer.json()["error"], answer.text
+        invoice = served.call("POST", "/api/orders/ABC-100001/invoice", "intake", content=body)
+        assert invoice.status_code == 400 and says in invoice.json()["error"], invoice.text
+    ndjson = served.call(
+        "POST",
+        "/api/orders",
+        "intake",
+        content="[" * 100_000,
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert ndjson.status_code == 422 and "nested too deeply" in ndjson.json()["problems"][0]["message"]
 
 
 def test_late_data_operations_and_reads(served: Served) -> None:
