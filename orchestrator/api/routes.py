@@ -5,8 +5,9 @@ read, 202 accepted for the daemon to finish, 404 no such order, 409 refused for 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from orchestrator.api.app import Endpoint
     from orchestrator.settings import Settings
     from orchestrator.store.store import Store
+
+T = TypeVar("T")
 
 
 class NotFound(Exception):
@@ -163,20 +166,20 @@ class Routes:
         from orchestrator.api.app import error
         from orchestrator.durations import parse_duration
         from orchestrator.ops.views import order_summary
-        from orchestrator.store.listing import CursorError, OrderFilter, parse_sort
+        from orchestrator.store.listing import CursorError, OrderFilter, parse_sort, parse_states
 
         q = request.query_params
         try:
-            sort, descending = parse_sort(q.get("sort", "-created"))
-            older = parse_duration(q["olderThan"]) if q.get("olderThan") else None
-            limit = int(q.get("limit", "50"))
-            if not 1 <= limit <= 1000:
-                raise ValueError("limit: between 1 and 1000")
+            sort, descending = _param("sort", parse_sort, q.get("sort", "-created"))
+            older = _param("olderThan", parse_duration, q["olderThan"]) if q.get("olderThan") else None
+            limit = _param("limit", _limit, q.get("limit", "50"))
+            states = _param("state", parse_states, q.getlist("state"))
         except ValueError as exc:
             return error(400, str(exc))
-        where = OrderFilter(
-            q.getlist("state"), q.get("affiliate"), older, q.get("code"), q.get("waiting"), q.get("account")
-        )
+        account = q.get("account")
+        if account is not None and account not in self.settings.all_accounts:
+            return error(400, _unknown_account(account))
+        where = OrderFilter(states, q.get("affiliate"), older, q.get("code"), q.get("waiting"), account)
         now = utcnow()
         if q.get("find"):
             found = await run_in_threadpool(self.store.find_any, q["find"], limit)
@@ -221,7 +224,7 @@ class Routes:
 
         account = request.query_params.get("account")
         if account is not None and account not in self.settings.all_accounts:
-            return error(400, f"account: no account {account!r} is configured")
+            return error(400, _unknown_account(account))
         now = utcnow()
         data = await run_in_threadpool(
             partial(report, accounts=self.settings.account_graces, account=account),
@@ -257,3 +260,21 @@ class Routes:
         )
         outcome = await run_in_threadpool(request_cancel, self.store, row.ref, reason, caller.actor)
         return _done(row.order_id, outcome, 202 if outcome.changed else 200)  # the daemon asks VTEX
+
+
+def _param(name: str, parse: Callable[[Any], T], value: Any) -> T:
+    """`parse(value)`; a refusal names the query parameter."""
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
+def _unknown_account(name: str) -> str:
+    return f"account: no account {name!r} is configured"
+
+
+def _limit(text: str) -> int:
+    if not text.strip().isascii() or not text.strip().isdigit() or not 1 <= int(text) <= 1000:
+        raise ValueError("a whole number between 1 and 1000")
+    return int(text)

@@ -14,17 +14,6 @@ from orchestrator.cli.app import app
 from orchestrator.cli.support import ConfigurationError, err_line, out, store_for
 
 
-def parse_states(states: list[str] | None) -> list[str]:
-    from states import State
-
-    known = [str(s) for s in State]
-    chosen = [part.strip() for text in states or [] for part in text.split(",") if part.strip()]
-    for state in chosen:
-        if state not in known:
-            raise ConfigurationError(f"--state: unknown state {state!r} (one of {', '.join(known)})")
-    return chosen
-
-
 @app.command("list")
 def list_command(
     ctx: typer.Context,
@@ -58,7 +47,7 @@ def list_command(
     from orchestrator.clock import utcnow
     from orchestrator.durations import parse_duration
     from orchestrator.ops.views import SUMMARY_KEYS, order_summary
-    from orchestrator.store.listing import CursorError, OrderFilter, parse_sort
+    from orchestrator.store.listing import CursorError, OrderFilter, parse_sort, parse_states
 
     if as_json and as_csv:
         raise typer.BadParameter("--json and --csv: choose one")
@@ -70,10 +59,14 @@ def list_command(
         older = parse_duration(older_than) if older_than else None
     except ValueError as exc:
         raise ConfigurationError(f"--older-than: {exc}") from None
+    try:
+        states = parse_states(state or [])
+    except ValueError as exc:
+        raise ConfigurationError(f"--state: {exc}") from None
     settings = ctx.obj.settings()
     if account is not None:
         settings.account(account)  # an unknown account is a usage error, not an empty list
-    where = OrderFilter(parse_states(state), affiliate, older, code, waiting, account)
+    where = OrderFilter(states, affiliate, older, code, waiting, account)
     store = store_for(settings)
     now = utcnow()
     if find:

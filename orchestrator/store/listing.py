@@ -71,6 +71,19 @@ def parse_sort(text: str) -> tuple[str, bool]:
     return name, text.startswith("-")
 
 
+def parse_states(values: Sequence[str]) -> list[str]:
+    """States named one by one or comma-separated; an unknown one is refused (a typo would
+    otherwise list nothing, as if no order were in that state)."""
+    from states import State
+
+    known = [str(s) for s in State]
+    chosen = [part.strip() for text in values for part in text.split(",") if part.strip()]
+    for state in chosen:
+        if state not in known:
+            raise ValueError(f"unknown state {state!r} (one of {', '.join(known)})")
+    return chosen
+
+
 def _encode(sort: str, value: object, pk: int) -> str:
     raw = json.dumps([sort, value.isoformat() if isinstance(value, datetime) else value, pk])
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")

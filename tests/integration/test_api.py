@@ -143,7 +143,17 @@ def test_late_data_operations_and_reads(served: Served) -> None:
     assert [o["orderId"] for o in failed] == ["ABC-100008"]
     by_marketplace_id = served.call("GET", "/api/orders/100008", "viewer").json()
     assert by_marketplace_id["order"]["orderId"] == "ABC-100008"
-    assert served.call("GET", "/api/orders?sort=nonsense", "viewer").status_code == 400
+    refusals = {
+        "sort=nonsense": "sort: unknown sort 'nonsense'",
+        "state=shipped": "state: unknown state 'shipped'",  # a typo must not look like "none there"
+        "limit=abc": "limit: a whole number between 1 and 1000",
+        "limit=0": "limit: a whole number between 1 and 1000",
+        "olderThan=zz": "olderThan: 'zz' is not a duration",
+        "account=acme-xx": "account: no account 'acme-xx' is configured",
+    }
+    for query, says in refusals.items():
+        refused = served.call("GET", f"/api/orders?{query}", "viewer")
+        assert refused.status_code == 400 and refused.json()["error"].startswith(says), refused.text
     status = served.call("GET", "/api/status", "viewer").json()
     assert status["counts"]["failed"] == 1 and status["stuckTotal"] >= 1
 
