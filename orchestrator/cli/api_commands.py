@@ -71,8 +71,10 @@ def token_create(
 
     if role not in ROLES:
         raise typer.BadParameter(f"one of {', '.join(ROLES)}", param_hint="--role")
-    if not name.strip() or len(name) > 100:
-        raise typer.BadParameter("1 to 100 characters", param_hint="--name")
+    if not name.strip() or len(name) > 100 or not name.isprintable():
+        # The name is written into log lines and the orders' history (`api:NAME`): a line break or
+        # a control character there would forge or garble them.
+        raise typer.BadParameter("1 to 100 printable characters (no line breaks)", param_hint="--name")
     store = store_for(ctx.obj.settings(), create=True)
     token = new_token()
     if not store.add_token(name, role, token_hash(token), utcnow()):

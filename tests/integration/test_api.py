@@ -51,6 +51,9 @@ def test_tokens_roles_and_health(served: Served) -> None:
     listed = json.loads(runner.invoke(app, ["token", "list", "--json"]).stdout)["tokens"]
     assert {t["name"] for t in listed} == {"intake-bot", "viewer-bot", "operator-bot"}
     assert all(served.tokens[r] not in json.dumps(listed) for r in served.tokens)
+    for forged in ("pos\nlevel=error event=forged", "pos\x00", " "):  # names go into logs and history
+        refused = runner.invoke(app, ["token", "create", "--name", forged, "--role", "intake"])
+        assert refused.exit_code == 2 and "printable" in refused.output, refused.output
 
 
 def test_intake_validates_like_import_and_is_idempotent(served: Served) -> None:
