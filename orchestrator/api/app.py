@@ -75,17 +75,10 @@ class Api:
         return Route(endpoint.path, serve, methods=[endpoint.method], name=endpoint.summary)
 
     async def _answer(self, endpoint: Endpoint, request: Request) -> Response:
-        caller = await run_in_threadpool(self.auth.caller, request.headers.get("authorization"))
-        client = request.client.host if request.client else "-"
-        if caller is None:
-            # Logged without the token, whatever it was.
-            self.log.warning("API authentication failed", path=request.url.path, client=client)
-            return error(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-        if endpoint.permission is not None and not caller.may(endpoint.permission):
-            self.log.warning("API call refused to the token's role", path=request.url.path, token=caller.name)
-            return error(403, f"the {caller.role} role may not do this ({endpoint.summary})")
         try:
-            return await endpoint.handler(request, caller)
+            # The token is looked up in the database too: a database that fails there is a 503 as
+            # well, never a bare 500.
+            return await self._authorized(endpoint, request)
         except NotFound as missing:
             return error(404, f"no order {missing.key!r}")
         except BodyError as exc:
@@ -102,6 +95,18 @@ class Api:
             # The exception's type and where, not its text: a bug's message could quote an order.
             self.log.error("API call failed", path=request.url.path, error=type(exc).__name__)
             return error(500, "internal error; the API's log has the details")
+
+    async def _authorized(self, endpoint: Endpoint, request: Request) -> Response:
+        caller = await run_in_threadpool(self.auth.caller, request.headers.get("authorization"))
+        client = request.client.host if request.client else "-"
+        if caller is None:
+            # Logged without the token, whatever it was.
+            self.log.warning("API authentication failed", path=request.url.path, client=client)
+            return error(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+        if endpoint.permission is not None and not caller.may(endpoint.permission):
+            self.log.warning("API call refused to the token's role", path=request.url.path, token=caller.name)
+            return error(403, f"the {caller.role} role may not do this ({endpoint.summary})")
+        return await endpoint.handler(request, caller)
 
 
 def error(status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
@@ -142,7 +147,11 @@ def create_api(settings: Settings, store: Store) -> Starlette:
         *(api.route(e) for e in [*endpoints, *extra]),
         *Console(settings, store).routes(),
     ]
-    return Starlette(routes=routes_)
+    from starlette.middleware import Middleware
+
+    from orchestrator.api.last_resort import LastResort
+
+    return Starlette(routes=routes_, middleware=[Middleware(LastResort)])
 
 
 def api_server(settings: Settings, store: Store, limits: Limits) -> uvicorn.Server:
