@@ -24,6 +24,7 @@ such slack).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import resource
 import weakref
 from collections import OrderedDict
@@ -46,15 +47,16 @@ class Limits:
     body_seconds: float = 60.0
     max_header_bytes: int = 64 * 1024
 
-    def within_descriptors(self) -> Limits:
-        """The same limits with a connection count the descriptor limit can hold a few times over."""
-        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    def within_descriptors(self, soft: int | None = None) -> Limits:
+        """The same limits, with no more connections than the descriptor limit (`soft`, this
+        process's by default) holds beside the process's own descriptors and two accept batches
+        (see the module's docstring)."""
+        if soft is None:
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         if soft == resource.RLIM_INFINITY:
             return self
         room = max(8, soft - DESCRIPTOR_RESERVE - 2 * BACKLOG)
-        return Limits(
-            min(self.max_connections, room), self.header_seconds, self.body_seconds, self.max_header_bytes
-        )
+        return dataclasses.replace(self, max_connections=min(self.max_connections, room))
 
 
 # Connections waiting for a request, oldest first, per server (uvicorn's state object of that server).

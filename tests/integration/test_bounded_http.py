@@ -132,3 +132,11 @@ def test_a_server_whose_every_connection_is_busy_answers_503() -> None:
         app.release.set()
         for client in busy:
             assert client.recv(4096).startswith(b"HTTP/1.1 200 ")
+
+
+def test_the_connection_limit_fits_the_descriptor_limit() -> None:
+    """A limit the process could not hold is lowered: room for its own descriptors and two batches."""
+    assert Limits().within_descriptors(20_000).max_connections == 256
+    assert Limits().within_descriptors(1024).max_connections == 256
+    assert Limits().within_descriptors(300).max_connections == 300 - 128 - 2 * BACKLOG
+    assert Limits().within_descriptors(100).max_connections == 8
