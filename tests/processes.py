@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -42,6 +44,22 @@ def start_daemon(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen
 def open_fds(pid: int) -> int:
     """How many descriptors process `pid` holds now (Linux)."""
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def half_sent_requests(port: int, count: int, path: str, settle: float) -> list[socket.socket]:
+    """`count` connections to `port`, all opened at once, each then sending a request for `path`
+    whose headers never end: what a slow or hostile client holds a server with."""
+    held = []
+    for _ in range(count):
+        client = socket.socket()
+        client.setblocking(False)
+        client.connect_ex(("127.0.0.1", port))
+        held.append(client)
+    time.sleep(settle)  # let the server accept (and drop) what it will
+    for client in held:
+        with contextlib.suppress(OSError):
+            client.send(f"GET {path} HTTP/1.1\r\nHost: x\r\n".encode())
+    return held
 
 
 def log_events(log: Path) -> list[dict[str, Any]]:

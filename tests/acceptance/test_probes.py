@@ -3,7 +3,6 @@ that an outage cannot flood."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import resource
@@ -21,7 +20,7 @@ import pytest
 from orchestrator.ops.health import Health
 from orchestrator.sandbox.process import SandboxProcess, client_env
 from tests.factories import import_lines as lines_of
-from tests.processes import open_fds, wait_for
+from tests.processes import half_sent_requests, open_fds, wait_for
 
 
 class FakeClock:
@@ -85,15 +84,8 @@ def test_slow_clients_on_the_metrics_port_cannot_take_the_daemons_descriptors(tm
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _answers(f"{url}/healthz"), 30, "the probe server")
         baseline = open_fds(daemon.pid)
-        for _ in range(600):  # connect all at once; the server drops the oldest as more arrive
-            client = socket.socket()
-            client.setblocking(False)
-            client.connect_ex(("127.0.0.1", port))
-            slow.append(client)
-        time.sleep(1.5)
-        for client in slow:
-            with contextlib.suppress(OSError):
-                client.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # and never the end of the headers
+        # all at once; the server drops the oldest as more arrive
+        slow = half_sent_requests(port, 600, "/metrics", settle=1.5)
         # the limit holds at every instant: accept, limit and close happen in one call
         assert connections_held(daemon.pid, port) <= 32
         healthy = httpx.get(f"{url}/healthz", timeout=5)

@@ -4,7 +4,6 @@ cannot silence it."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import resource
 import signal
@@ -18,7 +17,7 @@ import httpx
 
 from orchestrator.sandbox.process import SandboxProcess, client_env
 from tests.factories import import_record
-from tests.processes import open_fds, run_cli
+from tests.processes import half_sent_requests, open_fds, run_cli
 
 
 def test_serve_takes_an_order_that_the_daemon_finishes(tmp_path: Path) -> None:
@@ -88,15 +87,7 @@ def test_slow_clients_cannot_take_the_apis_descriptors(tmp_path: Path) -> None:
     try:
         url = wait_for_url(log)
         port = int(url.rsplit(":", 1)[1])
-        for _ in range(1100):
-            client = socket.socket()
-            client.setblocking(False)
-            client.connect_ex(("127.0.0.1", port))
-            slow.append(client)
-        time.sleep(1.0)
-        for client in slow:
-            with contextlib.suppress(OSError):
-                client.send(b"GET /api/status HTTP/1.1\r\nHost: x\r\n")  # never the end of the headers
+        slow = half_sent_requests(port, 1100, "/api/status", settle=1.0)
         time.sleep(0.5)
         assert open_fds(server.pid) < 600, "256 connections, a batch being accepted, and the rest"
         assert httpx.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}
