@@ -174,11 +174,9 @@ class Routes:
             older = _param("olderThan", parse_duration, q["olderThan"]) if q.get("olderThan") else None
             limit = _param("limit", _limit, q.get("limit", "50"))
             states = _param("state", parse_states, q.getlist("state"))
+            account = self._account_filter(request)
         except ValueError as exc:
             return error(400, str(exc))
-        account = q.get("account")
-        if account is not None and account not in self.settings.all_accounts:
-            return error(400, _unknown_account(account))
         where = OrderFilter(states, q.get("affiliate"), older, q.get("code"), q.get("waiting"), account)
         now = utcnow()
         if q.get("find"):
@@ -218,13 +216,22 @@ class Routes:
         view = await vtex_view(self.settings.account(account), self.store, order_id)
         return {"vtex": view.order, "vtexError": view.error}
 
+    def _account_filter(self, request: Request) -> str | None:
+        """`?account=`, which must name a configured account (an unknown one would list nothing,
+        as if it had no orders)."""
+        account = request.query_params.get("account")
+        if account is not None and account not in self.settings.all_accounts:
+            raise ValueError(f"account: no account {account!r} is configured")
+        return account
+
     async def status(self, request: Request, _caller: Caller) -> Response:
         from orchestrator.api.app import error
         from orchestrator.ops.status import report
 
-        account = request.query_params.get("account")
-        if account is not None and account not in self.settings.all_accounts:
-            return error(400, _unknown_account(account))
+        try:
+            account = self._account_filter(request)
+        except ValueError as exc:
+            return error(400, str(exc))
         now = utcnow()
         data = await run_in_threadpool(
             partial(report, accounts=self.settings.account_graces, account=account),
@@ -270,11 +277,8 @@ def _param(name: str, parse: Callable[[Any], T], value: Any) -> T:
         raise ValueError(f"{name}: {exc}") from None
 
 
-def _unknown_account(name: str) -> str:
-    return f"account: no account {name!r} is configured"
-
-
 def _limit(text: str) -> int:
-    if not text.strip().isascii() or not text.strip().isdigit() or not 1 <= int(text) <= 1000:
+    text = text.strip()
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 1000):
         raise ValueError("a whole number between 1 and 1000")
     return int(text)
