@@ -73,6 +73,15 @@ def create_database() -> tuple[str, str]:
     return name, _database_url(name)
 
 
+def create_empty_database() -> tuple[str, str]:
+    """A database without any table, for what must build its schema itself (upgrade tests)."""
+    require_postgres()
+    name = f"orchestrator_test_{uuid.uuid4().hex[:12]}"
+    with _admin().connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    return name, _database_url(name)
+
+
 def drop_database(name: str) -> None:
     with _admin().connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -9,12 +9,16 @@ took a third of a `status` command's start-up time.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+
+from orchestrator.store.errors import DatabaseError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -58,9 +62,46 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
     config = alembic_config()
-    with engine.begin() as conn:
+    with engine.connect() as conn, foreign_keys_off(conn), conn.begin():
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
+
+
+@contextmanager
+def foreign_keys_off(conn: sa.Connection) -> Iterator[None]:
+    """SQLite's foreign keys off around a migration, as SQLite documents for schema changes.
+
+    SQLite cannot alter most of a table in place, so a migration rebuilds it (Alembic's batch
+    mode: copy, drop the old table, rename the copy). With foreign keys on, dropping `orders`
+    deletes it row by row first, and every `order_events` row pointing at an order refuses that
+    ("FOREIGN KEY constraint failed"): any database with history could not be upgraded. The
+    pragma is ignored inside a transaction, so it is set on the bare connection before the
+    migration's transaction begins; `check_foreign_keys` proves, before the commit, that the
+    rebuilt tables still hold every row the history points at."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys = ON")
+
+
+def check_foreign_keys(conn: sa.Connection) -> None:
+    """Refuse to commit a migration that left a row pointing at nothing (SQLite, whose foreign
+    keys were off while it ran; PostgreSQL checks each statement itself)."""
+    if conn.dialect.name != "sqlite":
+        return
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        tables = sorted({str(row[0]) for row in broken})
+        raise DatabaseError(
+            f"the migration would leave {len(broken)} row(s) of {', '.join(tables)} pointing at nothing; "
+            "nothing was changed"
+        )
 
 
 def ensure_schema(engine: Engine) -> bool:
