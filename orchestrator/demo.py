@@ -25,6 +25,7 @@ from orchestrator import log
 from orchestrator.clock import utcnow
 from orchestrator.daemon import Daemon
 from orchestrator.importer import import_lines
+from orchestrator.line_input import split_lines
 from orchestrator.ops import render
 from orchestrator.ops.operations import attach_invoice
 from orchestrator.ops.status import report
@@ -62,7 +63,7 @@ def run_demo(console: Console, orders_file: Path | None = None, grace_seconds: f
         console.print(f"[bold]database[/]     {workdir / 'demo.db'}")
         console.print(f"[bold]daemon log[/]   {log_path}")
         store = open_store(settings.database_url)
-        lines = (orders_file or EXAMPLES / "orders.jsonl").read_text(encoding="utf-8").splitlines()
+        lines = split_lines((orders_file or EXAMPLES / "orders.jsonl").read_text(encoding="utf-8"))
         imported = import_lines(lines, store, utcnow(), worker="demo")
         if not imported.ok:
             for problem in imported.problems:
@@ -102,7 +103,7 @@ def run_demo(console: Console, orders_file: Path | None = None, grace_seconds: f
 def _late_invoices(path: Path | None) -> dict[str, dict[str, Any]]:
     if path is None:
         return {}
-    entries = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    entries = [json.loads(line) for line in split_lines(path.read_text(encoding="utf-8")) if line.strip()]
     return {entry["orderId"]: entry["invoice"] for entry in entries}
 
 

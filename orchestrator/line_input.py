@@ -23,6 +23,24 @@ UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
+def split_lines(text: str) -> list[str]:
+    """The lines of a JSON Lines text: split at `\n` only, one `\r` before it dropped.
+
+    The one splitter for every JSON Lines input (files, posted bodies, the examples). Not
+    `str.splitlines()`: it also breaks at U+2028, U+2029, U+0085, form feeds and a few more, which
+    JSON allows unescaped inside a string, so a valid record with one in a customer's address
+    was refused as two invalid halves by the API while `import` took the same line."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the final line end ends the last line; it does not start another
+    return [line.removesuffix("\r") for line in lines]
+
+
+def strip_line_end(raw: bytes) -> bytes:
+    """A line read by `readline` without its end: `\n` and one `\r` before it."""
+    return raw.removesuffix(b"\n").removesuffix(b"\r")
+
+
 class InputError(Exception):
     """The input cannot be read at all (missing, a directory, standard input closed)."""
 
@@ -74,7 +92,7 @@ class LineInput(AbstractContextManager["LineInput"]):
             if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
                 while (rest := handle.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
                     pass
-            yield line.rstrip(b"\r\n")
+            yield strip_line_end(line)
 
     def count(self) -> int:
         return sum(1 for _ in self())

@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from orchestrator.line_input import split_lines
 from orchestrator.strict_json import BadJson, load_json
 
 MAX_BODY_BYTES = 16 * 1024 * 1024  # about 5,000 typical orders per request
@@ -47,7 +48,7 @@ def order_lines(raw: bytes, content_type: str) -> list[str]:
     """One import line per order: an array's elements, JSON Lines' lines, or the one object."""
     if "ndjson" in content_type or "jsonl" in content_type or "json-seq" in content_type:
         try:
-            return raw.decode("utf-8-sig").splitlines()
+            return split_lines(raw.decode("utf-8-sig"))
         except UnicodeDecodeError:
             raise BodyError(400, "the body is not UTF-8 text") from None
     value = json_body(raw)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.line_input import split_lines
+
 
 @dataclass
 class Sku:
@@ -42,7 +44,7 @@ class Catalog:
             entries: list[Any] = data if isinstance(data, list) else [data]
         except json.JSONDecodeError:
             entries = []
-            for number, line in enumerate(text.splitlines(), 1):
+            for number, line in enumerate(split_lines(text), 1):
                 if not line.strip():
                     continue
                 try:

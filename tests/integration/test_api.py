@@ -69,6 +69,23 @@ def test_intake_validates_like_import_and_is_idempotent(served: Served) -> None:
         "POST", "/api/orders", "intake", content=lines, headers={"Content-Type": "application/x-ndjson"}
     )
     assert ndjson.status_code == 201 and ndjson.json()["imported"] == ["ABC-100003", "ABC-100004"]
+    # JSON allows these unescaped inside a string; only a line feed ends a JSON Lines record.
+    odd = import_record(7)
+    odd["order"]["shippingData"]["address"]["complement"] = "Bloco B\u2028Apto 7\u0085fundos\x0c"
+    crlf = json.dumps(odd, ensure_ascii=False) + "\r\n" + json.dumps(import_record(8)) + "\r\n"
+    one_each = served.call(
+        "POST",
+        "/api/orders",
+        "intake",
+        content=crlf.encode(),
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert one_each.status_code == 201, one_each.text
+    assert one_each.json()["imported"] == ["ABC-100007", "ABC-100008"]
+    stored = served.store.find("ABC-100007")
+    assert (
+        stored is not None and stored.place_body["shippingData"]["address"]["complement"].count("\u2028") == 1
+    )
 
     bad = import_record(5)
     bad["order"]["items"][0]["quantity"] = 0
