@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -199,4 +200,53 @@ def resolve(settings: Settings) -> dict[str, Account]:
         own._account_name = name
         own._credentials_problem = "; ".join(missing) or None
         accounts[name] = Account(name, own)
+    _one_table_per_vtex_account(settings, accounts)
     return accounts
+
+
+def _one_table_per_vtex_account(settings: Settings, accounts: dict[str, Account]) -> None:
+    """Refuse two accounts that are one VTEX account under one app key. Their orders would share
+    VTEX's order ids: the same order imported into both is placed once, the second Place is
+    answered "already exists" and both go on as if each had placed it, with two invoices for one
+    order, and budgets and pauses kept twice for one VTEX limit."""
+    seen: dict[tuple[str, str], str] = {}
+    for name, account in accounts.items():
+        own = account.settings
+        if not (own.vtex_base_url or own.vtex_account):
+            continue  # refused when used ("set VTEX_ACCOUNT ...")
+        table = settings.accounts.get(name)
+        if own.vtex_app_key is not None:
+            key = own.vtex_app_key.get_secret_value()
+        elif table is not None:  # not readable here: the same variable or file is the same key
+            key = f"{table.app_key_env or ''}|{table.app_key_file or ''}"
+        else:
+            continue
+        where = (normalised_base_url(own.base_url), key)
+        if where in seen:
+            first = seen[where]
+            raise AccountError(
+                f"{_named(first)} and {_named(name)} are the same VTEX account ({where[0]}) with the same "
+                "app key: keep one table per VTEX account (its orders would be placed, invoiced and "
+                "budgeted twice over)"
+            )
+        seen[where] = name
+
+
+def _named(name: str) -> str:
+    return (
+        "VTEX_ACCOUNT / VTEX_BASE_URL (the account default)"
+        if name == DEFAULT_ACCOUNT
+        else f"[accounts.{name}]"
+    )
+
+
+def normalised_base_url(url: str) -> str:
+    """One spelling per VTEX endpoint: scheme and host in lower case, no default port, no final
+    slash (`HTTPS://Acme.vtexcommercestable.com.br:443/` is `https://acme.vtexcommercestable.com.br`)."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    port = parts.port
+    if port is not None and (scheme, port) not in (("https", 443), ("http", 80)):
+        host = f"{host}:{port}"
+    return f"{scheme}://{host}{parts.path.rstrip('/')}"

@@ -24,6 +24,7 @@ from typing import Any
 from orchestrator import planner
 from orchestrator.planner import GUARD_WINDOW, REQUEST_GUARD, Kind
 from orchestrator.step_base import (
+    INVOICE_MISSING,
     TRACKING_REFUSED,
     Facts,
     Persistence,
@@ -47,6 +48,7 @@ from orchestrator.vtex.errors import (
     VtexError,
 )
 from states import (
+    INVOICEABLE,
     STEP_BY_ACTION,
     STEP_BY_TRIGGER,
     Action,
@@ -231,6 +233,9 @@ class Stepper(Setbacks, Cancellation):
         if action is Action.CANCEL:
             self._cancel_refused(ctx, refusal)
             return
+        if action is Action.PLACE and vtex_order is not None:
+            self._different_order(ctx, vtex_order, refusal)  # "already exists", but not as ours
+            return
         if action is Action.TRACKING:
             self._needs_attention(
                 ctx, TRACKING_REFUSED, f"VTEX refused the tracking update: {refusal.describe()}"
@@ -249,10 +254,30 @@ class Stepper(Setbacks, Cancellation):
         if not step.applied(vtex_order, Facts(row)):
             return False
         if action is Action.PLACE and vtex_order is not None:
-            # The order exists; make sure it is ours and not a different one under the same id.
+            # The order is ours (the Place rule); its value must be ours too.
             value = vtex_order.get("value")
             return value is None or value == row.value
         return True
+
+    def _different_order(
+        self, ctx: StepContext, vtex_order: Mapping[str, Any], refusal: PermanentError | None = None
+    ) -> None:
+        """VTEX holds another order under this one's id: never ours to drive, so it fails, saying
+        what differs (with VTEX's code when VTEX refused our Place for it, e.g. FMT009)."""
+        row = ctx.row
+        facts = Facts(row)
+        found = rules.differences(vtex_order, facts.marketplace_order_id, facts.affiliate_id, facts.items)
+        value = vtex_order.get("value")
+        if not found and value is not None and value != row.value:
+            found.append(f"value {value}, not {row.value}")
+        refused = f"{refusal.describe()}; " if refusal is not None else ""
+        self._fail(
+            ctx,
+            f"{refused}VTEX already has a different order under {row.order_id} ({'; '.join(found)}): it "
+            "is not this order (another system, or another account table for the same VTEX account, "
+            "placed it)",
+            (refusal.code if refusal is not None else None) or "DIFFERENT-ORDER",
+        )
 
     # -- reads -----------------------------------------------------------------------------------
     async def _reconcile(self, ctx: StepContext) -> None:
@@ -271,12 +296,7 @@ class Stepper(Setbacks, Cancellation):
             return
         if action is Action.PLACE and vtex_order is not None:
             self._clear_intent(row)
-            self._fail(
-                ctx,
-                f"VTEX already has an order {row.order_id} with value {vtex_order.get('value')}, "
-                f"not {row.value}: it is not this order",
-                "DIFFERENT-ORDER",
-            )
+            self._different_order(ctx, vtex_order)
             return
         self._event(
             ctx,
@@ -314,6 +334,29 @@ class Stepper(Setbacks, Cancellation):
             self._follow_cancellation(ctx, vtex_order)
             return
         self._catch_up(ctx, vtex_order)
+        self._check_invoiced_by_us(ctx, vtex_order)
+
+    def _check_invoiced_by_us(self, ctx: StepContext, vtex_order: Mapping[str, Any]) -> None:
+        """VTEX reports the order invoiced, our invoice was sent, yet no package carries it:
+        another system (or another account table) invoiced it. The order is not reported
+        invoiced; it stops for a person, saying which invoices VTEX holds (`retry` sends ours
+        again). An invoice not sent yet simply goes out next, and VTEX answers it."""
+        row = ctx.row
+        number = row.invoice_number
+        if (
+            row.state not in INVOICEABLE
+            or number is None
+            or row.invoice_sent_at is None
+            or not rules.is_invoiced(vtex_order)
+            or rules.invoice_present(vtex_order, number)
+        ):
+            return
+        held = ", ".join(str(p.get("invoiceNumber")) for p in rules.packages(vtex_order)) or "none"
+        self._needs_attention(
+            ctx,
+            INVOICE_MISSING,
+            f"VTEX shows the order invoiced, but not with our invoice {number} (its invoices: {held})",
+        )
 
     async def _fetch(self, ctx: StepContext) -> tuple[Mapping[str, Any] | None, bool]:
         """Get order; (order or None when VTEX has none, True) or (None, False) if VTEX did not answer."""

@@ -32,6 +32,8 @@ from states import (
 
 TRACKING_REFUSED = "tracking-refused"
 TRACKING_FAILED = "tracking-failed"
+# VTEX shows the order invoiced, but not with our (sent) invoice: someone else invoiced it.
+INVOICE_MISSING = "invoice-missing"
 
 
 class Persistence(Protocol):
@@ -198,6 +200,18 @@ class Facts:
     @property
     def tracking_number(self) -> str | None:
         return self.row.tracking_number
+
+    @property
+    def marketplace_order_id(self) -> str:
+        return self.row.marketplace_order_id
+
+    @property
+    def affiliate_id(self) -> str:
+        return self.row.affiliate_id
+
+    @property
+    def items(self) -> Mapping[str, int]:
+        return rules.item_quantities(self.row.place_body.get("items"))
 
 
 def parse_time(value: Any) -> datetime | None:

@@ -73,6 +73,17 @@ class Facts(Protocol):
     @property
     def tracking_number(self) -> str | None: ...
 
+    @property
+    def marketplace_order_id(self) -> str: ...
+
+    @property
+    def affiliate_id(self) -> str: ...
+
+    @property
+    def items(self) -> Mapping[str, int]:
+        """How many of each SKU we placed."""
+        ...
+
 
 Rule = Callable[[Mapping[str, Any] | None, Facts], bool]
 
@@ -115,6 +126,21 @@ def _status(rule: Callable[[Mapping[str, Any] | None], bool]) -> Rule:
     return lambda vtex_order, _facts: rule(vtex_order)
 
 
+def _placed(vtex_order: Mapping[str, Any] | None, facts: Facts) -> bool:
+    """Place took effect iff VTEX holds *our* order under its id (see `rules.differences`)."""
+    return vtex_order is not None and not rules.differences(
+        vtex_order, facts.marketplace_order_id, facts.affiliate_id, facts.items
+    )
+
+
+def _completed(vtex_order: Mapping[str, Any] | None, facts: Facts) -> bool:
+    """The order is done iff VTEX reports `invoiced` and, when we have an invoice, holds it: an
+    order VTEX shows invoiced by someone else's invoice is not ours to report invoiced."""
+    if not rules.is_invoiced(vtex_order):
+        return False
+    return facts.invoice_number is None or rules.invoice_present(vtex_order, facts.invoice_number)
+
+
 def _invoice_applied(vtex_order: Mapping[str, Any] | None, facts: Facts) -> bool:
     return facts.invoice_number is not None and rules.invoice_present(vtex_order, facts.invoice_number)
 
@@ -129,7 +155,7 @@ def _never(_vtex_order: Mapping[str, Any] | None, _facts: Facts) -> bool:
     return False
 
 
-PLACE = Step("place", (State.IMPORTED,), State.CREATED, _status(rules.order_exists), action=Action.PLACE)
+PLACE = Step("place", (State.IMPORTED,), State.CREATED, _placed, action=Action.PLACE)
 AUTHORIZE = Step(
     "authorize",
     (State.CREATED,),
@@ -162,7 +188,7 @@ COMPLETE = Step(
     "complete",
     (State.HANDLING,),
     State.INVOICED,
-    _status(rules.is_invoiced),
+    _completed,
     awaits="invoiced",
     poll="await_invoiced",
     needs_invoice=True,

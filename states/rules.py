@@ -25,9 +25,40 @@ def status_of(vtex_order: VtexOrder | None) -> str | None:
     return status if isinstance(status, str) else None
 
 
-def order_exists(vtex_order: VtexOrder | None) -> bool:
-    """Place took effect iff VTEX knows the order (its id is known before the call)."""
-    return vtex_order is not None
+def item_quantities(items: Any) -> dict[str, int]:
+    """How many of each SKU a list of order items holds (VTEX may split one SKU over lines)."""
+    counts: dict[str, int] = {}
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, Mapping) and isinstance(item.get("quantity"), int):
+            sku = str(item.get("id"))
+            counts[sku] = counts.get(sku, 0) + item["quantity"]
+    return counts
+
+
+def differences(
+    vtex_order: VtexOrder, marketplace_order_id: str, affiliate_id: str, items: Mapping[str, int]
+) -> list[str]:
+    """How VTEX's order under our id differs from the one we placed, in words (empty: it is ours).
+
+    An order id is derived from the affiliate and the marketplace order id, so VTEX answering
+    "already exists" (FMT009) to a Place, or holding an order after a lost answer, proves our Place
+    took effect only if that order is ours: same marketplace order id, same affiliate, the same
+    SKUs in the same quantities. Otherwise another source (another system, a second table for the
+    same account) placed a different order under the id, and taking it for ours would drive it to
+    `invoiced` without our invoice ever reaching VTEX. A missing affiliate is not a difference:
+    the id itself carries it."""
+    found = []
+    theirs = vtex_order.get("marketplaceOrderId")
+    if str(theirs) != marketplace_order_id:
+        found.append(f"marketplaceOrderId {theirs!r}, not {marketplace_order_id!r}")
+    affiliate = vtex_order.get("affiliateId")
+    if affiliate is not None and affiliate != affiliate_id:
+        found.append(f"affiliateId {affiliate!r}, not {affiliate_id!r}")
+    quantities = item_quantities(vtex_order.get("items"))
+    if quantities != dict(items):
+        shown = ", ".join(f"{q} x {sku}" for sku, q in sorted(quantities.items())) or "none"
+        found.append(f"items {shown}, not {', '.join(f'{q} x {sku}' for sku, q in sorted(items.items()))}")
+    return found
 
 
 def dispatch_authorized(vtex_order: VtexOrder | None) -> bool:

@@ -25,6 +25,7 @@ from orchestrator.history import new_event
 from orchestrator.ops.refusal import OperationError
 from orchestrator.planner import first_write
 from orchestrator.policy import Policies
+from orchestrator.step_base import INVOICE_MISSING
 from orchestrator.store.rows import OrderRow
 from orchestrator.store.store import Store
 from orchestrator.timefmt import human
@@ -159,6 +160,8 @@ def retry(store: Store, order_id: str, actor: str | None = None) -> Outcome:
                 "next_run_at": now,
                 "requests_in_window": 0,
             }
+            if row.needs_attention == INVOICE_MISSING:
+                cleared["invoice_sent_at"] = None  # VTEX does not hold it: send it again
             return cleared, [event], f"{order_id} goes on ({row.needs_attention} cleared)"
         if row.state != State.FAILED:
             raise OperationError(f"{order_id} is {row.state}, not failed; only failed orders are retried")

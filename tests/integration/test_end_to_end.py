@@ -109,7 +109,8 @@ def test_order_already_in_vtex_is_adopted_not_failed(
 def test_a_different_order_under_the_same_id_fails_with_fmt009(
     sandbox_server: ServerThread, make_settings: Callable[..., Settings]
 ) -> None:
-    """FMT009 and the VTEX order has another value: it is not ours, so ours fails with VTEX's code."""
+    """FMT009 and the VTEX order has other items: it is not ours, so ours fails with VTEX's code
+    and says what differs."""
     sandbox = sandbox_server.sandbox
     other = place_body("100002", skus=(("9", 3, 100),), shipping=0)
     sandbox.oms.place("ABC", None, [other])
@@ -119,6 +120,7 @@ def test_a_different_order_under_the_same_id_fails_with_fmt009(
     drive(settings, store)
     row = store.find("ABC-100002")
     assert row is not None and row.state == "failed" and row.last_error_code == "FMT009"
+    assert "a different order under ABC-100002 (items 3 x 9, not 1 x 5)" in (row.last_error or "")
 
 
 def test_payment_mismatch_fails_with_vtex_code_and_message(

@@ -157,3 +157,37 @@ def test_a_secret_file_that_is_not_text_is_named_without_its_bytes(
     with pytest.raises(ConfigurationError) as caught:
         build_client(load_settings(path).account("shop"))
     assert str(caught.value) == f"[accounts.shop] app_key_file: {secret} is not UTF-8 text"
+
+
+def test_two_tables_for_one_vtex_account_and_app_key_are_refused_naming_both(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same VTEX account (however its URL is spelled) with the same app key in two tables is
+    refused, both tables named; the same account under another app key is allowed."""
+    twice = config.read_text() + (
+        '\n[accounts.acme-br-again]\nbase_url = "HTTPS://AcmeBR.vtexcommercestable.com.br:443/"\n'
+        'app_key_env = "ACME_AGAIN_KEY"\napp_token_env = "ACME_AR_TOKEN"\n'
+    )
+    config.write_text(twice)
+    monkeypatch.setenv("ACME_AGAIN_KEY", "another-key-value")
+    assert "acme-br-again" in load_settings(config).all_accounts
+    monkeypatch.setenv("ACME_AGAIN_KEY", "br-key-value")
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(config)
+    assert "[accounts.acme-br] and [accounts.acme-br-again] are the same VTEX account" in str(refused.value)
+    assert "https://acmebr.vtexcommercestable.com.br" in str(refused.value)
+    assert "br-key-value" not in str(refused.value)
+
+
+def test_a_table_repeating_the_single_account_settings_is_refused(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """VTEX_BASE_URL and VTEX_APP_KEY are the account `default`: a table for the same endpoint and
+    key is the same VTEX account twice."""
+    monkeypatch.setenv("VTEX_BASE_URL", "http://127.0.0.1:8765/accounts/acme-ar/")
+    monkeypatch.setenv("VTEX_APP_KEY", "ar-key-value")
+    monkeypatch.setenv("VTEX_APP_TOKEN", "ar-token-value")
+    with pytest.raises(
+        ConfigurationError, match=r"VTEX_ACCOUNT / VTEX_BASE_URL \(the account default\) and "
+    ):
+        load_settings(config)

@@ -11,10 +11,23 @@ def vtex(status: str, packages: list[dict[str, str]] | None = None) -> dict[str,
     return {"status": status, "packageAttachment": {"packages": packages or []}}
 
 
-def test_place_took_effect_iff_vtex_knows_the_order() -> None:
-    """A 404 (None) means Place did not take effect; any order document means it did."""
-    assert rules.order_exists(None) is False
-    assert rules.order_exists(vtex("waiting-ffmt-authorization")) is True
+def test_vtex_s_order_is_ours_only_with_our_marketplace_id_affiliate_and_items() -> None:
+    """An order under our id is ours when its marketplace order id, affiliate and SKU quantities
+    (summed over lines) are ours; every difference is named."""
+    ours = {"5": 2, "7": 1}
+    same = {
+        "marketplaceOrderId": "1001",
+        "affiliateId": "ABC",
+        "items": [{"id": "5", "quantity": 1}, {"id": "7", "quantity": 1}, {"id": "5", "quantity": 1}],
+    }
+    assert rules.differences(same, "1001", "ABC", ours) == []
+    assert rules.differences({**same, "affiliateId": None}, "1001", "ABC", ours) == []
+    other = {"marketplaceOrderId": "1002", "affiliateId": "XYZ", "items": [{"id": "5", "quantity": 3}]}
+    assert rules.differences(other, "1001", "ABC", ours) == [
+        "marketplaceOrderId '1002', not '1001'",
+        "affiliateId 'XYZ', not 'ABC'",
+        "items 3 x 5, not 2 x 5, 1 x 7",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytest
 from orchestrator.policy import Policies
 from orchestrator.sandbox import FaultConfig
 from states import State
-from tests.factories import import_record
+from tests.factories import import_record, place_body
 from tests.unit.simulation import START, Simulation
 
 GRACE = timedelta(minutes=30)
@@ -212,3 +212,34 @@ def test_a_refused_tracking_update_stops_the_order_instead_of_looping() -> None:
     sim.run(within=timedelta(days=1))
     assert sim.row(order).needs_attention == "tracking-refused"
     assert sim.operations(order).count("send-tracking") == 1
+
+
+def test_vtex_holding_a_different_order_under_our_id_fails_place_instead_of_taking_it_for_ours() -> None:
+    """FMT009 ("already exists") proves our Place only when VTEX's order is ours: here the same id
+    carries other items (same value), so the order fails with VTEX's code, saying what differs,
+    and nothing more is sent for it."""
+    sim = Simulation(grace=GRACE)
+    theirs = place_body("100001", skus=(("7", 2, 450),))  # 2 x 450 + 200: the same value as ours
+    assert sim.sandbox.oms.place("ABC", None, [theirs]).status == 200
+    order = sim.add(import_record(1))
+    sim.run(lambda: settled(sim, order, "failed", "created"))
+    row = sim.row(order)
+    assert (row.state, row.last_error_code) == ("failed", "FMT009")
+    assert "items 2 x 7, not 1 x 5" in (row.last_error or "")
+    assert sim.operations(order) == ["place-order", "get-order"]
+
+
+def test_an_order_vtex_shows_invoiced_without_our_invoice_is_not_reported_invoiced() -> None:
+    """Our invoice was sent, yet VTEX's packages hold only another number (another system
+    invoiced it): the order stops for a person with that reason instead of `invoiced`."""
+    sim = Simulation(grace=GRACE, invoice_delay_seconds=60)
+    order = sim.add(import_record(1))
+    sim.run(lambda: sim.row(order).invoice_sent_at is not None)
+    vtex_order = sim.sandbox.oms.find(order)
+    assert vtex_order is not None
+    vtex_order.packages = {"NF-OTHER": {**vtex_order.packages["NF100001"], "invoiceNumber": "NF-OTHER"}}
+    sim.advance(timedelta(minutes=5))
+    sim.run(lambda: sim.row(order).needs_attention is not None or settled(sim, order, "invoiced"))
+    row = sim.row(order)
+    assert (row.state, row.needs_attention) == ("handling", "invoice-missing")
+    assert "not with our invoice NF100001 (its invoices: NF-OTHER)" in (row.last_error or "")
