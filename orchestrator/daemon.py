@@ -416,11 +416,13 @@ class Daemon:
             # A claim under way finishes first, so the steps it starts are waited for too.
             with suppress(asyncio.CancelledError, Exception):
                 await self._pump_task
-        pending = list(self.in_flight.values())
+        pending = dict(self.in_flight)
+        cut_short: list[int] = []
         if pending:
             timeout = self.config.shutdown_timeout.total_seconds()
             self._log.info("waiting for steps in flight", count=len(pending), timeout_s=timeout)
-            _done, still = await asyncio.wait(pending, timeout=timeout)
+            _done, still = await asyncio.wait(pending.values(), timeout=timeout)
+            cut_short = [pk for pk, task in pending.items() if task in still]
             for task in still:
                 task.cancel()
             for task in still:
@@ -432,7 +434,9 @@ class Daemon:
             await self.writer.close()
             if self._background:
                 await asyncio.wait(list(self._background), timeout=5)
-            released = await self.db.run(self.db.store.release_leases, self.config.worker_id, self.clock())
+            released = await self.db.run(
+                self.db.store.release_leases, self.config.worker_id, self.clock(), cut_short
+            )
             if self.watch is not None:
                 # Saying "stopped" is a courtesy to `status`: its failure is no reason to exit 1
                 # (the heartbeat ages out by itself).

@@ -18,6 +18,7 @@ spending the order's attempts; and every request counts against the order's hour
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -35,7 +36,7 @@ from orchestrator.step_base import (
 from orchestrator.step_cancel import Cancellation
 from orchestrator.step_setbacks import Setbacks
 from orchestrator.store.rows import OrderRow
-from orchestrator.vtex.client import Call
+from orchestrator.vtex.client import Call, calls_end_by
 from orchestrator.vtex.errors import (
     AmbiguousError,
     AuthError,
@@ -69,17 +70,28 @@ class Stepper(Setbacks, Cancellation):
         ctx = StepContext(row, self.clock())
         self._renew_guard_window(ctx)
         plan = planner.plan(row, ctx.now, self.config.grace_period, self.policies)
-        if plan.kind is Kind.RECONCILE:
-            await self._reconcile(ctx)
-        elif plan.kind is Kind.WRITE:
-            assert plan.action is not None
-            if plan.action is Action.CANCEL and self._cancel_locally(ctx):
-                pass
-            elif not await self._write(ctx, plan.action):
-                return False
-        elif plan.kind is Kind.AWAIT:
-            await self._await(ctx)
+        with calls_end_by(self._calls_deadline(ctx)):
+            if plan.kind is Kind.RECONCILE:
+                await self._reconcile(ctx)
+            elif plan.kind is Kind.WRITE:
+                assert plan.action is not None
+                if plan.action is Action.CANCEL and self._cancel_locally(ctx):
+                    pass
+                elif not await self._write(ctx, plan.action):
+                    return False
+            elif plan.kind is Kind.AWAIT:
+                await self._await(ctx)
         return await self._finish(ctx)
+
+    def _calls_deadline(self, ctx: StepContext) -> float | None:
+        """When this step's VTEX calls must be over (`time.monotonic()`): the lease's end, less a
+        fifth of the lease to save the outcome. Past it another worker may claim the order, and
+        a call still open then would be a second request for it in flight."""
+        lease, expires = self.config.lease, ctx.row.lease_expires_at
+        if lease is None or expires is None:
+            return None
+        left = (expires - ctx.now - lease / 5).total_seconds()
+        return time.monotonic() + left
 
     async def _finish(self, ctx: StepContext) -> bool:
         row = ctx.row

@@ -59,6 +59,9 @@ class StepperConfig:
     worker_id: str
     unknown_outcome_after: timedelta = timedelta(minutes=15)
     policies: Policies = field(default_factory=Policies)
+    # The claim's lease: a step's calls end a fifth of it before it expires (time to save the
+    # outcome), so no call outlives the lease. None: no deadline (tests that step by hand).
+    lease: timedelta | None = None
 
 
 class StepBase:

@@ -10,6 +10,7 @@ from orchestrator.step_base import TRACKING_FAILED, StepBase, StepContext
 from orchestrator.timefmt import human
 from orchestrator.vtex.errors import (
     AuthError,
+    OutOfTime,
     RateLimited,
     RetriesExhausted,
     Throttled,
@@ -39,6 +40,9 @@ class Setbacks(StepBase):
         """Wait as long as VTEX says (its advice, a minute, when it says nothing). A 429 is never
         an attempt of the order, so a Retry-After of 0 answered again and again would loop: the
         wait has a floor that doubles with every five requests the order made this hour."""
+        if isinstance(exc, OutOfTime):
+            self._later(ctx, timedelta(0), f"the step's lease ran out before {exc.operation}; next claim")
+            return
         if exc.retry_after is not None:
             wait = timedelta(seconds=exc.retry_after)
         else:

@@ -103,6 +103,7 @@ def stepper_config(settings: Settings, identity: str) -> StepperConfig:
         grace_period=settings.grace_period,
         worker_id=identity,
         unknown_outcome_after=settings.unknown_outcome_after,
+        lease=settings.lease,
         policies=Policies.for_grace(
             settings.grace_period,
             settings.max_attempts,

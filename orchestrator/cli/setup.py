@@ -194,6 +194,10 @@ def sandbox(
     drop_after: Annotated[float, typer.Option(help="Chance of closing the connection after applying.")] = 0.0,
     slow: Annotated[float, typer.Option(help="Chance of a response slower than any client timeout.")] = 0.0,
     slow_seconds: Annotated[float, typer.Option(help="How slow a slow response is.")] = 120.0,
+    drip: Annotated[
+        float, typer.Option(help="Chance of an answer sent one byte at a time (applied first).")
+    ] = 0.0,
+    drip_seconds: Annotated[float, typer.Option(help="Seconds between the bytes of a dripped answer.")] = 0.5,
     rate_limit: Annotated[float, typer.Option(help="Chance of a 429 with Retry-After.")] = 0.0,
     retry_after: Annotated[float, typer.Option(help="Retry-After of injected 429s, in seconds.")] = 2.0,
     html: Annotated[float, typer.Option(help="Chance of a 200 HTML page instead of VTEX.")] = 0.0,
@@ -249,6 +253,8 @@ def sandbox(
         drop_after=drop_after,
         slow=slow,
         slow_seconds=slow_seconds,
+        drip=drip,
+        drip_seconds=drip_seconds,
         rate_limit=rate_limit,
         retry_after_seconds=retry_after,
         html=html,

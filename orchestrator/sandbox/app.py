@@ -77,9 +77,11 @@ class Sandbox:
 
     def _enter(self, order_id: str, client: str) -> None:
         clients = self._in_flight.setdefault(order_id, {})
+        entry = self.oms.ledger.entry(order_id)
         if any(other != client and n > 0 for other, n in clients.items()):
-            self.oms.ledger.entry(order_id).concurrent_requests += 1
+            entry.concurrent_requests += 1
         clients[client] = clients.get(client, 0) + 1
+        entry.most_requests_at_once = max(entry.most_requests_at_once, sum(clients.values()))
 
     def _leave(self, order_id: str, client: str) -> None:
         clients = self._in_flight.get(order_id)
@@ -139,6 +141,7 @@ async def _answer(
     client = headers.get("user-agent", "")
     if order_id:
         sandbox._enter(order_id, client)
+    dripping = False
     try:
         delay = faults.delay()
         if delay:
@@ -168,10 +171,33 @@ async def _answer(
             )
         if fault == "drop_after":
             return DroppedResponse()
+        if fault == "drip":
+            dripping = True
+            return _dripped(_json_response(reply), faults.config.drip_seconds, sandbox, order_id, client)
         return _json_response(reply)
     finally:
-        if order_id:
+        if order_id and not dripping:
             sandbox._leave(order_id, client)
+
+
+def _dripped(
+    answer: Response, interval: float, sandbox: Sandbox, order_id: str | None, client: str
+) -> Response:
+    """`answer`, one byte every `interval` seconds; the request counts as in flight until the
+    last byte is sent (or the client gives up)."""
+    body = bytes(answer.body)
+
+    async def drip() -> Any:
+        try:
+            for i in range(len(body)):
+                yield body[i : i + 1]
+                await asyncio.sleep(interval)
+        finally:
+            if order_id:
+                sandbox._leave(order_id, client)
+
+    headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-length"}
+    return StreamingResponse(drip(), status_code=answer.status_code, headers=headers)
 
 
 def _not_vtex(kind: str | None, config: FaultConfig) -> Response:

@@ -7,6 +7,9 @@ Random faults, each drawn per VTEX request with its own probability:
   drop_after           the request IS applied, then the connection is closed without a response
   slow                 the request IS applied, then the response is held longer than any sane
                        client timeout
+  drip                 the request IS applied, then VTEX's answer is sent one byte every
+                       `drip_seconds`: every read sees progress, only a deadline on the whole
+                       call ends it
   rate_limit           429 with Retry-After, not applied
 
 Answers that are not VTEX's, none applied (a proxy, a WAF, a storefront or CDN URL set by
@@ -35,6 +38,7 @@ KINDS = (
     "error_after",
     "drop_after",
     "slow",
+    "drip",
     "rate_limit",
     "html",
     "empty",
@@ -55,6 +59,8 @@ class FaultConfig:
     drop_after: float = 0.0
     slow: float = 0.0
     slow_seconds: float = 120.0
+    drip: float = 0.0
+    drip_seconds: float = 0.5
     rate_limit: float = 0.0
     retry_after_seconds: float = 2.0
     html: float = 0.0

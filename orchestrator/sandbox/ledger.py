@@ -31,7 +31,8 @@ class LedgerEntry:
     authorize_sales_channels: list[str | None] = field(default_factory=list)
     cancels_accepted: int = 0
     cancels_refused: int = 0
-    concurrent_requests: int = 0
+    concurrent_requests: int = 0  # requests that came while another client's was in flight
+    most_requests_at_once: int = 0  # from any clients, the same one included
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +54,7 @@ class LedgerEntry:
             "cancelsAccepted": self.cancels_accepted,
             "cancelsRefused": self.cancels_refused,
             "concurrentRequests": self.concurrent_requests,
+            "mostRequestsAtOnce": self.most_requests_at_once,
         }
 
 

@@ -371,8 +371,10 @@ class OrderWrites(StoreBase):
             found = conn.execute(sa.select(c.account, c.order_id).where(c.state == state).order_by(c.id))
             return [ref_of(account, order_id) for account, order_id in found]
 
-    def release_leases(self, owner: str, now: datetime) -> int:
-        """Give back every order this worker still holds, due again now (graceful shutdown)."""
+    def release_leases(self, owner: str, now: datetime, cut_short: Sequence[int] = ()) -> int:
+        """Give back every order this worker still holds, due again now (graceful shutdown). The
+        orders whose step was cut short (`cut_short`, row ids) get a line in their history: a call
+        they had under way was abandoned, and is reconciled on the next claim."""
         c = ORDERS.c
         with self.engine.begin() as conn:
             result = conn.execute(
@@ -380,6 +382,16 @@ class OrderWrites(StoreBase):
                 .where(c.lease_owner == owner)
                 .values(lease_owner=None, lease_expires_at=None, next_run_at=now, updated_at=now)
             )
+            if cut_short:
+                message = (
+                    "step cut short by the daemon's shutdown: a VTEX call under way was abandoned; "
+                    "an open intent is reconciled on the next claim"
+                )
+                notes = [
+                    new_event(pk, now, "note", action="shutdown", message=message, worker=owner)
+                    for pk in cut_short
+                ]
+                conn.execute(sa.insert(EVENTS), notes)
         return result.rowcount
 
     def count_progressable(self, accounts: Sequence[str] | None = None) -> int:

@@ -7,9 +7,12 @@ and the demo pass the sandbox's ASGI app or a real socket; production uses the n
 
 from __future__ import annotations
 
+import asyncio
 import json as json_module
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -28,6 +31,7 @@ from orchestrator.vtex.answers import (
 from orchestrator.vtex.budget import RequestBudget, Unlimited
 from orchestrator.vtex.errors import (
     Misdirected,
+    OutOfTime,
     RateLimited,
     RetryableError,
     Throttled,
@@ -45,6 +49,25 @@ START_HANDLING_PATH = "/api/oms/pvt/orders/{order_id}/start-handling"
 INVOICE_PATH = "/api/oms/pvt/orders/{order_id}/invoice"
 INVOICE_UPDATE_PATH = "/api/oms/pvt/orders/{order_id}/invoice/{invoice_number}"
 CANCEL_PATH = "/api/oms/pvt/orders/{order_id}/cancel"
+
+# When the current step's calls must be over (`time.monotonic()`), or None outside a step.
+_CALLS_END_BY: ContextVar[float | None] = ContextVar("calls_end_by", default=None)
+SHORTEST_CALL = 0.5  # seconds: less time than this left in the step, and no call is started
+
+
+@contextmanager
+def calls_end_by(deadline: float | None) -> Iterator[None]:
+    """Every call made inside (in this task) is over by `deadline`, a `time.monotonic()` value.
+
+    A step holds its order under a lease; a call that outlives it lets another worker claim the
+    order and send a second request for it while the first is still open. So the step sets the
+    end of its lease (less the time to save its outcome) as the deadline: the budget wait and the
+    call itself are cut to fit, and a call there is no time left for is not started at all."""
+    token = _CALLS_END_BY.set(deadline)
+    try:
+        yield
+    finally:
+        _CALLS_END_BY.reset(token)
 
 
 @dataclass(frozen=True)
@@ -110,6 +133,7 @@ class VtexClient:
             }
         )
         self._base_url = base_url.rstrip("/")
+        self._timeout = timeout
         self._timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
         # httpx's request and response models and its transports, without AsyncClient: its
         # per-request URL merging, cookie jar, auth and redirect machinery (none of which VTEX's API
@@ -206,10 +230,7 @@ class VtexClient:
         none_on_404: bool = False,
     ) -> Call:
         is_write = method != "GET"
-        try:
-            await self.budget.acquire(self._max_budget_wait)
-        except Throttled as throttled:
-            raise Throttled(throttled.retry_after or 0.0, operation=operation, order_id=order_id) from None
+        timeout = await self._wait_for_budget(operation, order_id)
         url = self._base_url + quote(path) + ("?" + urlencode(params) if params else "")
         content = json_module.dumps(json).encode() if json is not None else None
         request = httpx.Request(
@@ -218,8 +239,7 @@ class VtexClient:
         sent_at = time.time()
         started = time.perf_counter()
         try:
-            response = await self._transport.handle_async_request(request)
-            content = await _read_capped(response)
+            response, content = await self._exchange(request, timeout)
         except BodyTooLarge:
             answer = Answer(200, "", b"")
             error = unexpected(
@@ -247,6 +267,38 @@ class VtexClient:
         call = Call(operation, order_id, status, call.duration_ms, body, sent_at)
         self._observe(call, None)
         return call
+
+    async def _wait_for_budget(self, operation: str, order_id: str | None) -> float:
+        """Wait for the request budget, within what the step's deadline leaves; the seconds the
+        call itself may then take."""
+        deadline = _CALLS_END_BY.get()
+        budget_wait = self._max_budget_wait
+        if deadline is not None:
+            left = deadline - time.monotonic() - SHORTEST_CALL
+            if left <= 0:
+                raise OutOfTime(operation=operation, order_id=order_id)
+            budget_wait = left if budget_wait is None else min(budget_wait, left)
+        try:
+            await self.budget.acquire(budget_wait)
+        except Throttled as throttled:
+            raise Throttled(throttled.retry_after or 0.0, operation=operation, order_id=order_id) from None
+        if deadline is None:
+            return self._timeout
+        return max(0.0, min(self._timeout, deadline - time.monotonic()))
+
+    async def _exchange(self, request: httpx.Request, timeout: float) -> tuple[httpx.Response, bytes]:
+        """Send `request` and read its whole answer within `timeout` seconds. VTEX_TIMEOUT bounds
+        the whole call (connecting, sending, waiting, reading), not each read: an answer dripping
+        a byte at a time would otherwise keep the call open without end, past its step's lease."""
+        try:
+            async with asyncio.timeout(timeout):
+                response = await self._transport.handle_async_request(request)
+                return response, await _read_capped(response)
+        except TimeoutError:
+            raise httpx.ReadTimeout(
+                f"no whole answer within {timeout:.1f}s (VTEX_TIMEOUT bounds the whole call); abandoned",
+                request=request,
+            ) from None
 
     @staticmethod
     def _judge(

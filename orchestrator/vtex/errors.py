@@ -4,6 +4,7 @@
     ├── RetryableError             the call did not take effect; sending it again is safe
     │   ├── RateLimited            429: wait `retry_after` seconds; not a failed attempt
     │   │   └── Throttled          not even sent: our own budget would have made it wait too long
+    │   │       └── OutOfTime      not even sent: the step's lease has no time left for a call
     │   ├── NotVtexRead *          a read answered by something that is not VTEX (an HTML page, a
     │   │                          200 of the wrong shape, a body without end): not an answer
     │   └── Misdirected *          3xx: VTEX_BASE_URL points somewhere that redirects; not applied
@@ -85,6 +86,20 @@ class Throttled(RateLimited):
         super().__init__(
             f"request budget: next free slot in {wait:.1f}s",
             retry_after=wait,
+            operation=operation,
+            order_id=order_id,
+        )
+
+
+class OutOfTime(Throttled):
+    """Not sent: the step that would make it has too little of its lease left to wait for an
+    answer (see `orchestrator.vtex.client.calls_end_by`); the next claim makes it."""
+
+    def __init__(self, *, operation: str, order_id: str | None = None) -> None:
+        RateLimited.__init__(
+            self,
+            "not sent: the step's lease leaves no time for the call; the next claim makes it",
+            retry_after=0.0,
             operation=operation,
             order_id=order_id,
         )

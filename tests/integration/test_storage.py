@@ -91,11 +91,15 @@ def test_a_worker_that_lost_its_lease_cannot_commit(store: Store) -> None:
 
 
 def test_release_leases_makes_held_orders_due_now(store: Store) -> None:
-    """Graceful shutdown gives back every lease of the worker; the orders are due immediately."""
+    """Graceful shutdown gives back every lease of the worker; the orders are due immediately, and
+    one whose step was cut short says so in its history (the call it made was abandoned)."""
     import_lines(lines_of(3), store, T0)
-    store.claim_due("w1", T0, LEASE, limit=3)
-    assert store.release_leases("w1", T0 + timedelta(seconds=5)) == 3
+    held = store.claim_due("w1", T0, LEASE, limit=3)
+    assert store.release_leases("w1", T0 + timedelta(seconds=5), cut_short=[held[0].id]) == 3
     assert len(store.claim_due("w2", T0 + timedelta(seconds=5), LEASE, limit=10)) == 3
+    notes = [e for e in store.events(held[0].id) if e["action"] == "shutdown"]
+    assert len(notes) == 1 and "abandoned" in notes[0]["message"]
+    assert not [e for e in store.events(held[1].id) if e["action"] == "shutdown"]
 
 
 @pytest.mark.parametrize(
