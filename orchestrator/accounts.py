@@ -82,11 +82,51 @@ class AccountTable(BaseModel):
 
 
 @dataclass(frozen=True)
+class CredentialSource:
+    """Where an account's app key and token come from, so that a running daemon can read them
+    again after they were rotated. Only files can change under a running process: an
+    environment variable (and the single-account settings) keep the value the process started
+    with."""
+
+    table: str | None  # None: the single-account settings (VTEX_APP_KEY, VTEX_APP_TOKEN)
+    key_env: str | None = None
+    key_file: Path | None = None
+    token_env: str | None = None
+    token_file: Path | None = None
+
+    @property
+    def rereadable(self) -> bool:
+        return self.key_file is not None or self.token_file is not None
+
+    def read(self) -> tuple[SecretStr, SecretStr]:
+        """The credentials as the variables and files hold them now (AccountError when not)."""
+        assert self.table is not None, "the single-account credentials are read with the settings"
+        key = read_credential(self.table, "app_key", self.key_env, self.key_file)
+        token = read_credential(self.table, "app_token", self.token_env, self.token_file)
+        return key, token
+
+    @property
+    def files(self) -> list[Path]:
+        return [f for f in (self.key_file, self.token_file) if f is not None]
+
+    @property
+    def variables(self) -> list[str]:
+        if self.table is None:
+            return ["VTEX_APP_KEY", "VTEX_APP_TOKEN"]
+        return [v for v in (self.key_env, self.token_env) if v is not None]
+
+
+SINGLE_ACCOUNT_CREDENTIALS = CredentialSource(None)
+
+
+@dataclass(frozen=True)
 class Account:
-    """A configured account: its name in this deployment, and the settings it runs with."""
+    """A configured account: its name in this deployment, the settings it runs with, and where
+    its credentials come from."""
 
     name: str
     settings: Settings
+    credentials: CredentialSource = SINGLE_ACCOUNT_CREDENTIALS
 
     @property
     def key(self) -> str:
@@ -199,7 +239,10 @@ def resolve(settings: Settings) -> dict[str, Account]:
         own = settings.model_copy(update=update)
         own._account_name = name
         own._credentials_problem = "; ".join(missing) or None
-        accounts[name] = Account(name, own)
+        source = CredentialSource(
+            name, table.app_key_env, table.app_key_file, table.app_token_env, table.app_token_file
+        )
+        accounts[name] = Account(name, own, source)
     _one_table_per_vtex_account(settings, accounts)
     return accounts
 

@@ -121,6 +121,12 @@ class Daemon:
             self._log.info("stopping", reason=reason)
             self._stop.set()
 
+    def reload_credentials(self) -> None:
+        """SIGHUP: read every account's credential files again (rotated secrets, e.g. a mounted
+        Kubernetes secret that was updated), without a restart."""
+        changed = [lane.name for lane in self.lanes.values() if lane.reload_credentials()]
+        self._log.info("credential files read again (SIGHUP)", changed=changed)
+
     def _fatal(self, error: str) -> None:
         """Stop because carrying on would lose work; the CLI exits non-zero with `error`."""
         if self.stop_error is None:
@@ -147,6 +153,7 @@ class Daemon:
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
+            loop.add_signal_handler(signal.SIGHUP, self.reload_credentials)
         self.writer.start()
         self._pump_task = asyncio.create_task(self._pump(), name="claim-pump")
         # APScheduler keeps time by this host's system clock, so its jobs are scheduled by it
@@ -220,7 +227,7 @@ class Daemon:
             await self._stop.wait()
         finally:
             if install_signals:
-                for sig in (signal.SIGTERM, signal.SIGINT):
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
             await self._shutdown()
 
@@ -282,7 +289,7 @@ class Daemon:
         while not self._stopping:
             now = self.clock()
             await self._refresh_accounts(now)
-            active = [self.lanes[name] for name in self._claim_order if not self.lanes[name].is_paused(now)]
+            active = [self.lanes[name] for name in self._claim_order if self.lanes[name].may_claim(now)]
             self._claim_order.append(self._claim_order.pop(0))
             more = False
             claimed = 0

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from orchestrator.accounts import CredentialSource
 from orchestrator.clock import OffsetClock, utcnow
 from orchestrator.daemon import Daemon, DaemonConfig
 from orchestrator.lanes import Lane
@@ -31,28 +32,38 @@ from orchestrator.store.group_commit import BatchWriter
 from orchestrator.store.store import Store
 from orchestrator.store.thread import DatabaseThread
 from orchestrator.vtex.account import AccountGuard
-from orchestrator.vtex.budget import RecordedTokenBucket, RequestBudget, SharedTokenBucket, TokenBucket
+from orchestrator.vtex.budget import Grant, RequestBudget, SharedTokenBucket, TokenBucket
 from orchestrator.vtex.client import Call, CallObserver, VtexClient
 from orchestrator.vtex.errors import VtexError
 from orchestrator.vtex.proxies import ProxyError, proxy_for
+from orchestrator.vtex.recovery import Recovery, on_the_wall
 
 
 def shared_budget(settings: Settings, database: DatabaseThread) -> RequestBudget:
-    """On PostgreSQL the budget lives in the database: N daemons share one budget, not N budgets."""
+    """On PostgreSQL the budget and the recovery after 429s live in the database: N daemons share
+    one budget and one probe, not N. On SQLite (one daemon) they live in the process, and the
+    recovery is written down for `status`."""
     store = database.store
     account = settings.account_key
 
-    async def throttle(seconds: float) -> None:
-        await database.run(store.throttle_account, account, seconds)
-
     if store.hooks.name != "postgresql":
-        return RecordedTokenBucket(settings.vtex_max_rpm, throttle)
 
-    async def take(want: int, capacity: float, rate: float) -> tuple[int, float]:
-        result: tuple[int, float] = await database.run(store.take_budget, account, want, capacity, rate)
-        return result
+        async def record(state: Recovery, now: float) -> None:
+            await database.run(store.save_recovery, account, on_the_wall(state, now))
 
-    return SharedTokenBucket(settings.vtex_max_rpm, take, throttle)
+        return TokenBucket(settings.vtex_max_rpm, record=record)
+
+    async def take(want: int, capacity: float, rate: float) -> Grant:
+        grant: Grant = await database.run(store.take_budget, account, want, capacity, rate)
+        return grant
+
+    async def throttle(retry_after: float | None) -> None:
+        await database.run(store.throttle_account, account, retry_after)
+
+    async def probe_answered() -> None:
+        await database.run(store.probe_answered, account)
+
+    return SharedTokenBucket(settings.vtex_max_rpm, take, throttle, probe_answered)
 
 
 def process_identity(name: str) -> str:
@@ -168,6 +179,7 @@ def build_daemon(
         _lane(
             name,
             account.settings,
+            credentials=account.credentials,
             identity=identity,
             database=database,
             writer=writer,
@@ -206,6 +218,7 @@ def _lane(
     name: str,
     settings: Settings,
     *,
+    credentials: CredentialSource,
     identity: str,
     database: DatabaseThread,
     writer: BatchWriter,
@@ -239,4 +252,4 @@ def _lane(
         guard=guard,
         on_transition=on_transition if metrics is not None else None,
     )
-    return Lane(name, stepper, guard, client, slots=settings.concurrency)
+    return Lane(name, stepper, guard, client, slots=settings.concurrency, log=log, credentials=credentials)

@@ -74,7 +74,7 @@ def check(ctx: typer.Context, as_json: Annotated[bool, json_option()] = False) -
     results = asyncio.run(check_setup(settings))
     if results[0][1]:  # the database works: lift the pause of each account VTEX accepts again
         from orchestrator.ops.check import vtex_label
-        from orchestrator.ops.pause import lift
+        from orchestrator.ops.pause import how_daemons_resume, lift
 
         accounts = settings.all_accounts
         verdicts = {name: ok for name, ok, _message in results}
@@ -84,7 +84,8 @@ def check(ctx: typer.Context, as_json: Annotated[bool, json_option()] = False) -
             lifted = lift(account.settings, store_for(settings))
             if lifted is not None:
                 what = "the account pause" if len(accounts) == 1 else f"the pause of account {name}"
-                results.append(("pause", True, f"lifted {what} ({lifted.reason}); daemons resume"))
+                resumes = how_daemons_resume(account.credentials)
+                results.append(("pause", True, f"lifted {what} ({lifted.reason}); {resumes}"))
     failed = False
     report = Report(as_json)
     for name, ok, message in results:
@@ -108,19 +109,18 @@ def resume(
     as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Lift the account pause once VTEX accepts the credentials again (checked with one harmless read)."""
-    from orchestrator.ops.pause import lift, probe_credentials
+    from orchestrator.ops.pause import how_daemons_resume, lift, probe_credentials
 
     settings = ctx.obj.logging_settings()
     store = store_for(settings)
-    chosen = (
-        {account: settings.account(account)}
-        if account
-        else {name: a.settings for name, a in settings.all_accounts.items()}
-    )
+    if account:
+        settings.account(account)  # an unknown name is refused, naming the configured ones
+    chosen = {name: a for name, a in settings.all_accounts.items() if account is None or name == account}
     report = Report(as_json)
     outcomes: list[dict[str, Any]] = []
     refused = False
-    for name, account_settings in chosen.items():
+    for name, configured in chosen.items():
+        account_settings = configured.settings
         key = account_settings.account_key
         if not force:
             probe = asyncio.run(probe_credentials(account_settings))
@@ -136,7 +136,8 @@ def resume(
             report.note(f"VTEX account {key} was not paused")
         else:
             report.note(
-                f"VTEX account {key}: pause lifted ({lifted.reason}); running daemons resume within seconds"
+                f"VTEX account {key}: pause lifted ({lifted.reason}); "
+                + how_daemons_resume(configured.credentials)
             )
         outcomes.append(
             {

@@ -11,6 +11,9 @@
     orchestrator_account_paused                        1 while the account's calls are held (bad
                                                        credentials, not VTEX, or a 429 pause)
     orchestrator_account_throttled_seconds             seconds left of VTEX's last 429 pause
+    orchestrator_account_recovery_phase                after 429s: 0 normal, 1 paused, 2 probing (one
+                                                       request first), 3 ramping back to the budget
+    orchestrator_account_ramp_requests_per_second      what the ramp allows now (0 when not ramping)
     orchestrator_orders_canceled_in_vtex_total         orders VTEX canceled without us asking
     orchestrator_stuck_orders{reason}                  stuck orders by reason
     orchestrator_build_info{version,python}            always 1: which build runs
@@ -43,6 +46,7 @@ from orchestrator.vtex.errors import VtexError
 from states import ORDERED_STATES
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+RECOVERY_PHASES = ("normal", "paused", "probing", "ramping")  # the values of the recovery phase gauge
 
 
 class Metrics:
@@ -100,6 +104,18 @@ class Metrics:
             a,
             registry=r,
         )
+        self.recovery_phase = Gauge(
+            "orchestrator_account_recovery_phase",
+            "Recovery after 429s: 0 normal, 1 paused, 2 probing (one request goes first), 3 ramping.",
+            a,
+            registry=r,
+        )
+        self.ramp_rate = Gauge(
+            "orchestrator_account_ramp_requests_per_second",
+            "Requests per second the ramp after a 429 pause allows now (0 when not ramping).",
+            a,
+            registry=r,
+        )
         self.canceled_in_vtex = Counter(
             "orchestrator_orders_canceled_in_vtex",
             "Orders VTEX reported canceled without this orchestrator asking (VTEX Admin, the customer).",
@@ -150,9 +166,18 @@ class Metrics:
         for reason, count in counts.items():
             self.stuck.labels(reason).set(count)
 
-    def refresh_account(self, account: str, paused: bool, throttled_for: float) -> None:
+    def refresh_account(
+        self,
+        account: str,
+        paused: bool,
+        throttled_for: float,
+        phase: str = "normal",
+        ramp: float | None = None,
+    ) -> None:
         self._one(self.account_throttled, account).set(throttled_for)
         self._one(self.account_paused, account).set(1 if paused or throttled_for > 0 else 0)
+        self._one(self.recovery_phase, account).set(RECOVERY_PHASES.index(phase))
+        self._one(self.ramp_rate, account).set(ramp or 0.0)
 
     def refresh_orders(
         self, counts: dict[str, dict[str, int]], oldest_active: datetime | None, now: datetime

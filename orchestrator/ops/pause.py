@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from orchestrator.accounts import CredentialSource
 from orchestrator.clock import utcnow
 from orchestrator.durations import format_duration
 from orchestrator.ops.refusal import OperationError
@@ -105,3 +106,22 @@ def lift(settings: Settings, store: Store) -> AccountPause | None:
         store.save_account_pause(settings.account_key, None, now)
         store.wake_paused(settings.account_name, now)
     return pause
+
+
+def how_daemons_resume(credentials: CredentialSource) -> str:
+    """What lifting a pause means for running daemons, said truthfully: they read credential
+    files again before their next call, but keep the environment they were started with."""
+    said = []
+    if credentials.files:
+        files = " and ".join(str(f) for f in credentials.files)
+        said.append(f"running daemons read {files} again and resume within seconds")
+    else:
+        said.append("running daemons resume within seconds")
+    if credentials.variables:
+        names = " and ".join(credentials.variables)
+        said.append(
+            f"{names} cannot change under a running process: if you changed "
+            f"{'them' if len(credentials.variables) > 1 else 'it'}, restart the daemons "
+            "(a credential given by file is read again without a restart)"
+        )
+    return "; ".join(said)

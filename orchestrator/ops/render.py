@@ -42,6 +42,22 @@ def counts_table(report: dict[str, Any]) -> Table:
     return table
 
 
+def throttle_said(entry: dict[str, Any]) -> str:
+    """Where an account's recovery from 429s stands, in words."""
+    in_a_row = entry.get("throttlesInARow") or 1
+    times = f", {in_a_row} times in a row" if in_a_row > 1 else ""
+    phase = entry.get("phase", "paused")
+    if phase == "probing":
+        return f"rate limited by VTEX (429{times}); one request goes first to see whether VTEX answers again"
+    if phase == "ramping":
+        rate = entry.get("rampRequestsPerSecond") or 1
+        return f"recovering from VTEX's 429s{times}: sending again, ramping up ({rate:g} requests/s now)"
+    return (
+        f"rate limited by VTEX (429{times}); every call waits {format_duration(entry['secondsLeft'])} more, "
+        "then one request goes first"
+    )
+
+
 def account_lines(report: dict[str, Any], now: datetime) -> list[Text]:
     """What holds the whole account (pauses, 429s) and who runs (the daemons): first, in colour."""
     lines = daemon_lines(report, now)
@@ -54,13 +70,7 @@ def account_lines(report: dict[str, Any], now: datetime) -> list[Text]:
             )
         )
     for entry in report.get("throttled", []):
-        lines.append(
-            Text(
-                f"VTEX account {entry['account']}: rate limited by VTEX (429); every call waits "
-                f"{format_duration(entry['secondsLeft'])} more",
-                style="bold yellow",
-            )
-        )
+        lines.append(Text(f"VTEX account {entry['account']}: {throttle_said(entry)}", style="bold yellow"))
     if report.get("canceledInVtex"):
         lines.append(
             Text(

@@ -7,7 +7,7 @@ This is the shape of `status --json`, documented in the README; keys are only ev
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from orchestrator.ops.stuck import diagnose
@@ -16,6 +16,7 @@ from orchestrator.store.daemons import SEEN_WITHIN_SECONDS as SEEN_WITHIN
 from orchestrator.store.rows import OrderRow
 from orchestrator.store.store import Store
 from orchestrator.timefmt import iso
+from orchestrator.vtex.recovery import ramp_rate
 from states import CANCELED_IN_VTEX, ORDERED_STATES
 
 _iso = iso
@@ -99,10 +100,7 @@ def report(
             for p in store.account_pauses()
             if p.until > now
         ],
-        "throttled": [
-            {"account": account, "until": _iso(until), "secondsLeft": round((until - now).total_seconds(), 1)}
-            for account, until in store.account_throttles().items()
-        ],
+        "throttled": throttled_accounts(store),
         "daemons": [
             {
                 "worker": d.worker,
@@ -128,3 +126,29 @@ def report(
         ],
         **by_account,
     }
+
+
+RECOVERY_SHOWN_FOR = 300.0  # seconds: a probe or ramp older than this is no daemon's any more
+
+
+def throttled_accounts(store: Store) -> list[dict[str, Any]]:
+    """Accounts VTEX rate-limited (429) and where their recovery stands: paused (nothing sent),
+    probing (one request goes first) or ramping (back to the full budget, doubling each second)."""
+    entries = []
+    for account, (recovery, now) in store.account_recoveries().items():
+        phase = recovery.phase(now)
+        latest = max(t or 0.0 for t in (recovery.paused_until, recovery.probe_at, recovery.ramp_from))
+        if phase == "normal" or (phase != "paused" and now - latest > RECOVERY_SHOWN_FOR):
+            continue
+        until = recovery.paused_until or now
+        entries.append(
+            {
+                "account": account,
+                "phase": phase,
+                "until": _iso(datetime.fromtimestamp(until, UTC)),
+                "secondsLeft": round(max(0.0, until - now), 1),
+                "throttlesInARow": recovery.strikes,
+                "rampRequestsPerSecond": ramp_rate(recovery, now),
+            }
+        )
+    return entries

@@ -61,13 +61,16 @@ class Watch:
         if now < watched.quiet_until:
             watched.unreported_429s += 1
             return
-        pause = error.retry_after if error.retry_after is not None else 60.0
+        # The budget has paused by now: its pause, lengthened for 429s in a row, is the real one.
+        budget = watched.budget
+        pause = budget.paused_for if budget is not None else (error.retry_after or 60.0)
         watched.quiet_until = now + pause
         self._log.warning(
-            "VTEX answered 429 (rate limit): every call of the account waits",
+            "VTEX answered 429 (rate limit): every call of the account waits, then one goes first",
             account=watched.guard.account,
             pause_s=round(pause, 1),
-            retry_after_given=error.retry_after is not None,
+            retry_after=error.retry_after,
+            throttles_in_a_row=budget.recovery.strikes if budget is not None else None,
             operation=call.operation,
             order_id=call.order_id,
             more_429s_in_last_pause=watched.unreported_429s,
@@ -100,8 +103,10 @@ class Watch:
         metrics.refresh_orders(counts, oldest, now)
         metrics.in_flight.set(in_flight)
         for name, watched in self._accounts.items():
-            throttled = watched.budget.paused_for if watched.budget is not None else 0.0
-            metrics.refresh_account(name, watched.guard.is_paused(now), throttled)
+            budget = watched.budget
+            throttled = budget.paused_for if budget is not None else 0.0
+            phase, ramp = budget.recovery_phase() if budget is not None else ("normal", None)
+            metrics.refresh_account(name, watched.guard.is_paused(now), throttled, phase, ramp)
         if self._stuck_rules is not None:
             stuck = await self._db.run(store.stuck_counts, now, self._stuck_rules)
             metrics.refresh_stuck(stuck)

@@ -3,8 +3,8 @@ answer like VTEX), the request budget as a token bucket, and the pause after a 4
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from orchestrator.store.base import StoreBase
 from orchestrator.store.tables import ACCOUNTS
 from orchestrator.vtex.account import AccountPause
+from orchestrator.vtex.budget import Grant
+from orchestrator.vtex.recovery import Recovery, allowance, answered, throttled
 
 
 class AccountState(StoreBase):
@@ -29,77 +31,90 @@ class AccountState(StoreBase):
             if updated.rowcount == 0:
                 conn.execute(sa.insert(ACCOUNTS).values(account=account, **values))
 
-    def take_budget(self, account: str, want: int, capacity: float, rate: float) -> tuple[int, float]:
-        """Draw up to `want` request tokens from the account's shared bucket.
+    def take_budget(self, account: str, want: int, capacity: float, rate: float) -> Grant:
+        """Draw up to `want` request tokens from the account's shared bucket, as its recovery after
+        429s allows (nothing while paused, the one probe, then the ramp).
 
-        Returns (granted, wait): `wait` is how long until a token could be had, or how long the
-        account is throttled after a 429. One row lock serialises all daemons on the bucket."""
+        One row lock serialises all daemons on the bucket; the recovery's times are kept by the
+        database server's clock, so every daemon sees the same pause, probe and ramp."""
         for attempt in (1, 2):
             try:
                 with self.engine.begin() as conn:
                     now = self.hooks.now(conn)
-                    select = sa.select(ACCOUNTS).where(ACCOUNTS.c.account == account).with_for_update()
-                    found = conn.execute(select).mappings().first()
-                    fresh = {"budget_tokens": capacity, "budget_refilled_at": now, "throttled_until": None}
-                    row: Mapping[str, Any] = dict(found) if found is not None else fresh
-                    if found is None:
-                        conn.execute(sa.insert(ACCOUNTS).values(account=account, updated_at=now, **row))
-                    throttled = row["throttled_until"]
-                    if throttled is not None and throttled > now:
-                        return 0, (throttled - now).total_seconds()
-                    tokens = capacity if row["budget_tokens"] is None else row["budget_tokens"]
-                    refilled = row["budget_refilled_at"] or now
-                    tokens = min(capacity, tokens + max(0.0, (now - refilled).total_seconds()) * rate)
-                    granted = min(want, int(tokens + 1e-9))
-                    tokens = max(0.0, tokens - granted)
-                    conn.execute(
-                        sa.update(ACCOUNTS)
-                        .where(ACCOUNTS.c.account == account)
-                        .values(budget_tokens=tokens, budget_refilled_at=now, updated_at=now)
-                    )
-                    return granted, 0.0 if granted else (1.0 - tokens) / rate
+                    row = self._locked_account(conn, account, now, capacity)
+                    state, allow = allowance(_recovery(row), now.timestamp(), rate)
+                    values: dict[str, Any] = {**_recovery_values(state), "updated_at": now}
+                    if allow.wait or allow.probe:  # nothing accrues until the ramp: it starts empty
+                        values.update(budget_tokens=0.0, budget_refilled_at=now)
+                        granted, wait = (1, 0.0) if allow.probe else (0, allow.wait)
+                    else:
+                        size = allow.capacity or capacity
+                        speed = allow.rate or rate
+                        tokens = capacity if row["budget_tokens"] is None else row["budget_tokens"]
+                        refilled = row["budget_refilled_at"] or now
+                        tokens = min(size, tokens + max(0.0, (now - refilled).total_seconds()) * speed)
+                        granted = min(want, int(tokens + 1e-9))
+                        tokens = max(0.0, tokens - granted)
+                        values.update(budget_tokens=tokens, budget_refilled_at=now)
+                        wait = 0.0 if granted else (1.0 - tokens) / speed
+                    conn.execute(sa.update(ACCOUNTS).where(ACCOUNTS.c.account == account).values(**values))
+                    return Grant(granted, wait, allow.probe, state, now.timestamp())
             except sa.exc.IntegrityError as exc:  # two daemons created the row at once: read it again
                 if attempt == 2 or not self.hooks.is_duplicate_key(exc):
                     raise
         raise AssertionError("unreachable")
 
-    def throttle_account(self, account: str, seconds: float) -> None:
-        """A 429: every daemon of the account holds its calls for `seconds` (never shortens a pause)."""
-        with self.engine.begin() as conn:
+    def _locked_account(
+        self, conn: sa.Connection, account: str, now: datetime, capacity: float = 0.0
+    ) -> sa.RowMapping:
+        """The account's row, locked for this transaction (created when there is none yet)."""
+        select = sa.select(ACCOUNTS).where(ACCOUNTS.c.account == account).with_for_update()
+        found = conn.execute(select).mappings().first()
+        if found is not None:
+            return found
+        fresh = {"budget_tokens": capacity, "budget_refilled_at": now, "throttle_strikes": 0}
+        conn.execute(sa.insert(ACCOUNTS).values(account=account, updated_at=now, **fresh))
+        return conn.execute(select).mappings().one()
+
+    def throttle_account(self, account: str, retry_after: float | None) -> None:
+        """A 429: every daemon of the account pauses (longer for 429s in a row; never shortening a
+        pause), then probes again."""
+        self._change_recovery(account, lambda state, now: throttled(state, now, retry_after))
+
+    def probe_answered(self, account: str) -> None:
+        """The probe after a pause was answered (not a 429): the ramp begins, for every daemon."""
+        self._change_recovery(account, answered)
+
+    def save_recovery(self, account: str, recovery: Recovery) -> None:
+        """One daemon's own recovery (SQLite), in epoch seconds: for `status` and the metrics."""
+        self._change_recovery(account, lambda _state, _now: recovery)
+
+    def _change_recovery(self, account: str, change: Callable[[Recovery, float], Recovery]) -> None:
+        for attempt in (1, 2):
+            try:
+                with self.engine.begin() as conn:
+                    now = self.hooks.now(conn)
+                    row = self._locked_account(conn, account, now)
+                    state = change(_recovery(row), now.timestamp())
+                    values: dict[str, Any] = {**_recovery_values(state), "updated_at": now}
+                    conn.execute(sa.update(ACCOUNTS).where(ACCOUNTS.c.account == account).values(**values))
+                    return
+            except sa.exc.IntegrityError as exc:
+                if attempt == 2 or not self.hooks.is_duplicate_key(exc):
+                    raise
+
+    def account_recoveries(self) -> dict[str, tuple[Recovery, float]]:
+        """Accounts recovering from 429s (paused, probing or ramping), each with the database's
+        clock's now (epoch seconds) to read the recovery's phase by."""
+        with self.engine.connect() as conn:
             now = self.hooks.now(conn)
-            until = now + timedelta(seconds=seconds)
-            updated = conn.execute(
-                sa.update(ACCOUNTS)
-                .where(
-                    ACCOUNTS.c.account == account,
-                    sa.or_(ACCOUNTS.c.throttled_until.is_(None), ACCOUNTS.c.throttled_until < until),
-                )
-                .values(throttled_until=until, updated_at=now)
-            )
-            if (
-                updated.rowcount == 0
-                and conn.execute(sa.select(ACCOUNTS.c.account).where(ACCOUNTS.c.account == account)).first()
-                is None
-            ):
-                conn.execute(
-                    sa.insert(ACCOUNTS).values(account=account, throttled_until=until, updated_at=now)
-                )
+            rows = conn.execute(sa.select(ACCOUNTS).where(ACCOUNTS.c.throttled_until.is_not(None))).mappings()
+            return {row["account"]: (_recovery(row), now.timestamp()) for row in rows}
 
     def account_pause(self, account: str) -> AccountPause | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(ACCOUNTS).where(ACCOUNTS.c.account == account)).mappings().first()
         return _pause(row)
-
-    def account_throttles(self) -> dict[str, datetime]:
-        """Accounts VTEX rate-limited (429), and until when their calls wait (the server's clock)."""
-        with self.engine.connect() as conn:
-            now = self.hooks.now(conn)
-            rows = conn.execute(
-                sa.select(ACCOUNTS.c.account, ACCOUNTS.c.throttled_until).where(
-                    ACCOUNTS.c.throttled_until > now
-                )
-            ).all()
-        return {account: until for account, until in rows}
 
     def account_pauses(self) -> list[AccountPause]:
         with self.engine.connect() as conn:
@@ -118,3 +133,29 @@ def _pause(row: Any) -> AccountPause | None:
         row["pause_reason"] or "",
         row["paused_since"] or row["paused_until"],
     )
+
+
+def _stamp(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def _when(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _recovery(row: sa.RowMapping) -> Recovery:
+    return Recovery(
+        strikes=row["throttle_strikes"] or 0,
+        paused_until=_stamp(row["throttled_until"]),
+        probe_at=_stamp(row["probe_at"]),
+        ramp_from=_stamp(row["ramp_from"]),
+    )
+
+
+def _recovery_values(state: Recovery) -> dict[str, Any]:
+    return {
+        "throttle_strikes": state.strikes,
+        "throttled_until": _when(state.paused_until),
+        "probe_at": _when(state.probe_at),
+        "ramp_from": _when(state.ramp_from),
+    }

@@ -173,6 +173,12 @@ class VtexAccount(SQLModel, table=True):
     budget_tokens: float | None = None
     budget_refilled_at: datetime | None = _time()
     throttled_until: datetime | None = _time()
+    # The recovery after a 429 (`orchestrator.vtex.recovery`), shared by every daemon: 429s in a
+    # row (each lengthens the pause), when the one probe after a pause went out, and when the
+    # ramp back to the full budget began. A throttle is over once all three are clear.
+    throttle_strikes: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    probe_at: datetime | None = _time()
+    ramp_from: datetime | None = _time()
     updated_at: datetime = _time(nullable=False)
 
 
@@ -210,6 +216,24 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = _time(nullable=False)
     revoked_at: datetime | None = _time()
     last_used_at: datetime | None = _time()
+    expires_at: datetime | None = _time()  # None: until revoked
 
 
 API_TOKENS: sa.Table = ApiToken.__table__  # type: ignore[attr-defined]
+
+
+class ConsoleSession(SQLModel, table=True):
+    """A console login, kept here so that logging out (or revoking the token it was opened with)
+    ends it on every `serve` process at once. The cookie holds a random session id; only its
+    SHA-256 is kept."""
+
+    __tablename__ = "console_sessions"
+
+    id_hash: str = Field(primary_key=True, max_length=64)
+    token_name: str = Field(max_length=100, index=True)
+    created_at: datetime = _time(nullable=False)
+    expires_at: datetime = _time(nullable=False)
+    ended_at: datetime | None = _time()
+
+
+CONSOLE_SESSIONS: sa.Table = ConsoleSession.__table__  # type: ignore[attr-defined]

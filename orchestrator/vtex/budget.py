@@ -9,13 +9,15 @@ holds more than the budget:
     capacity (burst) = 2 seconds' worth         rate = (budget - capacity) / 61 s
     any 61 s window  <= capacity + rate * 61 = budget
 
-A 429 pauses the account for its Retry-After (or a backoff when VTEX gave none). A caller that
-would have to wait longer than it can afford (a claimed order must not outwait its lease) gets
-`Throttled` at once and reschedules its order; that is never a failed attempt.
+A 429 pauses the account (its Retry-After, longer for 429s in a row); then one probe goes alone,
+and only once it is answered do the others follow, on a ramp (`orchestrator.vtex.recovery`). A
+caller that would have to wait longer than it can afford (a claimed order must not outwait its
+lease) gets `Throttled` at once and reschedules its order; that is never a failed attempt.
 
-`TokenBucket` lives in the process (SQLite: one daemon). `SharedTokenBucket` keeps the bucket in the
-database, so several daemons on PostgreSQL share one budget instead of each having its own; each
-daemon draws a few tokens at a time and spends them within half a second.
+`TokenBucket` lives in the process (SQLite: one daemon); its recovery is written down for `status`.
+`SharedTokenBucket` keeps the bucket and the recovery in the database, so several daemons on
+PostgreSQL share one budget and one probe instead of each having its own; each daemon draws a few
+tokens at a time and spends them within half a second.
 """
 
 from __future__ import annotations
@@ -23,9 +25,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from orchestrator.vtex.errors import Throttled
+from orchestrator.vtex.recovery import (
+    Allowance,
+    Recovery,
+    allowance,
+    answered,
+    pause_for,
+    ramp_rate,
+    throttled,
+)
 
 WINDOW_SECONDS = 61.0  # one second more than VTEX's minute, for latency skew between requests
 # Shared by several daemons, a token is granted by the database and spent a little later (a busy
@@ -50,82 +62,149 @@ class RequestBudget(Protocol):
         """Return when one more request may be sent, or raise Throttled if that is beyond max_wait."""
 
     def pause(self, seconds: float | None) -> None:
-        """VTEX said 429: send nothing for `seconds` (a default backoff when None)."""
+        """VTEX said 429: send nothing for a while (`seconds`: its Retry-After, if it gave one)."""
+
+    def answered(self) -> None:
+        """An answer that was not a 429 came back (it ends the probe after a pause)."""
 
     @property
     def paused_for(self) -> float:
         """Seconds left of the current pause (0 when not paused)."""
 
+    @property
+    def recovery(self) -> Recovery:
+        """Where the account stands after its last 429 (see `orchestrator.vtex.recovery`)."""
+
+    def recovery_phase(self) -> tuple[str, float | None]:
+        """(normal | paused | probing | ramping, the ramp's requests per second now)."""
+
 
 Sleep = Callable[[float], Awaitable[None]]
+RecordFn = Callable[[Recovery, float], Awaitable[None]]  # the state, and the clock's `now` it is on
 
 
 def _left(max_wait: float | None, waited: float) -> float | None:
     return None if max_wait is None else max(0.0, max_wait - waited)
 
 
-class _Pauses:
-    def __init__(self, clock: Callable[[], float], default_pause: float, sleep: Sleep) -> None:
+class _Recovering:
+    """The recovery after 429s of one process's budget: a pause, one probe, a ramp (see
+    `orchestrator.vtex.recovery`), recorded when it changes, for `status` and other daemons."""
+
+    def __init__(self, clock: Callable[[], float], sleep: Sleep, record: RecordFn | None) -> None:
         self._clock = clock
         self._sleep = sleep
-        self._default_pause = default_pause
-        self._paused_until = 0.0
+        self._record = record
+        self._recovery = Recovery()
+        self._records: set[asyncio.Future[None]] = set()
+
+    @property
+    def recovery(self) -> Recovery:
+        return self._recovery
+
+    def _become(self, state: Recovery) -> None:
+        if state == self._recovery:
+            return
+        self._recovery = state
+        if self._record is not None:
+            report = asyncio.ensure_future(self._record(state, self._clock()))
+            self._records.add(report)
+            report.add_done_callback(self._records.discard)
 
     def pause(self, seconds: float | None) -> None:
-        until = self._clock() + (self._default_pause if seconds is None else seconds)
-        self._paused_until = max(self._paused_until, until)
+        self._become(throttled(self._recovery, self._clock(), seconds))
+
+    def answered(self) -> None:
+        self._become(answered(self._recovery, self._clock()))
 
     @property
     def paused_for(self) -> float:
-        return max(0.0, self._paused_until - self._clock())
+        until = self._recovery.paused_until
+        return 0.0 if until is None else max(0.0, until - self._clock())
 
-    async def wait_out_pause(self, max_wait: float | None) -> None:
-        while (left := self.paused_for) > 0:
-            if max_wait is not None and left > max_wait:
-                raise Throttled(left)
-            await self._sleep(left)
+    def recovery_phase(self) -> tuple[str, float | None]:
+        now = self._clock()
+        return self._recovery.phase(now), ramp_rate(self._recovery, now)
+
+    def _allowance(self, rate: float) -> Allowance:
+        state, allow = allowance(self._recovery, self._clock(), rate)
+        self._become(state)
+        return allow
 
 
-class Unlimited(_Pauses):
-    """No budget; still honours pauses, because ignoring Retry-After is never acceptable."""
+class Unlimited(_Recovering):
+    """No budget; still honours 429s (a pause, the probe, the ramp): ignoring Retry-After is never
+    acceptable, and neither is ending a pause with a burst."""
+
+    RATE = 1000.0  # requests per second at which the ramp after a 429 is complete
 
     def __init__(
         self,
-        default_pause: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        record: RecordFn | None = None,
     ) -> None:
-        super().__init__(clock, default_pause, sleep)
+        super().__init__(clock, sleep, record)
+        self._ramp = _Refill(clock)
 
     async def acquire(self, max_wait: float | None = None) -> None:
-        await self.wait_out_pause(max_wait)
+        started = self._clock()
+        while True:
+            allow = self._allowance(self.RATE)
+            wait = allow.wait
+            if not wait and not allow.probe and allow.rate is not None:
+                wait = self._ramp.take(allow.rate, allow.capacity or 1.0)
+            if not wait:
+                return
+            left = _left(max_wait, self._clock() - started)
+            if left is not None and wait > left:
+                raise Throttled(wait)
+            await self._sleep(wait)
 
 
-class TokenBucket(_Pauses):
+class _Refill:
+    """A token bucket's level, refilled at whatever rate and size apply at the moment."""
+
+    def __init__(self, clock: Callable[[], float], tokens: float = 0.0) -> None:
+        self._clock = clock
+        self.tokens = tokens
+        self.refilled_at = clock()
+
+    def hold(self) -> None:
+        """Nothing accrues while nothing may be sent (a pause, a probe): the ramp starts empty."""
+        self.tokens = 0.0
+        self.refilled_at = self._clock()
+
+    def take(self, rate: float, capacity: float) -> float:
+        """Take one token: 0 when taken, else the seconds until one will be there."""
+        now = self._clock()
+        self.tokens = min(capacity, self.tokens + (now - self.refilled_at) * rate)
+        self.refilled_at = now
+        if self.tokens >= 1.0 - 1e-9:  # tolerate float rounding of the refill
+            self.tokens = max(0.0, self.tokens - 1.0)
+            return 0.0
+        return (1.0 - self.tokens) / rate
+
+
+class TokenBucket(_Recovering):
     def __init__(
         self,
         requests_per_minute: int,
-        default_pause: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        record: RecordFn | None = None,
     ) -> None:
-        super().__init__(clock, default_pause, sleep)
+        super().__init__(clock, sleep, record)
         self.requests_per_minute = requests_per_minute
         self.capacity, self.rate = bucket_shape(requests_per_minute)
-        self._tokens = self.capacity
-        self._refilled_at = clock()
+        self._level = _Refill(clock, self.capacity)
         self._queue = asyncio.Lock()  # FIFO: waiters take turns instead of all waking for each token
         self._queued = 0  # callers waiting for the lock or holding it
 
-    def _refill(self, now: float) -> None:
-        self._tokens = min(self.capacity, self._tokens + (now - self._refilled_at) * self.rate)
-        self._refilled_at = now
-
     def expected_wait(self) -> float:
         """Roughly how long a newcomer would wait: the pause, plus everyone queued ahead of it."""
-        self._refill(self._clock())
-        ahead = self._queued
-        shortfall = ahead + 1 - self._tokens
+        level = min(self.capacity, self._level.tokens + (self._clock() - self._level.refilled_at) * self.rate)
+        shortfall = self._queued + 1 - level
         return self.paused_for + max(0.0, shortfall / self.rate)
 
     async def acquire(self, max_wait: float | None = None) -> None:
@@ -136,85 +215,128 @@ class TokenBucket(_Pauses):
         try:
             async with self._queue:
                 while True:
-                    # A 429 that arrived while this caller queued counts against its max_wait too.
-                    await self.wait_out_pause(_left(max_wait, self._clock() - started))
-                    now = self._clock()
-                    self._refill(now)
-                    if self._tokens >= 1.0 - 1e-9:  # tolerate float rounding of the refill
-                        self._tokens = max(0.0, self._tokens - 1.0)
+                    allow = self._allowance(self.rate)
+                    if allow.probe:
+                        self._level.hold()
                         return
-                    await self._sleep((1.0 - self._tokens) / self.rate)
+                    if allow.wait:
+                        self._level.hold()
+                        wait = allow.wait
+                    else:
+                        wait = self._level.take(allow.rate or self.rate, allow.capacity or self.capacity)
+                    if not wait:
+                        return
+                    # A 429 that arrived while this caller queued counts against its max_wait too.
+                    left = _left(max_wait, self._clock() - started)
+                    if left is not None and wait > left:
+                        raise Throttled(wait)
+                    await self._sleep(wait)
         finally:
             self._queued -= 1
 
 
-TakeFn = Callable[[int, float, float], Awaitable[tuple[int, float]]]
-ThrottleFn = Callable[[float], Awaitable[None]]
+@dataclass(frozen=True)
+class Grant:
+    """What the shared bucket gave: `granted` tokens (the one probe after a pause when `probe`),
+    or how long until it could (`wait`), with the account's recovery as the database holds it
+    (times in epoch seconds of the database server's clock, `now` among them)."""
+
+    granted: int
+    wait: float
+    probe: bool
+    recovery: Recovery
+    now: float
 
 
-class RecordedTokenBucket(TokenBucket):
-    """A daemon's own bucket whose 429 pauses are also written down (SQLite: one daemon, but
-    `status` runs in another process and must see the pause)."""
-
-    def __init__(self, requests_per_minute: int, record: ThrottleFn, default_pause: float = 60.0) -> None:
-        super().__init__(requests_per_minute, default_pause)
-        self._record = record
-        self._records: set[asyncio.Future[None]] = set()
-
-    def pause(self, seconds: float | None) -> None:
-        super().pause(seconds)
-        report = asyncio.ensure_future(self._record(self._default_pause if seconds is None else seconds))
-        self._records.add(report)
-        report.add_done_callback(self._records.discard)
+TakeFn = Callable[[int, float, float], Awaitable[Grant]]
+ThrottleFn = Callable[[float | None], Awaitable[None]]
+ProbeAnsweredFn = Callable[[], Awaitable[None]]
 
 
-class SharedTokenBucket(_Pauses):
-    """The account's bucket kept in the database and shared by every daemon (see `take_budget`)."""
+class SharedTokenBucket:
+    """The account's bucket and its recovery after 429s kept in the database and shared by every
+    daemon (see `take_budget`): a 429 seen by one pauses all, exactly one of them sends the probe,
+    and the ramp after it is one ramp for all of them, not one per daemon."""
 
     def __init__(
         self,
         requests_per_minute: int,
         take: TakeFn,
         throttle: ThrottleFn,
+        probe_answered: ProbeAnsweredFn,
         *,
-        default_pause: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        super().__init__(clock, default_pause, sleep)
         self.requests_per_minute = requests_per_minute
         self.capacity, self.rate = bucket_shape(requests_per_minute, SHARED_WINDOW_SECONDS)
         self._batch = max(1, int(min(self.capacity / 2, self.rate * LOCAL_BATCH_SECONDS)))
         self._take = take
         self._throttle = throttle
+        self._probe_answered = probe_answered
+        self._clock = clock
+        self._sleep = sleep
         self._local = 0
         self._local_at = 0.0
+        self._hold_until = 0.0  # after a 429 seen here, until the database has it
+        self._probe_out = False
+        self._seen = (Recovery(), 0.0, clock())  # the database's recovery, its now, ours then
         self._queue = asyncio.Lock()
         self._reports: set[asyncio.Future[None]] = set()
 
-    def pause(self, seconds: float | None) -> None:
-        """A 429 seen here pauses this daemon at once and, through the database, all the others."""
-        super().pause(seconds)
-        report = asyncio.ensure_future(self._throttle(self._default_pause if seconds is None else seconds))
+    def _report(self, work: Awaitable[None]) -> None:
+        report = asyncio.ensure_future(work)
         self._reports.add(report)
         report.add_done_callback(self._reports.discard)
 
+    def pause(self, seconds: float | None) -> None:
+        """A 429 seen here stops this daemon at once and, through the database, all the others."""
+        self._local = 0
+        self._probe_out = False
+        strikes = self._seen[0].strikes + 1
+        self._hold_until = max(self._hold_until, self._clock() + pause_for(strikes, seconds))
+        self._report(self._throttle(seconds))
+
+    def answered(self) -> None:
+        if self._probe_out:
+            self._probe_out = False
+            self._report(self._probe_answered())
+
+    @property
+    def recovery(self) -> Recovery:
+        return self._seen[0]
+
+    def recovery_phase(self) -> tuple[str, float | None]:
+        recovery, db_now, seen_at = self._seen
+        now = db_now + (self._clock() - seen_at)  # the database's clock, as last seen
+        return recovery.phase(now), ramp_rate(recovery, now)
+
+    @property
+    def paused_for(self) -> float:
+        recovery, db_now, seen_at = self._seen
+        held = self._hold_until - self._clock()
+        if recovery.paused_until is None:
+            return max(0.0, held)
+        return max(0.0, held, recovery.paused_until - db_now - (self._clock() - seen_at))
+
     async def acquire(self, max_wait: float | None = None) -> None:
         started = self._clock()
-        if max_wait is not None and self.paused_for > max_wait:
-            raise Throttled(self.paused_for)
         async with self._queue:
             while True:
-                await self.wait_out_pause(_left(max_wait, self._clock() - started))
                 now = self._clock()
-                if self._local >= 1 and now - self._local_at <= LOCAL_TOKEN_TTL:
-                    self._local -= 1
-                    return
-                granted, wait = await self._take(self._batch, self.capacity, self.rate)
-                if granted:
-                    self._local, self._local_at = granted - 1, self._clock()
-                    return
-                waited = self._clock() - started
-                if max_wait is not None and waited + wait > max_wait:
+                wait = self._hold_until - now
+                if wait <= 0:
+                    if self._local >= 1 and now - self._local_at <= LOCAL_TOKEN_TTL:
+                        self._local -= 1
+                        return
+                    grant = await self._take(self._batch, self.capacity, self.rate)
+                    self._seen = (grant.recovery, grant.now, self._clock())
+                    if grant.granted:
+                        self._probe_out = grant.probe
+                        self._local, self._local_at = grant.granted - 1, self._clock()
+                        return
+                    wait = grant.wait
+                left = _left(max_wait, self._clock() - started)
+                if left is not None and wait > left:
                     raise Throttled(wait)
                 await self._sleep(max(wait, 0.005))

@@ -145,6 +145,20 @@ class VtexClient:
         self._observer = observer
         self._max_budget_wait = max_budget_wait
 
+    def use_credentials(self, app_key: str, app_token: str) -> bool:
+        """From the next request on, send these credentials (rotated ones, re-read by the
+        daemon); True when they differ from those in use."""
+        if (
+            self._headers["X-VTEX-API-AppKey"] == app_key
+            and self._headers["X-VTEX-API-AppToken"] == app_token
+        ):
+            return False
+        headers = self._headers.copy()
+        headers["X-VTEX-API-AppKey"] = app_key
+        headers["X-VTEX-API-AppToken"] = app_token
+        self._headers = headers
+        return True
+
     async def aclose(self) -> None:
         await self._transport.aclose()
 
@@ -254,6 +268,8 @@ class VtexClient:
             self._observe(Call(operation, order_id, None, error.duration_ms, sent_at=sent_at), error)
             raise error from exc
         status = response.status_code
+        if status != 429:
+            self.budget.answered()  # VTEX takes calls: ends the probe after a 429 pause
         answer = Answer(status, response.headers.get("content-type", ""), content)
         call = Call(operation, order_id, status, _ms(started), sent_at=sent_at)
         try:

@@ -2,19 +2,24 @@
 
 Three accounts of one sandbox (each its own orders, credentials and faults, under /accounts/NAME),
 100 orders each, run by real daemon processes: one on SQLite, two sharing PostgreSQL.
-- `storm` answers 429 to everything, `locked` rejects the credentials;
+- `storm` answers 429 to everything for 20 s (Retry-After 1 s): its 20 due orders get one burst
+  in, then about one request per pause (the pauses lengthen), never a burst at a pause's end;
+- `locked` rejects the credentials: its app token was rotated in VTEX;
 - `calm` finishes its orders as fast as when it runs alone (within 20 %);
-- once the faults are lifted (and `resume` has checked the credentials) the other two finish;
+- the new token is written into `locked`'s token file and `resume --account locked` run: the
+  same daemon processes read it and finish `locked`'s orders, and `storm`'s once VTEX answers;
 - no request ever reaches an account with another account's credentials.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +37,8 @@ from tests.processes import run_cli, wait_for
 
 ACCOUNTS = ("storm", "locked", "calm")
 PER_ACCOUNT = 100
+STORM_ORDERS = 20
+STORM_SECONDS = 20.0
 
 
 @dataclass
@@ -87,14 +94,24 @@ def environment(database_url: str) -> dict[str, str]:
     }
 
 
+def orders_of(name: str) -> int:
+    return STORM_ORDERS if name == "storm" else PER_ACCOUNT
+
+
 def import_orders(store: Store, names: tuple[str, ...], start: int = 0) -> None:
     lines = [
         json.dumps({"account": name, **import_record(n)})
         for name in names
-        for n in range(start, start + PER_ACCOUNT)
+        for n in range(start, start + orders_of(name))
     ]
     report = import_lines(lines, store, utcnow(), accounts=list(names))
-    assert len(report.imported) == PER_ACCOUNT * len(names), report.problems
+    assert len(report.imported) == sum(orders_of(name) for name in names), report.problems
+
+
+def storm_requests(sandbox: Sandbox) -> tuple[list[float], list[float]]:
+    """The storm's requests: those of its first second (the burst), and every one after it."""
+    times = sorted(entry["at"] for entry in sandbox.oms.ledger.request_log)
+    return [t for t in times if t < times[0] + 1], [t - times[0] for t in times if t >= times[0] + 1]
 
 
 def invoiced(store: Store, account: str) -> int:
@@ -165,9 +182,10 @@ def test_one_accounts_trouble_never_slows_another(
     calm.oms.ledger.request_log.clear()
 
     # All three, with two of them in trouble.
-    world.accounts["storm"].faults = Faults(FaultConfig(rate_limit=1.0, retry_after_seconds=1))
+    storm = world.accounts["storm"]
+    storm.faults = Faults(FaultConfig(rate_limit=1.0, retry_after_seconds=1))
     locked = world.accounts["locked"]
-    locked.oms.config.app_key = "key-locked-rotated"  # the app key was rotated in VTEX, not here
+    locked.oms.config.app_token = "token-locked-rotated"  # rotated in VTEX, not yet here
     store = open_store(all_url)
     import_orders(store, ACCOUNTS)
     config = write_config(tmp_path / "all.toml", world, ACCOUNTS)
@@ -181,20 +199,37 @@ def test_one_accounts_trouble_never_slows_another(
         paused = {p.account: p.reason for p in store.account_pauses()}
         assert any("rejected the credentials" in reason for reason in paused.values()), paused
 
-        # The faults are lifted: the storm passes, the key is put back; `resume` checks it.
-        world.accounts["storm"].faults = Faults()
-        locked.oms.config.app_key = "key-locked"
+        # The storm lasts 20 s: one burst, then about one request per pause, however long.
+        first = min(entry["at"] for entry in storm.oms.ledger.request_log)
+        wait_for(lambda: time.time() - first >= STORM_SECONDS, 60, "20 seconds of storm")
+        burst, later = storm_requests(storm)
+        assert len(burst) <= STORM_ORDERS, burst
+        assert 2 <= len(later) <= 6, later  # probes after pauses of 1, 2, 4, 8 s...
+        assert all(b - a >= 0.9 for a, b in itertools.pairwise(later)), later  # one at a time
+        status = json.loads(run_cli(env, "--config", str(config), "status", "--json").stdout)
+        assert any(t["phase"] in ("paused", "probing") for t in status["throttled"]), status["throttled"]
+
+        # The storm passes; the new token is written into the file; `resume` checks it, and the
+        # running daemons read it again: no restart.
+        storm.faults = Faults()
+        (tmp_path / "locked.token").write_text("token-locked-rotated\n")
+        pids = [d.pid for d in daemons]
         resumed = run_cli(env, "--config", str(config), "resume", "--account", "locked")
         assert resumed.returncode == 0, resumed.stderr
+        assert f"running daemons read {tmp_path / 'locked.token'} again" in resumed.stdout
         wait_for(
-            lambda: all(invoiced(store, name) == PER_ACCOUNT for name in ACCOUNTS),
+            lambda: all(invoiced(store, name) == orders_of(name) for name in ACCOUNTS),
             120,
             "every account's orders invoiced once the faults were lifted",
         )
+        assert [d.pid for d in daemons if d.poll() is None] == pids  # the same processes did it
     finally:
         stop(daemons)
 
     for name, sandbox in world.accounts.items():
         assert set(sandbox.app_keys_seen) == {f"key-{name}"}, (name, sandbox.app_keys_seen)
-        assert len(sandbox.oms.orders) == PER_ACCOUNT * (2 if name == "calm" else 1)
+        assert len(sandbox.oms.orders) == orders_of(name) * (2 if name == "calm" else 1)
     print(f"calm account: {alone:.2f}s alone, {together:.2f}s beside a 429 storm and rejected credentials")
+    print(
+        f"storm account: {len(burst)} requests in its first second, then at {[round(t, 1) for t in later]} s"
+    )

@@ -11,6 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
+from orchestrator.clock import utcnow
 from orchestrator.history import new_event
 from orchestrator.importer import import_lines
 from orchestrator.ops.status import report
@@ -172,8 +173,7 @@ def test_the_budget_bucket_is_one_for_every_daemon(database_url: str) -> None:
 
     def draw(index: int, store: Store) -> None:
         while time.monotonic() < stop:
-            got, _wait = store.take_budget("acme", 4, capacity, rate)
-            granted[index] += got
+            granted[index] += store.take_budget("acme", 4, capacity, rate).granted
 
     threads = [threading.Thread(target=draw, args=(i, r)) for i, r in enumerate((first, second))]
     started = time.monotonic()
@@ -186,12 +186,45 @@ def test_the_budget_bucket_is_one_for_every_daemon(database_url: str) -> None:
     assert granted[0] > 0 and granted[1] > 0
 
 
-def test_a_429_throttles_the_account_for_every_daemon(store: Store) -> None:
-    """After throttle_account(5), no daemon is granted a token and each is told to wait ~5 s."""
+def test_a_429_throttles_the_account_for_every_daemon_then_one_probe_goes(store: Store) -> None:
+    """After throttle_account(5), no daemon is granted a token and each is told to wait ~5 s; once
+    the pause is over exactly one daemon gets the probe, and the ramp starts only when it was
+    answered: one request a second at first, for every daemon together."""
+    other = open_store(store.engine.url.render_as_string(hide_password=False))
     store.take_budget("acme", 1, 20.0, 10.0)
     store.throttle_account("acme", 5)
-    granted, wait = store.take_budget("acme", 1, 20.0, 10.0)
-    assert granted == 0 and 4.0 < wait <= 5.0
+    paused = store.take_budget("acme", 1, 20.0, 10.0)
+    assert paused.granted == 0 and 4.0 < paused.wait <= 5.0 and paused.recovery.strikes == 1
+    _move_the_pause_into_the_past(store)
+    probe = store.take_budget("acme", 4, 20.0, 10.0)
+    assert (probe.granted, probe.probe) == (1, True)
+    waiting = other.take_budget("acme", 4, 20.0, 10.0)
+    assert (waiting.granted, waiting.probe) == (0, False) and 0 < waiting.wait <= 0.25
+    store.probe_answered("acme")
+    first = other.take_budget("acme", 4, 20.0, 10.0)
+    second = store.take_budget("acme", 4, 20.0, 10.0)
+    assert first.granted + second.granted <= 1  # one request a second, whoever asks
+    assert store.account_recoveries()["acme"][0].ramp_from is not None
+
+
+def test_429s_in_a_row_lengthen_the_pause_toward_a_minute(store: Store) -> None:
+    """Each 429 to a probe doubles the pause (never below VTEX's Retry-After), up to 60 s; more 429s
+    during a pause (requests that were in flight together) are the same throttle."""
+    pauses = []
+    for _ in range(8):
+        store.throttle_account("acme", 2)
+        store.throttle_account("acme", 2)  # another of the same burst
+        pauses.append(round(store.take_budget("acme", 1, 20.0, 10.0).wait))
+        _move_the_pause_into_the_past(store)
+        assert store.take_budget("acme", 1, 20.0, 10.0).probe
+    assert pauses == [2, 2, 4, 8, 16, 32, 60, 60]
+
+
+def _move_the_pause_into_the_past(store: Store) -> None:
+    from orchestrator.store.tables import ACCOUNTS
+
+    with store.engine.begin() as conn:
+        conn.execute(ACCOUNTS.update().values(throttled_until=utcnow() - timedelta(seconds=1)))
 
 
 def test_counts_and_oldest_per_state(store: Store) -> None:

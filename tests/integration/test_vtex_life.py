@@ -246,26 +246,6 @@ def test_a_refused_tracking_update_stops_visibly_instead_of_looping(
     assert server.sandbox.oms.find("ABC-100001").packages["NF100001"]["trackingNumber"] == "TR1"  # type: ignore[union-attr]
 
 
-def test_the_request_guard_stops_an_order_that_would_loop(server: ServerThread, sqlite_url: str) -> None:
-    """VTEX answers 429 with Retry-After 0 to everything: the waits still grow, and after the
-    hourly limit the order stops, listed as stuck with that reason."""
-    server.sandbox.faults.configure(FaultConfig(rate_limit=1.0, retry_after_seconds=0))
-    settings = settings_for(server, sqlite_url, max_requests_per_order_hour=10)
-    store = open_store(settings.database_url)
-    import_lines(lines_of(1, start=1), store, utcnow())
-    run_until(
-        settings,
-        store,
-        lambda: (r := store.find("ABC-100001")) is not None and r.needs_attention == "request-guard",
-        timeout=60,
-    )
-    assert requests_per_order(server.sandbox)["ABC-100001"] == 10
-    [entry] = report(store, utcnow(), StuckRules.parse("", timedelta(seconds=1)), timedelta(seconds=1))[
-        "stuck"
-    ]
-    assert "request guard" in entry["reason"]
-
-
 def test_the_sales_channel_goes_to_place_and_to_authorize(server: ServerThread, sqlite_url: str) -> None:
     """An order with `salesChannel` is placed and authorized with that `sc`."""
     settings = settings_for(server, sqlite_url)

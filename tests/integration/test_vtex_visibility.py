@@ -42,7 +42,7 @@ def test_a_429_storm_shows_in_the_log_status_and_gauges_and_the_daemon_in_status
             task = asyncio.create_task(
                 run_daemon(settings, store, install_signals=False, on_ready=lambda d: holder.update(d=d))
             )
-            while not store.account_throttles() or "d" not in holder:
+            while not store.account_recoveries() or "d" not in holder:
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.5)  # every order tries, and meets the same pause
             daemon = holder["d"]
@@ -64,7 +64,9 @@ def test_a_429_storm_shows_in_the_log_status_and_gauges_and_the_daemon_in_status
     assert 80 < seen["throttled"] <= 90 and seen["paused"] == 1
     [throttle] = seen["status"]["throttled"]
     assert throttle["account"] == settings.account_key and 80 < throttle["secondsLeft"] <= 90
+    assert (throttle["phase"], throttle["throttlesInARow"]) == ("paused", 1)
     assert "rate limited by VTEX (429); every call waits" in seen["text"]
+    assert "then one request goes first" in seen["text"]
     [daemon] = seen["status"]["daemons"]
     assert daemon["running"] is True and daemon["stoppedAt"] is None and daemon["version"]
     assert "Daemons running: 1" in seen["text"]

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 from bisect import bisect_left
+from collections.abc import Coroutine
+from typing import Any
 
 import pytest
 
 from orchestrator.vtex.budget import TokenBucket, Unlimited
 from orchestrator.vtex.errors import Throttled
+from orchestrator.vtex.recovery import PROBE_TIMEOUT
 
 pytestmark = pytest.mark.anyio
 
@@ -113,3 +117,79 @@ async def test_concurrent_callers_share_one_budget() -> None:
     await asyncio.gather(*(caller() for _ in range(30)))
     sent.sort()
     assert len(sent) == 300 and max_in_window(sent, 60.0) <= 120
+
+
+class VirtualTime:
+    """A clock for many concurrent callers: time moves to the next sleeper's wake-up only once
+    every caller that can run at this instant has run (a small discrete-event loop)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._seq += 1
+        heapq.heappush(self._sleepers, (self.now + max(0.0, seconds), self._seq, woken))
+        await woken
+
+    async def run(self, *callers: Coroutine[Any, Any, None]) -> None:
+        tasks = [asyncio.ensure_future(c) for c in callers]
+        while not all(t.done() for t in tasks):
+            for _ in range(50):  # let everything runnable at this instant run
+                await asyncio.sleep(0)
+            if self._sleepers:
+                at, _seq, woken = heapq.heappop(self._sleepers)
+                self.now = max(self.now, at)
+                woken.set_result(None)
+        for task in tasks:
+            task.result()
+
+
+async def test_a_429_storm_gets_one_burst_then_one_probe_per_pause_then_a_ramp() -> None:
+    """20 callers against a VTEX that answers 429 (Retry-After 2 s) to everything for 20 s: the
+    first burst, then a single request at the end of each pause, the pauses doubling (2, 2, 4,
+    8 s...); once VTEX answers again, one request a second, then two, four... never a burst."""
+    time = VirtualTime()
+    bucket = TokenBucket(3000, clock=time.clock, sleep=time.sleep)
+    start = time.now
+    sent: list[float] = []
+
+    async def caller() -> None:
+        while time.now - start < 40:
+            await bucket.acquire()
+            at = time.now - start
+            sent.append(at)
+            await time.sleep(0.01)  # on the wire
+            if at < 20:
+                bucket.pause(2)
+            else:
+                bucket.answered()
+
+    await time.run(*(caller() for _ in range(20)))
+    storm = [t for t in sent if t < 20]
+    burst = [t for t in storm if t == 0.0]
+    probes = sorted(t for t in storm if t > 0)
+    assert len(burst) == 20  # everything in flight before the first 429 came back
+    assert probes == pytest.approx([2.0, 4.0, 8.0, 16.0], abs=0.3)
+    after = sorted(t for t in sent if t >= 20)
+    first_second = [t for t in after if t < after[0] + 1]
+    assert len(first_second) <= 2  # the probe that passed, then one a second
+    per_second = [sum(1 for t in after if after[0] + k <= t < after[0] + k + 1) for k in range(1, 6)]
+    assert per_second == sorted(per_second) and per_second[-1] >= 8  # doubling back up
+
+
+async def test_a_probe_whose_answer_never_comes_lets_another_go_after_a_while() -> None:
+    """The probe after a pause got no answer at all (a lost connection): after PROBE_TIMEOUT
+    another request may probe, instead of the account waiting for ever."""
+    time = SimulatedTime()
+    bucket = Unlimited(clock=time.clock, sleep=time.sleep)
+    bucket.pause(1)
+    await bucket.acquire()  # the probe, at the end of the pause
+    probed_at = time.now
+    await bucket.acquire()  # waits: no answer came
+    assert time.now - probed_at == pytest.approx(PROBE_TIMEOUT, abs=0.3)

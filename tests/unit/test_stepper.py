@@ -9,6 +9,8 @@ from datetime import timedelta
 
 import pytest
 
+from orchestrator.ops.stuck import diagnose
+from orchestrator.ops.stuck_rules import StuckRules
 from orchestrator.policy import Policies
 from orchestrator.sandbox import FaultConfig
 from states import State
@@ -185,6 +187,8 @@ def test_a_retry_after_of_zero_cannot_make_a_loop() -> None:
     times = [e["at"] for e in sim.requests(order)]
     waits = gaps(times)
     assert waits == sorted(waits)
+    diagnosis = diagnose(row, sim.now, StuckRules.parse("", GRACE), GRACE)  # what `status --stuck` says
+    assert "request guard" in diagnosis.reason
 
 
 def test_an_answer_that_is_not_vtexs_pauses_the_account_and_spends_no_attempt() -> None:

@@ -125,7 +125,7 @@ async def test_429_carries_retry_after_and_pauses_the_budget() -> None:
         with pytest.raises(RateLimited) as caught:
             await client.get_order("ABC-1")
         assert caught.value.retry_after == 7.0
-        assert client.budget._paused_until > 0  # type: ignore[attr-defined]
+        assert client.budget.paused_for == pytest.approx(7.0, abs=0.5)
 
 
 async def test_get_order_404_is_an_answer_not_an_error() -> None:
