@@ -27,7 +27,7 @@ import asyncio
 import signal
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,6 +45,7 @@ from orchestrator.ops.watch import HEARTBEAT_SECONDS, Watch
 from orchestrator.store.dialects import StorageCheck
 from orchestrator.store.errors import DatabaseError, explain, is_database_error
 from orchestrator.store.group_commit import BatchWriter
+from orchestrator.store.patience import patiently
 from orchestrator.store.rows import OrderRow
 from orchestrator.store.thread import DatabaseThread
 from orchestrator.vtex.account import AccountPause
@@ -54,6 +55,7 @@ ACCOUNT_REFRESH = timedelta(seconds=2)  # how often a pause recorded by another 
 CLAIM_BACKOFF_CAP = 30.0  # seconds between claims while the database keeps failing
 CLOCK_SYNC_INTERVAL = timedelta(minutes=1)
 CLOCK_WARN_OFFSET = timedelta(seconds=2)
+SHUTDOWN_PATIENCE = 10.0  # seconds a stopping daemon waits out a database that is away
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ class Daemon:
             misfire_grace_time=None,
         )
         scheduler.add_job(
-            self.report,
+            self._quietly(self.report),
             "interval",
             seconds=self.config.report_interval.total_seconds(),
             id="report",
@@ -177,7 +179,7 @@ class Daemon:
             coalesce=True,
         )
         scheduler.add_job(
-            self.maintain,
+            self._quietly(self.maintain),
             "interval",
             hours=1,
             next_run_time=utcnow() + timedelta(minutes=1),
@@ -187,7 +189,7 @@ class Daemon:
         )
         if isinstance(self.clock, OffsetClock) and self.db.store.hooks.server_clock:
             scheduler.add_job(
-                self.sync_clock,
+                self._quietly(self.sync_clock),
                 "interval",
                 seconds=CLOCK_SYNC_INTERVAL.total_seconds(),
                 next_run_time=utcnow(),
@@ -207,7 +209,7 @@ class Daemon:
             )
         if self.metrics is not None:
             scheduler.add_job(
-                self.refresh_metrics,
+                self._quietly(self.refresh_metrics),
                 "interval",
                 seconds=self.config.metrics_interval.total_seconds(),
                 next_run_time=utcnow(),
@@ -230,6 +232,24 @@ class Daemon:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
             await self._shutdown()
+
+    def _quietly(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """`job` as a scheduled job: a database that is away is one log line (and the probes say
+        so), never an exception for APScheduler to print with its traceback; the next run tries
+        again. Anything else is a bug and is raised."""
+
+        async def run() -> None:
+            try:
+                await job()
+            except Exception as exc:
+                if not is_database_error(exc):
+                    raise
+                reason = explain(exc)
+                self.health.database_failed(reason)
+                self._log.warning("periodic job skipped; the database failed", job=job.__name__, error=reason)
+
+        run.__name__ = job.__name__
+        return run
 
     # -- ticking ---------------------------------------------------------------------------------
 
@@ -441,8 +461,14 @@ class Daemon:
             await self.writer.close()
             if self._background:
                 await asyncio.wait(list(self._background), timeout=5)
+            store, now, owner = self.db.store, self.clock(), self.config.worker_id
             released = await self.db.run(
-                self.db.store.release_leases, self.config.worker_id, self.clock(), cut_short
+                lambda: patiently(
+                    lambda: store.release_leases(owner, now, cut_short),
+                    what="releasing leases",
+                    log=self._log,
+                    patience=SHUTDOWN_PATIENCE,
+                )
             )
             if self.watch is not None:
                 # Saying "stopped" is a courtesy to `status`: its failure is no reason to exit 1

@@ -13,6 +13,7 @@ from orchestrator.clock import utcnow
 from orchestrator.daemon import Daemon
 from orchestrator.log import get_logger
 from orchestrator.settings import Settings
+from orchestrator.store.patience import patiently
 from orchestrator.store.store import Store
 from orchestrator.vtex.client import CallObserver
 from orchestrator.wiring import build_daemon
@@ -57,12 +58,12 @@ async def _lift_a_stale_pause(settings: Settings, store: Store, log: Any) -> Non
     one is stored, one harmless read tells whether VTEX accepts the credentials now."""
     from orchestrator.ops.pause import active_pause, lift, probe_credentials
 
-    pause = active_pause(settings, store)
+    pause = patiently(lambda: active_pause(settings, store), what="reading the account's pause", log=log)
     if pause is None:
         return
     probe = await probe_credentials(settings)
     if probe.accepted:
-        lift(settings, store)
+        patiently(lambda: lift(settings, store), what="lifting the account's pause", log=log)
         log.info(
             "VTEX accepts the credentials; account pause lifted at start",
             account=pause.account,

@@ -42,28 +42,30 @@ from orchestrator.vtex.recovery import Recovery, on_the_wall
 def shared_budget(settings: Settings, database: DatabaseThread) -> RequestBudget:
     """On PostgreSQL the budget and the recovery after 429s live in the database: N daemons share
     one budget and one probe, not N. On SQLite (one daemon) they live in the process, and the
-    recovery is written down for `status`."""
+    recovery is written down for `status`. A probe whose sender died is given up once no call
+    could still be waiting for its answer (VTEX_TIMEOUT, and a second)."""
     store = database.store
     account = settings.account_key
+    probe_timeout = settings.vtex_timeout.total_seconds() + 1.0
 
     if store.hooks.name != "postgresql":
 
         async def record(state: Recovery, now: float) -> None:
             await database.run(store.save_recovery, account, on_the_wall(state, now))
 
-        return TokenBucket(settings.vtex_max_rpm, record=record)
+        return TokenBucket(settings.vtex_max_rpm, record=record, probe_timeout=probe_timeout)
 
     async def take(want: int, capacity: float, rate: float) -> Grant:
-        grant: Grant = await database.run(store.take_budget, account, want, capacity, rate)
+        grant: Grant = await database.run(store.take_budget, account, want, capacity, rate, probe_timeout)
         return grant
 
     async def throttle(retry_after: float | None) -> None:
         await database.run(store.throttle_account, account, retry_after)
 
-    async def probe_answered() -> None:
-        await database.run(store.probe_answered, account)
+    async def probe_done(was_answered: bool) -> None:
+        await database.run(store.probe_done, account, was_answered)
 
-    return SharedTokenBucket(settings.vtex_max_rpm, take, throttle, probe_answered)
+    return SharedTokenBucket(settings.vtex_max_rpm, take, throttle, probe_done)
 
 
 def process_identity(name: str) -> str:

@@ -134,17 +134,25 @@ def run(
 ) -> None:
     """Run the daemon: step due orders until SIGTERM/SIGINT (or until done)."""
     from orchestrator.cli.progress import run_with_progress, show_progress
+    from orchestrator.log import get_logger
     from orchestrator.runner import run_daemon
+    from orchestrator.store.patience import DAEMON_PATIENCE, patiently
 
     settings = ctx.obj.logging_settings(concurrency=concurrency, metrics_port=metrics_port)
     _raise_descriptor_limit()
-    store = store_for(settings, create=True)
+    log = get_logger()
+    # A daemon rides through a database that is briefly away, start-up included.
+    store = store_for(settings, create=True, log=log, patience=DAEMON_PATIENCE)
     running = run_daemon(settings, store, until_done=until_done)
     if until_done and show_progress(show, err):
         daemon = asyncio.run(run_with_progress(err, store, running))
     else:
         daemon = asyncio.run(running)
-    failed = len(store.order_ids_in_state("failed")) if until_done else 0
+    failed = (
+        len(patiently(lambda: store.order_ids_in_state("failed"), what="counting failed orders", log=log))
+        if until_done
+        else 0
+    )
     if as_json:
         summary = {
             "stopReason": daemon.stop_reason,

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.progress_bar import ProgressBar
 
 from orchestrator.settings import Settings
+from orchestrator.store.errors import is_database_error
 from orchestrator.store.store import Store
 from states import State
 
@@ -51,12 +52,22 @@ def import_progress(console: Console, enabled: bool) -> Iterator[Callable[[str, 
 async def run_with_progress(console: Console, store: Store, daemon_run: Any) -> Any:
     """Run the daemon while a live view shows how many orders are settled; logs scroll above it."""
     task = asyncio.ensure_future(daemon_run)
+    counts: dict[str, int] = {}
+
+    async def look() -> None:
+        nonlocal counts
+        try:
+            counts = {c.state: c.count for c in await asyncio.to_thread(store.state_counts)}
+        except Exception as exc:  # the daemon rides through a database that is away; so does the view
+            if not is_database_error(exc):
+                raise
+
     with Live(console=console, refresh_per_second=4, redirect_stderr=True) as live:
         while not task.done():
-            counts = {c.state: c.count for c in await asyncio.to_thread(store.state_counts)}
+            await look()
             live.update(_view(counts))
             await asyncio.wait({task}, timeout=1.0)
-        counts = {c.state: c.count for c in await asyncio.to_thread(store.state_counts)}
+        await look()
         live.update(_view(counts))
     return task.result()
 

@@ -66,12 +66,21 @@ def err_line(message: str, label: str = "error") -> None:
     err.print(text, soft_wrap=True, highlight=False)
 
 
-def store_for(settings: Settings, *, create: bool = False) -> Any:
+def store_for(
+    settings: Settings, *, create: bool = False, log: Any = None, patience: float | None = None
+) -> Any:
     """The store. Only commands meant to create a database (`import`, `migrate`, `run`, `token
-    create`) pass `create=True`; the others fail clearly when there is none where settings point."""
+    create`) pass `create=True`; the others fail clearly when there is none where settings point.
+    The daemon passes `patience`: it waits out a database that is briefly away."""
     from orchestrator.store.open import open_store
 
-    return open_store(settings.database_url, pool_size=max(5, settings.concurrency // 16), create=create)
+    return open_store(
+        settings.database_url,
+        pool_size=max(5, settings.concurrency // 16),
+        create=create,
+        log=log,
+        patience=patience,
+    )
 
 
 def json_file(path: Path) -> Any:

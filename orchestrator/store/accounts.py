@@ -13,7 +13,7 @@ from orchestrator.store.base import StoreBase
 from orchestrator.store.tables import ACCOUNTS
 from orchestrator.vtex.account import AccountPause
 from orchestrator.vtex.budget import Grant
-from orchestrator.vtex.recovery import Recovery, allowance, answered, throttled
+from orchestrator.vtex.recovery import PROBE_TIMEOUT, Recovery, allowance, answered, throttled, unanswered
 
 
 class AccountState(StoreBase):
@@ -31,7 +31,9 @@ class AccountState(StoreBase):
             if updated.rowcount == 0:
                 conn.execute(sa.insert(ACCOUNTS).values(account=account, **values))
 
-    def take_budget(self, account: str, want: int, capacity: float, rate: float) -> Grant:
+    def take_budget(
+        self, account: str, want: int, capacity: float, rate: float, probe_timeout: float = PROBE_TIMEOUT
+    ) -> Grant:
         """Draw up to `want` request tokens from the account's shared bucket, as its recovery after
         429s allows (nothing while paused, the one probe, then the ramp).
 
@@ -42,7 +44,7 @@ class AccountState(StoreBase):
                 with self.engine.begin() as conn:
                     now = self.hooks.now(conn)
                     row = self._locked_account(conn, account, now, capacity)
-                    state, allow = allowance(_recovery(row), now.timestamp(), rate)
+                    state, allow = allowance(_recovery(row), now.timestamp(), rate, probe_timeout)
                     values: dict[str, Any] = {**_recovery_values(state), "updated_at": now}
                     if allow.wait or allow.probe:  # nothing accrues until the ramp: it starts empty
                         values.update(budget_tokens=0.0, budget_refilled_at=now)
@@ -81,9 +83,13 @@ class AccountState(StoreBase):
         pause), then probes again."""
         self._change_recovery(account, lambda state, now: throttled(state, now, retry_after))
 
-    def probe_answered(self, account: str) -> None:
-        """The probe after a pause was answered (not a 429): the ramp begins, for every daemon."""
-        self._change_recovery(account, answered)
+    def probe_done(self, account: str, was_answered: bool) -> None:
+        """The probe after a pause was answered (not a 429): the ramp begins, for every daemon. It
+        got no answer at all: it told nothing, and the next request, any daemon's, probes."""
+        if was_answered:
+            self._change_recovery(account, answered)
+        else:
+            self._change_recovery(account, lambda state, _now: unanswered(state))
 
     def save_recovery(self, account: str, recovery: Recovery) -> None:
         """One daemon's own recovery (SQLite), in epoch seconds: for `status` and the metrics."""

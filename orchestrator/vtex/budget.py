@@ -30,6 +30,7 @@ from typing import Protocol
 
 from orchestrator.vtex.errors import Throttled
 from orchestrator.vtex.recovery import (
+    PROBE_TIMEOUT,
     Allowance,
     Recovery,
     allowance,
@@ -37,6 +38,7 @@ from orchestrator.vtex.recovery import (
     pause_for,
     ramp_rate,
     throttled,
+    unanswered,
 )
 
 WINDOW_SECONDS = 61.0  # one second more than VTEX's minute, for latency skew between requests
@@ -67,6 +69,9 @@ class RequestBudget(Protocol):
     def answered(self) -> None:
         """An answer that was not a 429 came back (it ends the probe after a pause)."""
 
+    def unanswered(self) -> None:
+        """A request got no answer at all (if it was the probe, another may go)."""
+
     @property
     def paused_for(self) -> float:
         """Seconds left of the current pause (0 when not paused)."""
@@ -91,10 +96,13 @@ class _Recovering:
     """The recovery after 429s of one process's budget: a pause, one probe, a ramp (see
     `orchestrator.vtex.recovery`), recorded when it changes, for `status` and other daemons."""
 
-    def __init__(self, clock: Callable[[], float], sleep: Sleep, record: RecordFn | None) -> None:
+    def __init__(
+        self, clock: Callable[[], float], sleep: Sleep, record: RecordFn | None, probe_timeout: float
+    ) -> None:
         self._clock = clock
         self._sleep = sleep
         self._record = record
+        self._probe_timeout = probe_timeout
         self._recovery = Recovery()
         self._records: set[asyncio.Future[None]] = set()
 
@@ -117,6 +125,9 @@ class _Recovering:
     def answered(self) -> None:
         self._become(answered(self._recovery, self._clock()))
 
+    def unanswered(self) -> None:
+        self._become(unanswered(self._recovery))
+
     @property
     def paused_for(self) -> float:
         until = self._recovery.paused_until
@@ -127,7 +138,7 @@ class _Recovering:
         return self._recovery.phase(now), ramp_rate(self._recovery, now)
 
     def _allowance(self, rate: float) -> Allowance:
-        state, allow = allowance(self._recovery, self._clock(), rate)
+        state, allow = allowance(self._recovery, self._clock(), rate, self._probe_timeout)
         self._become(state)
         return allow
 
@@ -143,8 +154,9 @@ class Unlimited(_Recovering):
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         record: RecordFn | None = None,
+        probe_timeout: float = PROBE_TIMEOUT,
     ) -> None:
-        super().__init__(clock, sleep, record)
+        super().__init__(clock, sleep, record, probe_timeout)
         self._ramp = _Refill(clock)
 
     async def acquire(self, max_wait: float | None = None) -> None:
@@ -193,8 +205,9 @@ class TokenBucket(_Recovering):
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         record: RecordFn | None = None,
+        probe_timeout: float = PROBE_TIMEOUT,
     ) -> None:
-        super().__init__(clock, sleep, record)
+        super().__init__(clock, sleep, record, probe_timeout)
         self.requests_per_minute = requests_per_minute
         self.capacity, self.rate = bucket_shape(requests_per_minute)
         self._level = _Refill(clock, self.capacity)
@@ -250,7 +263,7 @@ class Grant:
 
 TakeFn = Callable[[int, float, float], Awaitable[Grant]]
 ThrottleFn = Callable[[float | None], Awaitable[None]]
-ProbeAnsweredFn = Callable[[], Awaitable[None]]
+ProbeDoneFn = Callable[[bool], Awaitable[None]]  # True: answered (the ramp begins); False: no answer
 
 
 class SharedTokenBucket:
@@ -263,7 +276,7 @@ class SharedTokenBucket:
         requests_per_minute: int,
         take: TakeFn,
         throttle: ThrottleFn,
-        probe_answered: ProbeAnsweredFn,
+        probe_done: ProbeDoneFn,
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
@@ -273,7 +286,7 @@ class SharedTokenBucket:
         self._batch = max(1, int(min(self.capacity / 2, self.rate * LOCAL_BATCH_SECONDS)))
         self._take = take
         self._throttle = throttle
-        self._probe_answered = probe_answered
+        self._probe_done = probe_done
         self._clock = clock
         self._sleep = sleep
         self._local = 0
@@ -300,7 +313,12 @@ class SharedTokenBucket:
     def answered(self) -> None:
         if self._probe_out:
             self._probe_out = False
-            self._report(self._probe_answered())
+            self._report(self._probe_done(True))
+
+    def unanswered(self) -> None:
+        if self._probe_out:
+            self._probe_out = False
+            self._report(self._probe_done(False))
 
     @property
     def recovery(self) -> Recovery:

@@ -263,6 +263,7 @@ class VtexClient:
             self._observe(Call(operation, order_id, None, error.duration_ms, sent_at=sent_at), error)
             raise error from None
         except (httpx.TransportError, httpx.DecodingError) as exc:  # no (usable) answer
+            self.budget.unanswered()
             error = classify_transport_error(exc, operation=operation, order_id=order_id, is_write=is_write)
             error.duration_ms = _ms(started)
             self._observe(Call(operation, order_id, None, error.duration_ms, sent_at=sent_at), error)

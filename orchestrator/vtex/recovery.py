@@ -12,10 +12,12 @@ phases, the same for one daemon (`TokenBucket`, in memory) and for several shari
 
 - paused: nothing is sent for the pause: VTEX's Retry-After, and longer for every 429 in a row
   (1 s, 2 s, 4 s, ... doubling up to a minute), never shorter than VTEX asked;
-- probing: exactly one request goes; everyone else waits for its answer (if it never comes, another
-  may go after PROBE_TIMEOUT);
+- probing: exactly one request goes; everyone else waits for its answer (if it gets none, a timeout
+  or a dropped connection, the next request probes; if its sender died, another goes after the
+  probe timeout: VTEX_TIMEOUT and a second);
 - ramping: the allowed rate starts at one request a second and doubles every second until it
-  reaches the budget's own rate; then the 429s in a row are forgotten.
+  reaches the budget's own rate. The probe's answer ended the run of 429s "in a row": a 429
+  during the ramp pauses again, for VTEX's Retry-After.
 
 Times are seconds on one clock (`time.monotonic()` in a process, the database server's clock as
 epoch seconds in the shared table). Everything here is pure: a state and a time in, a decision out.
@@ -30,7 +32,7 @@ from dataclasses import dataclass, replace
 FIRST_PAUSE = 1.0  # seconds, after the first 429 of a run (VTEX's Retry-After if longer)
 LONGEST_PAUSE = 60.0  # VTEX's recommended back-off; a Retry-After asking for more still wins
 DEFAULT_RETRY_AFTER = 60.0  # a 429 without Retry-After: VTEX's advice
-PROBE_TIMEOUT = 30.0  # a probe whose answer never came: after this, another may go
+PROBE_TIMEOUT = 30.0  # a probe whose answer never came (its sender died): then another may go
 PROBE_WAIT = 0.25  # how often those waiting look whether the probe was answered
 RAMP_START = 1.0  # requests per second just after the probe passed; doubles every second
 
@@ -39,7 +41,7 @@ RAMP_START = 1.0  # requests per second just after the probe passed; doubles eve
 class Recovery:
     """Where an account stands after its last 429 (all clear: sending normally)."""
 
-    strikes: int = 0  # 429s in a row without the ramp completing
+    strikes: int = 0  # 429s in a row: to probes, with no answer in between
     paused_until: float | None = None  # set by a 429; stays set until the ramp completes
     probe_at: float | None = None  # when the one probe after the pause was let go
     ramp_from: float | None = None  # when the probe was answered and the ramp began
@@ -88,21 +90,33 @@ def throttled(state: Recovery, now: float, retry_after: float | None) -> Recover
 
 
 def answered(state: Recovery, now: float) -> Recovery:
-    """An answer that was not a 429 came: if a probe was out, the ramp begins."""
+    """An answer that was not a 429 came: if a probe was out, the ramp begins, and the 429s are
+    no longer "in a row" (the next one pauses for VTEX's Retry-After again, not longer)."""
     if state.probe_at is None or state.ramp_from is not None:
         return state
-    return replace(state, probe_at=None, ramp_from=now)
+    return replace(state, strikes=0, probe_at=None, ramp_from=now)
 
 
-def allowance(state: Recovery, now: float, rate: float) -> tuple[Recovery, Allowance]:
+def unanswered(state: Recovery) -> Recovery:
+    """A request got no answer at all (a timeout, a dropped connection): if it was the probe, it
+    told nothing, and the next request may probe at once."""
+    if state.probe_at is None or state.ramp_from is not None:
+        return state
+    return replace(state, probe_at=None)
+
+
+def allowance(
+    state: Recovery, now: float, rate: float, probe_timeout: float = PROBE_TIMEOUT
+) -> tuple[Recovery, Allowance]:
     """What may be sent at `now` by a budget whose own rate is `rate` per second, and the state
-    after it (the probe taken, or the ramp completed)."""
+    after it (the probe taken, or the ramp completed). A probe out for longer than
+    `probe_timeout` (its sender died, say) is given up, and another may go."""
     if state.paused_until is None:
         return state, Allowance()
     if now < state.paused_until:
         return state, Allowance(wait=state.paused_until - now)
     if state.ramp_from is None:
-        if state.probe_at is None or now - state.probe_at >= PROBE_TIMEOUT:
+        if state.probe_at is None or now - state.probe_at >= probe_timeout:
             return replace(state, probe_at=now), Allowance(probe=True)
         return state, Allowance(wait=PROBE_WAIT)
     ramp_rate = RAMP_START * 2.0 ** math.floor(now - state.ramp_from)

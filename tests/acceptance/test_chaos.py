@@ -1,7 +1,8 @@
 """Chaos: 200 orders, every fault kind injected at a few percent, the daemon SIGKILLed 20+ times at
 seeded random moments and restarted; on PostgreSQL the daemon's database connections are also
-terminated (`pg_terminate_backend`) every second or two. The promise must hold at the end, and
-the test prints the counts."""
+terminated (`pg_terminate_backend`) every second or two, and the last daemon starts while the
+database takes no connections at all. The promise must hold at the end, and the test prints the
+counts."""
 
 from __future__ import annotations
 
@@ -50,6 +51,19 @@ class ConnectionKiller(threading.Thread):
         admin.dispose()
 
 
+def refuse_connections(database: str, refuse: bool) -> None:
+    """The database takes no new connection (and its open ones are ended), or takes them again."""
+    admin = sa.create_engine(sa.make_url(backends.SERVER_URL), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS {str(not refuse).lower()}'))
+        if refuse:
+            conn.execute(
+                sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
+                {"name": database},
+            )
+    admin.dispose()
+
+
 def test_chaos_kills_and_faults_never_duplicate_an_effect(
     tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -73,7 +87,7 @@ def test_chaos_kills_and_faults_never_duplicate_an_effect(
         "--slow-seconds",
         "2",
         "--rate-limit",
-        "0.02",
+        "0.002",  # each 429 costs the account a pause, a probe and a ramp, as VTEX asks
         "--retry-after",
         "1",
     ]
@@ -101,12 +115,20 @@ def test_chaos_kills_and_faults_never_duplicate_an_effect(
             time.sleep(rng.uniform(0.6, 2.2))  # start-up takes ~0.5 s; kill somewhere in the work
             daemon.send_signal(signal.SIGKILL)
             assert daemon.wait(timeout=10) == -signal.SIGKILL
+        if killer is not None:
+            # The final daemon starts while the database takes no connections at all: it must
+            # wait that out (a line each time), not exit, whatever moment the kills fall on.
+            refuse_connections(sa.make_url(database_url).database or "", True)
         final = start_daemon(env, log, "--until-done")
         if killer is not None:
-            time.sleep(5)  # into the final run too, then let it finish
+            time.sleep(2)
+            refuse_connections(sa.make_url(database_url).database or "", False)
+            time.sleep(5)  # the kills go on into the final run too, then let it finish
             killer.stop.set()
             killer.join()
         assert final.wait(timeout=300) == 0, log.read_text()[-3000:]
+        if killer is not None:
+            assert "the database is away; trying again" in log.read_text()
         elapsed = time.monotonic() - started
 
         ledger = sandbox.ledger()

@@ -200,7 +200,7 @@ def test_a_429_throttles_the_account_for_every_daemon_then_one_probe_goes(store:
     assert (probe.granted, probe.probe) == (1, True)
     waiting = other.take_budget("acme", 4, 20.0, 10.0)
     assert (waiting.granted, waiting.probe) == (0, False) and 0 < waiting.wait <= 0.25
-    store.probe_answered("acme")
+    store.probe_done("acme", was_answered=True)
     first = other.take_budget("acme", 4, 20.0, 10.0)
     second = store.take_budget("acme", 4, 20.0, 10.0)
     assert first.granted + second.granted <= 1  # one request a second, whoever asks

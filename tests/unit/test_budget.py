@@ -193,3 +193,16 @@ async def test_a_probe_whose_answer_never_comes_lets_another_go_after_a_while() 
     probed_at = time.now
     await bucket.acquire()  # waits: no answer came
     assert time.now - probed_at == pytest.approx(PROBE_TIMEOUT, abs=0.3)
+
+
+async def test_a_probe_that_got_no_answer_lets_the_next_request_probe_at_once() -> None:
+    """The probe timed out or its connection dropped: it told nothing about VTEX, so the next
+    request is the probe, without waiting for the probe timeout."""
+    time = SimulatedTime()
+    bucket = TokenBucket(600, clock=time.clock, sleep=time.sleep)
+    bucket.pause(1)
+    await bucket.acquire()  # the probe
+    bucket.unanswered()
+    probed_at = time.now
+    await bucket.acquire()
+    assert time.now == probed_at and bucket.recovery.probe_at == probed_at
