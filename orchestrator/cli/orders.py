@@ -136,13 +136,14 @@ def run(
     from orchestrator.cli.progress import run_with_progress, show_progress
     from orchestrator.log import get_logger
     from orchestrator.runner import run_daemon
-    from orchestrator.store.patience import DAEMON_PATIENCE, patiently
+    from orchestrator.store.patience import BATCH_PATIENCE, DAEMON_PATIENCE, patiently
 
     settings = ctx.obj.logging_settings(concurrency=concurrency, metrics_port=metrics_port)
     _raise_descriptor_limit()
     log = get_logger()
     # A daemon rides through a database that is briefly away, start-up included.
-    store = store_for(settings, create=True, log=log, patience=DAEMON_PATIENCE)
+    patience = BATCH_PATIENCE if until_done else DAEMON_PATIENCE
+    store = store_for(settings, create=True, log=log, patience=patience)
     running = run_daemon(settings, store, until_done=until_done)
     if until_done and show_progress(show, err):
         daemon = asyncio.run(run_with_progress(err, store, running))

@@ -9,6 +9,7 @@ and saying so at once is kinder than retrying for a minute.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -21,7 +22,10 @@ T = TypeVar("T")
 
 FIRST_PAUSE = 0.25  # seconds before the first retry; doubles each time
 LONGEST_PAUSE = 5.0
-DAEMON_PATIENCE = 60.0  # how long a starting daemon waits out a database that is away
+# How long a starting daemon waits out a database that is away: a daemon for as long as it takes
+# (it would wait the same way once running), a batch run (`run --until-done`) a minute.
+DAEMON_PATIENCE = math.inf
+BATCH_PATIENCE = 60.0
 COMMAND_PATIENCE = 2.0  # a command retries only a connection that was ended, and briefly
 
 # What drivers say when the server is there but not (yet, or for a moment) taking work.
@@ -59,7 +63,7 @@ def patiently(
     *,
     what: str,
     log: Any | None,
-    patience: float = DAEMON_PATIENCE,
+    patience: float = BATCH_PATIENCE,
     passes: Callable[[BaseException], bool] = is_passing,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
