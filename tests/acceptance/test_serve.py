@@ -4,6 +4,7 @@ cannot silence it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import signal
@@ -101,6 +102,70 @@ def test_slow_clients_cannot_take_the_apis_descriptors(tmp_path: Path) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     text = log.read_text()
     assert "Traceback" not in text and "out of system resource" not in text, text[-2000:]
+
+
+def test_dripping_bodies_cannot_silence_serve(tmp_path: Path) -> None:
+    """400 login forms and 400 intake bodies (with a valid intake token) sent a byte every two
+    seconds, the way a slow-body attack works: /healthz answers 200 throughout, and once the flood
+    stops a viewer's order listing answers within a second. Before, every route, /healthz
+    included, answered 503 for as long as they dripped."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))  # this test's own 800
+    env = client_env(f"sqlite:///{tmp_path / 'o.db'}", "http://127.0.0.1:9", ORCHESTRATOR_LOG_FORMAT="json")
+
+    def token(name: str, role: str) -> str:
+        made = run_cli(env, "token", "create", "--name", name, "--role", role, "--json")
+        return str(json.loads(made.stdout)["token"])
+
+    intake, viewer = token("pos", "intake"), token("ops", "viewer")
+    log = tmp_path / "serve.log"
+    flood: list[socket.socket] = []
+    with log.open("w") as out:
+        server = subprocess.Popen(SERVE, env=env, stderr=out)
+    try:
+        url = wait_for_url(log)
+        port = int(url.rsplit(":", 1)[1])
+        heads = [
+            b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: 200\r\n\r\n"
+        ] * 400
+        heads += [
+            f"POST /api/orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {intake}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 10000\r\n\r\n".encode()
+        ] * 400
+        for _head in heads:
+            client = socket.socket()
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.1", port))
+            flood.append(client)
+        time.sleep(0.5)
+        for client, head in zip(flood, heads, strict=True):
+            with contextlib.suppress(OSError):
+                client.send(head)
+        health = []
+        started = time.monotonic()
+        while time.monotonic() - started < 12:
+            for client in flood:  # a byte each, every two seconds
+                with contextlib.suppress(OSError):
+                    client.send(b"{")
+            for _ in range(4):
+                answer = httpx.get(f"{url}/healthz", timeout=5)
+                health.append(answer.status_code)
+                time.sleep(0.5)
+        assert set(health) == {200}, health
+    finally:
+        for client in flood:
+            client.close()
+    try:
+        time.sleep(0.2)
+        asked = time.monotonic()
+        listing = httpx.get(f"{url}/api/orders", headers={"Authorization": f"Bearer {viewer}"}, timeout=5)
+        assert listing.status_code == 200 and time.monotonic() - asked < 1.0
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=20) == 0
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert "Traceback" not in log.read_text()
 
 
 SERVE = [sys.executable, "-m", "orchestrator", "serve", "--port", "0"]

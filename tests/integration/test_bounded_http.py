@@ -51,9 +51,9 @@ class App:
 
 
 @contextmanager
-def served(app: App) -> Iterator[tuple[str, int]]:
+def served(app: App, limits: Limits = LIMITS) -> Iterator[tuple[str, int]]:
     sock = bind("127.0.0.1", 0, backlog=BACKLOG)
-    server = server_for(app, backlog=BACKLOG, http=bounded_protocol(LIMITS))
+    server = server_for(app, backlog=BACKLOG, http=bounded_protocol(limits))
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
     thread.start()
     while not server.started:
@@ -135,8 +135,96 @@ def test_a_server_whose_every_connection_is_busy_answers_503() -> None:
 
 
 def test_the_connection_limit_fits_the_descriptor_limit() -> None:
-    """A limit the process could not hold is lowered: room for its own descriptors and two batches."""
+    """A limit the process could not hold is lowered: room for its own descriptors, two batches and
+    the health probes' reserve."""
     assert Limits().within_descriptors(20_000).max_connections == 256
     assert Limits().within_descriptors(1024).max_connections == 256
-    assert Limits().within_descriptors(300).max_connections == 300 - 128 - 2 * BACKLOG
+    assert Limits().within_descriptors(300).max_connections == 300 - 128 - 2 * BACKLOG - Limits().reserved
     assert Limits().within_descriptors(100).max_connections == 8
+
+
+# Bodies get seconds here, so that what cuts a dripping one is its pace, not the deadline.
+PACED = Limits(
+    max_connections=3,
+    header_seconds=2,
+    body_seconds=30,
+    body_grace=0.3,
+    min_body_rate=200,
+    quick_body_bytes=64,
+    quick_body_seconds=0.5,
+    reserved=2,
+)
+
+
+def drip(client: socket.socket, stop: threading.Event, interval: float = 0.1) -> None:
+    """Send a byte every `interval` until told to stop or the server closes."""
+    while not stop.wait(interval):
+        try:
+            client.sendall(b"x")
+        except OSError:
+            return
+
+
+def test_a_body_dripping_below_the_minimum_pace_is_cut_after_the_grace() -> None:
+    """10 bytes a second against a 200 bytes/s minimum: closed within about a second, long before
+    the 30 s body deadline; the application sees the disconnect."""
+    app = App()
+    stop = threading.Event()
+    with served(app, PACED) as (_url, port):
+        client = connect(port, b"POST /api/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+        threading.Thread(target=drip, args=(client, stop), daemon=True).start()
+        started = time.monotonic()
+        assert read_all(client) == b""
+        assert time.monotonic() - started < 2.5
+        stop.set()
+        deadline = time.monotonic() + 3
+        while app.disconnects == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert app.disconnects == 1
+
+
+def test_the_login_form_has_a_small_fast_limit_of_its_own() -> None:
+    """A login body over its small size is refused (413) before the application sees it; one
+    that is not whole within its short time is cut; a normal one goes through."""
+    app = App()
+    with served(app, PACED) as (url, port):
+        large = connect(port, b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        assert read_all(large).startswith(b"HTTP/1.1 413 ")
+        slow = connect(port, b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n\r\ntoken=")
+        started = time.monotonic()
+        assert read_all(slow) == b""
+        assert time.monotonic() - started < 1.5
+        assert httpx.post(f"{url}/login", content=b"token=abc", timeout=2).text == "9"
+
+
+def test_a_full_server_makes_room_by_closing_the_slowest_body() -> None:
+    """Every connection sends a body, one of them slowest: a new request gets in, and it is the
+    slowest that was closed."""
+    stop = threading.Event()
+    with served(App(), PACED) as (url, port):
+        head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+        slowest = connect(port, head)
+        faster = [connect(port, head + b"x" * 2000) for _ in range(2)]
+        for client in faster:
+            threading.Thread(target=drip, args=(client, stop, 0.01), daemon=True).start()
+        time.sleep(0.2)
+        assert httpx.get(f"{url}/", timeout=2).status_code == 200
+        assert read_all(slowest) == b""
+        stop.set()
+
+
+def test_health_probes_are_answered_when_every_connection_is_busy() -> None:
+    """Every connection is being answered (slowly): /healthz and /readyz still get through on the
+    reserve, one answer per connection; any other request there is told 503."""
+    app = App()
+    with served(app, PACED) as (url, port):
+        busy = [connect(port, b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n") for _ in range(3)]
+        time.sleep(0.1)
+        for _ in range(5):
+            assert httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+            assert httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+        refused = httpx.get(f"{url}/api/status", timeout=2)
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        app.release.set()
+        for client in busy:
+            assert client.recv(4096).startswith(b"HTTP/1.1 200 ")
