@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -70,3 +71,15 @@ def serve_api(settings: Settings, sandbox: Sandbox) -> Iterator[Served]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def csrf_of(page: str) -> str:
+    match = re.search(r'name="csrf" value="([0-9A-Za-z_-]+)"', page)
+    assert match is not None
+    return match.group(1)
+
+
+def log_in(client: httpx.Client, token: str, **headers: str) -> httpx.Response:
+    """What a browser does: open the login page, then post its form (with the form's nonce)."""
+    form = client.get("/login").text
+    return client.post("/login", data={"token": token, "csrf": csrf_of(form)}, headers=headers)

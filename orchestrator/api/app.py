@@ -150,8 +150,10 @@ def create_api(settings: Settings, store: Store) -> Starlette:
     from starlette.middleware import Middleware
 
     from orchestrator.api.last_resort import LastResort
+    from orchestrator.api.security_headers import SecurityHeaders
 
-    return Starlette(routes=routes_, middleware=[Middleware(LastResort)])
+    # Outermost first: the headers go on every answer, LastResort's own included.
+    return Starlette(routes=routes_, middleware=[Middleware(SecurityHeaders), Middleware(LastResort)])
 
 
 def api_server(settings: Settings, store: Store, limits: Limits) -> uvicorn.Server:

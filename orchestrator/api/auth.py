@@ -58,7 +58,16 @@ class Authenticator:
         token = authorization.removeprefix("Bearer ").strip()
         if not token:
             return None
-        record: TokenRecord | None = self._store.token_by_hash(token_hash(token))
+        return self._seen(self._store.token_by_hash(token_hash(token), utcnow()))
+
+    def session_caller(self, session_id: str) -> Caller | None:
+        """The caller a console session belongs to, or None (unknown, ended, expired, or its
+        token revoked or expired)."""
+        if not session_id:
+            return None
+        return self._seen(self._store.session_token(token_hash(session_id), utcnow()))
+
+    def _seen(self, record: TokenRecord | None) -> Caller | None:
         if record is None:
             return None
         now = time.monotonic()

@@ -63,26 +63,42 @@ def token_create(
     ctx: typer.Context,
     name: Annotated[str, typer.Option(help="Who or what uses it (a system, a person); unique.")],
     role: Annotated[str, typer.Option(help="intake (push only), viewer (read only) or operator.")],
+    expires: Annotated[
+        str | None, typer.Option(help="Valid for this long (e.g. 90d, 12h); by default until revoked.")
+    ] = None,
     as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Create a token; it is printed once and only its hash is kept."""
     from orchestrator.api.auth import ROLES, new_token, token_hash
     from orchestrator.clock import utcnow
+    from orchestrator.durations import parse_duration
+    from orchestrator.timefmt import iso
 
     if role not in ROLES:
         raise typer.BadParameter(f"one of {', '.join(ROLES)}", param_hint="--role")
+    lifetime = None
+    if expires is not None:
+        try:
+            lifetime = parse_duration(expires)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--expires") from None
+        if lifetime.total_seconds() <= 0:
+            raise typer.BadParameter("must be longer than nothing (e.g. 90d)", param_hint="--expires")
     if not name.strip() or len(name) > 100 or not name.isprintable():
         # The name is written into log lines and the orders' history (`api:NAME`): a line break or
         # a control character there would forge or garble them.
         raise typer.BadParameter("1 to 100 printable characters (no line breaks)", param_hint="--name")
     store = store_for(ctx.obj.settings(), create=True)
     token = new_token()
-    if not store.add_token(name, role, token_hash(token), utcnow()):
+    now = utcnow()
+    expires_at = now + lifetime if lifetime is not None else None
+    if not store.add_token(name, role, token_hash(token), now, expires_at):
         raise OperationError(f"a token named {name!r} exists already (names stay unique, even revoked)")
     if as_json:
-        typer.echo(json.dumps({"name": name, "role": role, "token": token}))
+        typer.echo(json.dumps({"name": name, "role": role, "token": token, "expiresAt": iso(expires_at)}))
     else:
-        out.print(f"token {name} ({role}) created; it is shown only now:", highlight=False)
+        until = f", valid until {iso(expires_at)}" if expires_at else ""
+        out.print(f"token {name} ({role}{until}) created; it is shown only now:", highlight=False)
         typer.echo(token)
 
 
@@ -101,9 +117,11 @@ def token_revoke(ctx: typer.Context, name: Annotated[str, typer.Argument(help="T
 @token_app.command("list")
 def token_list(ctx: typer.Context, as_json: Annotated[bool, json_option()] = False) -> None:
     """The tokens, their roles and last use (never the tokens themselves)."""
+    from orchestrator.clock import utcnow
     from orchestrator.timefmt import human, iso
 
     tokens = store_for(ctx.obj.settings()).tokens()
+    now = utcnow()
     if as_json:
         rows = [
             {
@@ -112,11 +130,20 @@ def token_list(ctx: typer.Context, as_json: Annotated[bool, json_option()] = Fal
                 "createdAt": iso(t.created_at),
                 "revokedAt": iso(t.revoked_at),
                 "lastUsedAt": iso(t.last_used_at),
+                "expiresAt": iso(t.expires_at),
+                "expired": t.expires_at is not None and t.expires_at <= now,
             }
             for t in tokens
         ]
         typer.echo(json.dumps({"tokens": rows}, indent=2))
         return
     for t in tokens:
-        state = f"revoked {human(t.revoked_at)}" if t.revoked_at else f"last used {human(t.last_used_at)}"
+        if t.revoked_at:
+            state = f"revoked {human(t.revoked_at)}"
+        elif t.expires_at is not None and t.expires_at <= now:
+            state = f"EXPIRED {human(t.expires_at)}"
+        else:
+            state = f"last used {human(t.last_used_at)}"
+            if t.expires_at is not None:
+                state += f", expires {human(t.expires_at)}"
         out.print(f"{t.name}  {t.role}  created {human(t.created_at)}  {state}", highlight=False)

@@ -6,6 +6,7 @@ user's token name as the actor, so the order's history says who did what."""
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -18,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from orchestrator.api.auth import OPERATE, PUSH, READ, Authenticator, Caller
+from orchestrator.api.auth import OPERATE, PUSH, READ, Authenticator, Caller, token_hash
 from orchestrator.api.refs import order_ref
 from orchestrator.clock import utcnow
 from orchestrator.console import session
@@ -36,6 +37,8 @@ TEMPLATES = Environment(
     autoescape=select_autoescape(["html"], default=True),
 )
 REFRESH_SECONDS = 15
+STATIC_DIR = Path(__file__).parent / "static"
+STATIC = {"console.css": "text/css; charset=utf-8", "docs.js": "text/javascript; charset=utf-8"}
 
 
 def order_href(order_id: str, account: str | None = "default", suffix: str = "") -> str:
@@ -59,6 +62,7 @@ class Console:
 
     def routes(self) -> list[Route]:
         return [
+            Route("/static/{name}", self.static, methods=["GET"]),
             Route("/login", self.login_page, methods=["GET"]),
             Route("/login", self.login, methods=["POST"]),
             Route("/logout", self.guarded(self.logout, READ, post=True), methods=["POST"]),
@@ -83,6 +87,15 @@ class Console:
             ),
         ]
 
+    async def static(self, request: Request) -> Response:
+        """The console's style sheet and script (files, so that the pages' CSP can forbid inline
+        code); nothing else is served from there."""
+        name = request.path_params["name"]
+        if name not in STATIC:
+            return Response("not found\n", status_code=404, media_type="text/plain")
+        content = (STATIC_DIR / name).read_bytes()
+        return Response(content, media_type=STATIC[name], headers={"Cache-Control": "public, max-age=3600"})
+
     # -- sessions --------------------------------------------------------------------------------
 
     def render(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -92,61 +105,83 @@ class Console:
         """A page with the logged-in user's context (who, and the form's CSRF token)."""
         return self.render(name, status, **{**getattr(request.state, "context", {}), **context})
 
+    def login_form(self, request: Request, status: int = 200, problem: str | None = None) -> Response:
+        """The login form, with a fresh nonce in its own cookie that the post must repeat."""
+        nonce = secrets.token_urlsafe(24)
+        response = self.page(
+            request, "login.html", status, title="Log in", caller=None, problem=problem, login_csrf=nonce
+        )
+        session.offer_login(response, request, nonce)
+        return response
+
     async def login_page(self, request: Request) -> Response:
-        return self.page(request, "login.html", title="Log in", caller=None)
+        return self.login_form(request)
 
     async def login(self, request: Request) -> Response:
         form = await _form(request)
+        client = request.client.host if request.client else "-"
+        if not session.login_form_ok(request, form.get("csrf")):
+            self._log.warning("console login refused: not from the login form", client=client)
+            problem = "this login form is stale or came from another site; log in from this page"
+            return self.login_form(request, 403, problem)
         token = (form.get("token") or "").strip()
         caller = await run_in_threadpool(self.auth.caller, f"Bearer {token}") if token else None
         if caller is None or not caller.may(READ):
             problem = (
                 "not a valid token" if caller is None else f"the {caller.role} role cannot use the console"
             )
-            client = request.client.host if request.client else "-"
             self._log.warning("console login failed", client=client, reason=problem)  # never the token
-            return self.page(request, "login.html", 401, title="Log in", caller=None, problem=problem)
+            return self.login_form(request, 401, problem)
+        session_id = session.new_session_id()
+        now = utcnow()
+        await run_in_threadpool(
+            self.store.start_session,
+            token_hash(session_id),
+            caller.name,
+            now,
+            now + timedelta(seconds=session.MAX_AGE),
+        )
         response = RedirectResponse("/", status_code=303)
-        session.start(response, request, token)
+        session.start(response, request, session_id)
         return response
 
     async def logout(self, request: Request, _caller: Caller, _form: dict[str, str]) -> Response:
+        session_id = request.cookies.get(session.COOKIE, "")
+        await run_in_threadpool(self.store.end_session, token_hash(session_id), utcnow())
         response = RedirectResponse("/login", status_code=303)
         session.end(response)
         return response
 
     def guarded(self, page: Any, permission: str, *, post: bool = False) -> Any:
-        """The page, for a logged-in user whose role allows it; a POST also needs the CSRF token."""
+        """The page, for a logged-in user whose role allows it; a POST also needs the CSRF token.
+        An order that is not there is a 404 page, an id several accounts hold a 409 naming them."""
 
         async def serve(request: Request) -> Response:
-            token = request.cookies.get(session.COOKIE, "")
-            caller = await run_in_threadpool(self.auth.caller, f"Bearer {token}") if token else None
+            session_id = request.cookies.get(session.COOKIE, "")
+            caller = await run_in_threadpool(self.auth.session_caller, session_id)
             if caller is None:
                 return RedirectResponse("/login", status_code=303)
-            context = {"caller": caller, "csrf": session.csrf_token(token)}
+            context = {"caller": caller, "csrf": session.csrf_token(session_id)}
+            request.state.context = context
+            request.state.session_id = session_id
             if not caller.may(permission):
                 problem = f"the {caller.role} role may not do this"
-                return self.page(
-                    request, "refused.html", 403, title="Not allowed", problem=problem, **context
-                )
-            if post:
+                return self.page(request, "refused.html", 403, title="Not allowed", problem=problem)
+            try:
+                if not post:
+                    return await page(request, caller)  # type: ignore[no-any-return]
                 form = await _form(request)
-                if not session.csrf_ok(token, form.get("csrf")):
+                if not session.csrf_ok(session_id, form.get("csrf")):
                     problem = (
                         "this form is stale or came from another site (no valid CSRF token); nothing was done"
                     )
-                    return self.page(
-                        request, "refused.html", 403, title="Refused", problem=problem, **context
-                    )
-                try:
-                    return await page(request, caller, form)  # type: ignore[no-any-return]
-                except OperationError as exc:
-                    back = f"/orders/{request.path_params.get('order_id', '')}"
-                    return self.page(
-                        request, "refused.html", 409, title="Refused", problem=str(exc), back=back, **context
-                    )
-            request.state.context = context
-            return await page(request, caller)  # type: ignore[no-any-return]
+                    return self.page(request, "refused.html", 403, title="Refused", problem=problem)
+                return await page(request, caller, form)  # type: ignore[no-any-return]
+            except UnknownOrder as missing:
+                return self.page(request, "refused.html", 404, title="Not found", problem=str(missing))
+            except OperationError as exc:
+                back = f"/orders/{quote(request.path_params.get('order_id', ''), safe='')}"
+                return self.page(request, "refused.html", 409, title="Refused", problem=str(exc), back=back)
 
         return serve
 
@@ -244,17 +279,16 @@ class Console:
         )
 
     async def _row(self, request: Request) -> Any:
+        """The order the path names (UnknownOrder when none; OperationError naming the matches
+        when several accounts hold that id)."""
         ref = order_ref(request)
         row = await run_in_threadpool(self.store.find, ref)
         if row is None:
-            raise OperationError(f"no order {ref!r}")
+            raise UnknownOrder(f"no order {ref!r}")
         return row
 
     async def order(self, request: Request, caller: Caller) -> Response:
-        try:
-            row = await self._row(request)
-        except OperationError as exc:
-            return self.page(request, "refused.html", 404, title="Not found", problem=str(exc))
+        row = await self._row(request)
         events = await run_in_threadpool(self.store.events, row.id)
         timeline = [
             {
@@ -281,7 +315,7 @@ class Console:
             actions=actions,
             may_operate=caller.may(OPERATE),
             may_push=caller.may(PUSH),
-            message=request.query_params.get("done"),
+            message=_banner(request),
         )
 
     async def vtex(self, request: Request, caller: Caller) -> Response:
@@ -353,7 +387,7 @@ class Console:
             row.ref,
             partial(retry, self.store, row.ref, caller.actor),
         )
-        return _back(row, outcome.message)
+        return _back(request, row, outcome.message)
 
     async def cancel(self, request: Request, caller: Caller, form: dict[str, str]) -> Response:
         from orchestrator.ops.operations import request_cancel
@@ -361,7 +395,7 @@ class Console:
         row = await self._row(request)
         reason = (form.get("reason") or "").strip() or f"canceled by {caller.name}"
         outcome = await run_in_threadpool(request_cancel, self.store, row.ref, reason, caller.actor)
-        return _back(row, outcome.message)
+        return _back(request, row, outcome.message)
 
     async def invoice(self, request: Request, caller: Caller, form: dict[str, str]) -> Response:
         from orchestrator.ops.operations import attach_invoice, invoice_from_options
@@ -378,7 +412,7 @@ class Console:
             raise OperationError("; ".join(f"{f}: {m}" for f, m in problems))
         attach = partial(attach_invoice, self.store, row.ref, body, caller.actor)
         outcome = await run_in_threadpool(reconciling_first, self.settings, self.store, row.ref, attach)
-        return _back(row, outcome.message)
+        return _back(request, row, outcome.message)
 
     async def tracking(self, request: Request, caller: Caller, form: dict[str, str]) -> Response:
         from orchestrator.ops.operations import attach_tracking, tracking_problems
@@ -394,7 +428,7 @@ class Console:
             raise OperationError("; ".join(problems))
         attach = partial(attach_tracking, self.store, row.ref, tracking, caller.actor)
         outcome = await run_in_threadpool(reconciling_first, self.settings, self.store, row.ref, attach)
-        return _back(row, outcome.message)
+        return _back(request, row, outcome.message)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -405,10 +439,27 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
 
 
-def _back(row: Any, message: str) -> Response:
+class UnknownOrder(OperationError):
+    """The path names no order: a 404 page."""
+
+
+def _back(request: Request, row: Any, message: str) -> Response:
+    """Back to the order's page, with `message` in its banner, signed for this session."""
     href = order_href(row.order_id, row.account)
     joiner = "&" if "?" in href else "?"
-    return RedirectResponse(f"{href}{joiner}done={quote(message)}", status_code=303)
+    signature = session.sign(request.state.session_id, message)
+    return RedirectResponse(f"{href}{joiner}done={quote(message)}&sig={signature}", status_code=303)
+
+
+def _banner(request: Request) -> str | None:
+    """The success message to show: only one this server signed for this session (`?done=`
+    alone, from a link someone else made, shows nothing)."""
+    message = request.query_params.get("done")
+    if message is None or not session.signed_ok(
+        request.state.session_id, message, request.query_params.get("sig")
+    ):
+        return None
+    return message
 
 
 def _facts(row: Any, now: datetime) -> list[tuple[str, Any]]:

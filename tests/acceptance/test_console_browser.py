@@ -5,9 +5,13 @@ token. Each page is photographed (to ORCHESTRATOR_SCREENSHOTS if set: the README
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,6 +41,7 @@ def browser() -> Iterator[webdriver.Chrome]:
     options.binary_location = CHROMIUM or ""
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP and framing refusals
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=DRIVER))
     try:
         yield driver
@@ -129,3 +134,53 @@ def test_an_operator_finds_and_retries_a_failed_order(
     assert answer and browser.find_element(By.ID, "answer").text.startswith("200")
     assert '"counts"' in browser.find_element(By.ID, "answer").text
     browser.save_screenshot(str(shots / "docs.png"))
+    refusals = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert refusals == []  # every page meets its own policy: no inline style or script anywhere
+
+
+def test_another_site_cannot_frame_the_console(served: Served, browser: webdriver.Chrome) -> None:
+    """A page of another origin framing an order page (to click its Cancel through an invisible
+    frame) gets nothing: the browser refuses to display it."""
+    assert served.call("POST", "/api/orders", "intake", json=import_record(1)).status_code == 201
+    browser.get(f"{served.url}/login")
+    browser.find_element(By.NAME, "token").send_keys(served.tokens["operator"])
+    browser.find_element(By.TAG_NAME, "form").submit()
+    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.TAG_NAME, "h1").text == "Overview")
+    target = f"{served.url}/orders/ABC-100001/confirm/cancel"
+    framing = f'<html><body><iframe id="f" src="{target}"></iframe></body></html>'
+    with foreign_page(framing) as url:
+        browser.get(url)
+        WebDriverWait(browser, 10).until(
+            lambda d: d.execute_script("return document.readyState") == "complete"
+        )
+        time.sleep(0.5)
+        messages = [e["message"] for e in browser.get_log("browser")]
+        browser.switch_to.frame(browser.find_element(By.ID, "f"))
+        assert "Yes, cancel" not in browser.page_source
+        browser.switch_to.default_content()
+    assert any("frame-ancestors" in m or "X-Frame-Options" in m for m in messages), messages
+
+
+@contextmanager
+def foreign_page(html: str) -> Iterator[str]:
+    """`html` served from another origin (another port of this host)."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()

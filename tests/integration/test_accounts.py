@@ -20,7 +20,7 @@ from orchestrator.settings import load_settings
 from orchestrator.store.dialects import create_db_engine
 from orchestrator.store.migrate import upgrade
 from orchestrator.store.open import open_store
-from tests.api_server import serve_api
+from tests.api_server import log_in, serve_api
 from tests.daemon_runs import run_until
 from tests.factories import import_record
 
@@ -206,7 +206,9 @@ def test_the_api_and_the_console_take_the_account(sqlite_url: str, monkeypatch: 
             assert br is not None and br.cancel_reason is None
 
             console = httpx.Client(base_url=served.url, timeout=30)
-            assert console.post("/login", data={"token": served.tokens["operator"]}).status_code == 303
+            assert log_in(console, served.tokens["operator"]).status_code == 303
+            both = console.get("/orders/ABC-100001")  # an id two accounts hold: which one?
+            assert both.status_code == 409 and "acme-ar/ABC-100001" in both.text
             found = console.get("/search?q=100001").text
             assert 'href="/orders/ABC-100001?account=acme-ar"' in found and "acme-br/ABC-100001" in found
             page = console.get("/orders/ABC-100001?account=acme-br").text

@@ -10,7 +10,7 @@ import re
 import httpx
 from structlog.testing import capture_logs
 
-from tests.api_server import Served, api_served
+from tests.api_server import Served, api_served, csrf_of, log_in
 from tests.daemon_runs import run_until
 from tests.factories import import_record
 
@@ -19,17 +19,12 @@ served = api_served  # the fixture, under the name these tests use
 
 def logged_in(served: Served, role: str) -> httpx.Client:
     client = httpx.Client(base_url=served.url, timeout=30)
-    answer = client.post("/login", data={"token": served.tokens[role]})
+    answer = log_in(client, served.tokens[role])
     assert answer.status_code == 303 and answer.headers["location"] == "/"
     cookie = answer.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
+    assert served.tokens[role].lower() not in cookie  # the cookie is a session, never the token
     return client
-
-
-def csrf_of(page: str) -> str:
-    match = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
-    assert match is not None
-    return match.group(1)
 
 
 def test_login_overview_search_retry_csrf_and_escaping(served: Served) -> None:
@@ -43,12 +38,10 @@ def test_login_overview_search_retry_csrf_and_escaping(served: Served) -> None:
     anonymous = httpx.Client(base_url=served.url)
     assert anonymous.get("/").status_code == 303  # to the login page
     with capture_logs() as logs:
-        refused = anonymous.post("/login", data={"token": "vo_wrong"})
+        refused = log_in(anonymous, "vo_wrong")
     assert [e["event"] for e in logs] == ["console login failed"] and "vo_wrong" not in json.dumps(logs)
     assert refused.status_code == 401 and "not a valid token" in refused.text
-    assert (
-        anonymous.post("/login", data={"token": served.tokens["intake"]}).status_code == 401
-    )  # not a reader
+    assert log_in(anonymous, served.tokens["intake"]).status_code == 401  # not a reader
 
     viewer = logged_in(served, "viewer")
     overview = viewer.get("/").text
@@ -126,3 +119,121 @@ def test_invoice_tracking_and_cancel_from_the_order_page(served: Served) -> None
         viewer.post("/orders/ABC-100003/tracking", data={"csrf": csrf_of(viewer.get("/").text)}).status_code
         == 403
     )
+
+
+def test_every_answer_forbids_framing_and_caching_of_order_data(served: Served) -> None:
+    """Pages, API answers, refusals and errors all carry X-Frame-Options DENY and a CSP with
+    frame-ancestors 'none' whose script and style sources are this server only; order data is
+    never cached; the console's own files may be."""
+    assert served.call("POST", "/api/orders", "intake", json=import_record(1)).status_code == 201
+    operator = logged_in(served, "operator")
+    answers = [
+        operator.get("/"),
+        operator.get("/orders/ABC-100001"),
+        operator.get("/orders/NOPE-1"),
+        operator.get("/login"),
+        served.call("GET", "/api/orders/ABC-100001", "viewer"),
+        served.call("GET", "/api/status", None),
+        httpx.get(f"{served.url}/healthz"),
+    ]
+    for answer in answers:
+        policy = answer.headers["content-security-policy"]
+        assert answer.headers["x-frame-options"] == "DENY", answer.url
+        assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy
+        assert "style-src 'self'" in policy and "unsafe-inline" not in policy
+        assert answer.headers["cache-control"] == "no-store", answer.url
+    css = operator.get("/static/console.css")
+    assert css.status_code == 200 and "no-store" not in css.headers["cache-control"]
+    assert operator.get("/static/../pages.py").status_code == 404
+    for page in ("/", "/orders/ABC-100001", "/api/docs", "/login"):
+        html = operator.get(page).text
+        assert "<style" not in html and "style=" not in html and "<script>" not in html, page
+        assert " onclick=" not in html and " onsubmit=" not in html, page
+
+
+def test_an_unknown_order_is_404_on_every_console_route(served: Served) -> None:
+    """Not a 500 and an error in the log: every route of an order that is not there says so."""
+    operator = logged_in(served, "operator")
+    csrf = csrf_of(operator.get("/").text)
+    with capture_logs() as logs:
+        answers = [
+            operator.get("/orders/NOPE-1"),
+            operator.get("/orders/NOPE-1/vtex"),
+            operator.get("/orders/NOPE-1/confirm/retry"),
+            operator.get("/orders/NOPE-1/confirm/cancel"),
+            operator.post("/orders/NOPE-1/retry", data={"csrf": csrf}),
+            operator.post("/orders/NOPE-1/cancel", data={"csrf": csrf}),
+            operator.post("/orders/NOPE-1/invoice", data={"csrf": csrf, "number": "N1", "value": "1"}),
+            operator.post("/orders/NOPE-1/tracking", data={"csrf": csrf, "trackingNumber": "T"}),
+        ]
+    assert [a.status_code for a in answers] == [404] * len(answers)
+    assert all("no order &#39;NOPE-1&#39;" in a.text for a in answers)
+    assert not [e for e in logs if e["log_level"] == "error"]
+
+
+def test_login_needs_its_own_form_and_logout_ends_the_session(served: Served) -> None:
+    """Another site cannot log a browser in with its own token (no form nonce, or another
+    Origin); logging out ends the session on the server, so the old cookie opens nothing."""
+    client = httpx.Client(base_url=served.url)
+    token = served.tokens["viewer"]
+    assert client.post("/login", data={"token": token}).status_code == 403  # no form nonce
+    foreign = log_in(client, token, Origin="http://evil.example")
+    assert foreign.status_code == 403 and "another site" in foreign.text
+    assert "orchestrator_session" not in foreign.headers.get("set-cookie", "")
+
+    viewer = logged_in(served, "viewer")
+    session = viewer.cookies["orchestrator_session"]
+    assert viewer.get("/").status_code == 200
+    assert viewer.post("/logout", data={"csrf": csrf_of(viewer.get("/").text)}).status_code == 303
+    replayed = httpx.Client(base_url=served.url, cookies={"orchestrator_session": session})
+    assert replayed.get("/").status_code == 303  # back to the login page: the session is over
+
+
+def test_the_success_banner_shows_only_what_the_server_said(served: Served) -> None:
+    """A link with `?done=` of someone else's making shows no banner; the server's own does."""
+    assert served.call("POST", "/api/orders", "intake", json=import_record(1)).status_code == 201
+    operator = logged_in(served, "operator")
+    forged = operator.get("/orders/ABC-100001", params={"done": "Payment refunded: call 0800-FRAUD"})
+    assert "0800-FRAUD" not in forged.text
+    confirm = operator.get("/orders/ABC-100001/confirm/cancel").text
+    done = operator.post("/orders/ABC-100001/cancel", data={"csrf": csrf_of(confirm), "reason": "dup"})
+    banner = re.findall(r'class="ok">([^<]*)<', operator.get(done.headers["location"]).text)
+    assert len(banner) == 1 and "ABC-100001" in banner[0]
+
+
+def test_expired_tokens_open_nothing_and_end_their_sessions(served: Served) -> None:
+    """A token past its expiry is refused by the API and the console, its sessions end, and
+    `token list` says it expired."""
+    from datetime import timedelta
+
+    from typer.testing import CliRunner
+
+    from orchestrator.api.auth import token_hash
+    from orchestrator.cli import app
+    from orchestrator.clock import utcnow
+    from orchestrator.store.tables import API_TOKENS
+
+    runner = CliRunner(env={"ORCHESTRATOR_DATABASE_URL": served.settings.database_url})
+    made = json.loads(
+        runner.invoke(
+            app, ["token", "create", "--name", "temp", "--role", "viewer", "--expires", "90d", "--json"]
+        ).stdout
+    )
+    assert made["expiresAt"] is not None
+    client = httpx.Client(base_url=served.url)
+    assert log_in(client, made["token"]).status_code == 303
+    assert client.get("/").status_code == 200
+    with served.store.engine.begin() as conn:  # ninety days later
+        conn.execute(
+            API_TOKENS.update()
+            .where(API_TOKENS.c.token_hash == token_hash(made["token"]))
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    assert client.get("/").status_code == 303  # its session is over
+    bearer = {"Authorization": f"Bearer {made['token']}"}
+    assert httpx.get(f"{served.url}/api/status", headers=bearer).status_code == 401
+    listed = json.loads(runner.invoke(app, ["token", "list", "--json"]).stdout)["tokens"]
+    assert [t["expired"] for t in listed if t["name"] == "temp"] == [True]
+    assert "EXPIRED" in runner.invoke(app, ["token", "list"]).stdout
+    bad = runner.invoke(app, ["token", "create", "--name", "x", "--role", "viewer", "--expires", "soon"])
+    assert bad.exit_code == 2 and "--expires" in bad.output
