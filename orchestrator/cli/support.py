@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.text import Text
 
 from orchestrator.ops.refusal import OperationError
@@ -30,17 +30,35 @@ __all__ = [
 ]
 
 
-def _console(stderr: bool) -> Console:
+class _CommandConsole(Console):
     """On a terminal, its width; piped or redirected, no width at all (unless COLUMNS says one), so
-    a table never breaks a word or an id across lines for the script or file that reads it."""
-    stream = sys.stderr if stderr else sys.stdout
-    piped = not stream.isatty() and "COLUMNS" not in os.environ
-    return Console(stderr=stderr, soft_wrap=False, width=_UNBOUNDED if piped else None)
+    a table never breaks a word or an id across lines for the script or file that reads it.
+    Decided each time something is printed, for the stream in use then (a command run in-process,
+    a COLUMNS set after this module was imported), not once at import."""
+
+    def __init__(self, *, stderr: bool) -> None:
+        super().__init__(stderr=stderr, soft_wrap=False)
+        self._width = None  # rich fixes COLUMNS at creation; here it is read at each print
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        stream = sys.stderr if self.stderr else sys.stdout
+        height = super().size.height
+        columns = os.environ.get("COLUMNS", "")
+        if columns.isdigit():
+            return ConsoleDimensions(int(columns), height)
+        if not stream.isatty():
+            return ConsoleDimensions(_UNBOUNDED, height)
+        return super().size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
 
 
 _UNBOUNDED = 100_000
-out = _console(stderr=False)
-err = _console(stderr=True)
+out = _CommandConsole(stderr=False)
+err = _CommandConsole(stderr=True)
 
 
 class Context:

@@ -163,6 +163,7 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple
             backends.drop_database(name)
 
 
+@pytest.mark.alone  # "as fast as alone": a comparison of two timings taken within this test
 def test_one_accounts_trouble_never_slows_another(
     world: World, deployment: tuple[list[str], int], tmp_path: Path
 ) -> None:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from orchestrator.sandbox.process import SandboxProcess, client_env
 from tests.factories import import_record
@@ -104,6 +105,7 @@ def test_slow_clients_cannot_take_the_apis_descriptors(tmp_path: Path) -> None:
     assert "Traceback" not in text and "out of system resource" not in text, text[-2000:]
 
 
+@pytest.mark.alone  # "answers within a second once the flood stops": a timing, so by itself
 def test_dripping_bodies_cannot_silence_serve(tmp_path: Path) -> None:
     """400 login forms and 400 intake bodies (with a valid intake token) sent a byte every two
     seconds, the way a slow-body attack works: /healthz answers 200 throughout, and once the flood

@@ -211,6 +211,8 @@ def test_a_full_server_makes_room_by_closing_the_slowest_body() -> None:
         assert httpx.get(f"{url}/", timeout=2).status_code == 200
         assert read_all(slowest) == b""
         stop.set()
+        for client in faster:
+            client.close()
 
 
 def test_health_probes_are_answered_when_every_connection_is_busy() -> None:

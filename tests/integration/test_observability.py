@@ -95,7 +95,7 @@ def test_credentials_never_reach_a_log_line_an_error_or_the_database(
     column of every table, and the operator commands' output are searched for the key and tokens."""
     sandbox = make_sandbox(grace_seconds=0.3, app_key=SECRET_KEY, app_token=SECRET_TOKEN)
     sandbox.faults.configure(
-        FaultConfig(seed=9, drop_after=0.1, error_after=0.1, rate_limit=0.05, retry_after_seconds=1)
+        FaultConfig(seed=9, drop_after=0.1, error_after=0.1, rate_limit=0.02, retry_after_seconds=1)
     )
     caplog.set_level(logging.DEBUG)
     stream = io.StringIO()
