@@ -26,8 +26,8 @@ from bench import bulk
 from bench.harness import PeakMemory, env_for, machine, run_command, workdir, write_orders
 from bench.scale_out import POSTGRES, _admin
 from orchestrator.clock import utcnow
+from orchestrator.config.stuck_rules import StuckRules
 from orchestrator.ops.status import report
-from orchestrator.ops.stuck_rules import StuckRules
 from orchestrator.sandbox.process import SandboxProcess
 from orchestrator.store.dialects import create_db_engine
 from orchestrator.store.migrate import ensure_schema

@@ -57,9 +57,9 @@ def build(name: str, concurrency: int) -> httpx.AsyncBaseTransport | None:
 
 def _daemon(name: str) -> None:
     """The daemon of `orchestrator run --until-done`, on the named transport."""
+    from orchestrator.config.settings import load_settings
     from orchestrator.log import configure
     from orchestrator.runner import run_daemon
-    from orchestrator.settings import load_settings
     from orchestrator.store.open import open_store
 
     settings = load_settings(None)

@@ -23,15 +23,15 @@ from rich.table import Table
 
 from orchestrator import log
 from orchestrator.clock import utcnow
-from orchestrator.daemon import Daemon
-from orchestrator.importer import import_lines
-from orchestrator.line_input import split_lines
+from orchestrator.config.settings import Settings, load_settings
+from orchestrator.engine.daemon import Daemon
+from orchestrator.intake.importer import import_lines
+from orchestrator.intake.line_input import split_lines
 from orchestrator.ops import render
 from orchestrator.ops.operations import attach_invoice
 from orchestrator.ops.status import report
 from orchestrator.runner import run_daemon
 from orchestrator.sandbox import Sandbox, SandboxConfig, SandboxOms, ServerThread
-from orchestrator.settings import Settings, load_settings
 from orchestrator.store.open import open_store
 from orchestrator.store.store import Store
 from states import State

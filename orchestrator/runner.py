@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 
 from orchestrator.clock import utcnow
-from orchestrator.daemon import Daemon
+from orchestrator.config.settings import Settings
+from orchestrator.engine.daemon import Daemon
 from orchestrator.log import get_logger
-from orchestrator.settings import Settings
 from orchestrator.store.patience import patiently
 from orchestrator.store.store import Store
 from orchestrator.vtex.client import CallObserver

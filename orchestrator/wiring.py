@@ -16,25 +16,25 @@ from typing import Any
 
 import httpx
 
-from orchestrator.accounts import CredentialSource
 from orchestrator.clock import OffsetClock, utcnow
-from orchestrator.daemon import Daemon, DaemonConfig
-from orchestrator.lanes import Lane
+from orchestrator.config.account_tables import CredentialSource
+from orchestrator.config.settings import ConfigurationError, Settings
+from orchestrator.engine.daemon import Daemon, DaemonConfig
+from orchestrator.engine.lanes import Lane
+from orchestrator.engine.monitor.metrics import Metrics
+from orchestrator.engine.monitor.probe_server import BACKLOG
+from orchestrator.engine.monitor.watch import Watch
+from orchestrator.engine.policy import Policies
+from orchestrator.engine.stepper import Stepper, StepperConfig
 from orchestrator.log import get_logger
-from orchestrator.ops.metrics import Metrics
-from orchestrator.ops.probe_server import BACKLOG
-from orchestrator.ops.serving import bind, url_of
-from orchestrator.ops.watch import Watch
-from orchestrator.policy import Policies
-from orchestrator.settings import ConfigurationError, Settings
-from orchestrator.step import Stepper, StepperConfig
+from orchestrator.serving import bind, url_of
 from orchestrator.store.group_commit import BatchWriter
 from orchestrator.store.store import Store
 from orchestrator.store.thread import DatabaseThread
-from orchestrator.vtex.account import AccountGuard
 from orchestrator.vtex.budget import Grant, RequestBudget, SharedTokenBucket, TokenBucket
 from orchestrator.vtex.client import Call, CallObserver, VtexClient
 from orchestrator.vtex.errors import VtexError
+from orchestrator.vtex.pauses import AccountGuard
 from orchestrator.vtex.proxies import ProxyError, proxy_for
 from orchestrator.vtex.recovery import Recovery, on_the_wall
 
@@ -160,7 +160,7 @@ def build_daemon(
 ) -> DaemonParts:
     """The daemon for `settings`: its own lease identity, a clock corrected to the database
     server's, the database thread, the group-commit writer, the probe server's socket if metrics
-    are on, and for each configured account a lane (`orchestrator.lanes`): the account's VTEX
+    are on, and for each configured account a lane (`orchestrator.engine.lanes`): the account's VTEX
     client with its shared budget, its pause guard and its step engine."""
     identity = process_identity(settings.worker_id)
     daemon_clock = OffsetClock(clock)

@@ -1,6 +1,6 @@
 """The order state machine: states, transitions, the VTEX action each performs and its reconcile rule.
 
-No I/O lives here; `orchestrator.step` runs the actions this package names.
+No I/O lives here; `orchestrator.engine.stepper` runs the actions this package names.
 """
 
 from states.machine import (

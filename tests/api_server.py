@@ -15,14 +15,14 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from orchestrator.api.app import api_server
 from orchestrator.cli import app
-from orchestrator.ops.bounded_http import BACKLOG, Limits
-from orchestrator.ops.serving import bind, url_of
+from orchestrator.config.settings import Settings
 from orchestrator.sandbox import Sandbox, ServerThread
-from orchestrator.settings import Settings
+from orchestrator.serving import bind, url_of
 from orchestrator.store.open import open_store
 from orchestrator.store.store import Store
+from orchestrator.web.app import api_server
+from orchestrator.web.bounded_http import BACKLOG, Limits
 
 
 class Served:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from orchestrator.config.settings import Settings, load_settings
 from orchestrator.sandbox import Catalog, Sandbox, SandboxConfig, SandboxOms, ServerThread, create_app
-from orchestrator.settings import Settings, load_settings
 from orchestrator.store.open import open_store
 from orchestrator.store.store import Store
 from tests import backends

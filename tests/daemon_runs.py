@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from orchestrator.daemon import Daemon
+from orchestrator.config.settings import Settings
+from orchestrator.engine.daemon import Daemon
 from orchestrator.runner import run_daemon
-from orchestrator.settings import Settings
 from orchestrator.store.store import Store
 
 

@@ -32,10 +32,10 @@ def serve(
     ] = 256,
 ) -> None:
     """Serve the HTTP API (push and operate orders) on the daemon's database; run any number."""
-    from orchestrator.api.app import api_server
     from orchestrator.log import get_logger
-    from orchestrator.ops.bounded_http import BACKLOG, Limits
-    from orchestrator.ops.serving import bind, url_of
+    from orchestrator.serving import bind, url_of
+    from orchestrator.web.app import api_server
+    from orchestrator.web.bounded_http import BACKLOG, Limits
 
     settings = ctx.obj.logging_settings()
     # The port first, so that a taken port changes nothing; and the database must exist already
@@ -69,10 +69,10 @@ def token_create(
     as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Create a token; it is printed once and only its hash is kept."""
-    from orchestrator.api.auth import ROLES, new_token, token_hash
     from orchestrator.clock import utcnow
     from orchestrator.durations import parse_duration
     from orchestrator.timefmt import iso
+    from orchestrator.web.auth import ROLES, new_token, token_hash
 
     if role not in ROLES:
         raise typer.BadParameter(f"one of {', '.join(ROLES)}", param_hint="--role")

@@ -23,11 +23,11 @@ from orchestrator.cli.support import Context, err_line
 
 def explain_failure(exc: BaseException) -> tuple[int, str]:
     """(exit code, one line) for an exception that ended a command."""
-    from orchestrator.importer import InputChanged
-    from orchestrator.line_input import InputError
-    from orchestrator.ops.refusal import OperationError
-    from orchestrator.ops.serving import ListenError
-    from orchestrator.settings import ConfigurationError
+    from orchestrator.config.settings import ConfigurationError
+    from orchestrator.errors import OperationError
+    from orchestrator.intake.importer import InputChanged
+    from orchestrator.intake.line_input import InputError
+    from orchestrator.serving import ListenError
     from orchestrator.store.errors import (
         BadDatabaseUrl,
         DatabaseError,

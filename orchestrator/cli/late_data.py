@@ -23,8 +23,8 @@ from orchestrator.cli.support import (
 def _file_lines(file: str, entry_problems: Any, build: Any) -> list[Any]:
     """Every line of a JSON Lines file read and checked for shape; the lines to apply, or
     BatchRefused naming each problem's line and field."""
-    from orchestrator.importer import parse_json
-    from orchestrator.line_input import LineInput
+    from orchestrator.intake.importer import parse_json
+    from orchestrator.intake.line_input import LineInput
     from orchestrator.ops.batch import BatchRefused
 
     lines, problems = [], []
@@ -111,9 +111,9 @@ def invoice(
     as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Attach invoices of orders imported without one; the daemon sends each when allowed."""
+    from orchestrator.intake.validation import validate_invoice
     from orchestrator.ops.batch import Line
     from orchestrator.ops.operations import invoice_change, invoice_from_options
-    from orchestrator.validation import validate_invoice
 
     settings = ctx.obj.logging_settings()
     store = store_for(settings)

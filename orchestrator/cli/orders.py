@@ -40,8 +40,8 @@ def import_command(
 ) -> None:
     """Import orders: one JSON object per line, all or nothing."""
     from orchestrator.cli.progress import import_progress, show_progress
-    from orchestrator.importer import import_lines
-    from orchestrator.line_input import LineInput
+    from orchestrator.intake.importer import import_lines
+    from orchestrator.intake.line_input import LineInput
 
     settings = ctx.obj.settings()
     with LineInput.open(file) as source:
@@ -209,10 +209,10 @@ def status(
     ] = False,
 ) -> None:
     """Counts per state with the oldest order in each; with --stuck, the orders that need a look."""
-    from orchestrator.accounts import longest_grace
+    from orchestrator.config.account_tables import longest_grace
+    from orchestrator.config.stuck_rules import StuckRules, StuckRulesError
     from orchestrator.ops import render
     from orchestrator.ops.status import report
-    from orchestrator.ops.stuck_rules import StuckRules, StuckRulesError
 
     if not stuck and (state or affiliate or older_than):
         raise ConfigurationError(

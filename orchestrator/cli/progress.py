@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.progress_bar import ProgressBar
 
-from orchestrator.settings import Settings
+from orchestrator.config.settings import Settings
 from orchestrator.store.errors import is_database_error
 from orchestrator.store.store import Store
 from states import State

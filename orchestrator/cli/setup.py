@@ -25,7 +25,7 @@ def config(
     ] = False,
 ) -> None:
     """The effective settings and where each comes from; secrets are masked."""
-    from orchestrator.settings import describe, first_settings
+    from orchestrator.config.settings import describe, first_settings
 
     rows = describe(ctx.obj.settings(), ctx.obj.config)
     if first:
@@ -221,7 +221,7 @@ def sandbox(
     """Serve the VTEX sandbox over HTTP (a faithful, stateful simulator of VTEX OMS)."""
     from dataclasses import replace
 
-    from orchestrator.accounts import ACCOUNT_NAME
+    from orchestrator.config.account_tables import ACCOUNT_NAME
     from orchestrator.sandbox import Catalog, FaultConfig, Faults, Sandbox, SandboxConfig, SandboxOms
     from orchestrator.sandbox.server import serve_forever
 

@@ -12,9 +12,9 @@ from typing import Any
 from rich.console import Console, ConsoleDimensions
 from rich.text import Text
 
-from orchestrator.ops.refusal import OperationError
+from orchestrator.config.settings import ConfigurationError, Settings, load_settings
+from orchestrator.errors import OperationError
 from orchestrator.redaction import redact
-from orchestrator.settings import ConfigurationError, Settings, load_settings
 
 __all__ = [
     "ConfigurationError",
@@ -102,7 +102,7 @@ def store_for(
 
 
 def json_file(path: Path) -> Any:
-    from orchestrator.strict_json import BadJson, load_json
+    from orchestrator.intake.strict_json import BadJson, load_json
 
     try:
         raw = path.read_bytes()

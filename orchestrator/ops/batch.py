@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.clock import utcnow
+from orchestrator.errors import OperationError
 from orchestrator.ops.operations import BUSY_WAIT_SECONDS, Change, OpenIntent
-from orchestrator.ops.refusal import OperationError
 from orchestrator.store.store import Store
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.settings import ConfigurationError, Settings
+from orchestrator.config.settings import ConfigurationError, Settings
 from orchestrator.store.dialects import create_db_engine
 from orchestrator.store.migrate import current_revision
 from orchestrator.vtex.errors import VtexError

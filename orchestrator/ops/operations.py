@@ -21,15 +21,15 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.clock import utcnow
-from orchestrator.history import new_event
-from orchestrator.ops.refusal import OperationError
-from orchestrator.planner import first_write
-from orchestrator.policy import Policies
-from orchestrator.step_base import INVOICE_MISSING
+from orchestrator.engine.context import INVOICE_MISSING
+from orchestrator.engine.planner import first_write
+from orchestrator.engine.policy import Policies
+from orchestrator.errors import OperationError
+from orchestrator.intake.validation import date_time_problem, normalise_invoice, validate_invoice
+from orchestrator.store.events import new_event
 from orchestrator.store.rows import OrderRow
 from orchestrator.store.store import Store
 from orchestrator.timefmt import human
-from orchestrator.validation import date_time_problem, normalise_invoice, validate_invoice
 from states import ORDER_MACHINE, Action, State, resume_trigger
 
 BUSY_WAIT_SECONDS = 15.0

@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from orchestrator.accounts import CredentialSource
 from orchestrator.clock import utcnow
+from orchestrator.config.account_tables import CredentialSource
+from orchestrator.config.settings import Settings
 from orchestrator.durations import format_duration
-from orchestrator.ops.refusal import OperationError
-from orchestrator.settings import Settings
+from orchestrator.errors import OperationError
 from orchestrator.store.store import Store
-from orchestrator.vtex.account import AccountPause
 from orchestrator.vtex.errors import AuthError, VtexError
+from orchestrator.vtex.pauses import AccountPause
 
 PROBE_ORDER = "orchestrator-check-0"  # an order id VTEX never has: its Get is harmless
 

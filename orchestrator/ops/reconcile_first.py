@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from orchestrator.config.settings import Settings
+from orchestrator.errors import OperationError
 from orchestrator.ops.operations import OpenIntent, Outcome
-from orchestrator.ops.refusal import OperationError
-from orchestrator.settings import Settings
 from orchestrator.store.store import Store
 
 

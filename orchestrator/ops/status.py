@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from orchestrator.config.stuck_rules import StuckRules
 from orchestrator.ops.stuck import diagnose
-from orchestrator.ops.stuck_rules import StuckRules
 from orchestrator.store.daemons import SEEN_WITHIN_SECONDS as SEEN_WITHIN
 from orchestrator.store.rows import OrderRow
 from orchestrator.store.store import Store

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.clock import utcnow
-from orchestrator.settings import Settings
-from orchestrator.step import Stepper
+from orchestrator.config.settings import Settings
+from orchestrator.engine.stepper import Stepper
 from orchestrator.store.rows import OrderRow
 from orchestrator.store.store import Store
 from orchestrator.wiring import build_client, process_identity, stepper_config

@@ -1,6 +1,6 @@
 """Why a stuck order is stuck, in plain words, and the command that usually helps.
 
-Which orders are stuck is `orchestrator.ops.stuck_rules` (and the store's stuck query).
+Which orders are stuck is `orchestrator.config.stuck_rules` (and the store's stuck query).
 """
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from orchestrator.config.stuck_rules import StuckRules
 from orchestrator.durations import format_duration
-from orchestrator.ops.stuck_rules import StuckRules
-from orchestrator.planner import REQUEST_GUARD, held_by_vtex
+from orchestrator.engine.planner import REQUEST_GUARD, held_by_vtex
 from orchestrator.store.rows import OrderRow
 from states import State
 

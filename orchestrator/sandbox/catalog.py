@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.line_input import split_lines
+from orchestrator.intake.line_input import split_lines
 
 
 @dataclass

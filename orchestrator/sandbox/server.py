@@ -13,8 +13,8 @@ from typing import Any
 
 import uvicorn
 
-from orchestrator.ops.serving import bind, server_for, url_of
 from orchestrator.sandbox.app import Sandbox, create_app
+from orchestrator.serving import bind, server_for, url_of
 
 
 class _QuietDrops(logging.Filter):

@@ -1,6 +1,6 @@
 """An in-memory store for the step engine: the same fencing as the real one, with state to inspect.
 
-What the engine needs of a store is small (`orchestrator.step.Persistence`: write an intent, save a
+What the engine needs of a store is small (`orchestrator.engine.stepper.Persistence`: write an intent, save a
 step's outcome, both fenced by lease owner and version), and what a daemon needs to drive it is a
 claim under a lease. `MemoryStore` does exactly that in a dictionary, so the engine's decisions
 (the grace period, backoff, reconciling, lease expiry) can be tested with a fake clock in
@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator.history import new_event
+from orchestrator.store.events import new_event
 from orchestrator.store.orders import NewOrder
 from orchestrator.store.rows import STEP_COLUMNS, OrderRow
 from states import State

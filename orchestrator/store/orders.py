@@ -17,9 +17,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from orchestrator.history import new_event
 from orchestrator.store.base import StoreBase, batched
 from orchestrator.store.dialects import DialectHooks
+from orchestrator.store.events import new_event
 from orchestrator.store.fitting import ORDER_LIMITS, fit, fit_events
 from orchestrator.store.rows import COLUMNS, STEP_COLUMNS, OrderRow, ref_matches, ref_of
 from orchestrator.store.tables import EVENTS, ORDERS
@@ -46,7 +46,7 @@ class NewOrder:
 
 @dataclass(frozen=True)
 class Replacement:
-    """An already stored order to overwrite with a corrected import (`orchestrator.repair`)."""
+    """An already stored order to overwrite with a corrected import (`orchestrator.intake.replace`)."""
 
     order_id: str
     values: dict[str, Any]

@@ -23,7 +23,7 @@ class StateCount:
 
 
 class StuckThresholds(Protocol):
-    """What the stuck query needs of the rules (`orchestrator.ops.stuck_rules.StuckRules`)."""
+    """What the stuck query needs of the rules (`orchestrator.config.stuck_rules.StuckRules`)."""
 
     @property
     def thresholds(self) -> Mapping[str, timedelta]: ...

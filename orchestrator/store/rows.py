@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator.ops.refusal import OperationError
+from orchestrator.errors import OperationError
 
 
 @dataclass(slots=True)
@@ -56,7 +56,9 @@ class OrderRow:
     created_at: datetime
     updated_at: datetime
     state_changed_at: datetime
-    account: str = "default"  # the configured VTEX account it belongs to (`orchestrator.accounts`)
+    account: str = (
+        "default"  # the configured VTEX account it belongs to (`orchestrator.config.account_tables`)
+    )
 
     @classmethod
     def from_mapping(cls, row: Any) -> OrderRow:

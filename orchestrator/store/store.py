@@ -7,7 +7,7 @@ three parts: `OrderWrites` (the import, claims, the steps' fenced writes, operat
 
 from __future__ import annotations
 
-from orchestrator.store.accounts import AccountState
+from orchestrator.store.account_state import AccountState
 from orchestrator.store.daemons import Heartbeats
 from orchestrator.store.listing import Listing
 from orchestrator.store.orders import ImportOutcome, NewOrder, OrderWrites

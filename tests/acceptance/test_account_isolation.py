@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.clock import utcnow
-from orchestrator.importer import import_lines
+from orchestrator.intake.importer import import_lines
 from orchestrator.sandbox import FaultConfig, Faults, Sandbox, SandboxConfig, SandboxOms, ServerThread
 from orchestrator.store.open import open_store
 from orchestrator.store.store import Store

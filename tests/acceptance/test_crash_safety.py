@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from orchestrator.clock import utcnow
-from orchestrator.importer import import_lines
+from orchestrator.intake.importer import import_lines
 from orchestrator.sandbox.process import SandboxProcess, client_env
 from orchestrator.store.open import open_store
 from orchestrator.store.store import Store

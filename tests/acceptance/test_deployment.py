@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 
 from orchestrator import __version__
-from orchestrator.ops.metrics import Metrics
+from orchestrator.engine.monitor.metrics import Metrics
 from orchestrator.sandbox.process import SandboxProcess, client_env
 from tests.factories import import_lines as lines_of
 from tests.processes import run_cli

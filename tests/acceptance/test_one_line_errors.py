@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.line_input import LineInput
+from orchestrator.intake.line_input import LineInput
 from tests import backends
 from tests.factories import import_lines as lines_of
 from tests.factories import import_record

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrator.ops.health import Health
+from orchestrator.engine.monitor.health import Health
 from orchestrator.sandbox.process import SandboxProcess, client_env
 from tests.factories import import_lines as lines_of
 from tests.processes import half_sent_requests, open_fds, wait_for
@@ -170,9 +170,9 @@ def _metrics_url(path: Path) -> str | None:
 
 def test_metrics_of_a_slow_second_are_not_blocked(tmp_path: Path) -> None:
     """A probe answer takes milliseconds, not the probe server's request timeout."""
-    from orchestrator.ops.metrics import Metrics, probe_handler
-    from orchestrator.ops.probe_server import ProbeServer
-    from orchestrator.ops.serving import bind
+    from orchestrator.engine.monitor.metrics import Metrics, probe_handler
+    from orchestrator.engine.monitor.probe_server import ProbeServer
+    from orchestrator.serving import bind
 
     health = Health(timedelta(seconds=1))
     health.ticked()

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.clock import utcnow
-from orchestrator.importer import import_lines
+from orchestrator.intake.importer import import_lines
 from orchestrator.sandbox.process import SandboxProcess, client_env
 from orchestrator.store.open import open_store
 from tests import backends

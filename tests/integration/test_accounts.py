@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app, exits
 from orchestrator.clock import utcnow
-from orchestrator.importer import import_lines
+from orchestrator.config.settings import load_settings
+from orchestrator.intake.importer import import_lines
 from orchestrator.sandbox import FaultConfig, Faults, Sandbox, SandboxConfig, SandboxOms, ServerThread
-from orchestrator.settings import load_settings
 from orchestrator.store.dialects import create_db_engine
 from orchestrator.store.migrate import upgrade
 from orchestrator.store.open import open_store

@@ -1,4 +1,4 @@
-"""The API server's HTTP protocol (`orchestrator.ops.bounded_http`) over a real socket, with limits
+"""The API server's HTTP protocol (`orchestrator.web.bounded_http`) over a real socket, with limits
 small enough to reach: late headers, oversized headers, a late body, a full server."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from orchestrator.ops.bounded_http import BACKLOG, Limits, bounded_protocol
-from orchestrator.ops.serving import bind, server_for, url_of
+from orchestrator.serving import bind, server_for, url_of
+from orchestrator.web.bounded_http import BACKLOG, Limits, bounded_protocol
 
 LIMITS = Limits(max_connections=3, header_seconds=0.3, body_seconds=0.3, max_header_bytes=2048)
 

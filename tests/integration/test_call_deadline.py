@@ -14,9 +14,9 @@ from datetime import timedelta
 import pytest
 
 from orchestrator.clock import utcnow
-from orchestrator.importer import import_lines
+from orchestrator.config.settings import Settings
+from orchestrator.intake.importer import import_lines
 from orchestrator.sandbox import FaultConfig, ServerThread
-from orchestrator.settings import Settings
 from orchestrator.store.open import open_store
 from orchestrator.vtex.client import VtexClient
 from orchestrator.vtex.errors import AmbiguousError, RetryableError

@@ -208,10 +208,10 @@ def test_expired_tokens_open_nothing_and_end_their_sessions(served: Served) -> N
 
     from typer.testing import CliRunner
 
-    from orchestrator.api.auth import token_hash
     from orchestrator.cli import app
     from orchestrator.clock import utcnow
     from orchestrator.store.tables import API_TOKENS
+    from orchestrator.web.auth import token_hash
 
     runner = CliRunner(env={"ORCHESTRATOR_DATABASE_URL": served.settings.database_url})
     made = json.loads(

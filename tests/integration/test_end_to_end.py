@@ -8,11 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator.clock import utcnow
-from orchestrator.importer import import_lines
+from orchestrator.config.settings import Settings
+from orchestrator.intake.importer import import_lines
 from orchestrator.ops.operations import attach_invoice
 from orchestrator.runner import run_daemon
 from orchestrator.sandbox import Sandbox, ServerThread
-from orchestrator.settings import Settings
 from orchestrator.store.open import open_store
 from orchestrator.store.store import Store
 from tests.factories import import_lines as lines_of

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from orchestrator.clock import utcnow
-from orchestrator.importer import import_lines
+from orchestrator.config.settings import load_settings
+from orchestrator.intake.importer import import_lines
 from orchestrator.sandbox import Sandbox, SandboxConfig, SandboxOms, ServerThread
-from orchestrator.settings import load_settings
 from orchestrator.store.errors import DatabaseError
 from orchestrator.store.open import open_store
 from tests.api_server import serve_api

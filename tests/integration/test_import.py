@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.importer import InputChanged, import_lines
+from orchestrator.intake.importer import InputChanged, import_lines
 from orchestrator.store.store import Store
 from tests.factories import import_lines as lines_of
 from tests.factories import import_record

@@ -18,12 +18,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from orchestrator.clock import utcnow
-from orchestrator.daemon import Daemon
-from orchestrator.importer import import_lines
+from orchestrator.config.settings import Settings, load_settings
+from orchestrator.engine.daemon import Daemon
+from orchestrator.intake.importer import import_lines
 from orchestrator.runner import run_daemon
 from orchestrator.sandbox import Sandbox, SandboxConfig, SandboxOms, ServerThread
 from orchestrator.sandbox.faults import FaultConfig
-from orchestrator.settings import Settings, load_settings
 from orchestrator.store.open import open_store
 from orchestrator.store.store import Store
 from tests import backends

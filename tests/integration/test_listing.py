@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from orchestrator.clock import utcnow
-from orchestrator.importer import import_lines
+from orchestrator.intake.importer import import_lines
 from orchestrator.store.open import open_store
 from orchestrator.store.tables import ORDERS
 from tests.factories import import_lines as lines_of

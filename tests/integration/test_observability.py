@@ -21,12 +21,12 @@ from typer.testing import CliRunner
 from orchestrator import log
 from orchestrator.cli import app
 from orchestrator.clock import utcnow
-from orchestrator.importer import import_lines
-from orchestrator.ops.health import Health
-from orchestrator.ops.metrics import Metrics, probe_handler
+from orchestrator.config.settings import Settings
+from orchestrator.engine.monitor.health import Health
+from orchestrator.engine.monitor.metrics import Metrics, probe_handler
+from orchestrator.intake.importer import import_lines
 from orchestrator.runner import run_daemon
 from orchestrator.sandbox import FaultConfig, Sandbox, ServerThread
-from orchestrator.settings import Settings
 from orchestrator.store.open import open_store
 from tests.factories import import_lines as lines_of
 from tests.factories import import_record

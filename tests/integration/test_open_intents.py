@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from orchestrator.clock import utcnow
-from orchestrator.importer import import_lines
+from orchestrator.config.settings import Settings, load_settings
+from orchestrator.intake.importer import import_lines
 from orchestrator.ops.operations import OpenIntent, attach_invoice, attach_tracking, retry
 from orchestrator.ops.step_now import step_order_now
 from orchestrator.runner import run_daemon
 from orchestrator.sandbox import FaultConfig, Sandbox, SandboxConfig, SandboxOms, ServerThread
-from orchestrator.settings import Settings, load_settings
 from orchestrator.store.open import open_store
 from orchestrator.store.rows import OrderRow
 from orchestrator.store.store import Store

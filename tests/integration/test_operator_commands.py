@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
+from orchestrator.config.settings import load_settings
 from orchestrator.runner import run_daemon
 from orchestrator.sandbox import FaultConfig, Sandbox, ServerThread
-from orchestrator.settings import load_settings
 from orchestrator.store.open import open_store
 from tests.factories import import_lines as lines_of
 

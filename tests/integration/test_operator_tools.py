@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from orchestrator.clock import utcnow
-from orchestrator.importer import import_lines
+from orchestrator.config.settings import ConfigurationError, load_settings
+from orchestrator.config.stuck_rules import StuckRules, StuckRulesError
+from orchestrator.intake.importer import import_lines
 from orchestrator.ops.status import report
-from orchestrator.ops.stuck_rules import StuckRules, StuckRulesError
 from orchestrator.sandbox import Sandbox
-from orchestrator.settings import ConfigurationError, load_settings
 from orchestrator.store.store import Store
 from orchestrator.store.tables import ORDERS
 from tests.factories import import_lines as lines_of

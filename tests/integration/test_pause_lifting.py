@@ -11,12 +11,12 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from orchestrator.clock import utcnow
+from orchestrator.config.settings import load_settings
 from orchestrator.runner import run_daemon
 from orchestrator.sandbox import Sandbox
-from orchestrator.settings import load_settings
 from orchestrator.store.open import open_store
 from orchestrator.store.store import Store
-from orchestrator.vtex.account import AccountPause
+from orchestrator.vtex.pauses import AccountPause
 from tests.factories import import_lines as lines_of
 
 

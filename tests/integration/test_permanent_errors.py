@@ -13,12 +13,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from orchestrator.clock import utcnow
-from orchestrator.importer import import_lines
+from orchestrator.config.settings import Settings
+from orchestrator.config.stuck_rules import StuckRules
+from orchestrator.intake.importer import import_lines
 from orchestrator.ops.status import report
-from orchestrator.ops.stuck_rules import StuckRules
 from orchestrator.runner import run_daemon
 from orchestrator.sandbox import Sandbox, ServerThread
-from orchestrator.settings import Settings
 from orchestrator.store.open import open_store
 from orchestrator.store.store import Store
 from tests.factories import import_lines as lines_of

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from orchestrator.clock import utcnow
-from orchestrator.importer import import_lines
+from orchestrator.config.settings import Settings
+from orchestrator.intake.importer import import_lines
 from orchestrator.runner import run_daemon
 from orchestrator.sandbox import FaultConfig, Sandbox, ServerThread
-from orchestrator.settings import Settings
 from orchestrator.store.open import open_store
 from orchestrator.vtex.client import Call
 from orchestrator.vtex.errors import RateLimited, VtexError

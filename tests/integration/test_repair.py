@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from orchestrator.clock import utcnow
-from orchestrator.importer import import_lines
+from orchestrator.config.settings import Settings
+from orchestrator.intake.importer import import_lines
 from orchestrator.ops.status import report
 from orchestrator.sandbox import Sandbox, ServerThread
-from orchestrator.settings import Settings
 from orchestrator.store.open import open_store
 from tests.factories import import_record
 from tests.integration.test_permanent_errors import drive

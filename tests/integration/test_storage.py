@@ -12,10 +12,10 @@ from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
 from orchestrator.clock import utcnow
-from orchestrator.history import new_event
-from orchestrator.importer import import_lines
+from orchestrator.config.stuck_rules import StuckRules
+from orchestrator.intake.importer import import_lines
 from orchestrator.ops.status import report
-from orchestrator.ops.stuck_rules import StuckRules
+from orchestrator.store.events import new_event
 from orchestrator.store.migrate import alembic_config, current_revision, head_revision
 from orchestrator.store.open import open_store
 from orchestrator.store.store import Store

@@ -145,7 +145,7 @@ def test_place_naming_another_order_id_is_refused(served: ServerThread) -> None:
 @pytest.mark.anyio
 async def test_httpx_own_transport_can_be_chosen(sandbox_server: object) -> None:
     """VTEX_HTTP_TRANSPORT=httpx (for proxies) talks to VTEX just the same."""
-    from orchestrator.settings import load_settings
+    from orchestrator.config.settings import load_settings
     from orchestrator.wiring import build_client
 
     server = sandbox_server

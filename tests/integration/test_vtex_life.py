@@ -15,12 +15,12 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from orchestrator.clock import utcnow
-from orchestrator.importer import import_lines
+from orchestrator.config.settings import Settings, load_settings
+from orchestrator.config.stuck_rules import StuckRules
+from orchestrator.intake.importer import import_lines
 from orchestrator.ops.operations import attach_invoice, attach_tracking, request_cancel, retry
 from orchestrator.ops.status import report
-from orchestrator.ops.stuck_rules import StuckRules
 from orchestrator.sandbox import FaultConfig, Sandbox, SandboxConfig, SandboxOms, ServerThread
-from orchestrator.settings import Settings, load_settings
 from orchestrator.store.open import open_store
 from orchestrator.store.store import Store
 from tests.daemon_runs import run_until, states

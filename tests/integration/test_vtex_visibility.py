@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from orchestrator.clock import utcnow
-from orchestrator.daemon import Daemon
-from orchestrator.importer import import_lines
+from orchestrator.config.settings import Settings
+from orchestrator.engine.daemon import Daemon
+from orchestrator.intake.importer import import_lines
 from orchestrator.runner import run_daemon
 from orchestrator.sandbox import FaultConfig, Sandbox, ServerThread
-from orchestrator.settings import Settings
 from orchestrator.store.open import open_store
 from tests.factories import import_lines as lines_of
 
@@ -78,7 +78,7 @@ def test_a_429_storm_shows_in_the_log_status_and_gauges_and_the_daemon_in_status
 
 
 def test_stuck_orders_by_reason_for_the_gauge(make_settings: Callable[..., Settings]) -> None:
-    from orchestrator.ops.metrics import Metrics
+    from orchestrator.engine.monitor.metrics import Metrics
 
     store = open_store(make_settings().database_url)
     import_lines(lines_of(3), store, utcnow())
@@ -99,7 +99,7 @@ def test_stuck_orders_by_reason_for_the_gauge(make_settings: Callable[..., Setti
 
 
 def test_orders_canceled_in_vtex_are_counted() -> None:
-    from orchestrator.ops.metrics import Metrics
+    from orchestrator.engine.monitor.metrics import Metrics
 
     metrics = Metrics()
     metrics.observe_transition("canceled", "canceling", "canceled")  # ours: not counted

@@ -17,16 +17,16 @@ from typing import Any
 
 import httpx
 
-from orchestrator.importer import build_order
+from orchestrator.engine.policy import Policies
+from orchestrator.engine.stepper import Stepper, StepperConfig
+from orchestrator.intake.importer import build_order
 from orchestrator.log import get_logger
-from orchestrator.policy import Policies
 from orchestrator.sandbox import Sandbox, SandboxConfig, SandboxOms, create_app
-from orchestrator.step import Stepper, StepperConfig
 from orchestrator.store.memory import MemoryStore
 from orchestrator.store.rows import OrderRow
-from orchestrator.vtex.account import AccountGuard
 from orchestrator.vtex.budget import Unlimited
 from orchestrator.vtex.client import VtexClient
+from orchestrator.vtex.pauses import AccountGuard
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=2)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.config.settings import ConfigurationError, describe, load_settings
 from orchestrator.redaction import redact
-from orchestrator.settings import ConfigurationError, describe, load_settings
 
 TWO = """
 [accounts.acme-br]

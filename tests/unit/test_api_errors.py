@@ -13,11 +13,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from orchestrator.api.app import Api, Endpoint
-from orchestrator.api.auth import Caller, new_token, token_hash
 from orchestrator.clock import utcnow
-from orchestrator.settings import load_settings
+from orchestrator.config.settings import load_settings
 from orchestrator.store.open import open_store
+from orchestrator.web.app import Api, Endpoint
+from orchestrator.web.auth import Caller, new_token, token_hash
 
 
 def test_failures_become_json_answers(tmp_path: Path) -> None:

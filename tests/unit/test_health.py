@@ -9,8 +9,8 @@ from datetime import timedelta
 import structlog
 
 from orchestrator import log
+from orchestrator.engine.monitor.health import Health
 from orchestrator.log import RepeatLimiter
-from orchestrator.ops.health import Health
 
 
 class FakeClock:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.line_input import split_lines, strip_line_end
+from orchestrator.intake.line_input import split_lines, strip_line_end
 
 
 def test_only_a_line_feed_ends_a_line() -> None:

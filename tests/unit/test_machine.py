@@ -112,7 +112,7 @@ def test_the_table_of_states_is_complete_and_consistent() -> None:
     awaiting step's poll policy exists; what a step proves, stamps or remembers exists."""
     from dataclasses import fields
 
-    from orchestrator.policy import Policies
+    from orchestrator.engine.policy import Policies
     from orchestrator.store.rows import OrderRow
 
     columns = {f.name for f in fields(OrderRow)}

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import generate_latest
 
-from orchestrator.ops.metrics import Metrics
+from orchestrator.engine.monitor.metrics import Metrics
 from orchestrator.vtex.client import Call
 
 NOW = datetime(2026, 12, 5, tzinfo=UTC)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from orchestrator.planner import Kind, plan
-from orchestrator.policy import Policies, PollPolicy
+from orchestrator.engine.planner import Kind, plan
+from orchestrator.engine.policy import Policies, PollPolicy
 from orchestrator.store.rows import OrderRow
 from states import Action
 

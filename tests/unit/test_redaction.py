@@ -10,8 +10,8 @@ import pytest
 import structlog
 
 from orchestrator import log
+from orchestrator.config.settings import ConfigurationError, load_settings
 from orchestrator.redaction import forget_secrets, redact, register_secret
-from orchestrator.settings import ConfigurationError, load_settings
 
 TOKEN = "T0KEN-never-shown-4711"
 

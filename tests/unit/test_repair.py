@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.importer import build_order
-from orchestrator.repair import decide
+from orchestrator.intake.importer import build_order
+from orchestrator.intake.replace import decide
 from orchestrator.store.memory import MemoryStore
 from orchestrator.store.orders import Conflict, Replacement
 from orchestrator.store.rows import OrderRow

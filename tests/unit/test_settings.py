@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.config.settings import ConfigurationError, load_settings
 from orchestrator.durations import format_duration, parse_duration
-from orchestrator.settings import ConfigurationError, load_settings
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ from datetime import timedelta
 
 import pytest
 
+from orchestrator.config.stuck_rules import StuckRules
+from orchestrator.engine.policy import Policies
 from orchestrator.ops.stuck import diagnose
-from orchestrator.ops.stuck_rules import StuckRules
-from orchestrator.policy import Policies
 from orchestrator.sandbox import FaultConfig
 from states import State
 from tests.factories import import_record, place_body

@@ -7,7 +7,7 @@ from sqlalchemy import Connection
 from sqlmodel import SQLModel
 
 import orchestrator.store.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
-from orchestrator.settings import load_settings
+from orchestrator.config.settings import load_settings
 from orchestrator.store.dialects import create_db_engine
 from orchestrator.store.migrate import check_foreign_keys, foreign_keys_off
 

@@ -22,9 +22,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from orchestrator import planner
-from orchestrator.planner import GUARD_WINDOW, REQUEST_GUARD, Kind
-from orchestrator.step_base import (
+from orchestrator.engine import planner
+from orchestrator.engine.cancel import Cancellation
+from orchestrator.engine.context import (
     INVOICE_MISSING,
     TRACKING_REFUSED,
     Facts,
@@ -33,8 +33,8 @@ from orchestrator.step_base import (
     StepperConfig,
     parse_time,
 )
-from orchestrator.step_cancel import Cancellation
-from orchestrator.step_setbacks import Setbacks
+from orchestrator.engine.planner import GUARD_WINDOW, REQUEST_GUARD, Kind
+from orchestrator.engine.setbacks import Setbacks
 from orchestrator.store.rows import OrderRow
 from orchestrator.vtex.client import Call, calls_end_by
 from orchestrator.vtex.errors import (

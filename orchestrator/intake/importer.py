@@ -5,7 +5,7 @@ One order per line: `{"affiliateId": "ABC", "order": <place-order body>, "invoic
 anything is written; if any line is wrong, nothing is imported and every problem is reported with
 its line number and field. An order already in the database is left untouched when its line is
 the same; a line that differs is a problem, unless `replace` is asked and VTEX never accepted the
-order, which is then corrected and placed again (`orchestrator.repair`).
+order, which is then corrected and placed again (`orchestrator.intake.replace`).
 """
 
 from __future__ import annotations
@@ -17,12 +17,10 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from orchestrator import repair
-from orchestrator.line_input import WHOLE_FILE, decode_line
-from orchestrator.store.orders import Replacement
-from orchestrator.store.store import NewOrder, Store
-from orchestrator.strict_json import BadJson, load_json
-from orchestrator.validation import (
+from orchestrator.intake import replace as repair
+from orchestrator.intake.line_input import WHOLE_FILE, decode_line
+from orchestrator.intake.strict_json import BadJson, load_json
+from orchestrator.intake.validation import (
     AFFILIATE_ID,
     SALES_CHANNEL,
     normalise_invoice,
@@ -30,6 +28,8 @@ from orchestrator.validation import (
     validate_invoice,
     validate_order,
 )
+from orchestrator.store.orders import Replacement
+from orchestrator.store.store import NewOrder, Store
 from orchestrator.vtex.ids import derive_order_id
 
 KNOWN_KEYS = frozenset({"account", "affiliateId", "order", "invoice", "salesChannel"})

@@ -23,10 +23,10 @@ from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, field_validato
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from orchestrator.accounts import Account, AccountError, AccountTable, longest_grace, resolve
-from orchestrator.config_checks import check_base_url, check_credential, check_invoice_timing
+from orchestrator.config.account_tables import Account, AccountError, AccountTable, longest_grace, resolve
+from orchestrator.config.checks import check_base_url, check_credential, check_invoice_timing
+from orchestrator.config.stuck_rules import StuckRules, StuckRulesError
 from orchestrator.durations import format_duration, parse_duration
-from orchestrator.ops.stuck_rules import StuckRules, StuckRulesError
 from orchestrator.redaction import mask_url, register_secret
 
 DEFAULT_DATABASE_URL = "sqlite:///orchestrator.db"
@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     metrics_host: str = Field("127.0.0.1", validation_alias=_env("ORCHESTRATOR_METRICS_HOST"))
     log_level: str = Field("info", validation_alias=_env("ORCHESTRATOR_LOG_LEVEL"))
     log_format: str = Field("auto", validation_alias=_env("ORCHESTRATOR_LOG_FORMAT"))
-    # `[accounts.NAME]` tables (`orchestrator.accounts`); without any, the VTEX_* settings above
+    # `[accounts.NAME]` tables (`orchestrator.config.account_tables`); without any, the VTEX_* settings above
     # are the one account, named `default`.
     accounts: dict[str, AccountTable] = Field(
         default_factory=dict, validation_alias=_env("ORCHESTRATOR_ACCOUNTS")

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from orchestrator.durations import format_duration
-from orchestrator.policy import Policies, PollPolicy
+from orchestrator.engine.policy import Policies, PollPolicy
 from orchestrator.store.rows import OrderRow
 from orchestrator.timefmt import human
 from states import BECOME_READY, CANCEL, PHASES, Action, State, Step, vtex_status

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from orchestrator.history import new_event
+from orchestrator.store.events import new_event
 from orchestrator.store.orders import Conflict, NewOrder, Replacement
 from orchestrator.store.rows import OrderRow
 from states import State

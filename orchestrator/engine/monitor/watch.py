@@ -12,16 +12,16 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator import __version__
-from orchestrator.ops.metrics import Metrics
-from orchestrator.ops.stuck_rules import StuckRules
+from orchestrator.config.stuck_rules import StuckRules
+from orchestrator.engine.monitor.metrics import Metrics
 from orchestrator.store.daemons import HEARTBEAT_SECONDS, DaemonBeat
 
 __all__ = ["HEARTBEAT_SECONDS", "Watch"]
 from orchestrator.store.thread import DatabaseThread
-from orchestrator.vtex.account import AccountGuard
 from orchestrator.vtex.budget import RequestBudget
 from orchestrator.vtex.client import Call
 from orchestrator.vtex.errors import RateLimited, VtexError
+from orchestrator.vtex.pauses import AccountGuard
 
 
 class Watch:

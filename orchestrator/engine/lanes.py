@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from orchestrator.accounts import SINGLE_ACCOUNT_CREDENTIALS, AccountError, CredentialSource
+from orchestrator.config.account_tables import SINGLE_ACCOUNT_CREDENTIALS, AccountError, CredentialSource
+from orchestrator.engine.stepper import Stepper
 from orchestrator.redaction import register_secret
-from orchestrator.step import Stepper
-from orchestrator.vtex.account import AccountGuard
 from orchestrator.vtex.client import VtexClient
+from orchestrator.vtex.pauses import AccountGuard
 
 
 @dataclass

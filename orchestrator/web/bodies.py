@@ -9,8 +9,8 @@ from typing import Any
 
 from starlette.requests import Request
 
-from orchestrator.line_input import split_lines
-from orchestrator.strict_json import BadJson, load_json
+from orchestrator.intake.line_input import split_lines
+from orchestrator.intake.strict_json import BadJson, load_json
 
 MAX_BODY_BYTES = 16 * 1024 * 1024  # about 5,000 typical orders per request
 

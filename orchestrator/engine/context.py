@@ -11,17 +11,17 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from orchestrator.clock import utcnow
-from orchestrator.history import new_event
+from orchestrator.engine.policy import Policies
 from orchestrator.log import get_logger
-from orchestrator.policy import Policies
+from orchestrator.store.events import new_event
 from orchestrator.store.rows import OrderRow
-from orchestrator.vtex.account import AccountGuard
 from orchestrator.vtex.client import Call, VtexClient
 from orchestrator.vtex.errors import (
     EndpointError,
     Throttled,
     VtexError,
 )
+from orchestrator.vtex.pauses import AccountGuard
 from states import (
     CANCELED_IN_VTEX,
     MAIN_LINE,

@@ -6,7 +6,7 @@ wakes the *claim pump*, one task that claims as many due orders as there are fre
 a step for each. A step that leaves its order due again at once wakes the pump too, so a fast VTEX
 is not slowed down to the tick rate, and a slow claim never makes APScheduler overlap its own job.
 
-Each configured VTEX account is a lane (`orchestrator.lanes`): the pump claims for each lane that
+Each configured VTEX account is a lane (`orchestrator.engine.lanes`): the pump claims for each lane that
 is not paused, up to that lane's free slots, so one account's trouble or backlog never takes the
 slots or the claims another account's orders need.
 
@@ -17,7 +17,7 @@ still holds, and return. If the database is unusable by then, the leases are lef
 the reason is one log line (`stop_error`), not a traceback.
 
 A database that fails is retried with a growing pause (one explained log line per kind of
-failure, not one per tick); the probes say so (`orchestrator.ops.health`). A SQLite file that is
+failure, not one per tick); the probes say so (`orchestrator.engine.monitor.health`). A SQLite file that is
 deleted or replaced under the daemon stops it at once: every later write would be lost.
 """
 
@@ -35,20 +35,20 @@ from datetime import datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from orchestrator.clock import OffsetClock, utcnow
-from orchestrator.lanes import Lane
+from orchestrator.engine.lanes import Lane
+from orchestrator.engine.monitor.health import Health
+from orchestrator.engine.monitor.metrics import Metrics, probe_handler
+from orchestrator.engine.monitor.probe_server import ProbeServer
+from orchestrator.engine.monitor.systemd import SystemdNotifier
+from orchestrator.engine.monitor.watch import HEARTBEAT_SECONDS, Watch
 from orchestrator.log import get_logger
-from orchestrator.ops.health import Health
-from orchestrator.ops.metrics import Metrics, probe_handler
-from orchestrator.ops.probe_server import ProbeServer
-from orchestrator.ops.systemd import SystemdNotifier
-from orchestrator.ops.watch import HEARTBEAT_SECONDS, Watch
 from orchestrator.store.dialects import StorageCheck
 from orchestrator.store.errors import DatabaseError, explain, is_database_error
 from orchestrator.store.group_commit import BatchWriter
 from orchestrator.store.patience import patiently
 from orchestrator.store.rows import OrderRow
 from orchestrator.store.thread import DatabaseThread
-from orchestrator.vtex.account import AccountPause
+from orchestrator.vtex.pauses import AccountPause
 
 MAX_CLAIM = 500
 ACCOUNT_REFRESH = timedelta(seconds=2)  # how often a pause recorded by another daemon is picked up

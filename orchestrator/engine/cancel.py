@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.step_base import StepBase, StepContext
+from orchestrator.engine.context import StepBase, StepContext
 from orchestrator.vtex.errors import (
     PermanentError,
 )

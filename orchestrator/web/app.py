@@ -2,7 +2,7 @@
 list, show, status), so the two can never disagree.
 
 Every route but `/healthz` and `/readyz` needs a bearer token whose role allows it
-(`orchestrator.api.auth`). Store calls are synchronous, so they run in Starlette's thread pool;
+(`orchestrator.web.auth`). Store calls are synchronous, so they run in Starlette's thread pool;
 one that must ask VTEX first (an open intent) does so there too, on its own event loop. Every
 action taken here is in the order's history under the token's name (`api:<name>`).
 """
@@ -21,19 +21,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from orchestrator.api.auth import READ, Authenticator, Caller
-from orchestrator.api.intake import BodyError
-from orchestrator.api.routes import NotFound, Routes
-from orchestrator.api.spec import openapi
+from orchestrator.config.settings import Settings
+from orchestrator.errors import OperationError
 from orchestrator.log import get_logger
-from orchestrator.ops.refusal import OperationError
-from orchestrator.settings import Settings
 from orchestrator.store.store import Store
+from orchestrator.web.api import NotFound, Routes
+from orchestrator.web.auth import READ, Authenticator, Caller
+from orchestrator.web.bodies import BodyError
+from orchestrator.web.spec import openapi
 
 if TYPE_CHECKING:
     import uvicorn
 
-    from orchestrator.ops.bounded_http import Limits
+    from orchestrator.web.bounded_http import Limits
 
 Handler = Callable[[Request, Caller], Awaitable[Response]]
 
@@ -139,7 +139,7 @@ def create_api(settings: Settings, store: Store) -> Starlette:
         Endpoint("GET", "/metrics", READ, "API metrics (Prometheus)", metrics),
         Endpoint("GET", "/api/openapi.json", None, "this document", spec),
     ]
-    from orchestrator.console.pages import Console
+    from orchestrator.web.console import Console
 
     routes_ = [
         Route("/healthz", healthz, methods=["GET"]),
@@ -149,8 +149,8 @@ def create_api(settings: Settings, store: Store) -> Starlette:
     ]
     from starlette.middleware import Middleware
 
-    from orchestrator.api.last_resort import LastResort
-    from orchestrator.api.security_headers import SecurityHeaders
+    from orchestrator.web.last_resort import LastResort
+    from orchestrator.web.security_headers import SecurityHeaders
 
     # Outermost first: the headers go on every answer, LastResort's own included.
     return Starlette(routes=routes_, middleware=[Middleware(SecurityHeaders), Middleware(LastResort)])
@@ -159,8 +159,8 @@ def create_api(settings: Settings, store: Store) -> Starlette:
 def api_server(settings: Settings, store: Store, limits: Limits) -> uvicorn.Server:
     """A uvicorn server for the API, bounded against slow and hostile clients (`bounded_http`);
     its socket should listen with the same `BACKLOG`."""
-    from orchestrator.ops.bounded_http import BACKLOG, bounded_protocol
-    from orchestrator.ops.serving import server_for
+    from orchestrator.serving import server_for
+    from orchestrator.web.bounded_http import BACKLOG, bounded_protocol
 
     protocol = bounded_protocol(limits)
     return server_for(create_api(settings, store), settings.log_level, backlog=BACKLOG, http=protocol)

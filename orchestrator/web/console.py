@@ -19,18 +19,18 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from orchestrator.api.auth import OPERATE, PUSH, READ, Authenticator, Caller, token_hash
-from orchestrator.api.refs import order_ref
 from orchestrator.clock import utcnow
-from orchestrator.console import session
-from orchestrator.console.chart import hourly_chart
+from orchestrator.config.settings import Settings
 from orchestrator.durations import format_duration
+from orchestrator.errors import OperationError
 from orchestrator.log import get_logger
-from orchestrator.ops.refusal import OperationError
-from orchestrator.settings import Settings
 from orchestrator.store.rows import ref_of
 from orchestrator.store.store import Store
 from orchestrator.timefmt import human
+from orchestrator.web import session
+from orchestrator.web.auth import OPERATE, PUSH, READ, Authenticator, Caller, token_hash
+from orchestrator.web.chart import hourly_chart
+from orchestrator.web.refs import order_ref
 
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -248,8 +248,8 @@ class Console:
     async def docs(self, request: Request, caller: Caller) -> Response:
         """Interactive API docs: each route from the same table as the OpenAPI document, with a
         form that sends it (the page's own script; the token typed there stays in the page)."""
-        from orchestrator.api.routes import Routes
-        from orchestrator.api.spec import ROLES_FOR
+        from orchestrator.web.api import Routes
+        from orchestrator.web.spec import ROLES_FOR
 
         endpoints = [
             {
@@ -398,9 +398,9 @@ class Console:
         return _back(request, row, outcome.message)
 
     async def invoice(self, request: Request, caller: Caller, form: dict[str, str]) -> Response:
+        from orchestrator.intake.validation import validate_invoice
         from orchestrator.ops.operations import attach_invoice, invoice_from_options
         from orchestrator.ops.reconcile_first import reconciling_first
-        from orchestrator.validation import validate_invoice
 
         row = await self._row(request)
         number, value = (form.get("number") or "").strip(), (form.get("value") or "").strip()
@@ -433,7 +433,7 @@ class Console:
 
 async def _form(request: Request) -> dict[str, str]:
     """A urlencoded form, bounded (these forms are a few fields)."""
-    from orchestrator.api.intake import read_body
+    from orchestrator.web.bodies import read_body
 
     raw = await read_body(request, 64 * 1024)
     return {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from orchestrator.durations import parse_duration
 
 if TYPE_CHECKING:
-    from orchestrator.settings import Settings
+    from orchestrator.config.settings import Settings
 
 DEFAULT_ACCOUNT = "default"
 # A name appears in commands (`--account`), order references (`acme-br/ABC-1`) and metric labels.
@@ -147,7 +147,7 @@ class CredentialMissing(AccountError):
 def read_credential(table: str, what: str, env: str | None, file: Path | None) -> SecretStr:
     """The credential an account table points at. A file's final line break is not part of it
     (every editor and `echo` add one); any other whitespace is refused, as for the variables."""
-    from orchestrator.config_checks import check_credential
+    from orchestrator.config.checks import check_credential
 
     if env is not None:
         value = os.environ.get(env)
@@ -199,7 +199,7 @@ def longest_grace(settings: Settings) -> timedelta:
 
 def resolve(settings: Settings) -> dict[str, Account]:
     """Every account of `settings`, in the order written, `default` first when it exists."""
-    from orchestrator.config_checks import check_base_url, check_invoice_timing
+    from orchestrator.config.checks import check_base_url, check_invoice_timing
 
     accounts: dict[str, Account] = {}
     if has_default(settings):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from orchestrator.step_base import TRACKING_FAILED, StepBase, StepContext
+from orchestrator.engine.context import TRACKING_FAILED, StepBase, StepContext
 from orchestrator.timefmt import human
 from orchestrator.vtex.errors import (
     AuthError,

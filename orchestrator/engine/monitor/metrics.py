@@ -18,8 +18,9 @@
     orchestrator_stuck_orders{reason}                  stuck orders by reason
     orchestrator_build_info{version,python}            always 1: which build runs
 
-`/healthz` (liveness) and `/readyz` (readiness) are described in `orchestrator.ops.health`; all three are
-served by the bounded `orchestrator.ops.probe_server`.
+`/healthz` (liveness) and `/readyz` (readiness) are described in
+`orchestrator.engine.monitor.health`; all three are served by the bounded
+`orchestrator.engine.monitor.probe_server`.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ from prometheus_client import (
 )
 
 from orchestrator import __version__
-from orchestrator.ops.health import Health
-from orchestrator.ops.probe_server import Answer, Handler
+from orchestrator.engine.monitor.health import Health
+from orchestrator.engine.monitor.probe_server import Answer, Handler
 from orchestrator.vtex.client import Call
 from orchestrator.vtex.errors import VtexError
 from states import ORDERED_STATES

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 from orchestrator.store.base import StoreBase
 from orchestrator.store.tables import ACCOUNTS
-from orchestrator.vtex.account import AccountPause
 from orchestrator.vtex.budget import Grant
+from orchestrator.vtex.pauses import AccountPause
 from orchestrator.vtex.recovery import PROBE_TIMEOUT, Recovery, allowance, answered, throttled, unanswered
 
 

@@ -13,15 +13,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from orchestrator.api.auth import OPERATE, PUSH, READ, Caller
-from orchestrator.api.intake import BodyError, json_body, order_lines, read_body
-from orchestrator.api.refs import order_ref
 from orchestrator.clock import utcnow
+from orchestrator.web.auth import OPERATE, PUSH, READ, Caller
+from orchestrator.web.bodies import BodyError, json_body, order_lines, read_body
+from orchestrator.web.refs import order_ref
 
 if TYPE_CHECKING:
-    from orchestrator.api.app import Endpoint
-    from orchestrator.settings import Settings
+    from orchestrator.config.settings import Settings
     from orchestrator.store.store import Store
+    from orchestrator.web.app import Endpoint
 
 T = TypeVar("T")
 
@@ -50,7 +50,7 @@ class Routes:
         self.settings = api.settings
 
     def table(self) -> list[Endpoint]:
-        from orchestrator.api.app import Endpoint
+        from orchestrator.web.app import Endpoint
 
         return [
             Endpoint(
@@ -85,8 +85,8 @@ class Routes:
     # -- intake and late data --------------------------------------------------------------------
 
     async def post_orders(self, request: Request, caller: Caller) -> Response:
-        from orchestrator.api.app import error
-        from orchestrator.importer import import_lines
+        from orchestrator.intake.importer import import_lines
+        from orchestrator.web.app import error
 
         lines = order_lines(await read_body(request), request.headers.get("content-type", ""))
         replace = request.query_params.get("replace") in ("1", "true")
@@ -121,8 +121,8 @@ class Routes:
         return JSONResponse(body, status_code=201 if report.imported or report.replaced else 200)
 
     async def post_invoice(self, request: Request, caller: Caller) -> Response:
+        from orchestrator.intake.validation import validate_invoice
         from orchestrator.ops.operations import attach_invoice
-        from orchestrator.validation import validate_invoice
 
         row = await self._order(request)
         body = await self._object(request, "invoice")
@@ -152,8 +152,8 @@ class Routes:
         return body
 
     async def _late(self, row: Any, problems: list[dict[str, str]], operation: Any) -> Response:
-        from orchestrator.api.app import error
         from orchestrator.ops.reconcile_first import reconciling_first
+        from orchestrator.web.app import error
 
         if problems:
             return error(422, "invalid", problems=problems)
@@ -163,10 +163,10 @@ class Routes:
     # -- reads -----------------------------------------------------------------------------------
 
     async def list_orders(self, request: Request, _caller: Caller) -> Response:
-        from orchestrator.api.app import error
         from orchestrator.durations import parse_duration
         from orchestrator.ops.views import order_summary
         from orchestrator.store.listing import CursorError, OrderFilter, parse_sort, parse_states
+        from orchestrator.web.app import error
 
         q = request.query_params
         try:
@@ -194,8 +194,8 @@ class Routes:
         return JSONResponse({"orders": [order_summary(r, now) for r in rows], "nextCursor": cursor})
 
     async def get_order(self, request: Request, _caller: Caller) -> Response:
-        from orchestrator.api.app import error
         from orchestrator.ops.views import event_json, order_json
+        from orchestrator.web.app import error
 
         key = order_ref(request)
         found = await run_in_threadpool(self.store.find_any, key)
@@ -225,8 +225,8 @@ class Routes:
         return account
 
     async def status(self, request: Request, _caller: Caller) -> Response:
-        from orchestrator.api.app import error
         from orchestrator.ops.status import report
+        from orchestrator.web.app import error
 
         try:
             account = self._account_filter(request)

@@ -1,1 +1,0 @@
-"""`orchestrator serve`: the HTTP API over the same library functions the CLI uses."""
