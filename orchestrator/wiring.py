@@ -117,12 +117,7 @@ def stepper_config(settings: Settings, identity: str) -> StepperConfig:
         worker_id=identity,
         unknown_outcome_after=settings.unknown_outcome_after,
         lease=settings.lease,
-        policies=Policies.for_grace(
-            settings.grace_period,
-            settings.max_attempts,
-            invoice_asap=settings.invoice_timing == "asap",
-            max_requests_per_hour=settings.max_requests_per_order_hour,
-        ),
+        policies=Policies.for_account(settings),
     )
 
 

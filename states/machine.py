@@ -84,8 +84,36 @@ class Facts(Protocol):
         """How many of each SKU we placed."""
         ...
 
+    @property
+    def invoice_waiting(self) -> bool:
+        """Our invoice data exists and has not been sent."""
+        ...
+
+    @property
+    def tracking_waiting(self) -> bool:
+        """A tracking number exists and has not been sent."""
+        ...
+
 
 Rule = Callable[[Mapping[str, Any] | None, Facts], bool]
+Pending = Callable[[Facts], bool]  # a side step's data is waiting to be sent
+
+
+class Attention(StrEnum):
+    """Why an order stopped for a person (`orders.needs_attention`); `retry` lets it go on."""
+
+    TRACKING_REFUSED = "tracking-refused"  # VTEX refused the tracking update
+    TRACKING_FAILED = "tracking-failed"  # the tracking update failed for good
+    INVOICE_MISSING = "invoice-missing"  # VTEX shows the order invoiced, but not with our invoice
+    REQUEST_GUARD = "request-guard"  # too many requests for one order within an hour
+
+
+class InvoiceTiming(StrEnum):
+    """When an order's invoice may go out (`ORCHESTRATOR_INVOICE_TIMING`, or an account's
+    `invoice_timing`)."""
+
+    AFTER_GRACE = "after-grace"  # once handling started: the default
+    ASAP = "asap"  # as soon as the order exists in VTEX
 
 
 @dataclass(frozen=True)
@@ -97,7 +125,7 @@ class Step:
     sources: tuple[State, ...]
     dest: State | None  # None: an internal transition, the state does not change
     applied: Rule
-    action: Action | None = None  # the VTEX write that performs it, if any
+    action: Action | None = None  # the VTEX write that performs it, if any (its name, as intents keep it)
     awaits: str | None = None  # otherwise the VTEX status it waits for
     # An awaiting step: the policy its looks follow (a `PollPolicy` of `Policies`, by name), and a
     # write whose acceptance itself proves the status was reached (it then is the look).
@@ -111,6 +139,16 @@ class Step:
     stamp_from_vtex: str | None = None
     remembers: str | None = None
     needs_invoice: bool = False  # waits for VTEX only once our invoice data exists
+    # A side step (beside the main line): it is due in any of its `sources` while `pending` says
+    # its data waits to be sent; `after_grace` narrows its sources under the default invoice timing.
+    pending: Pending | None = None
+    after_grace: tuple[State, ...] | None = None
+
+    def sources_when(self, timing: InvoiceTiming) -> tuple[State, ...]:
+        """The states this step may be taken in, under `timing`."""
+        if timing is InvoiceTiming.AFTER_GRACE and self.after_grace is not None:
+            return self.after_grace
+        return self.sources
 
     def __post_init__(self) -> None:
         if (self.action is None) == (self.awaits is None) and self.trigger not in _BOOKKEEPING:
@@ -119,7 +157,7 @@ class Step:
             raise ValueError(f"step {self.trigger!r} awaits {self.awaits} but names no poll policy")
 
 
-_BOOKKEEPING = frozenset({"fail", "cancel_locally", "notice_canceled"})
+_BOOKKEEPING = frozenset({"fail", "cancel_locally", "notice_canceled", "replace"})
 
 
 def _status(rule: Callable[[Mapping[str, Any] | None], bool]) -> Rule:
@@ -193,8 +231,18 @@ COMPLETE = Step(
     poll="await_invoiced",
     needs_invoice=True,
 )
+# The invoice may go out in any state once the order exists in VTEX (`asap`); by default only once
+# handling started: an invoice sent during VTEX's grace period would stop the order from being
+# canceled there (VTEX refuses to cancel a partially invoiced order).
 SEND_INVOICE = Step(
-    "send_invoice", INVOICEABLE, None, _invoice_applied, action=Action.INVOICE, stamp="invoice_sent_at"
+    "send_invoice",
+    INVOICEABLE,
+    None,
+    _invoice_applied,
+    action=Action.INVOICE,
+    stamp="invoice_sent_at",
+    pending=lambda facts: facts.invoice_waiting,
+    after_grace=(State.HANDLING,),
 )
 SEND_TRACKING = Step(
     "send_tracking",
@@ -203,6 +251,7 @@ SEND_TRACKING = Step(
     _tracking_applied,
     action=Action.TRACKING,
     stamp="tracking_sent_at",
+    pending=lambda facts: facts.tracking_waiting,
 )
 # VTEX cancels asynchronously: its 200 only starts the cancellation, and the order waits in
 # `canceling` until VTEX shows `canceled` or shows it denied (then the order goes back).
@@ -231,6 +280,8 @@ NOTICE_CANCELED = Step(
     "notice_canceled", (*IN_FLIGHT, State.FAILED), State.CANCELED, _status(rules.is_canceled)
 )
 FAIL = Step("fail", IN_FLIGHT, State.FAILED, _never)
+# An order VTEX never accepted, corrected by a new import line (`import --replace`): placed again.
+REPLACE = Step("replace", (State.IMPORTED, State.FAILED, State.CANCELED), State.IMPORTED, _never)
 
 # The main line, in order. Reconciling walks it from the current state while rules hold.
 MAIN_LINE: tuple[Step, ...] = (PLACE, AUTHORIZE, BECOME_READY, START_HANDLING, COMPLETE)
@@ -243,7 +294,10 @@ STEPS: tuple[Step, ...] = (
     CANCEL_LOCALLY,
     NOTICE_CANCELED,
     FAIL,
+    REPLACE,
 )
+# Planned beside the main line, in this order, whenever their data waits (`Step.pending`).
+SIDE_STEPS: tuple[Step, ...] = (SEND_INVOICE, SEND_TRACKING)
 STEP_BY_ACTION: dict[Action, Step] = {s.action: s for s in STEPS if s.action is not None}
 STEP_BY_TRIGGER: dict[str, Step] = {s.trigger: s for s in STEPS}
 
@@ -274,6 +328,22 @@ PHASES: dict[State, Phase] = {
         Phase(State.CANCELED, None),
     )
 }
+
+
+def never_sent(state: str, failed_from: str | None) -> bool:
+    """VTEX never received this order: still imported, or failed before Place took effect."""
+    return state == State.IMPORTED or (state == State.FAILED and failed_from == State.IMPORTED)
+
+
+def operator_actions(state: str) -> list[str]:
+    """What an operator may ask of an order in `state` (the console's buttons): `retry` a failed
+    one, `cancel` one the machine can still cancel (through VTEX or locally)."""
+    actions = []
+    if any(ORDER_MACHINE.can_fire(state, resume_trigger(s)) for s in IN_FLIGHT):
+        actions.append("retry")
+    if ORDER_MACHINE.can_fire(state, CANCEL.trigger) or ORDER_MACHINE.can_fire(state, CANCEL_LOCALLY.trigger):
+        actions.append("cancel")
+    return actions
 
 
 def resume_trigger(state: State) -> str:
@@ -314,12 +384,12 @@ class Change:
 
 
 class OrderMachine:
-    """The one `transitions.Machine` of the process, fired on any `Stateful` object."""
+    """The `transitions.Machine` of a table of steps, fired on any `Stateful` object."""
 
-    def __init__(self) -> None:
+    def __init__(self, steps: tuple[Step, ...]) -> None:
         specs: list[dict[str, Any]] = [
             {"trigger": s.trigger, "source": [str(x) for x in s.sources], "dest": s.dest and str(s.dest)}
-            for s in STEPS
+            for s in steps
         ]
         specs += [
             {"trigger": resume_trigger(state), "source": str(State.FAILED), "dest": str(state)}
@@ -360,4 +430,30 @@ class OrderMachine:
         return list(self._machine.get_triggers(state))
 
 
-ORDER_MACHINE = OrderMachine()
+class Table:
+    """The whole of "what comes next": every step, the main line, the side steps, each state's
+    phase, and the machine built from them. The engine and the planner read one (`TABLE`, the
+    product's); a new step is a row here. `with_side_step` is how a test adds one."""
+
+    def __init__(
+        self,
+        steps: tuple[Step, ...],
+        main_line: tuple[Step, ...],
+        side_steps: tuple[Step, ...],
+        phases: Mapping[State, Phase],
+    ) -> None:
+        self.steps = steps
+        self.main_line = main_line
+        self.side_steps = side_steps
+        self.phases = phases
+        self.machine = OrderMachine(steps)
+        self.by_action: dict[str, Step] = {str(s.action): s for s in steps if s.action is not None}
+        self.by_trigger: dict[str, Step] = {s.trigger: s for s in steps}
+
+    def with_side_step(self, step: Step) -> Table:
+        """This table and one more side step, planned after the others."""
+        return Table((*self.steps, step), self.main_line, (*self.side_steps, step), self.phases)
+
+
+TABLE = Table(STEPS, MAIN_LINE, SIDE_STEPS, PHASES)
+ORDER_MACHINE = TABLE.machine

@@ -44,7 +44,9 @@ def retry(
             raise typer.Exit(exits.NOTHING_TO_DO)
     report = Report(as_json)
     for order_id in targets:
-        outcome = reconciling_first(settings, store, order_id, partial(retry_order, store, order_id))
+        outcome = reconciling_first(
+            settings, store, order_id, partial(retry_order, store, order_id, settings)
+        )
         report.line(outcome.message, orderId=order_id, changed=outcome.changed)
     report.note(f"{len(targets)} order(s) back in the flow; a running daemon picks them up on its next tick")
     report.done(retried=len(targets))

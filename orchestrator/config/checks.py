@@ -7,6 +7,8 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
+from states import InvoiceTiming
+
 # VTEX app keys and tokens are printable ASCII without spaces; anything else is a copying accident.
 _CREDENTIAL = re.compile(r"[\x21-\x7e]+")
 
@@ -44,7 +46,7 @@ def check_base_url(value: str) -> str:
 
 
 def check_invoice_timing(value: str) -> str:
-    if value not in {"after-grace", "asap"}:
+    if value not in set(InvoiceTiming):
         raise ValueError("invoice_timing must be after-grace (default) or asap")
     return value
 

@@ -1,6 +1,6 @@
 """What an order needs next, decided from its row alone (no I/O, no clock of its own).
 
-The step that moves an order on from each state is in the table of states (`states.PHASES`): a
+The step that moves an order on from each state is in the table of states (`states.TABLE`): a
 write (place, authorize, start handling) or a VTEX status to await, looked for by the step's poll
 policy. Around that table, a few rules apply to every state, in this order:
 
@@ -10,8 +10,9 @@ policy. Around that table, a few rules apply to every state, in this order:
     cancel asked for                     -> WRITE cancel-order
     VTEX holds the order in a status it does not move through in this state (seen since the
                                             order entered it) -> AWAIT, less and less often, saying why
-    invoice pending (in the states the invoice timing allows)   -> WRITE send-invoice
-    invoiced, tracking pending           -> WRITE send-tracking
+    a side step whose data waits (the table's `SIDE_STEPS`: the invoice in the states the
+                                            invoice timing allows, the tracking number once
+                                            invoiced)   -> WRITE it
     then the table's step: WRITE its action, or AWAIT its status (idle while it needs our invoice)
 
 One step has its own timing: `become_ready` (VTEX's grace period) is first looked at when the grace
@@ -32,10 +33,9 @@ from orchestrator.durations import format_duration
 from orchestrator.engine.policy import Policies, PollPolicy
 from orchestrator.store.rows import OrderRow
 from orchestrator.timefmt import human
-from states import BECOME_READY, CANCEL, PHASES, Action, State, Step, vtex_status
+from states import BECOME_READY, CANCEL, TABLE, Action, Attention, State, Step, Table, vtex_status
 
 NO_INVOICE = "waiting for invoice data (attach it with `orchestrator invoice`)"
-REQUEST_GUARD = "request-guard"
 GUARD_WINDOW = timedelta(hours=1)
 
 
@@ -49,22 +49,22 @@ class Kind(Enum):
 @dataclass(frozen=True)
 class Plan:
     kind: Kind
-    action: Action | None = None
+    action: str | None = None  # the write's name (`Action`, or a step a table adds)
     due_at: datetime | None = None  # None: nothing will happen without outside input
     reason: str | None = None
 
 
-def _invoice_states(policies: Policies) -> tuple[State, ...]:
-    """By default the invoice goes out once handling started: an invoice sent during VTEX's grace
-    period would stop the order from being canceled there (VTEX refuses to cancel a partially
-    invoiced order). `asap` sends it as soon as the order exists, as VTEX allows."""
-    if policies.invoice_asap:
-        return (State.DISPATCH_AUTHORIZED, State.READY_FOR_HANDLING, State.HANDLING)
-    return (State.HANDLING,)
-
-
-def invoice_pending(row: OrderRow) -> bool:
-    return row.invoice is not None and row.invoice_sent_at is None
+def side_step(row: OrderRow, state: State, policies: Policies, table: Table = TABLE) -> Step | None:
+    """The side step due now (the invoice, the tracking number): the first of the table's whose
+    data waits and which the state allows under the account's invoice timing."""
+    for step in table.side_steps:
+        if (
+            step.pending is not None
+            and step.pending(row)
+            and state in step.sources_when(policies.invoice_timing)
+        ):
+            return step
+    return None
 
 
 def grace_ends(row: OrderRow, grace: timedelta, margin: timedelta = timedelta(0)) -> datetime | None:
@@ -83,7 +83,7 @@ def held_by_vtex(row: OrderRow) -> str | None:
     """The status VTEX holds the order in, when it is not one VTEX moves through in our state.
     (In `canceling`, any other status is VTEX's answer to the cancellation: the engine's to judge.)"""
     status = status_seen_here(row)
-    phase = PHASES[State(row.state)]
+    phase = TABLE.phases[State(row.state)]
     if status is None or not phase.expected or row.state == State.CANCELING:
         return None
     return None if status in phase.expected else status
@@ -99,7 +99,7 @@ def guard_until(row: OrderRow, now: datetime, policies: Policies) -> datetime | 
     return started + GUARD_WINDOW
 
 
-def plan(row: OrderRow, now: datetime, grace: timedelta, policies: Policies) -> Plan:
+def plan(row: OrderRow, now: datetime, grace: timedelta, policies: Policies, table: Table = TABLE) -> Plan:
     """What the order needs next: cross-cutting rules first (the guard, an open intent, a person
     needed, a cancel asked for, VTEX holding the order), then the side steps (the invoice, the
     tracking number), then the step the table of states names for the order's state."""
@@ -115,20 +115,19 @@ def plan(row: OrderRow, now: datetime, grace: timedelta, policies: Policies) -> 
             ),
         )
     if row.intent:
-        return Plan(Kind.RECONCILE, action=Action(row.intent), due_at=now)
-    if row.needs_attention and row.needs_attention != REQUEST_GUARD:
+        return Plan(Kind.RECONCILE, action=row.intent, due_at=now)
+    if row.needs_attention and row.needs_attention != Attention.REQUEST_GUARD:
         return Plan(Kind.IDLE, reason=row.wait_reason or f"stopped: {row.needs_attention}")
     if row.cancel_reason and state in CANCEL.sources:
         return Plan(Kind.WRITE, action=Action.CANCEL, due_at=now)
     holding = held_by_vtex(row)
     if holding is not None:
         return _held(row, holding, now, policies)
-    if invoice_pending(row) and state in _invoice_states(policies):
-        return Plan(Kind.WRITE, action=Action.INVOICE, due_at=now)
-    step = PHASES[state].next
+    side = side_step(row, state, policies, table)
+    if side is not None:
+        return Plan(Kind.WRITE, action=side.action, due_at=now)
+    step = table.phases[state].next
     if step is None:
-        if state == State.INVOICED and row.tracking is not None and row.tracking_sent_at is None:
-            return Plan(Kind.WRITE, action=Action.TRACKING, due_at=now)
         if state == State.FAILED:
             why = row.last_error or "see history"
             return Plan(Kind.IDLE, reason=f"failed: {why} (`orchestrator status --stuck` says what to do)")
@@ -138,11 +137,12 @@ def plan(row: OrderRow, now: datetime, grace: timedelta, policies: Policies) -> 
     return _awaiting(row, step, now, grace, policies)
 
 
-def first_write(row: OrderRow, state: State, policies: Policies) -> Action | None:
+def first_write(row: OrderRow, state: State, policies: Policies, table: Table = TABLE) -> Action | None:
     """The write an order in `state` would send first (a retried order reconciles it first)."""
-    if invoice_pending(row) and state in _invoice_states(policies):
-        return Action.INVOICE
-    step = PHASES[state].next
+    side = side_step(row, state, policies, table)
+    if side is not None:
+        return side.action
+    step = table.phases[state].next
     if step is None:
         return None
     return step.action or step.probe

@@ -10,8 +10,12 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from states import Action
+from states import InvoiceTiming
+
+if TYPE_CHECKING:
+    from orchestrator.config.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ class Policies:
     """Every timing rule the engine uses, in one value."""
 
     write: RetryPolicy = RetryPolicy()
-    per_action: Mapping[Action, RetryPolicy] = field(default_factory=dict)  # overrides of `write`
+    per_action: Mapping[str, RetryPolicy] = field(default_factory=dict)  # overrides of `write`, by write
     read: RetryPolicy = RetryPolicy(base=2.0, cap=300.0, max_attempts=1_000_000)  # reads never fail an order
     refused_by_server: RetryPolicy = RetryPolicy(base=2.0, cap=60.0, max_attempts=3)
     await_ready: PollPolicy = PollPolicy(first=timedelta(0))
@@ -83,10 +87,10 @@ class Policies:
     grace_margin: timedelta = timedelta(seconds=1)
     rate_limited: timedelta = timedelta(seconds=60)  # VTEX's advice when a 429 has no Retry-After
     endpoint_pause: timedelta = timedelta(seconds=30)  # an answer that is not VTEX's, without a guard
-    invoice_asap: bool = False
+    invoice_timing: InvoiceTiming = InvoiceTiming.AFTER_GRACE  # when the invoice may go out
     bad_credentials: timedelta = timedelta(minutes=5)
 
-    def retry_for(self, action: Action) -> RetryPolicy:
+    def retry_for(self, action: str) -> RetryPolicy:
         return self.per_action.get(action, self.write)
 
     @classmethod
@@ -94,7 +98,7 @@ class Policies:
         cls,
         grace: timedelta,
         max_attempts: int,
-        invoice_asap: bool = False,
+        invoice_timing: InvoiceTiming | str = InvoiceTiming.AFTER_GRACE,
         max_requests_per_hour: int = 60,
     ) -> Policies:
         """Scale the readiness polling to the grace period: minutes for VTEX's 30, seconds for a demo."""
@@ -103,7 +107,17 @@ class Policies:
         return cls(
             write=RetryPolicy(max_attempts=max_attempts),
             grace_margin=margin,
-            invoice_asap=invoice_asap,
+            invoice_timing=InvoiceTiming(invoice_timing),
             await_ready=PollPolicy(first=timedelta(0), minimum=minimum, cap=timedelta(minutes=5)),
             max_requests_per_hour=max_requests_per_hour,
+        )
+
+    @classmethod
+    def for_account(cls, settings: Settings) -> Policies:
+        """An account's policies: its grace period, attempts, invoice timing and request guard."""
+        return cls.for_grace(
+            settings.grace_period,
+            settings.max_attempts,
+            invoice_timing=settings.invoice_timing,
+            max_requests_per_hour=settings.max_requests_per_order_hour,
         )

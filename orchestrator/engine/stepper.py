@@ -14,68 +14,136 @@ What no answer may do: make an order loop. A refusal counts as an attempt and th
 by the step's retry policy; a VTEX status the flow does not drive makes the order wait, looking
 less and less often (the planner); an answer that is not VTEX's pauses the account instead of
 spending the order's attempts; and every request counts against the order's hourly guard.
+
+One class, in one module: the step's paths (write, reconcile, await), its setbacks (a 429, a
+rejected credential, an answer that is not VTEX's, VTEX unreachable, a refusal: wait, retry, fail
+or stop for a person, never re-send at once) and cancellation as VTEX does it. They share the
+row, the step's context and the same few moves (fire a transition through the state machine,
+record a call or an event, schedule the next look), so they are read together.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
+from orchestrator.clock import utcnow
 from orchestrator.engine import planner
-from orchestrator.engine.cancel import Cancellation
-from orchestrator.engine.context import (
-    INVOICE_MISSING,
-    TRACKING_REFUSED,
-    Facts,
-    Persistence,
-    StepContext,
-    StepperConfig,
-    parse_time,
-)
-from orchestrator.engine.planner import GUARD_WINDOW, REQUEST_GUARD, Kind
-from orchestrator.engine.setbacks import Setbacks
+from orchestrator.engine.planner import GUARD_WINDOW, Kind
+from orchestrator.engine.policy import Policies
+from orchestrator.log import get_logger
+from orchestrator.store.events import new_event
 from orchestrator.store.rows import OrderRow
-from orchestrator.vtex.client import Call, calls_end_by
+from orchestrator.timefmt import human
+from orchestrator.vtex.client import Call, VtexClient, calls_end_by
 from orchestrator.vtex.errors import (
     AmbiguousError,
     AuthError,
     Conflict,
     EndpointError,
+    OutOfTime,
     PermanentError,
     RateLimited,
     RetriesExhausted,
     RetryableError,
+    Throttled,
     VtexError,
 )
+from orchestrator.vtex.pauses import AccountGuard
 from states import (
+    CANCEL_LOCALLY,
+    CANCELED_BY_VTEX,
+    CANCELED_IN_VTEX,
+    FAIL,
     INVOICEABLE,
-    STEP_BY_ACTION,
-    STEP_BY_TRIGGER,
+    NOTICE_CANCELED,
+    SEND_INVOICE,
+    TABLE,
     Action,
+    Attention,
     State,
+    Table,
+    denied_trigger,
+    never_sent,
     rules,
+    vtex_status,
 )
 
 __all__ = ["Persistence", "StepContext", "Stepper", "StepperConfig"]
 
 
-class Stepper(Setbacks, Cancellation):
+class Persistence(Protocol):
+    """Durable writes of a step; the daemon batches them from many concurrent steps."""
+
+    async def write_intent(self, row: OrderRow) -> bool: ...
+
+    async def save(self, row: OrderRow, events: list[dict[str, Any]]) -> bool: ...
+
+
+@dataclass
+class StepContext:
+    row: OrderRow
+    now: datetime
+    events: list[dict[str, Any]] = field(default_factory=list)
+    scheduled: bool = False  # an error path already chose next_run_at
+    refused: bool = False  # VTEX refused a write in this step: the next one waits
+
+
+@dataclass(frozen=True)
+class StepperConfig:
+    grace_period: timedelta
+    worker_id: str
+    unknown_outcome_after: timedelta = timedelta(minutes=15)
+    policies: Policies = field(default_factory=Policies)
+    # The claim's lease: a step's calls end a fifth of it before it expires (time to save the
+    # outcome), so no call outlives the lease. None: no deadline (tests that step by hand).
+    lease: timedelta | None = None
+    # What comes next (the state table) and the VTEX call each of its writes makes: the product's,
+    # or a table with a step added (README, "Adding a VTEX step").
+    table: Table = TABLE
+    perform: Mapping[str, Perform] = field(default_factory=lambda: PERFORM)
+
+
+class Stepper:
     """Advances one claimed order by one durable step (the heart of the product)."""
 
-    # -- one step --------------------------------------------------------------------------------
+    def __init__(
+        self,
+        client: VtexClient,
+        persistence: Persistence,
+        config: StepperConfig,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        on_transition: Callable[[str, str, str], None] | None = None,
+        guard: AccountGuard | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.client = client
+        self.guard = guard
+        self.persistence = persistence
+        self.config = config
+        self.policies = config.policies
+        self.table = config.table
+        self.clock = clock
+        self._rng = rng or random.Random()
+        self._on_transition = on_transition
+        self._log = get_logger(worker=config.worker_id)
 
     async def step(self, row: OrderRow) -> bool:
         """Advance `row` by one durable step; False when its lease turned out to be lost."""
         ctx = StepContext(row, self.clock())
         self._renew_guard_window(ctx)
-        plan = planner.plan(row, ctx.now, self.config.grace_period, self.policies)
+        plan = planner.plan(row, ctx.now, self.config.grace_period, self.policies, self.table)
         with calls_end_by(self._calls_deadline(ctx)):
             if plan.kind is Kind.RECONCILE:
                 await self._reconcile(ctx)
             elif plan.kind is Kind.WRITE:
                 assert plan.action is not None
-                if plan.action is Action.CANCEL and self._cancel_locally(ctx):
+                if plan.action == Action.CANCEL and self._cancel_locally(ctx):
                     pass
                 elif not await self._write(ctx, plan.action):
                     return False
@@ -96,7 +164,7 @@ class Stepper(Setbacks, Cancellation):
     async def _finish(self, ctx: StepContext) -> bool:
         row = ctx.row
         if row.requests_in_window >= self.policies.max_requests_per_hour and not row.needs_attention:
-            row.needs_attention = REQUEST_GUARD
+            row.needs_attention = Attention.REQUEST_GUARD
             ctx.scheduled = False  # whatever the step chose, the guard's hour decides now
             self._log.warning(
                 "request guard: order paused for the rest of the hour",
@@ -122,7 +190,7 @@ class Stepper(Setbacks, Cancellation):
 
     def _schedule(self, ctx: StepContext) -> None:
         row = ctx.row
-        nxt = planner.plan(row, ctx.now, self.config.grace_period, self.policies)
+        nxt = planner.plan(row, ctx.now, self.config.grace_period, self.policies, self.table)
         row.next_run_at = nxt.due_at
         row.wait_reason = nxt.reason
         if ctx.refused and nxt.kind is Kind.WRITE:
@@ -137,12 +205,12 @@ class Stepper(Setbacks, Cancellation):
         if started is None or ctx.now - started >= GUARD_WINDOW:
             row.requests_window_at = ctx.now
             row.requests_in_window = 0
-            if row.needs_attention == REQUEST_GUARD:
+            if row.needs_attention == Attention.REQUEST_GUARD:
                 row.needs_attention = None
 
     # -- writes ----------------------------------------------------------------------------------
 
-    async def _write(self, ctx: StepContext, action: Action) -> bool:
+    async def _write(self, ctx: StepContext, action: str) -> bool:
         row = ctx.row
         row.intent = str(action)
         row.intent_attempt = row.attempts + 1
@@ -197,27 +265,10 @@ class Stepper(Setbacks, Cancellation):
             self._applied(ctx, action, vtex_order=None, via="VTEX accepted")
         return True
 
-    async def _perform(self, row: OrderRow, action: Action) -> Call:
-        client = self.client
-        if action is Action.PLACE:
-            return await client.place_order(row.affiliate_id, row.place_body, row.sales_channel)
-        if action is Action.AUTHORIZE:
-            return await client.authorize_dispatch(
-                row.affiliate_id, row.marketplace_order_id, row.sales_channel
-            )
-        if action is Action.START_HANDLING:
-            return await client.start_handling(row.order_id)
-        if action is Action.INVOICE:
-            assert row.invoice is not None
-            return await client.send_invoice(row.order_id, row.invoice)
-        if action is Action.TRACKING:
-            assert row.tracking is not None and row.invoice_number is not None
-            return await client.update_tracking(row.order_id, row.invoice_number, row.tracking)
-        if action is Action.CANCEL:
-            return await client.cancel_order(row.order_id, row.cancel_reason or "canceled by operator")
-        raise AssertionError(f"no VTEX call for {action}")
+    async def _perform(self, row: OrderRow, action: str) -> Call:
+        return await self.config.perform[action](self.client, row)
 
-    async def _after_refusal(self, ctx: StepContext, action: Action, refusal: PermanentError) -> None:
+    async def _after_refusal(self, ctx: StepContext, action: str, refusal: PermanentError) -> None:
         """VTEX refused the call. Before calling it a failure, look at the order: FMT009 on Place,
         or OMS003 on Start handling, often means an earlier attempt already took effect; a status
         VTEX holds the order in explains the refusal without being our fault."""
@@ -228,10 +279,10 @@ class Stepper(Setbacks, Cancellation):
         vtex_order, ok = await self._fetch(ctx)
         if not ok:
             return
-        if vtex_order is not None and rules.is_canceled(vtex_order) and action is not Action.CANCEL:
+        if vtex_order is not None and rules.is_canceled(vtex_order) and action != Action.CANCEL:
             self._canceled_in_vtex(ctx)
             return
-        if vtex_order is None and action is Action.CANCEL:
+        if vtex_order is None and action == Action.CANCEL:
             self._cancel_locally(ctx, force=True)
             return
         if self._already_applied(action, vtex_order, row):
@@ -242,30 +293,30 @@ class Stepper(Setbacks, Cancellation):
                 via=f"VTEX refused ({refusal.code or refusal.http_status}) but it had already taken effect",
             )
             return
-        if action is Action.CANCEL:
+        if action == Action.CANCEL:
             self._cancel_refused(ctx, refusal)
             return
-        if action is Action.PLACE and vtex_order is not None:
+        if action == Action.PLACE and vtex_order is not None:
             self._different_order(ctx, vtex_order, refusal)  # "already exists", but not as ours
             return
-        if action is Action.TRACKING:
+        if action == Action.TRACKING:
             self._needs_attention(
-                ctx, TRACKING_REFUSED, f"VTEX refused the tracking update: {refusal.describe()}"
+                ctx, Attention.TRACKING_REFUSED, f"VTEX refused the tracking update: {refusal.describe()}"
             )
             return
         self._catch_up(ctx, vtex_order)
-        if isinstance(refusal, Conflict) and action is Action.START_HANDLING:
+        if isinstance(refusal, Conflict) and action == Action.START_HANDLING:
             return  # not ready-for-handling yet: VTEX's grace period outlasts ours, or VTEX holds it
         if planner.held_by_vtex(row) is not None:
             return  # refused because VTEX holds the order somewhere: wait for it, do not fail
         if self.policies.retry_for(action).exhausted(row.attempts) or not _transient_refusal(refusal):
             self._fail(ctx, refusal.describe(), refusal.code or str(refusal.http_status))
 
-    def _already_applied(self, action: Action, vtex_order: Mapping[str, Any] | None, row: OrderRow) -> bool:
-        step = STEP_BY_ACTION[action]
-        if not step.applied(vtex_order, Facts(row)):
+    def _already_applied(self, action: str, vtex_order: Mapping[str, Any] | None, row: OrderRow) -> bool:
+        step = self.table.by_action[action]
+        if not step.applied(vtex_order, row):
             return False
-        if action is Action.PLACE and vtex_order is not None:
+        if action == Action.PLACE and vtex_order is not None:
             # The order is ours (the Place rule); its value must be ours too.
             value = vtex_order.get("value")
             return value is None or value == row.value
@@ -277,8 +328,7 @@ class Stepper(Setbacks, Cancellation):
         """VTEX holds another order under this one's id: never ours to drive, so it fails, saying
         what differs (with VTEX's code when VTEX refused our Place for it, e.g. FMT009)."""
         row = ctx.row
-        facts = Facts(row)
-        found = rules.differences(vtex_order, facts.marketplace_order_id, facts.affiliate_id, facts.items)
+        found = rules.differences(vtex_order, row.marketplace_order_id, row.affiliate_id, row.items)
         value = vtex_order.get("value")
         if not found and value is not None and value != row.value:
             found.append(f"value {value}, not {row.value}")
@@ -294,11 +344,11 @@ class Stepper(Setbacks, Cancellation):
     # -- reads -----------------------------------------------------------------------------------
     async def _reconcile(self, ctx: StepContext) -> None:
         row = ctx.row
-        action = Action(row.intent or "")
+        action = row.intent or ""
         vtex_order, ok = await self._fetch(ctx)
         if not ok:
             return
-        if vtex_order is not None and rules.is_canceled(vtex_order) and action is not Action.CANCEL:
+        if vtex_order is not None and rules.is_canceled(vtex_order) and action != Action.CANCEL:
             self._clear_intent(row)
             self._canceled_in_vtex(ctx)
             return
@@ -306,7 +356,7 @@ class Stepper(Setbacks, Cancellation):
             self._event(ctx, "reconcile", action=str(action), attempt=row.intent_attempt, message="applied")
             self._applied(ctx, action, vtex_order, via="reconciled: VTEX shows it took effect")
             return
-        if action is Action.PLACE and vtex_order is not None:
+        if action == Action.PLACE and vtex_order is not None:
             self._clear_intent(row)
             self._different_order(ctx, vtex_order)
             return
@@ -321,7 +371,7 @@ class Stepper(Setbacks, Cancellation):
         self._catch_up(ctx, vtex_order)
         # Place answered 500 and VTEX has no order: VTEX refused it. That is what VTEX does, every
         # time, for an affiliate using the seller's payment methods, so give up after a few tries.
-        refused = action is Action.PLACE and row.last_http_status == 500
+        refused = action == Action.PLACE and row.last_http_status == 500
         policy = self.policies.refused_by_server if refused else self.policies.retry_for(action)
         if policy.exhausted(row.attempts):
             exhausted = RetriesExhausted(
@@ -366,7 +416,7 @@ class Stepper(Setbacks, Cancellation):
         held = ", ".join(str(p.get("invoiceNumber")) for p in rules.packages(vtex_order)) or "none"
         self._needs_attention(
             ctx,
-            INVOICE_MISSING,
+            Attention.INVOICE_MISSING,
             f"VTEX shows the order invoiced, but not with our invoice {number} (its invoices: {held})",
         )
 
@@ -404,14 +454,12 @@ class Stepper(Setbacks, Cancellation):
 
     # -- outcomes --------------------------------------------------------------------------------
 
-    def _applied(
-        self, ctx: StepContext, action: Action, vtex_order: Mapping[str, Any] | None, via: str
-    ) -> None:
+    def _applied(self, ctx: StepContext, action: str, vtex_order: Mapping[str, Any] | None, via: str) -> None:
         """`action` took effect: its step's transitions, as the table of states declares them
         (earlier steps it proves, the columns it stamps or remembers), then whatever more VTEX's
         view of the order proves."""
         row = ctx.row
-        step = STEP_BY_ACTION[action]
+        step = self.table.by_action[action]
         self._clear_intent(row)
         ctx.refused = False
         row.attempts = 0
@@ -419,12 +467,12 @@ class Stepper(Setbacks, Cancellation):
         row.last_error_code = None
         row.last_http_status = None
         for trigger in step.proves:
-            if row.state in STEP_BY_TRIGGER[trigger].sources:
+            if row.state in self.table.by_trigger[trigger].sources:
                 self._fire(ctx, trigger, f"{action} accepted, which proves it")
         if step.remembers is not None:
             setattr(row, step.remembers, row.state)
         self._fire(
-            ctx, step.trigger, f"{via}; VTEX cancels asynchronously" if action is Action.CANCEL else via
+            ctx, step.trigger, f"{via}; VTEX cancels asynchronously" if action == Action.CANCEL else via
         )
         if step.stamp is not None:
             vtex_time = (
@@ -440,11 +488,309 @@ class Stepper(Setbacks, Cancellation):
         else:
             self._catch_up(ctx, vtex_order)
 
+    # -- setbacks: VTEX did not simply accept -----------------------------------------------------
+
+    def _read_failed(self, ctx: StepContext, exc: VtexError) -> None:
+        row = ctx.row
+        delay = self.policies.read.delay(max(1, row.attempts + 1), self._rng)
+        reason = f"cannot reach VTEX ({exc.message})"
+        if row.intent and row.intent_at and ctx.now - row.intent_at > self.config.unknown_outcome_after:
+            reason = (
+                f"cannot tell whether {row.intent} took effect: VTEX unreachable since "
+                f"{human(row.intent_at)} ({exc.message}); "
+                "will keep checking, never re-sending blindly"
+            )
+        self._note_error(row, exc)
+        self._later(ctx, delay, reason)
+
+    def _rate_limited(self, ctx: StepContext, exc: RateLimited, what: str) -> None:
+        """Wait as long as VTEX says (its advice, a minute, when it says nothing). A 429 is never
+        an attempt of the order, so a Retry-After of 0 answered again and again would loop: the
+        wait has a floor that doubles with every five requests the order made this hour."""
+        if isinstance(exc, OutOfTime):
+            self._later(ctx, timedelta(0), f"the step's lease ran out before {exc.operation}; next claim")
+            return
+        if exc.retry_after is not None:
+            wait = timedelta(seconds=exc.retry_after)
+        else:
+            wait = self.policies.rate_limited
+        if not isinstance(exc, Throttled):
+            floor = timedelta(seconds=0.5 * 2 ** (ctx.row.requests_in_window / 5))
+            wait = max(wait, min(floor, self.policies.rate_limited))
+        source = "request budget" if isinstance(exc, Throttled) else "VTEX rate limit (429)"
+        self._later(ctx, wait, f"{source}: waiting {wait.total_seconds():.0f}s{what}")
+
+    def _retry_or_fail(self, ctx: StepContext, action: str, exc: VtexError) -> None:
+        row = ctx.row
+        row.attempts += 1
+        self._note_error(row, exc)
+        policy = self.policies.retry_for(action)
+        if policy.exhausted(row.attempts):
+            exhausted = RetriesExhausted(row.attempts, exc, operation=str(action), order_id=row.order_id)
+            self._fail(ctx, exhausted.describe(), exc.code or str(exc.http_status or "TRANSPORT"))
+            return
+        delay = policy.delay(row.attempts, self._rng)
+        self._later(ctx, delay, f"retrying {action} (attempt {row.attempts + 1}) after: {exc.message}")
+
+    def _bad_credentials(self, ctx: StepContext, exc: AuthError) -> None:
+        """Not this order's fault: the whole account pauses (one log line, one status entry)."""
+        self._note_error(ctx.row, exc)
+        reason = (
+            f"VTEX rejected the credentials (HTTP {exc.http_status}); check VTEX_APP_KEY / VTEX_APP_TOKEN"
+        )
+        if self.guard is None:
+            self._later(ctx, self.policies.bad_credentials, reason)
+            return
+        until = self.guard.credentials_rejected(
+            ctx.now, exc.http_status, order_id=ctx.row.order_id, state=ctx.row.state, action=exc.operation
+        )
+        self._later(ctx, max(until - ctx.now, timedelta(0)), f"account paused: {reason}")
+
+    def _endpoint_problem(self, ctx: StepContext, exc: VtexError) -> None:
+        """Not VTEX answering (an HTML page, a redirect, a body without end): not this order's
+        fault, not an attempt of it; the whole account pauses, for longer while it lasts."""
+        self._note_error(ctx.row, exc)
+        if self.guard is None:
+            self._later(ctx, self.policies.endpoint_pause, f"not a VTEX answer: {exc.message}")
+            return
+        until = self.guard.endpoint_failed(
+            ctx.now, exc.message, order_id=ctx.row.order_id, state=ctx.row.state, action=exc.operation
+        )
+        self._later(ctx, max(until - ctx.now, timedelta(0)), f"account paused: {exc.message}")
+
+    def _needs_attention(self, ctx: StepContext, why: str, reason: str) -> None:
+        """The order stops and waits for a person; `status --stuck` lists it with `reason`."""
+        row = ctx.row
+        row.needs_attention = why
+        row.last_error = reason
+        self._event(ctx, "error", action=why, message=reason)
+        self._log.error(
+            "order needs attention", order_id=row.order_id, state=row.state, action=why, reason=reason
+        )
+        row.next_run_at = None
+        row.wait_reason = f"{reason[:200]} (`orchestrator retry {row.order_id}` tries again)"
+        ctx.scheduled = True
+
+    def _fail(self, ctx: StepContext, reason: str, code: str | None) -> None:
+        row = ctx.row
+        row.last_error = reason
+        row.last_error_code = code
+        if row.state == State.INVOICED:
+            # Only the tracking update can fail after invoiced: the order stays invoiced, stopped.
+            self._needs_attention(ctx, Attention.TRACKING_FAILED, reason)
+            return
+        if row.state in (State.FAILED, State.CANCELED):
+            return
+        row.failed_from = row.state
+        self._fire(ctx, FAIL.trigger, reason)
+        self._event(ctx, "error", error_code=code, message=reason)
+        self._log.error(
+            "order failed", order_id=row.order_id, state=row.state, action="fail", reason=reason, code=code
+        )
+
+    # -- cancellation, as VTEX does it ----------------------------------------------------------------
+
+    def _cancel_locally(self, ctx: StepContext, force: bool = False) -> bool:
+        """An order VTEX never received needs no VTEX call to be canceled."""
+        row = ctx.row
+        if not (force or (never_sent(row.state, row.failed_from) and not row.intent)):
+            return False
+        if row.state == State.CANCELING:
+            self._fire(ctx, CANCELED_BY_VTEX.trigger, "VTEX has no such order: nothing left to cancel")
+        elif row.state in (State.IMPORTED, State.FAILED):
+            self._fire(ctx, CANCEL_LOCALLY.trigger, f"canceled before reaching VTEX: {row.cancel_reason}")
+        else:
+            self._fire(ctx, NOTICE_CANCELED.trigger, "VTEX has no such order: nothing left to cancel")
+        row.cancel_reason = None
+        return True
+
+    def _follow_cancellation(self, ctx: StepContext, vtex_order: Mapping[str, Any]) -> None:
+        """Canceling: VTEX shows canceled (done), still canceling (wait), or anything else: the
+        seller denied it, and the order carries on from where it was."""
+        row = ctx.row
+        status = rules.status_of(vtex_order) or ""
+        if rules.is_canceled(vtex_order):
+            self._fire(ctx, CANCELED_BY_VTEX.trigger, "VTEX canceled the order")
+            row.cancel_reason = None
+            return
+        if status in vtex_status.CANCELING:
+            return
+        back = State(row.canceled_from or State.HANDLING)
+        self._fire(ctx, denied_trigger(back), f"VTEX denied the cancellation; the order is {status} there")
+        self._event(
+            ctx, "note", action="cancel-denied", message=f"cancellation denied in VTEX (status {status})"
+        )
+        row.cancel_reason = None
+        row.canceled_from = None
+        self._catch_up(ctx, vtex_order)
+
+    def _cancel_refused(self, ctx: StepContext, refusal: PermanentError) -> None:
+        """VTEX will not cancel (e.g. an Output invoice exists): the order carries on as it was;
+        the refusal is in its history and its last error, and the cancel request is dropped."""
+        row = ctx.row
+        row.cancel_reason = None
+        row.attempts = 0
+        self._event(
+            ctx,
+            "note",
+            action="cancel-refused",
+            error_code=refusal.code or str(refusal.http_status),
+            message=f"VTEX refused to cancel: {refusal.describe()}",
+        )
+        self._log.warning(
+            "VTEX refused to cancel; the order carries on",
+            order_id=row.order_id,
+            state=row.state,
+            action=str(Action.CANCEL),
+            error=refusal.describe(),
+        )
+        ctx.refused = False
+
+    # -- the moves every path makes -------------------------------------------------------------------
+
+    def _later(self, ctx: StepContext, delay: timedelta, reason: str) -> None:
+        ctx.row.next_run_at = ctx.now + delay
+        ctx.row.wait_reason = reason[:300]
+        ctx.scheduled = True
+
+    def _catch_up(self, ctx: StepContext, vtex_order: Mapping[str, Any] | None) -> None:
+        """Move along the main line as far as VTEX's view of the order proves we are."""
+        row = ctx.row
+        if vtex_order is None:
+            return
+        if rules.is_canceled(vtex_order):
+            self._canceled_in_vtex(ctx)
+            return
+        if (
+            row.invoice_number
+            and row.invoice_sent_at is None
+            and rules.invoice_present(vtex_order, row.invoice_number)
+        ):
+            self._fire(ctx, SEND_INVOICE.trigger)
+            row.invoice_sent_at = ctx.now
+        for step in self.table.main_line:
+            if row.state in step.sources and step.applied(vtex_order, row):
+                self._fire(ctx, step.trigger)
+
+    def _canceled_in_vtex(self, ctx: StepContext) -> None:
+        """VTEX shows the order canceled: by our request (canceling), or on its own (its Admin)."""
+        row = ctx.row
+        if row.state == State.CANCELING:
+            self._fire(ctx, CANCELED_BY_VTEX.trigger, "VTEX canceled the order")
+        elif row.state not in (State.CANCELED, State.INVOICED):
+            was = row.state
+            self._fire(ctx, NOTICE_CANCELED.trigger, "VTEX reports the order canceled (canceled in VTEX)")
+            # Kept on the order, so `status` counts them and `list --code canceled-in-vtex` finds them.
+            row.last_error_code = CANCELED_IN_VTEX
+            row.last_error = f"canceled in VTEX while {was}, not here (VTEX Admin, the customer, or VTEX)"
+            self._log.warning(
+                "order canceled in VTEX, not here", order_id=row.order_id, state=was, action="notice_canceled"
+            )
+        row.cancel_reason = None
+
+    @staticmethod
+    def _clear_intent(row: OrderRow) -> None:
+        row.intent = None
+        row.intent_attempt = None
+        row.intent_at = None
+
+    @staticmethod
+    def _note_error(row: OrderRow, exc: VtexError) -> None:
+        row.last_error = exc.describe()
+        row.last_error_code = exc.code or (str(exc.http_status) if exc.http_status else type(exc).__name__)
+        row.last_http_status = exc.http_status
+
+    def _fire(self, ctx: StepContext, trigger: str, message: str | None = None) -> None:
+        row = ctx.row
+        change = self.table.machine.fire(row, trigger)
+        if change.source != change.dest:
+            row.state_changed_at = ctx.now
+            row.attempts = 0  # attempts count per step
+        self._event(
+            ctx, "transition", action=trigger, from_state=change.source, to_state=change.dest, message=message
+        )
+        self._log.info(
+            "transition", order_id=row.order_id, state=change.dest, action=trigger, from_state=change.source
+        )
+        if self._on_transition is not None:
+            self._on_transition(trigger, change.source, change.dest)
+
+    def _event(self, ctx: StepContext, kind: str, **fields: Any) -> None:
+        ctx.events.append(new_event(ctx.row.id, ctx.now, kind, worker=self.config.worker_id, **fields))
+
+    def _record_call(
+        self, ctx: StepContext, operation: str, outcome: Call | VtexError, attempt: int | None = None
+    ) -> None:
+        if isinstance(outcome, Throttled):
+            return  # never sent: nothing to record
+        ctx.row.requests_in_window += 1
+        accepted = isinstance(outcome, Call) or (
+            outcome.http_status not in (None, 401, 403) and not isinstance(outcome, EndpointError)
+        )
+        if self.guard is not None and accepted:
+            self.guard.call_accepted(order_id=ctx.row.order_id, state=ctx.row.state, action=operation)
+        if isinstance(outcome, Call):
+            self._event(
+                ctx,
+                "call",
+                action=operation,
+                attempt=attempt,
+                http_status=outcome.http_status,
+                duration_ms=outcome.duration_ms,
+            )
+            return
+        self._event(
+            ctx,
+            "call",
+            action=operation,
+            attempt=attempt,
+            http_status=outcome.http_status,
+            duration_ms=outcome.duration_ms,
+            error_code=outcome.code or type(outcome).__name__,
+            message=outcome.message[:500],
+        )
+
+
+Perform = Callable[[VtexClient, OrderRow], Awaitable[Call]]
+
+
+def _invoice(client: VtexClient, row: OrderRow) -> Awaitable[Call]:
+    assert row.invoice is not None
+    return client.send_invoice(row.order_id, row.invoice)
+
+
+def _tracking(client: VtexClient, row: OrderRow) -> Awaitable[Call]:
+    assert row.tracking is not None and row.invoice_number is not None
+    return client.update_tracking(row.order_id, row.invoice_number, row.tracking)
+
+
+# The VTEX call each write of the state table makes, from the order's row. A new write is a row
+# here, beside its `Step` in `states` (README, "Adding a VTEX step").
+PERFORM: dict[str, Perform] = {
+    Action.PLACE: lambda client, row: client.place_order(row.affiliate_id, row.place_body, row.sales_channel),
+    Action.AUTHORIZE: lambda client, row: client.authorize_dispatch(
+        row.affiliate_id, row.marketplace_order_id, row.sales_channel
+    ),
+    Action.START_HANDLING: lambda client, row: client.start_handling(row.order_id),
+    Action.INVOICE: _invoice,
+    Action.TRACKING: _tracking,
+    Action.CANCEL: lambda client, row: client.cancel_order(
+        row.order_id, row.cancel_reason or "canceled by operator"
+    ),
+}
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None
+
 
 def _transient_refusal(refusal: PermanentError) -> bool:
     """A refusal that may pass while VTEX moves the order on (a status conflict), as opposed to
     one about our data (an FMT code, a bad body), which repeating cannot change."""
     return isinstance(refusal, Conflict)
-
-
-StepFn = Callable[[OrderRow], Awaitable[bool]]

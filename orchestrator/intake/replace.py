@@ -9,13 +9,14 @@ disagree for ever; for those the refusal names the command that does the right t
 
 from __future__ import annotations
 
+from dataclasses import replace as replace_dataclass
 from datetime import datetime
 from typing import Any
 
 from orchestrator.store.events import new_event
 from orchestrator.store.orders import Conflict, NewOrder, Replacement
 from orchestrator.store.rows import OrderRow
-from states import State
+from states import ORDER_MACHINE, REPLACE, State, never_sent
 
 
 def differences(stored: OrderRow, new: NewOrder) -> list[str]:
@@ -36,11 +37,7 @@ def differences(stored: OrderRow, new: NewOrder) -> list[str]:
 
 
 def never_accepted(row: OrderRow, canceled_locally: bool) -> bool:
-    return (
-        row.state == State.IMPORTED
-        or (row.state == State.FAILED and row.failed_from == State.IMPORTED)
-        or (row.state == State.CANCELED and canceled_locally)
-    )
+    return never_sent(row.state, row.failed_from) or (row.state == State.CANCELED and canceled_locally)
 
 
 def refusal(row: OrderRow, canceled_locally: bool, fields: list[str]) -> str | None:
@@ -79,8 +76,10 @@ def refusal(row: OrderRow, canceled_locally: bool, fields: list[str]) -> str | N
     )
 
 
-def replacement_values(new: NewOrder, now: datetime) -> dict[str, Any]:
-    """The stored order made new again: the corrected body, back to `imported`, due now."""
+def replacement_values(row: OrderRow, new: NewOrder, now: datetime) -> dict[str, Any]:
+    """The stored order made new again: the corrected body, back to `imported` through the state
+    machine's `replace` (which refuses any other state), due now."""
+    change = ORDER_MACHINE.fire(replace_dataclass(row), REPLACE.trigger)
     return {
         "place_body": new.place_body,
         "value": new.value,
@@ -90,7 +89,7 @@ def replacement_values(new: NewOrder, now: datetime) -> dict[str, Any]:
             if new.invoice is not None
             else {}
         ),
-        "state": str(State.IMPORTED),
+        "state": change.dest,
         "failed_from": None,
         "cancel_reason": None,
         "canceled_from": None,
@@ -135,19 +134,20 @@ def decide(
             "it can be corrected: import again with --replace",
         )
     was = f"{row.state}" + (f": {row.last_error_code or row.last_error}" if row.state == State.FAILED else "")
+    values = replacement_values(row, new, now)
     events = [
         new_event(
             row.id,
             now,
             "import",
-            action="replace",
+            action=REPLACE.trigger,
             from_state=row.state,
-            to_state=str(State.IMPORTED),
+            to_state=values["state"],
             message=f"replaced by a corrected import ({changed}); it was {was}",
             detail={"fields": fields, "previous": bodies(row), "new": new_bodies(new)},
         )
     ]
-    return Replacement(row.order_id, replacement_values(new, now), events, was)
+    return Replacement(row.order_id, values, events, was)
 
 
 def new_bodies(new: NewOrder) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.clock import utcnow
-from orchestrator.engine.context import INVOICE_MISSING
+from orchestrator.config.settings import Settings
 from orchestrator.engine.planner import first_write
 from orchestrator.engine.policy import Policies
 from orchestrator.errors import OperationError
@@ -30,7 +30,7 @@ from orchestrator.store.events import new_event
 from orchestrator.store.rows import OrderRow
 from orchestrator.store.store import Store
 from orchestrator.timefmt import human
-from states import ORDER_MACHINE, Action, State, resume_trigger
+from states import ORDER_MACHINE, Action, Attention, State, resume_trigger
 
 BUSY_WAIT_SECONDS = 15.0
 
@@ -137,10 +137,11 @@ def invoice_change(order_id: str, invoice: Mapping[str, Any]) -> Change:
     return change
 
 
-def retry(store: Store, order_id: str, actor: str | None = None) -> Outcome:
+def retry(store: Store, order_id: str, settings: Settings, actor: str | None = None) -> Outcome:
     """Put a failed order back where it failed, or let an order that stopped for a person (a
     refused tracking update, the request guard) go on. A failed step is reconciled with VTEX before
-    anything is sent again, since the failure may have come after VTEX had already acted."""
+    anything is sent again, since the failure may have come after VTEX had already acted; which
+    step that is follows the order's account's own policies (its invoice timing)."""
 
     def change(row: OrderRow, now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]], str] | Outcome:
         if row.needs_attention and row.state != State.FAILED:
@@ -160,7 +161,7 @@ def retry(store: Store, order_id: str, actor: str | None = None) -> Outcome:
                 "next_run_at": now,
                 "requests_in_window": 0,
             }
-            if row.needs_attention == INVOICE_MISSING:
+            if row.needs_attention == Attention.INVOICE_MISSING:
                 cleared["invoice_sent_at"] = None  # VTEX does not hold it: send it again
             return cleared, [event], f"{order_id} goes on ({row.needs_attention} cleared)"
         if row.state != State.FAILED:
@@ -171,7 +172,7 @@ def retry(store: Store, order_id: str, actor: str | None = None) -> Outcome:
         ORDER_MACHINE.fire(row, resume_trigger(target))
         # What the order would send first there: made the intent, so that it is reconciled with
         # VTEX (the failure may have come after VTEX acted) before anything is sent again.
-        action = first_write(row, target, Policies())
+        action = first_write(row, target, account_policies(settings, row.account))
         values: dict[str, Any] = {
             "state": row.state,
             "failed_from": None,
@@ -286,7 +287,7 @@ def tracking_change(order_id: str, tracking: Mapping[str, Any]) -> Change:
         if row.tracking == stored and row.tracking_sent_at is not None:
             return Outcome(order_id, False, f"tracking {number} was already sent for {order_id}")
         values: dict[str, Any] = {"tracking": stored, "tracking_sent_at": None}
-        if row.needs_attention in ("tracking-refused", "tracking-failed"):
+        if row.needs_attention in (Attention.TRACKING_REFUSED, Attention.TRACKING_FAILED):
             values.update(needs_attention=None, attempts=0, wait_reason=None)
         if row.state == State.INVOICED:
             values["next_run_at"] = now
@@ -297,3 +298,10 @@ def tracking_change(order_id: str, tracking: Mapping[str, Any]) -> Change:
         return values, [event], f"tracking {number} attached to {order_id}; sent to VTEX {when}"
 
     return change
+
+
+def account_policies(settings: Settings, account: str) -> Policies:
+    """The policies the daemon runs `account`'s orders with (the deployment's for an account no
+    longer configured)."""
+    configured = settings.all_accounts.get(account)
+    return Policies.for_account(configured.settings if configured is not None else settings)

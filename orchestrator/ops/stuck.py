@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 
 from orchestrator.config.stuck_rules import StuckRules
 from orchestrator.durations import format_duration
-from orchestrator.engine.planner import REQUEST_GUARD, held_by_vtex
+from orchestrator.engine.planner import held_by_vtex
 from orchestrator.store.rows import OrderRow
-from states import State
+from states import Attention, State
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def diagnose(row: OrderRow, now: datetime, rules: StuckRules, grace_period: time
                 f"`orchestrator retry {oid}` continues the order",
             )
         return Diagnosis(f"{where}: {error}", f"once the cause is gone: `orchestrator retry {oid}`")
-    if row.needs_attention == REQUEST_GUARD:
+    if row.needs_attention == Attention.REQUEST_GUARD:
         return Diagnosis(
             row.wait_reason or "stopped by the request guard",
             f"`orchestrator show {oid}` lists every request; it goes on by itself when the hour is over, "

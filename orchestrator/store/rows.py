@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from orchestrator.errors import OperationError
+from states import rules
 
 
 @dataclass(slots=True)
@@ -76,6 +77,20 @@ class OrderRow:
     @property
     def tracking_number(self) -> str | None:
         return self.tracking.get("trackingNumber") if self.tracking else None
+
+    # -- what the state table's rules ask of our side (`states.Facts`) -------------------------
+
+    @property
+    def items(self) -> dict[str, int]:
+        return rules.item_quantities(self.place_body.get("items"))
+
+    @property
+    def invoice_waiting(self) -> bool:
+        return self.invoice is not None and self.invoice_sent_at is None
+
+    @property
+    def tracking_waiting(self) -> bool:
+        return self.tracking is not None and self.tracking_sent_at is None
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(OrderRow))

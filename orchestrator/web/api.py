@@ -249,7 +249,7 @@ class Routes:
         from orchestrator.ops.reconcile_first import reconciling_first
 
         row = await self._order(request)
-        operation = partial(retry_order, self.store, row.ref, caller.actor)
+        operation = partial(retry_order, self.store, row.ref, self.settings, caller.actor)
         outcome = await run_in_threadpool(reconciling_first, self.settings, self.store, row.ref, operation)
         return _done(row.order_id, outcome)
 

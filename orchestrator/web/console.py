@@ -31,6 +31,7 @@ from orchestrator.web import session
 from orchestrator.web.auth import OPERATE, PUSH, READ, Authenticator, Caller, token_hash
 from orchestrator.web.chart import hourly_chart
 from orchestrator.web.refs import order_ref
+from states import operator_actions
 
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -50,7 +51,7 @@ def order_href(order_id: str, account: str | None = "default", suffix: str = "")
 
 TEMPLATES.globals["order_href"] = order_href
 TEMPLATES.globals["ref_of"] = ref_of
-ACTIONS = {"retry": "failed", "cancel": None}  # action -> the state it needs (None: any but final)
+ACTIONS = ("retry", "cancel")  # what an order's page may offer; the state machine says when
 
 
 class Console:
@@ -300,11 +301,7 @@ class Console:
             }
             for e in events
         ]
-        actions = [
-            a
-            for a, needs in ACTIONS.items()
-            if (needs is None and row.state not in ("invoiced", "canceled")) or row.state == needs
-        ]
+        actions = operator_actions(row.state)
         return self.page(
             request,
             "order.html",
@@ -385,7 +382,7 @@ class Console:
             self.settings,
             self.store,
             row.ref,
-            partial(retry, self.store, row.ref, caller.actor),
+            partial(retry, self.store, row.ref, self.settings, caller.actor),
         )
         return _back(request, row, outcome.message)
 

@@ -151,7 +151,7 @@ def test_the_library_refuses_to_touch_an_open_intent(setup: Setup) -> None:
         ORDER, utcnow(), {"state": "failed", "failed_from": "handling"}, [], before.version
     )
     with pytest.raises(OpenIntent):
-        retry(setup.store, ORDER)
+        retry(setup.store, ORDER, setup.settings)
     assert setup.row().invoice_number == "NFOLD"
 
 

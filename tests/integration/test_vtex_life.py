@@ -237,7 +237,7 @@ def test_a_refused_tracking_update_stops_visibly_instead_of_looping(
     [entry] = report(store, utcnow(), rules, timedelta(seconds=1))["stuck"]
     assert entry["orderId"] == "ABC-100001" and "tracking-refused" in entry["reason"]
     server.sandbox.oms.config.tracking_refusal = None
-    retry(store, "ABC-100001")
+    retry(store, "ABC-100001", settings)
     run_until(
         settings,
         store,

@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
 from orchestrator.engine.policy import Policies
-from orchestrator.engine.stepper import Stepper, StepperConfig
+from orchestrator.engine.stepper import PERFORM, Perform, Stepper, StepperConfig
 from orchestrator.intake.importer import build_order
 from orchestrator.log import get_logger
 from orchestrator.sandbox import Sandbox, SandboxConfig, SandboxOms, create_app
@@ -27,6 +27,7 @@ from orchestrator.store.rows import OrderRow
 from orchestrator.vtex.budget import Unlimited
 from orchestrator.vtex.client import VtexClient
 from orchestrator.vtex.pauses import AccountGuard
+from states import TABLE, Table
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=2)
@@ -39,6 +40,8 @@ class Simulation:
         grace: timedelta = timedelta(minutes=30),
         policies: Policies | None = None,
         sandbox_grace: timedelta | None = None,
+        table: Table = TABLE,
+        perform: Mapping[str, Perform] = PERFORM,
         **sandbox: Any,
     ) -> None:
         self.now = START
@@ -61,7 +64,9 @@ class Simulation:
         self.stepper = Stepper(
             self.client,
             self.store,
-            StepperConfig(grace_period=grace, worker_id="sim", policies=self.policies),
+            StepperConfig(
+                grace_period=grace, worker_id="sim", policies=self.policies, table=table, perform=perform
+            ),
             clock=self._clock,
             guard=self.guard,
             rng=random.Random(20260105),  # the retry jitter, repeatable

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
 
 from orchestrator.engine.planner import Kind, plan
 from orchestrator.engine.policy import Policies, PollPolicy
 from orchestrator.store.rows import OrderRow
-from states import Action
+from states import SEND_INVOICE, Action, InvoiceTiming, State
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 GRACE = timedelta(minutes=30)
@@ -125,15 +129,14 @@ def test_poll_policy_is_derived_from_timestamps_not_counters() -> None:
 
 
 def test_invoice_waits_for_handling_by_default() -> None:
-    """After the grace period by default: an invoice would make the order uncancelable in VTEX."""
+    """After the grace period by default: an invoice would make the order uncancelable in VTEX;
+    `asap` sends it as soon as the order exists in VTEX, before dispatch is authorized too."""
     authorized = NOW - timedelta(minutes=1)
     decided = plan(row(state="dispatch-authorized", authorized_at=authorized), NOW, GRACE, POLICIES)
     assert decided.action is not Action.INVOICE
-    asap = Policies.for_grace(GRACE, 8, invoice_asap=True)
-    assert (
-        plan(row(state="dispatch-authorized", authorized_at=authorized), NOW, GRACE, asap).action
-        is Action.INVOICE
-    )
+    asap = Policies.for_grace(GRACE, 8, invoice_timing="asap")
+    for state in ("created", "dispatch-authorized"):
+        assert plan(row(state=state, authorized_at=authorized), NOW, GRACE, asap).action is Action.INVOICE
     assert plan(row(state="handling"), NOW, GRACE, POLICIES).action is Action.INVOICE
 
 
@@ -161,3 +164,24 @@ def test_final_and_failed_orders_have_nothing_due() -> None:
     """invoiced, canceled and failed orders are never scheduled."""
     for state in ("invoiced", "canceled", "failed"):
         assert plan(row(state=state), NOW, GRACE, POLICIES).due_at is None
+
+
+@pytest.mark.parametrize("timing", list(InvoiceTiming))
+def test_the_readme_the_planner_and_the_table_agree_on_when_the_invoice_goes_out(
+    timing: InvoiceTiming,
+) -> None:
+    """One answer to "when may the invoice go out": the states the README lists for the timing, the
+    states in which the planner sends a waiting invoice, and the table's `SEND_INVOICE`."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    [line] = [ln for ln in readme.splitlines() if ln.startswith("| `ORCHESTRATOR_INVOICE_TIMING`")]
+    said = re.search(rf"`{timing}` [^(]*\(([^)]*)\)", line)
+    assert said is not None, line
+    in_readme = {State(name) for name in re.findall(r"`([a-z-]+)`", said.group(1))}
+    policies = Policies.for_grace(GRACE, 8, invoice_timing=timing)
+    planned = {
+        state
+        for state in State
+        if plan(row(state=str(state), authorized_at=NOW - GRACE * 2), NOW, GRACE, policies).action
+        is Action.INVOICE
+    }
+    assert in_readme == planned == set(SEND_INVOICE.sources_when(timing))

@@ -11,9 +11,10 @@ import pytest
 
 from orchestrator.config.stuck_rules import StuckRules
 from orchestrator.engine.policy import Policies
+from orchestrator.engine.stepper import PERFORM
 from orchestrator.ops.stuck import diagnose
 from orchestrator.sandbox import FaultConfig
-from states import State
+from states import TABLE, Action, State, Step, rules
 from tests.factories import import_record, place_body
 from tests.unit.simulation import START, Simulation
 
@@ -247,3 +248,40 @@ def test_an_order_vtex_shows_invoiced_without_our_invoice_is_not_reported_invoic
     row = sim.row(order)
     assert (row.state, row.needs_attention) == ("handling", "invoice-missing")
     assert "not with our invoice NF100001 (its invoices: NF-OTHER)" in (row.last_error or "")
+
+
+def test_a_side_step_is_a_row_of_the_table() -> None:
+    """A side step the product does not have: the tracking number sent while the order is still
+    in handling, right after its invoice (VTEX's tracking update needs the invoice). One `Step`
+    row added with `TABLE.with_side_step` and its `PERFORM` row are all it takes: the planner plans
+    it, the engine sends it once and stamps it, and the product's own tracking step, due only once
+    invoiced, finds nothing left to send."""
+    early = Step(
+        "send_tracking_early",
+        (State.HANDLING,),
+        None,
+        lambda vtex_order, facts: rules.tracking_present(
+            vtex_order, facts.invoice_number or "", facts.tracking_number or ""
+        ),
+        action="send-tracking-early",  # type: ignore[arg-type]  # a write the product's Action lacks
+        stamp="tracking_sent_at",
+        pending=lambda facts: (
+            facts.tracking_waiting and facts.invoice_number is not None and not facts.invoice_waiting
+        ),
+    )
+    perform = {**PERFORM, "send-tracking-early": PERFORM[Action.TRACKING]}
+    sim = Simulation(grace=GRACE, table=TABLE.with_side_step(early), perform=perform)
+    order = sim.add(import_record(1))
+    sim.store.change(order, tracking={"trackingNumber": "BR1", "courier": "Correios"})
+    sim.run(lambda: settled(sim, order, "invoiced"))
+    assert sim.operations(order) == [
+        "place-order",
+        "authorize-dispatch",
+        "start-handling",
+        "send-invoice",
+        "send-tracking",
+        "get-order",
+    ]
+    moves = [e["action"] for e in sim.store.history(order) if e["kind"] == "transition"]
+    assert "send_tracking_early" in moves and "send_tracking" not in moves
+    assert sim.row(order).tracking_sent_at is not None
