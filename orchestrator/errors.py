@@ -1,6 +1,69 @@
-"""The one exception for "understood, but not done" (exit 3), kept free of heavy imports so that
-every command can name it without loading the store."""
+"""Every failure the product raises on purpose, sorted by what a surface does about it.
+
+    OrchestratorError                  exit_code (the CLI's), serve_status (the HTTP status `serve`
+                                       answers with); the message says what, and what to do
+    ├── UsageError                     exit 2, HTTP 400: a setting, an input, a URL is wrong
+    │   ├── ConfigurationError         a setting (config.settings); AccountError, CredentialMissing
+    │   │                              (config.account_tables), StuckRulesError (config.stuck_rules)
+    │   ├── InputError                 an input that cannot be read (intake.line_input)
+    │   ├── BadJson                    text that is not the JSON we take (intake.strict_json)
+    │   ├── BodyError                  a posted body (web.bodies; its own status: 400, 413, 422)
+    │   ├── CursorError                a listing cursor (store.listing)
+    │   └── ProxyError                 a proxy setting (vtex.proxies)
+    ├── OperationError                 exit 3, HTTP 409: understood, but not done for that order now
+    │   ├── OpenIntent, BatchRefused   a call of unknown outcome first; a batch refused (ops)
+    │   ├── AmbiguousOrder             an id several accounts hold (store.rows)
+    │   └── AccountPaused              exit 7: the account is paused (ops.pause)
+    ├── NotFound                       exit 4, HTTP 404: no such order
+    ├── Unavailable                    exit 1, HTTP 503: a part it needs cannot be used now
+    │   ├── DatabaseError              (store.errors); NoDatabase and BadDatabaseUrl are usage
+    │   │                              errors by their exit code (2), DaemonAlreadyRunning not
+    │   ├── ListenError                a port (serving)
+    │   └── InputChanged               an input changed between the import's two passes
+    └── VtexError                      exit 1, HTTP 502: VTEX's answer (vtex.errors: its own tree)
+
+Each surface maps them once: the CLI prints `str(exc)` and exits `exc.exit_code`
+(`cli.app.explain_failure`), `serve` answers `exc.serve_status` with the message
+(`web.app`'s exception handlers). What is not an `OrchestratorError` is either the database
+driver's (explained in one line by `store.errors.explain`) or a bug. `states.IllegalTransition`
+stays apart: `states/` imports nothing of ours, and one escaping is a bug.
+
+This module imports nothing, so that every layer, the lowest included, can name these.
+"""
+
+from __future__ import annotations
 
 
-class OperationError(Exception):
+class OrchestratorError(Exception):
+    """A failure the product understands; the message says what, and what to do."""
+
+    exit_code = 1
+    serve_status = 500
+
+
+class UsageError(OrchestratorError):
+    """A setting, an input or a URL is wrong: fix it and run again."""
+
+    exit_code = 2
+    serve_status = 400
+
+
+class OperationError(OrchestratorError):
     """The operation cannot be done; the message says why and what to do instead."""
+
+    exit_code = 3
+    serve_status = 409
+
+
+class NotFound(OrchestratorError):
+    """There is no such order (or nothing else to act on)."""
+
+    exit_code = 4
+    serve_status = 404
+
+
+class Unavailable(OrchestratorError):
+    """A part it needs (the database, a port, an input) cannot be used now."""
+
+    exit_code = 1
+    serve_status = 503

@@ -7,11 +7,13 @@ import errno
 import socket
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.errors import Unavailable
+
 if TYPE_CHECKING:
     import uvicorn
 
 
-class ListenError(Exception):
+class ListenError(Unavailable):
     """A port cannot be listened on; the message names the port and the setting that chose it."""
 
 

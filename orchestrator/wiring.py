@@ -18,7 +18,8 @@ import httpx
 
 from orchestrator.clock import OffsetClock, utcnow
 from orchestrator.config.account_tables import CredentialSource
-from orchestrator.config.settings import ConfigurationError, Settings
+from orchestrator.config.checks import ConfigurationError
+from orchestrator.config.settings import Settings
 from orchestrator.engine.daemon import Daemon, DaemonConfig
 from orchestrator.engine.lanes import Lane
 from orchestrator.engine.monitor.metrics import Metrics

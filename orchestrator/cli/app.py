@@ -22,32 +22,13 @@ from orchestrator.cli.support import Context, err_line
 
 
 def explain_failure(exc: BaseException) -> tuple[int, str]:
-    """(exit code, one line) for an exception that ended a command."""
-    from orchestrator.config.settings import ConfigurationError
-    from orchestrator.errors import OperationError
-    from orchestrator.intake.importer import InputChanged
-    from orchestrator.intake.line_input import InputError
-    from orchestrator.serving import ListenError
-    from orchestrator.store.errors import (
-        BadDatabaseUrl,
-        DatabaseError,
-        NoDatabase,
-        explain,
-        is_database_error,
-    )
+    """(exit code, one line) for an exception that ended a command: the product's own say both
+    themselves (`orchestrator.errors`); the database driver's are explained; anything else is a bug."""
+    from orchestrator.errors import OrchestratorError
+    from orchestrator.store.errors import explain, is_database_error
 
-    if isinstance(exc, ConfigurationError | InputError | NoDatabase | BadDatabaseUrl):
-        return exits.USAGE, str(exc)
-    from orchestrator.ops.pause import AccountPaused
-
-    if isinstance(exc, AccountPaused):
-        return exits.PAUSED, str(exc)
-    if isinstance(exc, OperationError):
-        return exits.REFUSED, str(exc)
-    if isinstance(exc, ListenError | InputChanged):
-        return exits.FAILED, str(exc)
-    if isinstance(exc, DatabaseError):
-        return exits.FAILED, str(exc)
+    if isinstance(exc, OrchestratorError):
+        return exc.exit_code, str(exc)
     if is_database_error(exc):
         return exits.FAILED, f"database: {explain(exc)}"
     if isinstance(exc, KeyboardInterrupt):
@@ -55,10 +36,6 @@ def explain_failure(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, OSError):
         where = f" ({exc.filename})" if exc.filename else ""
         return exits.FAILED, f"{exc.strerror or type(exc).__name__}{where}"
-    from orchestrator.vtex.errors import VtexError
-
-    if isinstance(exc, VtexError):
-        return exits.FAILED, exc.describe()
     detail = (str(exc).strip().splitlines() or [""])[0][:300]
     return exits.FAILED, (
         f"internal error ({type(exc).__name__}: {detail}); please report it with the output of "

@@ -12,7 +12,8 @@ from typing import Any
 from rich.console import Console, ConsoleDimensions
 from rich.text import Text
 
-from orchestrator.config.settings import ConfigurationError, Settings, load_settings
+from orchestrator.config.checks import ConfigurationError
+from orchestrator.config.settings import Settings, load_settings
 from orchestrator.errors import OperationError
 from orchestrator.redaction import redact
 

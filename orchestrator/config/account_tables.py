@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from orchestrator.config.checks import ConfigurationError
 from orchestrator.durations import parse_duration
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ class Account:
         return self.settings.account_key
 
 
-class AccountError(ValueError):
+class AccountError(ConfigurationError, ValueError):
     """An account table that cannot work; the message names the table and the key."""
 
 

@@ -7,7 +7,13 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
+from orchestrator.errors import UsageError
 from states import InvoiceTiming
+
+
+class ConfigurationError(UsageError):
+    """A setting is missing or invalid; the message says which and how to fix it."""
+
 
 # VTEX app keys and tokens are printable ASCII without spaces; anything else is a copying accident.
 _CREDENTIAL = re.compile(r"[\x21-\x7e]+")

@@ -24,7 +24,12 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from orchestrator.config.account_tables import Account, AccountError, AccountTable, longest_grace, resolve
-from orchestrator.config.checks import check_base_url, check_credential, check_invoice_timing
+from orchestrator.config.checks import (
+    ConfigurationError,
+    check_base_url,
+    check_credential,
+    check_invoice_timing,
+)
 from orchestrator.config.stuck_rules import StuckRules, StuckRulesError
 from orchestrator.durations import format_duration, parse_duration
 from orchestrator.redaction import mask_url, register_secret
@@ -230,10 +235,6 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _TomlSource(settings_cls))
-
-
-class ConfigurationError(Exception):
-    """A setting is missing or invalid; the message says which and how to fix it."""
 
 
 _CONFIG_FILE: list[Path] = []

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from orchestrator.durations import parse_duration
+from orchestrator.errors import UsageError
 from states import State
 
 # The one "outcome unknown for too long" threshold: ORCHESTRATOR_UNKNOWN_OUTCOME_AFTER's default.
@@ -37,8 +38,8 @@ def default_thresholds(grace_period: timedelta) -> dict[str, timedelta]:
     }
 
 
-class StuckRulesError(ValueError):
-    pass
+class StuckRulesError(UsageError, ValueError):
+    """ORCHESTRATOR_STUCK_AFTER cannot be read; the message says which part."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+from orchestrator.errors import Unavailable
 from orchestrator.intake import replace as repair
 from orchestrator.intake.line_input import WHOLE_FILE, decode_line
 from orchestrator.intake.strict_json import BadJson, load_json
@@ -246,7 +247,7 @@ def check_lines(
     return result
 
 
-class InputChanged(RuntimeError):
+class InputChanged(Unavailable):
     """The input read differently the second time; the transaction is rolled back."""
 
 

@@ -18,6 +18,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Any
 
+from orchestrator.errors import UsageError
+
 MAX_LINE_BYTES = 1 << 20  # a Place body is a few kilobytes; a megabyte is not an order
 UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
@@ -41,7 +43,7 @@ def strip_line_end(raw: bytes) -> bytes:
     return raw.removesuffix(b"\n").removesuffix(b"\r")
 
 
-class InputError(Exception):
+class InputError(UsageError):
     """The input cannot be read at all (missing, a directory, standard input closed)."""
 
 

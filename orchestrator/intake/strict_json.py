@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from orchestrator.errors import UsageError
 
-class BadJson(ValueError):
+
+class BadJson(UsageError, ValueError):
     """Not JSON the product takes; the message is one sentence, ready to show."""
 
 

@@ -43,7 +43,7 @@ class BatchRefused(OperationError):
         super().__init__(f"nothing {what}:\n" + "\n".join(problems))
 
 
-class OpenIntents(Exception):
+class OpenIntents(OperationError):
     """Some orders have a VTEX call of unknown outcome that a line would change: settle those first."""
 
     def __init__(self, intents: list[OpenIntent]) -> None:

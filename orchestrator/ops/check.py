@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.config.settings import ConfigurationError, Settings
+from orchestrator.config.checks import ConfigurationError
+from orchestrator.config.settings import Settings
 from orchestrator.store.dialects import create_db_engine
 from orchestrator.store.migrate import current_revision
 from orchestrator.vtex.errors import VtexError

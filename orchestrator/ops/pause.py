@@ -26,6 +26,8 @@ PROBE_ORDER = "orchestrator-check-0"  # an order id VTEX never has: its Get is h
 class AccountPaused(OperationError):
     """A command would call VTEX while the account is paused."""
 
+    exit_code = 7
+
     def __init__(self, pause: AccountPause) -> None:
         left = format_duration(pause.until - utcnow())
         super().__init__(

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from orchestrator.errors import Unavailable
 from orchestrator.redaction import redact
 
 
-class DatabaseError(Exception):
+class DatabaseError(Unavailable):
     """The database cannot be used as configured; the message says why."""
 
 
@@ -19,9 +20,13 @@ class DaemonAlreadyRunning(DatabaseError):
 class NoDatabase(DatabaseError):
     """A command that only reads was pointed at a place where there is no orchestrator database."""
 
+    exit_code = 2  # the settings point at the wrong place: a usage error
+
 
 class BadDatabaseUrl(DatabaseError):
     """ORCHESTRATOR_DATABASE_URL is not a URL of a database we support."""
+
+    exit_code = 2
 
 
 # What the driver says, and what the operator should hear. Matched on the lower-cased message.

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from orchestrator.errors import UsageError
 from orchestrator.store.base import StoreBase
 from orchestrator.store.rows import OrderRow, split_ref
 from orchestrator.store.tables import ORDERS
@@ -30,7 +31,7 @@ SORTS = {
 }
 
 
-class CursorError(ValueError):
+class CursorError(UsageError, ValueError):
     """An --after value that is not a cursor this sort printed."""
 
 

@@ -23,12 +23,13 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from orchestrator.errors import OrchestratorError
 from orchestrator.vtex.errors import NotVtexRead, NotVtexWrite, OrderIdMismatch, VtexError
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # VTEX's largest answer here (Get order) is tens of kilobytes
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(OrchestratorError):
     """The answer's body went past MAX_BODY_BYTES: no answer of VTEX's is that large (and a body
     without end must not fill the memory)."""
 

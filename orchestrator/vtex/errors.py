@@ -37,11 +37,15 @@ from typing import Any
 
 import httpx
 
+from orchestrator.errors import OrchestratorError
 from orchestrator.redaction import redact
 
 
-class VtexError(Exception):
+class VtexError(OrchestratorError):
     """Base of every failure of a VTEX call."""
+
+    exit_code = 1
+    serve_status = 502  # a gateway's answer: VTEX's own status is `http_status`
 
     def __init__(
         self,

@@ -11,10 +11,11 @@ from __future__ import annotations
 import urllib.request
 from urllib.parse import unquote, urlsplit
 
+from orchestrator.errors import UsageError
 from orchestrator.redaction import register_secret
 
 
-class ProxyError(ValueError):
+class ProxyError(UsageError, ValueError):
     """The proxy the environment names cannot be used."""
 
 

@@ -9,16 +9,20 @@ from typing import Any
 
 from starlette.requests import Request
 
+from orchestrator.errors import UsageError
 from orchestrator.intake.line_input import split_lines
 from orchestrator.intake.strict_json import BadJson, load_json
 
 MAX_BODY_BYTES = 16 * 1024 * 1024  # about 5,000 typical orders per request
 
 
-class BodyError(Exception):
+class BodyError(UsageError):
+    """A posted body that cannot be taken: 400 malformed, 413 too large, 422 not orders."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+        self.serve_status = status
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:

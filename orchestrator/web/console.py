@@ -22,7 +22,7 @@ from starlette.routing import Route
 from orchestrator.clock import utcnow
 from orchestrator.config.settings import Settings
 from orchestrator.durations import format_duration
-from orchestrator.errors import OperationError
+from orchestrator.errors import NotFound, OperationError
 from orchestrator.log import get_logger
 from orchestrator.store.rows import ref_of
 from orchestrator.store.store import Store
@@ -436,7 +436,7 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
 
 
-class UnknownOrder(OperationError):
+class UnknownOrder(NotFound):
     """The path names no order: a 404 page."""
 
 

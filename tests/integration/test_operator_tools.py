@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from orchestrator.clock import utcnow
-from orchestrator.config.settings import ConfigurationError, load_settings
+from orchestrator.config.checks import ConfigurationError
+from orchestrator.config.settings import load_settings
 from orchestrator.config.stuck_rules import StuckRules, StuckRulesError
 from orchestrator.intake.importer import import_lines
 from orchestrator.ops.status import report

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config.settings import ConfigurationError, describe, load_settings
+from orchestrator.config.checks import ConfigurationError
+from orchestrator.config.settings import describe, load_settings
 from orchestrator.redaction import redact
 
 TWO = """

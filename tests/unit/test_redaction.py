@@ -10,7 +10,8 @@ import pytest
 import structlog
 
 from orchestrator import log
-from orchestrator.config.settings import ConfigurationError, load_settings
+from orchestrator.config.checks import ConfigurationError
+from orchestrator.config.settings import load_settings
 from orchestrator.redaction import forget_secrets, redact, register_secret
 
 TOKEN = "T0KEN-never-shown-4711"

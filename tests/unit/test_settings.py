@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config.settings import ConfigurationError, load_settings
+from orchestrator.config.checks import ConfigurationError
+from orchestrator.config.settings import load_settings
 from orchestrator.durations import format_duration, parse_duration
 
 
