@@ -108,6 +108,14 @@ class Attention(StrEnum):
     REQUEST_GUARD = "request-guard"  # too many requests for one order within an hour
 
 
+class Waiting(StrEnum):
+    """Why an order's next step waits on its account, not on itself (`orders.wait_code`): what
+    `status --stuck` explains and what lifting a pause wakes, never read out of `wait_reason`."""
+
+    CREDENTIALS = "credentials-rejected"  # the account is paused: VTEX rejected the credentials
+    ENDPOINT = "endpoint-not-vtex"  # the account is paused: the URL does not answer like VTEX
+
+
 class InvoiceTiming(StrEnum):
     """When an order's invoice may go out (`ORCHESTRATOR_INVOICE_TIMING`, or an account's
     `invoice_timing`)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,6 +21,9 @@ from orchestrator.cli.support import (
 )
 from orchestrator.clock import utcnow
 from orchestrator.durations import parse_duration
+
+if TYPE_CHECKING:
+    from orchestrator.ops.status import StatusReport
 
 
 @app.command("import")
@@ -164,8 +167,8 @@ def run(
     if daemon.stop_error:
         err_line(daemon.stop_error, "stopped")
         raise typer.Exit(exits.FAILED)
-    if daemon.stop_reason and daemon.stop_reason.startswith("account paused"):
-        err_line(daemon.stop_reason, "stopped")
+    if daemon.stopped_paused:
+        err_line(daemon.stop_reason or "account paused", "stopped")
         raise typer.Exit(exits.PAUSED)
     if until_done and failed:
         err_line(f"{failed} order(s) failed: `orchestrator status --stuck` says why", "done")
@@ -270,7 +273,7 @@ def status(
     _exit_if_stuck(fail_on_stuck, data)
 
 
-def _exit_if_stuck(fail_on_stuck: bool, data: dict[str, Any]) -> None:
+def _exit_if_stuck(fail_on_stuck: bool, data: StatusReport) -> None:
     if fail_on_stuck and data["stuckTotal"]:
         raise typer.Exit(exits.STUCK_FOUND)
 

@@ -91,6 +91,7 @@ class Daemon:
         self.health = Health(config.tick_interval)
         self.storage_check = storage_check
         self.stop_error: str | None = None  # why the daemon stopped on its own, when it had to
+        self.stopped_paused = False  # `--until-done` stopped with orders held by an account pause
         self._claim_failures = 0
         self._claim_paused_until = 0.0
         self.config = config
@@ -342,6 +343,7 @@ class Daemon:
         if paused:
             many = len(self.lanes) > 1
             reasons = "; ".join(f"{name}: {p.reason}" if many else p.reason for name, p in paused if p)
+            self.stopped_paused = True
             self.request_stop("account paused: " + reasons)
         else:
             self.request_stop("no order can progress without outside input")

@@ -36,7 +36,7 @@ from orchestrator.engine import planner
 from orchestrator.engine.planner import GUARD_WINDOW, Kind
 from orchestrator.engine.policy import Policies
 from orchestrator.log import get_logger
-from orchestrator.store.events import new_event
+from orchestrator.store.events import Event, new_event
 from orchestrator.store.rows import OrderRow
 from orchestrator.timefmt import human
 from orchestrator.vtex.client import Call, VtexClient, calls_end_by
@@ -67,6 +67,7 @@ from states import (
     Attention,
     State,
     Table,
+    Waiting,
     denied_trigger,
     never_sent,
     rules,
@@ -81,14 +82,14 @@ class Persistence(Protocol):
 
     async def write_intent(self, row: OrderRow) -> bool: ...
 
-    async def save(self, row: OrderRow, events: list[dict[str, Any]]) -> bool: ...
+    async def save(self, row: OrderRow, events: list[Event]) -> bool: ...
 
 
 @dataclass
 class StepContext:
     row: OrderRow
     now: datetime
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
     scheduled: bool = False  # an error path already chose next_run_at
     refused: bool = False  # VTEX refused a write in this step: the next one waits
 
@@ -193,6 +194,7 @@ class Stepper:
         nxt = planner.plan(row, ctx.now, self.config.grace_period, self.policies, self.table)
         row.next_run_at = nxt.due_at
         row.wait_reason = nxt.reason
+        row.wait_code = None
         if ctx.refused and nxt.kind is Kind.WRITE:
             # VTEX refused a write in this step and would get one again at once: hold it back.
             delay = self.policies.retry_for(nxt.action or Action.PLACE).delay(row.attempts, self._rng)
@@ -544,7 +546,8 @@ class Stepper:
         until = self.guard.credentials_rejected(
             ctx.now, exc.http_status, order_id=ctx.row.order_id, state=ctx.row.state, action=exc.operation
         )
-        self._later(ctx, max(until - ctx.now, timedelta(0)), f"account paused: {reason}")
+        wait = max(until - ctx.now, timedelta(0))
+        self._later(ctx, wait, f"account paused: {reason}", Waiting.CREDENTIALS)
 
     def _endpoint_problem(self, ctx: StepContext, exc: VtexError) -> None:
         """Not VTEX answering (an HTML page, a redirect, a body without end): not this order's
@@ -556,7 +559,9 @@ class Stepper:
         until = self.guard.endpoint_failed(
             ctx.now, exc.message, order_id=ctx.row.order_id, state=ctx.row.state, action=exc.operation
         )
-        self._later(ctx, max(until - ctx.now, timedelta(0)), f"account paused: {exc.message}")
+        self._later(
+            ctx, max(until - ctx.now, timedelta(0)), f"account paused: {exc.message}", Waiting.ENDPOINT
+        )
 
     def _needs_attention(self, ctx: StepContext, why: str, reason: str) -> None:
         """The order stops and waits for a person; `status --stuck` lists it with `reason`."""
@@ -648,9 +653,10 @@ class Stepper:
 
     # -- the moves every path makes -------------------------------------------------------------------
 
-    def _later(self, ctx: StepContext, delay: timedelta, reason: str) -> None:
+    def _later(self, ctx: StepContext, delay: timedelta, reason: str, code: Waiting | None = None) -> None:
         ctx.row.next_run_at = ctx.now + delay
         ctx.row.wait_reason = reason[:300]
+        ctx.row.wait_code = code
         ctx.scheduled = True
 
     def _catch_up(self, ctx: StepContext, vtex_order: Mapping[str, Any] | None) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from orchestrator.clock import utcnow
 from orchestrator.errors import OperationError
 from orchestrator.ops.operations import BUSY_WAIT_SECONDS, Change, OpenIntent
+from orchestrator.store.events import Event
 from orchestrator.store.store import Store
 
 
@@ -69,7 +70,7 @@ def apply_all(
     while True:
         now = clock()
         planned: list[Planned] = []
-        writes: list[tuple[str, dict[str, Any], list[dict[str, Any]], int]] = []
+        writes: list[tuple[str, dict[str, Any], list[Event], int]] = []
         problems: list[str] = []
         open_intents: list[OpenIntent] = []
         for line in lines:

@@ -26,7 +26,7 @@ from orchestrator.engine.planner import first_write
 from orchestrator.engine.policy import Policies
 from orchestrator.errors import OperationError
 from orchestrator.intake.validation import date_time_problem, normalise_invoice, validate_invoice
-from orchestrator.store.events import new_event
+from orchestrator.store.events import Event, new_event
 from orchestrator.store.rows import OrderRow
 from orchestrator.store.store import Store
 from orchestrator.timefmt import human
@@ -68,7 +68,7 @@ class Outcome:
 
 # A change to one order, given its current row and the time: (values, history events, message) to
 # write, or an Outcome when there is nothing to write. It raises OperationError to refuse.
-Change = Callable[[OrderRow, datetime], tuple[dict[str, Any], list[dict[str, Any]], str] | Outcome]
+Change = Callable[[OrderRow, datetime], tuple[dict[str, Any], list[Event], str] | Outcome]
 
 
 def _with_row(
@@ -110,7 +110,7 @@ def attach_invoice(
 
 
 def invoice_change(order_id: str, invoice: Mapping[str, Any]) -> Change:
-    def change(row: OrderRow, now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]], str] | Outcome:
+    def change(row: OrderRow, now: datetime) -> tuple[dict[str, Any], list[Event], str] | Outcome:
         problems = validate_invoice(invoice, row.value)
         if problems:
             raise OperationError("; ".join(f"{field}: {message}" for field, message in problems))
@@ -143,7 +143,7 @@ def retry(store: Store, order_id: str, settings: Settings, actor: str | None = N
     anything is sent again, since the failure may have come after VTEX had already acted; which
     step that is follows the order's account's own policies (its invoice timing)."""
 
-    def change(row: OrderRow, now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]], str] | Outcome:
+    def change(row: OrderRow, now: datetime) -> tuple[dict[str, Any], list[Event], str] | Outcome:
         if row.needs_attention and row.state != State.FAILED:
             if row.intent:
                 raise OpenIntent(row, "a retry")
@@ -205,7 +205,7 @@ def request_cancel(store: Store, order_id: str, reason: str, actor: str | None =
     """Ask for the order to be canceled; the next step cancels it in VTEX (or locally, if VTEX
     never received it)."""
 
-    def change(row: OrderRow, now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]], str] | Outcome:
+    def change(row: OrderRow, now: datetime) -> tuple[dict[str, Any], list[Event], str] | Outcome:
         if row.state == State.CANCELED:
             return Outcome(order_id, False, f"{order_id} is already canceled")
         if row.intent == Action.CANCEL or row.state == State.CANCELING:
@@ -272,7 +272,7 @@ def attach_tracking(
 
 
 def tracking_change(order_id: str, tracking: Mapping[str, Any]) -> Change:
-    def change(row: OrderRow, now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]], str] | Outcome:
+    def change(row: OrderRow, now: datetime) -> tuple[dict[str, Any], list[Event], str] | Outcome:
         problems = tracking_problems(tracking)
         if problems:
             raise OperationError("; ".join(problems))

@@ -10,6 +10,9 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.durations import format_duration
+from orchestrator.ops.alerts import alerts
+from orchestrator.ops.status import StatusReport
+from orchestrator.store.events import StoredEvent
 from orchestrator.store.rows import OrderRow, ref_of
 from orchestrator.timefmt import human
 
@@ -23,7 +26,7 @@ STATE_STYLES = {
 }
 
 
-def counts_table(report: dict[str, Any]) -> Table:
+def counts_table(report: StatusReport) -> Table:
     """Orders per state; with several accounts, a column for each account beside the total."""
     by_account: dict[str, dict[str, int]] = report.get("countsByAccount", {})
     table = Table(title="Orders by state", title_justify="left")
@@ -42,86 +45,15 @@ def counts_table(report: dict[str, Any]) -> Table:
     return table
 
 
-def throttle_said(entry: dict[str, Any]) -> str:
-    """Where an account's recovery from 429s stands, in words."""
-    in_a_row = entry.get("throttlesInARow") or 1
-    times = f", {in_a_row} times in a row" if in_a_row > 1 else ""
-    phase = entry.get("phase", "paused")
-    if phase == "probing":
-        return f"rate limited by VTEX (429{times}); one request goes first to see whether VTEX answers again"
-    if phase == "ramping":
-        rate = entry.get("rampRequestsPerSecond") or 1
-        return f"recovering from VTEX's 429s{times}: sending again, ramping up ({rate:g} requests/s now)"
-    return (
-        f"rate limited by VTEX (429{times}); every call waits {format_duration(entry['secondsLeft'])} more, "
-        "then one request goes first"
-    )
-
-
-def account_lines(report: dict[str, Any], now: datetime) -> list[Text]:
+def account_lines(report: StatusReport, now: datetime) -> list[Text]:
     """What holds the whole account (pauses, 429s) and who runs (the daemons): first, in colour."""
-    lines = daemon_lines(report, now)
-    for account, count in report.get("unconfiguredAccounts", {}).items():
-        lines.append(
-            Text(
-                f"{count} order(s) belong to account {account}, which the configuration does not have: "
-                f"no daemon steps them until an accounts.{account} table is back",
-                style="bold red",
-            )
-        )
-    for entry in report.get("throttled", []):
-        lines.append(Text(f"VTEX account {entry['account']}: {throttle_said(entry)}", style="bold yellow"))
-    if report.get("canceledInVtex"):
-        lines.append(
-            Text(
-                f"{report['canceledInVtex']} order(s) were canceled in VTEX, not here: "
-                "`orchestrator list --code canceled-in-vtex`",
-                style="yellow",
-            )
-        )
-    for entry in report["accounts"]:
-        until = datetime.fromisoformat(entry["pausedUntil"])
-        lines.append(
-            Text(
-                f"VTEX account {entry['account']}: all work paused for {format_duration(until - now)} "
-                f"(since {human(datetime.fromisoformat(entry['pausedSince']))}): {entry['reason']}",
-                style="bold red",
-            )
-        )
-    return lines
+    return [Text(alert.text, style=ALERT_STYLES[alert.kind]) for alert in alerts(report, now)]
 
 
-def daemon_lines(report: dict[str, Any], now: datetime) -> list[Text]:
-    daemons = report.get("daemons", [])
-    running = [d for d in daemons if d["running"]]
-    if running:
-        names = ", ".join(
-            f"{d['worker']} on {d['host']} (v{d['version']}, up {_age(d['startedAt'], now)})" for d in running
-        )
-        return [Text(f"Daemons running: {len(running)}: {names}", style="green")]
-    if not daemons:
-        return [
-            Text(
-                "NO DAEMON has ever run on this database: orders do not move. Start one: `orchestrator run`",
-                style="bold red",
-            )
-        ]
-    last = daemons[0]
-    how = "stopped" if last["stoppedAt"] else "last heard of"
-    return [
-        Text(
-            f"NO DAEMON RUNNING: orders do not move. The last one, {last['worker']} on {last['host']}, "
-            f"{how} {_age(last['lastSeenAt'], now)} ago. Start one: `orchestrator run`",
-            style="bold red",
-        )
-    ]
+ALERT_STYLES = {"ok": "green", "warn": "bold yellow", "alert": "bold red"}
 
 
-def _age(stamp: str, now: datetime) -> str:
-    return format_duration(now - datetime.fromisoformat(stamp))
-
-
-def stuck_table(report: dict[str, Any], now: datetime) -> Table:
+def stuck_table(report: StatusReport, now: datetime) -> Table:
     shown, total = len(report["stuck"]), report["stuckTotal"]
     title = f"Stuck orders: {total}" + (f" (oldest {shown} shown)" if total > shown else "")
     table = Table(title=title, title_justify="left")
@@ -144,7 +76,7 @@ def stuck_table(report: dict[str, Any], now: datetime) -> Table:
     return table
 
 
-def order_panel(row: OrderRow, events: list[dict[str, Any]], now: datetime) -> Group:
+def order_panel(row: OrderRow, events: list[StoredEvent], now: datetime) -> Group:
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from orchestrator.config.stuck_rules import StuckRules
 from orchestrator.ops.stuck import diagnose
@@ -22,28 +22,107 @@ from states import CANCELED_IN_VTEX, ORDERED_STATES
 _iso = iso
 
 
+class StuckEntry(TypedDict):
+    """One stuck order: its facts, why in plain words, and the command that usually helps."""
+
+    orderId: str
+    account: NotRequired[str]  # with several accounts
+    affiliateId: str
+    state: str
+    since: str
+    secondsInState: float
+    vtexStatus: str | None
+    vtexStatusSeenAt: str | None
+    lastError: str | None
+    lastErrorCode: str | None
+    attempts: int
+    nextTryAt: str | None
+    waitingFor: str | None
+    openIntent: str | None
+    reason: str
+    suggestion: str
+
+
+class Oldest(TypedDict):
+    since: str
+    ageSeconds: float
+
+
+class PausedAccount(TypedDict):
+    account: str
+    pausedUntil: str
+    pausedSince: str
+    reason: str
+
+
+class Throttle(TypedDict):
+    """An account VTEX rate-limited, and where its recovery stands (`orchestrator.vtex.recovery`)."""
+
+    account: str
+    phase: str  # paused, probing or ramping
+    until: str
+    secondsLeft: float
+    throttlesInARow: int
+    rampRequestsPerSecond: float | None
+
+
+class RunningDaemon(TypedDict):
+    worker: str
+    host: str
+    pid: int
+    version: str
+    startedAt: str
+    lastSeenAt: str
+    stoppedAt: str | None
+    running: bool
+
+
+class StuckThresholds(TypedDict):
+    thresholdSeconds: dict[str, float]
+    openIntentSeconds: float
+
+
+class StatusReport(TypedDict):
+    """`status --json`, `GET /api/status` and the console's overview; keys are only ever added."""
+
+    generatedAt: str
+    counts: dict[str, int]
+    oldest: dict[str, Oldest]
+    accounts: list[PausedAccount]
+    throttled: list[Throttle]
+    daemons: list[RunningDaemon]
+    canceledInVtex: int
+    stuckRules: StuckThresholds
+    stuckTotal: int
+    stuck: list[StuckEntry]
+    countsByAccount: NotRequired[dict[str, dict[str, int]]]  # with several accounts
+    unconfiguredAccounts: NotRequired[dict[str, int]]  # orders of accounts no table configures
+
+
 def stuck_entry(
     row: OrderRow, now: datetime, rules: StuckRules, grace_period: timedelta, *, with_account: bool = False
-) -> dict[str, Any]:
+) -> StuckEntry:
     diagnosis = diagnose(row, now, rules, grace_period)
-    return {
-        "orderId": row.order_id,
-        **({"account": row.account} if with_account else {}),
-        "affiliateId": row.affiliate_id,
-        "state": row.state,
-        "since": _iso(row.state_changed_at),
-        "secondsInState": round((now - row.state_changed_at).total_seconds(), 1),
-        "vtexStatus": row.vtex_status,
-        "vtexStatusSeenAt": _iso(row.vtex_status_at),
-        "lastError": row.last_error,
-        "lastErrorCode": row.last_error_code,
-        "attempts": row.attempts,
-        "nextTryAt": _iso(row.next_run_at),
-        "waitingFor": row.wait_reason,
-        "openIntent": row.intent,
-        "reason": diagnosis.reason,
-        "suggestion": diagnosis.suggestion,
-    }
+    entry = StuckEntry(
+        orderId=row.order_id,
+        affiliateId=row.affiliate_id,
+        state=row.state,
+        since=_iso(row.state_changed_at),
+        secondsInState=round((now - row.state_changed_at).total_seconds(), 1),
+        vtexStatus=row.vtex_status,
+        vtexStatusSeenAt=_iso(row.vtex_status_at),
+        lastError=row.last_error,
+        lastErrorCode=row.last_error_code,
+        attempts=row.attempts,
+        nextTryAt=_iso(row.next_run_at),
+        waitingFor=row.wait_reason,
+        openIntent=row.intent,
+        reason=diagnosis.reason,
+        suggestion=diagnosis.suggestion,
+    )
+    if with_account:
+        entry["account"] = row.account
+    return entry
 
 
 def report(
@@ -58,80 +137,84 @@ def report(
     limit: int = 100,
     accounts: Mapping[str, timedelta] | None = None,
     account: str | None = None,
-) -> dict[str, Any]:
+) -> StatusReport:
     """The report. `accounts`: each configured account's grace period (default: one account with
     `grace_period`). With several it adds `countsByAccount` and each stuck order's account;
     `account` narrows the stuck list and the per-account counts to one."""
     graces = accounts or {"default": grace_period}
     counts = {c.state: c for c in store.state_counts()}
     ordered = [str(s) for s in ORDERED_STATES] + sorted(set(counts) - {str(s) for s in ORDERED_STATES})
-    oldest: dict[str, dict[str, Any]] = {}
+    oldest: dict[str, Oldest] = {}
     for state, entry in counts.items():
         if entry.oldest_since is not None:
             age = (now - entry.oldest_since).total_seconds()
-            oldest[state] = {"since": _iso(entry.oldest_since), "ageSeconds": round(age, 1)}
+            oldest[state] = Oldest(since=_iso(entry.oldest_since), ageSeconds=round(age, 1))
     stuck, total = store.stuck(
         now, rules, states=states, affiliate=affiliate, older_than=older_than, limit=limit, account=account
     )
     many = len(graces) > 1
-    by_account: dict[str, Any] = {}
+    counts_by_account: dict[str, dict[str, int]] | None = None
     if many:
         stored = store.account_state_counts()
         shown = [account] if account else [*graces, *sorted(set(stored) - set(graces))]
-        by_account = {
-            "countsByAccount": {
-                name: {state: stored.get(name, {}).get(state, 0) for state in ordered} for name in shown
-            }
+        counts_by_account = {
+            name: {state: stored.get(name, {}).get(state, 0) for state in ordered} for name in shown
         }
+    made = StatusReport(
+        {
+            "generatedAt": _iso(now),
+            "counts": {state: counts[state].count if state in counts else 0 for state in ordered},
+            "oldest": oldest,
+            "accounts": [
+                {
+                    "account": p.account,
+                    "pausedUntil": _iso(p.until),
+                    "pausedSince": _iso(p.since),
+                    "reason": p.reason,
+                }
+                for p in store.account_pauses()
+                if p.until > now
+            ],
+            "throttled": throttled_accounts(store),
+            "daemons": [
+                {
+                    "worker": d.worker,
+                    "host": d.host,
+                    "pid": d.pid,
+                    "version": d.version,
+                    "startedAt": _iso(d.started_at),
+                    "lastSeenAt": _iso(d.last_seen_at),
+                    "stoppedAt": _iso(d.stopped_at),
+                    "running": d.stopped_at is None and (now - d.last_seen_at).total_seconds() <= SEEN_WITHIN,
+                }
+                for d in store.daemons()
+            ],
+            "canceledInVtex": store.count_with_code("canceled", CANCELED_IN_VTEX),
+            "stuckRules": {
+                "thresholdSeconds": {
+                    state: limit.total_seconds() for state, limit in rules.thresholds.items()
+                },
+                "openIntentSeconds": rules.open_intent_after.total_seconds(),
+            },
+            "stuckTotal": total,
+            "stuck": [
+                stuck_entry(row, now, rules, graces.get(row.account, grace_period), with_account=many)
+                for row in stuck
+            ],
+        }
+    )
+    if counts_by_account is not None:
+        made["countsByAccount"] = counts_by_account
     orphans = store.unconfigured_accounts(list(graces))
     if orphans:  # only then: the key is absent from the usual report
-        by_account["unconfiguredAccounts"] = orphans
-    return {
-        "generatedAt": _iso(now),
-        "counts": {state: counts[state].count if state in counts else 0 for state in ordered},
-        "oldest": oldest,
-        "accounts": [
-            {
-                "account": p.account,
-                "pausedUntil": _iso(p.until),
-                "pausedSince": _iso(p.since),
-                "reason": p.reason,
-            }
-            for p in store.account_pauses()
-            if p.until > now
-        ],
-        "throttled": throttled_accounts(store),
-        "daemons": [
-            {
-                "worker": d.worker,
-                "host": d.host,
-                "pid": d.pid,
-                "version": d.version,
-                "startedAt": _iso(d.started_at),
-                "lastSeenAt": _iso(d.last_seen_at),
-                "stoppedAt": _iso(d.stopped_at),
-                "running": d.stopped_at is None and (now - d.last_seen_at).total_seconds() <= SEEN_WITHIN,
-            }
-            for d in store.daemons()
-        ],
-        "canceledInVtex": store.count_with_code("canceled", CANCELED_IN_VTEX),
-        "stuckRules": {
-            "thresholdSeconds": {state: limit.total_seconds() for state, limit in rules.thresholds.items()},
-            "openIntentSeconds": rules.open_intent_after.total_seconds(),
-        },
-        "stuckTotal": total,
-        "stuck": [
-            stuck_entry(row, now, rules, graces.get(row.account, grace_period), with_account=many)
-            for row in stuck
-        ],
-        **by_account,
-    }
+        made["unconfiguredAccounts"] = orphans
+    return made
 
 
 RECOVERY_SHOWN_FOR = 300.0  # seconds: a probe or ramp older than this is no daemon's any more
 
 
-def throttled_accounts(store: Store) -> list[dict[str, Any]]:
+def throttled_accounts(store: Store) -> list[Throttle]:
     """Accounts VTEX rate-limited (429) and where their recovery stands: paused (nothing sent),
     probing (one request goes first) or ramping (back to the full budget, doubling each second)."""
     entries = []
@@ -142,13 +225,13 @@ def throttled_accounts(store: Store) -> list[dict[str, Any]]:
             continue
         until = recovery.paused_until or now
         entries.append(
-            {
-                "account": account,
-                "phase": phase,
-                "until": _iso(datetime.fromtimestamp(until, UTC)),
-                "secondsLeft": round(max(0.0, until - now), 1),
-                "throttlesInARow": recovery.strikes,
-                "rampRequestsPerSecond": ramp_rate(recovery, now),
-            }
+            Throttle(
+                account=account,
+                phase=phase,
+                until=_iso(datetime.fromtimestamp(until, UTC)),
+                secondsLeft=round(max(0.0, until - now), 1),
+                throttlesInARow=recovery.strikes,
+                rampRequestsPerSecond=ramp_rate(recovery, now),
+            )
         )
     return entries

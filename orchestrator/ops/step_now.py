@@ -3,11 +3,10 @@ when it must settle an open intent with VTEX first, or send a tracking number at
 
 from __future__ import annotations
 
-from typing import Any
-
 from orchestrator.clock import utcnow
 from orchestrator.config.settings import Settings
 from orchestrator.engine.stepper import Stepper
+from orchestrator.store.events import Event
 from orchestrator.store.rows import OrderRow
 from orchestrator.store.store import Store
 from orchestrator.wiring import build_client, process_identity, stepper_config
@@ -23,7 +22,7 @@ class DirectPersistence:
     async def write_intent(self, row: OrderRow) -> bool:
         return self._store.commit([row], [], self._owner)[0][0]
 
-    async def save(self, row: OrderRow, events: list[dict[str, Any]]) -> bool:
+    async def save(self, row: OrderRow, events: list[Event]) -> bool:
         return self._store.commit([], [(row, events)], self._owner)[1][0]
 
 

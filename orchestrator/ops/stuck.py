@@ -12,7 +12,7 @@ from orchestrator.config.stuck_rules import StuckRules
 from orchestrator.durations import format_duration
 from orchestrator.engine.planner import held_by_vtex
 from orchestrator.store.rows import OrderRow
-from states import Attention, State
+from states import Attention, State, Waiting
 
 
 @dataclass(frozen=True)
@@ -100,8 +100,16 @@ def diagnose(row: OrderRow, now: datetime, rules: StuckRules, grace_period: time
             "check that VTEX is reachable (`orchestrator check`); the daemon keeps asking VTEX and never "
             f"re-sends blindly; see `orchestrator show {oid} --vtex`",
         )
-    if row.wait_reason and "account paused" in row.wait_reason:
-        return Diagnosis(row.wait_reason, "fix VTEX_APP_KEY / VTEX_APP_TOKEN, then `orchestrator check`")
+    if row.wait_code == Waiting.CREDENTIALS:
+        return Diagnosis(
+            row.wait_reason or "the account is paused: VTEX rejected the credentials",
+            "fix the account's app key or token (README, Rotate credentials), then `orchestrator resume`",
+        )
+    if row.wait_code == Waiting.ENDPOINT:
+        return Diagnosis(
+            row.wait_reason or "the account is paused: its URL does not answer like VTEX",
+            "point the account's base URL at VTEX's API host (`orchestrator check` says what answers)",
+        )
     if held_by_vtex(row) is not None:
         return Diagnosis(
             row.wait_reason or f"VTEX holds the order in {row.vtex_status}",

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from orchestrator.store.events import StoredEvent
 from orchestrator.store.rows import OrderRow
 from orchestrator.timefmt import iso
 
@@ -48,7 +49,7 @@ def order_json(row: OrderRow) -> dict[str, Any]:
     return {camel(name): _plain(value) for name, value in asdict(row).items()}
 
 
-def event_json(event: dict[str, Any]) -> dict[str, Any]:
+def event_json(event: StoredEvent) -> dict[str, Any]:
     return {camel(name): _plain(value) for name, value in event.items()}
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from orchestrator.store.events import Event
 from orchestrator.store.tables import EVENTS, ORDERS
 
 
@@ -35,5 +36,10 @@ def fit(values: dict[str, Any], limits: dict[str, int]) -> dict[str, Any]:
     return values
 
 
-def fit_events(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [fit(dict(event), EVENT_LIMITS) for event in events]
+def fit_events(events: Iterable[Event]) -> list[Event]:
+    fitted = []
+    for event in events:
+        copy = event.copy()
+        fit(copy, EVENT_LIMITS)  # type: ignore[arg-type]  # a TypedDict is a dict of these columns
+        fitted.append(copy)
+    return fitted

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Any
 
+from orchestrator.store.events import Event
 from orchestrator.store.rows import OrderRow
 from orchestrator.store.thread import DatabaseThread
 
@@ -23,7 +23,7 @@ class BatchWriter:
         self._db = database
         self._owner = owner
         self._intents: list[tuple[OrderRow, asyncio.Future[bool]]] = []
-        self._saves: list[tuple[OrderRow, list[dict[str, Any]], asyncio.Future[bool]]] = []
+        self._saves: list[tuple[OrderRow, list[Event], asyncio.Future[bool]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.transactions = 0
@@ -39,7 +39,7 @@ class BatchWriter:
         self._wake.set()
         return await future
 
-    async def save(self, row: OrderRow, events: list[dict[str, Any]]) -> bool:
+    async def save(self, row: OrderRow, events: list[Event]) -> bool:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._saves.append((row, events, future))
         self._wake.set()

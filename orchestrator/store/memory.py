@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator.store.events import new_event
+from orchestrator.store.events import Event, new_event
 from orchestrator.store.orders import NewOrder
 from orchestrator.store.rows import STEP_COLUMNS, OrderRow
 from states import State
@@ -25,7 +25,7 @@ from states import State
 class MemoryStore:
     def __init__(self) -> None:
         self.rows: dict[int, OrderRow] = {}
-        self.events: list[dict[str, Any]] = []
+        self.events: list[Event] = []
         self.intent_writes = 0
         self.saves = 0
         self._next_id = 1
@@ -127,13 +127,13 @@ class MemoryStore:
         )
         return True
 
-    async def save(self, row: OrderRow, events: list[dict[str, Any]]) -> bool:
+    async def save(self, row: OrderRow, events: list[Event]) -> bool:
         stored = self.rows[row.id]
         if stored.lease_owner is None or stored.version != row.version:
             return False
         self.saves += 1
         self.rows[row.id] = replace(stored, **{name: getattr(row, name) for name in STEP_COLUMNS})
-        self.events += [dict(e) for e in events]
+        self.events += [e.copy() for e in events]
         return True
 
     # -- inspection ---------------------------------------------------------------------------------
@@ -144,7 +144,7 @@ class MemoryStore:
                 return copy.deepcopy(row)
         raise KeyError(order_id)
 
-    def history(self, order_id: str) -> list[dict[str, Any]]:
+    def history(self, order_id: str) -> list[Event]:
         pk = self.find(order_id).id
         return [e for e in self.events if e["order_pk"] == pk]
 

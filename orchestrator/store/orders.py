@@ -19,11 +19,11 @@ from sqlalchemy.engine import Engine
 
 from orchestrator.store.base import StoreBase, batched
 from orchestrator.store.dialects import DialectHooks
-from orchestrator.store.events import new_event
+from orchestrator.store.events import Event, new_event
 from orchestrator.store.fitting import ORDER_LIMITS, fit, fit_events
 from orchestrator.store.rows import COLUMNS, STEP_COLUMNS, OrderRow, ref_matches, ref_of
 from orchestrator.store.tables import EVENTS, ORDERS
-from states import State
+from states import State, Waiting
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class Replacement:
 
     order_id: str
     values: dict[str, Any]
-    events: list[dict[str, Any]]
+    events: list[Event]
     was: str  # the state it was in, for the report
 
 
@@ -218,7 +218,7 @@ class OrderWrites(StoreBase):
                 row, order, row.state == State.CANCELED and self._canceled_locally(conn, row.id), now
             )
             if isinstance(outcome, Replacement):
-                events = [{**e, "worker": e.get("worker") or worker} for e in outcome.events]
+                events = [Event(**{**e, "worker": e["worker"] or worker}) for e in outcome.events]
                 if not self._write_unleased(
                     conn, c.id == row.id, row.version, values=outcome.values, events=events, now=now
                 ):
@@ -305,7 +305,7 @@ class OrderWrites(StoreBase):
     def commit(
         self,
         intents: Sequence[OrderRow],
-        saves: Sequence[tuple[OrderRow, list[dict[str, Any]]]],
+        saves: Sequence[tuple[OrderRow, list[Event]]],
         owner: str,
     ) -> tuple[list[bool], list[bool]]:
         """Commit intents and step outcomes (with their history) of many orders in one transaction.
@@ -415,7 +415,7 @@ class OrderWrites(StoreBase):
                     c.account == account,
                     c.next_run_at > now,
                     c.lease_owner.is_(None),
-                    c.wait_reason.like("account paused%"),
+                    c.wait_code.in_([str(w) for w in Waiting]),
                 )
                 .values(next_run_at=now)
             )
@@ -428,14 +428,14 @@ class OrderWrites(StoreBase):
         order_id: str,
         now: datetime,
         values: dict[str, Any],
-        events: list[dict[str, Any]],
+        events: list[Event],
         expected_version: int,
     ) -> bool:
         """Write an operator change unless a worker holds the order; bumps the version."""
         return self.update_unleased_many([(order_id, values, events, expected_version)], now)
 
     def update_unleased_many(
-        self, changes: Sequence[tuple[str, dict[str, Any], list[dict[str, Any]], int]], now: datetime
+        self, changes: Sequence[tuple[str, dict[str, Any], list[Event], int]], now: datetime
     ) -> bool:
         """Write several operator changes (order id, values, events, the version they were read
         at) in one transaction: all of them, or, if a worker holds any of those orders or any
@@ -464,7 +464,7 @@ class OrderWrites(StoreBase):
         expected_version: int,
         *,
         values: dict[str, Any],
-        events: list[dict[str, Any]],
+        events: list[Event],
         now: datetime,
     ) -> bool:
         """The one fenced write of a change made outside a step (an operator, a replacing import):

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 import sqlalchemy as sa
 
 from orchestrator.store.base import StoreBase
+from orchestrator.store.events import StoredEvent
 from orchestrator.store.rows import OrderRow, ref_matches, the_one
 from orchestrator.store.tables import EVENTS, ORDERS
 from states import IN_FLIGHT, State
@@ -47,12 +48,12 @@ class Reports(StoreBase):
             row = conn.execute(sa.select(ORDERS).where(ORDERS.c.id == pk)).mappings().first()
         return OrderRow.from_mapping(row) if row else None
 
-    def events(self, order_pk: int) -> list[dict[str, Any]]:
+    def events(self, order_pk: int) -> list[StoredEvent]:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(EVENTS).where(EVENTS.c.order_pk == order_pk).order_by(EVENTS.c.id)
             ).mappings()
-            return [dict(r) for r in rows]
+            return [StoredEvent(**r) for r in rows]  # type: ignore[typeddict-item]  # the table's columns
 
     def oldest_active_created_at(self) -> datetime | None:
         """When the oldest order that is not yet final was imported (failed ones count: they wait)."""

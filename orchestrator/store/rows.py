@@ -57,9 +57,8 @@ class OrderRow:
     created_at: datetime
     updated_at: datetime
     state_changed_at: datetime
-    account: str = (
-        "default"  # the configured VTEX account it belongs to (`orchestrator.config.account_tables`)
-    )
+    account: str = "default"  # its configured VTEX account (`orchestrator.config.account_tables`)
+    wait_code: str | None = None  # `states.Waiting`: it waits on its account (a pause)
 
     @classmethod
     def from_mapping(cls, row: Any) -> OrderRow:
@@ -111,6 +110,7 @@ STEP_COLUMNS: tuple[str, ...] = (
     "last_error_code",
     "last_http_status",
     "wait_reason",
+    "wait_code",
     "vtex_status",
     "vtex_status_at",
     "vtex_status_since",

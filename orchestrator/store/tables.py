@@ -112,6 +112,9 @@ class Order(SQLModel, table=True):
     last_error_code: str | None = Field(default=None, max_length=64)
     last_http_status: int | None = None
     wait_reason: str | None = Field(default=None, max_length=300)
+    wait_code: str | None = Field(
+        default=None, max_length=32, description="states.Waiting, when it waits on its account"
+    )
     vtex_status: str | None = Field(default=None, max_length=64)
     vtex_status_at: datetime | None = _time()
     vtex_status_since: datetime | None = _time()  # since when VTEX shows vtex_status

@@ -24,6 +24,7 @@ from orchestrator.config.settings import Settings
 from orchestrator.durations import format_duration
 from orchestrator.errors import NotFound, OperationError
 from orchestrator.log import get_logger
+from orchestrator.ops.alerts import alerts
 from orchestrator.store.rows import ref_of
 from orchestrator.store.store import Store
 from orchestrator.timefmt import human
@@ -235,14 +236,19 @@ class Console:
             self.settings.stuck_rules,
             self.settings.grace_period,
         )
-        for entry in data["stuck"]:
-            entry["age"] = format_duration(entry["secondsInState"])
-            entry["action"] = "retry" if entry["state"] == "failed" else None
+        stuck = [
+            {
+                **entry,
+                "age": format_duration(entry["secondsInState"]),
+                "action": "retry" if "retry" in operator_actions(entry["state"]) else None,
+            }
+            for entry in data["stuck"]
+        ]
         return self.page(
             request,
             "stuck.html",
             title="Stuck orders",
-            report=data,
+            report={**data, "stuck": stuck},
             may_operate=caller.may(OPERATE),
         )
 
@@ -481,16 +487,5 @@ def _facts(row: Any, now: datetime) -> list[tuple[str, Any]]:
     ]
 
 
-def _alerts(data: dict[str, Any], now: datetime) -> list[dict[str, str]]:
-    from orchestrator.ops.render import account_lines
-
-    lines = []
-    for text in account_lines(data, now):
-        plain = text.plain
-        kind = (
-            "ok"
-            if plain.startswith("Daemons running")
-            else ("warn" if "429" in plain or "canceled in VTEX" in plain else "alert")
-        )
-        lines.append({"kind": kind, "text": plain})
-    return lines
+def _alerts(data: Any, now: datetime) -> list[dict[str, str]]:
+    return [{"kind": alert.kind, "text": alert.text} for alert in alerts(data, now)]

@@ -1,6 +1,6 @@
 """vtex_accounts: the recovery after a 429 (429s in a row, the one probe out, the ramp's start);
 api_tokens: an optional expiry; console_sessions: console logins kept server-side, so logging out
-ends them
+ends them; orders.wait_code: why an order waits on its account (a pause), as a code
 
 Revision ID: 0011
 Revises: 0010
@@ -28,6 +28,7 @@ def upgrade() -> None:
     op.add_column("vtex_accounts", sa.Column("probe_at", TS, nullable=True))
     op.add_column("vtex_accounts", sa.Column("ramp_from", TS, nullable=True))
     op.add_column("api_tokens", sa.Column("expires_at", TS, nullable=True))
+    op.add_column("orders", sa.Column("wait_code", sa.String(length=32), nullable=True))
     op.create_table(
         "console_sessions",
         sa.Column("id_hash", sa.String(length=64), nullable=False),
@@ -43,6 +44,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_console_sessions_token_name", table_name="console_sessions")
     op.drop_table("console_sessions")
+    op.drop_column("orders", "wait_code")
     op.drop_column("api_tokens", "expires_at")
     op.drop_column("vtex_accounts", "ramp_from")
     op.drop_column("vtex_accounts", "probe_at")

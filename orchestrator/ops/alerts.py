@@ -1,0 +1,101 @@
+"""What holds the whole account and who runs, as the status report's alerts: each a sentence and
+a kind (ok, warn, alert) that the terminal turns into a colour and the console into a class. The
+kind is decided here, once, never read back out of the sentence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from orchestrator.durations import format_duration
+from orchestrator.ops.status import StatusReport, Throttle
+from orchestrator.timefmt import human
+
+Kind = Literal["ok", "warn", "alert"]
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: Kind
+    text: str
+
+
+def alerts(report: StatusReport, now: datetime) -> list[Alert]:
+    """The daemons first, then accounts of orders no table configures, 429s, orders canceled in
+    VTEX and account pauses."""
+    found = daemon_alerts(report, now)
+    for account, count in report.get("unconfiguredAccounts", {}).items():
+        found.append(
+            Alert(
+                "alert",
+                f"{count} order(s) belong to account {account}, which the configuration does not have: "
+                f"no daemon steps them until an accounts.{account} table is back",
+            )
+        )
+    for entry in report.get("throttled", []):
+        found.append(Alert("warn", f"VTEX account {entry['account']}: {throttle_said(entry)}"))
+    if report.get("canceledInVtex"):
+        found.append(
+            Alert(
+                "warn",
+                f"{report['canceledInVtex']} order(s) were canceled in VTEX, not here: "
+                "`orchestrator list --code canceled-in-vtex`",
+            )
+        )
+    for paused in report["accounts"]:
+        until = datetime.fromisoformat(paused["pausedUntil"])
+        found.append(
+            Alert(
+                "alert",
+                f"VTEX account {paused['account']}: all work paused for {format_duration(until - now)} "
+                f"(since {human(datetime.fromisoformat(paused['pausedSince']))}): {paused['reason']}",
+            )
+        )
+    return found
+
+
+def throttle_said(entry: Throttle) -> str:
+    """Where an account's recovery from 429s stands, in words."""
+    in_a_row = entry.get("throttlesInARow") or 1
+    times = f", {in_a_row} times in a row" if in_a_row > 1 else ""
+    phase = entry.get("phase", "paused")
+    if phase == "probing":
+        return f"rate limited by VTEX (429{times}); one request goes first to see whether VTEX answers again"
+    if phase == "ramping":
+        rate = entry.get("rampRequestsPerSecond") or 1
+        return f"recovering from VTEX's 429s{times}: sending again, ramping up ({rate:g} requests/s now)"
+    return (
+        f"rate limited by VTEX (429{times}); every call waits {format_duration(entry['secondsLeft'])} more, "
+        "then one request goes first"
+    )
+
+
+def daemon_alerts(report: StatusReport, now: datetime) -> list[Alert]:
+    daemons = report.get("daemons", [])
+    running = [d for d in daemons if d["running"]]
+    if running:
+        names = ", ".join(
+            f"{d['worker']} on {d['host']} (v{d['version']}, up {_age(d['startedAt'], now)})" for d in running
+        )
+        return [Alert("ok", f"Daemons running: {len(running)}: {names}")]
+    if not daemons:
+        return [
+            Alert(
+                "alert",
+                "NO DAEMON has ever run on this database: orders do not move. Start one: `orchestrator run`",
+            )
+        ]
+    last = daemons[0]
+    how = "stopped" if last["stoppedAt"] else "last heard of"
+    return [
+        Alert(
+            "alert",
+            f"NO DAEMON RUNNING: orders do not move. The last one, {last['worker']} on {last['host']}, "
+            f"{how} {_age(last['lastSeenAt'], now)} ago. Start one: `orchestrator run`",
+        )
+    ]
+
+
+def _age(stamp: str, now: datetime) -> str:
+    return format_duration(now - datetime.fromisoformat(stamp))
