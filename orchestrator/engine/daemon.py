@@ -27,10 +27,11 @@ import asyncio
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import suppress
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -141,98 +142,113 @@ class Daemon:
         """Record an account pause (or its end) for status and for other daemons; at its end,
         the account's orders parked until then are due at once."""
         now = self.clock()
-        self._spawn(self.db.run(self.db.store.save_account_pause, lane.guard.account, pause, now))
+        self._spawn(
+            self.db.run(self.db.store.save_account_pause, lane.guard.account, pause, now), "recording a pause"
+        )
         if pause is None:
-            self._spawn(self.db.run(self.db.store.wake_paused, lane.name, now))
+            self._spawn(self.db.run(self.db.store.wake_paused, lane.name, now), "waking parked orders")
 
-    def _spawn(self, work: object) -> None:
-        task = asyncio.ensure_future(work)  # type: ignore[call-overload]
+    def _spawn(self, work: Coroutine[Any, Any, object], what: str) -> None:
+        """A background write the daemon does not wait for (an account pause recorded, parked
+        orders woken), watched: a database that failed is one line (the next pause or lift writes
+        again), anything else is a bug that stops the daemon, rather than asyncio's "Task
+        exception was never retrieved" and a daemon that carries on wrong."""
+        task = asyncio.ensure_future(work)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+
+        def done(finished: asyncio.Future[object]) -> None:
+            self._background.discard(finished)
+            if finished.cancelled() or finished.exception() is None:
+                return
+            exc = finished.exception()
+            assert exc is not None
+            if is_database_error(exc):
+                self._log.warning("could not record; the database failed", what=what, error=explain(exc))
+            else:
+                self._fatal(f"{what} failed ({type(exc).__name__}: {_first_line(exc)})")
+
+        task.add_done_callback(done)
+
+    def _supervise(self, task: asyncio.Task[Any], name: str) -> None:
+        """A side task the daemon cannot work without (the claim pump, the group-commit writer):
+        should it end while the daemon runs, the daemon stops with one line saying which and why,
+        so that its supervisor (systemd, Kubernetes) restarts it, as procrastinate's worker does."""
+
+        def done(finished: asyncio.Task[Any]) -> None:
+            if self._stopping or finished.cancelled():
+                return
+            exc = finished.exception()
+            why = f"{type(exc).__name__}: {_first_line(exc)}" if exc is not None else "it returned"
+            self._fatal(f"the {name} ended unexpectedly ({why})")
+
+        task.add_done_callback(done)
 
     async def run(self, *, until_done: bool = False, install_signals: bool = True) -> None:
         self._until_done = until_done
         loop = asyncio.get_running_loop()
-        if install_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
-            loop.add_signal_handler(signal.SIGHUP, self.reload_credentials)
-        self.writer.start()
-        self._pump_task = asyncio.create_task(self._pump(), name="claim-pump")
-        # APScheduler keeps time by this host's system clock, so its jobs are scheduled by it
-        # (`utcnow`), not by `self.clock`, which follows the database server's.
+        handlers = {
+            signal.SIGTERM: lambda: self.request_stop("SIGTERM"),
+            signal.SIGINT: lambda: self.request_stop("SIGINT"),
+            signal.SIGHUP: self.reload_credentials,
+        }
+        with signals_handled(loop, handlers if install_signals else {}):
+            self._supervise(self.writer.start(), "group-commit writer")
+            self._pump_task = asyncio.create_task(self._pump(), name="claim-pump")
+            self._supervise(self._pump_task, "claim pump")
+            scheduler = self._scheduler_for(loop)
+            if self.metrics is not None and self._metrics_socket is not None:
+                self._probe_server = ProbeServer(
+                    self._metrics_socket, probe_handler(self.metrics, self.health)
+                )
+                self._probe_server.start()
+            scheduler.start()
+            self._scheduler = scheduler
+            self._log.info("daemon started", concurrency=self.config.concurrency, until_done=until_done)
+            self.systemd.ready(f"stepping orders, {self.config.concurrency} at a time")
+            try:
+                await self._stop.wait()
+            finally:
+                await self._shutdown()
+
+    def _scheduler_for(self, loop: asyncio.AbstractEventLoop) -> AsyncIOScheduler:
+        """APScheduler with the daemon's fixed jobs (there are no per-order jobs). It keeps time by
+        this host's system clock, so its jobs are scheduled by it (`utcnow`), not by `self.clock`,
+        which follows the database server's."""
         scheduler = AsyncIOScheduler(event_loop=loop, timezone="UTC")
+        now = utcnow()
         scheduler.add_job(
             self.tick,
             "interval",
             seconds=self.config.tick_interval.total_seconds(),
-            next_run_time=utcnow(),
+            next_run_time=now,
             id="tick",
             coalesce=True,
             misfire_grace_time=None,
         )
-        scheduler.add_job(
-            self._quietly(self.report),
-            "interval",
-            seconds=self.config.report_interval.total_seconds(),
-            id="report",
-            max_instances=1,
-            coalesce=True,
-        )
-        scheduler.add_job(
-            self._quietly(self.maintain),
-            "interval",
-            hours=1,
-            next_run_time=utcnow() + timedelta(minutes=1),
-            id="maintain",
-            max_instances=1,
-            coalesce=True,
-        )
+        # (job, every, first run; None: after one interval): each skips a run on a database failure.
+        jobs: list[tuple[Callable[[], Awaitable[None]], timedelta, datetime | None]] = [
+            (self.report, self.config.report_interval, None),
+            (self.maintain, timedelta(hours=1), now + timedelta(minutes=1)),
+        ]
         if isinstance(self.clock, OffsetClock) and self.db.store.hooks.server_clock:
-            scheduler.add_job(
-                self._quietly(self.sync_clock),
-                "interval",
-                seconds=CLOCK_SYNC_INTERVAL.total_seconds(),
-                next_run_time=utcnow(),
-                id="clock",
-                max_instances=1,
-                coalesce=True,
-            )
+            jobs.append((self.sync_clock, CLOCK_SYNC_INTERVAL, now))
         if self.watch is not None:
-            scheduler.add_job(
-                self.heartbeat,
-                "interval",
-                seconds=HEARTBEAT_SECONDS,
-                next_run_time=utcnow(),
-                id="heartbeat",
-                max_instances=1,
-                coalesce=True,
-            )
+            jobs.append((self.heartbeat, timedelta(seconds=HEARTBEAT_SECONDS), now))
         if self.metrics is not None:
+            jobs.append((self.refresh_metrics, self.config.metrics_interval, now))
+        for job, every, first in jobs:
+            # APScheduler reads an explicit next_run_time=None as "paused": left out, it means one interval.
+            when = {"next_run_time": first} if first is not None else {}
             scheduler.add_job(
-                self._quietly(self.refresh_metrics),
+                self._quietly(job),
                 "interval",
-                seconds=self.config.metrics_interval.total_seconds(),
-                next_run_time=utcnow(),
-                id="metrics",
+                seconds=every.total_seconds(),
+                id=job.__name__,
                 max_instances=1,
                 coalesce=True,
+                **when,
             )
-            if self._metrics_socket is not None:
-                handler = probe_handler(self.metrics, self.health)
-                self._probe_server = ProbeServer(self._metrics_socket, handler)
-                self._probe_server.start()
-        scheduler.start()
-        self._scheduler = scheduler
-        self._log.info("daemon started", concurrency=self.config.concurrency, until_done=until_done)
-        self.systemd.ready(f"stepping orders, {self.config.concurrency} at a time")
-        try:
-            await self._stop.wait()
-        finally:
-            if install_signals:
-                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                    loop.remove_signal_handler(sig)
-            await self._shutdown()
+        return scheduler
 
     def _quietly(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         """`job` as a scheduled job: a database that is away is one log line (and the probes say
@@ -490,3 +506,22 @@ class Daemon:
         finally:
             if self._probe_server is not None:
                 self._probe_server.stop()
+
+
+def _first_line(exc: BaseException | None) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:200] if exc is not None else ""
+
+
+@contextmanager
+def signals_handled(
+    loop: asyncio.AbstractEventLoop, handlers: Mapping[signal.Signals, Callable[[], object]]
+) -> Iterator[None]:
+    """The daemon's signal handlers, installed for the life of the block and removed after it
+    (SIGTERM and SIGINT stop it gracefully, SIGHUP reads the credential files again)."""
+    for sig, handler in handlers.items():
+        loop.add_signal_handler(sig, handler)
+    try:
+        yield
+    finally:
+        for sig in handlers:
+            loop.remove_signal_handler(sig)

@@ -30,8 +30,10 @@ class BatchWriter:
         # Told the outcome of every commit (None: it worked), so the daemon's probes see outages.
         self.on_commit: Callable[[Exception | None], None] | None = None
 
-    def start(self) -> None:
+    def start(self) -> asyncio.Task[None]:
+        """Start writing; the task is the daemon's to watch (it must not end while the daemon runs)."""
         self._task = asyncio.create_task(self._run(), name="batch-writer")
+        return self._task
 
     async def write_intent(self, row: OrderRow) -> bool:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
