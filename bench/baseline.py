@@ -15,7 +15,7 @@ from collections import Counter
 
 import httpx
 
-from orchestrator.sandbox.oms import SandboxConfig
+from orchestrator.sandbox.records import SandboxConfig
 
 
 def main() -> None:

@@ -5,10 +5,12 @@ every end-to-end test drives it. `SandboxOms` is the behaviour, `Sandbox` adds w
 does (credentials, rate limits) plus fault injection, `create_app` makes it an ASGI app.
 """
 
-from orchestrator.sandbox.app import Sandbox, create_app
+from orchestrator.sandbox.app import Sandbox
 from orchestrator.sandbox.catalog import Catalog
 from orchestrator.sandbox.faults import FaultConfig, Faults
-from orchestrator.sandbox.oms import SandboxConfig, SandboxOms
+from orchestrator.sandbox.oms import SandboxOms
+from orchestrator.sandbox.records import SandboxConfig
+from orchestrator.sandbox.routes import create_app
 from orchestrator.sandbox.server import ServerThread
 
 __all__ = [

@@ -31,10 +31,10 @@ from orchestrator.sandbox import place_validation
 from orchestrator.sandbox.catalog import Catalog
 from orchestrator.sandbox.invoice_validation import invoice_refusal, package_from
 from orchestrator.sandbox.ledger import Ledger
+from orchestrator.sandbox.records import WAITING_AUTHORIZATION, SandboxConfig, SandboxOrder
 from orchestrator.sandbox.statuses import STATUSES
 from orchestrator.sandbox.views import authorize_reply, order_view, place_reply
 
-WAITING_AUTHORIZATION = "waiting-ffmt-authorization"
 OMS003 = "Order status should be ready-for-handling to perform this action"
 # Statuses from which Authorize dispatch applies (VTEX's docs name the waiting status both ways).
 AUTHORIZABLE = frozenset({WAITING_AUTHORIZATION, "waiting-for-manual-authorization"})
@@ -54,66 +54,6 @@ class Reply:
 
 def error_reply(status: int, code: str, message: str) -> Reply:
     return Reply(status, {"error": {"code": code, "message": message, "exception": None}})
-
-
-@dataclass
-class SandboxConfig:
-    app_key: str = "vtexappkey-sandbox-ORCHESTRATOR"
-    app_token: str = "sandbox-app-token"  # noqa: S105  (a documented, public default)
-    account: str = "sandbox"
-    grace_seconds: float = 1800.0
-    invoice_delay_seconds: float = 0.0
-    seller_payment_affiliates: frozenset[str] = frozenset()
-    rate_limit_rpm: int | None = None
-    # Benchmarks only: skip the body, catalog and payment checks of Place, so that the sandbox is
-    # not what is being measured. Never use it to rehearse an integration.
-    lenient: bool = False
-    # Where VTEX's docs allow several answers, which one this sandbox gives (VTEX-API.md §9).
-    place_answer: str = "array"  # "array" (2023 spec, every example) or "object" (2024+ spec)
-    authorize_status: int = 200  # 200 {marketplaceOrderId}, 201 {status, orderId, details}, 204
-    # Cancellation after the grace period: the seller accepts, denies, or it stays requested.
-    cancel_mode: str = "accept"
-    cancel_delay_seconds: float = 0.0
-    tracking_refusal: int | None = None  # answer every tracking update with this status (KIs 10-12)
-
-
-@dataclass
-class SandboxOrder:
-    order_id: str
-    sequence: int
-    affiliate_id: str
-    sales_channel: str
-    request: dict[str, Any]
-    items_total: int
-    shipping_total: int
-    created_at: float
-    status: str = WAITING_AUTHORIZATION
-    authorized_at: float | None = None
-    handling_at: float | None = None
-    invoice_complete_at: float | None = None
-    invoiced_at: float | None = None
-    canceled_at: float | None = None
-    cancel_reason: str | None = None
-    last_change: float = 0.0
-    packages: dict[str, dict[str, Any]] = field(default_factory=dict)
-    pinned: bool = False  # held in its status by the control API
-    cancel_requested_at: float | None = None
-    cancel_decision: str | None = None  # "accept", "deny" or "stick", fixed when it was requested
-    status_before_cancel: str | None = None
-    cancel_request_id: str | None = None
-    cancel_denied_at: float | None = None
-
-    @property
-    def value(self) -> int:
-        return self.items_total + self.shipping_total
-
-    @property
-    def output_total(self) -> int:
-        return sum(p["invoiceValue"] for p in self.packages.values() if p["type"] == "Output")
-
-    @property
-    def has_output_invoice(self) -> bool:
-        return any(p["type"] == "Output" for p in self.packages.values())
 
 
 class SandboxOms:

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from orchestrator.sandbox.oms import SandboxConfig
+from orchestrator.sandbox.records import SandboxConfig
 
 DEFAULTS = SandboxConfig()
 

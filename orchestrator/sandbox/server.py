@@ -13,7 +13,8 @@ from typing import Any
 
 import uvicorn
 
-from orchestrator.sandbox.app import Sandbox, create_app
+from orchestrator.sandbox.app import Sandbox
+from orchestrator.sandbox.routes import create_app
 from orchestrator.serving import bind, server_for, url_of
 
 

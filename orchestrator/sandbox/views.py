@@ -7,12 +7,10 @@ the array form of the Marketplace Protocol spec before its 2024 rewrite, see VTE
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from orchestrator.sandbox.records import SandboxConfig, SandboxOrder
 from orchestrator.sandbox.statuses import DESCRIPTIONS
-
-if TYPE_CHECKING:
-    from orchestrator.sandbox.oms import SandboxConfig, SandboxOrder
 
 
 def _iso(ts: float | None) -> str | None:
