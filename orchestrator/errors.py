@@ -7,8 +7,10 @@
     │   │                              (config.account_tables), StuckRulesError (config.stuck_rules)
     │   ├── InputError                 an input that cannot be read (intake.line_input)
     │   ├── BadJson                    text that is not the JSON we take (intake.strict_json)
-    │   ├── BodyError                  a posted body (web.bodies; its own status: 400, 413, 422)
+    │   ├── BodyError                  a posted body (web.bodies; its own status: 400, 409, 413,
+    │   │                              422, with the problems)
     │   ├── CursorError                a listing cursor (store.listing)
+    │   ├── FormRefused                a console form without its CSRF token (web.console; HTTP 403)
     │   └── ProxyError                 a proxy setting (vtex.proxies)
     ├── OperationError                 exit 3, HTTP 409: understood, but not done for that order now
     │   ├── OpenIntent, BatchRefused   a call of unknown outcome first; a batch refused (ops)
@@ -23,15 +25,18 @@
     └── VtexError                      exit 1, HTTP 502: VTEX's answer (vtex.errors: its own tree)
 
 Each surface maps them once: the CLI prints `str(exc)` and exits `exc.exit_code`
-(`cli.app.explain_failure`), `serve` answers `exc.serve_status` with the message
-(`web.app`'s exception handlers). What is not an `OrchestratorError` is either the database
-driver's (explained in one line by `store.errors.explain`) or a bug. `states.IllegalTransition`
-stays apart: `states/` imports nothing of ours, and one escaping is a bug.
+(`cli.app.explain_failure`), `serve` answers `exc.serve_status` with the message and
+`exc.details()` (`web.app`'s exception handlers: JSON for the API, a page for the console).
+What is not an `OrchestratorError` is either the database driver's (explained in one line by
+`store.errors.explain`) or a bug. `states.IllegalTransition` stays apart: `states/` imports
+nothing of ours, and one escaping is a bug.
 
-This module imports nothing, so that every layer, the lowest included, can name these.
+This module imports nothing of ours, so that every layer, the lowest included, can name these.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class OrchestratorError(Exception):
@@ -39,6 +44,10 @@ class OrchestratorError(Exception):
 
     exit_code = 1
     serve_status = 500
+
+    def details(self) -> dict[str, Any]:
+        """What the API adds to its answer beside the message (the problems, the matches)."""
+        return {}
 
 
 class UsageError(OrchestratorError):

@@ -10,9 +10,11 @@ from typing import Any
 import httpx
 
 from orchestrator.clock import utcnow
+from orchestrator.config.account_tables import AccountSettings
 from orchestrator.config.settings import Settings
 from orchestrator.engine.daemon import Daemon
 from orchestrator.log import get_logger
+from orchestrator.ops.pause import active_pause, lift, probe_credentials
 from orchestrator.store.patience import patiently
 from orchestrator.store.store import Store
 from orchestrator.vtex.client import CallObserver
@@ -41,7 +43,7 @@ async def run_daemon(
             "metrics served", url=f"{daemon.metrics_url}/metrics", health=f"{daemon.metrics_url}/healthz"
         )
     for account in settings.all_accounts.values():
-        await _lift_a_stale_pause(account.settings, store, get_logger(worker=daemon.config.worker_id))
+        await _lift_a_stale_pause(settings, account, store, get_logger(worker=daemon.config.worker_id))
     if on_ready is not None:
         on_ready(daemon)
     try:
@@ -53,17 +55,15 @@ async def run_daemon(
     return daemon
 
 
-async def _lift_a_stale_pause(settings: Settings, store: Store, log: Any) -> None:
+async def _lift_a_stale_pause(settings: Settings, account: AccountSettings, store: Store, log: Any) -> None:
     """A daemon (re)started after the credentials were fixed must not sit out the old pause: if
     one is stored, one harmless read tells whether VTEX accepts the credentials now."""
-    from orchestrator.ops.pause import active_pause, lift, probe_credentials
-
-    pause = patiently(lambda: active_pause(settings, store), what="reading the account's pause", log=log)
+    pause = patiently(lambda: active_pause(account, store), what="reading the account's pause", log=log)
     if pause is None:
         return
-    probe = await probe_credentials(settings)
+    probe = await probe_credentials(settings, account)
     if probe.accepted:
-        patiently(lambda: lift(settings, store), what="lifting the account's pause", log=log)
+        patiently(lambda: lift(account, store), what="lifting the account's pause", log=log)
         log.info(
             "VTEX accepts the credentials; account pause lifted at start",
             account=pause.account,

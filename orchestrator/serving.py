@@ -59,13 +59,13 @@ def server_for(
 ) -> uvicorn.Server:
     """uvicorn for `app`. `backlog` is also how many connections asyncio accepts in one go before
     any of them reaches the protocol, so a server that bounds its connections keeps it small."""
-    import uvicorn
+    import uvicorn  # noqa: PLC0415  (start-up: only `serve` and the sandbox need it)
 
     config = uvicorn.Config(
         app,
         log_level=log_level,
         access_log=False,
-        lifespan="off",
+        lifespan="auto",  # `serve` closes its VTEX clients when it stops
         timeout_keep_alive=30,
         backlog=backlog,
         **options,

@@ -6,7 +6,6 @@ The CLI, the demo, the API and the tests all build through here, so they run the
 
 from __future__ import annotations
 
-import secrets
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,115 +16,60 @@ from typing import Any
 import httpx
 
 from orchestrator.clock import OffsetClock, utcnow
-from orchestrator.config.account_tables import CredentialSource
-from orchestrator.config.checks import ConfigurationError
+from orchestrator.config.account_tables import AccountSettings
 from orchestrator.config.settings import Settings
+from orchestrator.engine.clients import build_client, process_identity, stepper_config
 from orchestrator.engine.daemon import Daemon, DaemonConfig
 from orchestrator.engine.lanes import Lane
 from orchestrator.engine.monitor.metrics import Metrics
 from orchestrator.engine.monitor.probe_server import BACKLOG
 from orchestrator.engine.monitor.watch import Watch
 from orchestrator.engine.policy import Policies
-from orchestrator.engine.stepper import Stepper, StepperConfig
+from orchestrator.engine.stepper import Stepper
 from orchestrator.log import get_logger
 from orchestrator.serving import bind, url_of
 from orchestrator.store.group_commit import BatchWriter
+from orchestrator.store.open import open_store
 from orchestrator.store.store import Store
 from orchestrator.store.thread import DatabaseThread
 from orchestrator.vtex.budget import Grant, RequestBudget, SharedTokenBucket, TokenBucket
 from orchestrator.vtex.client import Call, CallObserver, VtexClient
 from orchestrator.vtex.errors import VtexError
 from orchestrator.vtex.pauses import AccountGuard
-from orchestrator.vtex.proxies import ProxyError, proxy_for
 from orchestrator.vtex.recovery import Recovery, on_the_wall
 
 
-def shared_budget(settings: Settings, database: DatabaseThread) -> RequestBudget:
+def shared_budget(settings: Settings, account: AccountSettings, database: DatabaseThread) -> RequestBudget:
     """On PostgreSQL the budget and the recovery after 429s live in the database: N daemons share
     one budget and one probe, not N. On SQLite (one daemon) they live in the process, and the
     recovery is written down for `status`. A probe whose sender died is given up once no call
     could still be waiting for its answer (VTEX_TIMEOUT, and a second)."""
     store = database.store
-    account = settings.account_key
+    key = account.key
     probe_timeout = settings.vtex_timeout.total_seconds() + 1.0
 
     if store.hooks.name != "postgresql":
 
         async def record(state: Recovery, now: float) -> None:
-            await database.run(store.save_recovery, account, on_the_wall(state, now))
+            await database.run(store.save_recovery, key, on_the_wall(state, now))
 
-        return TokenBucket(settings.vtex_max_rpm, record=record, probe_timeout=probe_timeout)
+        return TokenBucket(account.max_rpm, record=record, probe_timeout=probe_timeout)
 
     async def take(want: int, capacity: float, rate: float) -> Grant:
-        grant: Grant = await database.run(store.take_budget, account, want, capacity, rate, probe_timeout)
+        grant: Grant = await database.run(store.take_budget, key, want, capacity, rate, probe_timeout)
         return grant
 
     async def throttle(retry_after: float | None) -> None:
-        await database.run(store.throttle_account, account, retry_after)
+        await database.run(store.throttle_account, key, retry_after)
 
     async def probe_done(was_answered: bool) -> None:
-        await database.run(store.probe_done, account, was_answered)
+        await database.run(store.probe_done, key, was_answered)
 
-    return SharedTokenBucket(settings.vtex_max_rpm, take, throttle, probe_done)
-
-
-def process_identity(name: str) -> str:
-    """The lease owner of one process: the configured name plus a random instance token. Replicas
-    sharing one environment (or containers whose daemons are all PID 1) get the same name; with
-    the same identity one daemon's shutdown would release the other's leases."""
-    return f"{name}#{secrets.token_hex(4)}"
-
-
-def build_client(
-    settings: Settings,
-    *,
-    transport: httpx.AsyncBaseTransport | None = None,
-    budget: RequestBudget | None = None,
-    observer: CallObserver | None = None,
-    identity: str | None = None,
-) -> VtexClient:
-    if settings.vtex_app_key is None or settings.vtex_app_token is None:
-        raise ConfigurationError(
-            settings.credentials_problem or "set VTEX_APP_KEY and VTEX_APP_TOKEN (the VTEX app key and token)"
-        )
-    try:
-        proxy = proxy_for(settings.base_url)
-    except ProxyError as exc:
-        raise ConfigurationError(str(exc)) from None
-    if transport is None and (settings.vtex_http_transport == "httpx" or proxy is not None):
-        limits = httpx.Limits(
-            max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency
-        )
-        transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=True, proxy=proxy)
-    return VtexClient(
-        settings.base_url,
-        app_key=settings.vtex_app_key.get_secret_value(),
-        app_token=settings.vtex_app_token.get_secret_value(),
-        timeout=settings.vtex_timeout.total_seconds(),
-        max_connections=settings.concurrency,
-        transport=transport,
-        budget=budget if budget is not None else TokenBucket(settings.vtex_max_rpm),
-        observer=observer,
-        worker_id=identity or settings.worker_id,
-        # A claimed order must not wait for the budget longer than a fraction of its lease.
-        max_budget_wait=settings.lease.total_seconds() / 4,
-    )
-
-
-def stepper_config(settings: Settings, identity: str) -> StepperConfig:
-    return StepperConfig(
-        grace_period=settings.grace_period,
-        worker_id=identity,
-        unknown_outcome_after=settings.unknown_outcome_after,
-        lease=settings.lease,
-        policies=Policies.for_account(settings),
-    )
+    return SharedTokenBucket(account.max_rpm, take, throttle, probe_done)
 
 
 def open_store_for(settings: Settings, *, create: bool = True) -> Store:
     """The store the settings name, with a connection pool sized for their concurrency."""
-    from orchestrator.store.open import open_store
-
     return open_store(settings.database_url, pool_size=max(5, settings.concurrency // 16), create=create)
 
 
@@ -175,9 +119,8 @@ def build_daemon(
     writer = BatchWriter(database, identity)
     lanes = [
         _lane(
-            name,
-            account.settings,
-            credentials=account.credentials,
+            settings,
+            account,
             identity=identity,
             database=database,
             writer=writer,
@@ -213,10 +156,9 @@ def build_daemon(
 
 
 def _lane(
-    name: str,
     settings: Settings,
+    account: AccountSettings,
     *,
-    credentials: CredentialSource,
     identity: str,
     database: DatabaseThread,
     writer: BatchWriter,
@@ -226,9 +168,10 @@ def _lane(
     transport: httpx.AsyncBaseTransport | None,
     observer: CallObserver | None,
 ) -> Lane:
-    """One account's lane: `settings` are that account's (its URL, credentials, budget, grace)."""
-    guard = AccountGuard(settings.account_key, Policies().bad_credentials, log)
-    budget = shared_budget(settings, database)
+    """One account's lane: its client (URL, credentials, budget), pause guard and step engine."""
+    name = account.name
+    guard = AccountGuard(account.key, Policies().bad_credentials, log)
+    budget = shared_budget(settings, account, database)
     watch.watch_account(name, guard, budget)
     metrics = watch.metrics
 
@@ -241,13 +184,17 @@ def _lane(
         if metrics is not None:
             metrics.observe_transition(trigger, source, dest, name)
 
-    client = build_client(settings, transport=transport, observer=observe, budget=budget, identity=identity)
+    client = build_client(
+        settings, account, transport=transport, observer=observe, budget=budget, identity=identity
+    )
     stepper = Stepper(
         client,
         writer,
-        stepper_config(settings, identity),
+        stepper_config(settings, account, identity),
         clock=clock,
         guard=guard,
         on_transition=on_transition if metrics is not None else None,
     )
-    return Lane(name, stepper, guard, client, slots=settings.concurrency, log=log, credentials=credentials)
+    return Lane(
+        name, stepper, guard, client, slots=settings.concurrency, log=log, credentials=account.credentials
+    )

@@ -12,7 +12,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
+from openapi_spec_validator import validate
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
@@ -25,13 +27,55 @@ from orchestrator.web.app import api_server
 from orchestrator.web.bounded_http import BACKLOG, Limits
 
 
+class Contract:
+    """The OpenAPI document the server serves, held to account: every API answer a test gets
+    must have a status its endpoint declares, and a JSON body that matches that status's schema.
+    So the document cannot say less (or otherwise) than the routes do."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        validate(document)  # a valid OpenAPI 3.1 document, first of all
+        self.document = document
+        self.paths = [
+            (re.compile("^" + re.sub(r"{\w+}", "[^/]+", template) + "$"), template)
+            for template in document["paths"]
+        ]
+
+    def check(self, method: str, path: str, answer: httpx.Response) -> None:
+        bare = path.split("?", 1)[0]
+        template = next((t for pattern, t in self.paths if pattern.match(bare)), None)
+        operation = self.document["paths"].get(template, {}).get(method.lower()) if template else None
+        if operation is None:
+            return  # not an API route (the console's pages, health)
+        declared = operation["responses"].get(str(answer.status_code))
+        assert declared is not None, f"{method} {template} answered {answer.status_code}, not in the document"
+        schema = declared.get("content", {}).get("application/json", {}).get("schema")
+        if schema is not None:
+            jsonschema.validate(
+                answer.json(),
+                {**schema, "components": self.document["components"]},
+                cls=jsonschema.Draft202012Validator,
+            )
+
+
 class Served:
     def __init__(
         self, url: str, tokens: dict[str, str], store: Store, settings: Settings, sandbox: Sandbox
     ) -> None:
         self.url, self.tokens, self.store, self.settings, self.sandbox = url, tokens, store, settings, sandbox
+        self._contract: Contract | None = None
 
     def call(self, method: str, path: str, role: str | None = "operator", **kw: Any) -> httpx.Response:
+        """One request, as `role`; an answer of the API is checked against its OpenAPI document."""
+        answer = self._send(method, path, role, **kw)
+        self.contract().check(method, path, answer)
+        return answer
+
+    def contract(self) -> Contract:
+        if self._contract is None:
+            self._contract = Contract(self._send("GET", "/api/openapi.json", "viewer").json())
+        return self._contract
+
+    def _send(self, method: str, path: str, role: str | None, **kw: Any) -> httpx.Response:
         headers = dict(kw.pop("headers", {}))
         if role is not None:
             headers["Authorization"] = f"Bearer {self.tokens[role]}"

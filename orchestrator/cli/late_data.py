@@ -39,7 +39,7 @@ def _file_lines(file: str, entry_problems: Any, build: Any) -> list[Any]:
             if not isinstance(entry, dict) or not isinstance(entry.get("orderId"), str):
                 problems.append(f"line {number}: orderId: is required")
                 continue
-            problems += [f"line {number}: {p}" for p in entry_problems(entry)]
+            problems += [f"line {number}: {field}: {message}" for field, message in entry_problems(entry)]
             lines.append(build(number, entry))
     if problems:
         raise BatchRefused(problems, "changed")
@@ -51,11 +51,9 @@ def _file_lines(file: str, entry_problems: Any, build: Any) -> list[Any]:
 def _apply(settings: Any, store: Any, lines: list[Any], what: str, dry_run: bool) -> list[Any]:
     """Apply the lines all at once; orders with a VTEX call of unknown outcome on that step are
     settled with VTEX first (as the daemon would), then everything is checked again."""
-    import asyncio
-
     from orchestrator.ops.batch import OpenIntents, apply_all
     from orchestrator.ops.pause import ensure_orders_not_paused
-    from orchestrator.ops.step_now import step_order_now
+    from orchestrator.ops.step_now import step_order_now_once
 
     try:
         return apply_all(store, lines, what=what, dry_run=dry_run)
@@ -67,7 +65,7 @@ def _apply(settings: Any, store: Any, lines: list[Any], what: str, dry_run: bool
             ) from None
         ensure_orders_not_paused(settings, store, open_intents.order_ids)
         for order_id in open_intents.order_ids:
-            asyncio.run(step_order_now(settings, store, order_id))
+            step_order_now_once(settings, store, order_id)
     try:
         return apply_all(store, lines, what=what)
     except OpenIntents as still_open:
@@ -119,13 +117,13 @@ def invoice(
     store = store_for(settings)
     if order_id is None and file is not None:
 
-        def problems(entry: dict[str, Any]) -> list[str]:
+        def problems(entry: dict[str, Any]) -> list[tuple[str, str]]:
             body = entry.get("invoice")
             if not isinstance(body, dict):
-                return ["invoice: is required (a VTEX invoice body)"]
+                return [("invoice", "is required (a VTEX invoice body)")]
             unknown = sorted(set(entry) - {"orderId", "invoice"})
-            return [f"{f}: {m}" for f, m in validate_invoice(body, None)] + [
-                f"{name}: unknown field (expected orderId, invoice)" for name in unknown
+            return validate_invoice(body, None) + [
+                (name, "unknown field (expected orderId, invoice)") for name in unknown
             ]
 
         lines = _file_lines(

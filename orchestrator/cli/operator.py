@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Annotated, Any
 
 import typer
@@ -29,8 +28,8 @@ def retry(
     as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Put failed orders back where they failed; each step is reconciled with VTEX before resending."""
-    from orchestrator.ops.operations import retry as retry_order
-    from orchestrator.ops.reconcile_first import reconciling_first
+    from orchestrator.ops.operations import retry_change
+    from orchestrator.ops.reconcile_first import reconciling_first_once
 
     settings = ctx.obj.logging_settings()
     store = store_for(settings)
@@ -44,9 +43,7 @@ def retry(
             raise typer.Exit(exits.NOTHING_TO_DO)
     report = Report(as_json)
     for order_id in targets:
-        outcome = reconciling_first(
-            settings, store, order_id, partial(retry_order, store, order_id, settings)
-        )
+        outcome = reconciling_first_once(settings, store, order_id, retry_change(order_id, settings))
         report.line(outcome.message, orderId=order_id, changed=outcome.changed)
     report.note(f"{len(targets)} order(s) back in the flow; a running daemon picks them up on its next tick")
     report.done(retried=len(targets))

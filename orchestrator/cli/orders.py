@@ -212,7 +212,6 @@ def status(
     ] = False,
 ) -> None:
     """Counts per state with the oldest order in each; with --stuck, the orders that need a look."""
-    from orchestrator.config.account_tables import longest_grace
     from orchestrator.config.stuck_rules import StuckRules, StuckRulesError
     from orchestrator.ops import render
     from orchestrator.ops.status import report
@@ -227,7 +226,7 @@ def status(
         settings.account(account)  # an unknown account is a usage error, not an empty report
     try:
         rules = (
-            StuckRules.parse(stuck_after, longest_grace(settings), settings.unknown_outcome_after)
+            StuckRules.parse(stuck_after, settings.longest_grace, settings.unknown_outcome_after)
             if stuck_after
             else settings.stuck_rules
         )
@@ -305,9 +304,16 @@ def show(
     events = store.events(row.id)
     view = None
     if vtex:  # only then: the VTEX client's imports cost a quarter of a second
+        from orchestrator.engine.clients import build_client
         from orchestrator.ops.check import vtex_view
 
-        view = asyncio.run(vtex_view(settings.account(row.account), store, row.order_id))
+        its_account = settings.account(row.account)
+
+        async def ask_vtex() -> Any:
+            async with build_client(settings, its_account) as client:
+                return await vtex_view(client, its_account, store, row.order_id)
+
+        view = asyncio.run(ask_vtex())
     if as_json:
         data: dict[str, Any] = {"order": order_json(row), "events": [event_json(e) for e in events]}
         if view is not None:

@@ -81,7 +81,7 @@ def check(ctx: typer.Context, as_json: Annotated[bool, json_option()] = False) -
         for name, account in accounts.items():
             if not verdicts.get(vtex_label(name, len(accounts))):
                 continue
-            lifted = lift(account.settings, store_for(settings))
+            lifted = lift(account, store_for(settings))
             if lifted is not None:
                 what = "the account pause" if len(accounts) == 1 else f"the pause of account {name}"
                 resumes = how_daemons_resume(account.credentials)
@@ -120,10 +120,9 @@ def resume(
     outcomes: list[dict[str, Any]] = []
     refused = False
     for name, configured in chosen.items():
-        account_settings = configured.settings
-        key = account_settings.account_key
+        key = configured.key
         if not force:
-            probe = asyncio.run(probe_credentials(account_settings))
+            probe = asyncio.run(probe_credentials(settings, configured))
             if not probe.accepted:
                 message = probe.said(again=True)
                 refused = True
@@ -131,7 +130,7 @@ def resume(
                 if not as_json:
                     err_line(f"{message}; the pause stays", "not resumed")
                 continue
-        lifted = lift(account_settings, store)
+        lifted = lift(configured, store)
         if lifted is None:
             report.note(f"VTEX account {key} was not paused")
         else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -121,11 +120,11 @@ def json_file(path: Path) -> Any:
 
 def step_until_settled(settings: Settings, store: Any, order_id: str, until: Any = None) -> Any:
     """Step one order a few times now (an open intent is reconciled first, then the call is sent)."""
-    from orchestrator.ops.step_now import step_order_now
+    from orchestrator.ops.step_now import step_order_now_once
 
     row = None
     for _ in range(3):
-        row = asyncio.run(step_order_now(settings, store, order_id))
+        row = step_order_now_once(settings, store, order_id)
         if row is None or row.state in ("canceled", "failed") or row.next_run_at is None:
             break
         if until is not None and until(row):

@@ -1,10 +1,10 @@
 """Several VTEX accounts in one deployment: each `[accounts.NAME]` table of the TOML file is one.
 
 An account is everything that is VTEX's per account: where it is, its credentials, its
-cancellation grace period, its request budget and when invoices may be sent. The rest (database,
-concurrency, leases, logging) belongs to the deployment. Each account is handed to the code as a
-`Settings` of its own, the deployment's with that account's values in place, so the client, the
-budget, the pauses and the step engine are built per account exactly as for a single account.
+cancellation grace period, its request budget and when invoices may be sent: an
+`AccountSettings`. The rest (database, concurrency, leases, logging) belongs to the deployment's
+`Settings`; code that needs both (the VTEX client, the step engine) is handed both, so nothing can
+read an account's value from the deployment, or the other way round.
 
 The single-account variables (`VTEX_ACCOUNT`, `VTEX_BASE_URL`, `VTEX_APP_KEY`, ...) are the
 account named `default`, so a set-up without tables runs as before and its orders (moved to
@@ -21,16 +21,18 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from orchestrator.config.checks import ConfigurationError
+from orchestrator.config.checks import (
+    ConfigurationError,
+    check_base_url,
+    check_credential,
+    check_invoice_timing,
+)
 from orchestrator.durations import parse_duration
-
-if TYPE_CHECKING:
-    from orchestrator.config.settings import Settings
 
 DEFAULT_ACCOUNT = "default"
 # A name appears in commands (`--account`), order references (`acme-br/ABC-1`) and metric labels.
@@ -121,18 +123,35 @@ SINGLE_ACCOUNT_CREDENTIALS = CredentialSource(None)
 
 
 @dataclass(frozen=True)
-class Account:
-    """A configured account: its name in this deployment, the settings it runs with, and where
-    its credentials come from."""
+class AccountSettings:
+    """One VTEX account as the code runs it: its name in this deployment, where it is, its
+    credentials (and where they come from, to read them again), and what VTEX sets per account."""
 
     name: str
-    settings: Settings
+    vtex_account: str | None
+    environment: str
+    vtex_base_url: str | None
+    app_key: SecretStr | None
+    app_token: SecretStr | None
+    grace_period: timedelta
+    max_rpm: int
+    invoice_timing: str
     credentials: CredentialSource = SINGLE_ACCOUNT_CREDENTIALS
+    credentials_problem: str | None = None  # why its credentials could not be read here
+
+    @property
+    def base_url(self) -> str:
+        """Where VTEX (or the sandbox) is: its base URL, or the account's public API host."""
+        if self.vtex_base_url:
+            return self.vtex_base_url.rstrip("/")
+        if not self.vtex_account:
+            raise ConfigurationError("set VTEX_ACCOUNT (or VTEX_BASE_URL to use the sandbox)")
+        return f"https://{self.vtex_account}.{self.environment}.com.br"
 
     @property
     def key(self) -> str:
         """The name its request budget and pauses are kept under in `vtex_accounts`."""
-        return self.settings.account_key
+        return self.vtex_account or self.base_url
 
 
 class AccountError(ConfigurationError, ValueError):
@@ -148,8 +167,6 @@ class CredentialMissing(AccountError):
 def read_credential(table: str, what: str, env: str | None, file: Path | None) -> SecretStr:
     """The credential an account table points at. A file's final line break is not part of it
     (every editor and `echo` add one); any other whitespace is refused, as for the variables."""
-    from orchestrator.config.checks import check_credential
-
     if env is not None:
         value = os.environ.get(env)
         if not value:
@@ -184,28 +201,16 @@ def _credential(
         return None
 
 
-def has_default(settings: Settings) -> bool:
-    """Whether the single-account settings are an account (`default`): when they name one, or
-    when there are no tables at all (today's set-ups, whose errors say what to set)."""
-    return bool(settings.vtex_account or settings.vtex_base_url or not settings.accounts)
-
-
-def longest_grace(settings: Settings) -> timedelta:
-    """The longest grace period any account runs with (read from the tables: no credentials)."""
-    graces = [table.grace_period or settings.grace_period for table in settings.accounts.values()]
-    if has_default(settings):
-        graces.append(settings.grace_period)
-    return max(graces)
-
-
-def resolve(settings: Settings) -> dict[str, Account]:
-    """Every account of `settings`, in the order written, `default` first when it exists."""
-    from orchestrator.config.checks import check_base_url, check_invoice_timing
-
-    accounts: dict[str, Account] = {}
-    if has_default(settings):
-        accounts[DEFAULT_ACCOUNT] = Account(DEFAULT_ACCOUNT, settings.model_copy(update={"accounts": {}}))
-    for name, table in settings.accounts.items():
+def resolve(
+    tables: dict[str, AccountTable], single: AccountSettings, *, single_is_account: bool
+) -> dict[str, AccountSettings]:
+    """Every account: `single` (the single-account variables, `default`) first when it is one,
+    then the tables in the order written, each with `single`'s grace period, budget and invoice
+    timing where the table is silent (those are the deployment's defaults)."""
+    accounts: dict[str, AccountSettings] = {}
+    if single_is_account:
+        accounts[DEFAULT_ACCOUNT] = single
+    for name, table in tables.items():
         if not ACCOUNT_NAME.fullmatch(name):
             raise AccountError(
                 f"[accounts.{name}]: an account name is 1 to 40 lowercase letters, digits, '-' or '_'"
@@ -215,57 +220,55 @@ def resolve(settings: Settings) -> dict[str, Account]:
                 f"[accounts.{name}]: the account {name!r} is already set by VTEX_ACCOUNT / VTEX_BASE_URL; "
                 "use one or the other"
             )
-        try:
-            base_url = check_base_url(table.base_url) if table.base_url else None
-        except ValueError as exc:
-            raise AccountError(f"[accounts.{name}] base_url: {exc}") from None
-        try:
-            invoice_timing = check_invoice_timing(table.invoice_timing or settings.invoice_timing)
-        except ValueError as exc:
-            raise AccountError(f"[accounts.{name}] invoice_timing: {exc}") from None
-        missing: list[str] = []
-        update: dict[str, Any] = {
-            "accounts": {},
-            "vtex_account": table.account,
-            "vtex_environment": table.environment,
-            "vtex_base_url": base_url,
-            "vtex_app_key": _credential(name, "app_key", table.app_key_env, table.app_key_file, missing),
-            "vtex_app_token": _credential(
-                name, "app_token", table.app_token_env, table.app_token_file, missing
-            ),
-            "grace_period": table.grace_period or settings.grace_period,
-            "vtex_max_rpm": table.max_rpm or settings.vtex_max_rpm,
-            "invoice_timing": invoice_timing,
-        }
-        own = settings.model_copy(update=update)
-        own._account_name = name
-        own._credentials_problem = "; ".join(missing) or None
-        source = CredentialSource(
-            name, table.app_key_env, table.app_key_file, table.app_token_env, table.app_token_file
-        )
-        accounts[name] = Account(name, own, source)
-    _one_table_per_vtex_account(settings, accounts)
+        accounts[name] = _from_table(name, table, single)
+    _one_table_per_vtex_account(accounts)
     return accounts
 
 
-def _one_table_per_vtex_account(settings: Settings, accounts: dict[str, Account]) -> None:
+def _from_table(name: str, table: AccountTable, single: AccountSettings) -> AccountSettings:
+    try:
+        base_url = check_base_url(table.base_url) if table.base_url else None
+    except ValueError as exc:
+        raise AccountError(f"[accounts.{name}] base_url: {exc}") from None
+    try:
+        invoice_timing = check_invoice_timing(table.invoice_timing or single.invoice_timing)
+    except ValueError as exc:
+        raise AccountError(f"[accounts.{name}] invoice_timing: {exc}") from None
+    missing: list[str] = []
+    return AccountSettings(
+        name=name,
+        vtex_account=table.account,
+        environment=table.environment,
+        vtex_base_url=base_url,
+        app_key=_credential(name, "app_key", table.app_key_env, table.app_key_file, missing),
+        app_token=_credential(name, "app_token", table.app_token_env, table.app_token_file, missing),
+        grace_period=table.grace_period or single.grace_period,
+        max_rpm=table.max_rpm or single.max_rpm,
+        invoice_timing=invoice_timing,
+        credentials=CredentialSource(
+            name, table.app_key_env, table.app_key_file, table.app_token_env, table.app_token_file
+        ),
+        credentials_problem="; ".join(missing) or None,
+    )
+
+
+def _one_table_per_vtex_account(accounts: dict[str, AccountSettings]) -> None:
     """Refuse two accounts that are one VTEX account under one app key. Their orders would share
     VTEX's order ids: the same order imported into both is placed once, the second Place is
     answered "already exists" and both go on as if each had placed it, with two invoices for one
     order, and budgets and pauses kept twice for one VTEX limit."""
     seen: dict[tuple[str, str], str] = {}
     for name, account in accounts.items():
-        own = account.settings
-        if not (own.vtex_base_url or own.vtex_account):
+        if not (account.vtex_base_url or account.vtex_account):
             continue  # refused when used ("set VTEX_ACCOUNT ...")
-        table = settings.accounts.get(name)
-        if own.vtex_app_key is not None:
-            key = own.vtex_app_key.get_secret_value()
-        elif table is not None:  # not readable here: the same variable or file is the same key
-            key = f"{table.app_key_env or ''}|{table.app_key_file or ''}"
+        source = account.credentials
+        if account.app_key is not None:
+            key = account.app_key.get_secret_value()
+        elif source.table is not None:  # not readable here: the same variable or file is the same key
+            key = f"{source.key_env or ''}|{source.key_file or ''}"
         else:
             continue
-        where = (normalised_base_url(own.base_url), key)
+        where = (normalised_base_url(account.base_url), key)
         if where in seen:
             first = seen[where]
             raise AccountError(

@@ -1,11 +1,14 @@
 """Configuration, read once: environment variables, then an optional TOML file, then defaults.
 
 Secrets (`VTEX_APP_KEY`, `VTEX_APP_TOKEN`) are `SecretStr`: their repr, str and JSON dump are
-masked, so printing or logging a Settings object cannot leak them. Only the VTEX client ever calls
-`get_secret_value()`. They are checked here, once: a credential with a trailing newline (a secret
-file, `$(cat token.txt)` with CRLF) would otherwise reach the HTTP layer, whose error message
-quotes the header value. Once loaded, they and the database password are registered with the
-redaction point, so no log line or message can show them even if some library quotes them.
+masked, so printing or logging a Settings object cannot leak them. Their value is taken out
+(`get_secret_value()`) only where it must be: to check it, to build the VTEX client's headers
+(again after a rotation), to compare two accounts' app keys, to hand it to the redaction point
+and to say whether one is set (`config`). They are checked here, once: a credential with a
+trailing newline (a secret file, `$(cat token.txt)` with CRLF) would otherwise reach the HTTP
+layer, whose error message quotes the header value. Once loaded, they and the database password
+are registered with the redaction point, so no log line or message can show them even if some
+library quotes them.
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, field_validato
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from orchestrator.config.account_tables import Account, AccountError, AccountTable, longest_grace, resolve
+from orchestrator.config.account_tables import (
+    DEFAULT_ACCOUNT,
+    SINGLE_ACCOUNT_CREDENTIALS,
+    AccountError,
+    AccountSettings,
+    AccountTable,
+    resolve,
+)
 from orchestrator.config.checks import (
     ConfigurationError,
     check_base_url,
@@ -87,9 +97,7 @@ class Settings(BaseSettings):
     accounts: dict[str, AccountTable] = Field(
         default_factory=dict, validation_alias=_env("ORCHESTRATOR_ACCOUNTS")
     )
-    _resolved: dict[str, Account] = PrivateAttr(default_factory=dict)
-    _account_name: str = PrivateAttr(default="default")  # set on an account's own settings
-    _credentials_problem: str | None = PrivateAttr(default=None)  # why its credentials are missing
+    _resolved: dict[str, AccountSettings] = PrivateAttr(default_factory=dict)
 
     @field_validator(
         "vtex_timeout",
@@ -153,7 +161,36 @@ class Settings(BaseSettings):
     def stuck_rules(self) -> StuckRules:
         """Thresholds from the longest grace period any account runs with: an order of an account
         with a long one is not stuck merely for waiting it out."""
-        return StuckRules.parse(self.stuck_after, longest_grace(self), self.unknown_outcome_after)
+        return StuckRules.parse(self.stuck_after, self.longest_grace, self.unknown_outcome_after)
+
+    @property
+    def longest_grace(self) -> timedelta:
+        """The longest grace period any account runs with (read from the tables: no credentials)."""
+        graces = [table.grace_period or self.grace_period for table in self.accounts.values()]
+        if self._single_is_account():
+            graces.append(self.grace_period)
+        return max(graces)
+
+    def _single_is_account(self) -> bool:
+        """Whether the single-account settings are an account (`default`): when they name one, or
+        when there are no tables at all (today's set-ups, whose errors say what to set)."""
+        return bool(self.vtex_account or self.vtex_base_url or not self.accounts)
+
+    def single_account(self) -> AccountSettings:
+        """The single-account variables as an account: `default` when they are one (see
+        `all_accounts`), and the values an account table inherits where it is silent."""
+        return AccountSettings(
+            name=DEFAULT_ACCOUNT,
+            vtex_account=self.vtex_account,
+            environment=self.vtex_environment,
+            vtex_base_url=self.vtex_base_url,
+            app_key=self.vtex_app_key,
+            app_token=self.vtex_app_token,
+            grace_period=self.grace_period,
+            max_rpm=self.vtex_max_rpm,
+            invoice_timing=self.invoice_timing,
+            credentials=SINGLE_ACCOUNT_CREDENTIALS,
+        )
 
     @model_validator(mode="after")
     def _stuck_rules_parse(self) -> Settings:
@@ -174,56 +211,32 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _accounts_resolve(self) -> Settings:
-        if self.accounts:  # credentials are read (and checked) once, when the settings load
-            try:
-                self._resolved = resolve(self)
-            except AccountError as exc:
-                raise ValueError(str(exc)) from None
+        # Credentials are read (and checked) once, when the settings load.
+        try:
+            self._resolved = resolve(
+                self.accounts, self.single_account(), single_is_account=self._single_is_account()
+            )
+        except AccountError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
     @property
-    def credentials_problem(self) -> str | None:
-        """For an account table whose credentials could not be read here: why (else None)."""
-        return self._credentials_problem
-
-    @property
-    def account_name(self) -> str:
-        """The configured account these settings are (`default` for the single-account ones)."""
-        return self._account_name
-
-    @property
-    def all_accounts(self) -> dict[str, Account]:
+    def all_accounts(self) -> dict[str, AccountSettings]:
         """Every configured account by name; a set-up without tables has one, `default`."""
-        if self._resolved:
-            return self._resolved
-        return resolve(self)
+        return self._resolved
 
     @property
     def account_graces(self) -> dict[str, timedelta]:
         """Each account's grace period by name, for the status report."""
-        return {name: a.settings.grace_period for name, a in self.all_accounts.items()}
+        return {name: a.grace_period for name, a in self.all_accounts.items()}
 
-    def account(self, name: str) -> Settings:
-        """The settings an account's orders run with (`default`: these very settings)."""
+    def account(self, name: str = DEFAULT_ACCOUNT) -> AccountSettings:
+        """The account `name`: where it is, its credentials and the values VTEX sets per account."""
         found = self.all_accounts.get(name)
         if found is None:
             known = ", ".join(self.all_accounts)
             raise ConfigurationError(f"no account {name!r} is configured (configured: {known})")
-        return found.settings
-
-    @property
-    def base_url(self) -> str:
-        """Where VTEX (or the sandbox) is: VTEX_BASE_URL, or the account's public API host."""
-        if self.vtex_base_url:
-            return self.vtex_base_url.rstrip("/")
-        if not self.vtex_account:
-            raise ConfigurationError("set VTEX_ACCOUNT (or VTEX_BASE_URL to use the sandbox)")
-        return f"https://{self.vtex_account}.{self.vtex_environment}.com.br"
-
-    @property
-    def account_key(self) -> str:
-        """The name the request budget and account pauses are kept under."""
-        return self.vtex_account or self.base_url
+        return found
 
     @classmethod
     def settings_customise_sources(
@@ -304,8 +317,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 
 def register_secrets(settings: Settings) -> None:
     """Hand every secret of `settings` to the redaction point."""
-    for account in [settings, *(a.settings for a in settings.all_accounts.values())]:
-        for secret in (account.vtex_app_key, account.vtex_app_token):
+    for account in settings.all_accounts.values():
+        for secret in (account.app_key, account.app_token):
             if secret is not None:
                 register_secret(secret.get_secret_value())
     register_secret(database_password(settings.database_url))
@@ -408,12 +421,10 @@ def _account_rows(settings: Settings, config_file: Path | None) -> list[dict[str
         account = settings.account(name)
         values = {
             "base_url": account.base_url,
-            "app_key": _credential_shown(account.vtex_app_key, table.app_key_env or table.app_key_file),
-            "app_token": _credential_shown(
-                account.vtex_app_token, table.app_token_env or table.app_token_file
-            ),
+            "app_key": _credential_shown(account.app_key, table.app_key_env or table.app_key_file),
+            "app_token": _credential_shown(account.app_token, table.app_token_env or table.app_token_file),
             "grace_period": format_duration(account.grace_period),
-            "max_rpm": account.vtex_max_rpm,
+            "max_rpm": account.max_rpm,
             "invoice_timing": account.invoice_timing,
         }
         for key, shown in values.items():

@@ -10,12 +10,10 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
+from orchestrator.config.account_tables import AccountSettings
+from orchestrator.config.settings import Settings
 from states import InvoiceTiming
-
-if TYPE_CHECKING:
-    from orchestrator.config.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -113,11 +111,12 @@ class Policies:
         )
 
     @classmethod
-    def for_account(cls, settings: Settings) -> Policies:
-        """An account's policies: its grace period, attempts, invoice timing and request guard."""
+    def for_account(cls, settings: Settings, account: AccountSettings) -> Policies:
+        """An account's policies: its grace period and invoice timing, the deployment's attempts
+        and request guard."""
         return cls.for_grace(
-            settings.grace_period,
+            account.grace_period,
             settings.max_attempts,
-            invoice_timing=settings.invoice_timing,
+            invoice_timing=account.invoice_timing,
             max_requests_per_hour=settings.max_requests_per_order_hour,
         )

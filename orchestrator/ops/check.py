@@ -3,15 +3,20 @@ read), said plainly, and VTEX's view of one order. Nothing is created or changed
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.config.account_tables import AccountSettings
 from orchestrator.config.checks import ConfigurationError
 from orchestrator.config.settings import Settings
+from orchestrator.ops.pause import active_pause, probe_credentials
+from orchestrator.redaction import mask_url
 from orchestrator.store.dialects import create_db_engine
-from orchestrator.store.migrate import current_revision
+from orchestrator.store.errors import explain
+from orchestrator.store.migrate import current_revision, head_revision
+from orchestrator.vtex.client import VtexClient
 from orchestrator.vtex.errors import VtexError
-from orchestrator.wiring import build_client
 
 
 @dataclass(frozen=True)
@@ -20,39 +25,25 @@ class VtexView:
     error: str | None
 
 
-async def fetch_vtex_order(settings: Settings, order_id: str) -> VtexView:
-    """VTEX's current view of one order, or why it could not be had."""
-    async with build_client(settings) as client:
-        try:
-            call = await client.get_order(order_id)
-        except VtexError as exc:
-            return VtexView(None, exc.describe())
+async def vtex_view(client: VtexClient, account: AccountSettings, store: Any, order_id: str) -> VtexView:
+    """VTEX's view of one order for `show --vtex`, the API and the console (`client` is the
+    account's), unless the account is paused: then VTEX is not asked, and the view says why."""
+    pause = await asyncio.to_thread(active_pause, account, store)
+    if pause is not None:
+        return VtexView(None, f"not asked: the account is paused ({pause.reason})")
+    try:
+        call = await client.get_order(order_id)
+    except VtexError as exc:
+        return VtexView(None, exc.describe())
     if call.body is None:
         return VtexView(None, f"VTEX has no order {order_id} (HTTP {call.http_status})")
     return VtexView(call.body if isinstance(call.body, dict) else None, None)
-
-
-async def vtex_view(settings: Settings, store: Any, order_id: str) -> VtexView:
-    """VTEX's view of one order for `show --vtex`, the API and the console, unless the account is
-    paused: then VTEX is not asked, and the view says why."""
-    import asyncio
-
-    from orchestrator.ops.pause import active_pause
-
-    pause = await asyncio.to_thread(active_pause, settings, store)
-    if pause is not None:
-        return VtexView(None, f"not asked: the account is paused ({pause.reason})")
-    return await fetch_vtex_order(settings, order_id)
 
 
 async def check_setup(settings: Settings) -> list[tuple[str, bool, str]]:
     """The database, then the VTEX credentials with one harmless read (a Get order VTEX answers 404 to).
 
     Nothing is created or migrated: `check` says what is there."""
-    from orchestrator.redaction import mask_url
-    from orchestrator.store.errors import explain
-    from orchestrator.store.migrate import head_revision
-
     results: list[tuple[str, bool, str]] = []
     where = mask_url(settings.database_url)
     try:
@@ -80,13 +71,11 @@ async def check_setup(settings: Settings) -> list[tuple[str, bool, str]]:
             )
     except Exception as exc:  # any failure is the answer to "does the database work?"
         results.append(("database", False, explain(exc)))
-    from orchestrator.ops.pause import probe_credentials
-
     accounts = settings.all_accounts
     for name, account in accounts.items():
         label = vtex_label(name, len(accounts))
         try:
-            probe = await probe_credentials(account.settings)
+            probe = await probe_credentials(settings, account)
         except ConfigurationError as exc:
             results.append((label, False, str(exc)))
             continue

@@ -8,16 +8,22 @@ No operation may change what an open intent will send. An intent is a VTEX call 
 not known yet; the engine reconciles it by looking for exactly what it sent (an invoice number, a
 tracking number). Replacing the invoice under an open send-invoice made the engine look for the
 new number, not find it, and send it too: two invoices in VTEX. So an operation that touches the
-step of an open intent raises `OpenIntent`; `orchestrator.ops.reconcile_first` then reconciles the intent with
-VTEX first and tries again, or refuses and says why.
+step of an open intent raises `OpenIntent`; `orchestrator.ops.reconcile_first` then reconciles the
+intent with VTEX first and tries again, or refuses and says why.
+
+An operation is a `Change` (what to write, given the row as it is now), applied by `apply` (a
+command: it may wait for a worker's lease) or `apply_async` (`serve`: the same, without holding a
+thread while it waits).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from orchestrator.clock import utcnow
@@ -25,14 +31,15 @@ from orchestrator.config.settings import Settings
 from orchestrator.engine.planner import first_write
 from orchestrator.engine.policy import Policies
 from orchestrator.errors import OperationError
-from orchestrator.intake.validation import date_time_problem, normalise_invoice, validate_invoice
+from orchestrator.intake.validation import Problems, date_time_problem, normalise_invoice, validate_invoice
 from orchestrator.store.events import Event, new_event
 from orchestrator.store.rows import OrderRow
 from orchestrator.store.store import Store
 from orchestrator.timefmt import human
 from states import ORDER_MACHINE, Action, Attention, State, resume_trigger
 
-BUSY_WAIT_SECONDS = 15.0
+BUSY_WAIT_SECONDS = 15.0  # how long an operation waits for a worker's step of that order to end
+BUSY_POLL_SECONDS = 0.2
 
 
 class OpenIntent(OperationError):
@@ -71,42 +78,77 @@ class Outcome:
 Change = Callable[[OrderRow, datetime], tuple[dict[str, Any], list[Event], str] | Outcome]
 
 
-def _with_row(
+def apply(
     store: Store,
     order_id: str,
     change: Change,
-    clock: Callable[[], datetime] = utcnow,
     actor: str | None = None,
+    clock: Callable[[], datetime] = utcnow,
 ) -> Outcome:
     """Apply `change` to the current row, retrying while a worker holds the order's lease."""
     deadline = time.monotonic() + BUSY_WAIT_SECONDS
     while True:
-        row = store.find(order_id)
-        if row is None:
-            raise OperationError(
-                f"no order {order_id!r} (order ids look like ABC-12345: affiliateId-marketplaceOrderId)"
-            )
-        now = clock()
-        result = change(row, now)
-        if isinstance(result, Outcome):
-            return result
-        values, events, message = result
-        for event in events:  # who did it: the history's audit trail (an API token, a user)
-            event["worker"] = actor or event.get("worker")
-        if store.update_unleased(row.ref, now, values, events, row.version):
-            return Outcome(order_id, True, message)
-        if time.monotonic() > deadline:
-            raise OperationError(
-                f"order {order_id} is being worked on by {row.lease_owner}; try again in a moment"
-            )
-        time.sleep(0.2)
+        outcome = _attempt(store, order_id, change, actor, clock=clock, deadline=deadline)
+        if outcome is not None:
+            return outcome
+        time.sleep(BUSY_POLL_SECONDS)
+
+
+async def apply_async(
+    store: Store,
+    order_id: str,
+    change: Change,
+    actor: str | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> Outcome:
+    """`apply`, for an event loop: each attempt in a thread (the store is synchronous), the wait
+    between them on the loop."""
+    deadline = time.monotonic() + BUSY_WAIT_SECONDS
+    while True:
+        outcome = await asyncio.to_thread(
+            partial(_attempt, store, order_id, change, actor, clock=clock, deadline=deadline)
+        )
+        if outcome is not None:
+            return outcome
+        await asyncio.sleep(BUSY_POLL_SECONDS)
+
+
+def _attempt(
+    store: Store,
+    order_id: str,
+    change: Change,
+    actor: str | None,
+    *,
+    clock: Callable[[], datetime],
+    deadline: float,
+) -> Outcome | None:
+    """One try at `change`; None when a worker holds the order's lease and there is time left."""
+    row = store.find(order_id)
+    if row is None:
+        raise OperationError(
+            f"no order {order_id!r} (order ids look like ABC-12345: affiliateId-marketplaceOrderId)"
+        )
+    now = clock()
+    result = change(row, now)
+    if isinstance(result, Outcome):
+        return result
+    values, events, message = result
+    for event in events:  # who did it: the history's audit trail (an API token, a user)
+        event["worker"] = actor or event.get("worker")
+    if store.update_unleased(row.ref, now, values, events, row.version):
+        return Outcome(order_id, True, message)
+    if time.monotonic() > deadline:
+        raise OperationError(
+            f"order {order_id} is being worked on by {row.lease_owner}; try again in a moment"
+        )
+    return None
 
 
 def attach_invoice(
     store: Store, order_id: str, invoice: Mapping[str, Any], actor: str | None = None
 ) -> Outcome:
     """Attach the invoice of an order imported without one; the daemon sends it when allowed."""
-    return _with_row(store, order_id, invoice_change(order_id, invoice), actor=actor)
+    return apply(store, order_id, invoice_change(order_id, invoice), actor)
 
 
 def invoice_change(order_id: str, invoice: Mapping[str, Any]) -> Change:
@@ -138,6 +180,12 @@ def invoice_change(order_id: str, invoice: Mapping[str, Any]) -> Change:
 
 
 def retry(store: Store, order_id: str, settings: Settings, actor: str | None = None) -> Outcome:
+    """Put a failed order back where it failed, or let an order that stopped for a person go on
+    (`retry_change`)."""
+    return apply(store, order_id, retry_change(order_id, settings), actor)
+
+
+def retry_change(order_id: str, settings: Settings) -> Change:
     """Put a failed order back where it failed, or let an order that stopped for a person (a
     refused tracking update, the request guard) go on. A failed step is reconciled with VTEX before
     anything is sent again, since the failure may have come after VTEX had already acted; which
@@ -198,10 +246,15 @@ def retry(store: Store, order_id: str, settings: Settings, actor: str | None = N
         )
         return values, [event], f"{order_id} back in {target}{first}"
 
-    return _with_row(store, order_id, change, actor=actor)
+    return change
 
 
 def request_cancel(store: Store, order_id: str, reason: str, actor: str | None = None) -> Outcome:
+    """Ask for the order to be canceled (`cancel_change`)."""
+    return apply(store, order_id, cancel_change(order_id, reason), actor)
+
+
+def cancel_change(order_id: str, reason: str) -> Change:
     """Ask for the order to be canceled; the next step cancels it in VTEX (or locally, if VTEX
     never received it)."""
 
@@ -219,7 +272,7 @@ def request_cancel(store: Store, order_id: str, reason: str, actor: str | None =
         values = {"cancel_reason": reason[:500], "next_run_at": now, "wait_reason": None}
         return values, [event], f"cancel of {order_id} requested"
 
-    return _with_row(store, order_id, change, actor=actor)
+    return change
 
 
 def invoice_from_options(
@@ -247,19 +300,20 @@ def invoice_from_options(
 TRACKING_KEYS = ("trackingNumber", "courier", "trackingUrl", "dispatchedDate")
 
 
-def tracking_problems(tracking: Mapping[str, Any]) -> list[str]:
-    problems = []
+def tracking_problems(tracking: Mapping[str, Any]) -> Problems:
+    """Every problem of a tracking update, as (field, message) like an invoice's."""
+    problems: Problems = []
     number = tracking.get("trackingNumber")
     if not isinstance(number, str) or not number.strip():
-        problems.append("trackingNumber: is required (a non-empty string)")
+        problems.append(("trackingNumber", "is required (a non-empty string)"))
     for name in ("courier", "trackingUrl", "dispatchedDate"):
         if tracking.get(name) is not None and not isinstance(tracking[name], str):
-            problems.append(f"{name}: must be a string")
-    dated: list[tuple[str, str]] = []
+            problems.append((name, "must be a string"))
+    dated: Problems = []
     date_time_problem(tracking, "dispatchedDate", "", dated)
-    problems += [f"{field.lstrip('.')}: {message}" for field, message in dated]
+    problems += [(field.lstrip("."), message) for field, message in dated]
     unknown = set(tracking) - set(TRACKING_KEYS) - {"orderId"}
-    problems += [f"{name}: unknown field (expected {', '.join(TRACKING_KEYS)})" for name in sorted(unknown)]
+    problems += [(name, f"unknown field (expected {', '.join(TRACKING_KEYS)})") for name in sorted(unknown)]
     return problems
 
 
@@ -268,14 +322,14 @@ def attach_tracking(
 ) -> Outcome:
     """Add (or replace) the tracking number of an order's invoice; it is sent to VTEX once the order
     is invoiced, through the partial invoice update, once."""
-    return _with_row(store, order_id, tracking_change(order_id, tracking), actor=actor)
+    return apply(store, order_id, tracking_change(order_id, tracking), actor)
 
 
 def tracking_change(order_id: str, tracking: Mapping[str, Any]) -> Change:
     def change(row: OrderRow, now: datetime) -> tuple[dict[str, Any], list[Event], str] | Outcome:
         problems = tracking_problems(tracking)
         if problems:
-            raise OperationError("; ".join(problems))
+            raise OperationError("; ".join(f"{field}: {message}" for field, message in problems))
         if row.invoice is None:
             raise OperationError(f"{order_id} has no invoice yet: attach it first (`orchestrator invoice`)")
         if row.state in (State.CANCELED, State.FAILED):
@@ -304,4 +358,4 @@ def account_policies(settings: Settings, account: str) -> Policies:
     """The policies the daemon runs `account`'s orders with (the deployment's for an account no
     longer configured)."""
     configured = settings.all_accounts.get(account)
-    return Policies.for_account(configured.settings if configured is not None else settings)
+    return Policies.for_account(settings, configured if configured is not None else settings.single_account())

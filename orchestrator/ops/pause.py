@@ -12,9 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from orchestrator.clock import utcnow
-from orchestrator.config.account_tables import CredentialSource
+from orchestrator.config.account_tables import AccountSettings, CredentialSource
 from orchestrator.config.settings import Settings
 from orchestrator.durations import format_duration
+from orchestrator.engine.clients import build_client
 from orchestrator.errors import OperationError
 from orchestrator.store.store import Store
 from orchestrator.vtex.errors import AuthError, VtexError
@@ -36,13 +37,13 @@ class AccountPaused(OperationError):
         )
 
 
-def active_pause(settings: Settings, store: Store) -> AccountPause | None:
-    pause = store.account_pause(settings.account_key)
+def active_pause(account: AccountSettings, store: Store) -> AccountPause | None:
+    pause = store.account_pause(account.key)
     return pause if pause is not None and pause.until > utcnow() else None
 
 
-def ensure_not_paused(settings: Settings, store: Store) -> None:
-    pause = active_pause(settings, store)
+def ensure_not_paused(account: AccountSettings, store: Store) -> None:
+    pause = active_pause(account, store)
     if pause is not None:
         raise AccountPaused(pause)
 
@@ -52,7 +53,7 @@ def ensure_orders_not_paused(settings: Settings, store: Store, refs: Iterable[st
     one account that is one read; with several, each order's account is looked up."""
     accounts = settings.all_accounts
     if len(accounts) == 1:
-        ensure_not_paused(next(iter(accounts.values())).settings, store)
+        ensure_not_paused(next(iter(accounts.values())), store)
         return
     names = set()
     for ref in refs:
@@ -64,7 +65,7 @@ def ensure_orders_not_paused(settings: Settings, store: Store, refs: Iterable[st
             names.add(row.account)
     for name in sorted(names):
         if name in accounts:
-            ensure_not_paused(accounts[name].settings, store)
+            ensure_not_paused(accounts[name], store)
 
 
 @dataclass(frozen=True)
@@ -86,27 +87,25 @@ class Probe:
         return f"{self.base_url} {verb} the credentials (HTTP {self.http_status})"
 
 
-async def probe_credentials(settings: Settings) -> Probe:
+async def probe_credentials(settings: Settings, account: AccountSettings) -> Probe:
     """One harmless read (a Get order VTEX answers 404 to)."""
-    from orchestrator.wiring import build_client
-
-    async with build_client(settings) as client:
+    async with build_client(settings, account) as client:
         try:
             call = await client.get_order(PROBE_ORDER)
         except AuthError as exc:
-            return Probe(settings.base_url, False, exc.http_status)
+            return Probe(account.base_url, False, exc.http_status)
         except VtexError as exc:
-            return Probe(settings.base_url, False, None, exc.describe())
-    return Probe(settings.base_url, True, call.http_status)
+            return Probe(account.base_url, False, None, exc.describe())
+    return Probe(account.base_url, True, call.http_status)
 
 
-def lift(settings: Settings, store: Store) -> AccountPause | None:
+def lift(account: AccountSettings, store: Store) -> AccountPause | None:
     """Clear the account's pause; returns the pause that was lifted, if there was one."""
-    pause = store.account_pause(settings.account_key)
+    pause = store.account_pause(account.key)
     if pause is not None:
         now = utcnow()
-        store.save_account_pause(settings.account_key, None, now)
-        store.wake_paused(settings.account_name, now)
+        store.save_account_pause(account.key, None, now)
+        store.wake_paused(account.name, now)
     return pause
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import NotRequired, TypedDict
+from typing import NotRequired
+
+from typing_extensions import TypedDict  # pydantic reads these for the OpenAPI document (3.11)
 
 from orchestrator.config.stuck_rules import StuckRules
 from orchestrator.ops.stuck import diagnose

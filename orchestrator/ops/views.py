@@ -8,31 +8,57 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from typing_extensions import TypedDict  # pydantic reads these for the OpenAPI document (3.11)
+
 from orchestrator.store.events import StoredEvent
 from orchestrator.store.rows import OrderRow
 from orchestrator.timefmt import iso
 
-SUMMARY_KEYS = (
-    "orderId",
-    "account",
-    "affiliateId",
-    "marketplaceOrderId",
-    "state",
-    "since",
-    "secondsInState",
-    "createdAt",
-    "value",
-    "invoiceNumber",
-    "trackingNumber",
-    "vtexStatus",
-    "attempts",
-    "lastErrorCode",
-    "lastError",
-    "waitingFor",
-    "needsAttention",
-    "openIntent",
-    "nextTryAt",
-)
+
+class OrderSummary(TypedDict):
+    """What a listing shows of an order: who it is, where it is, and what holds it."""
+
+    orderId: str
+    account: str
+    affiliateId: str
+    marketplaceOrderId: str
+    state: str
+    since: str
+    secondsInState: float
+    createdAt: str
+    value: int
+    invoiceNumber: str | None
+    trackingNumber: str | None
+    vtexStatus: str | None
+    attempts: int
+    lastErrorCode: str | None
+    lastError: str | None
+    waitingFor: str | None
+    needsAttention: str | None
+    openIntent: str | None
+    nextTryAt: str | None
+
+
+class EventJson(TypedDict):
+    """One history row as scripts see it (`show --json`, the API)."""
+
+    id: int
+    orderPk: int
+    at: str
+    kind: str
+    action: str | None
+    fromState: str | None
+    toState: str | None
+    attempt: int | None
+    httpStatus: int | None
+    durationMs: float | None
+    errorCode: str | None
+    message: str | None
+    worker: str | None
+    detail: dict[str, Any] | None
+
+
+SUMMARY_KEYS = tuple(OrderSummary.__annotations__)
 
 
 def camel(name: str) -> str:
@@ -49,30 +75,44 @@ def order_json(row: OrderRow) -> dict[str, Any]:
     return {camel(name): _plain(value) for name, value in asdict(row).items()}
 
 
-def event_json(event: StoredEvent) -> dict[str, Any]:
-    return {camel(name): _plain(value) for name, value in event.items()}
+def event_json(event: StoredEvent) -> EventJson:
+    return EventJson(
+        id=event["id"],
+        orderPk=event["order_pk"],
+        at=iso(event["at"]),
+        kind=event["kind"],
+        action=event["action"],
+        fromState=event["from_state"],
+        toState=event["to_state"],
+        attempt=event["attempt"],
+        httpStatus=event["http_status"],
+        durationMs=event["duration_ms"],
+        errorCode=event["error_code"],
+        message=event["message"],
+        worker=event["worker"],
+        detail=event["detail"],
+    )
 
 
-def order_summary(row: OrderRow, now: datetime) -> dict[str, Any]:
-    """What a listing shows of an order: who it is, where it is, and what holds it."""
-    return {
-        "orderId": row.order_id,
-        "account": row.account,
-        "affiliateId": row.affiliate_id,
-        "marketplaceOrderId": row.marketplace_order_id,
-        "state": row.state,
-        "since": iso(row.state_changed_at),
-        "secondsInState": round((now - row.state_changed_at).total_seconds(), 1),
-        "createdAt": iso(row.created_at),
-        "value": row.value,
-        "invoiceNumber": row.invoice_number,
-        "trackingNumber": row.tracking_number,
-        "vtexStatus": row.vtex_status,
-        "attempts": row.attempts,
-        "lastErrorCode": row.last_error_code,
-        "lastError": row.last_error,
-        "waitingFor": row.wait_reason,
-        "needsAttention": row.needs_attention,
-        "openIntent": row.intent,
-        "nextTryAt": iso(row.next_run_at),
-    }
+def order_summary(row: OrderRow, now: datetime) -> OrderSummary:
+    return OrderSummary(
+        orderId=row.order_id,
+        account=row.account,
+        affiliateId=row.affiliate_id,
+        marketplaceOrderId=row.marketplace_order_id,
+        state=row.state,
+        since=iso(row.state_changed_at),
+        secondsInState=round((now - row.state_changed_at).total_seconds(), 1),
+        createdAt=iso(row.created_at),
+        value=row.value,
+        invoiceNumber=row.invoice_number,
+        trackingNumber=row.tracking_number,
+        vtexStatus=row.vtex_status,
+        attempts=row.attempts,
+        lastErrorCode=row.last_error_code,
+        lastError=row.last_error,
+        waitingFor=row.wait_reason,
+        needsAttention=row.needs_attention,
+        openIntent=row.intent,
+        nextTryAt=iso(row.next_run_at),
+    )

@@ -21,6 +21,7 @@ from orchestrator.errors import UsageError
 from orchestrator.store.base import StoreBase
 from orchestrator.store.rows import OrderRow, split_ref
 from orchestrator.store.tables import ORDERS
+from states import State
 
 # name -> (column, descending by default). Each is served by an index: the primary key (import
 # order), (state, state_changed_at) when states are given, the unique order id.
@@ -75,8 +76,6 @@ def parse_sort(text: str) -> tuple[str, bool]:
 def parse_states(values: Sequence[str]) -> list[str]:
     """States named one by one or comma-separated; an unknown one is refused (a typo would
     otherwise list nothing, as if no order were in that state)."""
-    from states import State
-
     known = [str(s) for s in State]
     chosen = [part.strip() for text in values for part in text.split(",") if part.strip()]
     for state in chosen:

@@ -131,6 +131,13 @@ STEP_COLUMNS: tuple[str, ...] = (
 class AmbiguousOrder(OperationError):
     """An order id that several accounts hold, given without saying which."""
 
+    def __init__(self, ref: str, matches: list[str]) -> None:
+        super().__init__(f"{ref} exists in several accounts: name one of {', '.join(matches)}")
+        self.matches = matches
+
+    def details(self) -> dict[str, Any]:
+        return {"matches": self.matches}
+
 
 def ref_of(account: str, order_id: str) -> str:
     """The one rule for naming an order: its id in the default account, `account/id` elsewhere."""
@@ -155,6 +162,5 @@ def ref_matches(ref: str, columns: Any) -> sa.ColumnElement[bool]:
 def the_one(ref: str, rows: list[OrderRow]) -> OrderRow | None:
     """The order `ref` names, or None; several accounts holding it is a question for the user."""
     if len(rows) > 1:
-        refs = ", ".join(sorted(r.ref for r in rows))
-        raise AmbiguousOrder(f"{ref} exists in several accounts: name one of {refs}")
+        raise AmbiguousOrder(ref, sorted(r.ref for r in rows))
     return rows[0] if rows else None

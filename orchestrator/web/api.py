@@ -1,57 +1,74 @@
 """The API's routes, each the CLI's function behind an HTTP shape: intake, late data, reads and
-operations. Answers: 201 something new was stored, 200 nothing new (an idempotent re-post) or a
-read, 202 accepted for the daemon to finish, 404 no such order, 409 refused for that order now,
-413 body too large, 422 invalid (problems with index, field and message), 400 malformed."""
+operations, so the two can never disagree. Every action taken here is in the order's history
+under the token's name (`api:<name>`).
+
+Answers: 201 something new was stored, 200 nothing new (an idempotent re-post) or a read, 202
+accepted for the daemon to finish, 404 no such order, 409 refused for that order now, 413 body
+too large, 422 invalid (problems with index, field and message), 400 malformed. Each endpoint
+declares its own (`Endpoint.answers`), and the OpenAPI document is written from them. Refusals
+are raised, not returned: `web.app`'s exception handlers answer them, in one shape.
+
+The store is synchronous, so its calls run in the thread pool; an operation that must ask VTEX
+first (an open intent) does so on the server's own event loop, with the account's client that
+lives as long as the server (`AccountClients`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from orchestrator.clock import utcnow
-from orchestrator.web.auth import OPERATE, PUSH, READ, Caller
-from orchestrator.web.bodies import BodyError, json_body, order_lines, read_body
-from orchestrator.web.refs import order_ref
-
-if TYPE_CHECKING:
-    from orchestrator.config.settings import Settings
-    from orchestrator.store.store import Store
-    from orchestrator.web.app import Endpoint
+from orchestrator.config.settings import Settings
+from orchestrator.durations import parse_duration
+from orchestrator.engine.clients import AccountClients
+from orchestrator.errors import NotFound, UsageError
+from orchestrator.intake.importer import import_lines
+from orchestrator.intake.validation import validate_invoice
+from orchestrator.ops.check import vtex_view
+from orchestrator.ops.operations import (
+    Change,
+    cancel_change,
+    invoice_change,
+    retry_change,
+    tracking_change,
+    tracking_problems,
+)
+from orchestrator.ops.reconcile_first import reconciling_first
+from orchestrator.ops.status import report
+from orchestrator.ops.views import event_json, order_json, order_summary
+from orchestrator.store.listing import OrderFilter, parse_sort, parse_states
+from orchestrator.store.rows import AmbiguousOrder, OrderRow
+from orchestrator.store.store import Store
+from orchestrator.web import schemas
+from orchestrator.web.auth import OPERATE, PUSH, READ
+from orchestrator.web.bodies import BodyError, invalid, json_body, order_lines, read_body
+from orchestrator.web.http import Answer, Endpoint, caller_of, order_ref
 
 T = TypeVar("T")
+ACCOUNT = "the configured VTEX account (with several, the same order id may exist in each)"
+NO_ORDER = Answer(404, "no such order", schemas.ErrorBody)
+REFUSED = Answer(409, "refused for this order now; the message says why", schemas.ErrorBody)
+INVALID = Answer(422, "invalid: each problem with its field", schemas.ErrorBody)
+MALFORMED = Answer(400, "not JSON, not UTF-8, or a query parameter that does not parse", schemas.ErrorBody)
+TOO_LARGE = Answer(413, "the body is too large", schemas.ErrorBody)
 
 
-class NotFound(Exception):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
+class Api:
+    """The routes' handlers and the table that describes them."""
 
+    def __init__(self, settings: Settings, store: Store, clients: AccountClients) -> None:
+        self.settings = settings
+        self.store = store
+        self.clients = clients
 
-def _done(order_id: str, outcome: Any, status: int = 200) -> Response:
-    body = {"orderId": order_id, "changed": outcome.changed, "message": outcome.message}
-    return JSONResponse(body, status_code=status)
-
-
-class Served(Protocol):
-    """What the routes need of the server they belong to (the API, or the console's docs page)."""
-
-    settings: Settings
-    store: Store
-
-
-class Routes:
-    def __init__(self, api: Served) -> None:
-        self.store = api.store
-        self.settings = api.settings
-
-    def table(self) -> list[Endpoint]:
-        from orchestrator.web.app import Endpoint
-
+    def endpoints(self) -> list[Endpoint]:
+        late = (MALFORMED, NO_ORDER, REFUSED, TOO_LARGE, INVALID)
         return [
             Endpoint(
                 "POST",
@@ -59,204 +76,273 @@ class Routes:
                 PUSH,
                 "push orders: a record, an array, or JSON Lines",
                 self.post_orders,
+                answers=(
+                    Answer(201, "stored (imported or replaced)", schemas.ImportAnswer),
+                    Answer(200, "nothing new: every order was there already", schemas.ImportAnswer),
+                    MALFORMED,
+                    Answer(409, "in conflict with stored orders: nothing stored", schemas.ErrorBody),
+                    TOO_LARGE,
+                    Answer(
+                        422,
+                        "invalid: nothing stored; each problem with its record's index",
+                        schemas.ErrorBody,
+                    ),
+                ),
+                takes=schemas.OrderRecord | list[schemas.OrderRecord],
+                takes_media=("application/json", "application/x-ndjson"),
+                query={"replace": "1: correct orders VTEX never accepted (as `import --replace`)"},
             ),
-            Endpoint("GET", "/api/orders", READ, "list orders", self.list_orders),
-            Endpoint("GET", "/api/orders/{order_id}", READ, "one order and its history", self.get_order),
-            Endpoint("POST", "/api/orders/{order_id}/invoice", PUSH, "attach the invoice", self.post_invoice),
+            Endpoint(
+                "GET",
+                "/api/orders",
+                READ,
+                "list orders",
+                self.list_orders,
+                answers=(Answer(200, "a page of orders", schemas.OrderList), MALFORMED),
+                query={
+                    "state": "only these states (repeat it)",
+                    "account": ACCOUNT,
+                    "affiliate": "only this affiliate",
+                    "olderThan": "only orders in their state longer than this (30m, 2h, 1d)",
+                    "code": "only orders whose last error has this code",
+                    "waiting": "only orders whose wait reason contains this",
+                    "find": "an order id, marketplace order id or invoice number",
+                    "sort": "created, state, age or updated; - for descending (default -created)",
+                    "limit": "1 to 1000 (default 50)",
+                    "after": "the nextCursor of the previous page",
+                },
+            ),
+            Endpoint(
+                "GET",
+                "/api/orders/{order_id}",
+                READ,
+                "one order and its history",
+                self.get_order,
+                answers=(
+                    Answer(200, "the order and its history", schemas.OrderDetail),
+                    NO_ORDER,
+                    Answer(409, "several accounts hold this id: name one (matches)", schemas.ErrorBody),
+                ),
+                query={"account": ACCOUNT, "vtex": "1: VTEX's view of the order beside ours"},
+            ),
+            Endpoint(
+                "POST",
+                "/api/orders/{order_id}/invoice",
+                PUSH,
+                "attach the invoice",
+                self.post_invoice,
+                answers=(
+                    Answer(201, "attached; the daemon sends it when allowed", schemas.Outcome),
+                    Answer(200, "that invoice was attached already", schemas.Outcome),
+                    *late,
+                ),
+                takes=schemas.Invoice,
+                query={"account": ACCOUNT},
+            ),
             Endpoint(
                 "POST",
                 "/api/orders/{order_id}/tracking",
                 PUSH,
                 "attach a tracking number",
                 self.post_tracking,
+                answers=(
+                    Answer(201, "attached; sent to VTEX once the order is invoiced", schemas.Outcome),
+                    Answer(200, "that tracking number was attached already", schemas.Outcome),
+                    *late,
+                ),
+                takes=schemas.Tracking,
+                query={"account": ACCOUNT},
             ),
-            Endpoint("POST", "/api/orders/{order_id}/retry", OPERATE, "retry a failed order", self.retry),
-            Endpoint("POST", "/api/orders/{order_id}/cancel", OPERATE, "cancel an order", self.cancel),
-            Endpoint("GET", "/api/status", READ, "counts, pauses, daemons and stuck orders", self.status),
+            Endpoint(
+                "POST",
+                "/api/orders/{order_id}/retry",
+                OPERATE,
+                "retry a failed order",
+                self.retry,
+                answers=(
+                    Answer(200, "back in the flow (or nothing to do)", schemas.Outcome),
+                    NO_ORDER,
+                    REFUSED,
+                ),
+                query={"account": ACCOUNT},
+            ),
+            Endpoint(
+                "POST",
+                "/api/orders/{order_id}/cancel",
+                OPERATE,
+                "cancel an order",
+                self.cancel,
+                answers=(
+                    Answer(202, "cancel requested; the daemon asks VTEX", schemas.Outcome),
+                    Answer(200, "canceled already, or a cancel is on its way", schemas.Outcome),
+                    MALFORMED,
+                    NO_ORDER,
+                    REFUSED,
+                ),
+                takes=schemas.CancelRequest,
+                body_required=False,
+                query={"account": ACCOUNT},
+            ),
+            Endpoint(
+                "GET",
+                "/api/status",
+                READ,
+                "counts, pauses, daemons and stuck orders",
+                self.status,
+                answers=(
+                    Answer(200, "the status report (as `status --json`)", schemas.StatusReport),
+                    MALFORMED,
+                ),
+                query={"account": ACCOUNT},
+            ),
         ]
 
-    async def _order(self, request: Request) -> Any:
+    async def _order(self, request: Request) -> OrderRow:
         ref = order_ref(request)
         row = await run_in_threadpool(self.store.find, ref)
         if row is None:
-            raise NotFound(ref)
+            raise NotFound(f"no order {ref!r}")
         return row
 
     # -- intake and late data --------------------------------------------------------------------
 
-    async def post_orders(self, request: Request, caller: Caller) -> Response:
-        from orchestrator.intake.importer import import_lines
-        from orchestrator.web.app import error
-
+    async def post_orders(self, request: Request) -> Response:
         lines = order_lines(await read_body(request), request.headers.get("content-type", ""))
-        replace = request.query_params.get("replace") in ("1", "true")
         work = partial(
             import_lines,
             lines,
             self.store,
             utcnow(),
-            worker=caller.actor,
-            replace=replace,
+            worker=caller_of(request).actor,
+            replace=request.query_params.get("replace") in ("1", "true"),
             accounts=list(self.settings.all_accounts),
         )
-        report = await run_in_threadpool(work)
-        if report.problems:
+        done = await run_in_threadpool(work)
+        if done.problems:
             problems = [
-                {"index": p.line - 1, "field": p.field, "message": p.message} for p in report.problems
+                schemas.Problem(index=p.line - 1, field=p.field, message=p.message) for p in done.problems
             ]
-            what = "in conflict with stored orders" if report.conflict else "invalid"
-            records = len({p.line for p in report.problems})
+            what = "in conflict with stored orders" if done.conflict else "invalid"
+            records = len({p.line for p in done.problems})
             message = (
-                f"nothing stored: {records} of {report.lines} record(s) {what} "
-                f"({report.problems_total} problem(s))"
+                f"nothing stored: {records} of {done.lines} record(s) {what} "
+                f"({done.problems_total} problem(s))"
             )
-            return error(409 if report.conflict else 422, message, problems=problems)
-        if report.empty:
-            return error(422, "the body holds no orders")
-        body = {
-            "imported": report.imported,
-            "replaced": [{"orderId": r.order_id, "was": r.was} for r in report.replaced],
-            "alreadyPresent": report.already_present,
-        }
-        return JSONResponse(body, status_code=201 if report.imported or report.replaced else 200)
-
-    async def post_invoice(self, request: Request, caller: Caller) -> Response:
-        from orchestrator.intake.validation import validate_invoice
-        from orchestrator.ops.operations import attach_invoice
-
-        row = await self._order(request)
-        body = await self._object(request, "invoice")
-        problems = [{"field": f, "message": m} for f, m in validate_invoice(body, row.value)]
-        return await self._late(
-            row, problems, partial(attach_invoice, self.store, row.ref, body, caller.actor)
+            raise BodyError(409 if done.conflict else 422, message, problems)
+        if done.empty:
+            raise BodyError(422, "the body holds no orders")
+        body = schemas.ImportAnswer(
+            imported=done.imported,
+            replaced=[schemas.Replaced(orderId=r.order_id, was=r.was) for r in done.replaced],
+            alreadyPresent=done.already_present,
         )
+        return JSONResponse(body, status_code=201 if done.imported or done.replaced else 200)
 
-    async def post_tracking(self, request: Request, caller: Caller) -> Response:
-        from orchestrator.ops.operations import attach_tracking, tracking_problems
-
+    async def post_invoice(self, request: Request) -> Response:
         row = await self._order(request)
-        body = await self._object(request, "tracking")
-        problems = []
-        for problem in tracking_problems(body):
-            name, _, message = problem.partition(": ")
-            problems.append({"field": name, "message": message})
-        return await self._late(
-            row, problems, partial(attach_tracking, self.store, row.ref, body, caller.actor)
-        )
-
-    @staticmethod
-    async def _object(request: Request, what: str) -> dict[str, Any]:
-        body = json_body(await read_body(request, 1024 * 1024))
-        if not isinstance(body, dict):
-            raise BodyError(422, f"the body must be one JSON object (the {what})")
-        return body
-
-    async def _late(self, row: Any, problems: list[dict[str, str]], operation: Any) -> Response:
-        from orchestrator.ops.reconcile_first import reconciling_first
-        from orchestrator.web.app import error
-
+        body = await _object(request, "invoice")
+        problems = validate_invoice(body, row.value)
         if problems:
-            return error(422, "invalid", problems=problems)
-        outcome = await run_in_threadpool(reconciling_first, self.settings, self.store, row.ref, operation)
-        return _done(row.order_id, outcome, 201 if outcome.changed else 200)
+            raise invalid(problems)
+        return await self._late(request, row, invoice_change(row.ref, body))
+
+    async def post_tracking(self, request: Request) -> Response:
+        row = await self._order(request)
+        body = await _object(request, "tracking")
+        problems = tracking_problems(body)
+        if problems:
+            raise invalid(problems)
+        return await self._late(request, row, tracking_change(row.ref, body))
+
+    async def _late(self, request: Request, row: OrderRow, change: Change) -> Response:
+        outcome = await reconciling_first(
+            self.settings, self.store, self.clients, row.ref, change, actor=caller_of(request).actor
+        )
+        return _done(row.order_id, outcome.changed, outcome.message, 201 if outcome.changed else 200)
 
     # -- reads -----------------------------------------------------------------------------------
 
-    async def list_orders(self, request: Request, _caller: Caller) -> Response:
-        from orchestrator.durations import parse_duration
-        from orchestrator.ops.views import order_summary
-        from orchestrator.store.listing import CursorError, OrderFilter, parse_sort, parse_states
-        from orchestrator.web.app import error
-
+    async def list_orders(self, request: Request) -> Response:
         q = request.query_params
-        try:
-            sort, descending = _param("sort", parse_sort, q.get("sort", "-created"))
-            older = _param("olderThan", parse_duration, q["olderThan"]) if q.get("olderThan") else None
-            limit = _param("limit", _limit, q.get("limit", "50"))
-            states = _param("state", parse_states, q.getlist("state"))
-            account = self._account_filter(request)
-        except ValueError as exc:
-            return error(400, str(exc))
-        where = OrderFilter(states, q.get("affiliate"), older, q.get("code"), q.get("waiting"), account)
+        sort, descending = _param("sort", parse_sort, q.get("sort", "-created"))
+        older = _param("olderThan", parse_duration, q["olderThan"]) if q.get("olderThan") else None
+        limit = _param("limit", _limit, q.get("limit", "50"))
+        states = _param("state", parse_states, q.getlist("state"))
+        where = OrderFilter(
+            states, q.get("affiliate"), older, q.get("code"), q.get("waiting"), self._account(request)
+        )
         now = utcnow()
         if q.get("find"):
             found = await run_in_threadpool(self.store.find_any, q["find"], limit)
             rows, cursor = [r for r in found if where.matches(r, now)], None
         else:
             listing = partial(
-                self.store.list_orders, now, where, sort=sort, descending=descending, limit=limit
+                self.store.list_orders,
+                now,
+                where,
+                sort=sort,
+                descending=descending,
+                limit=limit,
+                after=q.get("after"),
             )
-            try:
-                page = await run_in_threadpool(partial(listing, after=q.get("after")))
-            except CursorError as exc:
-                return error(400, str(exc))
+            page = await run_in_threadpool(listing)  # a cursor that does not parse is a 400 (CursorError)
             rows, cursor = page.rows, page.next_cursor
-        return JSONResponse({"orders": [order_summary(r, now) for r in rows], "nextCursor": cursor})
+        body = schemas.OrderList(orders=[order_summary(r, now) for r in rows], nextCursor=cursor)
+        return JSONResponse(body)
 
-    async def get_order(self, request: Request, _caller: Caller) -> Response:
-        from orchestrator.ops.views import event_json, order_json
-        from orchestrator.web.app import error
-
+    async def get_order(self, request: Request) -> Response:
         key = order_ref(request)
         found = await run_in_threadpool(self.store.find_any, key)
         if len(found) > 1:
-            return error(409, f"{len(found)} orders match {key!r}", matches=[r.ref for r in found])
+            raise AmbiguousOrder(key, [r.ref for r in found])
         if not found:
-            raise NotFound(key)
+            raise NotFound(f"no order {key!r}")
         row = found[0]
         events = await run_in_threadpool(self.store.events, row.id)
-        data: dict[str, Any] = {"order": order_json(row), "events": [event_json(e) for e in events]}
+        body = schemas.OrderDetail(order=order_json(row), events=[event_json(e) for e in events])
         if request.query_params.get("vtex") in ("1", "true"):
-            data.update(await self._vtex_view(row.account, row.order_id))
-        return JSONResponse(data)
+            account = self.settings.account(row.account)
+            view = await vtex_view(self.clients.client(account), account, self.store, row.order_id)
+            body["vtex"], body["vtexError"] = view.order, view.error
+        return JSONResponse(body)
 
-    async def _vtex_view(self, account: str, order_id: str) -> dict[str, Any]:
-        from orchestrator.ops.check import vtex_view
-
-        view = await vtex_view(self.settings.account(account), self.store, order_id)
-        return {"vtex": view.order, "vtexError": view.error}
-
-    def _account_filter(self, request: Request) -> str | None:
+    def _account(self, request: Request) -> str | None:
         """`?account=`, which must name a configured account (an unknown one would list nothing,
         as if it had no orders)."""
         account = request.query_params.get("account")
         if account is not None and account not in self.settings.all_accounts:
-            raise ValueError(f"account: no account {account!r} is configured")
+            raise UsageError(f"account: no account {account!r} is configured")
         return account
 
-    async def status(self, request: Request, _caller: Caller) -> Response:
-        from orchestrator.ops.status import report
-        from orchestrator.web.app import error
-
-        try:
-            account = self._account_filter(request)
-        except ValueError as exc:
-            return error(400, str(exc))
-        now = utcnow()
-        data = await run_in_threadpool(
-            partial(report, accounts=self.settings.account_graces, account=account),
+    async def status(self, request: Request) -> Response:
+        work = partial(
+            report,
             self.store,
-            now,
+            utcnow(),
             self.settings.stuck_rules,
             self.settings.grace_period,
+            accounts=self.settings.account_graces,
+            account=self._account(request),
         )
-        return JSONResponse(data)
+        return JSONResponse(await run_in_threadpool(work))
 
     # -- operations ------------------------------------------------------------------------------
 
-    async def retry(self, request: Request, caller: Caller) -> Response:
-        from orchestrator.ops.operations import retry as retry_order
-        from orchestrator.ops.reconcile_first import reconciling_first
-
+    async def retry(self, request: Request) -> Response:
         row = await self._order(request)
-        operation = partial(retry_order, self.store, row.ref, self.settings, caller.actor)
-        outcome = await run_in_threadpool(reconciling_first, self.settings, self.store, row.ref, operation)
-        return _done(row.order_id, outcome)
+        outcome = await reconciling_first(
+            self.settings,
+            self.store,
+            self.clients,
+            row.ref,
+            retry_change(row.ref, self.settings),
+            actor=caller_of(request).actor,
+        )
+        return _done(row.order_id, outcome.changed, outcome.message)
 
-    async def cancel(self, request: Request, caller: Caller) -> Response:
-        from orchestrator.ops.operations import request_cancel
-
+    async def cancel(self, request: Request) -> Response:
         row = await self._order(request)
+        caller = caller_of(request)
         raw = await read_body(request, 64 * 1024)
         body = json_body(raw) if raw.strip() else {}
         given = body.get("reason") if isinstance(body, dict) else None
@@ -265,16 +351,36 @@ class Routes:
             if isinstance(given, str) and given.strip()
             else f"canceled through the API by {caller.name}"
         )
-        outcome = await run_in_threadpool(request_cancel, self.store, row.ref, reason, caller.actor)
-        return _done(row.order_id, outcome, 202 if outcome.changed else 200)  # the daemon asks VTEX
+        outcome = await reconciling_first(
+            self.settings,
+            self.store,
+            self.clients,
+            row.ref,
+            cancel_change(row.ref, reason),
+            actor=caller.actor,
+        )
+        return _done(row.order_id, outcome.changed, outcome.message, 202 if outcome.changed else 200)
+
+
+def _done(order_id: str, changed: bool, message: str, status: int = 200) -> Response:
+    return JSONResponse(
+        schemas.Outcome(orderId=order_id, changed=changed, message=message), status_code=status
+    )
+
+
+async def _object(request: Request, what: str) -> dict[str, Any]:
+    body = json_body(await read_body(request, 1024 * 1024))
+    if not isinstance(body, dict):
+        raise BodyError(422, f"the body must be one JSON object (the {what})")
+    return body
 
 
 def _param(name: str, parse: Callable[[Any], T], value: Any) -> T:
-    """`parse(value)`; a refusal names the query parameter."""
+    """`parse(value)`; a refusal (400) names the query parameter."""
     try:
         return parse(value)
     except ValueError as exc:
-        raise ValueError(f"{name}: {exc}") from None
+        raise UsageError(f"{name}: {exc}") from None
 
 
 def _limit(text: str) -> int:

@@ -1,166 +1,226 @@
-"""The HTTP API: a thin layer over the functions the CLI uses (import, attach, retry, cancel,
-list, show, status), so the two can never disagree.
+"""`serve`'s one application: the API and the console, with what they share done once.
 
-Every route but `/healthz` and `/readyz` needs a bearer token whose role allows it
-(`orchestrator.web.auth`). Store calls are synchronous, so they run in Starlette's thread pool;
-one that must ask VTEX first (an open intent) does so there too, on its own event loop. Every
-action taken here is in the order's history under the token's name (`api:<name>`).
+- Authentication: Starlette's `AuthenticationMiddleware` with `TokenBackend` on every route that
+  needs a caller, and `requires` naming what each route needs: how the caller came (a bearer
+  token for the API, a session for the console) and the role's permission.
+- Refusals: raised as `OrchestratorError`s (and Starlette's `HTTPException` for `requires`),
+  answered by the exception handlers below, as JSON on an API route and as a page on the
+  console's. A failure nothing answered is `LastResort`'s.
+- The VTEX clients (`AccountClients`): one per account for the server's lifetime, closed when it
+  stops.
+
+`/healthz` and `/readyz` need no token, and no database for `/healthz`.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.applications import Starlette
+from starlette.authentication import requires
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from orchestrator.config.settings import Settings
-from orchestrator.errors import OperationError
+from orchestrator.engine.clients import AccountClients
+from orchestrator.errors import OrchestratorError
 from orchestrator.log import get_logger
+from orchestrator.serving import server_for
+from orchestrator.store.errors import explain
 from orchestrator.store.store import Store
-from orchestrator.web.api import NotFound, Routes
-from orchestrator.web.auth import READ, Authenticator, Caller
-from orchestrator.web.bodies import BodyError
+from orchestrator.web import schemas
+from orchestrator.web.api import Api
+from orchestrator.web.auth import API, CONSOLE, OPERATE, PUSH, READ, Authenticator, Caller, TokenBackend
+from orchestrator.web.bounded_http import BACKLOG, Limits, bounded_protocol
+from orchestrator.web.console import Console
+from orchestrator.web.http import Answer, ApiRoute, Endpoint, answers_json, error
+from orchestrator.web.last_resort import LastResort
+from orchestrator.web.metrics import ApiMetrics, Measured
+from orchestrator.web.security_headers import SecurityHeaders
 from orchestrator.web.spec import openapi
 
 if TYPE_CHECKING:
     import uvicorn
 
-    from orchestrator.web.bounded_http import Limits
-
-Handler = Callable[[Request, Caller], Awaitable[Response]]
+Page = Callable[[Request], Any]
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    method: str
-    path: str
-    permission: str | None  # None: any valid token
-    summary: str
-    handler: Handler
+def api_route(endpoint: Endpoint, backend: TokenBackend, metrics: ApiMetrics) -> ApiRoute:
+    """The route of one API endpoint: measured, authenticated, and let in only with a bearer
+    token (401 without) whose role has the endpoint's permission (403 without)."""
+    handler: Page = endpoint.handler
+    if endpoint.permission is not None:
+        handler = requires(endpoint.permission)(handler)
+    return ApiRoute(
+        endpoint.path,
+        requires(API, status_code=401)(handler),
+        methods=[endpoint.method],
+        name=endpoint.summary,
+        middleware=[
+            Middleware(Measured, metrics=metrics, route=endpoint.path),
+            Middleware(AuthenticationMiddleware, backend=backend),
+        ],
+    )
 
 
-class Api:
-    def __init__(self, settings: Settings, store: Store) -> None:
-        self.settings = settings
-        self.store = store
-        self.auth = Authenticator(store)
-        self.log = get_logger(component="api")
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "orchestrator_api_requests",
-            "API requests by route and status.",
-            ["route", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "orchestrator_api_request_seconds", "API latency by route.", ["route"], registry=self.registry
-        )
-
-    def route(self, endpoint: Endpoint) -> Route:
-        async def serve(request: Request) -> Response:
-            started = time.perf_counter()
-            response = await self._answer(endpoint, request)
-            self.requests.labels(endpoint.path, str(response.status_code)).inc()
-            self.latency.labels(endpoint.path).observe(time.perf_counter() - started)
-            return response
-
-        return Route(endpoint.path, serve, methods=[endpoint.method], name=endpoint.summary)
-
-    async def _answer(self, endpoint: Endpoint, request: Request) -> Response:
-        try:
-            # The token is looked up in the database too: a database that fails there is a 503 as
-            # well, never a bare 500.
-            return await self._authorized(endpoint, request)
-        except NotFound as missing:
-            return error(404, f"no order {missing.key!r}")
-        except BodyError as exc:
-            return error(exc.status, str(exc))
-        except OperationError as exc:
-            return error(409, str(exc))
-        except Exception as exc:
-            # Never a traceback or a driver's text in an answer: a database that fails is a 503 a
-            # client retries; anything else is logged (redacted) and a plain 500.
-            from orchestrator.store.errors import explain, is_database_error
-
-            if is_database_error(exc):
-                return error(503, f"database: {explain(exc)}", headers={"Retry-After": "5"})
-            # The exception's type and where, not its text: a bug's message could quote an order.
-            self.log.error("API call failed", path=request.url.path, error=type(exc).__name__)
-            return error(500, "internal error; the API's log has the details")
-
-    async def _authorized(self, endpoint: Endpoint, request: Request) -> Response:
-        caller = await run_in_threadpool(self.auth.caller, request.headers.get("authorization"))
-        client = request.client.host if request.client else "-"
-        if caller is None:
-            # Logged without the token, whatever it was.
-            self.log.warning("API authentication failed", path=request.url.path, client=client)
-            return error(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-        if endpoint.permission is not None and not caller.may(endpoint.permission):
-            self.log.warning("API call refused to the token's role", path=request.url.path, token=caller.name)
-            return error(403, f"the {caller.role} role may not do this ({endpoint.summary})")
-        return await endpoint.handler(request, caller)
+def page_route(
+    path: str, page: Page, permission: str, backend: TokenBackend, *, method: str = "GET"
+) -> Route:
+    """The route of one console page: let in only with a session (else the login page) whose
+    role has `permission` (else a page saying so)."""
+    guarded = requires(CONSOLE, status_code=401)(requires(permission)(page))
+    return Route(
+        path, guarded, methods=[method], middleware=[Middleware(AuthenticationMiddleware, backend=backend)]
+    )
 
 
-def error(status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
-
-
-def create_api(settings: Settings, store: Store) -> Starlette:
-    api = Api(settings, store)
-    endpoints = Routes(api).table()
+def create_app(settings: Settings, store: Store) -> Starlette:
+    authenticator = Authenticator(store)
+    backend = TokenBackend(authenticator)
+    clients = AccountClients.for_command(settings, role="serve")
+    metrics = ApiMetrics()
+    api = Api(settings, store, clients)
 
     async def healthz(_request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return JSONResponse(schemas.Health(status="ok"))
 
     async def readyz(_request: Request) -> Response:
         try:
             await run_in_threadpool(store.server_now)
         except Exception as exc:  # any failure means "not ready"; the reason, never a secret
-            from orchestrator.store.errors import explain
+            return JSONResponse(
+                schemas.Health(status="database unusable", error=explain(exc)), status_code=503
+            )
+        return JSONResponse(schemas.Health(status="ok"))
 
-            return JSONResponse({"status": "database unusable", "error": explain(exc)}, status_code=503)
-        return JSONResponse({"status": "ok"})
+    async def served_metrics(request: Request) -> Response:
+        body, media_type = metrics.exposition()
+        return Response(body, media_type=media_type)
 
-    async def metrics(request: Request, _caller: Caller) -> Response:
-        return Response(generate_latest(api.registry), media_type=CONTENT_TYPE_LATEST)
+    endpoints = api.endpoints()
 
-    async def spec(request: Request, _caller: Caller) -> Response:
+    async def spec(request: Request) -> Response:
         return JSONResponse(openapi(endpoints))
 
-    extra = [
-        Endpoint("GET", "/metrics", READ, "API metrics (Prometheus)", metrics),
-        Endpoint("GET", "/api/openapi.json", None, "this document", spec),
+    everything = [
+        *endpoints,
+        Endpoint(
+            "GET",
+            "/metrics",
+            READ,
+            "API metrics (Prometheus)",
+            served_metrics,
+            answers=(Answer(200, "the metrics, Prometheus' text format"),),
+        ),
+        Endpoint(
+            "GET",
+            "/api/openapi.json",
+            None,
+            "this document",
+            spec,
+            answers=(Answer(200, "the OpenAPI document"),),
+        ),
     ]
-    from orchestrator.web.console import Console
-
-    routes_ = [
+    console = Console(settings, store, clients, authenticator, everything)
+    pages: list[tuple[str, Page, str, str]] = [
+        ("/", console.overview, READ, "GET"),
+        ("/stuck", console.stuck, READ, "GET"),
+        ("/search", console.search, READ, "GET"),
+        ("/api/docs", console.docs, READ, "GET"),
+        ("/logout", console.logout, READ, "POST"),
+        ("/orders/{order_id}", console.order, READ, "GET"),
+        ("/orders/{order_id}/vtex", console.vtex, READ, "GET"),
+        ("/orders/{order_id}/confirm/{action}", console.confirm, OPERATE, "GET"),
+        ("/orders/{order_id}/retry", console.retry, OPERATE, "POST"),
+        ("/orders/{order_id}/cancel", console.cancel, OPERATE, "POST"),
+        ("/orders/{order_id}/invoice", console.invoice, PUSH, "POST"),
+        ("/orders/{order_id}/tracking", console.tracking, PUSH, "POST"),
+    ]
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        *(api.route(e) for e in [*endpoints, *extra]),
-        *Console(settings, store).routes(),
+        Route("/static/{name}", console.static, methods=["GET"]),
+        Route("/login", console.login_page, methods=["GET"], name="login"),
+        Route("/login", console.login, methods=["POST"]),
+        *(api_route(e, backend, metrics) for e in everything),
+        *(
+            page_route(path, page, permission, backend, method=method)
+            for path, page, permission, method in pages
+        ),
     ]
-    from starlette.middleware import Middleware
 
-    from orchestrator.web.last_resort import LastResort
-    from orchestrator.web.security_headers import SecurityHeaders
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await clients.aclose()
 
-    # Outermost first: the headers go on every answer, LastResort's own included.
-    return Starlette(routes=routes_, middleware=[Middleware(SecurityHeaders), Middleware(LastResort)])
+    return assemble(routes, console, lifespan=lifespan)
+
+
+def assemble(
+    routes: Sequence[BaseRoute], console: Console | None = None, *, lifespan: Any = None
+) -> Starlette:
+    """The application around `routes`: the exception handlers, and outermost the headers every
+    answer carries (LastResort's own included)."""
+    log = get_logger(component="serve")  # per application: a logger cached before a test's capture misses it
+
+    async def on_refusal(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, OrchestratorError)
+        if answers_json(request.scope) or console is None:
+            headers = {"Retry-After": "5"} if exc.serve_status == 503 else None
+            return error(exc.serve_status, str(exc), headers=headers, **exc.details())
+        return console.refusal(request, exc)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        client = request.client.host if request.client else "-"
+        if answers_json(request.scope):
+            return _api_refusal(request, exc, client, log)
+        if console is not None and exc.status_code == 401:
+            return RedirectResponse(f"/login?next={_quoted_path(request)}", status_code=303)
+        if console is not None and exc.status_code == 403 and isinstance(request.scope.get("user"), Caller):
+            return console.forbidden(request)
+        return PlainTextResponse(f"{exc.detail}\n", status_code=exc.status_code, headers=exc.headers)
+
+    return Starlette(
+        routes=list(routes),
+        middleware=[Middleware(SecurityHeaders), Middleware(LastResort)],
+        exception_handlers={OrchestratorError: on_refusal, HTTPException: on_http},
+        lifespan=lifespan,
+    )
+
+
+def _api_refusal(request: Request, exc: HTTPException, client: str, log: Any) -> Response:
+    if exc.status_code == 401:
+        # Logged without the token, whatever it was.
+        log.warning("API authentication failed", path=request.url.path, client=client)
+        return error(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    caller, route = request.scope.get("user"), request.scope.get("route")
+    if exc.status_code == 403 and isinstance(caller, Caller):
+        log.warning("API call refused to the token's role", path=request.url.path, token=caller.name)
+        what = f" ({route.name})" if isinstance(route, Route) else ""
+        return error(403, f"the {caller.role} role may not do this{what}")
+    return error(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+def _quoted_path(request: Request) -> str:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return quote(target, safe="")
 
 
 def api_server(settings: Settings, store: Store, limits: Limits) -> uvicorn.Server:
-    """A uvicorn server for the API, bounded against slow and hostile clients (`bounded_http`);
-    its socket should listen with the same `BACKLOG`."""
-    from orchestrator.serving import server_for
-    from orchestrator.web.bounded_http import BACKLOG, bounded_protocol
-
-    protocol = bounded_protocol(limits)
-    return server_for(create_api(settings, store), settings.log_level, backlog=BACKLOG, http=protocol)
+    """A uvicorn server for the application, bounded against slow and hostile clients
+    (`bounded_http`); its socket should listen with the same `BACKLOG`."""
+    return server_for(
+        create_app(settings, store), settings.log_level, backlog=BACKLOG, http=bounded_protocol(limits)
+    )

@@ -1,9 +1,16 @@
-"""Bearer tokens and roles. A token is 32 random bytes shown once; only its SHA-256 is stored
-(a fast hash is right for a random secret of that size: there is nothing to brute-force).
+"""Bearer tokens and roles, and the one authentication backend of API and console. A token is 32
+random bytes shown once; only its SHA-256 is stored (a fast hash is right for a random secret of
+that size: there is nothing to brute-force).
 
     intake    push orders, invoices and tracking numbers
     viewer    read: orders, their history, status, metrics
     operator  read, push, and retry or cancel orders
+
+A request is authenticated by Starlette's `AuthenticationMiddleware` with `TokenBackend`: a
+bearer token in the `Authorization` header, or a console session's cookie. Its scopes are the
+role's permissions plus how it came (`API` or `CONSOLE`), and each route `requires` both: the API
+takes no cookie (a cookie rides along on requests another site makes a browser send), and a page
+takes no header (a browser cannot add one to a link).
 """
 
 from __future__ import annotations
@@ -13,12 +20,18 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
+
 from orchestrator.clock import utcnow
 from orchestrator.store.store import Store
 from orchestrator.store.tokens import TokenRecord
+from orchestrator.web.session import COOKIE
 
 ROLES = ("intake", "viewer", "operator")
 PUSH, READ, OPERATE = "push", "read", "operate"
+API, CONSOLE = "api", "console"  # how the caller came: a bearer header, or a console session
 ALLOWED = {"intake": {PUSH}, "viewer": {READ}, "operator": {PUSH, READ, OPERATE}}
 PREFIX = "vo_"  # recognisable in a secret scanner, and in a misplaced paste
 TOUCH_EVERY = 60.0  # seconds between writes of a token's last use
@@ -33,9 +46,23 @@ def token_hash(token: str) -> str:
 
 
 @dataclass(frozen=True)
-class Caller:
+class Caller(BaseUser):
+    """Who is calling: the token's name and role."""
+
     name: str
     role: str
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.name
+
+    @property
+    def identity(self) -> str:
+        return self.name
 
     @property
     def actor(self) -> str:
@@ -75,3 +102,26 @@ class Authenticator:
             self._touched[record.name] = now
             self._store.touch_token(record.name, utcnow())
         return Caller(record.name, record.role)
+
+
+class TokenBackend(AuthenticationBackend):
+    """A bearer header, or else a console session's cookie, to a `Caller` with its scopes. Nothing
+    (or an unknown, revoked or expired token) is no caller: the route's `requires` says what then
+    (401 for the API, the login page for the console)."""
+
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._authenticator = authenticator
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
+        header = conn.headers.get("authorization")
+        if header is not None:
+            caller = await run_in_threadpool(self._authenticator.caller, header)
+            way = API
+        elif conn.cookies.get(COOKIE):
+            caller = await run_in_threadpool(self._authenticator.session_caller, conn.cookies[COOKIE])
+            way = CONSOLE
+        else:
+            return None
+        if caller is None:
+            return None
+        return AuthCredentials([way, *sorted(ALLOWED.get(caller.role, ()))]), caller

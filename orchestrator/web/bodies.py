@@ -12,17 +12,28 @@ from starlette.requests import Request
 from orchestrator.errors import UsageError
 from orchestrator.intake.line_input import split_lines
 from orchestrator.intake.strict_json import BadJson, load_json
+from orchestrator.web.schemas import Problem
 
 MAX_BODY_BYTES = 16 * 1024 * 1024  # about 5,000 typical orders per request
 
 
 class BodyError(UsageError):
-    """A posted body that cannot be taken: 400 malformed, 413 too large, 422 not orders."""
+    """A posted body that cannot be taken: 400 malformed, 413 too large, 422 invalid (with each
+    problem), 409 in conflict with what is stored."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, problems: list[Problem] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.serve_status = status
+        self.problems = problems
+
+    def details(self) -> dict[str, Any]:
+        return {"problems": self.problems} if self.problems is not None else {}
+
+
+def invalid(problems: list[tuple[str, str]]) -> BodyError:
+    """A 422 listing each (field, message) problem of one posted object."""
+    return BodyError(422, "invalid", [Problem(field=f, message=m) for f, m in problems])
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:

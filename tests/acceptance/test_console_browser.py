@@ -70,12 +70,14 @@ def test_an_operator_finds_and_retries_a_failed_order(
         ),
     )
 
-    browser.get(f"{served.url}/")
-    assert browser.current_url.endswith("/login")
+    browser.get(f"{served.url}/stuck")  # a page before logging in: the login, then that page
+    assert browser.current_url.endswith("/login?next=%2Fstuck")
     browser.save_screenshot(str(shots / "login.png"))
     browser.find_element(By.NAME, "token").send_keys(served.tokens["operator"])
     browser.find_element(By.TAG_NAME, "form").submit()
     WebDriverWait(browser, 10).until(lambda d: d.find_element(By.TAG_NAME, "h1").text != "Log in")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Stuck orders: 1"
+    browser.get(f"{served.url}/")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Overview"
     count = {
         e.get_attribute("data-state"): e.text for e in browser.find_elements(By.CSS_SELECTOR, "[data-state]")

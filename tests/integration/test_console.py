@@ -189,6 +189,27 @@ def test_login_needs_its_own_form_and_logout_ends_the_session(served: Served) ->
     assert replayed.get("/").status_code == 303  # back to the login page: the session is over
 
 
+def test_logging_in_returns_to_the_page_asked_for_and_never_to_another_site(served: Served) -> None:
+    """A page opened before logging in is where the login lands; a `next` that names another
+    site (or is not a path) lands on the overview instead."""
+    client = httpx.Client(base_url=served.url, timeout=30)
+    asked = client.get("/orders/ABC-100001", params={"account": "default"})
+    assert asked.status_code == 303
+    assert asked.headers["location"] == "/login?next=%2Forders%2FABC-100001%3Faccount%3Ddefault"
+    token = served.tokens["viewer"]
+    for given, lands in [
+        ("/orders/ABC-100001?account=default", "/orders/ABC-100001?account=default"),
+        ("https://evil.example/phish", "/"),
+        ("//evil.example/phish", "/"),
+        ("/\\evil.example", "/"),
+        ("javascript:alert(1)", "/"),
+    ]:
+        form = httpx.Client(base_url=served.url, timeout=30)
+        page = form.get("/login", params={"next": given}).text
+        answer = form.post("/login", data={"token": token, "csrf": csrf_of(page), "next": given})
+        assert (answer.status_code, answer.headers["location"]) == (303, lands), given
+
+
 def test_the_success_banner_shows_only_what_the_server_said(served: Served) -> None:
     """A link with `?done=` of someone else's making shows no banner; the server's own does."""
     assert served.call("POST", "/api/orders", "intake", json=import_record(1)).status_code == 201

@@ -215,5 +215,5 @@ def test_tracking_dispatch_date_must_be_a_date_time() -> None:
     from orchestrator.ops.operations import tracking_problems
 
     assert tracking_problems({"trackingNumber": "TR1", "dispatchedDate": "2026-11-27T10:00:00Z"}) == []
-    [problem] = tracking_problems({"trackingNumber": "TR1", "dispatchedDate": "2026-11-27"})
-    assert problem.startswith("dispatchedDate:") and "date and time" in problem
+    [(field, message)] = tracking_problems({"trackingNumber": "TR1", "dispatchedDate": "2026-11-27"})
+    assert field == "dispatchedDate" and "date and time" in message

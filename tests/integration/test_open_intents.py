@@ -17,7 +17,7 @@ from orchestrator.clock import utcnow
 from orchestrator.config.settings import Settings, load_settings
 from orchestrator.intake.importer import import_lines
 from orchestrator.ops.operations import OpenIntent, attach_invoice, attach_tracking, retry
-from orchestrator.ops.step_now import step_order_now
+from orchestrator.ops.step_now import step_order_now_once
 from orchestrator.runner import run_daemon
 from orchestrator.sandbox import FaultConfig, Sandbox, SandboxConfig, SandboxOms, ServerThread
 from orchestrator.store.open import open_store
@@ -64,7 +64,7 @@ class Setup:
         )
 
     def step(self) -> OrderRow | None:
-        return asyncio.run(step_order_now(self.settings, self.store, ORDER))
+        return step_order_now_once(self.settings, self.store, ORDER)
 
     def row(self) -> OrderRow:
         found = self.store.find(ORDER)

@@ -35,7 +35,7 @@ def test_commands_respect_the_pause_and_check_or_resume_lift_it(served: tuple[Sa
         None, database_url=env["ORCHESTRATOR_DATABASE_URL"], vtex_base_url=env["VTEX_BASE_URL"]
     )
     store = open_store(settings.database_url)
-    account = settings.account_key
+    account = settings.account().key
     requests = sandbox.oms.ledger.summary()["requests"]
 
     pause(store, account)
@@ -85,9 +85,9 @@ def test_a_daemon_started_with_working_credentials_lifts_the_stored_pause(
         tick_interval="100ms",
     )
     store = open_store(settings.database_url)
-    pause(store, settings.account_key)
+    pause(store, settings.account().key)
     started = utcnow()
     asyncio.run(asyncio.wait_for(run_daemon(settings, store, until_done=True, install_signals=False), 30))
     assert utcnow() - started < timedelta(seconds=20)  # not the 5 minutes of the pause
-    assert store.account_pause(settings.account_key) is None
+    assert store.account_pause(settings.account().key) is None
     assert json.loads(runner.invoke(app, ["status", "--json"]).output)["counts"]["invoiced"] == 2

@@ -146,7 +146,7 @@ def test_place_naming_another_order_id_is_refused(served: ServerThread) -> None:
 async def test_httpx_own_transport_can_be_chosen(sandbox_server: object) -> None:
     """VTEX_HTTP_TRANSPORT=httpx (for proxies) talks to VTEX just the same."""
     from orchestrator.config.settings import load_settings
-    from orchestrator.wiring import build_client
+    from orchestrator.engine.clients import build_client
 
     server = sandbox_server
     config = server.sandbox.oms.config  # type: ignore[attr-defined]
@@ -157,6 +157,6 @@ async def test_httpx_own_transport_can_be_chosen(sandbox_server: object) -> None
         vtex_app_token=config.app_token,  # type: ignore[attr-defined]
         vtex_http_transport="httpx",
     )
-    async with build_client(settings) as client:
+    async with build_client(settings, settings.account()) as client:
         assert isinstance(client._transport, httpx.AsyncHTTPTransport)
         assert (await client.get_order("ABC-1")).http_status == 404

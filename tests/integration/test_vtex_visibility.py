@@ -63,7 +63,7 @@ def test_a_429_storm_shows_in_the_log_status_and_gauges_and_the_daemon_in_status
     assert len(warnings) == 1 and warnings[0]["pause_s"] == 90  # one line per pause, not one per 429
     assert 80 < seen["throttled"] <= 90 and seen["paused"] == 1
     [throttle] = seen["status"]["throttled"]
-    assert throttle["account"] == settings.account_key and 80 < throttle["secondsLeft"] <= 90
+    assert throttle["account"] == settings.account().key and 80 < throttle["secondsLeft"] <= 90
     assert (throttle["phase"], throttle["throttlesInARow"]) == ("paused", 1)
     assert "rate limited by VTEX (429); every call waits" in seen["text"]
     assert "then one request goes first" in seen["text"]

@@ -48,16 +48,16 @@ def test_each_table_is_an_account_with_its_own_settings(config: Path) -> None:
     assert list(settings.all_accounts) == ["acme-br", "acme-ar"]  # no single-account settings: no default
     br, ar = settings.account("acme-br"), settings.account("acme-ar")
     assert br.base_url == "https://acmebr.vtexcommercestable.com.br"
-    assert br.vtex_app_key is not None and br.vtex_app_key.get_secret_value() == "br-key-value"
-    assert br.vtex_app_token is not None and br.vtex_app_token.get_secret_value() == "br-token-value"
-    assert (br.grace_period, br.vtex_max_rpm, br.invoice_timing) == (timedelta(minutes=45), 600, "asap")
-    assert (ar.grace_period, ar.vtex_max_rpm, ar.invoice_timing) == (
+    assert br.app_key is not None and br.app_key.get_secret_value() == "br-key-value"
+    assert br.app_token is not None and br.app_token.get_secret_value() == "br-token-value"
+    assert (br.grace_period, br.max_rpm, br.invoice_timing) == (timedelta(minutes=45), 600, "asap")
+    assert (ar.grace_period, ar.max_rpm, ar.invoice_timing) == (
         timedelta(minutes=30),
         3000,
         "after-grace",
     )
     assert ar.base_url == "http://127.0.0.1:8765/accounts/acme-ar"
-    assert (br.account_name, ar.account_name) == ("acme-br", "acme-ar")
+    assert (br.name, ar.name) == ("acme-br", "acme-ar")
 
 
 def test_credentials_never_show(config: Path) -> None:
@@ -133,14 +133,14 @@ def test_credentials_missing_here_stop_only_what_calls_vtex(
 ) -> None:
     """As with an unset VTEX_APP_KEY, `status` works on a machine without the secrets; building
     the account's VTEX client says which table and key lack them, and `config` shows it."""
-    from orchestrator.wiring import build_client
+    from orchestrator.engine.clients import build_client
 
     monkeypatch.setenv("T", "token")
     path = tmp_path / "partial.toml"
     path.write_text(f'[accounts.shop]\naccount = "shop"\n{table}\napp_token_env = "T"\n')
     settings = load_settings(path)
     with pytest.raises(ConfigurationError) as caught:
-        build_client(settings.account("shop"))
+        build_client(settings, settings.account("shop"))
     assert message in str(caught.value)
     assert "NOT SET" in str(describe(settings, path))
 
@@ -148,7 +148,7 @@ def test_credentials_missing_here_stop_only_what_calls_vtex(
 def test_a_secret_file_that_is_not_text_is_named_without_its_bytes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from orchestrator.wiring import build_client
+    from orchestrator.engine.clients import build_client
 
     monkeypatch.setenv("T", "token")
     secret = tmp_path / "key.bin"
@@ -156,7 +156,8 @@ def test_a_secret_file_that_is_not_text_is_named_without_its_bytes(
     path = tmp_path / "binary.toml"
     path.write_text(f'[accounts.shop]\naccount = "shop"\napp_key_file = "{secret}"\napp_token_env = "T"\n')
     with pytest.raises(ConfigurationError) as caught:
-        build_client(load_settings(path).account("shop"))
+        settings = load_settings(path)
+        build_client(settings, settings.account("shop"))
     assert str(caught.value) == f"[accounts.shop] app_key_file: {secret} is not UTF-8 text"
 
 

@@ -9,15 +9,16 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
 from orchestrator.clock import utcnow
 from orchestrator.config.settings import load_settings
 from orchestrator.store.open import open_store
-from orchestrator.web.app import Api, Endpoint
-from orchestrator.web.auth import Caller, new_token, token_hash
+from orchestrator.web.app import api_route, assemble
+from orchestrator.web.auth import Authenticator, TokenBackend, new_token, token_hash
+from orchestrator.web.http import Endpoint
+from orchestrator.web.metrics import ApiMetrics
 
 
 def test_failures_become_json_answers(tmp_path: Path) -> None:
@@ -25,18 +26,18 @@ def test_failures_become_json_answers(tmp_path: Path) -> None:
     store = open_store(settings.database_url, create=True)
     token = new_token()
     store.add_token("t", "viewer", token_hash(token), utcnow())
-    api = Api(settings, store)
+    backend, metrics = TokenBackend(Authenticator(store)), ApiMetrics()
 
-    async def database_down(_request: Request, _caller: Caller) -> Response:
+    async def database_down(request: Request) -> Response:
         raise sa.exc.OperationalError("SELECT 1", {}, Exception("connection refused: secret-host"))
 
-    async def bug(_request: Request, _caller: Caller) -> Response:
+    async def bug(request: Request) -> Response:
         raise KeyError("customer-name")
 
-    app = Starlette(
-        routes=[
-            api.route(Endpoint("GET", "/down", None, "down", database_down)),
-            api.route(Endpoint("GET", "/bug", None, "bug", bug)),
+    app = assemble(
+        [
+            api_route(Endpoint("GET", "/down", None, "down", database_down), backend, metrics),
+            api_route(Endpoint("GET", "/bug", None, "bug", bug), backend, metrics),
         ]
     )
     headers = {"Authorization": f"Bearer {token}"}
@@ -51,3 +52,6 @@ def test_failures_become_json_answers(tmp_path: Path) -> None:
     assert down.json()["error"].startswith("database: ")
     broken = asyncio.run(get("/bug"))
     assert broken.status_code == 500 and "customer-name" not in broken.text and "Traceback" not in broken.text
+    assert broken.json()["error"].startswith("internal error")
+    counted = metrics.exposition()[0].decode()
+    assert 'route="/down",status="503"' in counted and 'route="/bug",status="500"' in counted

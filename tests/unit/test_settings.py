@@ -57,7 +57,7 @@ def test_toml_file_then_environment_wins(tmp_path: Path, monkeypatch: pytest.Mon
         16,
         "acme",
     )
-    assert settings.base_url == "https://acme.vtexcommercestable.com.br"
+    assert settings.account().base_url == "https://acme.vtexcommercestable.com.br"
 
 
 def test_unknown_key_in_the_file_is_an_error(tmp_path: Path) -> None:
@@ -89,4 +89,4 @@ def test_plain_http_is_refused_except_on_this_machine(url: str) -> None:
     with pytest.raises(ConfigurationError, match="clear text"):
         load_settings(None, vtex_base_url=url)
     for local in ("http://127.0.0.1:8765", "http://localhost:8765", "http://[::1]:8765"):
-        assert load_settings(None, vtex_base_url=local).base_url == local
+        assert load_settings(None, vtex_base_url=local).account().base_url == local
