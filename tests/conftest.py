@@ -70,16 +70,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 _POSTGRES_FIXTURES = {"postgres_url"}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The markers say what a test needs: `slow` for the acceptance tests (real processes and
-    signals), `postgres` for every test that runs on a PostgreSQL server."""
+    signals), `postgres` for every test that runs on a PostgreSQL server. A test marked
+    `sqlite_only` checks what does not depend on the database, so its PostgreSQL run is left out
+    (the storage, engine, import and upgrade tests run on both)."""
+    twice = [item for item in items if _on_postgres(item) and item.get_closest_marker("sqlite_only")]
+    if twice:
+        config.hook.pytest_deselected(items=twice)
+        items[:] = [item for item in items if item not in twice]
     for item in items:
         if "/acceptance/" in item.nodeid or item.nodeid.startswith("tests/acceptance"):
             item.add_marker(pytest.mark.slow)
-        callspec = getattr(item, "callspec", None)
-        on_postgres = callspec is not None and callspec.params.get("backend") == "postgresql"
-        if on_postgres or _POSTGRES_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if _on_postgres(item) or _POSTGRES_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.postgres)
+
+
+def _on_postgres(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and callspec.params.get("backend") == "postgresql"
 
 
 @pytest.fixture

@@ -167,6 +167,9 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple
 def test_one_accounts_trouble_never_slows_another(
     world: World, deployment: tuple[list[str], int], tmp_path: Path
 ) -> None:
+    """The calm account finishes within 20 % of its time alone beside a 429 storm and rotated
+    credentials; the storm gets one burst and then one probe per pause; `resume` makes the same
+    daemons read the rotated token file; no account ever sees another's credentials."""
     (alone_url, all_url), daemon_count = deployment
     calm = world.accounts["calm"]
 

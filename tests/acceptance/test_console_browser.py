@@ -34,6 +34,8 @@ from selenium import webdriver  # noqa: E402  (only where a browser exists)
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
+pytestmark = pytest.mark.sqlite_only  # what a browser does with the pages
+
 
 @pytest.fixture
 def browser() -> Iterator[webdriver.Chrome]:
@@ -52,6 +54,8 @@ def browser() -> Iterator[webdriver.Chrome]:
 def test_an_operator_finds_and_retries_a_failed_order(
     served: Served, browser: webdriver.Chrome, tmp_path: Path
 ) -> None:
+    """In a real browser: the login, the overview's counts, the stuck list, search, an order whose customer
+    name is a script (shown as text), and a retry behind its confirmation."""
     shots = Path(os.environ.get("ORCHESTRATOR_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     hostile = import_record(1, with_invoice=False)

@@ -24,6 +24,8 @@ DEPLOY = ROOT / "deploy"
 
 
 def test_under_systemd_the_daemon_says_ready_feeds_the_watchdog_and_says_stopping(tmp_path: Path) -> None:
+    """Under systemd (NOTIFY_SOCKET, WATCHDOG_USEC) the daemon sends READY once it steps orders, WATCHDOG
+    while it ticks, and STOPPING on SIGTERM."""
     sandbox = SandboxProcess("--grace-seconds", "3600", log=tmp_path / "sandbox.log")
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify.sock"))
@@ -65,6 +67,7 @@ def _metric_names() -> set[str]:
 
 
 def test_alerts_and_dashboard_use_only_metrics_the_daemon_exports() -> None:
+    """The alert rules and the Grafana dashboard name no metric the daemon does not export."""
     exported = _metric_names()
     for path in (DEPLOY / "alerts.yml", DEPLOY / "grafana-dashboard.json"):
         used = set(re.findall(r"\b(orchestrator_[a-z_]+)", path.read_text()))
@@ -73,6 +76,8 @@ def test_alerts_and_dashboard_use_only_metrics_the_daemon_exports() -> None:
 
 
 def test_the_container_and_the_unit_run_the_daemon_as_expected() -> None:
+    """The Dockerfile runs the daemon as PID 1 and not as root, with a health check; the systemd unit is
+    notify-typed, restarted on failure, watched and stopped with SIGTERM."""
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert re.search(r"^USER orchestrator$", dockerfile, re.M)  # not root
     assert "HEALTHCHECK" in dockerfile and "/healthz" in dockerfile
@@ -83,6 +88,8 @@ def test_the_container_and_the_unit_run_the_daemon_as_expected() -> None:
 
 
 def test_version_license_and_a_dated_changelog_agree() -> None:
+    """pyproject's version, `orchestrator --version`, the LICENSE and a dated CHANGELOG entry say the same
+    release."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["version"] == __version__
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")

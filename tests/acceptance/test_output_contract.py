@@ -42,6 +42,8 @@ def check_shape(value: Any, where: str = "") -> list[str]:
 
 
 def test_scripts_can_rely_on_json_exit_codes_logs_and_unwrapped_tables(tmp_path: Path) -> None:
+    """Piped, every command's --json is one JSON document on stdout, logs go to stderr as JSON lines, exit
+    codes are the documented ones and tables never wrap."""
     sandbox = SandboxProcess("--grace-seconds", "0.3", log=tmp_path / "sandbox.log")
     try:
         env = client_env(

@@ -23,6 +23,7 @@ from tests.processes import half_sent_requests, open_fds, run_cli
 
 
 def test_serve_takes_an_order_that_the_daemon_finishes(tmp_path: Path) -> None:
+    """`serve` as its own process takes an order over HTTP that a daemon beside it drives to invoiced."""
     sandbox = SandboxProcess("--grace-seconds", "0.3", log=tmp_path / "sandbox.log")
     server = None
     try:

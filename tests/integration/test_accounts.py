@@ -33,6 +33,8 @@ def line(n: int, account: str | None) -> str:
 
 
 def test_the_import_names_the_account_and_ids_are_unique_per_account(database_url: str) -> None:
+    """With several accounts each line names its account (a missing or unknown one is a problem with its
+    line); the same order id may exist once in each account."""
     store = open_store(database_url)
     missing = import_lines([line(1, "acme-br"), line(2, None)], store, utcnow(), accounts=ACCOUNTS)
     unknown = import_lines([line(1, "acme-cl")], store, utcnow(), accounts=ACCOUNTS)
@@ -109,6 +111,7 @@ def two_accounts(tmp_path: Path, sqlite_url: str) -> Iterator[tuple[CliRunner, P
 def test_commands_show_and_filter_by_account(
     two_accounts: tuple[CliRunner, Path, dict[str, Sandbox]],
 ) -> None:
+    """list, show, status and the order references (`account/ID`) show and filter orders by account."""
     runner, config, sandboxes = two_accounts
 
     def cli(*args: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
@@ -17,6 +18,9 @@ served = api_served  # the fixture, under the name these tests use
 
 
 def test_tokens_roles_and_health(served: Served) -> None:
+    """Health needs no token; a missing or wrong token is a logged 401 (never the token itself); each role
+    may call what it allows and nothing else; a revoked token opens nothing; token names must be
+    printable."""
     assert served.call("GET", "/healthz", role=None).json() == {"status": "ok"}
     assert served.call("GET", "/readyz", role=None).status_code == 200
     with capture_logs() as logs:
@@ -56,7 +60,10 @@ def test_tokens_roles_and_health(served: Served) -> None:
         assert refused.exit_code == 2 and "printable" in refused.output, refused.output
 
 
+@pytest.mark.sqlite_only
 def test_intake_validates_like_import_and_is_idempotent(served: Served) -> None:
+    """POST /api/orders takes a record, an array or JSON Lines, validates as `import` does (nothing stored
+    when one record is wrong, each problem with its index) and answers a re-post with 200."""
     one = import_record(1)
     created = served.call("POST", "/api/orders", "intake", json=one)
     assert created.status_code == 201 and created.json()["imported"] == ["ABC-100001"]
@@ -110,6 +117,7 @@ def test_intake_validates_like_import_and_is_idempotent(served: Served) -> None:
     assert [e["worker"] for e in history if e["kind"] == "import"] == ["api:intake-bot", "api:intake-bot"]
 
 
+@pytest.mark.sqlite_only
 def test_bodies_python_would_choke_on_are_a_clear_400(served: Served) -> None:
     """What `orchestrator import` refuses line by line, posted as one body: deep nesting and an
     integer of thousands of digits were HTTP 500s (RecursionError, ValueError); NaN is no JSON."""
@@ -135,7 +143,10 @@ def test_bodies_python_would_choke_on_are_a_clear_400(served: Served) -> None:
     assert ndjson.status_code == 422 and "nested too deeply" in ndjson.json()["problems"][0]["message"]
 
 
+@pytest.mark.sqlite_only
 def test_late_data_operations_and_reads(served: Served) -> None:
+    """Invoices and tracking numbers attached through the API, retry and cancel audited under the token's
+    name, and the listing and order reads."""
     late = import_record(7, with_invoice=False)
     failing = import_record(8, with_invoice=False)
     failing["order"]["marketplacePaymentValue"] = 999  # VTEX refuses it: FMT007

@@ -83,6 +83,7 @@ def read_all(client: socket.socket) -> bytes:
 
 
 def test_headers_that_arrive_late_get_408_and_the_connection_closed() -> None:
+    """A request whose headers never end is answered 408 after the header timeout, and closed."""
     with served(App()) as (_url, port):
         started = time.monotonic()
         client = connect(port, b"GET / HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
@@ -92,12 +93,14 @@ def test_headers_that_arrive_late_get_408_and_the_connection_closed() -> None:
 
 
 def test_oversized_headers_get_431() -> None:
+    """Headers beyond the limit are answered 431."""
     with served(App()) as (_url, port):
         client = connect(port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 4096)
         assert read_all(client).startswith(b"HTTP/1.1 431 ")
 
 
 def test_a_body_that_arrives_late_is_cut_off_and_the_application_told() -> None:
+    """A body that stops arriving is cut off at the body timeout, and the application sees the disconnect."""
     app = App()
     with served(app) as (_url, port):
         client = connect(port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
@@ -109,12 +112,14 @@ def test_a_body_that_arrives_late_is_cut_off_and_the_application_told() -> None:
 
 
 def test_keep_alive_requests_and_bodies_go_through() -> None:
+    """Ordinary keep-alive requests with bodies up to 100 KB are served."""
     with served(App()) as (url, _port), httpx.Client(base_url=url) as http:
         for size in (0, 10, 100_000):
             assert http.post("/", content=b"x" * size).text == str(size)
 
 
 def test_a_full_server_makes_room_by_closing_the_connection_idle_longest() -> None:
+    """At the connection limit, a new connection is served by closing the one idle longest."""
     with served(App()) as (url, port):
         idle = [connect(port) for _ in range(3)]  # connected, no request yet: the limit is reached
         time.sleep(0.05)
@@ -123,6 +128,7 @@ def test_a_full_server_makes_room_by_closing_the_connection_idle_longest() -> No
 
 
 def test_a_server_whose_every_connection_is_busy_answers_503() -> None:
+    """At the connection limit with every connection busy answering, a new one gets 503 with Retry-After."""
     app = App()
     with served(app) as (url, port):
         busy = [connect(port, b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n") for _ in range(3)]

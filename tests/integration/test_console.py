@@ -8,6 +8,7 @@ import json
 import re
 
 import httpx
+import pytest
 from structlog.testing import capture_logs
 
 from tests.api_server import Served, api_served, csrf_of, log_in
@@ -27,7 +28,11 @@ def logged_in(served: Served, role: str) -> httpx.Client:
     return client
 
 
+@pytest.mark.sqlite_only
 def test_login_overview_search_retry_csrf_and_escaping(served: Served) -> None:
+    """Logging in (a failed login logged without the token), the overview's counts, search by marketplace id,
+    a retry behind its confirmation, another site's POST refused, and a customer called `<script>` shown
+    as text."""
     hostile = import_record(1, with_invoice=False)
     hostile["order"]["clientProfileData"]["firstName"] = "<script>alert('x')</script>"
     hostile["order"]["marketplacePaymentValue"] = 999  # VTEX refuses it: FMT007, so it fails
@@ -78,7 +83,10 @@ def test_login_overview_search_retry_csrf_and_escaping(served: Served) -> None:
     assert json.dumps(overview).count(served.tokens["viewer"]) == 0  # no token on any page
 
 
+@pytest.mark.sqlite_only
 def test_invoice_tracking_and_cancel_from_the_order_page(served: Served) -> None:
+    """From an order's page: attach its invoice, then a tracking number, and cancel another order, each
+    leaving its banner."""
     waiting = import_record(3, with_invoice=False)
     other = import_record(4)
     assert served.call("POST", "/api/orders", "intake", json=[waiting, other]).status_code == 201
@@ -121,6 +129,7 @@ def test_invoice_tracking_and_cancel_from_the_order_page(served: Served) -> None
     )
 
 
+@pytest.mark.sqlite_only
 def test_every_answer_forbids_framing_and_caching_of_order_data(served: Served) -> None:
     """Pages, API answers, refusals and errors all carry X-Frame-Options DENY and a CSP with
     frame-ancestors 'none' whose script and style sources are this server only; order data is
@@ -151,6 +160,7 @@ def test_every_answer_forbids_framing_and_caching_of_order_data(served: Served) 
         assert " onclick=" not in html and " onsubmit=" not in html, page
 
 
+@pytest.mark.sqlite_only
 def test_an_unknown_order_is_404_on_every_console_route(served: Served) -> None:
     """Not a 500 and an error in the log: every route of an order that is not there says so."""
     operator = logged_in(served, "operator")
@@ -189,6 +199,7 @@ def test_login_needs_its_own_form_and_logout_ends_the_session(served: Served) ->
     assert replayed.get("/").status_code == 303  # back to the login page: the session is over
 
 
+@pytest.mark.sqlite_only
 def test_logging_in_returns_to_the_page_asked_for_and_never_to_another_site(served: Served) -> None:
     """A page opened before logging in is where the login lands; a `next` that names another
     site (or is not a path) lands on the overview instead."""
@@ -210,6 +221,7 @@ def test_logging_in_returns_to_the_page_asked_for_and_never_to_another_site(serv
         assert (answer.status_code, answer.headers["location"]) == (303, lands), given
 
 
+@pytest.mark.sqlite_only
 def test_the_success_banner_shows_only_what_the_server_said(served: Served) -> None:
     """A link with `?done=` of someone else's making shows no banner; the server's own does."""
     assert served.call("POST", "/api/orders", "intake", json=import_record(1)).status_code == 201

@@ -23,6 +23,8 @@ from tests.factories import import_record
 
 
 def test_a_deleted_file_is_refused_and_not_created_again(tmp_path: Path) -> None:
+    """A SQLite file deleted under a running process: its next write is refused with a clear error, and no
+    empty database is made in its place."""
     path = tmp_path / "orders.db"
     store = open_store(f"sqlite:///{path}", create=True)
     import_lines(lines_of(2), store, utcnow())
@@ -35,6 +37,7 @@ def test_a_deleted_file_is_refused_and_not_created_again(tmp_path: Path) -> None
 
 
 def test_a_replaced_file_is_refused(tmp_path: Path) -> None:
+    """A SQLite file replaced by another (another inode at the same path) is refused."""
     path = tmp_path / "orders.db"
     store = open_store(f"sqlite:///{path}", create=True)
     import_lines(lines_of(2), store, utcnow())
@@ -45,6 +48,7 @@ def test_a_replaced_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_serve_answers_503_instead_of_storing_into_a_deleted_file(tmp_path: Path) -> None:
+    """`serve` on a deleted SQLite file answers 503 instead of 201 for orders it could not keep."""
     sandbox = Sandbox(SandboxOms(SandboxConfig()))
     with ServerThread(sandbox) as vtex:
         settings = load_settings(

@@ -51,6 +51,8 @@ def test_track_file_refused_by_one_order_sends_nothing(
 
 
 def test_invoice_file_attaches_many_or_none(served: tuple[Sandbox, CliRunner], tmp_path: Path) -> None:
+    """`invoice --file` attaches every invoice of the file, or none when one line is wrong (each problem with
+    its line)."""
     _sandbox, runner = served
     records = [import_record(n, with_invoice=False) for n in range(3)]
     runner.invoke(app, ["import", "-"], input="\n".join(json.dumps(r) for r in records))
@@ -81,6 +83,7 @@ def test_invoice_file_attaches_many_or_none(served: tuple[Sandbox, CliRunner], t
 def test_cancel_takes_several_orders_and_says_which_it_could_not_cancel(
     served: tuple[Sandbox, CliRunner],
 ) -> None:
+    """`cancel` takes several orders, cancels those it can and names the ones it could not (exit 3)."""
     _sandbox, runner = served
     runner.invoke(app, ["import", "-"], input="\n".join(lines_of(2)))
     result = runner.invoke(app, ["cancel", "ABC-100000", "ABC-999", "ABC-100001"])

@@ -20,6 +20,8 @@ from tests.factories import import_lines as lines_of
 
 
 def test_list_filters_sorts_and_pages(database_url: str) -> None:
+    """`list` filters by state, affiliate, age, wait reason and error code, finds by id or invoice
+    number, sorts, and pages by keyset without skipping or repeating an order."""
     store = open_store(database_url, create=True)
     import_lines([*lines_of(110), *lines_of(10, "XYZ", start=200)], store, utcnow())
     with store.engine.begin() as conn:

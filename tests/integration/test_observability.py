@@ -31,6 +31,8 @@ from orchestrator.store.open import open_store
 from tests.factories import import_lines as lines_of
 from tests.factories import import_record
 
+pytestmark = pytest.mark.sqlite_only  # logs, metrics and redaction, alike on both
+
 SECRET_KEY = "vtexappkey-leakcheck-K3YS3CR3T"
 SECRET_TOKEN = "T0K3NS3CR3T-leakcheck"
 WRONG_TOKEN = "WR0NGT0K3N-leakcheck"

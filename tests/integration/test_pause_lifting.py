@@ -27,6 +27,8 @@ def pause(store: Store, account: str) -> None:
 
 
 def test_commands_respect_the_pause_and_check_or_resume_lift_it(served: tuple[Sandbox, CliRunner]) -> None:
+    """While the account is paused no command calls VTEX; `check` and `resume` lift the pause once VTEX
+    accepts the credentials."""
     sandbox, runner = served
     runner.invoke(app, ["import", "-"], input="\n".join(lines_of(1)))
     assert runner.invoke(app, ["run", "--until-done"]).exit_code == 0
@@ -72,6 +74,8 @@ def test_commands_respect_the_pause_and_check_or_resume_lift_it(served: tuple[Sa
 def test_a_daemon_started_with_working_credentials_lifts_the_stored_pause(
     served: tuple[Sandbox, CliRunner],
 ) -> None:
+    """A daemon started after the credentials were fixed lifts the stored pause at once instead of sitting it
+    out."""
     _sandbox, runner = served
     runner.invoke(app, ["import", "-"], input="\n".join(lines_of(2)))
     env = dict(runner.env or {})

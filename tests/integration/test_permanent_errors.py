@@ -53,6 +53,7 @@ def run_one(
         (lambda o: o.update(marketplacePaymentValue=999), "FMT007", "(999)"),
     ],
 )
+@pytest.mark.sqlite_only
 def test_vtex_validation_errors_fail_the_order_at_once_with_vtex_code(
     make_sandbox: Callable[..., Sandbox],
     make_settings: Callable[..., Settings],
@@ -75,6 +76,7 @@ def test_vtex_validation_errors_fail_the_order_at_once_with_vtex_code(
     assert (stuck["state"], stuck["lastErrorCode"]) == ("failed", code)
 
 
+@pytest.mark.sqlite_only
 def test_affiliate_with_seller_payment_methods_fails_with_a_hint(
     make_sandbox: Callable[..., Sandbox], make_settings: Callable[..., Settings]
 ) -> None:

@@ -23,6 +23,8 @@ from tests.integration.test_permanent_errors import drive
 def test_a_refused_order_is_corrected_placed_again_and_invoiced(
     make_sandbox: Callable[..., Sandbox], make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
+    """An order VTEX refused is corrected with `import --replace`, placed again and invoiced; the other
+    orders are untouched."""
     wrong = import_record(1, with_invoice=False)  # the invoice would not add up either
     wrong["order"]["marketplacePaymentValue"] = 999
     right = import_record(1)

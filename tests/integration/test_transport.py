@@ -222,6 +222,8 @@ async def test_a_write_whose_connection_closes_unanswered_has_an_unknown_outcome
 
 
 async def test_a_write_that_could_not_connect_was_not_sent() -> None:
+    """A write whose connection could not be made was never sent: a retryable error, not an unknown outcome.
+    A write whose connection could not be made was never sent: a retryable error, not an unknown outcome."""
     async with raw_server(keep_alive) as (url, _):
         closed_url = url
     client = _client(closed_url)

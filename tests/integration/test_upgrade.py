@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +28,7 @@ from orchestrator.cli import app, exits
 from orchestrator.sandbox import Sandbox, ServerThread
 from orchestrator.store.migrate import head_revision, upgrade
 from tests import backends
-from tests.processes import run_cli
+from tests.processes import run_cli, wait_for
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "releases"
 RELEASES = sorted(FIXTURES.glob("*.sqlite"))
@@ -148,7 +147,10 @@ def _vtex_already_has(url: str, sandbox: Sandbox, rows: list[dict[str, Any]]) ->
             fulfill = f"/api/fulfillment/pvt/orders/{row['order_id']}/fulfill"
             body = {"marketplaceOrderId": row["marketplace_order_id"]}
             assert vtex.post(fulfill, params=params, json=body).is_success
-        time.sleep(0.4)  # the sandbox's grace period
+        for row in rows:  # the sandbox's grace period, then each is ready
+            if row["state"] == "handling":
+                order = f"/api/oms/pvt/orders/{row['order_id']}"
+                wait_for(lambda at=order: vtex.get(at).json()["status"] == "ready-for-handling", 10, order)
         for row in rows:
             if row["state"] == "handling":
                 started = vtex.post(f"/api/oms/pvt/orders/{row['order_id']}/start-handling")

@@ -92,6 +92,8 @@ def test_single_account_settings_are_the_default_account(
 def test_a_table_that_cannot_work_is_refused_by_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, table: str, message: str
 ) -> None:
+    """An account table that cannot work is refused naming the table and the key, never a credential's value.
+    An account table that cannot work is refused naming the table and the key, never a credential's value."""
     monkeypatch.setenv("T", "token")
     monkeypatch.setenv("SPACED", "key with a space")
     path = tmp_path / "bad.toml"
@@ -106,6 +108,7 @@ def test_a_table_that_cannot_work_is_refused_by_name(
 def test_an_account_name_must_fit_commands_and_labels(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """An account name that would not fit a command line, an order reference or a metric label is refused."""
     monkeypatch.setenv("T", "token")
     path = tmp_path / "bad.toml"
     path.write_text('[accounts."Acme BR"]\naccount = "x"\napp_key_env = "T"\napp_token_env = "T"\n')
@@ -114,6 +117,7 @@ def test_an_account_name_must_fit_commands_and_labels(
 
 
 def test_an_unknown_account_is_named(config: Path) -> None:
+    """Asking for an account that is not configured names it, and the configured ones."""
     with pytest.raises(ConfigurationError, match="no account 'acme-cl' is configured"):
         load_settings(config).account("acme-cl")
 
@@ -148,6 +152,7 @@ def test_credentials_missing_here_stop_only_what_calls_vtex(
 def test_a_secret_file_that_is_not_text_is_named_without_its_bytes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A credential file that is not UTF-8 text is named in the error, without quoting any of its bytes."""
     from orchestrator.engine.clients import build_client
 
     monkeypatch.setenv("T", "token")

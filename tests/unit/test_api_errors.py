@@ -22,6 +22,8 @@ from orchestrator.web.metrics import ApiMetrics
 
 
 def test_failures_become_json_answers(tmp_path: Path) -> None:
+    """A database failure inside an API route is a 503 with one explained line and Retry-After, a bug a JSON
+    500 without its text or a traceback; both are counted in the API's metrics."""
     settings = load_settings(None, database_url=f"sqlite:///{tmp_path / 'o.db'}")
     store = open_store(settings.database_url, create=True)
     token = new_token()

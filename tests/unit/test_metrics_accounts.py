@@ -18,6 +18,7 @@ def scrape(metrics: Metrics) -> str:
 
 
 def test_several_accounts_label_every_account_series() -> None:
+    """With several accounts every per-account series carries the account label."""
     metrics = Metrics(accounts=True)
     metrics.refresh_orders({"acme-br": {"invoiced": 3}, "acme-ar": {"imported": 2}}, None, NOW)
     metrics.observe_call(Call("place-order", "ABC-1", 429, 12.0), None, "acme-ar")
@@ -33,6 +34,7 @@ def test_several_accounts_label_every_account_series() -> None:
 
 
 def test_one_account_keeps_its_label_sets() -> None:
+    """With one account the series keep the label sets dashboards were built on (no account label)."""
     metrics = Metrics()
     metrics.refresh_orders({"default": {"invoiced": 3}}, None, NOW)
     metrics.observe_call(Call("place-order", "ABC-1", 200, 12.0), None)

@@ -31,6 +31,7 @@ def corrected(**invoice_changes: Any) -> Any:
 
 
 def test_the_same_line_again_is_no_change_and_a_line_without_the_later_invoice_is_the_same() -> None:
+    """Importing the same line again changes nothing, nor does the line without the invoice attached later."""
     row = stored(place_body=corrected().place_body)
     assert decide(row, corrected(), False, NOW, replace=False) is None
     bare = import_record(1, with_invoice=False)
@@ -38,6 +39,8 @@ def test_the_same_line_again_is_no_change_and_a_line_without_the_later_invoice_i
 
 
 def test_a_different_line_is_reported_with_its_fields_and_how_to_correct_it() -> None:
+    """A line that differs from the stored order is a problem naming the field and saying how to correct it
+    (`--replace`)."""
     found = decide(stored(state="failed", failed_from="imported"), corrected(), False, NOW, replace=False)
     assert isinstance(found, Conflict)
     assert (found.line, found.field) == (7, "order.marketplacePaymentValue")
@@ -55,6 +58,8 @@ def test_a_different_line_is_reported_with_its_fields_and_how_to_correct_it() ->
 def test_orders_vtex_never_accepted_are_replaced_and_keep_both_bodies(
     changes: dict[str, Any], local: bool
 ) -> None:
+    """An order VTEX never accepted is replaced by the corrected line, back to imported, and its history
+    keeps both bodies."""
     row = stored(**changes, attempts=3, last_error="Payment total (999) differs")
     found = decide(row, corrected(), local, NOW, replace=True)
     assert isinstance(found, Replacement)
@@ -80,11 +85,13 @@ def test_orders_vtex_never_accepted_are_replaced_and_keep_both_bodies(
 def test_orders_vtex_accepted_or_may_have_accepted_are_never_replaced(
     changes: dict[str, Any], local: bool, says: str
 ) -> None:
+    """An order VTEX accepted, or may have accepted (an open intent), is never replaced."""
     found = decide(stored(**changes), corrected(), local, NOW, replace=True)
     assert isinstance(found, Conflict) and says in found.message
 
 
 def test_only_a_new_invoice_on_an_accepted_order_points_at_the_invoice_command() -> None:
+    """A line that differs from an accepted order only by its invoice points at `orchestrator invoice`."""
     row = stored(state="handling", place_body=corrected().place_body)
     found = decide(row, corrected(invoiceNumber="NF999"), False, NOW, replace=True)
     assert isinstance(found, Conflict) and found.field == "invoice"
