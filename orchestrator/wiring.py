@@ -29,7 +29,6 @@ from orchestrator.engine.stepper import Stepper
 from orchestrator.log import get_logger
 from orchestrator.serving import bind, url_of
 from orchestrator.store.group_commit import BatchWriter
-from orchestrator.store.open import open_store
 from orchestrator.store.store import Store
 from orchestrator.store.thread import DatabaseThread
 from orchestrator.vtex.budget import Grant, RequestBudget, SharedTokenBucket, TokenBucket
@@ -66,11 +65,6 @@ def shared_budget(settings: Settings, account: AccountSettings, database: Databa
         await database.run(store.probe_done, key, was_answered)
 
     return SharedTokenBucket(account.max_rpm, take, throttle, probe_done)
-
-
-def open_store_for(settings: Settings, *, create: bool = True) -> Store:
-    """The store the settings name, with a connection pool sized for their concurrency."""
-    return open_store(settings.database_url, pool_size=max(5, settings.concurrency // 16), create=create)
 
 
 @dataclass

@@ -105,7 +105,6 @@ class Daemon:
         self.in_flight: dict[int, asyncio.Task[bool]] = {}
         self.steps_done = 0
         self.ticks = 0
-        self.last_tick_at: datetime | None = None
         self.stop_reason: str | None = None
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
@@ -274,7 +273,6 @@ class Daemon:
         """The scheduler's heartbeat: check the storage is still the one opened, then wake the
         claim pump (orders whose time has come)."""
         self.ticks += 1
-        self.last_tick_at = self.clock()
         self.health.ticked()
         self.systemd.alive(self.health.liveness()[0])
         if self.metrics is not None:

@@ -17,6 +17,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+from orchestrator.config.account_tables import DEFAULT_ACCOUNT
 from orchestrator.errors import Unavailable
 from orchestrator.intake import replace as repair
 from orchestrator.intake.line_input import WHOLE_FILE, decode_line
@@ -34,7 +35,7 @@ from orchestrator.store.store import NewOrder, Store
 from orchestrator.vtex.ids import derive_order_id
 
 KNOWN_KEYS = frozenset({"account", "affiliateId", "order", "invoice", "salesChannel"})
-SINGLE = ("default",)  # the accounts of a set-up without `[accounts.NAME]` tables
+SINGLE = (DEFAULT_ACCOUNT,)  # the accounts of a set-up without `[accounts.NAME]` tables
 MAX_PROBLEMS = 1000  # kept and printed; beyond them only counted (a binary file has one per line)
 Line = str | bytes  # a line as given (tests, the API) or as read from a file (decoded here)
 

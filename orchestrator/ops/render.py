@@ -9,6 +9,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.config.account_tables import DEFAULT_ACCOUNT
 from orchestrator.durations import format_duration
 from orchestrator.ops.alerts import alerts
 from orchestrator.ops.status import StatusReport
@@ -64,7 +65,7 @@ def stuck_table(report: StatusReport, now: datetime) -> Table:
     for entry in report["stuck"]:
         nxt = entry["nextTryAt"]
         table.add_row(
-            ref_of(entry.get("account", "default"), entry["orderId"]),
+            ref_of(entry.get("account", DEFAULT_ACCOUNT), entry["orderId"]),
             Text(entry["state"], style=STATE_STYLES.get(entry["state"], "")),
             format_duration(entry["secondsInState"]),
             entry["vtexStatus"] or "-",
@@ -82,7 +83,7 @@ def order_panel(row: OrderRow, events: list[StoredEvent], now: datetime) -> Grou
     facts.add_column()
     rows: list[tuple[str, Any]] = [
         ("order", row.order_id),
-        *([("account", row.account)] if row.account != "default" else []),
+        *([("account", row.account)] if row.account != DEFAULT_ACCOUNT else []),
         ("affiliate / marketplace id", f"{row.affiliate_id} / {row.marketplace_order_id}"),
         ("state", Text(row.state, style=STATE_STYLES.get(row.state, ""))),
         (

@@ -12,6 +12,7 @@ from typing import NotRequired
 
 from typing_extensions import TypedDict  # pydantic reads these for the OpenAPI document (3.11)
 
+from orchestrator.config.account_tables import DEFAULT_ACCOUNT
 from orchestrator.config.stuck_rules import StuckRules
 from orchestrator.ops.stuck import diagnose
 from orchestrator.store.daemons import SEEN_WITHIN_SECONDS as SEEN_WITHIN
@@ -20,8 +21,6 @@ from orchestrator.store.store import Store
 from orchestrator.timefmt import iso
 from orchestrator.vtex.recovery import ramp_rate
 from states import CANCELED_IN_VTEX, ORDERED_STATES
-
-_iso = iso
 
 
 class StuckEntry(TypedDict):
@@ -109,14 +108,14 @@ def stuck_entry(
         orderId=row.order_id,
         affiliateId=row.affiliate_id,
         state=row.state,
-        since=_iso(row.state_changed_at),
+        since=iso(row.state_changed_at),
         secondsInState=round((now - row.state_changed_at).total_seconds(), 1),
         vtexStatus=row.vtex_status,
-        vtexStatusSeenAt=_iso(row.vtex_status_at),
+        vtexStatusSeenAt=iso(row.vtex_status_at),
         lastError=row.last_error,
         lastErrorCode=row.last_error_code,
         attempts=row.attempts,
-        nextTryAt=_iso(row.next_run_at),
+        nextTryAt=iso(row.next_run_at),
         waitingFor=row.wait_reason,
         openIntent=row.intent,
         reason=diagnosis.reason,
@@ -143,14 +142,14 @@ def report(
     """The report. `accounts`: each configured account's grace period (default: one account with
     `grace_period`). With several it adds `countsByAccount` and each stuck order's account;
     `account` narrows the stuck list and the per-account counts to one."""
-    graces = accounts or {"default": grace_period}
+    graces = accounts or {DEFAULT_ACCOUNT: grace_period}
     counts = {c.state: c for c in store.state_counts()}
     ordered = [str(s) for s in ORDERED_STATES] + sorted(set(counts) - {str(s) for s in ORDERED_STATES})
     oldest: dict[str, Oldest] = {}
     for state, entry in counts.items():
         if entry.oldest_since is not None:
             age = (now - entry.oldest_since).total_seconds()
-            oldest[state] = Oldest(since=_iso(entry.oldest_since), ageSeconds=round(age, 1))
+            oldest[state] = Oldest(since=iso(entry.oldest_since), ageSeconds=round(age, 1))
     stuck, total = store.stuck(
         now, rules, states=states, affiliate=affiliate, older_than=older_than, limit=limit, account=account
     )
@@ -164,14 +163,14 @@ def report(
         }
     made = StatusReport(
         {
-            "generatedAt": _iso(now),
+            "generatedAt": iso(now),
             "counts": {state: counts[state].count if state in counts else 0 for state in ordered},
             "oldest": oldest,
             "accounts": [
                 {
                     "account": p.account,
-                    "pausedUntil": _iso(p.until),
-                    "pausedSince": _iso(p.since),
+                    "pausedUntil": iso(p.until),
+                    "pausedSince": iso(p.since),
                     "reason": p.reason,
                 }
                 for p in store.account_pauses()
@@ -184,9 +183,9 @@ def report(
                     "host": d.host,
                     "pid": d.pid,
                     "version": d.version,
-                    "startedAt": _iso(d.started_at),
-                    "lastSeenAt": _iso(d.last_seen_at),
-                    "stoppedAt": _iso(d.stopped_at),
+                    "startedAt": iso(d.started_at),
+                    "lastSeenAt": iso(d.last_seen_at),
+                    "stoppedAt": iso(d.stopped_at),
                     "running": d.stopped_at is None and (now - d.last_seen_at).total_seconds() <= SEEN_WITHIN,
                 }
                 for d in store.daemons()
@@ -230,7 +229,7 @@ def throttled_accounts(store: Store) -> list[Throttle]:
             Throttle(
                 account=account,
                 phase=phase,
-                until=_iso(datetime.fromtimestamp(until, UTC)),
+                until=iso(datetime.fromtimestamp(until, UTC)),
                 secondsLeft=round(max(0.0, until - now), 1),
                 throttlesInARow=recovery.strikes,
                 rampRequestsPerSecond=ramp_rate(recovery, now),

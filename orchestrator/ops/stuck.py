@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from orchestrator.config.account_tables import DEFAULT_ACCOUNT
 from orchestrator.config.stuck_rules import StuckRules
 from orchestrator.durations import format_duration
 from orchestrator.engine.planner import held_by_vtex
@@ -126,7 +127,7 @@ def diagnose(row: OrderRow, now: datetime, rules: StuckRules, grace_period: time
         ours = format_duration(grace_period)
         setting = (
             "ORCHESTRATOR_GRACE_PERIOD"
-            if row.account == "default"
+            if row.account == DEFAULT_ACCOUNT
             else f"grace_period of accounts.{row.account} (the config file)"
         )
         return Diagnosis(

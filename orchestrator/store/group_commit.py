@@ -26,7 +26,6 @@ class BatchWriter:
         self._saves: list[tuple[OrderRow, list[Event], asyncio.Future[bool]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.transactions = 0
         # Told the outcome of every commit (None: it worked), so the daemon's probes see outages.
         self.on_commit: Callable[[Exception | None], None] | None = None
 
@@ -75,7 +74,6 @@ class BatchWriter:
                 if not future.done():
                     future.set_exception(exc)
             return
-        self.transactions += 1
         if self.on_commit is not None:
             self.on_commit(None)
         for (_row, future), ok in zip(intents, intent_ok, strict=True):

@@ -26,7 +26,6 @@ class MemoryStore:
     def __init__(self) -> None:
         self.rows: dict[int, OrderRow] = {}
         self.events: list[Event] = []
-        self.intent_writes = 0
         self.saves = 0
         self._next_id = 1
 
@@ -116,7 +115,6 @@ class MemoryStore:
         stored = self.rows[row.id]
         if (stored.lease_owner, stored.version) != (row.lease_owner, row.version):
             return False
-        self.intent_writes += 1
         self.rows[row.id] = replace(
             stored,
             intent=row.intent,

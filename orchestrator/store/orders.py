@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from orchestrator.config.account_tables import DEFAULT_ACCOUNT
 from orchestrator.store.base import StoreBase, batched
 from orchestrator.store.dialects import DialectHooks
 from orchestrator.store.events import Event, new_event
@@ -37,7 +38,7 @@ class NewOrder:
     invoice: dict[str, Any] | None
     tracking: dict[str, Any] | None = None
     line: int = 0  # where the import read it, for messages
-    account: str = "default"
+    account: str = DEFAULT_ACCOUNT
 
     @property
     def key(self) -> tuple[str, str]:

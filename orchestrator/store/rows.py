@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from orchestrator.config.account_tables import DEFAULT_ACCOUNT
 from orchestrator.errors import OperationError
 from states import rules
 
@@ -57,7 +58,7 @@ class OrderRow:
     created_at: datetime
     updated_at: datetime
     state_changed_at: datetime
-    account: str = "default"  # its configured VTEX account (`orchestrator.config.account_tables`)
+    account: str = DEFAULT_ACCOUNT  # its configured VTEX account (`orchestrator.config.account_tables`)
     wait_code: str | None = None  # `states.Waiting`: it waits on its account (a pause)
 
     @classmethod
@@ -141,7 +142,7 @@ class AmbiguousOrder(OperationError):
 
 def ref_of(account: str, order_id: str) -> str:
     """The one rule for naming an order: its id in the default account, `account/id` elsewhere."""
-    return order_id if account == "default" else f"{account}/{order_id}"
+    return order_id if account == DEFAULT_ACCOUNT else f"{account}/{order_id}"
 
 
 def split_ref(ref: str) -> tuple[str | None, str]:

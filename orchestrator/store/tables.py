@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from orchestrator.clock import UtcDateTime
+from orchestrator.config.account_tables import DEFAULT_ACCOUNT
 
 # Deterministic constraint names, so Alembic migrations and the models agree on every backend.
 SQLModel.metadata.naming_convention = {
@@ -84,7 +85,9 @@ class Order(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    account: str = Field(default="default", max_length=40, sa_column_kwargs={"server_default": "default"})
+    account: str = Field(
+        default=DEFAULT_ACCOUNT, max_length=40, sa_column_kwargs={"server_default": DEFAULT_ACCOUNT}
+    )
     order_id: str = Field(max_length=120, description="VTEX orderId: {affiliateId}-{marketplaceOrderId}")
     affiliate_id: str = Field(max_length=3)
     marketplace_order_id: str = Field(max_length=100)

@@ -52,9 +52,6 @@ class AccountGuard:
     def is_paused(self, now: datetime) -> bool:
         return self.pause_state is not None and now < self.pause_state.until
 
-    def paused_until(self) -> datetime | None:
-        return self.pause_state.until if self.pause_state else None
-
     def credentials_rejected(self, now: datetime, http_status: int | None, **context: Any) -> datetime:
         """Pause the account (once per pause period); returns when work resumes."""
         if self.is_paused(now):

@@ -46,10 +46,6 @@ class Recovery:
     probe_at: float | None = None  # when the one probe after the pause was let go
     ramp_from: float | None = None  # when the probe was answered and the ramp began
 
-    @property
-    def normal(self) -> bool:
-        return self.paused_until is None
-
     def phase(self, now: float) -> str:
         if self.paused_until is None:
             return "normal"

@@ -40,6 +40,7 @@ from prometheus_client import (
 )
 
 from orchestrator import __version__
+from orchestrator.config.account_tables import DEFAULT_ACCOUNT
 from orchestrator.engine.monitor.health import Health
 from orchestrator.engine.monitor.probe_server import Answer, Handler
 from orchestrator.vtex.client import Call
@@ -146,14 +147,16 @@ class Metrics:
         """`metric`'s series for `account` (the metric itself when there is no account label)."""
         return metric.labels(account) if self.by_account else metric
 
-    def observe_call(self, call: Call, error: VtexError | None, account: str = "default") -> None:
+    def observe_call(self, call: Call, error: VtexError | None, account: str = DEFAULT_ACCOUNT) -> None:
         a = self._of(account)
         status = str(call.http_status) if call.http_status is not None else "error"
         self.vtex_latency.labels(*a, call.operation, status).observe(call.duration_ms / 1000)
         if call.http_status == 429:
             self._one(self.rate_limited, account).inc()
 
-    def observe_transition(self, trigger: str, source: str, dest: str, account: str = "default") -> None:
+    def observe_transition(
+        self, trigger: str, source: str, dest: str, account: str = DEFAULT_ACCOUNT
+    ) -> None:
         a = self._of(account)
         self.transitions.labels(*a, trigger, source, dest).inc()
         if trigger == "fail":

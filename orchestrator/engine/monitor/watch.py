@@ -17,6 +17,7 @@ from orchestrator.engine.monitor.metrics import Metrics
 from orchestrator.store.daemons import HEARTBEAT_SECONDS, DaemonBeat
 
 __all__ = ["HEARTBEAT_SECONDS", "Watch"]
+from orchestrator.config.account_tables import DEFAULT_ACCOUNT
 from orchestrator.store.thread import DatabaseThread
 from orchestrator.vtex.budget import RequestBudget
 from orchestrator.vtex.client import Call
@@ -51,7 +52,7 @@ class Watch:
 
     # -- the client's observer ------------------------------------------------------------------
 
-    def observe_call(self, call: Call, error: VtexError | None, account: str = "default") -> None:
+    def observe_call(self, call: Call, error: VtexError | None, account: str = DEFAULT_ACCOUNT) -> None:
         if self._metrics is not None:
             self._metrics.observe_call(call, error, account)
         watched = self._accounts.get(account)
