@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench import api_intake, full, rate_limit, scale_out, transports
+from bench import api_intake, cpu, full, rate_limit, scale_out, transports
 
 
 def main() -> None:
@@ -41,6 +41,19 @@ def main() -> None:
     intake.add_argument("--clients", type=int, default=16, help="concurrent HTTP clients")
     intake.add_argument("--batches", type=int, nargs="+", default=[1, 100], help="orders per request")
     intake.set_defaults(run=api_intake.run)
+    per_order = sub.add_parser(
+        "cpu", help="CPU per order, this checkout against an earlier release, same run"
+    )
+    per_order.add_argument("--orders", type=int, default=500)
+    per_order.add_argument(
+        "--against", nargs="*", default=["0.2.0"], help="versions or git revisions to compare with"
+    )
+    per_order.add_argument(
+        "--rounds", type=int, default=3, help="runs per side, alternating; the best counts"
+    )
+    per_order.add_argument("--grace", type=float, default=2.0, help="grace period, seconds")
+    per_order.add_argument("--concurrency", type=int, default=64)
+    per_order.set_defaults(run=cpu.run)
     everything = sub.add_parser("full", help="cost per order, throughput and calls vs a baseline, and scale")
     everything.add_argument("--orders", type=int, nargs="+", default=[1000, 10000])
     everything.add_argument(
