@@ -30,8 +30,8 @@ from orchestrator.intake.validation import (
     validate_invoice,
     validate_order,
 )
-from orchestrator.store.orders import Replacement
-from orchestrator.store.store import NewOrder, Store
+from orchestrator.store.orders import NewOrder, Replacement
+from orchestrator.store.store import Store
 from orchestrator.vtex.ids import derive_order_id
 
 KNOWN_KEYS = frozenset({"account", "affiliateId", "order", "invoice", "salesChannel"})

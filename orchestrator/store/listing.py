@@ -15,12 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
-
 from orchestrator.errors import UsageError
-from orchestrator.store.base import StoreBase
-from orchestrator.store.rows import OrderRow, split_ref
-from orchestrator.store.tables import ORDERS
+from orchestrator.store.rows import OrderRow
 from states import State
 
 # name -> (column, descending by default). Each is served by an index: the primary key (import
@@ -58,6 +54,9 @@ class OrderFilter:
         )
 
 
+EVERY_ORDER = OrderFilter()  # no filter
+
+
 @dataclass(frozen=True)
 class Page:
     rows: list[OrderRow]
@@ -84,12 +83,12 @@ def parse_states(values: Sequence[str]) -> list[str]:
     return chosen
 
 
-def _encode(sort: str, value: object, pk: int) -> str:
+def encode_cursor(sort: str, value: object, pk: int) -> str:
     raw = json.dumps([sort, value.isoformat() if isinstance(value, datetime) else value, pk])
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode(sort: str, cursor: str) -> tuple[object, int]:
+def decode_cursor(sort: str, cursor: str) -> tuple[object, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         name, value, pk = json.loads(raw)
@@ -103,67 +102,3 @@ def _decode(sort: str, cursor: str) -> tuple[object, int]:
         except (TypeError, ValueError):
             raise CursorError("--after: not a cursor of a listing sorted by changed") from None
     return value, pk
-
-
-class Listing(StoreBase):
-    def find_any(self, key: str, limit: int = 20) -> list[OrderRow]:
-        """The orders `key` names: the one whose VTEX order id it is (unique, so it wins), else
-        those whose marketplace order id or invoice number it is (three index seeks in one query;
-        those two may name several orders)."""
-        c = ORDERS.c
-        account, key = split_ref(key)  # `acme-br/100001`: that account's only
-        match = sa.or_(c.order_id == key, c.marketplace_order_id == key, c.invoice_number == key)
-        if account is not None:
-            match = sa.and_(c.account == account, match)
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(ORDERS).where(match).order_by(c.id).limit(limit)).mappings()
-            found = [OrderRow.from_mapping(r) for r in rows]
-        exact = [row for row in found if row.order_id == key]
-        return exact or found
-
-    def list_orders(
-        self,
-        now: datetime,
-        where: OrderFilter = OrderFilter(),
-        *,
-        sort: str = "created",
-        descending: bool | None = None,
-        limit: int = 50,
-        after: str | None = None,
-    ) -> Page:
-        c = ORDERS.c
-        column_name, default_desc = SORTS[sort]
-        desc = default_desc if descending is None else descending
-        key = c[column_name]
-        query = sa.select(ORDERS)
-        if where.states:
-            query = query.where(c.state.in_(list(where.states)))
-        if where.affiliate:
-            query = query.where(c.affiliate_id == where.affiliate)
-        if where.account:
-            query = query.where(c.account == where.account)
-        if where.older_than is not None:
-            query = query.where(c.state_changed_at < now - where.older_than)
-        if where.error_code:
-            query = query.where(c.last_error_code == where.error_code)
-        if where.waiting:
-            words = f"%{where.waiting}%"
-            query = query.where(sa.or_(c.wait_reason.ilike(words), c.needs_attention.ilike(words)))
-        if after:
-            value, pk = _decode(sort, after)
-            if column_name == "id":
-                query = query.where(c.id < pk if desc else c.id > pk)
-            elif desc:
-                query = query.where(sa.or_(key < value, sa.and_(key == value, c.id < pk)))
-            else:
-                query = query.where(sa.or_(key > value, sa.and_(key == value, c.id > pk)))
-        order = [key.desc(), c.id.desc()] if desc else [key.asc(), c.id.asc()]
-        if column_name == "id":
-            order = order[:1]
-        with self.engine.connect() as conn:
-            found = conn.execute(query.order_by(*order).limit(limit + 1)).mappings().all()
-        rows = [OrderRow.from_mapping(r) for r in found[:limit]]
-        more = len(found) > limit
-        last = rows[-1] if rows else None
-        cursor = _encode(sort, getattr(last, column_name), last.id) if more and last else None
-        return Page(rows, cursor)
