@@ -25,7 +25,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.harness import env_for, machine, run_command, workdir, write_orders
+from bench.harness import flow_env, machine, run_command, workdir, write_orders
 from orchestrator import __version__
 from orchestrator.sandbox.process import SandboxProcess
 
@@ -86,14 +86,7 @@ def _one_round(
 ) -> Round:
     tag = f"{contender.commit}-{n}"
     database_url = f"sqlite:///{work / f'cpu-{tag}.db'}"
-    env = env_for(
-        database_url,
-        sandbox.url,
-        ORCHESTRATOR_GRACE_PERIOD=f"{args.grace}s",
-        ORCHESTRATOR_CONCURRENCY=str(args.concurrency),
-        ORCHESTRATOR_LOG_LEVEL="info",
-        VTEX_MAX_RPM="1000000",
-    )
+    env = flow_env(database_url, sandbox.url, args)
     if contender.source is not None:
         env["PYTHONPATH"] = str(contender.source)
     # Fresh marketplace ids each time: an order the sandbox holds already would skip its writes.

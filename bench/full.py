@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench import bulk
-from bench.harness import PeakMemory, env_for, machine, run_command, workdir, write_orders
+from bench.harness import PeakMemory, env_for, flow_env, machine, run_command, workdir, write_orders
 from bench.scale_out import POSTGRES, _admin
 from orchestrator.clock import utcnow
 from orchestrator.config.stuck_rules import StuckRules
@@ -53,14 +53,7 @@ def daemon_run(
     args: Namespace, work: Path, sandbox: SandboxProcess, orders: int, latency: float
 ) -> dict[str, Any]:
     database_url = f"sqlite:///{work / f'daemon-{orders}-{int(latency)}.db'}"
-    env = env_for(
-        database_url,
-        sandbox.url,
-        ORCHESTRATOR_GRACE_PERIOD=f"{args.grace}s",
-        ORCHESTRATOR_CONCURRENCY=str(args.concurrency),
-        ORCHESTRATOR_LOG_LEVEL="info",
-        VTEX_MAX_RPM="1000000",
-    )
+    env = flow_env(database_url, sandbox.url, args)
     # Fresh marketplace ids for every run: the sandbox is shared by the runs at one latency, and an
     # id it already holds would be a duplicate Place that skips the writes being measured.
     path = write_orders(

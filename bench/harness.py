@@ -119,6 +119,19 @@ def env_for(database_url: str, sandbox_url: str, **settings: str) -> dict[str, s
     return client_env(database_url, sandbox_url, **{"ORCHESTRATOR_LOG_LEVEL": "warning", **settings})
 
 
+def flow_env(database_url: str, sandbox_url: str, args: Any) -> dict[str, str]:
+    """The environment of a daemon whose cost is measured: the benchmark's grace period and
+    concurrency, info logs as in production, and no request budget of its own to wait on."""
+    return env_for(
+        database_url,
+        sandbox_url,
+        ORCHESTRATOR_GRACE_PERIOD=f"{args.grace}s",
+        ORCHESTRATOR_CONCURRENCY=str(args.concurrency),
+        ORCHESTRATOR_LOG_LEVEL="info",
+        VTEX_MAX_RPM="1000000",
+    )
+
+
 def run_command(
     args: list[str], env: dict[str, str], log: Path | None = None, module: str = "orchestrator"
 ) -> DaemonRun:

@@ -31,11 +31,11 @@ from orchestrator.serving import bind, url_of
 from orchestrator.store.group_commit import BatchWriter
 from orchestrator.store.store import Store
 from orchestrator.store.thread import DatabaseThread
-from orchestrator.vtex.budget import Grant, RequestBudget, SharedTokenBucket, TokenBucket
+from orchestrator.vtex.budget import RequestBudget, SharedTokenBucket, TokenBucket
 from orchestrator.vtex.client import Call, CallObserver, VtexClient
 from orchestrator.vtex.errors import VtexError
 from orchestrator.vtex.pauses import AccountGuard
-from orchestrator.vtex.recovery import Recovery, on_the_wall
+from orchestrator.vtex.recovery import Grant, Recovery, on_the_wall
 
 
 def shared_budget(settings: Settings, account: AccountSettings, database: DatabaseThread) -> RequestBudget:

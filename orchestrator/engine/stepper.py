@@ -735,16 +735,7 @@ class Stepper:
         )
         if self.guard is not None and accepted:
             self.guard.call_accepted(order_id=ctx.row.order_id, state=ctx.row.state, action=operation)
-        if isinstance(outcome, Call):
-            self._event(
-                ctx,
-                "call",
-                action=operation,
-                attempt=attempt,
-                http_status=outcome.http_status,
-                duration_ms=outcome.duration_ms,
-            )
-            return
+        error = None if isinstance(outcome, Call) else outcome
         self._event(
             ctx,
             "call",
@@ -752,8 +743,8 @@ class Stepper:
             attempt=attempt,
             http_status=outcome.http_status,
             duration_ms=outcome.duration_ms,
-            error_code=outcome.code or type(outcome).__name__,
-            message=outcome.message[:500],
+            error_code=None if error is None else (error.code or type(error).__name__),
+            message=None if error is None else error.message[:500],
         )
 
 

@@ -28,9 +28,16 @@ from orchestrator.store.reports import StateCount, StuckThresholds
 from orchestrator.store.rows import COLUMNS, STEP_COLUMNS, OrderRow, ref_matches, ref_of, split_ref, the_one
 from orchestrator.store.tables import ACCOUNTS, API_TOKENS, CONSOLE_SESSIONS, DAEMONS, EVENTS, ORDERS
 from orchestrator.store.tokens import TokenRecord
-from orchestrator.vtex.budget import Grant
 from orchestrator.vtex.pauses import AccountPause
-from orchestrator.vtex.recovery import PROBE_TIMEOUT, Recovery, allowance, answered, throttled, unanswered
+from orchestrator.vtex.recovery import (
+    PROBE_TIMEOUT,
+    Grant,
+    Recovery,
+    allowance,
+    answered,
+    throttled,
+    unanswered,
+)
 from states import IN_FLIGHT, State, Waiting
 
 CHUNK = 500  # rows per IN (...) list and per executemany batch

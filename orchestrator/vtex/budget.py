@@ -25,13 +25,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 from orchestrator.vtex.errors import Throttled
 from orchestrator.vtex.recovery import (
     PROBE_TIMEOUT,
     Allowance,
+    Grant,
     Recovery,
     allowance,
     answered,
@@ -246,19 +246,6 @@ class TokenBucket(_Recovering):
                     await self._sleep(wait)
         finally:
             self._queued -= 1
-
-
-@dataclass(frozen=True)
-class Grant:
-    """What the shared bucket gave: `granted` tokens (the one probe after a pause when `probe`),
-    or how long until it could (`wait`), with the account's recovery as the database holds it
-    (times in epoch seconds of the database server's clock, `now` among them)."""
-
-    granted: int
-    wait: float
-    probe: bool
-    recovery: Recovery
-    now: float
 
 
 TakeFn = Callable[[int, float, float], Awaitable[Grant]]

@@ -138,3 +138,16 @@ def on_the_wall(state: Recovery, now: float, wall: float | None = None) -> Recov
         probe_at=None if state.probe_at is None else state.probe_at + offset,
         ramp_from=None if state.ramp_from is None else state.ramp_from + offset,
     )
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What the shared bucket gave: `granted` tokens (the one probe after a pause when `probe`),
+    or how long until it could (`wait`), with the account's recovery as the database holds it
+    (times in epoch seconds of the database server's clock, `now` among them)."""
+
+    granted: int
+    wait: float
+    probe: bool
+    recovery: Recovery
+    now: float
