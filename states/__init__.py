@@ -4,6 +4,7 @@ No I/O lives here; `orchestrator.engine.stepper` runs the actions this package n
 """
 
 from states.machine import (
+    ACCOUNT_WAITS,
     AUTHORIZE,
     BECOME_READY,
     CANCEL,
@@ -50,6 +51,7 @@ from states.machine import (
 )
 
 __all__ = [
+    "ACCOUNT_WAITS",
     "AUTHORIZE",
     "BECOME_READY",
     "CANCEL",

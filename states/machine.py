@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import Enum, StrEnum
 from typing import Any, Protocol
 
@@ -106,6 +107,9 @@ class Attention(StrEnum):
     TRACKING_FAILED = "tracking-failed"  # the tracking update failed for good
     INVOICE_MISSING = "invoice-missing"  # VTEX shows the order invoiced, but not with our invoice
     REQUEST_GUARD = "request-guard"  # too many requests for one order within an hour
+    # VTEX flags an error in the order's workflow that no automatic retry solves (Get order's
+    # `workflowIsInError`): a person looks at the order in VTEX Admin.
+    VTEX_WORKFLOW_ERROR = "vtex-workflow-error"
 
 
 class Waiting(StrEnum):
@@ -114,6 +118,17 @@ class Waiting(StrEnum):
 
     CREDENTIALS = "credentials-rejected"  # the account is paused: VTEX rejected the credentials
     ENDPOINT = "endpoint-not-vtex"  # the account is paused: the URL does not answer like VTEX
+    # The app key lacks the License Manager resource this order's next call needs (VTEX's 403):
+    # only that kind of call of the account waits; the others go on.
+    PERMISSION = "permission-missing"
+    # VTEX documented a wait for this order: it refused a call "not yet" (an authorization it still
+    # waits for, ORD039 on the invoice, its index behind our Place). Not the account's: lifting a
+    # pause does not wake these.
+    VTEX_HOLDS = "vtex-holds"
+
+
+# The waits that are the account's (a pause ends them all at once).
+ACCOUNT_WAITS: tuple[Waiting, ...] = (Waiting.CREDENTIALS, Waiting.ENDPOINT, Waiting.PERMISSION)
 
 
 class InvoiceTiming(StrEnum):
@@ -151,6 +166,25 @@ class Step:
     # its data waits to be sent; `after_grace` narrows its sources under the default invoice timing.
     pending: Pending | None = None
     after_grace: tuple[State, ...] | None = None
+    # VTEX's documented waits. VTEX refusing this step's write while it shows the order in one of
+    # `refused_while`, or with one of the `not_yet` codes, means "not yet": the order waits and
+    # tries again less and less often, and never fails while VTEX keeps it alive. A 404 within
+    # `settle` of entering the step's state is VTEX's order index not yet showing an order it
+    # accepted (it is eventually consistent).
+    refused_while: frozenset[str] = frozenset()
+    not_yet: frozenset[str] = frozenset()
+    settle: timedelta | None = None
+
+    def refusal_waits(
+        self, code: str | None, http_status: int | None, status: str | None, in_state_for: timedelta
+    ) -> bool:
+        """Whether VTEX refusing this step's write (with `code`, `http_status`, while showing the
+        order in `status`, None when Get order found none) is one of VTEX's documented waits."""
+        if code is not None and code in self.not_yet:
+            return True
+        if status is not None and status in self.refused_while:
+            return True
+        return http_status == 404 and self.settle is not None and in_state_for < self.settle
 
     def sources_when(self, timing: InvoiceTiming) -> tuple[State, ...]:
         """The states this step may be taken in, under `timing`."""
@@ -210,6 +244,12 @@ AUTHORIZE = Step(
     action=Action.AUTHORIZE,
     stamp="authorized_at",
     stamp_from_vtex="authorizedDate",
+    # VTEX keeps an order waiting for its authorization up to 30 days (then cancels it): for the
+    # dispatch authorization, or for the seller's approval of a price divergence. A refusal then
+    # (a 404 while its index catches up with our Place, a 400 before the seller approved) is a
+    # wait.
+    refused_while=vtex_status.BEFORE_AUTHORIZE | {vtex_status.INCOMPLETE},
+    settle=timedelta(minutes=2),
 )
 # VTEX's grace period: the first look is due when it ends (the planner times it), and that look is
 # Start handling itself, whose 204 proves the order was ready-for-handling.
@@ -251,6 +291,9 @@ SEND_INVOICE = Step(
     stamp="invoice_sent_at",
     pending=lambda facts: facts.invoice_waiting,
     after_grace=(State.HANDLING,),
+    # ORD039 "Order ... is in state X and cannot accept invoice": a status conflict VTEX resolves
+    # as the order moves on (VTEX documents no HTTP status for it).
+    not_yet=frozenset({"ORD039"}),
 )
 SEND_TRACKING = Step(
     "send_tracking",

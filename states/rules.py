@@ -18,11 +18,20 @@ VtexOrder = Mapping[str, Any]
 
 
 def status_of(vtex_order: VtexOrder | None) -> str | None:
-    """The order's VTEX status, or None when the order does not exist in VTEX."""
+    """The order's VTEX status, or None when the order does not exist in VTEX. An order whose
+    status is JSON null is incomplete (`vtex_status.INCOMPLETE`), a status like any other."""
     if vtex_order is None:
         return None
     status = vtex_order.get("status")
+    if status is None:
+        return vtex_status.INCOMPLETE
     return status if isinstance(status, str) else None
+
+
+def workflow_in_error(vtex_order: VtexOrder | None) -> bool:
+    """VTEX flags an error in the order's workflow "that cannot be solved by automatic retry"
+    (Get order's `workflowIsInError`): a person must look at it in VTEX Admin."""
+    return vtex_order is not None and vtex_order.get("workflowIsInError") is True
 
 
 def item_quantities(items: Any) -> dict[str, int]:

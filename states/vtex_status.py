@@ -43,6 +43,11 @@ CANCELING: frozenset[str] = frozenset({"cancel", "cancellation-requested", "requ
 CANCELED_STATUS = "canceled"
 CANCELING_OR_CANCELED: frozenset[str] = CANCELING | {CANCELED_STATUS}
 
+# VTEX's API status of an incomplete order is JSON `null` ("the system can still launch the
+# flow", Help Center, order flow and status): an order in progress, never a sign that the URL is
+# not VTEX's. Rules and reports carry it as this string.
+INCOMPLETE = "null"
+
 INVOICED = "invoiced"
 READY_FOR_HANDLING = "ready-for-handling"
 WINDOW_TO_CANCEL = "window-to-cancel"
@@ -68,9 +73,17 @@ HANDLING_ON_ITS_WAY: frozenset[str] = frozenset(
 )
 
 _ADVICE: dict[str, str] = {
-    "waiting-for-manual-authorization": "approve it in VTEX Admin (Orders), or cancel it",
+    "waiting-for-manual-authorization": (
+        "VTEX waits for the seller's approval (a price divergence, say): approve it in VTEX Admin "
+        "(Orders), or cancel it; VTEX cancels it by itself after 30 days"
+    ),
+    INCOMPLETE: (
+        "VTEX reports the order incomplete (status null) and can still launch its flow; if it "
+        "stays, look at the order in VTEX Admin"
+    ),
     "waiting-ffmt-authorization": (
-        "VTEX has not applied the dispatch authorization; look at the order in VTEX Admin"
+        "VTEX still waits for the dispatch authorization (its order index may lag just after "
+        "Place); if it stays, look at the order in VTEX Admin"
     ),
     "payment-pending": (
         "VTEX waits for a payment it will not see for this order: check the affiliate's payment "

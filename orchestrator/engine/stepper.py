@@ -10,6 +10,12 @@ An intent is committed before every VTEX write. If the process dies, or the answ
 intent is still there on the next claim and the engine reconciles it by the rule of its step in
 `states` before anything is re-sent. Nothing lives only in memory.
 
+Where VTEX documents a wait, the order waits: a refusal VTEX's table of states declares "not yet"
+(an Authorize dispatch refused while VTEX still waits for it, ORD039 on the invoice), a Get order
+whose status is null (an incomplete order), a 403 that only one kind of call gets (the app key
+lacks that call's License Manager resource: only those calls pause). A Get order flagging
+`workflowIsInError` stops the order for a person at once.
+
 What no answer may do: make an order loop. A refusal counts as an attempt and the next write waits
 by the step's retry policy; a VTEX status the flow does not drive makes the order wait, looking
 less and less often (the planner); an answer that is not VTEX's pauses the account instead of
@@ -32,6 +38,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from orchestrator.clock import utcnow
+from orchestrator.durations import format_duration
 from orchestrator.engine import planner
 from orchestrator.engine.planner import GUARD_WINDOW, Kind
 from orchestrator.engine.policy import Policies
@@ -45,6 +52,7 @@ from orchestrator.vtex.errors import (
     AuthError,
     Conflict,
     EndpointError,
+    MissingPermission,
     OutOfTime,
     PermanentError,
     RateLimited,
@@ -53,7 +61,8 @@ from orchestrator.vtex.errors import (
     Throttled,
     VtexError,
 )
-from orchestrator.vtex.pauses import AccountGuard
+from orchestrator.vtex.pauses import AccountGuard, PermissionPause
+from orchestrator.vtex.permissions import resource_of
 from states import (
     CANCEL_LOCALLY,
     CANCELED_BY_VTEX,
@@ -92,6 +101,7 @@ class StepContext:
     events: list[Event] = field(default_factory=list)
     scheduled: bool = False  # an error path already chose next_run_at
     refused: bool = False  # VTEX refused a write in this step: the next one waits
+    workflow_error: bool = False  # a Get order of this step flagged `workflowIsInError`
 
 
 @dataclass(frozen=True)
@@ -164,6 +174,14 @@ class Stepper:
 
     async def _finish(self, ctx: StepContext) -> bool:
         row = ctx.row
+        if ctx.workflow_error and row.state not in _SETTLED and not row.needs_attention:
+            self._needs_attention(
+                ctx,
+                Attention.VTEX_WORKFLOW_ERROR,
+                f"VTEX flags an error in the order's workflow (workflowIsInError, VTEX status "
+                f'{row.vtex_status}): "an error that cannot be solved by automatic retry"; look at '
+                "the order's workflow in VTEX Admin (Orders), fix it there",
+            )
         if row.requests_in_window >= self.policies.max_requests_per_hour and not row.needs_attention:
             row.needs_attention = Attention.REQUEST_GUARD
             ctx.scheduled = False  # whatever the step chose, the guard's hour decides now
@@ -214,6 +232,8 @@ class Stepper:
 
     async def _write(self, ctx: StepContext, action: str) -> bool:
         row = ctx.row
+        if self._waits_for_permission(ctx, str(action)):
+            return True
         row.intent = str(action)
         row.intent_attempt = row.attempts + 1
         row.intent_at = ctx.now
@@ -236,6 +256,11 @@ class Stepper:
             self._record_call(ctx, exc.operation, exc, attempt=row.intent_attempt)
             self._clear_intent(row)
             self._bad_credentials(ctx, exc)
+        except MissingPermission as exc:
+            # Refused before VTEX looked at the order: not applied, not an attempt of it.
+            self._record_call(ctx, exc.operation, exc, attempt=row.intent_attempt)
+            self._clear_intent(row)
+            self._permission_missing(ctx, exc)
         except EndpointError as exc:
             # Not VTEX answering: the account pauses. An answer to a write may hide a VTEX that did
             # act behind it (NotVtexWrite is ambiguous): the intent stays and is reconciled.
@@ -309,20 +334,59 @@ class Stepper:
         self._catch_up(ctx, vtex_order)
         if isinstance(refusal, Conflict) and action == Action.START_HANDLING:
             return  # not ready-for-handling yet: VTEX's grace period outlasts ours, or VTEX holds it
+        if self._documented_wait(ctx, action, refusal, vtex_order):
+            return
         if planner.held_by_vtex(row) is not None:
             return  # refused because VTEX holds the order somewhere: wait for it, do not fail
         if self.policies.retry_for(action).exhausted(row.attempts) or not _transient_refusal(refusal):
             self._fail(ctx, refusal.describe(), refusal.code or str(refusal.http_status))
 
-    def _already_applied(self, action: str, vtex_order: Mapping[str, Any] | None, row: OrderRow) -> bool:
+    def _documented_wait(
+        self, ctx: StepContext, action: str, refusal: PermanentError, vtex_order: Mapping[str, Any] | None
+    ) -> bool:
+        """VTEX refused `action` in a way its table of states declares "not yet" (`Step.
+        refusal_waits`): the order waits, looking again less and less often, and the refusal is
+        not an attempt. Never a failure while VTEX keeps the order alive; the hourly guard still
+        bounds the requests."""
+        row = ctx.row
         step = self.table.by_action[action]
-        if not step.applied(vtex_order, row):
+        if row.state not in step.sources:
+            return False  # VTEX's view moved the order on: nothing to wait for
+        status = rules.status_of(vtex_order)
+        in_state_for = ctx.now - row.state_changed_at
+        if not step.refusal_waits(refusal.code, refusal.http_status, status, in_state_for):
             return False
-        if action == Action.PLACE and vtex_order is not None:
-            # The order is ours (the Place rule); its value must be ours too.
-            value = vtex_order.get("value")
-            return value is None or value == row.value
+        row.attempts -= 1  # counted by `_after_refusal`; a documented wait is not an attempt
+        code = refusal.code or str(refusal.http_status)
+        since = row.vtex_status_since if status and row.vtex_status_since else row.state_changed_at
+        due = self.policies.await_held.next_look(since, ctx.now)
+        waited = f"since {human(since)} ({format_duration(ctx.now - since)})"
+        if refusal.code is not None and refusal.code in step.not_yet:
+            why = (
+                f"VTEX cannot take {action} yet ({refusal.message} [{code}]) {waited}: a status "
+                "conflict VTEX resolves as the order moves on"
+            )
+        elif status is not None and status in step.refused_while:
+            why = (
+                f"VTEX holds the order in {status} {waited} and refused {action} [{code}]: "
+                f"{vtex_status.advice(status)}"
+            )
+        else:
+            why = (
+                f"VTEX does not show the order yet ({action} answered {code} "
+                f"{format_duration(in_state_for)} after Place); its order index catches up"
+            )
+        self._later(ctx, due - ctx.now, f"{why}; trying again at {human(due)}", Waiting.VTEX_HOLDS)
+        self._log.info(
+            "VTEX asked to wait", order_id=row.order_id, state=row.state, action=str(action), code=code
+        )
         return True
+
+    def _already_applied(self, action: str, vtex_order: Mapping[str, Any] | None, row: OrderRow) -> bool:
+        """Whether `action` took effect, by its rule. Place's rule matches marketplace id,
+        affiliate and items, never the value: VTEX documents that its order value may differ from
+        our `marketplacePaymentValue` (price divergence)."""
+        return self.table.by_action[action].applied(vtex_order, row)
 
     def _different_order(
         self, ctx: StepContext, vtex_order: Mapping[str, Any], refusal: PermanentError | None = None
@@ -331,9 +395,6 @@ class Stepper:
         what differs (with VTEX's code when VTEX refused our Place for it, e.g. FMT009)."""
         row = ctx.row
         found = rules.differences(vtex_order, row.marketplace_order_id, row.affiliate_id, row.items)
-        value = vtex_order.get("value")
-        if not found and value is not None and value != row.value:
-            found.append(f"value {value}, not {row.value}")
         refused = f"{refusal.describe()}; " if refusal is not None else ""
         self._fail(
             ctx,
@@ -425,6 +486,8 @@ class Stepper:
     async def _fetch(self, ctx: StepContext) -> tuple[Mapping[str, Any] | None, bool]:
         """Get order; (order or None when VTEX has none, True) or (None, False) if VTEX did not answer."""
         row = ctx.row
+        if self._waits_for_permission(ctx, "get-order"):
+            return None, False
         try:
             call = await self.client.get_order(row.order_id)
         except RateLimited as exc:
@@ -434,6 +497,10 @@ class Stepper:
         except AuthError as exc:
             self._record_call(ctx, exc.operation, exc)
             self._bad_credentials(ctx, exc)
+            return None, False
+        except MissingPermission as exc:
+            self._record_call(ctx, exc.operation, exc)
+            self._permission_missing(ctx, exc)
             return None, False
         except EndpointError as exc:
             self._record_call(ctx, exc.operation, exc)
@@ -452,6 +519,7 @@ class Stepper:
                     row.vtex_status_since = ctx.now
                 row.vtex_status = status
                 row.vtex_status_at = ctx.now
+            ctx.workflow_error = rules.workflow_in_error(body)
         return body, True
 
     # -- outcomes --------------------------------------------------------------------------------
@@ -549,6 +617,41 @@ class Stepper:
         wait = max(until - ctx.now, timedelta(0))
         self._later(ctx, wait, f"account paused: {reason}", Waiting.CREDENTIALS)
 
+    def _permission_missing(self, ctx: StepContext, exc: MissingPermission) -> None:
+        """VTEX refused the call with 403: the app key lacks its License Manager resource. Only
+        the calls needing that resource pause; the order waits for the pause's end."""
+        self._note_error(ctx.row, exc)
+        if self.guard is None:
+            self._later(
+                ctx, self.policies.bad_credentials, f"VTEX refused: {exc.describe()}", Waiting.PERMISSION
+            )
+            return
+        pause = self.guard.permission_missing(
+            ctx.now, exc.operation, exc.message, order_id=ctx.row.order_id, state=ctx.row.state
+        )
+        self._wait_for_permission(ctx, pause, pause.until)
+
+    def _waits_for_permission(self, ctx: StepContext, operation: str) -> bool:
+        """Whether `operation` must wait for a pause of the resource it needs (then scheduled)."""
+        if self.guard is None:
+            return False
+        until = self.guard.permission_wait(operation, ctx.now)
+        if until is None:
+            return False
+        pause = self.guard.permissions[resource_of(operation)]
+        self._wait_for_permission(ctx, pause, until)
+        return True
+
+    def _wait_for_permission(self, ctx: StepContext, pause: PermissionPause, until: datetime) -> None:
+        self._later(
+            ctx,
+            max(until - ctx.now, timedelta(0)),
+            f"waiting for a VTEX permission: the app key lacks the License Manager resource "
+            f"{pause.resource!r} (VTEX answered 403 to {pause.operation} since {human(pause.since)}); "
+            f"grant it to the key's role in VTEX Admin; tried again at {human(until)}",
+            Waiting.PERMISSION,
+        )
+
     def _endpoint_problem(self, ctx: StepContext, exc: VtexError) -> None:
         """Not VTEX answering (an HTML page, a redirect, a body without end): not this order's
         fault, not an attempt of it; the whole account pauses, for longer while it lasts."""
@@ -618,8 +721,8 @@ class Stepper:
             self._fire(ctx, CANCELED_BY_VTEX.trigger, "VTEX canceled the order")
             row.cancel_reason = None
             return
-        if status in vtex_status.CANCELING:
-            return
+        if status in vtex_status.CANCELING or status == vtex_status.INCOMPLETE:
+            return  # still deciding (an incomplete order says nothing about the cancellation)
         back = State(row.canceled_from or State.HANDLING)
         self._fire(ctx, denied_trigger(back), f"VTEX denied the cancellation; the order is {status} there")
         self._event(
@@ -749,6 +852,9 @@ class Stepper:
 
 
 Perform = Callable[[VtexClient, OrderRow], Awaitable[Call]]
+
+# States in which nothing VTEX flags can change what the order does.
+_SETTLED = frozenset({State.INVOICED, State.CANCELED, State.FAILED})
 
 
 def _invoice(client: VtexClient, row: OrderRow) -> Awaitable[Call]:

@@ -88,6 +88,12 @@ def diagnose(row: OrderRow, now: datetime, rules: StuckRules, grace_period: time
             f"`orchestrator show {oid}` lists every request; it goes on by itself when the hour is over, "
             "and a loop that repeats it is a bug worth reporting",
         )
+    if row.needs_attention == Attention.VTEX_WORKFLOW_ERROR:
+        return Diagnosis(
+            row.last_error or "VTEX flags an error in the order's workflow",
+            f"look at the order's workflow in VTEX Admin (Orders) and fix it there (`orchestrator show "
+            f"{oid} --vtex`), then `orchestrator retry {oid}`; to give up: `orchestrator cancel {oid}`",
+        )
     if row.needs_attention:
         return Diagnosis(
             f"{row.needs_attention}: {row.last_error or row.wait_reason or 'see the history'}",
@@ -110,6 +116,18 @@ def diagnose(row: OrderRow, now: datetime, rules: StuckRules, grace_period: time
         return Diagnosis(
             row.wait_reason or "the account is paused: its URL does not answer like VTEX",
             "point the account's base URL at VTEX's API host (`orchestrator check` says what answers)",
+        )
+    if row.wait_code == Waiting.PERMISSION:
+        return Diagnosis(
+            row.wait_reason or "the app key lacks a License Manager resource this order's next call needs",
+            "add the resource to the app key's role in VTEX Admin (Account settings > Roles); the calls "
+            "that need it go again by themselves (`orchestrator check` lists each resource)",
+        )
+    if row.wait_code == Waiting.VTEX_HOLDS:
+        return Diagnosis(
+            row.wait_reason or f"VTEX asked to wait (status {row.vtex_status})",
+            f"it tries again by itself, less and less often; `orchestrator show {oid} --vtex`; to give "
+            f"up on it: `orchestrator cancel {oid}`",
         )
     if held_by_vtex(row) is not None:
         return Diagnosis(

@@ -12,8 +12,10 @@ coming from different clients (identified by User-Agent), which a correct scale-
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -103,6 +105,11 @@ async def vtex_edge(
     arrived = sandbox.oms.clock()
     response = await _answer(sandbox, request, operation, order_id, handler)
     status = 0 if isinstance(response, DroppedResponse) else response.status_code
+    # VTEX stamps its answers with ids its support can trace a call by.
+    operation_id = str(uuid.uuid4())
+    if status:
+        response.headers["x-vtex-operation-id"] = operation_id
+        response.headers["x-request-id"] = uuid.uuid4().hex
     sandbox.oms.ledger.log_request(
         arrived,
         operation=operation,
@@ -110,6 +117,7 @@ async def vtex_edge(
         client=request.headers.get("user-agent", ""),
         status=status,
         retry_after=response.headers.get("retry-after"),
+        operation_id=operation_id if status else None,
     )
     return response
 
@@ -127,6 +135,8 @@ async def _answer(
         or headers.get("x-vtex-api-apptoken") != oms.config.app_token
     ):
         return _json_response(error_reply(401, "1", "Unauthorized access"))
+    if operation in oms.config.forbidden:
+        return _forbidden(operation)
     if sandbox.limiter is not None:
         wait = sandbox.limiter.check(oms.config.app_key, oms.clock())
         if wait is not None:
@@ -214,6 +224,18 @@ def _not_vtex(kind: str | None, config: FaultConfig) -> Response:
             await asyncio.sleep(0)
 
     return StreamingResponse(forever(), status_code=200, media_type="application/json")
+
+
+def _forbidden(operation: str) -> Response:
+    """VTEX's 403 when the app key lacks the call's License Manager resource: a plain-text body,
+    VTEX's code and words in its `x-vtex-error-*` headers (the message URL-encoded)."""
+    message = f"The app key's roles lack the License Manager resource this call ({operation}) needs"
+    return Response(
+        "Forbidden",
+        status_code=403,
+        media_type="text/plain",
+        headers={"x-vtex-error-code": "1", "x-vtex-error-message": quote(message)},
+    )
 
 
 def _too_many(seconds: float) -> Reply:

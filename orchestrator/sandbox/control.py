@@ -30,6 +30,11 @@ _BEHAVIOUR = (
     "cancel_mode",
     "cancel_delay_seconds",
     "tracking_refusal",
+    "fulfill_unknown_seconds",
+    "manual_authorization",
+    "invoice_refusals",
+    "null_status_reads",
+    "forbidden",
 )
 _CHOICES: dict[str, tuple[Any, ...]] = {
     "place_answer": ("array", "object"),
@@ -44,8 +49,11 @@ def _apply_behaviour(config: Any, payload: dict[str, Any]) -> str | None:
             return f"unknown setting {name!r} (known: {', '.join(_BEHAVIOUR)})"
         if name in _CHOICES and value not in _CHOICES[name]:
             return f"{name} must be one of {_CHOICES[name]}"
+    forbidden = payload.get("forbidden", ())
+    if not isinstance(forbidden, list | tuple) or not all(isinstance(op, str) for op in forbidden):
+        return "forbidden must be a list of operation names (e.g. send-invoice)"
     for name, value in payload.items():
-        setattr(config, name, value)
+        setattr(config, name, tuple(value) if name == "forbidden" else value)
     return None
 
 
@@ -121,6 +129,22 @@ def _order_routes(sandbox: Sandbox) -> list[Route]:
             return JSONResponse({"error": "no cancellation request for that order"}, status_code=404)
         return JSONResponse({"orderId": order.order_id, "status": order.status})
 
+    async def approve(request: Request) -> Response:
+        """The seller approves an order waiting for manual authorization, as in VTEX Admin."""
+        order = oms.approve(request.path_params["order_id"])
+        if order is None:
+            return JSONResponse({"error": "no order waiting for manual authorization"}, status_code=404)
+        return JSONResponse({"orderId": order.order_id, "status": order.status})
+
+    async def workflow_error(request: Request) -> Response:
+        """Flag (or clear) an error in the order's workflow: {"inError": true | false}."""
+        payload, _ = await _body(request)
+        order = oms.find(request.path_params["order_id"])
+        if order is None:
+            return JSONResponse({"error": "unknown order"}, status_code=404)
+        order.workflow_in_error = bool(payload.get("inError", True)) if isinstance(payload, dict) else True
+        return JSONResponse({"orderId": order.order_id, "workflowIsInError": order.workflow_in_error})
+
     async def behaviour(request: Request) -> Response:
         """Which of VTEX's documented answers the sandbox gives, changed at run time."""
         config = oms.config
@@ -137,6 +161,8 @@ def _order_routes(sandbox: Sandbox) -> list[Route]:
         Route("/_sandbox/orders/{order_id}/cancel", admin_cancel, methods=["POST"]),
         Route("/_sandbox/orders/{order_id}/status", order_status, methods=["POST"]),
         Route("/_sandbox/orders/{order_id}/cancel-decision", cancel_decision, methods=["POST"]),
+        Route("/_sandbox/orders/{order_id}/approve", approve, methods=["POST"]),
+        Route("/_sandbox/orders/{order_id}/workflow-error", workflow_error, methods=["POST"]),
         Route("/_sandbox/behaviour", behaviour, methods=["GET", "POST"]),
     ]
 

@@ -21,10 +21,12 @@ class LedgerEntry:
     places_rejected_duplicate: int = 0
     authorizations: int = 0
     authorizations_repeated: int = 0
+    authorizations_refused: int = 0  # while the order waited for the seller's manual authorization
     start_handling_accepted: int = 0
     start_handling_refused: int = 0
     invoice_numbers: list[str] = field(default_factory=list)
     invoice_notifications: int = 0
+    invoices_refused: int = 0  # ORD039 (`invoice_refusals`), not applied
     invoiced_total: int = 0
     tracking_updates: int = 0
     tracking_refused: int = 0
@@ -42,11 +44,13 @@ class LedgerEntry:
             "placesRejectedDuplicate": self.places_rejected_duplicate,
             "authorizations": self.authorizations,
             "authorizationsRepeated": self.authorizations_repeated,
+            "authorizationsRefused": self.authorizations_refused,
             "startHandlingAccepted": self.start_handling_accepted,
             "startHandlingRefused": self.start_handling_refused,
             "distinctInvoiceNumbers": len(self.invoice_numbers),
             "invoiceNumbers": list(self.invoice_numbers),
             "invoiceNotifications": self.invoice_notifications,
+            "invoicesRefused": self.invoices_refused,
             "invoicedTotal": self.invoiced_total,
             "trackingUpdates": self.tracking_updates,
             "trackingRefused": self.tracking_refused,
@@ -93,6 +97,7 @@ class Ledger:
         client: str,
         status: int,
         retry_after: str | None,
+        operation_id: str | None = None,
     ) -> None:
         self.request_log.append(
             {
@@ -102,6 +107,7 @@ class Ledger:
                 "client": client,
                 "status": status,
                 "retryAfter": retry_after,
+                "operationId": operation_id,
             }
         )
 

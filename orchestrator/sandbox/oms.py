@@ -36,8 +36,10 @@ from orchestrator.sandbox.statuses import STATUSES
 from orchestrator.sandbox.views import authorize_reply, order_view, place_reply
 
 OMS003 = "Order status should be ready-for-handling to perform this action"
-# Statuses from which Authorize dispatch applies (VTEX's docs name the waiting status both ways).
-AUTHORIZABLE = frozenset({WAITING_AUTHORIZATION, "waiting-for-manual-authorization"})
+# The status from which Authorize dispatch applies. An order waiting for the seller's manual
+# authorization (a price divergence) refuses it until approved: "approving earlier fails".
+AUTHORIZABLE = frozenset({WAITING_AUTHORIZATION})
+MANUAL_AUTHORIZATION = "waiting-for-manual-authorization"
 # Inside these the cancellation is automatic; later the seller decides (cancel_mode).
 BEFORE_GRACE_END = frozenset(
     {WAITING_AUTHORIZATION, "waiting-for-manual-authorization", "authorize-fulfillment", "window-to-cancel"}
@@ -194,6 +196,7 @@ class SandboxOms:
             shipping_total=shipping_total,
             created_at=now,
             last_change=now,
+            status=MANUAL_AUTHORIZATION if self.config.manual_authorization else WAITING_AUTHORIZATION,
         )
         self.orders[order_id] = order
         entry = self.ledger.entry(order_id)
@@ -205,7 +208,8 @@ class SandboxOms:
         self, order_id: str, affiliate_id: str | None, payload: Any, sales_channel: str | None = None
     ) -> Reply:
         order = self.find(order_id)
-        if order is None:
+        unknown_until = order.created_at + self.config.fulfill_unknown_seconds if order else 0.0
+        if order is None or self.clock() < unknown_until:
             return error_reply(404, "SBX-NOT-FOUND", f"Order {order_id} not found")
         if affiliate_id != order.affiliate_id:
             return error_reply(400, "FMT0088", "Invalid affiliate id")
@@ -216,6 +220,13 @@ class SandboxOms:
         entry = self.ledger.entry(order_id)
         if order.status in ("canceled", "cancel"):
             return error_reply(400, "SBX-CANCELED", f"Order {order_id} is canceled")
+        if order.status == MANUAL_AUTHORIZATION:
+            entry.authorizations_refused += 1
+            return error_reply(
+                400,
+                "SBX-MANUAL-AUTHORIZATION",
+                f"Order {order_id} waits for the seller's manual authorization and cannot be authorized yet",
+            )
         if order.status in AUTHORIZABLE and not order.pinned:
             order.authorized_at = self.clock()
             self._set_status(order, "window-to-cancel")
@@ -230,7 +241,11 @@ class SandboxOms:
         order = self.find(order_id)
         if order is None:
             return error_reply(404, "SBX-NOT-FOUND", f"Order {order_id} not found")
-        return Reply(200, order_view(order, self.config))
+        order.reads += 1
+        view = order_view(order, self.config)
+        if order.reads <= self.config.null_status_reads:
+            view["status"] = None  # VTEX's status of an incomplete order
+        return Reply(200, view)
 
     def start_handling(self, order_id: str) -> Reply:
         order = self.find(order_id)
@@ -253,7 +268,10 @@ class SandboxOms:
         refusal = invoice_refusal(payload)
         if refusal:
             return error_reply(400, "SBX-INVALID-BODY", refusal)
-        if order.status in ("canceled", "cancel"):
+        if order.status in ("canceled", "cancel") or self.config.invoice_refusals > 0:
+            if order.status not in ("canceled", "cancel"):
+                self.config.invoice_refusals -= 1
+                self.ledger.entry(order_id).invoices_refused += 1
             return error_reply(
                 400, "ORD039", f"Order {order_id} is in state {order.status} and cannot accept invoice"
             )
@@ -339,6 +357,15 @@ class SandboxOms:
                 order.canceled_at = order.canceled_at or self.clock()
         order.pinned = hold
         return self._advance(order)
+
+    def approve(self, order_id: str) -> SandboxOrder | None:
+        """The seller approves an order waiting for manual authorization (in VTEX Admin): it now
+        waits for the marketplace's dispatch authorization."""
+        order = self.find(order_id)
+        if order is None or order.status != MANUAL_AUTHORIZATION:
+            return None
+        self._set_status(order, WAITING_AUTHORIZATION)
+        return order
 
     def decide_cancel(self, order_id: str, decision: str) -> SandboxOrder | None:
         """Settle a cancellation request that is waiting (or stuck) now: accept or deny it."""

@@ -29,6 +29,19 @@ class SandboxConfig:
     cancel_mode: str = "accept"
     cancel_delay_seconds: float = 0.0
     tracking_refusal: int | None = None  # answer every tracking update with this status (KIs 10-12)
+    # VTEX's documented detours (VTEX-FIDELITY.md §A), each off by default:
+    # `/fulfill` answers 404 for this long after Place (VTEX's order index is eventually consistent)
+    fulfill_unknown_seconds: float = 0.0
+    # new orders wait in waiting-for-manual-authorization (a price divergence) until approved
+    # through the control API; Authorize dispatch is refused (400) until then
+    manual_authorization: bool = False
+    # the next N invoice notifications are refused with ORD039 ("is in state X and cannot accept
+    # invoice"), not applied
+    invoice_refusals: int = 0
+    # the first N Get orders of each order show `"status": null` (an incomplete order)
+    null_status_reads: int = 0
+    # calls answered 403 (the app key lacks their License Manager resource), by operation name
+    forbidden: tuple[str, ...] = ()
 
 
 @dataclass
@@ -51,6 +64,8 @@ class SandboxOrder:
     last_change: float = 0.0
     packages: dict[str, dict[str, Any]] = field(default_factory=dict)
     pinned: bool = False  # held in its status by the control API
+    reads: int = 0  # Get orders answered (for `null_status_reads`)
+    workflow_in_error: bool = False  # `workflowIsInError`, set through the control API
     cancel_requested_at: float | None = None
     cancel_decision: str | None = None  # "accept", "deny" or "stick", fixed when it was requested
     status_before_cancel: str | None = None

@@ -197,7 +197,7 @@ def order_view(order: SandboxOrder, config: SandboxConfig) -> dict[str, Any]:
         "salesChannel": order.sales_channel,
         "merchantName": None,
         "status": order.status,
-        "workflowIsInError": False,
+        "workflowIsInError": order.workflow_in_error,
         "statusDescription": DESCRIPTIONS.get(order.status, order.status),
         "value": order.value,
         "creationDate": _iso(order.created_at),

@@ -38,7 +38,7 @@ from orchestrator.vtex.recovery import (
     throttled,
     unanswered,
 )
-from states import IN_FLIGHT, State, Waiting
+from states import ACCOUNT_WAITS, IN_FLIGHT, State
 
 CHUNK = 500  # rows per IN (...) list and per executemany batch
 
@@ -459,7 +459,7 @@ class Store:
                     c.account == account,
                     c.next_run_at > now,
                     c.lease_owner.is_(None),
-                    c.wait_code.in_([str(w) for w in Waiting]),
+                    c.wait_code.in_([str(w) for w in ACCOUNT_WAITS]),
                 )
                 .values(next_run_at=now)
             )

@@ -7,7 +7,8 @@ had, and counting it as "no such order" failed them. So a success must look like
     place-order         a JSON array of created orders, or the object {orderId, ...}, naming an
                         orderId (and it must be the one derived from affiliate and marketplace id)
     authorize-dispatch  204 without a body, or a JSON object naming the order (200 or 201)
-    get-order           a JSON object whose orderId is the order asked for, with a status
+    get-order           a JSON object whose orderId is the order asked for, with a status (a
+                        string, or null: VTEX's status of an incomplete order)
     start-handling      204 without a body (VTEX: retry "if the response differs from the 204 code")
     send-invoice, send-tracking, cancel-order
                         a JSON object with VTEX's receipt fields (receipt, orderId, date)
@@ -103,7 +104,10 @@ def _the_order(answer: Answer, order_id: str | None) -> str | None:
     body = answer.json
     if not isinstance(body, Mapping):
         return "not a JSON object"
-    if body.get("orderId") != order_id or not isinstance(body.get("status"), str):
+    if body.get("orderId") != order_id or "status" not in body:
+        return "not the order asked for"
+    status = body["status"]
+    if status is not None and not isinstance(status, str):
         return "not the order asked for"
     return None
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -38,6 +38,7 @@ from orchestrator.vtex.errors import (
     VtexError,
     classify_response,
     classify_transport_error,
+    trace_ids,
 )
 from orchestrator.vtex.ids import derive_order_id
 from orchestrator.vtex.transport import VtexTransport
@@ -80,6 +81,7 @@ class Call:
     duration_ms: float
     body: Any = None
     sent_at: float = 0.0  # wall clock, seconds
+    trace: Mapping[str, str] = field(default_factory=dict)  # VTEX's ids of the call (`trace_ids`)
 
 
 CallObserver = Callable[[Call, VtexError | None], None]
@@ -272,16 +274,18 @@ class VtexClient:
         if status != 429:
             self.budget.answered()  # VTEX takes calls: ends the probe after a 429 pause
         answer = Answer(status, response.headers.get("content-type", ""), content)
-        call = Call(operation, order_id, status, _ms(started), sent_at=sent_at)
+        trace = trace_ids(response.headers)
+        call = Call(operation, order_id, status, _ms(started), sent_at=sent_at, trace=trace)
         try:
             body = self._judge(operation, order_id, method, response, answer, none_on_404=none_on_404)
         except VtexError as error:
             error.duration_ms = call.duration_ms
+            error.trace = trace
             if isinstance(error, RateLimited):
                 self.budget.pause(error.retry_after)
             self._observe(call, error)
             raise
-        call = Call(operation, order_id, status, call.duration_ms, body, sent_at)
+        call = Call(operation, order_id, status, call.duration_ms, body, sent_at, trace)
         self._observe(call, None)
         return call
 

@@ -13,7 +13,9 @@
     │   └── NotVtexWrite *         a write answered by something that is not VTEX: it may or may not
     │                              have reached VTEX behind it, so it is reconciled like a timeout
     └── PermanentError             VTEX refused; sending the same request again cannot help
-        ├── AuthError              401/403: the credentials are wrong for the whole account
+        ├── AuthError              401: the credentials are wrong for the whole account
+        ├── MissingPermission      403: the app key lacks the License Manager resource of this
+        │                          one kind of call (`resource`); the account's other calls go on
         ├── NotFound               404: VTEX does not know the order (or the invoice)
         ├── Conflict               409: the order is not in a status that allows the call (OMS003)
         └── OrderIdMismatch        Place's answer names another order id than the one we derived
@@ -23,7 +25,10 @@
       never an attempt of the order; the whole account pauses instead, for longer each time.
 
 Everything is classified in exactly one place, `classify_response` and `classify_transport_error`,
-and every error carries VTEX's own code and message when it sent one. Messages never contain
+and every error carries VTEX's own code and message when it sent one: from its error envelope, or
+from the `x-vtex-error-code` and `x-vtex-error-message` headers when the body has none (a 403 with
+a plain-text body). Each also carries VTEX's `x-vtex-operation-id` and `x-request-id` when the
+answer had them: what VTEX support can trace a call by. Messages never contain
 credentials: requests carry them only in headers, headers are never part of an error, and every
 message passes the redaction point when the error is made (it is logged, shown and stored).
 """
@@ -34,11 +39,13 @@ import email.utils
 import json
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 
 from orchestrator.errors import OrchestratorError
 from orchestrator.redaction import redact
+from orchestrator.vtex.permissions import resource_of
 
 
 class VtexError(OrchestratorError):
@@ -62,6 +69,7 @@ class VtexError(OrchestratorError):
         self.http_status = http_status
         self.code = code
         self.duration_ms: float | None = None
+        self.trace: dict[str, str] = {}  # VTEX's ids of the call (`trace_ids`), when it answered
         super().__init__(self.describe())
 
     def describe(self) -> str:
@@ -119,6 +127,17 @@ class PermanentError(VtexError):
 
 class AuthError(PermanentError):
     pass
+
+
+class MissingPermission(PermanentError):
+    """403: the app key's roles lack `resource`, the License Manager resource this call needs."""
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        self.resource = resource_of(kw["operation"])
+        super().__init__(message, **kw)
+
+    def describe(self) -> str:
+        return f"{super().describe()} (the app key lacks the License Manager resource {self.resource!r})"
 
 
 class NotFound(PermanentError):
@@ -191,6 +210,20 @@ def parse_error_envelope(body: bytes) -> tuple[str | None, str | None]:
     return None, None
 
 
+# Response headers VTEX stamps on its answers, kept with each call (`Call.trace`, `VtexError.trace`).
+TRACE_HEADERS = {"x-vtex-operation-id": "operationId", "x-request-id": "requestId"}
+
+
+def trace_ids(headers: httpx.Headers) -> dict[str, str]:
+    """VTEX's ids of one answer, by the names history and JSON use (`operationId`, `requestId`)."""
+    found = {}
+    for header, name in TRACE_HEADERS.items():
+        value = headers.get(header)
+        if value:
+            found[name] = value[:100]
+    return found
+
+
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110)."""
     if not value:
@@ -221,13 +254,19 @@ def classify_response(
 ) -> VtexError:
     """Turn a non-2xx answer into the error the engine acts on."""
     code, message = parse_error_envelope(content)
+    if code is None and headers.get("x-vtex-error-code"):
+        code = headers["x-vtex-error-code"][:64]
+    if headers.get("x-vtex-error-message") and (message is None or not _is_json(content)):
+        message = unquote(headers["x-vtex-error-message"])[:300]
     message = message or reason or "no message"
     kw: dict[str, Any] = {"operation": operation, "order_id": order_id, "http_status": status, "code": code}
     if status == 429:
         retry_after = parse_retry_after(headers.get("Retry-After"))
         return RateLimited(message, retry_after=retry_after, **kw)
-    if status in (401, 403):
+    if status == 401:
         return AuthError(message, **kw)
+    if status == 403:
+        return MissingPermission(message, **kw)
     if status == 404:
         return NotFound(message, **kw)
     if status == 409:
@@ -238,6 +277,14 @@ def classify_response(
         return PermanentError(message, **kw)
     # 5xx: VTEX (or a gateway in front of it) may have applied a write before failing.
     return AmbiguousError(message, **kw) if is_write else RetryableError(message, **kw)
+
+
+def _is_json(content: bytes) -> bool:
+    try:
+        json.loads(content)
+    except ValueError:
+        return False
+    return True
 
 
 # Transport failures that happen before a single byte of the request left: safe to resend.

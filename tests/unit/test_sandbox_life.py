@@ -39,11 +39,14 @@ def cancel(vtex: InProcessClient) -> httpx.Response:
 def test_an_order_can_be_put_in_any_status_and_kept_there(
     vtex: InProcessClient, clock: Clock, held: str
 ) -> None:
-    """The control call pins a status: time does not move it, Start handling is refused (OMS003)."""
+    """The control call pins a status: time does not move it, Start handling is refused (OMS003).
+    Authorize dispatch is answered but changes nothing, except while the seller's manual
+    authorization is awaited: then it is refused ("approving earlier fails")."""
     place(vtex, place_body())
     pinned = vtex.post(f"/_sandbox/orders/{ORDER}/status", json={"status": held})
     assert pinned.json() == {"orderId": ORDER, "status": held, "held": True}
-    assert authorize(vtex, ORDER).status_code == 200  # answered, but VTEX keeps the order where it is
+    refused = held == "waiting-for-manual-authorization"
+    assert authorize(vtex, ORDER).status_code == (400 if refused else 200)
     clock.now += 3600
     assert status(vtex, ORDER) == held
     assert vtex.post(f"/api/oms/pvt/orders/{ORDER}/start-handling").status_code == 409

@@ -115,9 +115,7 @@ def test_a_lease_that_expires_hands_the_order_over_and_its_intent_is_reconciled(
     assert reconciled and reconciled[0]["message"] == "applied"
 
 
-@pytest.mark.parametrize(
-    "status", ["waiting-for-manual-authorization", "payment-pending", "cancellation-requested"]
-)
+@pytest.mark.parametrize("status", ["payment-pending", "cancellation-requested"])
 def test_an_order_vtex_holds_waits_politely_for_hours(status: str) -> None:
     """Held by VTEX for 6 simulated hours: looks get rarer (at most every 15 minutes), the reason
     names the status, nothing else is sent, and the order is still there when VTEX lets it go."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from orchestrator.vtex.errors import (
     AmbiguousError,
     AuthError,
     Conflict,
+    MissingPermission,
     NotFound,
     PermanentError,
     RateLimited,
@@ -89,7 +91,7 @@ async def test_place_reply_as_an_object_works_too() -> None:
     [
         (400, envelope("FMT007", "Payment total (1) differs"), True, PermanentError, "FMT007"),
         (401, envelope("1", "Unauthorized access"), True, AuthError, "1"),
-        (403, None, False, AuthError, None),
+        (403, None, False, MissingPermission, None),
         (404, None, True, NotFound, None),
         (409, envelope("OMS003", "Order status should be ready-for-handling"), True, Conflict, "OMS003"),
         (500, envelope("X", "boom"), True, AmbiguousError, "X"),
@@ -100,7 +102,8 @@ async def test_place_reply_as_an_object_works_too() -> None:
 async def test_http_statuses_map_to_the_error_tree(
     status: int, body: object, is_write: bool, expected: type[Exception], code: str | None
 ) -> None:
-    """4xx are permanent (401/403 auth, 404 not found, 409 conflict); 5xx on a write may have applied."""
+    """4xx are permanent (401 credentials, 403 one permission, 404 not found, 409 conflict); 5xx on
+    a write may have applied."""
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(status, json=body) if body is not None else httpx.Response(status)
@@ -113,6 +116,74 @@ async def test_http_statuses_map_to_the_error_tree(
                 await client.get_order("ABC-1")
     assert type(caught.value) is expected
     assert caught.value.http_status == status and caught.value.code == code
+
+
+@pytest.mark.parametrize(
+    ("call", "resource"),
+    [
+        (lambda c: c.get_order("ABC-1"), "View order"),
+        (lambda c: c.start_handling("ABC-1"), "Change order workflow status"),
+        (lambda c: c.send_invoice("ABC-1", {"invoiceValue": 1}), "Notify invoice"),
+        (lambda c: c.update_tracking("ABC-1", "NF-1", {"trackingNumber": "T"}), "Notify invoice"),
+        (lambda c: c.cancel_order("ABC-1", "r"), "Cancel order"),
+    ],
+)
+async def test_a_403_names_the_license_manager_resource_of_its_call(call: Any, resource: str) -> None:
+    """VTEX's 403 means the app key lacks the one resource that call needs (Orders API,
+    per-endpoint Permissions); the error says which, whatever the body."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(403, text="Forbidden")
+
+    async with client_for(handler) as client:
+        with pytest.raises(MissingPermission) as caught:
+            await call(client)
+    assert caught.value.resource == resource
+    assert repr(resource) in caught.value.describe()
+
+
+async def test_vtex_error_headers_stand_in_for_a_body_without_an_envelope_and_ids_are_kept() -> None:
+    """A plain-text 403 loses nothing: VTEX's x-vtex-error-code and its URL-encoded
+    x-vtex-error-message give the code and words; x-vtex-operation-id and x-request-id are kept
+    on the error and on a success, for VTEX support."""
+    answers = iter(
+        [
+            httpx.Response(
+                403,
+                text="Forbidden",
+                headers={
+                    "x-vtex-error-code": "1",
+                    "x-vtex-error-message": "Access%20denied%3A%20Notify%20invoice",
+                    "x-vtex-operation-id": "5f0c-op",
+                    "x-request-id": "req-1",
+                },
+            ),
+            httpx.Response(
+                200,
+                json={"orderId": "ABC-1", "status": "handling"},
+                headers={"x-vtex-operation-id": "6a1d-op"},
+            ),
+        ]
+    )
+
+    async with client_for(lambda request: next(answers)) as client:
+        with pytest.raises(MissingPermission) as caught:
+            await client.send_invoice("ABC-1", {"invoiceValue": 1})
+        call = await client.get_order("ABC-1")
+    assert caught.value.code == "1" and caught.value.message == "Access denied: Notify invoice"
+    assert caught.value.trace == {"operationId": "5f0c-op", "requestId": "req-1"}
+    assert call.trace == {"operationId": "6a1d-op"}
+
+
+async def test_a_get_order_with_a_null_status_is_vtex_answering() -> None:
+    """VTEX documents `status: null` for an incomplete order: an answer, not "not VTEX"."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"orderId": "ABC-1", "status": None, "value": 100})
+
+    async with client_for(handler) as client:
+        call = await client.get_order("ABC-1")
+    assert call.body["status"] is None
 
 
 async def test_429_carries_retry_after_and_pauses_the_budget() -> None:
