@@ -146,6 +146,7 @@ def build_daemon(
         daemon.metrics_url = url_of(metrics_socket)
     for lane in lanes:
         lane.guard.persist = partial(daemon.persist_pause, lane)
+        lane.guard.persist_permission = partial(daemon.persist_permission, lane)
     return DaemonParts(daemon, [lane.client for lane in lanes], database, metrics_socket)
 
 

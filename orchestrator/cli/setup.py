@@ -109,6 +109,7 @@ def resume(
     as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Lift the account pause once VTEX accepts the credentials again (checked with one harmless read)."""
+    from orchestrator.clock import utcnow
     from orchestrator.ops.pause import how_daemons_resume, lift, probe_credentials
 
     settings = ctx.obj.logging_settings()
@@ -131,9 +132,15 @@ def resume(
                     err_line(f"{message}; the pause stays", "not resumed")
                 continue
         lifted = lift(configured, store)
-        if lifted is None:
+        waited = [p.resource for p in store.permission_pauses(key)]
+        if waited:
+            # The operator granted them: the calls that waited go now (a 403 pauses them again).
+            store.clear_permission_pauses(key)
+            store.wake_paused(configured.name, utcnow())
+            report.note(f"VTEX account {key}: calls needing {', '.join(map(repr, waited))} go again")
+        if lifted is None and not waited:
             report.note(f"VTEX account {key} was not paused")
-        else:
+        elif lifted is not None:
             report.note(
                 f"VTEX account {key}: pause lifted ({lifted.reason}); "
                 + how_daemons_resume(configured.credentials)

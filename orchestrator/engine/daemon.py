@@ -49,7 +49,8 @@ from orchestrator.store.group_commit import BatchWriter
 from orchestrator.store.patience import patiently
 from orchestrator.store.rows import OrderRow
 from orchestrator.store.thread import DatabaseThread
-from orchestrator.vtex.pauses import AccountPause
+from orchestrator.vtex.pauses import AccountPause, PermissionPause
+from states import Waiting
 
 MAX_CLAIM = 500
 ACCOUNT_REFRESH = timedelta(seconds=2)  # how often a pause recorded by another daemon is picked up
@@ -143,6 +144,17 @@ class Daemon:
         now = self.clock()
         self._spawn(
             self.db.run(self.db.store.save_account_pause, lane.guard.account, pause, now), "recording a pause"
+        )
+        if pause is None:
+            self._spawn(self.db.run(self.db.store.wake_paused, lane.name, now), "waking parked orders")
+
+    def persist_permission(self, lane: Lane, resource: str, pause: PermissionPause | None) -> None:
+        """Record that the account's calls needing `resource` pause (or go on again), for status
+        and for other daemons; when they go on, the orders parked for it are due at once."""
+        now = self.clock()
+        self._spawn(
+            self.db.run(self.db.store.save_permission_pause, lane.guard.account, resource, pause, now),
+            "recording a permission pause",
         )
         if pause is None:
             self._spawn(self.db.run(self.db.store.wake_paused, lane.name, now), "waking parked orders")
@@ -336,6 +348,11 @@ class Daemon:
                     self.db.store.claim_due, self.config.worker_id, now, self.config.lease, free, lane.name
                 )
                 self.health.database_ok()
+                if lane.guard.permissions and any(r.wait_code == Waiting.PERMISSION for r in rows):
+                    # Orders parked for a permission are due before its pause ends: someone lifted
+                    # it (`resume`, another daemon's probe). Read it now, not at the next refresh,
+                    # or they would park again until the old end.
+                    await self._refresh_accounts(now, force=True)
                 for row in rows:
                     lane.in_flight.add(row.id)
                     self.in_flight[row.id] = asyncio.create_task(
@@ -362,14 +379,18 @@ class Daemon:
         else:
             self.request_stop("no order can progress without outside input")
 
-    async def _refresh_accounts(self, now: datetime) -> None:
+    async def _refresh_accounts(self, now: datetime, *, force: bool = False) -> None:
         """Adopt the pauses other daemons recorded (or lifted): one read for every account."""
-        if self._account_read_at is not None and now - self._account_read_at < ACCOUNT_REFRESH:
+        fresh = self._account_read_at is not None and now - self._account_read_at < ACCOUNT_REFRESH
+        if fresh and not force:
             return
         self._account_read_at = now
         stored = {p.account: p for p in await self.db.run(self.db.store.account_pauses)}
+        permissions: dict[str, list[PermissionPause]] = {}
+        for missing in await self.db.run(self.db.store.permission_pauses):
+            permissions.setdefault(missing.account, []).append(missing)
         for lane in self.lanes.values():
-            lane.guard.adopt(stored.get(lane.guard.account))
+            lane.guard.adopt(stored.get(lane.guard.account), permissions.get(lane.guard.account, []))
 
     async def _step(self, lane: Lane, row: OrderRow) -> bool:
         try:

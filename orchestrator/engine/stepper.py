@@ -839,6 +839,7 @@ class Stepper:
         if self.guard is not None and accepted:
             self.guard.call_accepted(order_id=ctx.row.order_id, state=ctx.row.state, action=operation)
         error = None if isinstance(outcome, Call) else outcome
+        trace = dict(outcome.trace)  # VTEX's ids of the call, for its support (`show` displays them)
         self._event(
             ctx,
             "call",
@@ -848,6 +849,7 @@ class Stepper:
             duration_ms=outcome.duration_ms,
             error_code=None if error is None else (error.code or type(error).__name__),
             message=None if error is None else error.message[:500],
+            detail=trace or None,
         )
 
 

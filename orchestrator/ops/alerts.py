@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Literal
 
 from orchestrator.durations import format_duration
-from orchestrator.ops.status import StatusReport, Throttle
+from orchestrator.ops.status import MissingResource, StatusReport, Throttle
 from orchestrator.timefmt import human
 
 Kind = Literal["ok", "warn", "alert"]
@@ -52,7 +52,21 @@ def alerts(report: StatusReport, now: datetime) -> list[Alert]:
                 f"(since {human(datetime.fromisoformat(paused['pausedSince']))}): {paused['reason']}",
             )
         )
+    for missing in report.get("missingPermissions", []):
+        found.append(Alert("alert", f"VTEX account {missing['account']}: {permission_said(missing, now)}"))
     return found
+
+
+def permission_said(missing: MissingResource, now: datetime) -> str:
+    """A missing License Manager resource, in words: what waits, what goes on, what to do."""
+    since = human(datetime.fromisoformat(missing["since"]))
+    nxt = datetime.fromisoformat(missing["nextTryAt"])
+    when = f"in {format_duration(nxt - now)}" if nxt > now else "with the next order"
+    return (
+        f"the app key lacks the License Manager resource {missing['resource']!r} (VTEX answered 403 to "
+        f"{missing['refusedCall']} since {since}): {', '.join(missing['calls'])} wait, the account's "
+        f"other calls go on; grant it to the key's role in VTEX Admin (next try {when})"
+    )
 
 
 def throttle_said(entry: Throttle) -> str:

@@ -1,22 +1,83 @@
 """`check` and `show --vtex`: what the settings lead to (the database, VTEX's answer to a harmless
-read), said plainly, and VTEX's view of one order. Nothing is created or changed."""
+read, the License Manager resource of each kind of call), said plainly, and VTEX's view of one
+order. Nothing is created or changed."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.config.account_tables import AccountSettings
 from orchestrator.config.checks import ConfigurationError
 from orchestrator.config.settings import Settings
-from orchestrator.ops.pause import active_pause, probe_credentials
+from orchestrator.engine.clients import build_client
+from orchestrator.ops.pause import PROBE_ORDER, active_pause, probe_credentials
 from orchestrator.redaction import mask_url
 from orchestrator.store.dialects import create_db_engine
 from orchestrator.store.errors import explain
 from orchestrator.store.migrate import current_revision, head_revision
 from orchestrator.vtex.client import VtexClient
-from orchestrator.vtex.errors import VtexError
+from orchestrator.vtex.errors import AuthError, MissingPermission, VtexError
+from orchestrator.vtex.permissions import FULFILLMENT, RESOURCES, operations_needing
+
+# One harmless call per License Manager resource, on an order VTEX never has: VTEX checks the
+# permission before it looks for the order, so a 403 says the resource is missing and any other
+# answer (404 above all) says it is there. Place is never probed (Authorize dispatch answers for
+# the fulfillment calls): even a refused Place is not a call to make for a check.
+_PROBE_AFFILIATE = "CHK"
+_PROBES: dict[str, Callable[[VtexClient], Awaitable[Any]]] = {
+    FULFILLMENT: lambda c: c.authorize_dispatch(_PROBE_AFFILIATE, PROBE_ORDER),
+    "View order": lambda c: c.get_order(PROBE_ORDER),
+    "Change order workflow status": lambda c: c.start_handling(PROBE_ORDER),
+    "Notify invoice": lambda c: c.send_invoice(
+        PROBE_ORDER,
+        {
+            "type": "Output",
+            "invoiceNumber": "0",
+            "invoiceValue": 1,
+            "issuanceDate": "2000-01-01T00:00:00Z",
+            "items": [],
+        },
+    ),
+    "Cancel order": lambda c: c.cancel_order(PROBE_ORDER, "permission check"),
+}
+
+
+@dataclass(frozen=True)
+class PermissionProbe:
+    """What VTEX answered to the harmless call of one resource."""
+
+    resource: str
+    granted: bool | None  # None: the probe could not tell (VTEX unreachable, credentials refused)
+    said: str
+
+
+async def probe_permissions(settings: Settings, account: AccountSettings) -> list[PermissionProbe]:
+    """Each License Manager resource the flow needs, probed with one harmless call."""
+    async with build_client(settings, account) as client:
+        return [await _probe(client, resource) for resource in RESOURCES]
+
+
+async def _probe(client: VtexClient, resource: str) -> PermissionProbe:
+    calls = ", ".join(operations_needing(resource))
+    try:
+        status = (await _PROBES[resource](client)).http_status
+    except MissingPermission as exc:
+        return PermissionProbe(
+            resource,
+            False,
+            f"{resource!r} missing: VTEX answered 403 ({exc.message}); {calls} would wait. "
+            "Grant it to the app key's role in VTEX Admin (Account settings > Roles)",
+        )
+    except VtexError as exc:
+        if isinstance(exc, AuthError) or exc.http_status is None or exc.http_status >= 500:
+            return PermissionProbe(resource, None, f"{resource!r} not checked: {exc.describe()}")
+        status = exc.http_status  # refused for the made-up order, not for the permission
+    return PermissionProbe(
+        resource, True, f"{resource!r} granted ({calls}: HTTP {status} to a harmless probe)"
+    )
 
 
 @dataclass(frozen=True)
@@ -80,6 +141,9 @@ async def check_setup(settings: Settings) -> list[tuple[str, bool, str]]:
             results.append((label, False, str(exc)))
             continue
         results.append((label, probe.accepted, probe.said()))
+        if probe.accepted:
+            for permission in await probe_permissions(settings, account):
+                results.append((f"{label} permission", permission.granted is not False, permission.said))
     return results
 
 

@@ -18,7 +18,7 @@ from orchestrator.durations import format_duration
 from orchestrator.engine.clients import build_client
 from orchestrator.errors import OperationError
 from orchestrator.store.store import Store
-from orchestrator.vtex.errors import AuthError, VtexError
+from orchestrator.vtex.errors import AuthError, MissingPermission, VtexError
 from orchestrator.vtex.pauses import AccountPause
 
 PROBE_ORDER = "orchestrator-check-0"  # an order id VTEX never has: its Get is harmless
@@ -94,6 +94,10 @@ async def probe_credentials(settings: Settings, account: AccountSettings) -> Pro
             call = await client.get_order(PROBE_ORDER)
         except AuthError as exc:
             return Probe(account.base_url, False, exc.http_status)
+        except MissingPermission as exc:
+            # The key is known (a 401 would say otherwise); it lacks View order, which `check`
+            # names on its permission lines.
+            return Probe(account.base_url, True, exc.http_status)
         except VtexError as exc:
             return Probe(account.base_url, False, None, exc.describe())
     return Probe(account.base_url, True, call.http_status)

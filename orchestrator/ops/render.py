@@ -13,6 +13,7 @@ from orchestrator.config.account_tables import DEFAULT_ACCOUNT
 from orchestrator.durations import format_duration
 from orchestrator.ops.alerts import alerts
 from orchestrator.ops.status import StatusReport
+from orchestrator.ops.views import event_text
 from orchestrator.store.events import StoredEvent
 from orchestrator.store.rows import OrderRow, ref_of
 from orchestrator.timefmt import human
@@ -118,7 +119,7 @@ def order_panel(row: OrderRow, events: list[StoredEvent], now: datetime) -> Grou
         history.add_column(column, overflow="fold")
     for e in events:
         moved = f"{e['from_state']} → {e['to_state']}" if e["from_state"] else (e["to_state"] or "")
-        detail = " ".join(x for x in (e["error_code"], e["message"]) if x)
+        detail = event_text(e)
         history.add_row(
             human(e["at"]),
             e["kind"],

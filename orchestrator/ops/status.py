@@ -19,6 +19,7 @@ from orchestrator.store.daemons import SEEN_WITHIN_SECONDS as SEEN_WITHIN
 from orchestrator.store.rows import OrderRow
 from orchestrator.store.store import Store
 from orchestrator.timefmt import iso
+from orchestrator.vtex.permissions import operations_needing
 from orchestrator.vtex.recovery import ramp_rate
 from states import CANCELED_IN_VTEX, ORDERED_STATES
 
@@ -56,6 +57,19 @@ class PausedAccount(TypedDict):
     reason: str
 
 
+class MissingResource(TypedDict):
+    """A License Manager resource the account's app key lacks (VTEX answered 403): the calls
+    needing it (`calls`) wait; the account's other calls go on."""
+
+    account: str
+    resource: str
+    calls: list[str]
+    refusedCall: str
+    since: str
+    nextTryAt: str
+    message: str
+
+
 class Throttle(TypedDict):
     """An account VTEX rate-limited, and where its recovery stands (`orchestrator.vtex.recovery`)."""
 
@@ -90,6 +104,7 @@ class StatusReport(TypedDict):
     counts: dict[str, int]
     oldest: dict[str, Oldest]
     accounts: list[PausedAccount]
+    missingPermissions: list[MissingResource]
     throttled: list[Throttle]
     daemons: list[RunningDaemon]
     canceledInVtex: int
@@ -175,6 +190,18 @@ def report(
                 }
                 for p in store.account_pauses()
                 if p.until > now
+            ],
+            "missingPermissions": [
+                {
+                    "account": p.account,
+                    "resource": p.resource,
+                    "calls": operations_needing(p.resource),
+                    "refusedCall": p.operation,
+                    "since": iso(p.since),
+                    "nextTryAt": iso(p.until),
+                    "message": p.message,
+                }
+                for p in store.permission_pauses()
             ],
             "throttled": throttled_accounts(store),
             "daemons": [

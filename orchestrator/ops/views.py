@@ -94,6 +94,19 @@ def event_json(event: StoredEvent) -> EventJson:
     )
 
 
+def event_text(event: StoredEvent) -> str:
+    """An event's detail in one line, for `show` and the console's timeline: VTEX's code and
+    words, and for a call the ids VTEX support traces it by (`x-vtex-operation-id`,
+    `x-request-id`), kept in the event's `detail`."""
+    said = " ".join(x for x in (event["error_code"], event["message"]) if x)
+    detail = event["detail"] or {}
+    traced = [f"{label} {detail[key]}" for key, label in _TRACE_LABELS if detail.get(key)]
+    return "; ".join(x for x in (said, ", ".join(traced)) if x)
+
+
+_TRACE_LABELS = (("operationId", "VTEX operation id"), ("requestId", "request id"))
+
+
 def order_summary(row: OrderRow, now: datetime) -> OrderSummary:
     return OrderSummary(
         orderId=row.order_id,

@@ -26,9 +26,17 @@ from orchestrator.store.listing import EVERY_ORDER, SORTS, OrderFilter, Page, de
 from orchestrator.store.orders import MAX_CONFLICTS, Conflict, Decide, ImportOutcome, NewOrder, Replacement
 from orchestrator.store.reports import StateCount, StuckThresholds
 from orchestrator.store.rows import COLUMNS, STEP_COLUMNS, OrderRow, ref_matches, ref_of, split_ref, the_one
-from orchestrator.store.tables import ACCOUNTS, API_TOKENS, CONSOLE_SESSIONS, DAEMONS, EVENTS, ORDERS
+from orchestrator.store.tables import (
+    ACCOUNTS,
+    API_TOKENS,
+    CONSOLE_SESSIONS,
+    DAEMONS,
+    EVENTS,
+    ORDERS,
+    PERMISSIONS,
+)
 from orchestrator.store.tokens import TokenRecord
-from orchestrator.vtex.pauses import AccountPause
+from orchestrator.vtex.pauses import AccountPause, PermissionPause
 from orchestrator.vtex.recovery import (
     PROBE_TIMEOUT,
     Grant,
@@ -643,6 +651,46 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(ACCOUNTS).where(ACCOUNTS.c.account == account)).mappings().first()
         return _pause(row)
+
+    def save_permission_pause(
+        self, account: str, resource: str, pause: PermissionPause | None, now: datetime
+    ) -> None:
+        """Record that the calls needing `resource` pause (VTEX answered 403), or that they go on."""
+        c = PERMISSIONS.c
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(PERMISSIONS).where(c.account == account, c.resource == resource))
+            if pause is not None:
+                conn.execute(
+                    sa.insert(PERMISSIONS).values(
+                        account=account,
+                        resource=resource[:120],
+                        operation=pause.operation[:32],
+                        message=pause.message[:300],
+                        since=pause.since,
+                        until=pause.until,
+                        updated_at=now,
+                    )
+                )
+
+    def permission_pauses(self, account: str | None = None) -> list[PermissionPause]:
+        """The resources VTEX refused calls for, of one account or of all, oldest first."""
+        query = sa.select(PERMISSIONS).order_by(PERMISSIONS.c.since)
+        if account is not None:
+            query = query.where(PERMISSIONS.c.account == account)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            PermissionPause(
+                r["account"], r["resource"], r["until"], r["since"], r["operation"], r["message"] or ""
+            )
+            for r in rows
+        ]
+
+    def clear_permission_pauses(self, account: str) -> int:
+        """An operator says the permissions were granted: no call waits for them any more (the
+        first 403 pauses them again). `wake_paused` makes the orders that waited due."""
+        with self.engine.begin() as conn:
+            return conn.execute(sa.delete(PERMISSIONS).where(PERMISSIONS.c.account == account)).rowcount
 
     def account_pauses(self) -> list[AccountPause]:
         with self.engine.connect() as conn:

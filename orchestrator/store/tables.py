@@ -191,6 +191,25 @@ class VtexAccount(SQLModel, table=True):
 ACCOUNTS: sa.Table = VtexAccount.__table__  # type: ignore[attr-defined]
 
 
+class VtexPermission(SQLModel, table=True):
+    """A License Manager resource VTEX refused the account's calls for (403): the calls needing
+    it pause until `until`, then one probes (`orchestrator.vtex.pauses`). Deleted once VTEX takes
+    such a call again."""
+
+    __tablename__ = "vtex_permissions"
+
+    account: str = Field(primary_key=True, max_length=200)
+    resource: str = Field(primary_key=True, max_length=120)
+    operation: str = Field(max_length=32)  # the call VTEX refused
+    message: str | None = Field(default=None, max_length=300)  # VTEX's words
+    since: datetime = _time(nullable=False)
+    until: datetime = _time(nullable=False)
+    updated_at: datetime = _time(nullable=False)
+
+
+PERMISSIONS: sa.Table = VtexPermission.__table__  # type: ignore[attr-defined]
+
+
 class Daemon(SQLModel, table=True):
     """One row per daemon process, its heartbeat: `status` shows who is running, and says so
     loudly when nobody is."""

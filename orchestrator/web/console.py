@@ -39,6 +39,7 @@ from orchestrator.ops.operations import (
 )
 from orchestrator.ops.reconcile_first import reconciling_first
 from orchestrator.ops.status import StatusReport, report
+from orchestrator.ops.views import event_text
 from orchestrator.store.rows import OrderRow, ref_of
 from orchestrator.store.store import Store
 from orchestrator.timefmt import human
@@ -296,7 +297,7 @@ class Console:
                 "at": human(e["at"]),
                 "moved": f"{e['from_state']} → {e['to_state']}" if e["from_state"] else (e["to_state"] or ""),
                 "ms": f"{e['duration_ms']:.0f}" if e["duration_ms"] is not None else "",
-                "detail": " ".join(x for x in (e["error_code"], e["message"]) if x),
+                "detail": event_text(e),
             }
             for e in events
         ]
