@@ -223,6 +223,25 @@ def sandbox(
     refuse_tracking: Annotated[
         int | None, typer.Option(help="Answer every tracking update with this HTTP status.")
     ] = None,
+    fulfill_unknown: Annotated[
+        float, typer.Option(help="Seconds after Place during which Authorize dispatch answers 404.")
+    ] = 0.0,
+    manual_authorization: Annotated[
+        bool,
+        typer.Option(help="New orders wait for the seller's approval (POST /_sandbox/orders/{id}/approve)."),
+    ] = False,
+    refuse_invoices: Annotated[
+        int, typer.Option(help="Refuse the next N invoice notifications with ORD039.")
+    ] = 0,
+    null_status_reads: Annotated[
+        int, typer.Option(help="The first N Get orders of each order show status null (incomplete).")
+    ] = 0,
+    forbid: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Answer 403 to this call (e.g. send-invoice: the key lacks Notify invoice); repeat."
+        ),
+    ] = None,
 ) -> None:
     """Serve the VTEX sandbox over HTTP (a faithful, stateful simulator of VTEX OMS)."""
     from dataclasses import replace
@@ -242,6 +261,11 @@ def sandbox(
         cancel_mode=cancel_mode,
         cancel_delay_seconds=cancel_delay,
         tracking_refusal=refuse_tracking,
+        fulfill_unknown_seconds=fulfill_unknown,
+        manual_authorization=manual_authorization,
+        invoice_refusals=refuse_invoices,
+        null_status_reads=null_status_reads,
+        forbidden=tuple(forbid or ()),
     )
     if place_answer not in ("array", "object") or authorize_status not in (200, 201, 204):
         raise typer.BadParameter("--place-answer is array or object; --authorize-status is 200, 201 or 204")

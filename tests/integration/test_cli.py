@@ -22,6 +22,7 @@ STATUS_KEYS = {
     "counts",
     "oldest",
     "accounts",
+    "missingPermissions",
     "throttled",
     "daemons",
     "canceledInVtex",

@@ -270,3 +270,23 @@ def test_expired_tokens_open_nothing_and_end_their_sessions(served: Served) -> N
     assert "EXPIRED" in runner.invoke(app, ["token", "list"]).stdout
     bad = runner.invoke(app, ["token", "create", "--name", "x", "--role", "viewer", "--expires", "soon"])
     assert bad.exit_code == 2 and "--expires" in bad.output
+
+
+@pytest.mark.sqlite_only
+def test_the_console_names_a_missing_permission_and_each_calls_vtex_operation_id(served: Served) -> None:
+    """A key without Notify invoice: the overview's alert names the License Manager resource and the
+    calls that wait, `GET /api/status` carries it (checked against the OpenAPI document), and the
+    order's timeline gives VTEX's operation id of each call."""
+    served.sandbox.oms.config.forbidden = ("send-invoice",)
+    assert served.call("POST", "/api/orders", "intake", json=[import_record(1)]).status_code == 201
+    run_until(served.settings, served.store, lambda: served.store.permission_pauses() != [])
+
+    viewer = logged_in(served, "viewer")
+    overview = " ".join(viewer.get("/").text.split())
+    assert "lacks the License Manager resource &#39;Notify invoice&#39;" in overview
+    assert "send-invoice, send-tracking wait" in overview
+    status = served.call("GET", "/api/status", "viewer").json()
+    assert [m["resource"] for m in status["missingPermissions"]] == ["Notify invoice"]
+    page = viewer.get("/orders/ABC-100001").text
+    logged = [r for r in served.sandbox.oms.ledger.request_log if r["orderId"] == "ABC-100001"]
+    assert logged and all(f"VTEX operation id {r['operationId']}" in page for r in logged)

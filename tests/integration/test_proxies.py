@@ -131,4 +131,14 @@ def test_requests_go_through_the_proxy_with_either_transport(
     assert runner.invoke(app, ["migrate"]).exit_code == 0
     result = runner.invoke(app, ["check"])
     assert result.exit_code == 0, result.output
-    assert proxy.seen == [f"GET {sandbox_server.url}/api/oms/pvt/orders/orchestrator-check-0"]
+    # The credentials' harmless read, then one harmless call per License Manager resource.
+    orders = f"{sandbox_server.url}/api/oms/pvt/orders/orchestrator-check-0"
+    fulfill = f"{sandbox_server.url}/api/fulfillment/pvt/orders/CHK-orchestrator-check-0/fulfill"
+    assert proxy.seen == [
+        f"GET {orders}",
+        f"POST {fulfill}?affiliateId=CHK",
+        f"GET {orders}",
+        f"POST {orders}/start-handling",
+        f"POST {orders}/invoice",
+        f"POST {orders}/cancel",
+    ]
