@@ -99,14 +99,17 @@ class Policies:
         invoice_timing: InvoiceTiming | str = InvoiceTiming.AFTER_GRACE,
         max_requests_per_hour: int = 60,
     ) -> Policies:
-        """Scale the readiness polling to the grace period: minutes for VTEX's 30, seconds for a demo."""
+        """Scale the readiness polling, and the first looks at an order VTEX holds, to the grace
+        period: minutes and ten seconds for VTEX's 30 minutes, a second for a demo's few seconds."""
         minimum = max(timedelta(seconds=1), min(timedelta(minutes=1), grace / 10))
         margin = max(timedelta(seconds=1), min(timedelta(minutes=1), grace * 0.02))
+        held = max(timedelta(seconds=1), min(timedelta(seconds=10), grace / 180))
         return cls(
             write=RetryPolicy(max_attempts=max_attempts),
             grace_margin=margin,
             invoice_timing=InvoiceTiming(invoice_timing),
             await_ready=PollPolicy(first=timedelta(0), minimum=minimum, cap=timedelta(minutes=5)),
+            await_held=PollPolicy(first=timedelta(0), minimum=held, cap=timedelta(minutes=15)),
             max_requests_per_hour=max_requests_per_hour,
         )
 
