@@ -121,10 +121,13 @@ class Waiting(StrEnum):
     # The app key lacks the License Manager resource this order's next call needs (VTEX's 403):
     # only that kind of call of the account waits; the others go on.
     PERMISSION = "permission-missing"
-    # VTEX documented a wait for this order: it refused a call "not yet" (an authorization it still
-    # waits for, ORD039 on the invoice, its index behind our Place). Not the account's: lifting a
-    # pause does not wake these.
+    # VTEX documented a wait for this order. Not the account's: lifting a pause does not wake these.
+    # HOLDS: it refused our call while it waits for someone else (`vtex_status.WAITS_FOR_OTHERS`):
+    # the order only looks until VTEX shows another status, then sends the call again.
     VTEX_HOLDS = "vtex-holds"
+    # NOT_YET: it refused our call "not yet" (ORD039 on the invoice, its index behind our Place, an
+    # authorization it still waits for from us): the call goes again, less and less often.
+    VTEX_NOT_YET = "vtex-not-yet"
 
 
 # The waits that are the account's (a pause ends them all at once).
@@ -175,16 +178,19 @@ class Step:
     not_yet: frozenset[str] = frozenset()
     settle: timedelta | None = None
 
-    def refusal_waits(
+    def refusal_wait(
         self, code: str | None, http_status: int | None, status: str | None, in_state_for: timedelta
-    ) -> bool:
-        """Whether VTEX refusing this step's write (with `code`, `http_status`, while showing the
-        order in `status`, None when Get order found none) is one of VTEX's documented waits."""
+    ) -> Waiting | None:
+        """Which of VTEX's documented waits VTEX refusing this step's write is (with `code`,
+        `http_status`, while showing the order in `status`, None when Get order found none), or
+        None when it is a refusal."""
         if code is not None and code in self.not_yet:
-            return True
+            return Waiting.VTEX_NOT_YET
+        if http_status == 404 and self.settle is not None and in_state_for < self.settle:
+            return Waiting.VTEX_NOT_YET
         if status is not None and status in self.refused_while:
-            return True
-        return http_status == 404 and self.settle is not None and in_state_for < self.settle
+            return Waiting.VTEX_HOLDS if status in vtex_status.WAITS_FOR_OTHERS else Waiting.VTEX_NOT_YET
+        return None
 
     def sources_when(self, timing: InvoiceTiming) -> tuple[State, ...]:
         """The states this step may be taken in, under `timing`."""

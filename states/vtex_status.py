@@ -68,6 +68,11 @@ BEFORE_AUTHORIZE: frozenset[str] = frozenset(
         "release-to-fulfillment",
     }
 )
+# Statuses in which VTEX waits for someone other than us: the seller's approval of a price
+# divergence, VTEX itself completing an incomplete order. A call VTEX refused while showing one
+# of them is not sent again until the status changes; the order only looks.
+WAITS_FOR_OTHERS: frozenset[str] = frozenset({"waiting-for-manual-authorization", INCOMPLETE})
+
 HANDLING_ON_ITS_WAY: frozenset[str] = frozenset(
     {"start-handling", "handling", "invoice", "ready-for-invoicing"}
 )

@@ -33,7 +33,7 @@ from orchestrator.durations import format_duration
 from orchestrator.engine.policy import Policies, PollPolicy
 from orchestrator.store.rows import OrderRow
 from orchestrator.timefmt import human
-from states import BECOME_READY, CANCEL, TABLE, Action, Attention, State, Step, Table, vtex_status
+from states import BECOME_READY, CANCEL, TABLE, Action, Attention, State, Step, Table, Waiting, vtex_status
 
 NO_INVOICE = "waiting for invoice data (attach it with `orchestrator invoice`)"
 GUARD_WINDOW = timedelta(hours=1)
@@ -84,7 +84,11 @@ def held_by_vtex(row: OrderRow) -> str | None:
     (In `canceling`, any other status is VTEX's answer to the cancellation: the engine's to judge.)"""
     status = status_seen_here(row)
     phase = TABLE.phases[State(row.state)]
-    if status is None or not phase.expected or row.state == State.CANCELING:
+    if status is None or row.state == State.CANCELING:
+        return None
+    if row.wait_code == Waiting.VTEX_HOLDS:
+        return status  # VTEX refused our call in this status: it waits for someone else
+    if not phase.expected:
         return None
     return None if status in phase.expected else status
 

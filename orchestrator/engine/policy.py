@@ -74,6 +74,11 @@ class Policies:
     await_held: PollPolicy = PollPolicy(
         first=timedelta(0), minimum=timedelta(seconds=10), cap=timedelta(minutes=15)
     )
+    # VTEX refused a call "not yet" (ORD039, its index behind our Place): the call goes again
+    # soon, then less and less often, by the time since the order's state (or VTEX status) began.
+    await_not_yet: PollPolicy = PollPolicy(
+        first=timedelta(seconds=1), minimum=timedelta(seconds=2), cap=timedelta(minutes=5)
+    )
     # VTEX cancels asynchronously: a first look soon, then less often (a seller may take hours).
     await_canceled: PollPolicy = PollPolicy(
         first=timedelta(seconds=1), minimum=timedelta(seconds=2), cap=timedelta(minutes=15)
@@ -99,17 +104,14 @@ class Policies:
         invoice_timing: InvoiceTiming | str = InvoiceTiming.AFTER_GRACE,
         max_requests_per_hour: int = 60,
     ) -> Policies:
-        """Scale the readiness polling, and the first looks at an order VTEX holds, to the grace
-        period: minutes and ten seconds for VTEX's 30 minutes, a second for a demo's few seconds."""
+        """Scale the readiness polling to the grace period: minutes for VTEX's 30, seconds for a demo."""
         minimum = max(timedelta(seconds=1), min(timedelta(minutes=1), grace / 10))
         margin = max(timedelta(seconds=1), min(timedelta(minutes=1), grace * 0.02))
-        held = max(timedelta(seconds=1), min(timedelta(seconds=10), grace / 180))
         return cls(
             write=RetryPolicy(max_attempts=max_attempts),
             grace_margin=margin,
             invoice_timing=InvoiceTiming(invoice_timing),
             await_ready=PollPolicy(first=timedelta(0), minimum=minimum, cap=timedelta(minutes=5)),
-            await_held=PollPolicy(first=timedelta(0), minimum=held, cap=timedelta(minutes=15)),
             max_requests_per_hour=max_requests_per_hour,
         )
 

@@ -212,7 +212,9 @@ class Stepper:
         nxt = planner.plan(row, ctx.now, self.config.grace_period, self.policies, self.table)
         row.next_run_at = nxt.due_at
         row.wait_reason = nxt.reason
-        row.wait_code = None
+        # A hold on a refused call lasts while VTEX shows the same status (`_fetch` ends it).
+        held = row.wait_code == Waiting.VTEX_HOLDS and nxt.kind is Kind.AWAIT
+        row.wait_code = Waiting.VTEX_HOLDS if held else None
         if ctx.refused and nxt.kind is Kind.WRITE:
             # VTEX refused a write in this step and would get one again at once: hold it back.
             delay = self.policies.retry_for(nxt.action or Action.PLACE).delay(row.attempts, self._rng)
@@ -344,39 +346,44 @@ class Stepper:
     def _documented_wait(
         self, ctx: StepContext, action: str, refusal: PermanentError, vtex_order: Mapping[str, Any] | None
     ) -> bool:
-        """VTEX refused `action` in a way its table of states declares "not yet" (`Step.
-        refusal_waits`): the order waits, looking again less and less often, and the refusal is
-        not an attempt. Never a failure while VTEX keeps the order alive; the hourly guard still
-        bounds the requests."""
+        """VTEX refused `action` in a way its table of states declares a wait (`Step.
+        refusal_wait`), not a failure: the refusal is not an attempt, and the order waits, never
+        failing while VTEX keeps it alive (the hourly guard still bounds its requests). Either
+        VTEX waits for someone else (the seller's approval): the order only looks until VTEX shows
+        another status; or it is "not yet": the call goes again, less and less often."""
         row = ctx.row
         step = self.table.by_action[action]
         if row.state not in step.sources:
             return False  # VTEX's view moved the order on: nothing to wait for
         status = rules.status_of(vtex_order)
         in_state_for = ctx.now - row.state_changed_at
-        if not step.refusal_waits(refusal.code, refusal.http_status, status, in_state_for):
+        kind = step.refusal_wait(refusal.code, refusal.http_status, status, in_state_for)
+        if kind is None:
             return False
         row.attempts -= 1  # counted by `_after_refusal`; a documented wait is not an attempt
         code = refusal.code or str(refusal.http_status)
         since = row.vtex_status_since if status and row.vtex_status_since else row.state_changed_at
-        due = self.policies.await_held.next_look(since, ctx.now)
         waited = f"since {human(since)} ({format_duration(ctx.now - since)})"
-        if refusal.code is not None and refusal.code in step.not_yet:
-            why = (
-                f"VTEX cannot take {action} yet ({refusal.message} [{code}]) {waited}: a status "
-                "conflict VTEX resolves as the order moves on"
-            )
-        elif status is not None and status in step.refused_while:
+        if kind is Waiting.VTEX_HOLDS:
+            assert status is not None
+            due = self.policies.await_held.next_look(since, ctx.now)
             why = (
                 f"VTEX holds the order in {status} {waited} and refused {action} [{code}]: "
-                f"{vtex_status.advice(status)}"
+                f"{vtex_status.advice(status)}; looking again at {human(due)}"
             )
         else:
-            why = (
-                f"VTEX does not show the order yet ({action} answered {code} "
-                f"{format_duration(in_state_for)} after Place); its order index catches up"
-            )
-        self._later(ctx, due - ctx.now, f"{why}; trying again at {human(due)}", Waiting.VTEX_HOLDS)
+            due = self.policies.await_not_yet.next_look(since, ctx.now)
+            if refusal.code is not None and refusal.code in step.not_yet:
+                said = (
+                    f"({refusal.message} [{code}]) {waited}: a status conflict VTEX resolves as the "
+                    "order moves on"
+                )
+            elif status is None or refusal.http_status == 404:
+                said = f"({code}) {format_duration(in_state_for)} after our Place: its order index catches up"
+            else:
+                said = f"[{code}] while it shows {status} {waited}: {vtex_status.advice(status)}"
+            why = f"VTEX cannot take {action} yet {said}; trying again at {human(due)}"
+        self._later(ctx, due - ctx.now, why, kind)
         self._log.info(
             "VTEX asked to wait", order_id=row.order_id, state=row.state, action=str(action), code=code
         )
@@ -517,6 +524,8 @@ class Stepper:
             if status:
                 if status != row.vtex_status or row.vtex_status_since is None:
                     row.vtex_status_since = ctx.now
+                    if row.wait_code == Waiting.VTEX_HOLDS:
+                        row.wait_code = None  # VTEX moved: the call it refused may go again
                 row.vtex_status = status
                 row.vtex_status_at = ctx.now
             ctx.workflow_error = rules.workflow_in_error(body)
@@ -815,6 +824,8 @@ class Stepper:
         if change.source != change.dest:
             row.state_changed_at = ctx.now
             row.attempts = 0  # attempts count per step
+            if row.wait_code == Waiting.VTEX_HOLDS:
+                row.wait_code = None  # a hold is on one step's call
         self._event(
             ctx, "transition", action=trigger, from_state=change.source, to_state=change.dest, message=message
         )

@@ -123,7 +123,7 @@ def diagnose(row: OrderRow, now: datetime, rules: StuckRules, grace_period: time
             "add the resource to the app key's role in VTEX Admin (Account settings > Roles); the calls "
             "that need it go again by themselves (`orchestrator check` lists each resource)",
         )
-    if row.wait_code == Waiting.VTEX_HOLDS:
+    if row.wait_code in (Waiting.VTEX_HOLDS, Waiting.VTEX_NOT_YET):
         return Diagnosis(
             row.wait_reason or f"VTEX asked to wait (status {row.vtex_status})",
             f"it tries again by itself, less and less often; `orchestrator show {oid} --vtex`; to give "
