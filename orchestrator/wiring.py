@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -20,6 +20,7 @@ from orchestrator.config.account_tables import AccountSettings
 from orchestrator.config.settings import Settings
 from orchestrator.engine.clients import build_client, process_identity, stepper_config
 from orchestrator.engine.daemon import Daemon, DaemonConfig
+from orchestrator.engine.feed import FeedReader
 from orchestrator.engine.lanes import Lane
 from orchestrator.engine.monitor.metrics import Metrics
 from orchestrator.engine.monitor.probe_server import BACKLOG
@@ -142,12 +143,48 @@ def build_daemon(
         metrics_socket=metrics_socket,
         watch=watch,
     )
+    for lane in lanes:
+        account = accounts[lane.name]
+        if account.status_source == "feed":
+            daemon.feeds.append(
+                _feed_reader(settings, account, lane, database=database, daemon=daemon, log=log)
+            )
     if metrics_socket is not None:
         daemon.metrics_url = url_of(metrics_socket)
     for lane in lanes:
         lane.guard.persist = partial(daemon.persist_pause, lane)
         lane.guard.persist_permission = partial(daemon.persist_permission, lane)
     return DaemonParts(daemon, [lane.client for lane in lanes], database, metrics_socket)
+
+
+def _feed_reader(
+    settings: Settings,
+    account: AccountSettings,
+    lane: Lane,
+    *,
+    database: DatabaseThread,
+    daemon: Daemon,
+    log: Any,
+) -> FeedReader:
+    """The account's Orders Feed reader; while the feed cannot be read, its orders are looked at
+    as a polling account's are."""
+    listening = Policies.for_account(settings, account)
+    polling = Policies.for_account(settings, replace(account, status_source="poll"))
+
+    def follow(works: bool) -> None:
+        lane.stepper.policies = listening if works else polling
+
+    return FeedReader(
+        account.key,
+        account.name,
+        lane.client,
+        database,
+        daemon.config.worker_id,
+        daemon.clock,
+        daemon.wake,
+        follow,
+        log,
+    )
 
 
 def _lane(

@@ -91,6 +91,11 @@ class Facts(Protocol):
         ...
 
     @property
+    def invoice_sent(self) -> bool:
+        """VTEX took our invoice (its receipt, or a package that carries it)."""
+        ...
+
+    @property
     def tracking_waiting(self) -> bool:
         """A tracking number exists and has not been sent."""
         ...
@@ -128,6 +133,9 @@ class Waiting(StrEnum):
     # NOT_YET: it refused our call "not yet" (ORD039 on the invoice, its index behind our Place, an
     # authorization it still waits for from us): the call goes again, less and less often.
     VTEX_NOT_YET = "vtex-not-yet"
+    # The account's Orders Feed had a gap (its configuration was recreated): events may be lost,
+    # so the order looks at VTEX once (Get order), whatever it waits for.
+    LOOK_ONCE = "look-once"
 
 
 # The waits that are the account's (a pause ends them all at once).
@@ -221,10 +229,14 @@ def _placed(vtex_order: Mapping[str, Any] | None, facts: Facts) -> bool:
 
 def _completed(vtex_order: Mapping[str, Any] | None, facts: Facts) -> bool:
     """The order is done iff VTEX reports `invoiced` and, when we have an invoice, holds it: an
-    order VTEX shows invoiced by someone else's invoice is not ours to report invoiced."""
+    order VTEX shows invoiced by someone else's invoice is not ours to report invoiced. An Orders
+    Feed event carries a status and no packages (`rules.status_only`): after VTEX took our
+    invoice, its `invoiced` is enough."""
     if not rules.is_invoiced(vtex_order):
         return False
-    return facts.invoice_number is None or rules.invoice_present(vtex_order, facts.invoice_number)
+    if facts.invoice_number is None or rules.invoice_present(vtex_order, facts.invoice_number):
+        return True
+    return rules.is_status_only(vtex_order) and facts.invoice_sent
 
 
 def _invoice_applied(vtex_order: Mapping[str, Any] | None, facts: Facts) -> bool:
@@ -385,6 +397,19 @@ PHASES: dict[State, Phase] = {
         Phase(State.CANCELED, None),
     )
 }
+
+
+def behind(state: str, status: str) -> bool:
+    """Whether VTEX showing `status` is older news than our `state` already proves: a status
+    VTEX shows before a step of the main line that took the order to `state` (an Orders Feed
+    event delivered late, after our own call's answer). Such news tells nothing; treating it as
+    where VTEX holds the order now would make the order wait for nothing."""
+    if state not in MAIN_STATES:
+        return False
+    here = MAIN_STATES.index(State(state))
+    earlier = set().union(*(PHASES[s].expected for s in MAIN_STATES[:here]))
+    now_or_later = set().union(*(PHASES[s].expected for s in MAIN_STATES[here:]))
+    return status in earlier - now_or_later
 
 
 def never_sent(state: str, failed_from: str | None) -> bool:

@@ -28,6 +28,20 @@ def status_of(vtex_order: VtexOrder | None) -> str | None:
     return status if isinstance(status, str) else None
 
 
+# What an Orders Feed event tells of an order: its status, nothing else (no packages, no value).
+STATUS_ONLY = "statusOnly"
+
+
+def status_only(status: str) -> VtexOrder:
+    """The view of an order an Orders Feed event gives: enough for every rule that asks "has VTEX
+    reached X or later", and marked so no rule reads more into it."""
+    return {"status": None if status == vtex_status.INCOMPLETE else status, STATUS_ONLY: True}
+
+
+def is_status_only(vtex_order: VtexOrder | None) -> bool:
+    return vtex_order is not None and vtex_order.get(STATUS_ONLY) is True
+
+
 def workflow_in_error(vtex_order: VtexOrder | None) -> bool:
     """VTEX flags an error in the order's workflow "that cannot be solved by automatic retry"
     (Get order's `workflowIsInError`): a person must look at it in VTEX Admin."""

@@ -49,6 +49,9 @@ CANCELING_OR_CANCELED: frozenset[str] = CANCELING | {CANCELED_STATUS}
 INCOMPLETE = "null"
 
 INVOICED = "invoiced"
+# Statuses VTEX never leaves (an invoiced order cannot change; a canceled one stays canceled,
+# whatever a late `cancel` event says).
+FINAL: frozenset[str] = frozenset({INVOICED, CANCELED_STATUS})
 READY_FOR_HANDLING = "ready-for-handling"
 WINDOW_TO_CANCEL = "window-to-cancel"
 STILL_IN_GRACE: frozenset[str] = frozenset({WINDOW_TO_CANCEL, "authorize-fulfillment"})
@@ -72,6 +75,19 @@ BEFORE_AUTHORIZE: frozenset[str] = frozenset(
 # divergence, VTEX itself completing an incomplete order. A call VTEX refused while showing one
 # of them is not sent again until the status changes; the order only looks.
 WAITS_FOR_OTHERS: frozenset[str] = frozenset({"waiting-for-manual-authorization", INCOMPLETE})
+
+# What an account's Orders Feed is configured to carry (`FromWorkflow`): the statuses the engine
+# acts on (ready-for-handling: Start handling; invoiced: done) and those in which VTEX holds or
+# cancels an order. Every event costs a share of a feed read and commit, so the statuses our own
+# calls bring about (handling, the waits before our authorization) are left out.
+FEED_STATUSES: tuple[str, ...] = (
+    "ready-for-handling",
+    "invoiced",
+    "waiting-for-manual-authorization",
+    "cancellation-requested",
+    "cancel",
+    "canceled",
+)
 
 HANDLING_ON_ITS_WAY: frozenset[str] = frozenset(
     {"start-handling", "handling", "invoice", "ready-for-invoicing"}

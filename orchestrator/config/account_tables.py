@@ -31,6 +31,7 @@ from orchestrator.config.checks import (
     check_base_url,
     check_credential,
     check_invoice_timing,
+    check_status_source,
 )
 from orchestrator.durations import parse_duration
 
@@ -54,6 +55,7 @@ class AccountTable(BaseModel):
     grace_period: timedelta | None = None
     max_rpm: int | None = Field(None, ge=1)
     invoice_timing: str | None = None
+    status_source: str | None = None
 
     @field_validator("grace_period", mode="before")
     @classmethod
@@ -137,6 +139,7 @@ class AccountSettings:
     max_rpm: int
     invoice_timing: str
     credentials: CredentialSource = SINGLE_ACCOUNT_CREDENTIALS
+    status_source: str = "poll"  # `poll` or `feed` (`orchestrator.engine.feed`)
     credentials_problem: str | None = None  # why its credentials could not be read here
 
     @property
@@ -234,6 +237,10 @@ def _from_table(name: str, table: AccountTable, single: AccountSettings) -> Acco
         invoice_timing = check_invoice_timing(table.invoice_timing or single.invoice_timing)
     except ValueError as exc:
         raise AccountError(f"[accounts.{name}] invoice_timing: {exc}") from None
+    try:
+        status_source = check_status_source(table.status_source or single.status_source)
+    except ValueError as exc:
+        raise AccountError(f"[accounts.{name}] status_source: {exc}") from None
     missing: list[str] = []
     return AccountSettings(
         name=name,
@@ -245,6 +252,7 @@ def _from_table(name: str, table: AccountTable, single: AccountSettings) -> Acco
         grace_period=table.grace_period or single.grace_period,
         max_rpm=table.max_rpm or single.max_rpm,
         invoice_timing=invoice_timing,
+        status_source=status_source,
         credentials=CredentialSource(
             name, table.app_key_env, table.app_key_file, table.app_token_env, table.app_token_file
         ),

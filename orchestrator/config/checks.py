@@ -57,6 +57,17 @@ def check_invoice_timing(value: str) -> str:
     return value
 
 
+STATUS_SOURCES = ("poll", "feed")
+
+
+def check_status_source(value: str) -> str:
+    """Where an account's orders learn VTEX's status: `poll` (Get order, today's default) or
+    `feed` (VTEX's Orders Feed v3, Get order only as a safety net)."""
+    if value not in STATUS_SOURCES:
+        raise ValueError("status_source must be poll (default) or feed")
+    return value
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

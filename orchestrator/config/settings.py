@@ -39,6 +39,7 @@ from orchestrator.config.checks import (
     check_base_url,
     check_credential,
     check_invoice_timing,
+    check_status_source,
 )
 from orchestrator.config.stuck_rules import StuckRules, StuckRulesError
 from orchestrator.durations import format_duration, parse_duration
@@ -70,6 +71,9 @@ class Settings(BaseSettings):
 
     grace_period: timedelta = Field(timedelta(minutes=30), validation_alias=_env("ORCHESTRATOR_GRACE_PERIOD"))
     invoice_timing: str = Field("after-grace", validation_alias=_env("ORCHESTRATOR_INVOICE_TIMING"))
+    # Where orders learn VTEX's status: Get order (`poll`) or VTEX's Orders Feed v3 (`feed`; the app
+    # key needs "Feed v3 and Hook Admin", and one feed per app key means a key of its own).
+    status_source: str = Field("poll", validation_alias=_env("ORCHESTRATOR_STATUS_SOURCE"))
     concurrency: int = Field(64, ge=1, le=4096, validation_alias=_env("ORCHESTRATOR_CONCURRENCY"))
     tick_interval: timedelta = Field(timedelta(seconds=1), validation_alias=_env("ORCHESTRATOR_TICK"))
     lease: timedelta = Field(timedelta(minutes=2), validation_alias=_env("ORCHESTRATOR_LEASE"))
@@ -145,6 +149,11 @@ class Settings(BaseSettings):
             raise ValueError("must be aiohttp (default) or httpx (httpx's own transport)")
         return value
 
+    @field_validator("status_source")
+    @classmethod
+    def _status_source(cls, value: str) -> str:
+        return check_status_source(value)
+
     @field_validator("invoice_timing")
     @classmethod
     def _invoice_timing(cls, value: str) -> str:
@@ -190,6 +199,7 @@ class Settings(BaseSettings):
             max_rpm=self.vtex_max_rpm,
             invoice_timing=self.invoice_timing,
             credentials=SINGLE_ACCOUNT_CREDENTIALS,
+            status_source=self.status_source,
         )
 
     @model_validator(mode="after")
@@ -426,6 +436,7 @@ def _account_rows(settings: Settings, config_file: Path | None) -> list[dict[str
             "grace_period": format_duration(account.grace_period),
             "max_rpm": account.max_rpm,
             "invoice_timing": account.invoice_timing,
+            "status_source": account.status_source,
         }
         for key, shown in values.items():
             keys = {key, f"{key}_env", f"{key}_file"} | (

@@ -36,6 +36,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from orchestrator.clock import OffsetClock, utcnow
+from orchestrator.engine.feed import FeedReader
 from orchestrator.engine.lanes import Lane
 from orchestrator.engine.monitor.health import Health
 from orchestrator.engine.monitor.metrics import Metrics, probe_handler
@@ -84,7 +85,11 @@ class Daemon:
         metrics_socket: socket.socket | None = None,
         storage_check: StorageCheck | None = None,
         watch: Watch | None = None,
+        feeds: Sequence[FeedReader] = (),
     ) -> None:
+        self.feeds = list(feeds)  # the Orders Feed readers of accounts that listen
+        self._feeds_stop = asyncio.Event()
+        self._feed_tasks: list[asyncio.Task[None]] = []
         self.metrics = metrics
         self.watch = watch
         self.systemd = SystemdNotifier()
@@ -206,6 +211,10 @@ class Daemon:
             self._supervise(self.writer.start(), "group-commit writer")
             self._pump_task = asyncio.create_task(self._pump(), name="claim-pump")
             self._supervise(self._pump_task, "claim pump")
+            for reader in self.feeds:
+                task = asyncio.create_task(reader.run(self._feeds_stop), name=f"feed-{reader.name}")
+                self._feed_tasks.append(task)
+                self._supervise(task, f"Orders Feed reader of account {reader.name}")
             scheduler = self._scheduler_for(loop)
             if self.metrics is not None and self._metrics_socket is not None:
                 self._probe_server = ProbeServer(
@@ -469,10 +478,17 @@ class Daemon:
 
     # -- stopping --------------------------------------------------------------------------------
 
+    def wake(self) -> None:
+        """Orders were made due from outside the claim loop (an Orders Feed event): claim now."""
+        self._wake.set()
+
     async def _shutdown(self) -> None:
         self._stopping = True
         self.systemd.stopping()
         self.health.stopping = True
+        self._feeds_stop.set()
+        if self._feed_tasks:
+            await asyncio.wait(self._feed_tasks, timeout=10)
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         self._wake.set()

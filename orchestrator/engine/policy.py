@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from orchestrator.config.account_tables import AccountSettings
@@ -115,13 +115,24 @@ class Policies:
             max_requests_per_hour=max_requests_per_hour,
         )
 
+    def listening(self) -> Policies:
+        """The looks of an account whose status comes from VTEX's Orders Feed: each status the
+        engine waits for arrives as an event that makes the order due at once, so Get order is
+        only the safety net for an event that never comes: a first look after some minutes, then
+        rarely (at most every 3 hours), instead of every few minutes."""
+        net = PollPolicy(first=timedelta(minutes=5), minimum=timedelta(minutes=5), cap=timedelta(hours=3))
+        # A hold ends in a status the feed may not carry (an approval: waiting-ffmt-authorization).
+        held = PollPolicy(first=timedelta(0), minimum=timedelta(seconds=10), cap=timedelta(hours=1))
+        return replace(self, await_invoiced=net, await_held=held, await_canceled=net)
+
     @classmethod
     def for_account(cls, settings: Settings, account: AccountSettings) -> Policies:
         """An account's policies: its grace period and invoice timing, the deployment's attempts
-        and request guard."""
-        return cls.for_grace(
+        and request guard, and fewer looks when its status comes from the Orders Feed."""
+        policies = cls.for_grace(
             account.grace_period,
             settings.max_attempts,
             invoice_timing=account.invoice_timing,
             max_requests_per_hour=settings.max_requests_per_order_hour,
         )
+        return policies.listening() if account.status_source == "feed" else policies

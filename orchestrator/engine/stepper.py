@@ -148,9 +148,15 @@ class Stepper:
         """Advance `row` by one durable step; False when its lease turned out to be lost."""
         ctx = StepContext(row, self.clock())
         self._renew_guard_window(ctx)
+        heard = self._catch_up_from_event(ctx)
         plan = planner.plan(row, ctx.now, self.config.grace_period, self.policies, self.table)
+        early = plan.due_at is not None and plan.due_at > ctx.now
         with calls_end_by(self._calls_deadline(ctx)):
-            if plan.kind is Kind.RECONCILE:
+            if row.wait_code == Waiting.LOOK_ONCE and not row.intent:
+                await self._look_once(ctx)
+            elif plan.kind is Kind.AWAIT and heard and early:
+                pass  # an event woke it, telling nothing new: its next look stays when it was
+            elif plan.kind is Kind.RECONCILE:
                 await self._reconcile(ctx)
             elif plan.kind is Kind.WRITE:
                 assert plan.action is not None
@@ -161,6 +167,38 @@ class Stepper:
             elif plan.kind is Kind.AWAIT:
                 await self._await(ctx)
         return await self._finish(ctx)
+
+    def _catch_up_from_event(self, ctx: StepContext) -> bool:
+        """An Orders Feed event said where VTEX has the order since it entered its state
+        (`vtex_event_at`, written by `orchestrator.engine.feed`): the order moves on by it first,
+        without asking VTEX what it already said. The view is the status alone (`rules.
+        status_only`): the rules that need more (our invoice in VTEX's packages) still ask Get
+        order. Duplicates and late events do nothing: the rules ask "has VTEX reached X or
+        later", and the inbox never applies an event older than the order's last."""
+        row = ctx.row
+        if row.intent or row.vtex_event_at is None or row.vtex_status_at != row.vtex_event_at:
+            return False
+        status = planner.status_seen_here(row)
+        if status is None:
+            return False
+        view = rules.status_only(status)
+        if row.state == State.CANCELING:
+            if rules.is_canceled(view):
+                self._follow_cancellation(ctx, view)
+            return True
+        self._catch_up(ctx, view)
+        return True
+
+    async def _look_once(self, ctx: StepContext) -> None:
+        """Events about the order may have been lost (a gap in the Orders Feed): one Get order,
+        and the order moves as far as VTEX's view proves; the plan then goes on from there."""
+        vtex_order, ok = await self._fetch(ctx)
+        if not ok or vtex_order is None:
+            return
+        if ctx.row.state == State.CANCELING:
+            self._follow_cancellation(ctx, vtex_order)
+        else:
+            self._catch_up(ctx, vtex_order)
 
     def _calls_deadline(self, ctx: StepContext) -> float | None:
         """When this step's VTEX calls must be over (`time.monotonic()`): the lease's end, less a

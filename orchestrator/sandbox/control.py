@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orchestrator.sandbox.faults import FaultConfig, Hold
+from orchestrator.sandbox.feed import FeedFaults
 from orchestrator.sandbox.oms import CANCEL_MODES
 from orchestrator.sandbox.responses import json_response as _json_response
 from orchestrator.sandbox.responses import read_body as _body
@@ -58,7 +59,45 @@ def _apply_behaviour(config: Any, payload: dict[str, Any]) -> str | None:
 
 
 def control_routes(sandbox: Sandbox) -> list[Route]:
-    return _looking_routes(sandbox) + _order_routes(sandbox) + _fault_routes(sandbox)
+    return _looking_routes(sandbox) + _order_routes(sandbox) + _fault_routes(sandbox) + _feed_routes(sandbox)
+
+
+def _feed_routes(sandbox: Sandbox) -> list[Route]:
+    """The Orders Feed's queue as VTEX keeps it, and its documented liberties on demand."""
+    oms = sandbox.oms
+
+    async def feed(_request: Request) -> Response:
+        state = oms.feed
+        return JSONResponse(
+            {
+                "config": state.view(),
+                "waiting": len(state.items),
+                "delivered": state.delivered,
+                "committed": state.committed,
+                "dropped": state.dropped,
+            }
+        )
+
+    async def feed_faults(request: Request) -> Response:
+        """{"shuffle": bool, "duplicate": probability, "seed": int}"""
+        payload, bad = await _body(request)
+        if bad or not isinstance(payload, dict):
+            return JSONResponse({"error": "expected {shuffle, duplicate, seed}"}, status_code=400)
+        try:
+            oms.feed.set_faults(FeedFaults(**payload))
+        except TypeError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(payload)
+
+    async def forget(_request: Request) -> Response:
+        """VTEX deleted the feed's configuration (as it does after a retention period without events)."""
+        return JSONResponse({"deleted": oms.feed.delete()})
+
+    return [
+        Route("/_sandbox/feed", feed),
+        Route("/_sandbox/feed/faults", feed_faults, methods=["POST"]),
+        Route("/_sandbox/feed/forget", forget, methods=["POST"]),
+    ]
 
 
 def _looking_routes(sandbox: Sandbox) -> list[Route]:

@@ -29,6 +29,7 @@ from typing import Any
 
 from orchestrator.sandbox import place_validation
 from orchestrator.sandbox.catalog import Catalog
+from orchestrator.sandbox.feed import MAX_LOT, Feed
 from orchestrator.sandbox.invoice_validation import invoice_refusal, package_from
 from orchestrator.sandbox.ledger import Ledger
 from orchestrator.sandbox.records import WAITING_AUTHORIZATION, SandboxConfig, SandboxOrder
@@ -71,10 +72,12 @@ class SandboxOms:
         self.ledger = Ledger()
         self.orders: dict[str, SandboxOrder] = {}
         self._next_sequence = 500_000
+        self.feed = Feed(clock)
 
     def reset(self) -> None:
         self.ledger = Ledger()
         self.orders.clear()
+        self.feed = Feed(self.clock)
 
     # -- time-driven moves -----------------------------------------------------------------------
 
@@ -109,8 +112,10 @@ class SandboxOms:
             order.cancel_requested_at = None
 
     def _set_status(self, order: SandboxOrder, status: str, at: float | None = None) -> None:
+        previous, previous_change = order.status, order.last_change
         order.status = status
         order.last_change = at if at is not None else self.clock()
+        self.feed.status_changed(order.order_id, previous, status, previous_change, order.last_change)
 
     def _maybe_invoiced(self, order: SandboxOrder) -> None:
         """Handling started and the Output invoices reach the value: VTEX verifies, then invoices."""
@@ -199,6 +204,7 @@ class SandboxOms:
             status=MANUAL_AUTHORIZATION if self.config.manual_authorization else WAITING_AUTHORIZATION,
         )
         self.orders[order_id] = order
+        self.feed.status_changed(order_id, None, order.status, now, now)
         entry = self.ledger.entry(order_id)
         entry.places_accepted += 1
         entry.value = order.value
@@ -340,6 +346,49 @@ class SandboxOms:
         entry.cancels_accepted += 1
         self._advance(order)
         return Reply(200, self._receipt(order_id))
+
+    # -- Orders Feed v3 (`orchestrator.sandbox.feed`) ----------------------------------------------
+
+    def feed_config(self) -> Reply:
+        view = self.feed.view()
+        if view is None:
+            return error_reply(404, "SBX-NO-FEED", "No feed configuration for this app key")
+        return Reply(200, view)
+
+    def set_feed_config(self, payload: Any) -> Reply:
+        refusal = self.feed.configure(payload)
+        if refusal is not None:
+            return error_reply(409 if refusal.startswith("CONFLICT") else 400, "SBX-INVALID-BODY", refusal)
+        return Reply(200)
+
+    def delete_feed_config(self) -> Reply:
+        if not self.feed.delete():
+            return error_reply(404, "SBX-NO-FEED", "No feed configuration for this app key")
+        return Reply(200)
+
+    def read_feed(self, maxlot: str | None) -> Reply:
+        """The time-driven moves first (the end of a grace period is an event too)."""
+        try:
+            lot = int(maxlot) if maxlot is not None else 1
+        except ValueError:
+            lot = 0
+        if not 1 <= lot <= MAX_LOT:
+            return error_reply(400, "SBX-INVALID-PARAMETER", f"maxlot must be from 1 to {MAX_LOT}")
+        for order in list(self.orders.values()):
+            self._advance(order)
+        items = self.feed.read(lot)
+        if items is None:
+            return error_reply(404, "SBX-NO-FEED", "No feed configuration for this app key")
+        return Reply(200, items)
+
+    def commit_feed(self, payload: Any) -> Reply:
+        handles = payload.get("handles") if isinstance(payload, Mapping) else None
+        if not isinstance(handles, list) or not all(isinstance(h, str) for h in handles):
+            return error_reply(
+                400, "SBX-INVALID-BODY", "Invalid request body: 'handles' (a list) is required"
+            )
+        self.feed.commit(handles)
+        return Reply(200)
 
     # -- the control API's levers -------------------------------------------------------------
 

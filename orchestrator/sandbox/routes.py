@@ -83,6 +83,13 @@ def _routes(sandbox: Sandbox) -> list[BaseRoute]:
             "cancel-order",
             lambda r, p: oms.cancel(r.path_params["order_id"], p),
         ),
+        route("/api/orders/feed/config", "GET", "feed-config", lambda r, p: oms.feed_config()),
+        route("/api/orders/feed/config", "POST", "feed-config-set", lambda r, p: oms.set_feed_config(p)),
+        route(
+            "/api/orders/feed/config", "DELETE", "feed-config-delete", lambda r, p: oms.delete_feed_config()
+        ),
+        route("/api/orders/feed", "GET", "feed-read", lambda r, p: oms.read_feed(params(r, "maxlot"))),
+        route("/api/orders/feed", "POST", "feed-commit", lambda r, p: oms.commit_feed(p)),
     ]
     return [*vtex_routes, *control_routes(sandbox)]
 

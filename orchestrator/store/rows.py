@@ -60,6 +60,7 @@ class OrderRow:
     state_changed_at: datetime
     account: str = DEFAULT_ACCOUNT  # its configured VTEX account (`orchestrator.config.account_tables`)
     wait_code: str | None = None  # `states.Waiting`: it waits on its account (a pause)
+    vtex_event_at: datetime | None = None  # the last Orders Feed event about it was applied then
 
     @classmethod
     def from_mapping(cls, row: Any) -> OrderRow:
@@ -83,6 +84,10 @@ class OrderRow:
     @property
     def items(self) -> dict[str, int]:
         return rules.item_quantities(self.place_body.get("items"))
+
+    @property
+    def invoice_sent(self) -> bool:
+        return self.invoice_sent_at is not None
 
     @property
     def invoice_waiting(self) -> bool:

@@ -11,7 +11,7 @@ values each section takes and gives live beside it (`orders.py`, `listing.py`, `
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,8 +32,10 @@ from orchestrator.store.tables import (
     CONSOLE_SESSIONS,
     DAEMONS,
     EVENTS,
+    FEEDS,
     ORDERS,
     PERMISSIONS,
+    VTEX_EVENTS,
 )
 from orchestrator.store.tokens import TokenRecord
 from orchestrator.vtex.pauses import AccountPause, PermissionPause
@@ -46,7 +48,7 @@ from orchestrator.vtex.recovery import (
     throttled,
     unanswered,
 )
-from states import ACCOUNT_WAITS, IN_FLIGHT, State
+from states import ACCOUNT_WAITS, IN_FLIGHT, State, Waiting, behind, vtex_status
 
 CHUNK = 500  # rows per IN (...) list and per executemany batch
 
@@ -107,6 +109,26 @@ def _record(row: sa.RowMapping) -> TokenRecord:
 
 class _RollBack(Exception):
     pass
+
+
+# States in which an event can change nothing (failed can still learn it was canceled in VTEX).
+_SETTLED_STATES = (str(State.INVOICED), str(State.CANCELED))
+
+
+def _vtex_time(value: Any) -> datetime | None:
+    """A feed item's ISO 8601 time (VTEX writes them with a Z, sometimes with 7 fractional digits)."""
+    if not isinstance(value, str):
+        return None
+    text = value.replace("Z", "+00:00")
+    head, dot, rest = text.partition(".")
+    if dot:
+        digits = "".join(itertools.takewhile(str.isdigit, rest))
+        text = f"{head}.{digits[:6]}{rest[len(digits) :]}"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class Store:
@@ -698,6 +720,166 @@ class Store:
                 conn.execute(sa.select(ACCOUNTS).where(ACCOUNTS.c.paused_until.is_not(None))).mappings().all()
             )
         return [p for p in (_pause(r) for r in rows) if p is not None]
+
+    # -- the Orders Feed: who reads an account's feed, its inbox, events applied to orders --------
+    #
+    # One daemon reads an account's feed at a time (a lease, like a claim's). What it reads goes
+    # into the inbox first (one row per VTEX eventId: the feed delivers some twice), and is then
+    # applied to its order, if the order is ours and not being stepped right now: the order gets
+    # VTEX's status and is due at once. An event never moves an order's known status backwards.
+
+    def lead_feed(self, account: str, worker: str, now: datetime, lease: timedelta) -> bool:
+        """Take or keep the lease on the account's feed; False while another daemon holds it."""
+        c = FEEDS.c
+        with self.engine.begin() as conn:
+            now = self._lease_now(conn, now)
+            free = sa.or_(c.owner.is_(None), c.owner == worker, c.lease_until < now)
+            taken = conn.execute(
+                sa.update(FEEDS)
+                .where(c.account == account, free)
+                .values(owner=worker, lease_until=now + lease, updated_at=now)
+            ).rowcount
+            if taken:
+                return True
+            exists = conn.execute(sa.select(c.account).where(c.account == account)).first()
+            if exists is not None:
+                return False
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    sa.insert(FEEDS).values(
+                        account=account, owner=worker, lease_until=now + lease, updated_at=now
+                    )
+                )
+        except sa.exc.IntegrityError:
+            return False  # another daemon created it first: it leads
+        return True
+
+    def release_feed(self, account: str, worker: str) -> None:
+        c = FEEDS.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(FEEDS)
+                .where(c.account == account, c.owner == worker)
+                .values(owner=None, lease_until=None)
+            )
+
+    def note_feed(self, account: str, worker: str, now: datetime, **seen: Any) -> None:
+        """Record what the leading daemon saw of the feed (configured_at, read_at, event_at,
+        problem), for `status` and `check`."""
+        c = FEEDS.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(FEEDS).where(c.account == account, c.owner == worker).values(updated_at=now, **seen)
+            )
+
+    def feeds(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(sa.select(FEEDS).order_by(FEEDS.c.account)).mappings()]
+
+    def save_feed_items(self, account: str, items: Sequence[Mapping[str, Any]], now: datetime) -> int:
+        """Put the feed's items into the inbox, each eventId once; how many were new."""
+        c = VTEX_EVENTS.c
+        wanted = {str(i["eventId"]): i for i in items}
+        with self.engine.begin() as conn:
+            known = set(
+                conn.execute(
+                    sa.select(c.event_id).where(c.account == account, c.event_id.in_(list(wanted)))
+                ).scalars()
+            )
+            new = [
+                {
+                    "account": account,
+                    "event_id": event_id[:100],
+                    "order_id": str(item["orderId"])[:120],
+                    "state": str(item.get("state") or "")[:64],
+                    "last_state": (str(item["lastState"])[:64] if item.get("lastState") else None),
+                    "current_change": _vtex_time(item.get("currentChange")),
+                    "received_at": now,
+                    "applied_at": None,
+                }
+                for event_id, item in wanted.items()
+                if event_id not in known
+            ]
+            if new:
+                conn.execute(sa.insert(VTEX_EVENTS), new)
+        return len(new)
+
+    def apply_feed_events(self, account: str, name: str, now: datetime) -> int:
+        """Apply the inbox's events to their orders (of account `name`) that are not being stepped:
+        VTEX's status, known since now, and the order due at once; an event older than one already
+        applied to the order only leaves the inbox. Returns how many orders were made due."""
+        e, o = VTEX_EVENTS.c, ORDERS.c
+        woken = 0
+        with self.engine.begin() as conn:
+            lease_now = self._lease_now(conn, now)
+            pending = conn.execute(
+                sa.select(e.id, e.order_id, e.state, e.current_change)
+                .where(e.account == account, e.applied_at.is_(None))
+                .order_by(e.current_change, e.id)
+            ).all()
+            for event_pk, order_id, state, change in pending:
+                order = conn.execute(
+                    sa.select(o.id, o.lease_owner, o.lease_expires_at, o.vtex_status, o.state).where(
+                        o.account == name, o.order_id == order_id
+                    )
+                ).first()
+                if order is not None and order.lease_owner is not None and order.lease_expires_at > lease_now:
+                    continue  # being stepped: applied on the next read
+                newer = conn.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(VTEX_EVENTS)
+                    .where(
+                        e.account == account,
+                        e.order_id == order_id,
+                        e.applied_at.is_not(None),
+                        e.current_change > change,
+                    )
+                )
+                conn.execute(sa.update(VTEX_EVENTS).where(e.id == event_pk).values(applied_at=now))
+                if order is None or order.state in _SETTLED_STATES or behind(order.state, state):
+                    continue  # not ours, or older news than the order's own state
+                if order.vtex_status in vtex_status.FINAL and state not in vtex_status.FINAL:
+                    continue  # VTEX never leaves invoiced or canceled: a late event's news is old
+                if newer and state not in vtex_status.FINAL:
+                    continue  # VTEX's own times say a later change was already applied
+                values: dict[str, Any] = {
+                    "vtex_status": state,
+                    "vtex_status_at": now,
+                    "vtex_event_at": now,
+                    "next_run_at": now,
+                }
+                if state != order.vtex_status:
+                    values["vtex_status_since"] = now
+                conn.execute(sa.update(ORDERS).where(o.id == order.id).values(**values))
+                woken += 1
+        return woken
+
+    def forget_feed_events(self, before: datetime) -> int:
+        """Drop applied inbox rows received before `before` (past the feed's retention, VTEX
+        cannot deliver them again)."""
+        c = VTEX_EVENTS.c
+        with self.engine.begin() as conn:
+            return conn.execute(
+                sa.delete(VTEX_EVENTS).where(c.received_at < before, c.applied_at.is_not(None))
+            ).rowcount
+
+    def sweep(self, name: str, now: datetime) -> int:
+        """After a gap in the feed (its configuration recreated, events lost): every in-flight order
+        of account `name` not stopped for a person looks at VTEX once, now (`Waiting.LOOK_ONCE`)."""
+        c = ORDERS.c
+        with self.engine.begin() as conn:
+            return conn.execute(
+                sa.update(ORDERS)
+                .where(
+                    c.account == name,
+                    c.state.in_([str(s) for s in IN_FLIGHT]),
+                    c.lease_owner.is_(None),
+                    c.needs_attention.is_(None),
+                    c.intent.is_(None),
+                )
+                .values(next_run_at=now, wait_code=str(Waiting.LOOK_ONCE))
+            ).rowcount
 
     # -- reports: one order and its history, counts per state, stuck orders ------------------------
     #

@@ -121,6 +121,8 @@ class Order(SQLModel, table=True):
     vtex_status: str | None = Field(default=None, max_length=64)
     vtex_status_at: datetime | None = _time()
     vtex_status_since: datetime | None = _time()  # since when VTEX shows vtex_status
+    # When the last Orders Feed event about the order was applied (vtex_status then came from it).
+    vtex_event_at: datetime | None = _time()
     # The per-order request guard: requests made in the hour that began at requests_window_at.
     requests_window_at: datetime | None = _time()
     requests_in_window: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
@@ -208,6 +210,49 @@ class VtexPermission(SQLModel, table=True):
 
 
 PERMISSIONS: sa.Table = VtexPermission.__table__  # type: ignore[attr-defined]
+
+
+class VtexEvent(SQLModel, table=True):
+    """The Orders Feed's inbox: each item VTEX handed out, once per eventId (the feed delivers
+    some twice), kept until applied to its order and for the feed's retention after that."""
+
+    __tablename__ = "vtex_events"
+    __table_args__ = (
+        sa.UniqueConstraint("account", "event_id", name="uq_vtex_events_account_event"),
+        sa.Index("ix_vtex_events_order", "account", "order_id"),
+        sa.Index("ix_vtex_events_received", "received_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=_INT64)
+    account: str = Field(max_length=200)
+    event_id: str = Field(max_length=100)
+    order_id: str = Field(max_length=120)
+    state: str = Field(max_length=64)
+    last_state: str | None = Field(default=None, max_length=64)
+    current_change: datetime | None = _time()  # VTEX's time of the change
+    received_at: datetime = _time(nullable=False)
+    applied_at: datetime | None = _time()  # None: its order was busy; applied on the next read
+
+
+VTEX_EVENTS: sa.Table = VtexEvent.__table__  # type: ignore[attr-defined]
+
+
+class VtexFeed(SQLModel, table=True):
+    """An account's Orders Feed: the one daemon that reads it (a lease), and what was last seen."""
+
+    __tablename__ = "vtex_feeds"
+
+    account: str = Field(primary_key=True, max_length=200)
+    owner: str | None = Field(default=None, max_length=120)
+    lease_until: datetime | None = _time()
+    configured_at: datetime | None = _time()  # the configuration was last checked (and set) then
+    read_at: datetime | None = _time()
+    event_at: datetime | None = _time()  # the last item the feed handed out
+    problem: str | None = Field(default=None, max_length=300)  # why the feed is not read (polling)
+    updated_at: datetime = _time(nullable=False)
+
+
+FEEDS: sa.Table = VtexFeed.__table__  # type: ignore[attr-defined]
 
 
 class Daemon(SQLModel, table=True):

@@ -112,6 +112,19 @@ def _the_order(answer: Answer, order_id: str | None) -> str | None:
     return None
 
 
+def _items(answer: Answer, _order_id: str | None) -> str | None:
+    """The feed's items: a JSON array of objects naming an eventId, a handle and an orderId."""
+    body = answer.json
+    if not isinstance(body, list):
+        return "not a JSON array of feed items"
+    for item in body:
+        if not isinstance(item, Mapping) or not all(
+            isinstance(item.get(k), str) for k in ("eventId", "handle", "orderId")
+        ):
+            return "a feed item without eventId, handle or orderId"
+    return None
+
+
 def placed_order_id(body: Any) -> str | None:
     """The orderId in Place's answer, in either documented form."""
     if isinstance(body, list):
@@ -139,6 +152,8 @@ _CHECKS: dict[str, Callable[[Answer, str | None], str | None]] = {
     "send-invoice": _object_with("receipt", "orderId", "date"),
     "send-tracking": _object_with("receipt", "orderId", "date"),
     "cancel-order": _object_with("receipt", "orderId", "date"),
+    "feed-config": _object_with("filter", "queue"),
+    "feed-read": _items,
 }
 
 

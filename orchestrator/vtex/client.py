@@ -50,6 +50,8 @@ START_HANDLING_PATH = "/api/oms/pvt/orders/{order_id}/start-handling"
 INVOICE_PATH = "/api/oms/pvt/orders/{order_id}/invoice"
 INVOICE_UPDATE_PATH = "/api/oms/pvt/orders/{order_id}/invoice/{invoice_number}"
 CANCEL_PATH = "/api/oms/pvt/orders/{order_id}/cancel"
+FEED_PATH = "/api/orders/feed"
+FEED_CONFIG_PATH = "/api/orders/feed/config"
 
 # When the current step's calls must be over (`time.monotonic()`), or None outside a step.
 _CALLS_END_BY: ContextVar[float | None] = ContextVar("calls_end_by", default=None)
@@ -231,6 +233,25 @@ class VtexClient:
         return await self._send(
             "cancel-order", order_id, "POST", CANCEL_PATH.format(order_id=order_id), json={"reason": reason}
         )
+
+    # -- the Orders Feed (v3) ------------------------------------------------------------------
+
+    async def feed_config(self) -> Call:
+        """The app key's feed configuration; `body` is None when it has none (VTEX's 404)."""
+        return await self._send("feed-config", None, "GET", FEED_CONFIG_PATH, none_on_404=True)
+
+    async def set_feed_config(self, config: Mapping[str, Any]) -> Call:
+        return await self._send("feed-config-set", None, "POST", FEED_CONFIG_PATH, json=dict(config))
+
+    async def read_feed(self, maxlot: int) -> Call:
+        """Up to `maxlot` (at most 10) items; `body` is None when the app key has no feed any more
+        (VTEX's 404: the configuration is gone)."""
+        return await self._send(
+            "feed-read", None, "GET", FEED_PATH, params={"maxlot": str(maxlot)}, none_on_404=True
+        )
+
+    async def commit_feed(self, handles: list[str]) -> Call:
+        return await self._send("feed-commit", None, "POST", FEED_PATH, json={"handles": handles})
 
     # -- one place for every request ---------------------------------------------------------
 

@@ -24,6 +24,10 @@ RESOURCE_OF: dict[str, str] = {
 # Every resource the flow needs, in the order `check` lists them, with the calls that need it.
 RESOURCES: tuple[str, ...] = tuple(dict.fromkeys(RESOURCE_OF.values()))
 
+# The Orders Feed's calls need their own resource; only an account reading the feed needs it.
+FEED = "Feed v3 and Hook Admin"
+RESOURCE_OF.update(dict.fromkeys(("feed-config", "feed-config-set", "feed-read", "feed-commit"), FEED))
+
 
 def resource_of(operation: str) -> str:
     """The License Manager resource `operation` needs (the operation itself when unknown)."""

@@ -1,0 +1,206 @@
+"""An account that listens to VTEX's Orders Feed (v3), end to end: the real daemon against the
+sandbox over a real socket. Start handling follows VTEX's `ready-for-handling` event, not the
+configured grace period; `invoiced` arrives as an event too, so the happy path asks VTEX nothing;
+a cancellation made in VTEX shows within seconds; duplicated and shuffled items do no harm; a
+configuration VTEX deleted is recreated and every order looks once."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from orchestrator.clock import utcnow
+from orchestrator.config.settings import Settings, load_settings
+from orchestrator.engine.daemon import Daemon
+from orchestrator.engine.feed import configured_as_needed
+from orchestrator.intake.importer import import_lines
+from orchestrator.runner import run_daemon
+from orchestrator.sandbox import Sandbox, ServerThread
+from orchestrator.sandbox.feed import FeedFaults
+from orchestrator.store.open import open_store
+from tests import backends
+from tests.daemon_runs import run_until, states
+from tests.factories import import_lines as lines_of
+
+FEED_CALLS = ("feed-config", "feed-config-set", "feed-read", "feed-commit")
+
+
+def test_start_handling_follows_vtexs_event_and_the_happy_path_asks_nothing(
+    make_sandbox: Callable[..., Sandbox], make_settings: Callable[..., Settings]
+) -> None:
+    """VTEX's grace period is 0.5 s, the configured one 10 times longer: each order is started
+    when the feed says ready-for-handling (no 409 probe, long before 5 s) and invoiced without a
+    single Get order: its four writes and its share of the feed's reads and commits (two events
+    an order; `python -m bench feed` measures the share on 1,000 orders)."""
+    sandbox = make_sandbox(grace_seconds=0.5)
+    with ServerThread(sandbox) as server:
+        settings = make_settings(sandbox, server.url, grace_period=timedelta(seconds=5), status_source="feed")
+        store = open_store(settings.database_url)
+        import_lines(lines_of(20), store, utcnow())
+        started = utcnow()
+        run_until(settings, store, lambda: states(store) == {"invoiced": 20}, timeout=30)
+        took = utcnow() - started
+    assert states(store) == {"invoiced": 20}
+    assert took < timedelta(seconds=5), took  # the configured grace period was never waited out
+    ledger = sandbox.oms.ledger
+    orders = [e for e in ledger.entries() if e.order_id.startswith("ABC-")]
+    assert all(e.start_handling_accepted == 1 and e.start_handling_refused == 0 for e in orders)
+    by_operation = ledger.requests_by_operation
+    first = [r["operation"] for r in ledger.request_log if r["orderId"] == "ABC-100000"]
+    assert first == ["place-order", "authorize-dispatch", "start-handling", "send-invoice"]
+    assert by_operation.get("get-order", 0) == 0
+    assert configured_as_needed(sandbox.oms.feed.view())
+    assert sandbox.oms.feed.delivered == 40  # ready-for-handling and invoiced, for each order
+
+
+def test_a_cancellation_made_in_vtex_shows_within_seconds(
+    make_sandbox: Callable[..., Sandbox], make_settings: Callable[..., Settings]
+) -> None:
+    """An order in handling waits for its invoice data (nothing to ask VTEX); canceled in VTEX's
+    Admin, it is canceled here within seconds, by the event alone."""
+    sandbox = make_sandbox(grace_seconds=0.3)
+    with ServerThread(sandbox) as server:
+        settings = make_settings(
+            sandbox, server.url, grace_period=timedelta(seconds=0.3), status_source="feed"
+        )
+        store = open_store(settings.database_url)
+        import_lines(lines_of(1, with_invoice=False), store, utcnow())
+        seen: dict[str, object] = {}
+
+        def cancel_in_admin(_elapsed: float) -> None:
+            row = store.find("ABC-100000")
+            if "at" not in seen and row is not None and row.state == "handling":
+                seen["at"] = utcnow()
+                httpx.post(f"{server.url}/_sandbox/orders/ABC-100000/cancel", json={"reason": "customer"})
+
+        run_until(
+            settings, store, lambda: states(store) == {"canceled": 1}, timeout=30, during=cancel_in_admin
+        )
+    assert states(store) == {"canceled": 1}
+    row = store.find("ABC-100000")
+    assert row is not None and row.last_error_code == "canceled-in-vtex"
+    assert row.state_changed_at - seen["at"] < timedelta(seconds=10)  # type: ignore[operator]
+
+
+def test_duplicated_and_shuffled_items_do_no_harm(
+    make_sandbox: Callable[..., Sandbox], make_settings: Callable[..., Settings]
+) -> None:
+    """The feed hands items out in any order and some twice (as SQS does): every order is
+    invoiced, every VTEX write applied once, and the inbox keeps each event once."""
+    sandbox = make_sandbox(grace_seconds=0.3)
+    sandbox.oms.feed.set_faults(FeedFaults(shuffle=True, duplicate=0.5, seed=7))
+    with ServerThread(sandbox) as server:
+        settings = make_settings(
+            sandbox, server.url, grace_period=timedelta(seconds=0.3), status_source="feed"
+        )
+        store = open_store(settings.database_url)
+        import_lines(lines_of(15), store, utcnow())
+        run_until(settings, store, lambda: states(store) == {"invoiced": 15}, timeout=40)
+    assert states(store) == {"invoiced": 15}
+    summary = sandbox.oms.ledger.summary()
+    assert summary["ordersWithDuplicatePlace"] == 0 and summary["ordersWithDuplicateStartHandling"] == 0
+    assert summary["ordersWithSeveralInvoiceNumbers"] == 0
+    assert sandbox.oms.feed.delivered > sandbox.oms.feed.committed - 1  # copies were handed out
+
+
+def test_a_feed_vtex_deleted_is_recreated_and_every_order_looks_once(
+    make_sandbox: Callable[..., Sandbox], make_settings: Callable[..., Settings]
+) -> None:
+    """VTEX deletes a feed no event reached within its retention: the next read's 404 makes the
+    daemon configure it again, and every order in flight looks at VTEX once (events may be lost)."""
+    sandbox = make_sandbox(grace_seconds=0.3)
+    with ServerThread(sandbox) as server:
+        settings = make_settings(
+            sandbox, server.url, grace_period=timedelta(seconds=0.3), status_source="feed"
+        )
+        store = open_store(settings.database_url)
+        import_lines(lines_of(3, with_invoice=False), store, utcnow())
+        seen: dict[str, int] = {}
+
+        def forget_once_waiting(_elapsed: float) -> None:
+            if "forgot" not in seen and states(store) == {"handling": 3}:
+                seen["forgot"] = 1
+                seen["reads"] = sandbox.oms.ledger.requests_by_operation.get("get-order", 0)
+                httpx.post(f"{server.url}/_sandbox/feed/forget")
+
+        def looked_again() -> bool:
+            reads = sandbox.oms.ledger.requests_by_operation.get("get-order", 0)
+            return "forgot" in seen and reads >= seen["reads"] + 3 and sandbox.oms.feed.config is not None
+
+        run_until(settings, store, looked_again, timeout=30, during=forget_once_waiting)
+    assert sandbox.oms.feed.config is not None and configured_as_needed(sandbox.oms.feed.view())
+    assert sandbox.oms.ledger.requests_by_operation.get("get-order", 0) >= seen["reads"] + 3
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    name, url = backends.create_database()
+    yield url
+    backends.drop_database(name)
+
+
+def test_two_daemons_on_postgresql_read_an_accounts_feed_one_at_a_time(
+    make_sandbox: Callable[..., Sandbox], postgres_url: str
+) -> None:
+    """Two daemons share a PostgreSQL database and an account: only one reads its feed (a lease);
+    when it stops, it lets go and the other takes over, never both at once; every order is
+    invoiced once."""
+    sandbox = make_sandbox(grace_seconds=0.3)
+
+    def settings(worker: str, url: str) -> Settings:
+        config = sandbox.oms.config
+        return load_settings(
+            None,
+            database_url=postgres_url,
+            vtex_base_url=url,
+            vtex_app_key=config.app_key,
+            vtex_app_token=config.app_token,
+            grace_period="0.3s",
+            tick_interval="100ms",
+            worker_id=worker,
+            status_source="feed",
+        )
+
+    async def scenario(url: str) -> None:
+        store = open_store(postgres_url)
+        import_lines(lines_of(10), store, utcnow())
+        tasks, daemons = [], []
+        for worker in ("a", "b"):
+            holder: dict[str, Daemon] = {}
+            tasks.append(
+                asyncio.create_task(
+                    run_daemon(
+                        settings(worker, url),
+                        open_store(postgres_url),
+                        install_signals=False,
+                        on_ready=lambda d, h=holder: h.update(d=d),
+                    )
+                )
+            )
+            while "d" not in holder:
+                await asyncio.sleep(0.01)
+            daemons.append(holder["d"])
+        while states(store) != {"invoiced": 10}:
+            await asyncio.sleep(0.1)
+        leader = next(d for d in daemons if d.config.worker_id == store.feeds()[0]["owner"])
+        other = next(d for d in daemons if d is not leader)
+        leader.request_stop()
+        await tasks[daemons.index(leader)]
+        while store.feeds()[0]["owner"] != other.config.worker_id:
+            await asyncio.sleep(0.1)
+        other.request_stop()
+        await tasks[daemons.index(other)]
+
+    with ServerThread(sandbox) as server:
+        asyncio.run(asyncio.wait_for(scenario(server.url), 60))
+    readers = [r for r in sandbox.oms.ledger.request_log if r["operation"] == "feed-read"]
+    clients = [r["client"] for r in readers]
+    switches = sum(1 for before, after in itertools.pairwise(clients) if before != after)
+    assert len(set(clients)) == 2 and switches == 1, clients  # one reader, then the other
+    summary = sandbox.oms.ledger.summary()
+    assert summary["ordersWithDuplicatePlace"] == 0 and summary["ordersWithDuplicateStartHandling"] == 0
