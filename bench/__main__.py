@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench import api_intake, cpu, full, rate_limit, scale_out, transports
+from bench import api_intake, cpu, feed, full, rate_limit, scale_out, transports
 
 
 def main() -> None:
@@ -54,6 +54,13 @@ def main() -> None:
     per_order.add_argument("--grace", type=float, default=2.0, help="grace period, seconds")
     per_order.add_argument("--concurrency", type=int, default=64)
     per_order.set_defaults(run=cpu.run)
+    listening = sub.add_parser(
+        "feed", help="VTEX requests per order with the Orders Feed as the status source, against polling"
+    )
+    listening.add_argument("--orders", type=int, default=1000)
+    listening.add_argument("--grace", type=float, default=2.0, help="grace period, seconds")
+    listening.add_argument("--concurrency", type=int, default=64)
+    listening.set_defaults(run=feed.run)
     everything = sub.add_parser("full", help="cost per order, throughput and calls vs a baseline, and scale")
     everything.add_argument("--orders", type=int, nargs="+", default=[1000, 10000])
     everything.add_argument(

@@ -87,6 +87,7 @@ class FeedReader:
     lease: timedelta = timedelta(seconds=30)
     checked_at: datetime | None = None
     problem: str | None = None
+    gap: bool = False  # events may have been lost before this daemon led: look at every order
     _pruned_at: datetime | None = field(default=None, repr=False)
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -108,6 +109,8 @@ class FeedReader:
         """One round; the seconds until the next."""
         now = self.clock()
         try:
+            if self.checked_at is None:
+                self.gap = await self._gap_since_last_read(now)
             if not await self.db.run(self.db.store.lead_feed, self.account, self.worker, now, self.lease):
                 return self.lease.total_seconds() / 3  # another daemon reads it
             if self.checked_at is None or now - self.checked_at >= CHECK_EVERY:
@@ -130,25 +133,40 @@ class FeedReader:
             await self._note(now, problem=None)
         return 0.0 if full else self.interval
 
+    async def _gap_since_last_read(self, now: datetime) -> bool:
+        """Whether the feed was read before and may have lost events since: it was configured,
+        and nobody read it for longer than VTEX keeps events."""
+        seen = await self.db.run(self.db.store.feed, self.account)
+        if seen is None or seen["configured_at"] is None:
+            return False
+        return bool(now - seen["updated_at"] > timedelta(seconds=RETENTION_SECONDS))
+
     async def _ensure_configured(self, now: datetime) -> None:
+        """At start and hourly. A configuration missing where one was set (VTEX deletes idle ones),
+        or a reader away longer than VTEX keeps events, is a gap: every order looks once."""
         call = await self.client.feed_config()
+        seen = await self.db.run(self.db.store.feed, self.account)
+        was_set = seen is not None and seen["configured_at"] is not None
         if not configured_as_needed(call.body):
-            await self._configure(now, gone=call.body is None)
+            await self._configure(now, gone=call.body is None and was_set)
+        elif self.gap:
+            await self._sweep(now, "nobody read the feed for longer than VTEX keeps events")
+        self.gap = False
         self.checked_at = now
         await self._note(now, configured_at=now)
 
     async def _configure(self, now: datetime, *, gone: bool) -> None:
-        """Set the configuration. Where there was none (never set, or deleted by VTEX), events
-        may have been lost: every in-flight order looks at VTEX once."""
+        """Set the configuration. Where one had been set and is gone (VTEX deleted it), events may
+        have been lost: every in-flight order looks at VTEX once."""
         await self.client.set_feed_config(CONFIGURATION)
         self.checked_at = now
-        swept = await self.db.run(self.db.store.sweep, self.name, now) if gone else 0
-        self.log.warning(
-            "the Orders Feed configured"
-            + (" (it was missing); every order in flight looks once" if gone else ""),
-            account=self.name,
-            swept=swept,
-        )
+        self.log.info("the Orders Feed configured", account=self.name)
+        if gone or self.gap:
+            await self._sweep(now, "the feed's configuration was missing (VTEX deletes idle ones)")
+
+    async def _sweep(self, now: datetime, why: str) -> None:
+        swept = await self.db.run(self.db.store.sweep, self.name, now)
+        self.log.warning(f"{why}: every order in flight looks at VTEX once", account=self.name, swept=swept)
         if swept:
             self.wake()
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Literal
 
 from orchestrator.durations import format_duration
-from orchestrator.ops.status import MissingResource, StatusReport, Throttle
+from orchestrator.ops.status import FeedSeen, MissingResource, StatusReport, Throttle
 from orchestrator.timefmt import human
 
 Kind = Literal["ok", "warn", "alert"]
@@ -52,9 +52,27 @@ def alerts(report: StatusReport, now: datetime) -> list[Alert]:
                 f"(since {human(datetime.fromisoformat(paused['pausedSince']))}): {paused['reason']}",
             )
         )
+    for feed in report.get("feeds", []):
+        said = feed_said(feed, now)
+        if said is not None:
+            found.append(Alert("warn", f"VTEX account {feed['account']}: {said}"))
     for missing in report.get("missingPermissions", []):
         found.append(Alert("alert", f"VTEX account {missing['account']}: {permission_said(missing, now)}"))
     return found
+
+
+FEED_QUIET = 120.0  # seconds: a feed nobody read for longer is not being listened to
+
+
+def feed_said(feed: FeedSeen, now: datetime) -> str | None:
+    """What is wrong with an account's Orders Feed, in words (None: nothing)."""
+    if feed["problem"]:
+        return f"the Orders Feed cannot be read ({feed['problem']}); its orders are looked at by polling"
+    read = datetime.fromisoformat(feed["readAt"]) if feed["readAt"] else None
+    if feed["reader"] is None or read is None or (now - read).total_seconds() > FEED_QUIET:
+        since = f"for {format_duration(now - read)}" if read else "yet"
+        return f"no daemon has read the Orders Feed {since}: VTEX's status changes wait in it"
+    return None
 
 
 def permission_said(missing: MissingResource, now: datetime) -> str:

@@ -13,6 +13,7 @@ from orchestrator.config.account_tables import AccountSettings
 from orchestrator.config.checks import ConfigurationError
 from orchestrator.config.settings import Settings
 from orchestrator.engine.clients import build_client
+from orchestrator.engine.feed import configured_as_needed
 from orchestrator.ops.pause import PROBE_ORDER, active_pause, probe_credentials
 from orchestrator.redaction import mask_url
 from orchestrator.store.dialects import create_db_engine
@@ -144,7 +145,34 @@ async def check_setup(settings: Settings) -> list[tuple[str, bool, str]]:
         if probe.accepted:
             for permission in await probe_permissions(settings, account):
                 results.append((f"{label} permission", permission.granted is not False, permission.said))
+            if account.status_source == "feed":
+                results.append((f"{label} feed", *await feed_seen(settings, account)))
     return results
+
+
+async def feed_seen(settings: Settings, account: AccountSettings) -> tuple[bool, str]:
+    """An account that listens: its Orders Feed as VTEX has it (configured as the engine needs it,
+    items waiting, the oldest's age), from its configuration (a read, never a change)."""
+    async with build_client(settings, account) as client:
+        try:
+            config = (await client.feed_config()).body
+        except MissingPermission as exc:
+            return False, (
+                f"the app key lacks {exc.resource!r}: the account's orders are looked at by polling "
+                "(grant it, with a key of its own: one feed per app key)"
+            )
+        except VtexError as exc:
+            return False, f"cannot read the feed's configuration: {exc.describe()}"
+    if config is None:
+        return True, "no feed configured yet: the first daemon configures it"
+    waiting = config.get("quantity")
+    age = config.get("approximateAgeOfOldestMessageInSeconds")
+    shape = (
+        "configured as the engine needs"
+        if configured_as_needed(config)
+        else "configured otherwise (a daemon corrects it)"
+    )
+    return True, f"{shape}; {waiting} item(s) waiting, the oldest {age}s old"
 
 
 def vtex_label(account: str, accounts: int) -> str:

@@ -70,6 +70,17 @@ class MissingResource(TypedDict):
     message: str
 
 
+class FeedSeen(TypedDict):
+    """An account's Orders Feed as its reading daemon last saw it."""
+
+    account: str
+    reader: str | None  # the daemon that holds the lease (None: nobody reads it now)
+    readAt: str | None
+    lastEventAt: str | None
+    configuredAt: str | None
+    problem: str | None  # why it cannot be read (the orders are then polled)
+
+
 class Throttle(TypedDict):
     """An account VTEX rate-limited, and where its recovery stands (`orchestrator.vtex.recovery`)."""
 
@@ -105,6 +116,7 @@ class StatusReport(TypedDict):
     oldest: dict[str, Oldest]
     accounts: list[PausedAccount]
     missingPermissions: list[MissingResource]
+    feeds: list[FeedSeen]
     throttled: list[Throttle]
     daemons: list[RunningDaemon]
     canceledInVtex: int
@@ -202,6 +214,17 @@ def report(
                     "message": p.message,
                 }
                 for p in store.permission_pauses()
+            ],
+            "feeds": [
+                {
+                    "account": f["account"],
+                    "reader": f["owner"] if f["lease_until"] and f["lease_until"] > now else None,
+                    "readAt": iso(f["read_at"] or f["updated_at"]),
+                    "lastEventAt": iso(f["event_at"]),
+                    "configuredAt": iso(f["configured_at"]),
+                    "problem": f["problem"],
+                }
+                for f in store.feeds()
             ],
             "throttled": throttled_accounts(store),
             "daemons": [

@@ -773,6 +773,11 @@ class Store:
                 sa.update(FEEDS).where(c.account == account, c.owner == worker).values(updated_at=now, **seen)
             )
 
+    def feed(self, account: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(FEEDS).where(FEEDS.c.account == account)).mappings().first()
+        return dict(row) if row is not None else None
+
     def feeds(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(sa.select(FEEDS).order_by(FEEDS.c.account)).mappings()]
@@ -873,7 +878,7 @@ class Store:
                 sa.update(ORDERS)
                 .where(
                     c.account == name,
-                    c.state.in_([str(s) for s in IN_FLIGHT]),
+                    c.state.in_([str(s) for s in IN_FLIGHT if s != State.IMPORTED]),  # VTEX has them
                     c.lease_owner.is_(None),
                     c.needs_attention.is_(None),
                     c.intent.is_(None),

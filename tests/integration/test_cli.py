@@ -23,6 +23,7 @@ STATUS_KEYS = {
     "oldest",
     "accounts",
     "missingPermissions",
+    "feeds",
     "throttled",
     "daemons",
     "canceledInVtex",

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from orchestrator.clock import utcnow
 from orchestrator.config.settings import Settings, load_settings
@@ -27,7 +28,10 @@ from tests import backends
 from tests.daemon_runs import run_until, states
 from tests.factories import import_lines as lines_of
 
-FEED_CALLS = ("feed-config", "feed-config-set", "feed-read", "feed-commit")
+
+def listening(make: Callable[..., Settings], sandbox: Sandbox, url: str, grace: float = 0.3) -> Settings:
+    """An account whose status source is the Orders Feed."""
+    return make(sandbox, url, grace_period=timedelta(seconds=grace), status_source="feed")
 
 
 def test_start_handling_follows_vtexs_event_and_the_happy_path_asks_nothing(
@@ -39,7 +43,7 @@ def test_start_handling_follows_vtexs_event_and_the_happy_path_asks_nothing(
     an order; `python -m bench feed` measures the share on 1,000 orders)."""
     sandbox = make_sandbox(grace_seconds=0.5)
     with ServerThread(sandbox) as server:
-        settings = make_settings(sandbox, server.url, grace_period=timedelta(seconds=5), status_source="feed")
+        settings = listening(make_settings, sandbox, server.url, grace=5.0)
         store = open_store(settings.database_url)
         import_lines(lines_of(20), store, utcnow())
         started = utcnow()
@@ -58,6 +62,7 @@ def test_start_handling_follows_vtexs_event_and_the_happy_path_asks_nothing(
     assert sandbox.oms.feed.delivered == 40  # ready-for-handling and invoiced, for each order
 
 
+@pytest.mark.sqlite_only  # the engine's decisions; the inbox on both backends: the happy path
 def test_a_cancellation_made_in_vtex_shows_within_seconds(
     make_sandbox: Callable[..., Sandbox], make_settings: Callable[..., Settings]
 ) -> None:
@@ -87,6 +92,7 @@ def test_a_cancellation_made_in_vtex_shows_within_seconds(
     assert row.state_changed_at - seen["at"] < timedelta(seconds=10)  # type: ignore[operator]
 
 
+@pytest.mark.sqlite_only  # the engine's decisions; the inbox on both backends: the happy path
 def test_duplicated_and_shuffled_items_do_no_harm(
     make_sandbox: Callable[..., Sandbox], make_settings: Callable[..., Settings]
 ) -> None:
@@ -108,6 +114,7 @@ def test_duplicated_and_shuffled_items_do_no_harm(
     assert sandbox.oms.feed.delivered > sandbox.oms.feed.committed - 1  # copies were handed out
 
 
+@pytest.mark.sqlite_only  # the engine's decisions; the inbox on both backends: the happy path
 def test_a_feed_vtex_deleted_is_recreated_and_every_order_looks_once(
     make_sandbox: Callable[..., Sandbox], make_settings: Callable[..., Settings]
 ) -> None:
@@ -204,3 +211,24 @@ def test_two_daemons_on_postgresql_read_an_accounts_feed_one_at_a_time(
     assert len(set(clients)) == 2 and switches == 1, clients  # one reader, then the other
     summary = sandbox.oms.ledger.summary()
     assert summary["ordersWithDuplicatePlace"] == 0 and summary["ordersWithDuplicateStartHandling"] == 0
+
+
+@pytest.mark.sqlite_only  # the engine's decisions; the inbox on both backends: the happy path
+def test_a_key_without_the_feeds_permission_falls_back_to_polling(
+    make_sandbox: Callable[..., Sandbox], make_settings: Callable[..., Settings]
+) -> None:
+    """VTEX answers 403 to every feed call: one clear line, the feed's problem recorded for
+    `status`, and the orders are looked at as a polling account's are: all invoiced."""
+    sandbox = make_sandbox(grace_seconds=0.3, forbidden=("feed-config", "feed-config-set", "feed-read"))
+    with ServerThread(sandbox) as server:
+        settings = make_settings(
+            sandbox, server.url, grace_period=timedelta(seconds=0.3), status_source="feed"
+        )
+        store = open_store(settings.database_url)
+        import_lines(lines_of(3), store, utcnow())
+        with capture_logs() as logs:
+            run_until(settings, store, lambda: states(store) == {"invoiced": 3}, timeout=30)
+    assert states(store) == {"invoiced": 3}
+    lines = [e for e in logs if e["event"].startswith("the Orders Feed cannot be read")]
+    assert len(lines) == 1 and "'Feed v3 and Hook Admin'" in lines[0]["error"]
+    assert "Feed v3 and Hook Admin" in (store.feeds()[0]["problem"] or "")
