@@ -242,12 +242,17 @@ def sandbox(
             help="Answer 403 to this call (e.g. send-invoice: the key lacks Notify invoice); repeat."
         ),
     ] = None,
+    feed_shuffle: Annotated[bool, typer.Option(help="The Orders Feed hands items out in any order.")] = False,
+    feed_duplicate: Annotated[
+        float, typer.Option(help="Chance that the Orders Feed hands an item out twice.")
+    ] = 0.0,
 ) -> None:
     """Serve the VTEX sandbox over HTTP (a faithful, stateful simulator of VTEX OMS)."""
     from dataclasses import replace
 
     from orchestrator.config.account_tables import ACCOUNT_NAME
     from orchestrator.sandbox import Catalog, FaultConfig, Faults, Sandbox, SandboxConfig, SandboxOms
+    from orchestrator.sandbox.feed import FeedFaults
     from orchestrator.sandbox.server import serve_forever
 
     config = SandboxConfig(
@@ -295,6 +300,7 @@ def sandbox(
         endless=endless,
     )
     oms = SandboxOms(config, Catalog.from_file(catalog) if catalog else None)
+    oms.feed.set_faults(FeedFaults(shuffle=feed_shuffle, duplicate=feed_duplicate, seed=seed))
     served = Sandbox(oms, Faults(faults))
     for name in account or ():
         if not ACCOUNT_NAME.fullmatch(name):
