@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 from structlog.testing import capture_logs
 
 from orchestrator.clock import utcnow
@@ -44,10 +45,11 @@ def test_start_handling_follows_vtexs_event_and_the_happy_path_asks_nothing(
     sandbox = make_sandbox(grace_seconds=0.5)
     with ServerThread(sandbox) as server:
         settings = listening(make_settings, sandbox, server.url, grace=5.0)
+        settings = settings.model_copy(update={"metrics_port": 0})
         store = open_store(settings.database_url)
         import_lines(lines_of(20), store, utcnow())
         started = utcnow()
-        run_until(settings, store, lambda: states(store) == {"invoiced": 20}, timeout=30)
+        daemon = run_until(settings, store, lambda: states(store) == {"invoiced": 20}, timeout=30)
         took = utcnow() - started
     assert states(store) == {"invoiced": 20}
     assert took < timedelta(seconds=5), took  # the configured grace period was never waited out
@@ -60,6 +62,9 @@ def test_start_handling_follows_vtexs_event_and_the_happy_path_asks_nothing(
     assert by_operation.get("get-order", 0) == 0
     assert configured_as_needed(sandbox.oms.feed.view())
     assert sandbox.oms.feed.delivered == 40  # ready-for-handling and invoiced, for each order
+    assert daemon.metrics is not None
+    exposed = generate_latest(daemon.metrics.registry).decode()
+    assert "orchestrator_feed_read_age_seconds " in exposed and "orchestrator_feed_unreadable 0.0" in exposed
 
 
 @pytest.mark.sqlite_only  # the engine's decisions; the inbox on both backends: the happy path

@@ -15,6 +15,13 @@
                                                        request first), 3 ramping back to the budget
     orchestrator_account_ramp_requests_per_second      what the ramp allows now (0 when not ramping)
     orchestrator_orders_canceled_in_vtex_total         orders VTEX canceled without us asking
+    orchestrator_feed_read_age_seconds                 since a daemon last read the account's Orders
+                                                       Feed (accounts that listen to it)
+    orchestrator_feed_last_event_age_seconds           since the feed last handed out an item
+    orchestrator_feed_unreadable                       1 while the feed cannot be read (its orders
+                                                       are polled meanwhile)
+    orchestrator_account_missing_permissions           License Manager resources VTEX refused the
+                                                       account's calls for (403): those calls wait
     orchestrator_stuck_orders{reason}                  stuck orders by reason
     orchestrator_build_info{version,python}            always 1: which build runs
 
@@ -124,6 +131,30 @@ class Metrics:
             a,
             registry=r,
         )
+        self.feed_read_age = Gauge(
+            "orchestrator_feed_read_age_seconds",
+            "Seconds since a daemon last read the account's Orders Feed (accounts that listen to it).",
+            a,
+            registry=r,
+        )
+        self.feed_event_age = Gauge(
+            "orchestrator_feed_last_event_age_seconds",
+            "Seconds since the account's Orders Feed last handed out an item.",
+            a,
+            registry=r,
+        )
+        self.feed_unreadable = Gauge(
+            "orchestrator_feed_unreadable",
+            "1 while the account's Orders Feed cannot be read (its orders are polled meanwhile).",
+            a,
+            registry=r,
+        )
+        self.missing_permissions = Gauge(
+            "orchestrator_account_missing_permissions",
+            "License Manager resources VTEX refused the account's calls for (403): those calls wait.",
+            a,
+            registry=r,
+        )
         self.stuck = Gauge(
             "orchestrator_stuck_orders",
             "Stuck orders by reason: failed, slow-<state>, open-intent, needs-attention.",
@@ -182,6 +213,14 @@ class Metrics:
         self._one(self.account_paused, account).set(1 if paused or throttled_for > 0 else 0)
         self._one(self.recovery_phase, account).set(RECOVERY_PHASES.index(phase))
         self._one(self.ramp_rate, account).set(ramp or 0.0)
+
+    def refresh_permissions(self, account: str, missing: int) -> None:
+        self._one(self.missing_permissions, account).set(missing)
+
+    def refresh_feed(self, account: str, read_age: float, event_age: float | None, unreadable: bool) -> None:
+        self._one(self.feed_read_age, account).set(read_age)
+        self._one(self.feed_event_age, account).set(event_age if event_age is not None else 0.0)
+        self._one(self.feed_unreadable, account).set(1 if unreadable else 0)
 
     def refresh_orders(
         self, counts: dict[str, dict[str, int]], oldest_active: datetime | None, now: datetime

@@ -103,11 +103,22 @@ class Watch:
         oldest = await self._db.run(store.oldest_active_created_at)
         metrics.refresh_orders(counts, oldest, now)
         metrics.in_flight.set(in_flight)
+        feeds = {f["account"]: f for f in await self._db.run(store.feeds)}
         for name, watched in self._accounts.items():
             budget = watched.budget
             throttled = budget.paused_for if budget is not None else 0.0
             phase, ramp = budget.recovery_phase() if budget is not None else ("normal", None)
             metrics.refresh_account(name, watched.guard.is_paused(now), throttled, phase, ramp)
+            metrics.refresh_permissions(name, len(watched.guard.permissions))
+            feed = feeds.get(watched.guard.account)
+            if feed is not None:
+                event_at = feed["event_at"]
+                metrics.refresh_feed(
+                    name,
+                    (now - feed["updated_at"]).total_seconds(),
+                    (now - event_at).total_seconds() if event_at is not None else None,
+                    feed["problem"] is not None,
+                )
         if self._stuck_rules is not None:
             stuck = await self._db.run(store.stuck_counts, now, self._stuck_rules)
             metrics.refresh_stuck(stuck)
