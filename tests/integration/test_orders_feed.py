@@ -15,11 +15,13 @@ import httpx
 import pytest
 from prometheus_client import generate_latest
 from structlog.testing import capture_logs
+from typer.testing import CliRunner
 
+from orchestrator.cli import app
 from orchestrator.clock import utcnow
 from orchestrator.config.settings import Settings, load_settings
 from orchestrator.engine.daemon import Daemon
-from orchestrator.engine.feed import configured_as_needed
+from orchestrator.engine.feed import CONFIGURATION, configured_as_needed
 from orchestrator.intake.importer import import_lines
 from orchestrator.runner import run_daemon
 from orchestrator.sandbox import Sandbox, ServerThread
@@ -237,3 +239,30 @@ def test_a_key_without_the_feeds_permission_falls_back_to_polling(
     lines = [e for e in logs if e["event"].startswith("the Orders Feed cannot be read")]
     assert len(lines) == 1 and "'Feed v3 and Hook Admin'" in lines[0]["error"]
     assert "Feed v3 and Hook Admin" in (store.feeds()[0]["problem"] or "")
+
+
+@pytest.mark.sqlite_only
+def test_check_says_how_each_listening_accounts_feed_stands(
+    sandbox_server: ServerThread, database_url: str
+) -> None:
+    """`check` reads the feed's configuration (never changes it): none yet, then configured as
+    the engine needs with the items waiting; without the feed's permission, a failed line."""
+    config = sandbox_server.sandbox.oms.config
+    env = {
+        "ORCHESTRATOR_DATABASE_URL": database_url,
+        "VTEX_BASE_URL": sandbox_server.url,
+        "VTEX_APP_KEY": config.app_key,
+        "VTEX_APP_TOKEN": config.app_token,
+        "ORCHESTRATOR_STATUS_SOURCE": "feed",
+        "COLUMNS": "240",
+    }
+    runner = CliRunner(env=env)
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    first = runner.invoke(app, ["check"])
+    assert "VTEX feed: no feed configured yet" in first.output, first.output
+    sandbox_server.sandbox.oms.set_feed_config(CONFIGURATION)
+    configured = runner.invoke(app, ["check"])
+    assert "VTEX feed: configured as the engine needs; 0 item(s) waiting" in configured.output
+    config.forbidden = ("feed-config",)
+    refused = runner.invoke(app, ["check"])
+    assert refused.exit_code != 0 and "lacks 'Feed v3 and Hook Admin'" in " ".join(refused.output.split())
