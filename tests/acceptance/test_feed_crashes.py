@@ -20,15 +20,15 @@ from tests.factories import import_lines as lines_of
 from tests.processes import start_daemon
 
 SEED = 20261205
-ORDERS = 60
-KILLS = 8
+ORDERS = 40
+KILLS = 5
 
 
 @pytest.mark.sqlite_only  # the inbox on both backends: tests/integration/test_orders_feed.py
 def test_shuffled_duplicated_items_and_sigkills_never_duplicate_or_lose_a_step(
     tmp_path: Path, database_url: str
 ) -> None:
-    """60 orders, the feed shuffled with a third of its items handed out twice, 8 SIGKILLs of the
+    """40 orders, the feed shuffled with a third of its items handed out twice, 5 SIGKILLs of the
     reading daemon: all invoiced, each Place, Start handling and invoice applied once."""
     rng = random.Random(SEED)
     sandbox = SandboxProcess(
