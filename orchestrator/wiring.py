@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -184,6 +184,9 @@ def _feed_reader(
         daemon.wake,
         follow,
         log,
+        # A daemon that died holding the feed keeps it no longer than its orders' leases (at most
+        # 30 s), and never shorter than three reads.
+        lease=max(timedelta(seconds=6), min(settings.lease, timedelta(seconds=30))),
     )
 
 
