@@ -27,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from orchestrator.log import get_logger
 from orchestrator.vtex.errors import Throttled
 from orchestrator.vtex.recovery import (
     PROBE_TIMEOUT,
@@ -57,6 +58,25 @@ def bucket_shape(requests_per_minute: int, window: float = WINDOW_SECONDS) -> tu
     capacity = max(1.0, float(int(requests_per_minute * BURST_SECONDS / 60)))
     rate = max(1.0, requests_per_minute - capacity) / window
     return capacity, rate
+
+
+def in_background(work: Awaitable[None], running: set[asyncio.Future[None]]) -> None:
+    """Record a change of the recovery without waiting for it. A record that fails (the
+    database dropped the connection, as it may) is one warning line, never asyncio's "Task
+    exception was never retrieved": the next change records the recovery again, and the account's
+    own calls are held by this process meanwhile."""
+    report = asyncio.ensure_future(work)
+    running.add(report)
+
+    def done(finished: asyncio.Future[None]) -> None:
+        running.discard(finished)
+        if finished.cancelled() or finished.exception() is None:
+            return
+        error = finished.exception()
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        get_logger().warning("could not record the account's recovery after a 429", error=first[:300])
+
+    report.add_done_callback(done)
 
 
 class RequestBudget(Protocol):
@@ -115,9 +135,7 @@ class _Recovering:
             return
         self._recovery = state
         if self._record is not None:
-            report = asyncio.ensure_future(self._record(state, self._clock()))
-            self._records.add(report)
-            report.add_done_callback(self._records.discard)
+            in_background(self._record(state, self._clock()), self._records)
 
     def pause(self, seconds: float | None) -> None:
         self._become(throttled(self._recovery, self._clock(), seconds))
@@ -285,9 +303,7 @@ class SharedTokenBucket:
         self._reports: set[asyncio.Future[None]] = set()
 
     def _report(self, work: Awaitable[None]) -> None:
-        report = asyncio.ensure_future(work)
-        self._reports.add(report)
-        report.add_done_callback(self._reports.discard)
+        in_background(work, self._reports)
 
     def pause(self, seconds: float | None) -> None:
         """A 429 seen here stops this daemon at once and, through the database, all the others."""

@@ -9,6 +9,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from orchestrator.vtex.budget import TokenBucket, Unlimited
 from orchestrator.vtex.errors import Throttled
@@ -206,3 +207,19 @@ async def test_a_probe_that_got_no_answer_lets_the_next_request_probe_at_once() 
     probed_at = time.now
     await bucket.acquire()
     assert time.now == probed_at and bucket.recovery.probe_at == probed_at
+
+
+async def test_a_recovery_record_the_database_refuses_is_one_warning_not_a_stray_traceback() -> None:
+    """Recording the pause after a 429 runs in the background; when the database drops the
+    connection then, the failure is one warning line and nothing is left unretrieved."""
+
+    async def refuse(_state: object, _now: float) -> None:
+        raise ConnectionError("server closed the connection unexpectedly")
+
+    bucket = TokenBucket(60, record=refuse)
+    with capture_logs() as logs:
+        bucket.pause(5.0)
+        await asyncio.sleep(0.01)
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert [e["event"] for e in warnings] == ["could not record the account's recovery after a 429"]
+    assert "server closed the connection" in warnings[0]["error"]
