@@ -121,7 +121,11 @@ def test_chaos_kills_and_faults_never_duplicate_an_effect(
             refuse_connections(sa.make_url(database_url).database or "", True)
         final = start_daemon(env, log, "--until-done")
         if killer is not None:
-            time.sleep(2)
+            # Until the final daemon has met the refusal (its start-up takes longer on a busy
+            # machine than on an idle one), then the database takes connections again.
+            waited = time.monotonic() + 30
+            while "the database is away; trying again" not in log.read_text() and time.monotonic() < waited:
+                time.sleep(0.2)
             refuse_connections(sa.make_url(database_url).database or "", False)
             time.sleep(5)  # the kills go on into the final run too, then let it finish
             killer.stop.set()
