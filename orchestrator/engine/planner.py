@@ -9,7 +9,9 @@ policy. Around that table, a few rules apply to every state, in this order:
     stopped for a person                 -> idle until an operator acts
     cancel asked for                     -> WRITE cancel-order
     VTEX holds the order in a status it does not move through in this state (seen since the
-                                            order entered it) -> AWAIT, less and less often, saying why
+                                            order entered it), or in one it refused our call in
+                                            while waiting for someone else (`Waiting.VTEX_HOLDS`)
+                                            -> AWAIT, less and less often, saying why
     a side step whose data waits (the table's `SIDE_STEPS`: the invoice in the states the
                                             invoice timing allows, the tracking number once
                                             invoiced)   -> WRITE it
