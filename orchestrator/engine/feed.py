@@ -51,6 +51,9 @@ CONFIGURATION: dict[str, Any] = {
     },
 }
 CHECK_EVERY = timedelta(hours=1)
+# A feed that fails for this long (VTEX unreachable, answers that are not VTEX's) is given up for
+# polling; a shorter outage is only retried. A missing permission is given up at once.
+FALL_BACK_AFTER = timedelta(minutes=2)
 KEEP_EVENTS = timedelta(seconds=RETENTION_SECONDS) + timedelta(days=1)  # past it VTEX resends none
 
 
@@ -88,6 +91,8 @@ class FeedReader:
     checked_at: datetime | None = None
     problem: str | None = None
     gap: bool = False  # events may have been lost before this daemon led: look at every order
+    was_configured: bool = False  # a configuration had been set before (so a missing one is a gap)
+    trouble_since: datetime | None = None  # the feed has failed since then
     _pruned_at: datetime | None = field(default=None, repr=False)
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -110,7 +115,7 @@ class FeedReader:
         now = self.clock()
         try:
             if self.checked_at is None:
-                self.gap = await self._gap_since_last_read(now)
+                await self._recall(now)
             if not await self.db.run(self.db.store.lead_feed, self.account, self.worker, now, self.lease):
                 return self.lease.total_seconds() / 3  # another daemon reads it
             if self.checked_at is None or now - self.checked_at >= CHECK_EVERY:
@@ -126,6 +131,7 @@ class FeedReader:
                 "the Orders Feed waits: the database failed", account=self.name, error=explain(exc)
             )
             return 5.0
+        self.trouble_since = None
         if self.problem is not None:
             self.log.info("the Orders Feed is read again", account=self.name)
             self.problem = None
@@ -133,22 +139,21 @@ class FeedReader:
             await self._note(now, problem=None)
         return 0.0 if full else self.interval
 
-    async def _gap_since_last_read(self, now: datetime) -> bool:
-        """Whether the feed was read before and may have lost events since: it was configured,
-        and nobody read it for longer than VTEX keeps events."""
+    async def _recall(self, now: datetime) -> None:
+        """What was known of the feed before this daemon led it: whether a configuration had been
+        set, and whether nobody read it for longer than VTEX keeps events (a gap)."""
         seen = await self.db.run(self.db.store.feed, self.account)
-        if seen is None or seen["configured_at"] is None:
-            return False
-        return bool(now - seen["updated_at"] > timedelta(seconds=RETENTION_SECONDS))
+        self.was_configured = seen is not None and seen["configured_at"] is not None
+        self.gap = self.was_configured and bool(
+            now - seen["updated_at"] > timedelta(seconds=RETENTION_SECONDS)
+        )
 
     async def _ensure_configured(self, now: datetime) -> None:
         """At start and hourly. A configuration missing where one was set (VTEX deletes idle ones),
         or a reader away longer than VTEX keeps events, is a gap: every order looks once."""
         call = await self.client.feed_config()
-        seen = await self.db.run(self.db.store.feed, self.account)
-        was_set = seen is not None and seen["configured_at"] is not None
         if not configured_as_needed(call.body):
-            await self._configure(now, gone=call.body is None and was_set)
+            await self._configure(now, gone=call.body is None and self.was_configured)
         elif self.gap:
             await self._sweep(now, "nobody read the feed for longer than VTEX keeps events")
         self.gap = False
@@ -160,6 +165,7 @@ class FeedReader:
         have been lost: every in-flight order looks at VTEX once."""
         await self.client.set_feed_config(CONFIGURATION)
         self.checked_at = now
+        self.was_configured = True
         self.log.info("the Orders Feed configured", account=self.name)
         if gone or self.gap:
             await self._sweep(now, "the feed's configuration was missing (VTEX deletes idle ones)")
@@ -198,6 +204,11 @@ class FeedReader:
         """The feed cannot be read now: the orders are looked at as a polling account's are."""
         if isinstance(exc, RateLimited):
             return max(1.0, exc.retry_after or 60.0)
+        if self.trouble_since is None:
+            self.trouble_since = now
+        if not isinstance(exc, MissingPermission) and now - self.trouble_since < FALL_BACK_AFTER:
+            self.log.warning("the Orders Feed failed; trying again", account=self.name, error=exc.describe())
+            return 5.0  # a passing outage: the orders' safety-net looks are enough meanwhile
         if isinstance(exc, MissingPermission):
             why = f"the app key lacks the License Manager resource {exc.resource!r}"
             wait = 300.0

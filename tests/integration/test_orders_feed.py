@@ -25,6 +25,7 @@ from orchestrator.engine.feed import CONFIGURATION, configured_as_needed
 from orchestrator.intake.importer import import_lines
 from orchestrator.runner import run_daemon
 from orchestrator.sandbox import Sandbox, ServerThread
+from orchestrator.sandbox.faults import FaultConfig
 from orchestrator.sandbox.feed import FeedFaults
 from orchestrator.store.open import open_store
 from tests import backends
@@ -271,3 +272,35 @@ def test_check_says_how_each_listening_accounts_feed_stands(
     config.forbidden = ("feed-config",)
     refused = runner.invoke(app, ["check"])
     assert refused.exit_code != 0 and "lacks 'Feed v3 and Hook Admin'" in " ".join(refused.output.split())
+
+
+@pytest.mark.sqlite_only
+def test_a_passing_outage_of_the_feed_is_retried_not_given_up_for_polling(
+    make_sandbox: Callable[..., Sandbox], make_settings: Callable[..., Settings]
+) -> None:
+    """Once the feed is configured, VTEX answers 503 to everything for 2.5 s (a read or more): the feed is tried
+    again (a warning line), never given up for polling (no sweep of every order, no problem
+    recorded), and the orders finish on its events."""
+    sandbox = make_sandbox(grace_seconds=0.3)
+    with ServerThread(sandbox) as server:
+        settings = listening(make_settings, sandbox, server.url)
+        store = open_store(settings.database_url)
+        import_lines(lines_of(3), store, utcnow())
+        outage: dict[str, float] = {}
+
+        def outage_once_configured(elapsed: float) -> None:
+            if "from" not in outage and sandbox.oms.feed.config is not None:
+                outage["from"] = elapsed
+                sandbox.faults.configure(FaultConfig(error_before=1.0))
+            elif "from" in outage and "to" not in outage and elapsed > outage["from"] + 2.5:
+                outage["to"] = elapsed
+                sandbox.faults.configure(FaultConfig())
+
+        invoiced = lambda: states(store) == {"invoiced": 3}  # noqa: E731
+        with capture_logs() as logs:
+            run_until(settings, store, invoiced, timeout=30, during=outage_once_configured)
+    assert states(store) == {"invoiced": 3}
+    events = [e["event"] for e in logs]
+    assert "the Orders Feed failed; trying again" in events
+    assert not [e for e in events if e.startswith("the Orders Feed cannot be read")]
+    assert store.feeds()[0]["problem"] is None
