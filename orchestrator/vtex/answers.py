@@ -113,15 +113,16 @@ def _the_order(answer: Answer, order_id: str | None) -> str | None:
 
 
 def _items(answer: Answer, _order_id: str | None) -> str | None:
-    """The feed's items: a JSON array of objects naming an eventId, a handle and an orderId."""
+    """The feed's items: a JSON array of objects naming an eventId, a handle, an orderId and the
+    state the order reached."""
     body = answer.json
     if not isinstance(body, list):
         return "not a JSON array of feed items"
     for item in body:
         if not isinstance(item, Mapping) or not all(
-            isinstance(item.get(k), str) for k in ("eventId", "handle", "orderId")
+            isinstance(item.get(k), str) for k in ("eventId", "handle", "orderId", "state")
         ):
-            return "a feed item without eventId, handle or orderId"
+            return "a feed item without eventId, handle, orderId or state"
     return None
 
 
