@@ -535,25 +535,9 @@ class Stepper:
             return None, False
         try:
             call = await self.client.get_order(row.order_id)
-        except RateLimited as exc:
-            self._record_call(ctx, exc.operation, exc)
-            self._rate_limited(ctx, exc, "")
-            return None, False
-        except AuthError as exc:
-            self._record_call(ctx, exc.operation, exc)
-            self._bad_credentials(ctx, exc)
-            return None, False
-        except MissingPermission as exc:
-            self._record_call(ctx, exc.operation, exc)
-            self._permission_missing(ctx, exc)
-            return None, False
-        except EndpointError as exc:
-            self._record_call(ctx, exc.operation, exc)
-            self._endpoint_problem(ctx, exc)
-            return None, False
         except VtexError as exc:
             self._record_call(ctx, exc.operation, exc)
-            self._read_failed(ctx, exc)
+            self._read_setback(ctx, exc)
             return None, False
         self._record_call(ctx, call.operation, call)
         body = call.body if isinstance(call.body, Mapping) else None
@@ -606,6 +590,19 @@ class Stepper:
             self._catch_up(ctx, vtex_order)
 
     # -- setbacks: VTEX did not simply accept -----------------------------------------------------
+
+    def _read_setback(self, ctx: StepContext, exc: VtexError) -> None:
+        """Get order did not answer with the order: the setback its kind of failure calls for."""
+        if isinstance(exc, RateLimited):
+            self._rate_limited(ctx, exc, "")
+        elif isinstance(exc, AuthError):
+            self._bad_credentials(ctx, exc)
+        elif isinstance(exc, MissingPermission):
+            self._permission_missing(ctx, exc)
+        elif isinstance(exc, EndpointError):
+            self._endpoint_problem(ctx, exc)
+        else:
+            self._read_failed(ctx, exc)
 
     def _read_failed(self, ctx: StepContext, exc: VtexError) -> None:
         row = ctx.row
