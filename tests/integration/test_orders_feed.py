@@ -278,9 +278,9 @@ def test_check_says_how_each_listening_accounts_feed_stands(
 def test_a_passing_outage_of_the_feed_is_retried_not_given_up_for_polling(
     make_sandbox: Callable[..., Sandbox], make_settings: Callable[..., Settings]
 ) -> None:
-    """Once the feed is configured, VTEX answers 503 to everything for 2.5 s (a read or more): the feed is tried
-    again (a warning line), never given up for polling (no sweep of every order, no problem
-    recorded), and the orders finish on its events."""
+    """Once the feed is configured, VTEX answers 503 to everything for 2.5 s (a read or more):
+    the feed is tried again (a warning line), never given up for polling (no sweep of every
+    order, no problem recorded), and the orders finish on its events."""
     sandbox = make_sandbox(grace_seconds=0.3)
     with ServerThread(sandbox) as server:
         settings = listening(make_settings, sandbox, server.url)
