@@ -20,7 +20,7 @@ from orchestrator.config.account_tables import AccountSettings
 from orchestrator.config.settings import Settings
 from orchestrator.engine.clients import build_client, process_identity, stepper_config
 from orchestrator.engine.daemon import Daemon, DaemonConfig
-from orchestrator.engine.feed import FeedReader
+from orchestrator.engine.feed import FeedReader, HookWanted
 from orchestrator.engine.lanes import Lane
 from orchestrator.engine.monitor.metrics import Metrics
 from orchestrator.engine.monitor.probe_server import BACKLOG
@@ -35,6 +35,7 @@ from orchestrator.store.thread import DatabaseThread
 from orchestrator.vtex.budget import RequestBudget, SharedTokenBucket, TokenBucket
 from orchestrator.vtex.client import Call, CallObserver, VtexClient
 from orchestrator.vtex.errors import VtexError
+from orchestrator.vtex.hook import hook_url
 from orchestrator.vtex.pauses import AccountGuard
 from orchestrator.vtex.recovery import Grant, Recovery, on_the_wall
 
@@ -145,7 +146,7 @@ def build_daemon(
     )
     for lane in lanes:
         account = accounts[lane.name]
-        if account.status_source == "feed":
+        if account.status_source != "poll":
             daemon.feeds.append(
                 _feed_reader(settings, account, lane, database=database, daemon=daemon, log=log)
             )
@@ -184,10 +185,23 @@ def _feed_reader(
         daemon.wake,
         follow,
         log,
+        choice=account.status_source,
+        hook=HookWanted(
+            hook_url(account.hook_url, account.name), partial(lane.client.hook_secret, account.key)
+        )
+        if account.status_source == "hook" and account.hook_url
+        else None,
         # A daemon that died holding the feed keeps it no longer than its orders' leases (at most
         # 30 s), and never shorter than three reads.
         lease=max(timedelta(seconds=6), min(settings.lease, timedelta(seconds=30))),
     )
+
+
+def _hook_wanted(account: AccountSettings, lane: Lane) -> HookWanted | None:
+    """Where VTEX should push (`status_source = hook`), with the secret of the token in use."""
+    if account.status_source != "hook" or not account.hook_url:
+        return None
+    return HookWanted(hook_url(account.hook_url, account.name), partial(lane.client.hook_secret, account.key))
 
 
 def _lane(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -94,8 +95,9 @@ def api_served(
 
 
 @contextmanager
-def serve_api(settings: Settings, sandbox: Sandbox) -> Iterator[Served]:
-    """The API of `settings` on a real socket, with one token per role."""
+def serve_api(settings: Settings, sandbox: Sandbox, sock: socket.socket | None = None) -> Iterator[Served]:
+    """The API of `settings` on a real socket (`sock`, bound already when the settings must name
+    its URL), with one token per role."""
     store = open_store(settings.database_url, create=True)
     runner = CliRunner(env={"ORCHESTRATOR_DATABASE_URL": settings.database_url})
     tokens = {}
@@ -103,7 +105,7 @@ def serve_api(settings: Settings, sandbox: Sandbox) -> Iterator[Served]:
         created = runner.invoke(app, ["token", "create", "--name", f"{role}-bot", "--role", role, "--json"])
         assert created.exit_code == 0, created.output
         tokens[role] = json.loads(created.stdout)["token"]
-    sock = bind("127.0.0.1", 0, backlog=BACKLOG)
+    sock = sock or bind("127.0.0.1", 0, backlog=BACKLOG)
     server = api_server(settings, store, Limits())
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
     thread.start()

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from orchestrator.config.checks import (
+    HOOK_NEEDS_URL,
     ConfigurationError,
     check_base_url,
     check_credential,
@@ -56,6 +57,7 @@ class AccountTable(BaseModel):
     max_rpm: int | None = Field(None, ge=1)
     invoice_timing: str | None = None
     status_source: str | None = None
+    hook_url: str | None = None
 
     @field_validator("grace_period", mode="before")
     @classmethod
@@ -139,7 +141,8 @@ class AccountSettings:
     max_rpm: int
     invoice_timing: str
     credentials: CredentialSource = SINGLE_ACCOUNT_CREDENTIALS
-    status_source: str = "poll"  # `poll` or `feed` (`orchestrator.engine.feed`)
+    status_source: str = "auto"  # `config.checks.STATUS_SOURCES` (`orchestrator.engine.feed`)
+    hook_url: str | None = None  # `serve`'s public URL, for VTEX's Hook
     credentials_problem: str | None = None  # why its credentials could not be read here
 
     @property
@@ -241,6 +244,12 @@ def _from_table(name: str, table: AccountTable, single: AccountSettings) -> Acco
         status_source = check_status_source(table.status_source or single.status_source)
     except ValueError as exc:
         raise AccountError(f"[accounts.{name}] status_source: {exc}") from None
+    try:
+        hook_url = check_base_url(table.hook_url) if table.hook_url else single.hook_url
+    except ValueError as exc:
+        raise AccountError(f"[accounts.{name}] hook_url: {exc}") from None
+    if status_source == "hook" and not hook_url:
+        raise AccountError(f"[accounts.{name}] {HOOK_NEEDS_URL}")
     missing: list[str] = []
     return AccountSettings(
         name=name,
@@ -253,6 +262,7 @@ def _from_table(name: str, table: AccountTable, single: AccountSettings) -> Acco
         max_rpm=table.max_rpm or single.max_rpm,
         invoice_timing=invoice_timing,
         status_source=status_source,
+        hook_url=hook_url,
         credentials=CredentialSource(
             name, table.app_key_env, table.app_key_file, table.app_token_env, table.app_token_file
         ),

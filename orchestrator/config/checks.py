@@ -57,14 +57,23 @@ def check_invoice_timing(value: str) -> str:
     return value
 
 
-STATUS_SOURCES = ("poll", "feed")
+# Where an account's orders learn VTEX's status (`orchestrator.engine.feed`):
+#   auto  the Orders Feed when the app key may read it and nobody else configured it, else Get order
+#   feed  VTEX's Orders Feed v3 (taken over if configured otherwise), Get order as a safety net
+#   hook  VTEX pushes to `serve` (its Hook), with the feed read as a backup
+#   poll  Get order only
+STATUS_SOURCES = ("auto", "feed", "hook", "poll")
+
+
+HOOK_NEEDS_URL = (
+    "status_source = hook needs hook_url (ORCHESTRATOR_HOOK_URL): serve's public https URL, where VTEX "
+    "pushes the account's notifications"
+)
 
 
 def check_status_source(value: str) -> str:
-    """Where an account's orders learn VTEX's status: `poll` (Get order, today's default) or
-    `feed` (VTEX's Orders Feed v3, Get order only as a safety net)."""
     if value not in STATUS_SOURCES:
-        raise ValueError("status_source must be poll (default) or feed")
+        raise ValueError("status_source must be auto (default), feed, hook or poll")
     return value
 
 

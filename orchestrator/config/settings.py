@@ -35,6 +35,7 @@ from orchestrator.config.account_tables import (
     resolve,
 )
 from orchestrator.config.checks import (
+    HOOK_NEEDS_URL,
     ConfigurationError,
     check_base_url,
     check_credential,
@@ -71,9 +72,12 @@ class Settings(BaseSettings):
 
     grace_period: timedelta = Field(timedelta(minutes=30), validation_alias=_env("ORCHESTRATOR_GRACE_PERIOD"))
     invoice_timing: str = Field("after-grace", validation_alias=_env("ORCHESTRATOR_INVOICE_TIMING"))
-    # Where orders learn VTEX's status: Get order (`poll`) or VTEX's Orders Feed v3 (`feed`; the app
-    # key needs "Feed v3 and Hook Admin", and one feed per app key means a key of its own).
-    status_source: str = Field("poll", validation_alias=_env("ORCHESTRATOR_STATUS_SOURCE"))
+    # Where orders learn VTEX's status (`config.checks.STATUS_SOURCES`): VTEX's Orders Feed v3 when the
+    # app key may read it ("Feed v3 and Hook Admin"; one feed per app key means a key of its own),
+    # VTEX's Hook (pushed to `serve` at `hook_url`), or Get order alone (`poll`).
+    status_source: str = Field("auto", validation_alias=_env("ORCHESTRATOR_STATUS_SOURCE"))
+    # `serve`'s public URL, where VTEX's Hook reaches it (https; `/vtex/hook/ACCOUNT` is added).
+    hook_url: str | None = Field(None, validation_alias=_env("ORCHESTRATOR_HOOK_URL"))
     concurrency: int = Field(64, ge=1, le=4096, validation_alias=_env("ORCHESTRATOR_CONCURRENCY"))
     tick_interval: timedelta = Field(timedelta(seconds=1), validation_alias=_env("ORCHESTRATOR_TICK"))
     lease: timedelta = Field(timedelta(minutes=2), validation_alias=_env("ORCHESTRATOR_LEASE"))
@@ -154,6 +158,17 @@ class Settings(BaseSettings):
     def _status_source(cls, value: str) -> str:
         return check_status_source(value)
 
+    @field_validator("hook_url")
+    @classmethod
+    def _hook_url(cls, value: str | None) -> str | None:
+        return check_base_url(value) if value else None
+
+    @model_validator(mode="after")
+    def _hook_has_a_url(self) -> Settings:
+        if self.status_source == "hook" and not self.hook_url:
+            raise ValueError(HOOK_NEEDS_URL)
+        return self
+
     @field_validator("invoice_timing")
     @classmethod
     def _invoice_timing(cls, value: str) -> str:
@@ -200,6 +215,7 @@ class Settings(BaseSettings):
             invoice_timing=self.invoice_timing,
             credentials=SINGLE_ACCOUNT_CREDENTIALS,
             status_source=self.status_source,
+            hook_url=self.hook_url,
         )
 
     @model_validator(mode="after")

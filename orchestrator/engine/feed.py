@@ -19,6 +19,16 @@ A gap in the feed (its configuration recreated) is followed by a sweep: every in
 the account looks at VTEX once. A feed that cannot be used (the app key lacks "Feed v3 and Hook
 Admin", VTEX unreachable) is one log line and a note for `status`; the account's orders are then
 looked at as a polling account's are, until the feed works again. Nothing here stops an order.
+
+`status_source = auto` (the default) listens the same way when it can, and otherwise polls by
+choice, not as a problem: when the app key may not read the feed, and when another integration
+configured the key's feed (taking it over would drain that integration's events: one feed per
+app key). It looks again every hour, so a permission granted later is used.
+
+`status_source = hook` also keeps VTEX's Hook configured (at start, hourly, and every minute while
+VTEX refuses it, e.g. because `serve` did not answer its ping): VTEX pushes each change to
+`serve`, which puts it into the same inbox (`orchestrator.web.hook`). The feed then stays as the
+backup VTEX recommends, read every 30 s instead of every 2 s; the inbox is applied every round.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from typing import Any
 
 from orchestrator.store.errors import explain, is_database_error
 from orchestrator.store.thread import DatabaseThread
+from orchestrator.vtex import hook
 from orchestrator.vtex.client import VtexClient
 from orchestrator.vtex.errors import MissingPermission, RateLimited, VtexError
 from states import vtex_status
@@ -55,6 +66,17 @@ CHECK_EVERY = timedelta(hours=1)
 # polling; a shorter outage is only retried. A missing permission is given up at once.
 FALL_BACK_AFTER = timedelta(minutes=2)
 KEEP_EVENTS = timedelta(seconds=RETENTION_SECONDS) + timedelta(days=1)  # past it VTEX resends none
+HOOK_RETRY = timedelta(minutes=1)  # a Hook VTEX refused is set again this soon
+BACKUP_READ_EVERY = timedelta(seconds=30)  # the feed, while the Hook pushes
+
+
+@dataclass(frozen=True)
+class HookWanted:
+    """Where VTEX should push the account's notifications, and the secret it should send (derived
+    from the app token in use, `orchestrator.vtex.hook.secret`)."""
+
+    url: str
+    secret: Callable[[], str]
 
 
 def configured_as_needed(config: Mapping[str, Any] | None) -> bool:
@@ -86,10 +108,17 @@ class FeedReader:
     wake: Callable[[], None]  # orders were made due: claim now
     listening: Callable[[bool], None]  # the feed works (True) or not: the orders' looks follow
     log: Any
+    choice: str = "feed"  # the account's status_source: auto, feed or hook
+    hook: HookWanted | None = None
     interval: float = 2.0
     lease: timedelta = timedelta(seconds=30)
     checked_at: datetime | None = None
     problem: str | None = None
+    declined: str | None = None  # `auto` polls by choice: why
+    hook_ok: bool = False  # VTEX has the Hook as wanted
+    hook_checked_at: datetime | None = None
+    hook_problem: str | None = None
+    read_at: datetime | None = None
     gap: bool = False  # events may have been lost before this daemon led: look at every order
     was_configured: bool = False  # a configuration had been set before (so a missing one is a gap)
     trouble_since: datetime | None = None  # the feed has failed since then
@@ -120,7 +149,11 @@ class FeedReader:
                 return self.lease.total_seconds() / 3  # another daemon reads it
             if self.checked_at is None or now - self.checked_at >= CHECK_EVERY:
                 await self._ensure_configured(now)
-            full = await self._read(now)
+            if self.declined is not None:
+                return CHECK_EVERY.total_seconds()
+            await self._ensure_hook(now)
+            full = await self._read(now) if self._read_due(now) else False
+            await self._apply(now)
             await self._prune(now)
         except VtexError as exc:
             return await self._cannot_read(exc, now)
@@ -139,6 +172,10 @@ class FeedReader:
             await self._note(now, problem=None)
         return 0.0 if full else self.interval
 
+    def _read_due(self, now: datetime) -> bool:
+        """Always, unless the Hook pushes: then the feed is the backup, read less often."""
+        return not self.hook_ok or self.read_at is None or now - self.read_at >= BACKUP_READ_EVERY
+
     async def _recall(self, now: datetime) -> None:
         """What was known of the feed before this daemon led it: whether a configuration had been
         set, and whether nobody read it for longer than VTEX keeps events (a gap)."""
@@ -153,12 +190,74 @@ class FeedReader:
         or a reader away longer than VTEX keeps events, is a gap: every order looks once."""
         call = await self.client.feed_config()
         if not configured_as_needed(call.body):
+            if self.choice == "auto" and call.body is not None and not self.was_configured:
+                await self._decline(now, "the app key's Orders Feed is configured by another integration")
+                return
+            if call.body is not None:
+                self.log.warning(
+                    "the app key's Orders Feed was configured otherwise; setting it as the engine needs it",
+                    account=self.name,
+                )
             await self._configure(now, gone=call.body is None and self.was_configured)
         elif self.gap:
             await self._sweep(now, "nobody read the feed for longer than VTEX keeps events")
         self.gap = False
         self.checked_at = now
-        await self._note(now, configured_at=now)
+        if self.declined is not None:
+            self.log.info("the Orders Feed is used now (status_source = auto)", account=self.name)
+            self.declined = None
+            self.listening(True)
+        await self._note(now, configured_at=now, declined=None)
+
+    async def _decline(self, now: datetime, why: str) -> None:
+        """`auto` polls by choice: said once, looked at again in an hour."""
+        self.checked_at = now
+        if self.declined is None:
+            self.log.info(
+                "polling VTEX: status_source = auto does not use the Orders Feed",
+                account=self.name,
+                why=why,
+                hint='set status_source = "feed" to use it anyway (a key of its own: one feed per app key)',
+            )
+            self.listening(False)
+            swept = await self.db.run(self.db.store.sweep, self.name, now)
+            if swept:
+                self.wake()
+        self.declined = why
+        await self._note(now, declined=why[:300], problem=None)
+
+    async def _ensure_hook(self, now: datetime) -> None:
+        """Keep VTEX's Hook as wanted: at start, hourly (VTEX deletes a Hook that had nothing to
+        push for 3 days), and every minute while VTEX refuses it. A Hook that cannot be set is a
+        note for `status`; the feed goes on being read as often as without one."""
+        wanted_hook = self.hook
+        if wanted_hook is None:
+            return
+        every = CHECK_EVERY if self.hook_ok else HOOK_RETRY
+        if self.hook_checked_at is not None and now - self.hook_checked_at < every:
+            return
+        self.hook_checked_at = now
+        wanted = hook.configuration(wanted_hook.url, wanted_hook.secret(), vtex_status.FEED_STATUSES)
+        try:
+            if not hook.configured_as_needed((await self.client.hook_config()).body, wanted):
+                await self.client.set_hook_config(wanted)
+                self.log.info("VTEX's Hook configured", account=self.name, url=wanted_hook.url)
+        except VtexError as exc:
+            if isinstance(exc, RateLimited):
+                self.hook_checked_at = None
+                return
+            why = exc.describe()
+            if self.hook_ok or self.hook_problem is None:
+                self.log.error(
+                    "VTEX's Hook cannot be set; the Orders Feed is read instead", account=self.name, error=why
+                )
+            self.hook_ok, self.hook_problem = False, why
+            await self._note(now, hook_problem=why[:300])
+            return
+        if not self.hook_ok and self.hook_problem is not None:
+            self.log.info("VTEX's Hook is set again", account=self.name)
+        self.hook_ok, self.hook_problem = True, None
+        await self._note(now, hook_configured_at=now, hook_problem=None)
 
     async def _configure(self, now: datetime, *, gone: bool) -> None:
         """Set the configuration. Where one had been set and is gone (VTEX deleted it), events may
@@ -177,6 +276,7 @@ class FeedReader:
             self.wake()
 
     async def _read(self, now: datetime) -> bool:
+        self.read_at = now
         call = await self.client.read_feed(MAX_LOT)
         if call.body is None:  # VTEX's 404: the configuration is gone
             await self._configure(now, gone=True)
@@ -186,10 +286,13 @@ class FeedReader:
             await self.db.run(self.db.store.save_feed_items, self.account, items, now)
             await self.client.commit_feed([str(i["handle"]) for i in items])
             await self._note(now, event_at=now)
+        return len(items) >= MAX_LOT
+
+    async def _apply(self, now: datetime) -> None:
+        """The inbox's news (the feed's, the Hook's) to their orders, which become due."""
         woken = await self.db.run(self.db.store.apply_feed_events, self.account, self.name, now)
         if woken:
             self.wake()
-        return len(items) >= MAX_LOT
 
     async def _note(self, now: datetime, **seen: Any) -> None:
         """What was seen of the feed, for `status` and `check`."""
@@ -204,6 +307,9 @@ class FeedReader:
         """The feed cannot be read now: the orders are looked at as a polling account's are."""
         if isinstance(exc, RateLimited):
             return max(1.0, exc.retry_after or 60.0)
+        if isinstance(exc, MissingPermission) and self.choice == "auto" and not self.was_configured:
+            await self._decline(now, f"the app key lacks the License Manager resource {exc.resource!r}")
+            return CHECK_EVERY.total_seconds()
         if self.trouble_since is None:
             self.trouble_since = now
         if not isinstance(exc, MissingPermission) and now - self.trouble_since < FALL_BACK_AFTER:

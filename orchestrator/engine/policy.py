@@ -135,4 +135,4 @@ class Policies:
             invoice_timing=account.invoice_timing,
             max_requests_per_hour=settings.max_requests_per_order_hour,
         )
-        return policies.listening() if account.status_source == "feed" else policies
+        return policies if account.status_source == "poll" else policies.listening()

@@ -56,6 +56,8 @@ def alerts(report: StatusReport, now: datetime) -> list[Alert]:
         said = feed_said(feed, now)
         if said is not None:
             found.append(Alert("warn", f"VTEX account {feed['account']}: {said}"))
+        else:
+            found.append(Alert("ok", f"VTEX account {feed['account']}: {listening_said(feed, now)}"))
     for missing in report.get("missingPermissions", []):
         found.append(Alert("alert", f"VTEX account {missing['account']}: {permission_said(missing, now)}"))
     return found
@@ -66,13 +68,30 @@ FEED_QUIET = 120.0  # seconds: a feed nobody read for longer is not being listen
 
 def feed_said(feed: FeedSeen, now: datetime) -> str | None:
     """What is wrong with an account's Orders Feed, in words (None: nothing)."""
+    if feed.get("declined"):
+        return None  # `auto` chose polling, and says why in `status`'s feed line
     if feed["problem"]:
         return f"the Orders Feed cannot be read ({feed['problem']}); its orders are looked at by polling"
+    if feed.get("hookProblem"):
+        return f"VTEX's Hook cannot be set ({feed['hookProblem']}); the Orders Feed is read instead"
     read = datetime.fromisoformat(feed["readAt"]) if feed["readAt"] else None
     if feed["reader"] is None or read is None or (now - read).total_seconds() > FEED_QUIET:
         since = f"for {format_duration(now - read)}" if read else "yet"
         return f"no daemon has read the Orders Feed {since}: VTEX's status changes wait in it"
     return None
+
+
+def listening_said(feed: FeedSeen, now: datetime) -> str:
+    """How an account learns VTEX's status, when nothing is wrong with it."""
+    if feed.get("declined"):
+        return f"polling VTEX, by choice of status_source = auto: {feed['declined']}"
+
+    def ago(at: str | None) -> str:
+        return f"{format_duration(now - datetime.fromisoformat(at))} ago" if at else "none yet"
+
+    way = "VTEX's Hook, the Orders Feed as backup" if feed.get("hookConfiguredAt") else "the Orders Feed"
+    hook = f", last push {ago(feed.get('lastHookEventAt'))}" if feed.get("hookConfiguredAt") else ""
+    return f"listening to {way} (last event {ago(feed['lastEventAt'])}{hook}, read {ago(feed['readAt'])})"
 
 
 def permission_said(missing: MissingResource, now: datetime) -> str:

@@ -19,9 +19,11 @@ from orchestrator.redaction import mask_url
 from orchestrator.store.dialects import create_db_engine
 from orchestrator.store.errors import explain
 from orchestrator.store.migrate import current_revision, head_revision
+from orchestrator.vtex import hook
 from orchestrator.vtex.client import VtexClient
 from orchestrator.vtex.errors import AuthError, MissingPermission, VtexError
 from orchestrator.vtex.permissions import FULFILLMENT, RESOURCES, operations_needing
+from states import vtex_status
 
 # One harmless call per License Manager resource, on an order VTEX never has: VTEX checks the
 # permission before it looks for the order, so a 403 says the resource is missing and any other
@@ -145,34 +147,52 @@ async def check_setup(settings: Settings) -> list[tuple[str, bool, str]]:
         if probe.accepted:
             for permission in await probe_permissions(settings, account):
                 results.append((f"{label} permission", permission.granted is not False, permission.said))
-            if account.status_source == "feed":
+            if account.status_source != "poll":
                 results.append((f"{label} feed", *await feed_seen(settings, account)))
     return results
 
 
 async def feed_seen(settings: Settings, account: AccountSettings) -> tuple[bool, str]:
     """An account that listens: its Orders Feed as VTEX has it (configured as the engine needs it,
-    items waiting, the oldest's age), from its configuration (a read, never a change)."""
+    items waiting, the oldest's age), and its Hook where it has one; reads, never a change. Left
+    on `auto`, an account that will poll (the key may not read the feed, or another integration
+    configured it) is fine, and the line says why."""
+    auto = account.status_source == "auto"
     async with build_client(settings, account) as client:
         try:
             config = (await client.feed_config()).body
+            hook_config = (await client.hook_config()).body if account.status_source == "hook" else None
         except MissingPermission as exc:
-            return False, (
+            return auto, (
                 f"the app key lacks {exc.resource!r}: the account's orders are looked at by polling "
                 "(grant it, with a key of its own: one feed per app key)"
             )
         except VtexError as exc:
             return False, f"cannot read the feed's configuration: {exc.describe()}"
+        secret = client.hook_secret(account.key)
     if config is None:
-        return True, "no feed configured yet: the first daemon configures it"
-    waiting = config.get("quantity")
-    age = config.get("approximateAgeOfOldestMessageInSeconds")
-    shape = (
-        "configured as the engine needs"
-        if configured_as_needed(config)
-        else "configured otherwise (a daemon corrects it)"
-    )
-    return True, f"{shape}; {waiting} item(s) waiting, the oldest {age}s old"
+        said = "no feed configured yet: the first daemon configures it"
+    elif not configured_as_needed(config) and auto:
+        return (
+            True,
+            "configured by another integration: status_source = auto polls (set feed to take it over)",
+        )
+    else:
+        shape = "configured as the engine needs" if configured_as_needed(config) else "configured otherwise"
+        said = (
+            f"{shape}; {config.get('quantity')} item(s) waiting, the oldest "
+            f"{config.get('approximateAgeOfOldestMessageInSeconds')}s old"
+        )
+    if account.status_source == "hook" and account.hook_url:
+        url = hook.hook_url(account.hook_url, account.name)
+        wanted = hook.configuration(url, secret, vtex_status.FEED_STATUSES)
+        if hook_config is None:
+            said += f"; no Hook yet (a daemon sets it to {url})"
+        elif hook.configured_as_needed(hook_config, wanted):
+            said += f"; the Hook pushes to {url}"
+        else:
+            said += f"; the Hook is set otherwise (a daemon sets it to {url})"
+    return True, said
 
 
 def vtex_label(account: str, accounts: int) -> str:

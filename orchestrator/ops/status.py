@@ -79,6 +79,10 @@ class FeedSeen(TypedDict):
     lastEventAt: str | None
     configuredAt: str | None
     problem: str | None  # why it cannot be read (the orders are then polled)
+    declined: str | None  # `auto` chose polling: why (not a problem)
+    hookConfiguredAt: str | None  # VTEX's Hook checked (and set) then; None: no Hook
+    lastHookEventAt: str | None
+    hookProblem: str | None  # why the Hook cannot be set (the feed goes on)
 
 
 class Throttle(TypedDict):
@@ -223,6 +227,10 @@ def report(
                     "lastEventAt": iso(f["event_at"]),
                     "configuredAt": iso(f["configured_at"]),
                     "problem": f["problem"],
+                    "declined": f["declined"],
+                    "hookConfiguredAt": iso(f["hook_configured_at"]),
+                    "lastHookEventAt": iso(f["hook_event_at"]),
+                    "hookProblem": f["hook_problem"],
                 }
                 for f in store.feeds()
             ],

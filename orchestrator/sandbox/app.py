@@ -12,8 +12,9 @@ coming from different clients (identified by User-Agent), which a correct scale-
 from __future__ import annotations
 
 import asyncio
+import inspect
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -31,7 +32,8 @@ _HTML_PAGE = (
     "<p>This request was blocked by the security service. Reference #18.4f2e1c.</p></body></html>"
 )
 
-Handler = Callable[[Request, Any], Reply]
+# An operation of the OMS; one that calls out (the hook's ping) is awaited.
+Handler = Callable[[Request, Any], Reply | Awaitable[Reply]]
 
 
 class DroppedResponse(Response):
@@ -166,7 +168,8 @@ async def _answer(
         if await _hold(faults.hold_for(order_id, operation, "before"), "apply") == "discard":
             return _json_response(error_reply(503, "SBX-INJECTED", "Held request discarded (not applied)"))
         payload, bad = await _body(request)
-        reply = bad or handler(request, payload)
+        answer = bad or handler(request, payload)
+        reply = await answer if inspect.isawaitable(answer) else answer
         if await _hold(faults.hold_for(order_id, operation, "after"), "respond") == "drop":
             return DroppedResponse()
         if fault == "slow":

@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from orchestrator.sandbox.faults import FaultConfig, Hold
 from orchestrator.sandbox.feed import FeedFaults
+from orchestrator.sandbox.hook import HookFaults
 from orchestrator.sandbox.oms import CANCEL_MODES
 from orchestrator.sandbox.responses import json_response as _json_response
 from orchestrator.sandbox.responses import read_body as _body
@@ -59,7 +60,13 @@ def _apply_behaviour(config: Any, payload: dict[str, Any]) -> str | None:
 
 
 def control_routes(sandbox: Sandbox) -> list[Route]:
-    return _looking_routes(sandbox) + _order_routes(sandbox) + _fault_routes(sandbox) + _feed_routes(sandbox)
+    return (
+        _looking_routes(sandbox)
+        + _order_routes(sandbox)
+        + _fault_routes(sandbox)
+        + _feed_routes(sandbox)
+        + _hook_routes(sandbox)
+    )
 
 
 def _feed_routes(sandbox: Sandbox) -> list[Route]:
@@ -97,6 +104,35 @@ def _feed_routes(sandbox: Sandbox) -> list[Route]:
         Route("/_sandbox/feed", feed),
         Route("/_sandbox/feed/faults", feed_faults, methods=["POST"]),
         Route("/_sandbox/feed/forget", forget, methods=["POST"]),
+    ]
+
+
+def _hook_routes(sandbox: Sandbox) -> list[Route]:
+    """The Orders Hook as VTEX keeps it: its configuration, what waits to be pushed, what was."""
+    oms = sandbox.oms
+
+    async def hook(_request: Request) -> Response:
+        return JSONResponse(oms.hook.counts())
+
+    async def hook_faults(request: Request) -> Response:
+        """{"lose": probability}: deliveries that fail without being sent (VTEX retries them)."""
+        payload, bad = await _body(request)
+        if bad or not isinstance(payload, dict):
+            return JSONResponse({"error": "expected {lose}"}, status_code=400)
+        try:
+            oms.hook.faults = HookFaults(**payload)
+        except TypeError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(payload)
+
+    async def forget(_request: Request) -> Response:
+        """VTEX deleted the hook's configuration (as it does after 3 days without notifications)."""
+        return JSONResponse({"deleted": oms.hook.delete()})
+
+    return [
+        Route("/_sandbox/hook", hook),
+        Route("/_sandbox/hook/faults", hook_faults, methods=["POST"]),
+        Route("/_sandbox/hook/forget", forget, methods=["POST"]),
     ]
 
 

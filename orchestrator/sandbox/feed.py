@@ -51,8 +51,8 @@ class FeedItem:
             "state": self.state,
             "lastState": self.last_state,
             "orderId": self.order_id,
-            "lastChange": _iso(self.last_change),
-            "currentChange": _iso(self.current_change),
+            "lastChange": iso(self.last_change),
+            "currentChange": iso(self.current_change),
         }
 
 
@@ -197,5 +197,5 @@ class Feed:
         self.committed += before - len(self.items)
 
 
-def _iso(at: float) -> str:
+def iso(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")

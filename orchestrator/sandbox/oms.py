@@ -30,6 +30,7 @@ from typing import Any
 from orchestrator.sandbox import place_validation
 from orchestrator.sandbox.catalog import Catalog
 from orchestrator.sandbox.feed import MAX_LOT, Feed
+from orchestrator.sandbox.hook import Hook
 from orchestrator.sandbox.invoice_validation import invoice_refusal, package_from
 from orchestrator.sandbox.ledger import Ledger
 from orchestrator.sandbox.records import WAITING_AUTHORIZATION, SandboxConfig, SandboxOrder
@@ -73,11 +74,16 @@ class SandboxOms:
         self.orders: dict[str, SandboxOrder] = {}
         self._next_sequence = 500_000
         self.feed = Feed(clock)
+        self.hook = self._new_hook()
 
     def reset(self) -> None:
         self.ledger = Ledger()
         self.orders.clear()
         self.feed = Feed(self.clock)
+        self.hook = self._new_hook()
+
+    def _new_hook(self) -> Hook:
+        return Hook(self.clock, account=self.config.account, app_key=self.config.app_key)
 
     # -- time-driven moves -----------------------------------------------------------------------
 
@@ -115,7 +121,18 @@ class SandboxOms:
         previous, previous_change = order.status, order.last_change
         order.status = status
         order.last_change = at if at is not None else self.clock()
-        self.feed.status_changed(order.order_id, previous, status, previous_change, order.last_change)
+        self._changed(order.order_id, previous, status, previous_change, order.last_change)
+
+    def _changed(self, order_id: str, previous: str | None, status: str, since: float, at: float) -> None:
+        """A status change is news for the feed and the hook (each filters it its own way)."""
+        self.feed.status_changed(order_id, previous, status, since, at)
+        self.hook.status_changed(order_id, previous, status, since, at)
+
+    def advance_all(self) -> None:
+        """Every order's time-driven moves, due now: what VTEX's own timers do (the feed's read
+        and the hook's sender call it, since each change is an event)."""
+        for order in list(self.orders.values()):
+            self._advance(order)
 
     def _maybe_invoiced(self, order: SandboxOrder) -> None:
         """Handling started and the Output invoices reach the value: VTEX verifies, then invoices."""
@@ -204,7 +221,7 @@ class SandboxOms:
             status=MANUAL_AUTHORIZATION if self.config.manual_authorization else WAITING_AUTHORIZATION,
         )
         self.orders[order_id] = order
-        self.feed.status_changed(order_id, None, order.status, now, now)
+        self._changed(order_id, None, order.status, now, now)
         entry = self.ledger.entry(order_id)
         entry.places_accepted += 1
         entry.value = order.value
@@ -374,8 +391,7 @@ class SandboxOms:
             lot = 0
         if not 1 <= lot <= MAX_LOT:
             return error_reply(400, "SBX-INVALID-PARAMETER", f"maxlot must be from 1 to {MAX_LOT}")
-        for order in list(self.orders.values()):
-            self._advance(order)
+        self.advance_all()
         items = self.feed.read(lot)
         if items is None:
             return error_reply(404, "SBX-NO-FEED", "No feed configuration for this app key")
@@ -388,6 +404,19 @@ class SandboxOms:
                 400, "SBX-INVALID-BODY", "Invalid request body: 'handles' (a list) is required"
             )
         self.feed.commit(handles)
+        return Reply(200)
+
+    # -- Orders Hook (`orchestrator.sandbox.hook`; setting it pings: `hook_sender.configure`) -----
+
+    def hook_config(self) -> Reply:
+        view = self.hook.view()
+        if view is None:
+            return error_reply(404, "SBX-NO-HOOK", "No hook configuration for this app key")
+        return Reply(200, view)
+
+    def delete_hook_config(self) -> Reply:
+        if not self.hook.delete():
+            return error_reply(404, "SBX-NO-HOOK", "No hook configuration for this app key")
         return Reply(200)
 
     # -- the control API's levers -------------------------------------------------------------

@@ -4,7 +4,10 @@ prefix (`orchestrator.sandbox.control`). Each extra account is served under `/ac
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -13,13 +16,27 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from orchestrator.sandbox.app import Handler, Sandbox, vtex_edge
 from orchestrator.sandbox.control import control_routes
+from orchestrator.sandbox.hook_sender import HookSender, configure
 
 
 def create_app(sandbox: Sandbox) -> Starlette:
     routes: list[BaseRoute] = [*_routes(sandbox)]
     for name, account in sandbox.accounts.items():
         routes.append(Mount(f"/accounts/{name}", routes=_routes(account)))
-    return Starlette(routes=routes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        """The hooks' sender runs while the sandbox serves (VTEX pushes; nothing asks it to)."""
+        sender = HookSender(lambda: [sandbox.oms, *(a.oms for a in sandbox.accounts.values())])
+        task = asyncio.create_task(sender.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def _routes(sandbox: Sandbox) -> list[BaseRoute]:
@@ -90,6 +107,11 @@ def _routes(sandbox: Sandbox) -> list[BaseRoute]:
         ),
         route("/api/orders/feed", "GET", "feed-read", lambda r, p: oms.read_feed(params(r, "maxlot"))),
         route("/api/orders/feed", "POST", "feed-commit", lambda r, p: oms.commit_feed(p)),
+        route("/api/orders/hook/config", "GET", "hook-config", lambda r, p: oms.hook_config()),
+        route("/api/orders/hook/config", "POST", "hook-config-set", lambda r, p: configure(oms, p)),
+        route(
+            "/api/orders/hook/config", "DELETE", "hook-config-delete", lambda r, p: oms.delete_hook_config()
+        ),
     ]
     return [*vtex_routes, *control_routes(sandbox)]
 

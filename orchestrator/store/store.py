@@ -773,6 +773,23 @@ class Store:
                 sa.update(FEEDS).where(c.account == account, c.owner == worker).values(updated_at=now, **seen)
             )
 
+    def feed_events_of(self, account: str, order_id: str) -> list[dict[str, Any]]:
+        """What the feed and the Hook said about one order, oldest first (kept until past the
+        feed's retention)."""
+        c = VTEX_EVENTS.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(c.event_id, c.state, c.last_state, c.current_change, c.received_at, c.applied_at)
+                .where(c.account == account, c.order_id == order_id)
+                .order_by(c.received_at, c.id)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def note_hook_event(self, account: str, now: datetime) -> None:
+        """VTEX's Hook pushed a notification now (`serve` is not the feed's reader: no owner)."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(FEEDS).where(FEEDS.c.account == account).values(hook_event_at=now))
+
     def feed(self, account: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(FEEDS).where(FEEDS.c.account == account)).mappings().first()

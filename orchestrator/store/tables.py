@@ -249,6 +249,10 @@ class VtexFeed(SQLModel, table=True):
     read_at: datetime | None = _time()
     event_at: datetime | None = _time()  # the last item the feed handed out
     problem: str | None = Field(default=None, max_length=300)  # why the feed is not read (polling)
+    declined: str | None = Field(default=None, max_length=300)  # `auto` polls by choice: why
+    hook_configured_at: datetime | None = _time()  # VTEX's Hook was last checked (and set) then
+    hook_event_at: datetime | None = _time()  # the last notification VTEX pushed
+    hook_problem: str | None = Field(default=None, max_length=300)  # why the Hook is not set
     updated_at: datetime = _time(nullable=False)
 
 

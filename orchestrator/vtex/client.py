@@ -20,6 +20,7 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from orchestrator import __version__
+from orchestrator.vtex import hook
 from orchestrator.vtex.answers import (
     MAX_BODY_BYTES,
     Answer,
@@ -52,6 +53,7 @@ INVOICE_UPDATE_PATH = "/api/oms/pvt/orders/{order_id}/invoice/{invoice_number}"
 CANCEL_PATH = "/api/oms/pvt/orders/{order_id}/cancel"
 FEED_PATH = "/api/orders/feed"
 FEED_CONFIG_PATH = "/api/orders/feed/config"
+HOOK_CONFIG_PATH = "/api/orders/hook/config"
 
 # When the current step's calls must be over (`time.monotonic()`), or None outside a step.
 _CALLS_END_BY: ContextVar[float | None] = ContextVar("calls_end_by", default=None)
@@ -163,6 +165,11 @@ class VtexClient:
         self._headers = headers
         return True
 
+    def hook_secret(self, account_key: str) -> str:
+        """The secret VTEX's Hook should send, from the app token in use (`hook.secret`): the
+        token itself never leaves the client."""
+        return hook.secret(self._headers["X-VTEX-API-AppToken"], account_key)
+
     async def aclose(self) -> None:
         await self._transport.aclose()
 
@@ -252,6 +259,17 @@ class VtexClient:
 
     async def commit_feed(self, handles: list[str]) -> Call:
         return await self._send("feed-commit", None, "POST", FEED_PATH, json={"handles": handles})
+
+    # -- the Orders Hook ------------------------------------------------------------------------
+
+    async def hook_config(self) -> Call:
+        """The app key's hook configuration; `body` is None when it has none (VTEX deletes a hook
+        after three days without a notification)."""
+        return await self._send("hook-config", None, "GET", HOOK_CONFIG_PATH, none_on_404=True)
+
+    async def set_hook_config(self, config: Mapping[str, Any]) -> Call:
+        """VTEX pings the hook's URL first and answers 400 unless the ping was answered 200."""
+        return await self._send("hook-config-set", None, "POST", HOOK_CONFIG_PATH, json=dict(config))
 
     # -- one place for every request ---------------------------------------------------------
 

@@ -26,7 +26,11 @@ RESOURCES: tuple[str, ...] = tuple(dict.fromkeys(RESOURCE_OF.values()))
 
 # The Orders Feed's calls need their own resource; only an account reading the feed needs it.
 FEED = "Feed v3 and Hook Admin"
-RESOURCE_OF.update(dict.fromkeys(("feed-config", "feed-config-set", "feed-read", "feed-commit"), FEED))
+RESOURCE_OF.update(
+    dict.fromkeys(
+        ("feed-config", "feed-config-set", "feed-read", "feed-commit", "hook-config", "hook-config-set"), FEED
+    )
+)
 
 
 def resource_of(operation: str) -> str:

@@ -41,6 +41,7 @@ from orchestrator.web.api import Api
 from orchestrator.web.auth import API, CONSOLE, OPERATE, PUSH, READ, Authenticator, Caller, TokenBackend
 from orchestrator.web.bounded_http import BACKLOG, Limits, bounded_protocol
 from orchestrator.web.console import Console
+from orchestrator.web.hook import hook_route
 from orchestrator.web.http import Answer, ApiRoute, Endpoint, answers_json, error
 from orchestrator.web.last_resort import LastResort
 from orchestrator.web.metrics import ApiMetrics, Measured
@@ -150,6 +151,7 @@ def create_app(settings: Settings, store: Store) -> Starlette:
         Route("/static/{name}", console.static, methods=["GET"]),
         Route("/login", console.login_page, methods=["GET"], name="login"),
         Route("/login", console.login, methods=["POST"]),
+        hook_route(settings, store),  # VTEX's own caller: its secret header, not a token
         *(api_route(e, backend, metrics) for e in everything),
         *(
             page_route(path, page, permission, backend, method=method)
