@@ -246,6 +246,9 @@ def sandbox(
     feed_duplicate: Annotated[
         float, typer.Option(help="Chance that the Orders Feed hands an item out twice.")
     ] = 0.0,
+    hook_lose: Annotated[
+        float, typer.Option(help="Chance that a Hook notification fails (VTEX tries it again later).")
+    ] = 0.0,
 ) -> None:
     """Serve the VTEX sandbox over HTTP (a faithful, stateful simulator of VTEX OMS)."""
     from dataclasses import replace
@@ -253,6 +256,7 @@ def sandbox(
     from orchestrator.config.account_tables import ACCOUNT_NAME
     from orchestrator.sandbox import Catalog, FaultConfig, Faults, Sandbox, SandboxConfig, SandboxOms
     from orchestrator.sandbox.feed import FeedFaults
+    from orchestrator.sandbox.hook import HookFaults
     from orchestrator.sandbox.server import serve_forever
 
     config = SandboxConfig(
@@ -301,6 +305,7 @@ def sandbox(
     )
     oms = SandboxOms(config, Catalog.from_file(catalog) if catalog else None)
     oms.feed.set_faults(FeedFaults(shuffle=feed_shuffle, duplicate=feed_duplicate, seed=seed))
+    oms.hook.faults = HookFaults(lose=hook_lose)
     served = Sandbox(oms, Faults(faults))
     for name in account or ():
         if not ACCOUNT_NAME.fullmatch(name):

@@ -260,18 +260,24 @@ class FeedReader:
         await self._note(now, hook_configured_at=now, hook_problem=None)
 
     async def _configure(self, now: datetime, *, gone: bool) -> None:
-        """Set the configuration. Where one had been set and is gone (VTEX deleted it), events may
-        have been lost: every in-flight order looks at VTEX once."""
+        """Set the configuration. VTEX queues only what happens after it: the changes of orders
+        already in flight (the daemon's first start on the feed, a filter that was otherwise, a
+        configuration VTEX deleted) may never come, so every in-flight order looks at VTEX once."""
         await self.client.set_feed_config(CONFIGURATION)
         self.checked_at = now
         self.was_configured = True
         self.log.info("the Orders Feed configured", account=self.name)
         if gone or self.gap:
-            await self._sweep(now, "the feed's configuration was missing (VTEX deletes idle ones)")
+            why = "the feed's configuration was missing (VTEX deletes idle ones)"
+        else:
+            why = "the feed is configured now (VTEX queues only later changes)"
+        await self._sweep(now, why, quiet=not (gone or self.gap))
 
-    async def _sweep(self, now: datetime, why: str) -> None:
+    async def _sweep(self, now: datetime, why: str, *, quiet: bool = False) -> None:
         swept = await self.db.run(self.db.store.sweep, self.name, now)
-        self.log.warning(f"{why}: every order in flight looks at VTEX once", account=self.name, swept=swept)
+        if swept or not quiet:
+            say = self.log.info if quiet else self.log.warning
+            say(f"{why}: every order in flight looks at VTEX once", account=self.name, swept=swept)
         if swept:
             self.wake()
 

@@ -121,9 +121,12 @@ class Policies:
         only the safety net for an event that never comes: a first look after some minutes, then
         rarely (at most every 3 hours), instead of every few minutes."""
         net = PollPolicy(first=timedelta(minutes=5), minimum=timedelta(minutes=5), cap=timedelta(hours=3))
-        # A hold ends in a status the feed may not carry (an approval: waiting-ffmt-authorization).
+        # A hold ends in a status the feed may not carry (an approval: waiting-ffmt-authorization),
+        # and so does a cancellation the seller denies (the order goes back to where it was): these
+        # look as a polling account's do at first, then at most hourly.
         held = PollPolicy(first=timedelta(0), minimum=timedelta(seconds=10), cap=timedelta(hours=1))
-        return replace(self, await_invoiced=net, await_held=held, await_canceled=net)
+        canceled = replace(self.await_canceled, cap=timedelta(hours=1))
+        return replace(self, await_invoiced=net, await_held=held, await_canceled=canceled)
 
     @classmethod
     def for_account(cls, settings: Settings, account: AccountSettings) -> Policies:

@@ -174,9 +174,12 @@ class Stepper:
         without asking VTEX what it already said. The view is the status alone (`rules.
         status_only`): the rules that need more (our invoice in VTEX's packages) still ask Get
         order. Duplicates and late events do nothing: the rules ask "has VTEX reached X or
-        later", and the inbox never applies an event older than the order's last."""
+        later", and the inbox never applies an event older than the order's last. An event is
+        news once: the steps after the one it woke (`updated_at` is past it) look as planned."""
         row = ctx.row
         if row.intent or row.vtex_event_at is None or row.vtex_status_at != row.vtex_event_at:
+            return False
+        if row.updated_at is not None and row.updated_at >= row.vtex_event_at:
             return False
         status = planner.status_seen_here(row)
         if status is None:

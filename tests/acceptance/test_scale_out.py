@@ -29,7 +29,7 @@ from tests.processes import start_daemon, wait_for
 
 ORDERS = 500
 DAEMONS = 4
-BUDGET = 2400  # per minute for the whole account: binding for 500 orders x 5 calls
+BUDGET = 2000  # per minute for the account: binding for 500 orders x 4.4 calls (the feed) or 5 (polling)
 
 
 @pytest.fixture

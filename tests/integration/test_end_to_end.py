@@ -7,6 +7,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from orchestrator.clock import utcnow
 from orchestrator.config.settings import Settings
 from orchestrator.intake.importer import import_lines
@@ -29,12 +31,15 @@ def states(store: Store) -> dict[str, int]:
     return {c.state: c.count for c in store.state_counts()}
 
 
+@pytest.mark.parametrize("source", ["poll", "auto"])
 def test_orders_reach_invoiced_with_every_effect_once(
-    sandbox_server: ServerThread, make_settings: Callable[..., Settings]
+    source: str, sandbox_server: ServerThread, make_settings: Callable[..., Settings]
 ) -> None:
-    """30 orders with invoices: all invoiced; VTEX saw one Place, one Start handling, one invoice each."""
+    """30 orders with invoices: all invoiced; VTEX saw one Place, one Start handling, one invoice
+    each. Polling, each order also looks once (its `invoiced`); on the default (`auto`: the
+    sandbox's key may read the Orders Feed) the feed says it instead."""
     sandbox = sandbox_server.sandbox
-    settings = make_settings(sandbox, sandbox_server.url)
+    settings = make_settings(sandbox, sandbox_server.url, status_source=source)
     store = open_store(settings.database_url)
     import_lines(lines_of(30), store, utcnow())
     drive(settings, store)
@@ -42,14 +47,17 @@ def test_orders_reach_invoiced_with_every_effect_once(
     for entry in sandbox.oms.ledger.entries():
         assert (entry.places_accepted, entry.start_handling_accepted, len(entry.invoice_numbers)) == (1, 1, 1)
         assert entry.invoiced_total == entry.value
-    assert sandbox.oms.ledger.requests == 5 * 30  # place, authorize, invoice, start handling, one look
+    about_orders = [r for r in sandbox.oms.ledger.request_log if r["orderId"]]
+    # place, authorize, start handling, invoice, and polling's one look
+    assert len(about_orders) == (5 if source == "poll" else 4) * 30
 
 
 def test_history_records_every_call_and_transition(
     sandbox_server: ServerThread, make_settings: Callable[..., Settings]
 ) -> None:
-    """An order's events: import, then each VTEX call (status, duration) and each transition in order."""
-    settings = make_settings(sandbox_server.sandbox, sandbox_server.url)
+    """An order's events: import, then each VTEX call (status, duration) and each transition in
+    order (polling: the Orders Feed's order is in `test_orders_feed`)."""
+    settings = make_settings(sandbox_server.sandbox, sandbox_server.url, status_source="poll")
     store = open_store(settings.database_url)
     import_lines(lines_of(1), store, utcnow())
     drive(settings, store)
@@ -139,7 +147,8 @@ def test_payment_mismatch_fails_with_vtex_code_and_message(
         "imported",
     )
     assert row.last_error is not None and "differs from store desired value (1100)" in row.last_error
-    assert sandbox_server.sandbox.oms.ledger.requests == 2  # the refused Place, then one look to be sure
+    about_it = [r for r in sandbox_server.sandbox.oms.ledger.request_log if r["orderId"] == "ABC-100003"]
+    assert len(about_it) == 2  # the refused Place, then one look to be sure
 
 
 def test_vtex_grace_period_longer_than_ours_is_waited_out(

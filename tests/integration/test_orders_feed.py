@@ -23,6 +23,8 @@ from orchestrator.config.settings import Settings, load_settings
 from orchestrator.engine.daemon import Daemon
 from orchestrator.engine.feed import CONFIGURATION, configured_as_needed
 from orchestrator.intake.importer import import_lines
+from orchestrator.ops.alerts import alerts
+from orchestrator.ops.status import report as status_report
 from orchestrator.runner import run_daemon
 from orchestrator.sandbox import Sandbox, ServerThread
 from orchestrator.sandbox.faults import FaultConfig
@@ -304,3 +306,60 @@ def test_a_passing_outage_of_the_feed_is_retried_not_given_up_for_polling(
     assert "the Orders Feed failed; trying again" in events
     assert not [e for e in events if e.startswith("the Orders Feed cannot be read")]
     assert store.feeds()[0]["problem"] is None
+
+
+@pytest.mark.sqlite_only
+def test_auto_polls_by_choice_when_the_key_may_not_read_the_feed(
+    make_sandbox: Callable[..., Sandbox], make_settings: Callable[..., Settings]
+) -> None:
+    """Left on `auto` (the default), a key without "Feed v3 and Hook Admin" polls: one info line
+    saying why and how to change it, no problem and no alert in `status` (only a line saying how
+    the account listens), and every order invoiced."""
+    sandbox = make_sandbox(grace_seconds=0.3, forbidden=("feed-config", "feed-config-set", "feed-read"))
+    with ServerThread(sandbox) as server:
+        settings = make_settings(sandbox, server.url, grace_period=timedelta(seconds=0.3))
+        assert settings.account().status_source == "auto"
+        store = open_store(settings.database_url)
+        import_lines(lines_of(3), store, utcnow())
+        with capture_logs() as logs:
+            run_until(settings, store, lambda: states(store) == {"invoiced": 3}, timeout=30)
+    assert states(store) == {"invoiced": 3}
+    chose = [e for e in logs if e["event"].startswith("polling VTEX: status_source = auto")]
+    assert len(chose) == 1 and chose[0]["log_level"] == "info" and "Feed v3 and Hook Admin" in chose[0]["why"]
+    assert not [e for e in logs if e["log_level"] in ("warning", "error")]
+    feed = store.feeds()[0]
+    assert feed["problem"] is None and "Feed v3 and Hook Admin" in (feed["declined"] or "")
+    report = status_report(store, utcnow(), settings.stuck_rules, settings.grace_period)
+    said = [a for a in alerts(report, utcnow()) if "VTEX account" in a.text]
+    assert [a.kind for a in said] == ["ok"] and "polling VTEX, by choice" in said[0].text
+    assert sandbox.oms.ledger.requests_by_operation.get("feed-config-set", 0) == 0
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("choice", ["auto", "feed"])
+def test_auto_leaves_a_feed_another_integration_configured_and_feed_takes_it_over(
+    choice: str, make_sandbox: Callable[..., Sandbox], make_settings: Callable[..., Settings]
+) -> None:
+    """One feed per app key: committing its items would drain another integration's events. So
+    `auto` leaves a configuration it did not set, and polls; `feed`, chosen on purpose, sets it
+    as the engine needs (with a warning)."""
+    theirs = {"filter": {"type": "FromWorkflow", "status": ["payment-approved"]}, "queue": {}}
+    sandbox = make_sandbox(grace_seconds=0.3)
+    assert sandbox.oms.set_feed_config(theirs).status == 200
+    with ServerThread(sandbox) as server:
+        settings = make_settings(
+            sandbox, server.url, grace_period=timedelta(seconds=0.3), status_source=choice
+        )
+        store = open_store(settings.database_url)
+        import_lines(lines_of(2), store, utcnow())
+        with capture_logs() as logs:
+            run_until(settings, store, lambda: states(store) == {"invoiced": 2}, timeout=30)
+    assert states(store) == {"invoiced": 2}
+    view = sandbox.oms.feed.view()
+    assert view is not None
+    if choice == "auto":
+        assert view["filter"]["status"] == ["payment-approved"]
+        assert "another integration" in (store.feeds()[0]["declined"] or "")
+    else:
+        assert configured_as_needed(view)
+        assert any("configured otherwise" in e["event"] for e in logs)

@@ -131,7 +131,8 @@ def test_requests_go_through_the_proxy_with_either_transport(
     assert runner.invoke(app, ["migrate"]).exit_code == 0
     result = runner.invoke(app, ["check"])
     assert result.exit_code == 0, result.output
-    # The credentials' harmless read, then one harmless call per License Manager resource.
+    # The credentials' harmless read, then one harmless call per License Manager resource, then
+    # the Orders Feed's configuration (`status_source = auto` reads it when the key may).
     orders = f"{sandbox_server.url}/api/oms/pvt/orders/orchestrator-check-0"
     fulfill = f"{sandbox_server.url}/api/fulfillment/pvt/orders/CHK-orchestrator-check-0/fulfill"
     assert proxy.seen == [
@@ -141,4 +142,5 @@ def test_requests_go_through_the_proxy_with_either_transport(
         f"POST {orders}/start-handling",
         f"POST {orders}/invoice",
         f"POST {orders}/cancel",
+        f"GET {sandbox_server.url}/api/orders/feed/config",
     ]

@@ -87,6 +87,12 @@ def test_single_account_settings_are_the_default_account(
         ('app_token_env = "T"', "set one of app_key_env"),
         ('app_key_env = "T"\napp_token_env = "T"\nbase_url = "http://vtex.example.com"', "base_url: http://"),
         ('app_key_env = "SPACED"\napp_token_env = "T"', "SPACED"),
+        ('app_key_env = "T"\napp_token_env = "T"\nstatus_source = "push"', "status_source must be auto"),
+        ('app_key_env = "T"\napp_token_env = "T"\nstatus_source = "hook"', "hook needs hook_url"),
+        (
+            'app_key_env = "T"\napp_token_env = "T"\nstatus_source = "hook"\nhook_url = "http://orders.example.com"',
+            "hook_url: http://",
+        ),
     ],
 )
 def test_a_table_that_cannot_work_is_refused_by_name(

@@ -90,3 +90,17 @@ def test_plain_http_is_refused_except_on_this_machine(url: str) -> None:
         load_settings(None, vtex_base_url=url)
     for local in ("http://127.0.0.1:8765", "http://localhost:8765", "http://[::1]:8765"):
         assert load_settings(None, vtex_base_url=local).account().base_url == local
+
+
+def test_the_hook_needs_serves_public_url() -> None:
+    """VTEX pushes to `serve`: without its public URL the Hook cannot be set, which is said at once."""
+    with pytest.raises(ConfigurationError, match="hook_url"):
+        load_settings(None, vtex_base_url="http://127.0.0.1:8765", status_source="hook")
+    settings = load_settings(
+        None,
+        vtex_base_url="http://127.0.0.1:8765",
+        status_source="hook",
+        hook_url="https://orders.example.com/",
+    )
+    assert settings.account().hook_url == "https://orders.example.com"
+    assert load_settings(None).account().status_source == "auto"
