@@ -86,8 +86,8 @@ def test_sighup_reads_rotated_credential_files_without_a_restart(
     database_url: str, sandbox_server: ServerThread, tmp_path: Path
 ) -> None:
     """An account's token file is rewritten with a new token and the daemon gets SIGHUP: it sends
-    the new token from then on (VTEX, which now only takes the new one, never answers 401 to a call about an order), and
-    its orders finish, in the same process."""
+    the new token from then on (VTEX, which now only takes the new one, never answers 401 to a
+    call about an order), and its orders finish, in the same process."""
     sandbox = sandbox_server.sandbox
     key, token = sandbox.oms.config.app_key, sandbox.oms.config.app_token
     token_file = tmp_path / "acme.token"
