@@ -1,24 +1,34 @@
-"""VTEX requests per order with the Orders Feed as the status source, against polling, same run.
+"""VTEX requests per order with the Orders Feed, and with VTEX's Hook, as the status source,
+against polling, same run.
 
 For each source the sandbox runs as its own process (a 2 s grace period), the orders are imported
 and `orchestrator run --until-done` takes every one to `invoiced`; the sandbox's ledger counts
-every request it answered, the feed's reads, commits and configuration included.
+every request it answered, the feed's reads, commits and configuration included. For the Hook,
+`orchestrator serve` runs beside the daemon and takes VTEX's pushes (which are VTEX's requests to
+us, not ours to VTEX: the ledger counts them apart).
 """
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
 from argparse import Namespace
+from pathlib import Path
 from typing import Any
+
+import httpx
 
 from bench.harness import env_for, machine, run_command, workdir, write_orders
 from orchestrator.sandbox.process import SandboxProcess
 
-FEED_CALLS = ("feed-config", "feed-config-set", "feed-read", "feed-commit")
+FEED_CALLS = ("feed-config", "feed-config-set", "feed-read", "feed-commit", "hook-config", "hook-config-set")
 WRITES = ("place-order", "authorize-dispatch", "start-handling", "send-invoice")
 
 
 def run(args: Namespace) -> dict[str, Any]:
-    results = {source: _one(source, args) for source in ("poll", "feed")}
+    results = {source: _one(source, args) for source in ("poll", "feed", "hook")}
     return {"benchmark": "feed", "machine": machine(), "orders": args.orders, "bySource": results}
 
 
@@ -35,8 +45,15 @@ def _one(source: str, args: Namespace) -> dict[str, Any]:
         )
         orders = write_orders(work / "orders.jsonl", args.orders)
         run_command(["import", str(orders)], env)
-        daemon = run_command(["run", "--until-done"], env, work / "daemon.log")
+        serve = _serve(env, work) if source == "hook" else None
+        try:
+            daemon = run_command(["run", "--until-done"], env, work / "daemon.log")
+        finally:
+            if serve is not None:
+                serve.terminate()
+                serve.wait(timeout=30)
         ledger = sandbox.get("ledger")
+        pushes = sandbox.get("hook")
     finally:
         sandbox.stop()
     summary = ledger["summary"]
@@ -48,9 +65,33 @@ def _one(source: str, args: Namespace) -> dict[str, Any]:
         "writesPerOrder": per_order(sum(by.get(op, 0) for op in WRITES)),
         "getOrdersPerOrder": per_order(by.get("get-order", 0)),
         "feedCallsPerOrder": per_order(sum(by.get(op, 0) for op in FEED_CALLS)),
+        "hookPushesPerOrder": per_order(pushes["delivered"]),
         "startHandling409s": sum(e["startHandlingRefused"] for e in entries),
         "invoiced": sum(1 for e in entries if e["invoicedTotal"] >= e["value"] > 0),
         "seconds": round(daemon.wall_seconds, 1),
         "daemonExit": daemon.exit_code,
         "workdir": str(work),
     }
+
+
+def _serve(env: dict[str, str], work: Path) -> subprocess.Popen[bytes]:
+    """`orchestrator serve` on a free port, as the Hook's public URL; up before the daemon."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env["ORCHESTRATOR_HOOK_URL"] = url
+    log = (work / "serve.log").open("w")
+    # S603: our own interpreter running our own command.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "serve", "--port", str(port)], env=env, stdout=log, stderr=log
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"serve did not start (see {work / 'serve.log'})")

@@ -7,8 +7,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from orchestrator.clock import utcnow
 from orchestrator.config.settings import Settings
 from orchestrator.engine.daemon import Daemon
+from orchestrator.intake.importer import import_lines
 from orchestrator.runner import run_daemon
 from orchestrator.store.store import Store
 
@@ -45,3 +47,20 @@ def run_until(
 
 def states(store: Store) -> dict[str, int]:
     return {c.state: c.count for c in store.state_counts()}
+
+
+def import_once_listening(
+    store: Store, key: str, lines: list[str], column: str = "configured_at"
+) -> Callable[[float], None]:
+    """A `during` that imports `lines` once the account's reader has set the feed (or the Hook)
+    up: orders in flight when the feed is first configured look at VTEX once (VTEX queues only
+    later changes), which is the start-up, not the steady state these tests measure."""
+    done: list[bool] = []
+
+    def step(_elapsed: float) -> None:
+        seen = store.feed(key)
+        if not done and seen is not None and seen[column] is not None:
+            import_lines(lines, store, utcnow())
+            done.append(True)
+
+    return step

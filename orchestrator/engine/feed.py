@@ -49,7 +49,7 @@ from orchestrator.vtex.errors import MissingPermission, RateLimited, VtexError
 from states import vtex_status
 
 MAX_LOT = 10  # VTEX's limit per read
-VISIBILITY_SECONDS = 240
+VISIBILITY_SECONDS = 30  # read to commit takes milliseconds; a reader killed between them delays no longer
 RETENTION_SECONDS = 1_209_600  # 14 days, VTEX's longest: the most outage a feed survives
 # The configuration the engine needs. The retention key is sent in both spellings VTEX's
 # documents use (the POST schema's and the guide's and GET example's).

@@ -175,12 +175,12 @@ class Stepper:
         status_only`): the rules that need more (our invoice in VTEX's packages) still ask Get
         order. Duplicates and late events do nothing: the rules ask "has VTEX reached X or
         later", and the inbox never applies an event older than the order's last. An event is
-        news once: the steps after the one it woke (`updated_at` is past it) look as planned."""
+        news once: the step that takes it in clears `vtex_event_at`, so the steps after it look
+        as planned."""
         row = ctx.row
         if row.intent or row.vtex_event_at is None or row.vtex_status_at != row.vtex_event_at:
             return False
-        if row.updated_at is not None and row.updated_at >= row.vtex_event_at:
-            return False
+        row.vtex_event_at = None
         status = planner.status_seen_here(row)
         if status is None:
             return False

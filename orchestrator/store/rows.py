@@ -60,7 +60,8 @@ class OrderRow:
     state_changed_at: datetime
     account: str = DEFAULT_ACCOUNT  # its configured VTEX account (`orchestrator.config.account_tables`)
     wait_code: str | None = None  # `states.Waiting`: it waits on its account (a pause)
-    vtex_event_at: datetime | None = None  # the last Orders Feed event about it was applied then
+    # An Orders Feed (or Hook) event was applied then and no step has taken it in since
+    vtex_event_at: datetime | None = None
 
     @classmethod
     def from_mapping(cls, row: Any) -> OrderRow:
@@ -131,6 +132,7 @@ STEP_COLUMNS: tuple[str, ...] = (
     "authorized_at",
     "updated_at",
     "state_changed_at",
+    "vtex_event_at",  # a step clears it once it took the event in; the inbox writes it unleased only
 )
 
 

@@ -869,12 +869,19 @@ class Store:
                     "vtex_status": state,
                     "vtex_status_at": now,
                     "vtex_event_at": now,
-                    "next_run_at": now,
+                    "next_run_at": lease_now,  # claims compare with the leases' clock
                 }
                 if state != order.vtex_status:
                     values["vtex_status_since"] = now
-                conn.execute(sa.update(ORDERS).where(o.id == order.id).values(**values))
-                woken += 1
+                # Claimed since it was read above, it is left to its step (whose save would
+                # otherwise carry the old status, and whose lease a due time would undo).
+                unleased = sa.or_(o.lease_owner.is_(None), o.lease_expires_at <= lease_now)
+                if conn.execute(
+                    sa.update(ORDERS).where(o.id == order.id, unleased).values(**values)
+                ).rowcount:
+                    woken += 1
+                else:
+                    conn.execute(sa.update(VTEX_EVENTS).where(e.id == event_pk).values(applied_at=None))
         return woken
 
     def forget_feed_events(self, before: datetime) -> int:

@@ -166,11 +166,13 @@ def test_killed_between_two_steps(
 def test_start_handling_409_because_already_handling_is_reconciled(
     sandbox: SandboxProcess, store: Store, database_url: str, tmp_path: Path
 ) -> None:
-    """Even with the intent lost, a 409 OMS003 from an order already handling is reconciled, not failed."""
+    """Even with the intent lost, a 409 OMS003 from an order already handling is reconciled, not
+    failed. (Polling: listening to the Orders Feed, the order would learn `invoiced` first and
+    never send Start handling again, which `test_feed_crashes` covers.)"""
     import_lines(lines_of(1), store, utcnow())
     victim = order_id(0)
     hold(sandbox, victim, "start-handling", "after")
-    env = client_env(database_url, sandbox.url, **FAST)
+    env = client_env(database_url, sandbox.url, **FAST, ORCHESTRATOR_STATUS_SOURCE="poll")
     log = tmp_path / "daemon.log"
     daemon = start_daemon(env, log)
     wait_for(lambda: held(sandbox), 30, "start-handling to be applied")

@@ -31,7 +31,7 @@ from orchestrator.sandbox.faults import FaultConfig
 from orchestrator.sandbox.feed import FeedFaults
 from orchestrator.store.open import open_store
 from tests import backends
-from tests.daemon_runs import run_until, states
+from tests.daemon_runs import import_once_listening, run_until, states
 from tests.factories import import_lines as lines_of
 
 
@@ -51,9 +51,14 @@ def test_start_handling_follows_vtexs_event_and_the_happy_path_asks_nothing(
     with ServerThread(sandbox) as server:
         settings = listening(make_settings, sandbox, server.url, grace=5.0)
         settings = settings.model_copy(update={"metrics_port": 0})
-        store = open_store(settings.database_url)
-        import_lines(lines_of(20), store, utcnow())
-        daemon = run_until(settings, store, lambda: states(store) == {"invoiced": 20}, timeout=30)
+        store = open_store(settings.database_url, create=True)
+        daemon = run_until(
+            settings,
+            store,
+            lambda: states(store) == {"invoiced": 20},
+            timeout=30,
+            during=import_once_listening(store, settings.account().key, lines_of(20)),
+        )
     assert states(store) == {"invoiced": 20}
     # Each Start handling went out when VTEX's event came, before our own 5 s timer would have.
     started = {

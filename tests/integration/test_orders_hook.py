@@ -28,7 +28,7 @@ from orchestrator.store.thread import DatabaseThread
 from orchestrator.vtex import hook
 from orchestrator.web.bounded_http import BACKLOG
 from tests.api_server import serve_api
-from tests.daemon_runs import run_until, states
+from tests.daemon_runs import import_once_listening, run_until, states
 from tests.factories import import_lines as lines_of
 
 
@@ -46,9 +46,9 @@ def test_vtex_pushes_every_change_and_the_feed_is_only_the_backup(
             sandbox, vtex.url, grace_period=timedelta(seconds=5), status_source="hook", hook_url=public
         )
         with serve_api(settings, sandbox, sock) as served:
-            store = open_store(settings.database_url)
-            import_lines(lines_of(12), store, utcnow())
-            run_until(settings, store, lambda: states(store) == {"invoiced": 12}, timeout=40)
+            store = open_store(settings.database_url, create=True)
+            steady = import_once_listening(store, settings.account().key, lines_of(12), "hook_configured_at")
+            run_until(settings, store, lambda: states(store) == {"invoiced": 12}, timeout=40, during=steady)
             pushed = served.store.feed(settings.account().key)
     assert states(store) == {"invoiced": 12}
     ledger = sandbox.oms.ledger

@@ -111,7 +111,7 @@ class Watch:
             metrics.refresh_account(name, watched.guard.is_paused(now), throttled, phase, ramp)
             metrics.refresh_permissions(name, len(watched.guard.permissions))
             feed = feeds.get(watched.guard.account)
-            if feed is not None:
+            if feed is not None and not feed["declined"]:  # a feed `auto` chose not to use is not read
                 event_at = feed["event_at"]
                 metrics.refresh_feed(
                     name,
