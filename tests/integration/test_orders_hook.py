@@ -13,9 +13,11 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 from structlog.testing import capture_logs
+from typer.testing import CliRunner
 
+from orchestrator.cli import app
 from orchestrator.clock import utcnow
-from orchestrator.config.settings import Settings
+from orchestrator.config.settings import Settings, load_settings
 from orchestrator.engine.clients import build_client
 from orchestrator.engine.feed import FeedReader, HookWanted
 from orchestrator.intake.importer import import_lines
@@ -27,6 +29,7 @@ from orchestrator.store.open import open_store
 from orchestrator.store.thread import DatabaseThread
 from orchestrator.vtex import hook
 from orchestrator.web.bounded_http import BACKLOG
+from states.vtex_status import FEED_STATUSES
 from tests.api_server import serve_api
 from tests.daemon_runs import import_once_listening, run_until, states
 from tests.factories import import_lines as lines_of
@@ -210,3 +213,38 @@ async def _reader_rounds(
         await round_("a minute on, serve back", timedelta(minutes=1))
     db.close()
     return seen
+
+
+@pytest.mark.sqlite_only
+def test_check_says_whether_the_hook_pushes_where_serve_is(
+    sandbox_server: ServerThread, database_url: str
+) -> None:
+    """`check` reads the Hook's configuration (never changes it): none yet, then pushing to
+    serve's URL with the secret of the token in use, then set otherwise."""
+    sandbox = sandbox_server.sandbox
+    config = sandbox.oms.config
+    public = "https://orders.example.com"
+    env = {
+        "ORCHESTRATOR_DATABASE_URL": database_url,
+        "VTEX_BASE_URL": sandbox_server.url,
+        "VTEX_APP_KEY": config.app_key,
+        "VTEX_APP_TOKEN": config.app_token,
+        "ORCHESTRATOR_STATUS_SOURCE": "hook",
+        "ORCHESTRATOR_HOOK_URL": public,
+        "COLUMNS": "240",
+    }
+    runner = CliRunner(env=env)
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    first = runner.invoke(app, ["check"])
+    assert "no Hook yet (a daemon sets it to https://orders.example.com/vtex/hook/default)" in first.output
+    key = load_settings(None, **{"vtex_base_url": sandbox_server.url}).account().key
+    wanted = hook.configuration(
+        hook.hook_url(public, "default"), hook.secret(config.app_token, key), FEED_STATUSES
+    )
+    sandbox.oms.hook.configure(wanted)  # as the daemon sets it (VTEX's ping is the sandbox's business)
+    pushing = runner.invoke(app, ["check"])
+    assert "the Hook pushes to https://orders.example.com/vtex/hook/default" in pushing.output
+    sandbox.oms.hook.configure(hook.configuration("https://elsewhere.example.com/x", "s", FEED_STATUSES))
+    otherwise = runner.invoke(app, ["check"])
+    assert "the Hook is set otherwise" in otherwise.output
+    assert config.app_token not in pushing.output + otherwise.output
