@@ -43,9 +43,14 @@ def _one(source: str, args: Namespace) -> dict[str, Any]:
             ORCHESTRATOR_CONCURRENCY=str(args.concurrency),
             ORCHESTRATOR_STATUS_SOURCE=source,
         )
+        port = _free_port()
+        if source == "hook":
+            env["ORCHESTRATOR_HOOK_URL"] = f"http://127.0.0.1:{port}"
         orders = write_orders(work / "orders.jsonl", args.orders)
-        run_command(["import", str(orders)], env)
-        serve = _serve(env, work) if source == "hook" else None
+        imported = run_command(["import", str(orders)], env)
+        if imported.exit_code != 0:
+            raise RuntimeError(f"the import failed (exit {imported.exit_code})")
+        serve = _serve(env, work, port) if source == "hook" else None
         try:
             daemon = run_command(["run", "--until-done"], env, work / "daemon.log")
         finally:
@@ -74,15 +79,16 @@ def _one(source: str, args: Namespace) -> dict[str, Any]:
     }
 
 
-def _serve(env: dict[str, str], work: Path) -> subprocess.Popen[bytes]:
-    """`orchestrator serve` on a free port, as the Hook's public URL; up before the daemon."""
+def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return int(probe.getsockname()[1])
+
+
+def _serve(env: dict[str, str], work: Path, port: int) -> subprocess.Popen[bytes]:
+    """`orchestrator serve` on `port`, the Hook's public URL; up before the daemon."""
     url = f"http://127.0.0.1:{port}"
-    env["ORCHESTRATOR_HOOK_URL"] = url
     log = (work / "serve.log").open("w")
-    # S603: our own interpreter running our own command.
     process = subprocess.Popen(
         [sys.executable, "-m", "orchestrator", "serve", "--port", str(port)], env=env, stdout=log, stderr=log
     )
