@@ -20,6 +20,7 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from orchestrator import __version__
+from orchestrator.redaction import register_secret
 from orchestrator.vtex import hook
 from orchestrator.vtex.answers import (
     MAX_BODY_BYTES,
@@ -167,8 +168,11 @@ class VtexClient:
 
     def hook_secret(self, account_key: str) -> str:
         """The secret VTEX's Hook should send, from the app token in use (`hook.secret`): the
-        token itself never leaves the client."""
-        return hook.secret(self._headers["X-VTEX-API-AppToken"], account_key)
+        token itself never leaves the client. The secret is masked wherever text is shown, as the
+        token is."""
+        value = hook.secret(self._headers["X-VTEX-API-AppToken"], account_key)
+        register_secret(value)
+        return value
 
     async def aclose(self) -> None:
         await self._transport.aclose()

@@ -29,6 +29,7 @@ from orchestrator.config.account_tables import AccountError, AccountSettings
 from orchestrator.config.settings import Settings
 from orchestrator.errors import OrchestratorError
 from orchestrator.log import get_logger
+from orchestrator.redaction import register_secret
 from orchestrator.store.errors import explain
 from orchestrator.store.store import Store
 from orchestrator.vtex import hook
@@ -101,9 +102,12 @@ def _same(given: str, expected: str) -> bool:
 
 
 def _secret_matches(account: AccountSettings, given: str | None) -> bool:
-    return bool(given) and any(
-        _same(given or "", hook.secret(token, account.key)) for _, token in _credentials(account)
-    )
+    if not given:
+        return False
+    secrets = [hook.secret(token, account.key) for _, token in _credentials(account)]
+    for value in secrets:
+        register_secret(value)  # masked in anything shown, as the token is
+    return any(_same(given, value) for value in secrets)
 
 
 def _origin_refusal(account: AccountSettings, body: Any) -> str | None:

@@ -51,7 +51,10 @@ def test_vtex_pushes_every_change_and_the_feed_is_only_the_backup(
         with serve_api(settings, sandbox, sock) as served:
             store = open_store(settings.database_url, create=True)
             steady = import_once_listening(store, settings.account().key, lines_of(12), "hook_configured_at")
-            run_until(settings, store, lambda: states(store) == {"invoiced": 12}, timeout=40, during=steady)
+            with capture_logs() as logs:
+                run_until(
+                    settings, store, lambda: states(store) == {"invoiced": 12}, timeout=40, during=steady
+                )
             pushed = served.store.feed(settings.account().key)
     assert states(store) == {"invoiced": 12}
     ledger = sandbox.oms.ledger
@@ -75,6 +78,8 @@ def test_vtex_pushes_every_change_and_the_feed_is_only_the_backup(
     # The backup: at most a read at start and one every 30 s, not one every 2 s.
     assert ledger.requests_by_operation.get("feed-read", 0) <= 3
     assert pushed is not None and pushed["hook_event_at"] is not None and pushed["hook_problem"] is None
+    secret = hook.secret(sandbox.oms.config.app_token, settings.account().key)
+    assert secret not in repr(logs) and sandbox.oms.config.app_token not in repr(logs)
 
 
 @pytest.mark.sqlite_only
