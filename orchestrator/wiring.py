@@ -186,11 +186,8 @@ def _feed_reader(
         follow,
         log,
         choice=account.status_source,
-        hook=HookWanted(
-            hook_url(account.hook_url, account.name), partial(lane.client.hook_secret, account.key)
-        )
-        if account.status_source == "hook" and account.hook_url
-        else None,
+        hook=_hook_wanted(account, lane),
+        interval=settings.feed_interval.total_seconds(),
         # A daemon that died holding the feed keeps it no longer than its orders' leases (at most
         # 30 s), and never shorter than three reads.
         lease=max(timedelta(seconds=6), min(settings.lease, timedelta(seconds=30))),

@@ -98,6 +98,7 @@ def make_settings(database_url: str) -> Callable[..., Settings]:
             "database_url": database_url,
             "grace_period": timedelta(seconds=0.5),
             "tick_interval": timedelta(milliseconds=100),
+            "feed_interval": timedelta(milliseconds=300),  # events without the 2 s of a deployment
             "worker_id": "test-worker",
         }
         if sandbox is not None:

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     hook_url: str | None = Field(None, validation_alias=_env("ORCHESTRATOR_HOOK_URL"))
     concurrency: int = Field(64, ge=1, le=4096, validation_alias=_env("ORCHESTRATOR_CONCURRENCY"))
     tick_interval: timedelta = Field(timedelta(seconds=1), validation_alias=_env("ORCHESTRATOR_TICK"))
+    # How often a listening account's Orders Feed is read while it has nothing (a full batch is
+    # followed by another read at once): the most an event waits, against one request each time.
+    feed_interval: timedelta = Field(
+        timedelta(seconds=2), validation_alias=_env("ORCHESTRATOR_FEED_INTERVAL")
+    )
     lease: timedelta = Field(timedelta(minutes=2), validation_alias=_env("ORCHESTRATOR_LEASE"))
     shutdown_timeout: timedelta = Field(
         timedelta(seconds=30), validation_alias=_env("ORCHESTRATOR_SHUTDOWN_TIMEOUT")
@@ -111,6 +116,7 @@ class Settings(BaseSettings):
         "vtex_timeout",
         "grace_period",
         "tick_interval",
+        "feed_interval",
         "lease",
         "shutdown_timeout",
         "unknown_outcome_after",
