@@ -100,6 +100,7 @@ def test_chaos_kills_and_faults_never_duplicate_an_effect(
             sandbox.url,
             ORCHESTRATOR_GRACE_PERIOD="1s",
             ORCHESTRATOR_TICK="100ms",
+            ORCHESTRATOR_FEED_INTERVAL="300ms",
             ORCHESTRATOR_LEASE="3s",
             VTEX_TIMEOUT="1s",
             ORCHESTRATOR_CONCURRENCY="32",

@@ -29,6 +29,7 @@ from tests.processes import log_events, start_daemon, wait_for
 FAST = {
     "ORCHESTRATOR_GRACE_PERIOD": "1s",
     "ORCHESTRATOR_TICK": "100ms",
+    "ORCHESTRATOR_FEED_INTERVAL": "300ms",
     "ORCHESTRATOR_LEASE": "3s",
     "VTEX_TIMEOUT": "1s",
     "ORCHESTRATOR_SHUTDOWN_TIMEOUT": "5s",
