@@ -26,7 +26,7 @@ from tests.processes import start_daemon
 
 SEED = 20261127
 ORDERS = 200
-KILLS = 22
+KILLS = 14
 
 
 class ConnectionKiller(threading.Thread):

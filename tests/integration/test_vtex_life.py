@@ -71,7 +71,7 @@ HELD = {
 def test_orders_vtex_holds_in_statuses_the_flow_does_not_drive_wait_politely(
     server: ServerThread, sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Five orders held by VTEX for a minute, each in another such status: a dozen requests at most
+    """Five orders held by VTEX for 40 seconds, each in another such status: a dozen requests at most
     each, `status --stuck` says where VTEX holds them and what to do, and 30 other orders of the
     account finish at full speed beside them."""
     sandbox = server.sandbox
@@ -90,12 +90,12 @@ def test_orders_vtex_holds_in_statuses_the_flow_does_not_drive_wait_politely(
         if "others" not in finished and states(store).get("invoiced") == 30:
             finished["others"] = elapsed
 
-    run_until(settings, store, lambda: False, timeout=60, during=watch)
+    run_until(settings, store, lambda: False, timeout=40, during=watch)
 
     counts = requests_per_order(sandbox)
     with capsys.disabled():
         held = ", ".join(f"{status} {counts[order_id]}" for order_id, status in HELD.items())
-        print(f"\nheld 60 s, requests per order: {held}; 30 others invoiced in {finished['others']:.1f} s")
+        print(f"\nheld 40 s, requests per order: {held}; 30 others invoiced in {finished['others']:.1f} s")
     assert finished["others"] < 10, "the other orders must not wait behind the held ones"
     for order_id in HELD:
         assert counts[order_id] <= 12, (order_id, counts[order_id])
