@@ -25,11 +25,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from orchestrator.sandbox.filters import filter_refusal, idle_too_long, kept, lets_through
+
 MAX_LOT = 10
 RETENTION_MIN = 345_600  # 4 days
 RETENTION_MAX = 1_209_600  # 14 days
 DEFAULT_VISIBILITY = 240
-FILTER_TYPES = ("FromWorkflow", "FromOrders")
 
 
 @dataclass
@@ -93,15 +94,9 @@ class Feed:
         if not isinstance(body, Mapping):
             return "Invalid request body: expected {filter, queue}"
         flt, queue = body.get("filter"), body.get("queue")
-        if not isinstance(flt, Mapping) or flt.get("type") not in FILTER_TYPES:
-            return "filter.type must be FromWorkflow or FromOrders"
-        if flt.get("status") is not None and flt.get("expression") is not None:
-            return "CONFLICT: a filter takes either status (FromWorkflow) or expression (FromOrders)"
-        statuses = flt.get("status")
-        if statuses is not None and (
-            not isinstance(statuses, list) or not all(isinstance(s, str) for s in statuses)
-        ):
-            return "filter.status must be a list of status names"
+        refusal = filter_refusal(flt)
+        if refusal is not None:
+            return refusal
         if not isinstance(queue, Mapping):
             return "queue is required"
         retention = queue.get("MessageRetentionPeriodInSeconds", queue.get("messageRetentionPeriodInSeconds"))
@@ -112,7 +107,7 @@ class Feed:
         if not isinstance(visibility, int) or visibility <= 0:
             return "visibilityTimeoutInSeconds must be a positive integer"
         self.config = {
-            "filter": {"type": flt["type"], "status": list(statuses) if statuses is not None else None},
+            "filter": kept(body["filter"]),
             "queue": {"visibilityTimeoutInSeconds": visibility, "MessageRetentionPeriodInSeconds": retention},
         }
         self.configured_at = self.clock()
@@ -146,8 +141,7 @@ class Feed:
         if self.config is None:
             return False
         retention = self.config["queue"]["MessageRetentionPeriodInSeconds"]
-        last = self.last_event_at if self.last_event_at is not None else self.configured_at
-        if self.clock() - last > retention:
+        if idle_too_long(self.last_event_at, self.configured_at, self.clock(), retention):
             self.delete()
             return False
         return True
@@ -157,11 +151,10 @@ class Feed:
     def status_changed(
         self, order_id: str, last_state: str | None, state: str, last_change: float, at: float
     ) -> None:
-        if not self._alive() or last_state == state:
+        if not self._alive():
             return
         assert self.config is not None
-        wanted = self.config["filter"]["status"]
-        if wanted is not None and state not in wanted:
+        if not lets_through(self.config["filter"], last_state, state):
             return
         self.last_event_at = at
         self.items.append(FeedItem(uuid.uuid4().hex.upper(), order_id, state, last_state, last_change, at))

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.sandbox.feed import iso
+from orchestrator.sandbox.filters import filter_refusal, idle_too_long, kept, lets_through
 
 DEADLINE_SECONDS = 5.0  # VTEX's: a notification not answered 200 by then failed
 MAX_TRIES = 100
@@ -68,15 +69,9 @@ class Hook:
         if not isinstance(body, Mapping):
             return "Invalid request body: expected {filter, hook}"
         flt, hook = body.get("filter"), body.get("hook")
-        if not isinstance(flt, Mapping) or flt.get("type") not in ("FromWorkflow", "FromOrders"):
-            return "filter.type must be FromWorkflow or FromOrders"
-        if flt.get("status") is not None and flt.get("expression") is not None:
-            return "CONFLICT: a filter takes either status (FromWorkflow) or expression (FromOrders)"
-        statuses = flt.get("status")
-        if statuses is not None and (
-            not isinstance(statuses, list) or not all(isinstance(s, str) for s in statuses)
-        ):
-            return "filter.status must be a list of status names"
+        refusal = filter_refusal(flt)
+        if refusal is not None:
+            return refusal
         if not isinstance(hook, Mapping) or not isinstance(hook.get("url"), str):
             return "hook.url is required"
         headers = hook.get("headers", {})
@@ -86,10 +81,9 @@ class Hook:
 
     def configure(self, body: Mapping[str, Any]) -> None:
         """Set a configuration whose URL answered the ping."""
-        flt, hook = body["filter"], body["hook"]
-        statuses = flt.get("status")
+        hook = body["hook"]
         self.config = {
-            "filter": {"type": flt["type"], "status": list(statuses) if statuses is not None else None},
+            "filter": kept(body["filter"]),
             "hook": {"url": hook["url"], "headers": dict(hook.get("headers") or {})},
         }
         self.configured_at = self.clock()
@@ -107,8 +101,7 @@ class Hook:
     def _alive(self) -> bool:
         if self.config is None:
             return False
-        last = self.last_notified_at if self.last_notified_at is not None else self.configured_at
-        if self.clock() - last > IDLE_DELETION:
+        if idle_too_long(self.last_notified_at, self.configured_at, self.clock(), IDLE_DELETION):
             self.delete()
             return False
         return True
@@ -118,11 +111,10 @@ class Hook:
     def status_changed(
         self, order_id: str, last_state: str | None, state: str, last_change: float, at: float
     ) -> None:
-        if not self._alive() or last_state == state:
+        if not self._alive():
             return
         assert self.config is not None
-        wanted = self.config["filter"]["status"]
-        if wanted is not None and state not in wanted:
+        if not lets_through(self.config["filter"], last_state, state):
             return
         body = {
             "Domain": "Fulfillment",

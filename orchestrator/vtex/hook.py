@@ -22,7 +22,6 @@ from typing import Any
 from urllib.parse import quote
 
 SECRET_HEADER = "X-Orchestrator-Hook-Secret"  # noqa: S105  (a header name, not its value)
-PING = {"hookConfig": "ping"}
 
 
 def hook_url(public_url: str, account: str) -> str:
