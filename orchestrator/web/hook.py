@@ -53,14 +53,15 @@ def hook_route(settings: Settings, store: Store) -> Route:
             return error(exc.serve_status, str(exc))
         if hook.is_ping(body):
             return JSONResponse({"hookConfig": "pong"})
-        if not _secret_matches(account, request.headers.get(hook.SECRET_HEADER)):
+        credentials = _credentials(account)  # the files read once per notification
+        if not _secret_matches(account, credentials, request.headers.get(hook.SECRET_HEADER)):
             log.warning("a Hook notification without the account's secret refused", account=name)
             return error(401, f"the {hook.SECRET_HEADER} header is missing or wrong")
         try:
             item = hook.notification_item(body)
         except hook.NotVtexNotification as exc:
             return error(400, f"not a notification of VTEX's Hook: {exc}")
-        refusal = _origin_refusal(account, body)
+        refusal = _origin_refusal(account, credentials, body)
         if refusal is not None:
             log.warning("a Hook notification from elsewhere refused", account=name, why=refusal)
             return error(403, refusal)
@@ -101,20 +102,20 @@ def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-def _secret_matches(account: AccountSettings, given: str | None) -> bool:
+def _secret_matches(account: AccountSettings, credentials: list[tuple[str, str]], given: str | None) -> bool:
     if not given:
         return False
-    secrets = [hook.secret(token, account.key) for _, token in _credentials(account)]
+    secrets = [hook.secret(token, account.key) for _, token in credentials]
     for value in secrets:
         register_secret(value)  # masked in anything shown, as the token is
     return any(_same(given, value) for value in secrets)
 
 
-def _origin_refusal(account: AccountSettings, body: Any) -> str | None:
+def _origin_refusal(account: AccountSettings, credentials: list[tuple[str, str]], body: Any) -> str | None:
     """Why the notification's `Origin` is not this account's (None: it is)."""
     origin_account, origin_key = hook.origin(body)
     if account.vtex_account and origin_account != account.vtex_account:
         return f"Origin.Account is not {account.vtex_account!r}"
-    if not origin_key or not any(_same(origin_key, key) for key, _ in _credentials(account)):
+    if not origin_key or not any(_same(origin_key, key) for key, _ in credentials):
         return "Origin.Key is not the account's app key"
     return None
