@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from transitions import Machine, MachineError
 
-from states import rules, vtex_status
+from states import invoices, rules, vtex_status
 
 
 class State(StrEnum):
@@ -40,6 +40,7 @@ class Action(StrEnum):
     AUTHORIZE = "authorize-dispatch"
     START_HANDLING = "start-handling"
     INVOICE = "send-invoice"
+    RETURN = "send-return"  # an Input invoice
     TRACKING = "send-tracking"
     CANCEL = "cancel-order"
 
@@ -69,12 +70,6 @@ class Facts(Protocol):
     """What a rule may need to know about our side of the order."""
 
     @property
-    def invoice_number(self) -> str | None: ...
-
-    @property
-    def tracking_number(self) -> str | None: ...
-
-    @property
     def marketplace_order_id(self) -> str: ...
 
     @property
@@ -86,19 +81,40 @@ class Facts(Protocol):
         ...
 
     @property
+    def output_numbers(self) -> list[str]:
+        """Our Output invoices' numbers, sent or not."""
+        ...
+
+    @property
     def invoice_waiting(self) -> bool:
-        """Our invoice data exists and has not been sent."""
+        """An Output invoice of ours exists and has not been sent."""
         ...
 
     @property
     def invoice_sent(self) -> bool:
-        """VTEX took our invoice (its receipt, or a package that carries it)."""
+        """VTEX took one of our Output invoices (its receipt, or a package that carries it)."""
+        ...
+
+    @property
+    def return_waiting(self) -> bool:
+        """An Input invoice (a return) of ours exists and has not been sent."""
         ...
 
     @property
     def tracking_waiting(self) -> bool:
-        """A tracking number exists and has not been sent."""
+        """A tracking number of a sent invoice exists and has not been sent."""
         ...
+
+    @property
+    def next_invoice(self) -> Mapping[str, Any] | None:
+        """The Output invoice the next send is about (`states.invoices.waiting`)."""
+        ...
+
+    @property
+    def next_return(self) -> Mapping[str, Any] | None: ...
+
+    @property
+    def next_tracking(self) -> Mapping[str, Any] | None: ...
 
 
 Rule = Callable[[Mapping[str, Any] | None, Facts], bool]
@@ -110,6 +126,8 @@ class Attention(StrEnum):
 
     TRACKING_REFUSED = "tracking-refused"  # VTEX refused the tracking update
     TRACKING_FAILED = "tracking-failed"  # the tracking update failed for good
+    RETURN_REFUSED = "return-refused"  # VTEX refused a return (Input invoice)
+    RETURN_FAILED = "return-failed"  # a return could not be sent, after every retry
     INVOICE_MISSING = "invoice-missing"  # VTEX shows the order invoiced, but not with our invoice
     REQUEST_GUARD = "request-guard"  # too many requests for one order within an hour
     # VTEX flags an error in the order's workflow that no automatic retry solves (Get order's
@@ -173,6 +191,10 @@ class Step:
     stamp_from_vtex: str | None = None
     remembers: str | None = None
     needs_invoice: bool = False  # waits for VTEX only once our invoice data exists
+    # A write that sends one of the order's invoices (`states.invoices`): which entry it sends,
+    # `invoices.OUTPUT`, `invoices.INPUT` or `invoices.TRACKING` (a sent invoice's tracking
+    # number); the engine marks that entry sent when VTEX took it.
+    sends: str | None = None
     # A side step (beside the main line): it is due in any of its `sources` while `pending` says
     # its data waits to be sent; `after_grace` narrows its sources under the default invoice timing.
     pending: Pending | None = None
@@ -228,25 +250,36 @@ def _placed(vtex_order: Mapping[str, Any] | None, facts: Facts) -> bool:
 
 
 def _completed(vtex_order: Mapping[str, Any] | None, facts: Facts) -> bool:
-    """The order is done iff VTEX reports `invoiced` and, when we have an invoice, holds it: an
-    order VTEX shows invoiced by someone else's invoice is not ours to report invoiced. An Orders
-    Feed event carries a status and no packages (`rules.status_only`): after VTEX took our
-    invoice, its `invoiced` is enough."""
+    """The order is done iff VTEX reports `invoiced` and, when we have invoices, holds one of
+    them: an order VTEX shows invoiced by someone else's invoices is not ours to report invoiced.
+    An Orders Feed event carries a status and no packages (`rules.status_only`): after VTEX took
+    one of our invoices, its `invoiced` is enough. Whether our invoices reach VTEX's value is
+    VTEX's to say: it marks the order invoiced when they do."""
     if not rules.is_invoiced(vtex_order):
         return False
-    if facts.invoice_number is None or rules.invoice_present(vtex_order, facts.invoice_number):
+    numbers = facts.output_numbers
+    if not numbers or any(rules.invoice_present(vtex_order, n) for n in numbers):
         return True
     return rules.is_status_only(vtex_order) and facts.invoice_sent
 
 
+def _entry_applied(target: Mapping[str, Any] | None, vtex_order: Mapping[str, Any] | None) -> bool:
+    return target is not None and rules.invoice_present(vtex_order, target["number"])
+
+
 def _invoice_applied(vtex_order: Mapping[str, Any] | None, facts: Facts) -> bool:
-    return facts.invoice_number is not None and rules.invoice_present(vtex_order, facts.invoice_number)
+    return _entry_applied(facts.next_invoice, vtex_order)
+
+
+def _return_applied(vtex_order: Mapping[str, Any] | None, facts: Facts) -> bool:
+    return _entry_applied(facts.next_return, vtex_order)
 
 
 def _tracking_applied(vtex_order: Mapping[str, Any] | None, facts: Facts) -> bool:
-    if facts.invoice_number is None or facts.tracking_number is None:
+    target = facts.next_tracking
+    if target is None or not target.get("tracking"):
         return False
-    return rules.tracking_present(vtex_order, facts.invoice_number, facts.tracking_number)
+    return rules.tracking_present(vtex_order, target["number"], target["tracking"]["trackingNumber"])
 
 
 def _never(_vtex_order: Mapping[str, Any] | None, _facts: Facts) -> bool:
@@ -306,21 +339,35 @@ SEND_INVOICE = Step(
     None,
     _invoice_applied,
     action=Action.INVOICE,
-    stamp="invoice_sent_at",
+    sends=invoices.OUTPUT,
     pending=lambda facts: facts.invoice_waiting,
     after_grace=(State.HANDLING,),
     # ORD039 "Order ... is in state X and cannot accept invoice": a status conflict VTEX resolves
     # as the order moves on (VTEX documents no HTTP status for it).
     not_yet=frozenset({"ORD039"}),
 )
+# A tracking number for an invoice already sent, once the order is invoiced (one known before the
+# invoice went out went inside it). Not earlier: a refused update stops the order for a person,
+# which must never hold up the main line.
 SEND_TRACKING = Step(
     "send_tracking",
     (State.INVOICED,),
     None,
     _tracking_applied,
     action=Action.TRACKING,
-    stamp="tracking_sent_at",
+    sends=invoices.TRACKING,
     pending=lambda facts: facts.tracking_waiting,
+)
+# A return: an Input invoice. VTEX refunds it, and only once the order is invoiced, so it is a
+# side flow of `invoiced`: the order never goes back on the main line.
+SEND_RETURN = Step(
+    "send_return",
+    (State.INVOICED,),
+    None,
+    _return_applied,
+    action=Action.RETURN,
+    sends=invoices.INPUT,
+    pending=lambda facts: facts.return_waiting,
 )
 # VTEX cancels asynchronously: its 200 only starts the cancellation, and the order waits in
 # `canceling` until VTEX shows `canceled` or shows it denied (then the order goes back).
@@ -358,6 +405,7 @@ STEPS: tuple[Step, ...] = (
     *MAIN_LINE,
     SEND_INVOICE,
     SEND_TRACKING,
+    SEND_RETURN,
     CANCEL,
     CANCELED_BY_VTEX,
     CANCEL_LOCALLY,
@@ -366,7 +414,7 @@ STEPS: tuple[Step, ...] = (
     REPLACE,
 )
 # Planned beside the main line, in this order, whenever their data waits (`Step.pending`).
-SIDE_STEPS: tuple[Step, ...] = (SEND_INVOICE, SEND_TRACKING)
+SIDE_STEPS: tuple[Step, ...] = (SEND_INVOICE, SEND_TRACKING, SEND_RETURN)
 STEP_BY_ACTION: dict[Action, Step] = {s.action: s for s in STEPS if s.action is not None}
 STEP_BY_TRIGGER: dict[str, Step] = {s.trigger: s for s in STEPS}
 

@@ -1,5 +1,5 @@
-"""Late data: the invoice and the tracking number an order gets after it was imported, for one
-order or for a file of many (checked whole, then written in one transaction, or not at all)."""
+"""Late data: the invoices, tracking numbers and returns an order gets after it was imported, for
+one order or for a file of many (checked whole, then written in one transaction, or not at all)."""
 
 from __future__ import annotations
 
@@ -90,7 +90,10 @@ def invoice(
     ctx: typer.Context,
     order_id: Annotated[str | None, typer.Argument(help="The order the invoice belongs to.")] = None,
     number: Annotated[str | None, typer.Option(help="Invoice number (letters and digits).")] = None,
-    value: Annotated[int | None, typer.Option(help="Invoice value in cents (the order's value).")] = None,
+    value: Annotated[
+        int | None,
+        typer.Option(help="Invoice value in cents (an order's invoices add up to its value: several may)."),
+    ] = None,
     issued_at: Annotated[
         str | None, typer.Option(help="Issuance date and time, ISO 8601 (default: now).")
     ] = None,
@@ -108,7 +111,9 @@ def invoice(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything; change nothing.")] = False,
     as_json: Annotated[bool, json_option()] = False,
 ) -> None:
-    """Attach invoices of orders imported without one; the daemon sends each when allowed."""
+    """Attach an invoice to an order: its first, or one more (a partial invoice, a split shipment).
+    The daemon sends each once, when allowed; the order is invoiced when they reach its value.
+    The same invoice again changes nothing; another body under a number it holds is refused."""
     from orchestrator.intake.validation import validate_invoice
     from orchestrator.ops.batch import Line
     from orchestrator.ops.operations import invoice_change, invoice_from_options
@@ -157,17 +162,24 @@ def track(
     courier: Annotated[str | None, typer.Option(help="The carrier's name.")] = None,
     url: Annotated[str | None, typer.Option(help="Where the customer follows the parcel.")] = None,
     dispatched_at: Annotated[str | None, typer.Option(help="When it was dispatched, ISO 8601.")] = None,
+    invoice_number: Annotated[
+        str | None,
+        typer.Option(
+            "--invoice", help="The invoice the parcel belongs to (needed when the order has several)."
+        ),
+    ] = None,
     file: Annotated[
         str | None,
         typer.Option(
-            help="JSON Lines of {orderId, trackingNumber, courier, trackingUrl, dispatchedDate}, or -; "
-            "all or nothing."
+            help="JSON Lines of {orderId, invoiceNumber, trackingNumber, courier, trackingUrl, "
+            "dispatchedDate}, or -; all or nothing."
         ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything; change nothing.")] = False,
     as_json: Annotated[bool, json_option()] = False,
 ) -> None:
-    """Add tracking numbers to orders' invoices (VTEX's partial invoice update), each sent once."""
+    """Add tracking numbers to orders' invoices, each sent once: inside the invoice when it has not
+    gone out yet, else by VTEX's partial invoice update once the order is invoiced."""
     from orchestrator.ops.batch import Line
     from orchestrator.ops.operations import tracking_change, tracking_problems
     from orchestrator.ops.pause import ensure_orders_not_paused
@@ -185,7 +197,7 @@ def track(
             "trackingUrl": url,
             "dispatchedDate": dispatched_at,
         }
-        lines = [Line(1, order_id, tracking_change(order_id, tracking))]
+        lines = [Line(1, order_id, tracking_change(order_id, tracking, invoice_number))]
     else:
         raise OperationError("give ORDER_ID and --tracking-number, or --file")
     if not dry_run:
@@ -201,7 +213,49 @@ def track(
         row = store.find(entry.order_id)
         if row is not None and row.state == "invoiced":
             row = step_until_settled(settings, store, entry.order_id)
-            sent += int(row is not None and row.tracking_sent_at is not None)
+            sent += int(row is not None and row.tracking_sent)
     if len(planned) > 1:
         report.note(f"{sent} sent to VTEX now; the daemon sends the others once their orders are invoiced")
     report.done(dryRun=False, sent=sent)
+
+
+@app.command(name="return")
+def return_(
+    ctx: typer.Context,
+    order_id: Annotated[str, typer.Argument(help="The invoiced order the customer returned items of.")],
+    file: Annotated[
+        str | None, typer.Option(help='The return: one VTEX invoice body with "type": "Input" (JSON).')
+    ] = None,
+    number: Annotated[str | None, typer.Option(help="Without --file: the return invoice's number.")] = None,
+    value: Annotated[
+        int | None, typer.Option(help="Without --file: its value in cents (every invoiced item comes back).")
+    ] = None,
+    issued_at: Annotated[
+        str | None, typer.Option(help="Issuance date and time, ISO 8601 (default: now).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything; change nothing.")] = False,
+    as_json: Annotated[bool, json_option()] = False,
+) -> None:
+    """Register a return of an invoiced order: an Input invoice, sent to VTEX once, which makes
+    VTEX refund it. Items and value stay within what was invoiced and not yet returned; the same
+    return again changes nothing. The order stays invoiced and shows as (partly) returned."""
+    from orchestrator.ops.batch import Line
+    from orchestrator.ops.operations import return_change, return_from_options
+
+    settings = ctx.obj.logging_settings()
+    store = store_for(settings)
+    if file is not None:
+        body = json_file(Path(file))
+        if not isinstance(body, dict):
+            raise OperationError(f"{file}: must hold one JSON object, a VTEX invoice body of type Input")
+    elif number is not None and value is not None:
+        row = store.find(order_id)
+        if row is None:
+            raise OperationError(f"no order {order_id!r}")
+        body = return_from_options(row, number, value, issued_at=issued_at)
+    else:
+        raise OperationError("give --file with an Input invoice body, or --number and --value")
+    lines = [Line(1, order_id, return_change(order_id, body))]
+    report = Report(as_json)
+    _report(_apply(settings, store, lines, "registered", dry_run), dry_run, "return", report)
+    report.done(dryRun=dry_run)

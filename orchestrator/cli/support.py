@@ -129,7 +129,7 @@ def step_until_settled(settings: Settings, store: Any, order_id: str, until: Any
             break
         if until is not None and until(row):
             break
-        if row.tracking is not None and row.tracking_sent_at is not None and until is None:
+        if until is None and row.tracking_sent:
             break
     return row
 

@@ -35,7 +35,19 @@ from orchestrator.durations import format_duration
 from orchestrator.engine.policy import Policies, PollPolicy
 from orchestrator.store.rows import OrderRow
 from orchestrator.timefmt import human
-from states import BECOME_READY, CANCEL, TABLE, Action, Attention, State, Step, Table, Waiting, vtex_status
+from states import (
+    BECOME_READY,
+    CANCEL,
+    TABLE,
+    Action,
+    Attention,
+    State,
+    Step,
+    Table,
+    Waiting,
+    invoices,
+    vtex_status,
+)
 
 NO_INVOICE = "waiting for invoice data (attach it with `orchestrator invoice`)"
 GUARD_WINDOW = timedelta(hours=1)
@@ -67,6 +79,12 @@ def side_step(row: OrderRow, state: State, policies: Policies, table: Table = TA
         ):
             return step
     return None
+
+
+def last_sent(row: OrderRow) -> datetime | None:
+    """When VTEX took the order's latest Output invoice (its "Verifying invoice" counts from it)."""
+    stamps = [e["sent_at"] for e in row.invoices or () if e["type"] == invoices.OUTPUT and e.get("sent_at")]
+    return datetime.fromisoformat(max(stamps)) if stamps else None
 
 
 def grace_ends(row: OrderRow, grace: timedelta, margin: timedelta = timedelta(0)) -> datetime | None:
@@ -158,12 +176,19 @@ def _awaiting(row: OrderRow, step: Step, now: datetime, grace: timedelta, polici
     """The order waits for VTEX to reach `step.awaits`, looking by the step's poll policy."""
     if step.trigger == BECOME_READY.trigger:
         return _waiting_for_grace(row, now, grace, policies)
-    if step.needs_invoice and row.invoice is None:
+    if step.needs_invoice and not row.invoices:
         return Plan(Kind.IDLE, reason=NO_INVOICE)
-    since = max(row.state_changed_at, row.invoice_sent_at or row.state_changed_at)
+    since = max(row.state_changed_at, last_sent(row) or row.state_changed_at)
     poll: PollPolicy = getattr(policies, step.poll or "")
     status = status_seen_here(row)
-    if status is not None and vtex_status.has_advice(status):
+    short = step.needs_invoice and row.invoiced_value < row.target_value
+    if short:
+        reason = (
+            f"invoiced {row.invoices_sent} of {len(row.output_numbers)} invoices: {row.invoiced_value} of "
+            f"{row.target_value}; VTEX marks the order invoiced once its Output invoices reach its value "
+            f"(attach the rest with `orchestrator invoice {row.ref}`)"
+        )
+    elif status is not None and vtex_status.has_advice(status):
         seen_since = row.vtex_status_since or since
         reason = (
             f"VTEX shows {status} since {human(seen_since)} ({format_duration(now - seen_since)}): "

@@ -71,6 +71,7 @@ from states import (
     INVOICEABLE,
     NOTICE_CANCELED,
     SEND_INVOICE,
+    SEND_RETURN,
     TABLE,
     Action,
     Attention,
@@ -78,6 +79,7 @@ from states import (
     Table,
     Waiting,
     denied_trigger,
+    invoices,
     never_sent,
     rules,
     vtex_status,
@@ -374,6 +376,14 @@ class Stepper:
                 ctx, Attention.TRACKING_REFUSED, f"VTEX refused the tracking update: {refusal.describe()}"
             )
             return
+        if action == Action.RETURN:
+            target = row.next_return
+            self._needs_attention(
+                ctx,
+                Attention.RETURN_REFUSED,
+                f"VTEX refused the return {target['number'] if target else ''}: {refusal.describe()}",
+            )
+            return
         self._catch_up(ctx, vtex_order)
         if isinstance(refusal, Conflict) and action == Action.START_HANDLING:
             return  # not ready-for-handling yet: VTEX's grace period outlasts ours, or VTEX holds it
@@ -382,7 +392,7 @@ class Stepper:
         if planner.held_by_vtex(row) is not None:
             return  # refused because VTEX holds the order somewhere: wait for it, do not fail
         if self.policies.retry_for(action).exhausted(row.attempts) or not _transient_refusal(refusal):
-            self._fail(ctx, refusal.describe(), refusal.code or str(refusal.http_status))
+            self._fail(ctx, refusal.describe(), refusal.code or str(refusal.http_status), action)
 
     def _documented_wait(
         self, ctx: StepContext, action: str, refusal: PermanentError, vtex_order: Mapping[str, Any] | None
@@ -494,7 +504,7 @@ class Stepper:
                     " (VTEX answers 500 to Place when the affiliate is configured to use the seller's "
                     "payment methods: use an affiliate without them)"
                 )
-            self._fail(ctx, reason, row.last_error_code)
+            self._fail(ctx, reason, row.last_error_code, action)
 
     async def _await(self, ctx: StepContext) -> None:
         vtex_order, ok = await self._fetch(ctx)
@@ -515,20 +525,20 @@ class Stepper:
         invoiced; it stops for a person, saying which invoices VTEX holds (`retry` sends ours
         again). An invoice not sent yet simply goes out next, and VTEX answers it."""
         row = ctx.row
-        number = row.invoice_number
+        sent = row.sent_output_numbers
         if (
             row.state not in INVOICEABLE
-            or number is None
-            or row.invoice_sent_at is None
+            or not sent
             or not rules.is_invoiced(vtex_order)
-            or rules.invoice_present(vtex_order, number)
+            or any(rules.invoice_present(vtex_order, number) for number in sent)
         ):
             return
         held = ", ".join(str(p.get("invoiceNumber")) for p in rules.packages(vtex_order)) or "none"
+        ours = ", ".join(sent)
         self._needs_attention(
             ctx,
             Attention.INVOICE_MISSING,
-            f"VTEX shows the order invoiced, but not with our invoice {number} (its invoices: {held})",
+            f"VTEX shows the order invoiced, but not with our invoices {ours} (its invoices: {held})",
         )
 
     async def _fetch(self, ctx: StepContext) -> tuple[Mapping[str, Any] | None, bool]:
@@ -575,6 +585,9 @@ class Stepper:
                 self._fire(ctx, trigger, f"{action} accepted, which proves it")
         if step.remembers is not None:
             setattr(row, step.remembers, row.state)
+        number = row.mark_sent(step.sends, self.clock()) if step.sends is not None else None
+        if number is not None:
+            via = f"{via} (invoice {number})"
         self._fire(
             ctx, step.trigger, f"{via}; VTEX cancels asynchronously" if action == Action.CANCEL else via
         )
@@ -644,7 +657,7 @@ class Stepper:
         policy = self.policies.retry_for(action)
         if policy.exhausted(row.attempts):
             exhausted = RetriesExhausted(row.attempts, exc, operation=str(action), order_id=row.order_id)
-            self._fail(ctx, exhausted.describe(), exc.code or str(exc.http_status or "TRANSPORT"))
+            self._fail(ctx, exhausted.describe(), exc.code or str(exc.http_status or "TRANSPORT"), action)
             return
         delay = policy.delay(row.attempts, self._rng)
         self._later(ctx, delay, f"retrying {action} (attempt {row.attempts + 1}) after: {exc.message}")
@@ -726,13 +739,15 @@ class Stepper:
         row.wait_reason = f"{reason[:200]} (`orchestrator retry {row.order_id}` tries again)"
         ctx.scheduled = True
 
-    def _fail(self, ctx: StepContext, reason: str, code: str | None) -> None:
+    def _fail(self, ctx: StepContext, reason: str, code: str | None, action: str | None = None) -> None:
         row = ctx.row
         row.last_error = reason
         row.last_error_code = code
         if row.state == State.INVOICED:
-            # Only the tracking update can fail after invoiced: the order stays invoiced, stopped.
-            self._needs_attention(ctx, Attention.TRACKING_FAILED, reason)
+            # Only a tracking update or a return can fail after invoiced: the order stays
+            # invoiced, stopped for a person.
+            why = Attention.RETURN_FAILED if action == Action.RETURN else Attention.TRACKING_FAILED
+            self._needs_attention(ctx, why, reason)
             return
         if row.state in (State.FAILED, State.CANCELED):
             return
@@ -817,16 +832,27 @@ class Stepper:
         if rules.is_canceled(vtex_order):
             self._canceled_in_vtex(ctx)
             return
-        if (
-            row.invoice_number
-            and row.invoice_sent_at is None
-            and rules.invoice_present(vtex_order, row.invoice_number)
-        ):
-            self._fire(ctx, SEND_INVOICE.trigger)
-            row.invoice_sent_at = ctx.now
+        self._note_invoices(ctx, vtex_order)
         for step in self.table.main_line:
             if row.state in step.sources and step.applied(vtex_order, row):
                 self._fire(ctx, step.trigger)
+
+    def _note_invoices(self, ctx: StepContext, vtex_order: Mapping[str, Any]) -> None:
+        """What VTEX's view says of the order's invoices: its current value (which invoices must
+        reach: it changes with price divergence and order changes), and invoices of ours it holds
+        that we never saw it take (a crash between the call and its answer, a lost reply)."""
+        row = ctx.row
+        value = vtex_order.get("value")
+        if isinstance(value, int) and not isinstance(value, bool):
+            row.vtex_value = value
+        held = {str(p.get("invoiceNumber")) for p in rules.packages(vtex_order)}
+        if not held or not row.invoices:
+            return
+        kinds = {e["number"]: e["type"] for e in row.invoices}
+        for number in row.mark_present(held, ctx.now):
+            step = SEND_RETURN if kinds[number] == invoices.INPUT else SEND_INVOICE
+            if row.state in step.sources:
+                self._fire(ctx, step.trigger, f"VTEX holds invoice {number}")
 
     def _canceled_in_vtex(self, ctx: StepContext) -> None:
         """VTEX shows the order canceled: by our request (canceling), or on its own (its Admin)."""
@@ -909,13 +935,21 @@ _SETTLED = frozenset({State.INVOICED, State.CANCELED, State.FAILED})
 
 
 def _invoice(client: VtexClient, row: OrderRow) -> Awaitable[Call]:
-    assert row.invoice is not None
-    return client.send_invoice(row.order_id, row.invoice)
+    target = row.next_invoice
+    assert target is not None
+    return client.send_invoice(row.order_id, invoices.body_to_send(target))
+
+
+def _return(client: VtexClient, row: OrderRow) -> Awaitable[Call]:
+    target = row.next_return
+    assert target is not None
+    return client.send_invoice(row.order_id, invoices.body_to_send(target))
 
 
 def _tracking(client: VtexClient, row: OrderRow) -> Awaitable[Call]:
-    assert row.tracking is not None and row.invoice_number is not None
-    return client.update_tracking(row.order_id, row.invoice_number, row.tracking)
+    target = row.next_tracking
+    assert target is not None and target["tracking"]
+    return client.update_tracking(row.order_id, target["number"], target["tracking"])
 
 
 # The VTEX call each write of the state table makes, from the order's row. A new write is a row
@@ -927,6 +961,7 @@ PERFORM: dict[str, Perform] = {
     ),
     Action.START_HANDLING: lambda client, row: client.start_handling(row.order_id),
     Action.INVOICE: _invoice,
+    Action.RETURN: _return,
     Action.TRACKING: _tracking,
     Action.CANCEL: lambda client, row: client.cancel_order(
         row.order_id, row.cancel_reason or "canceled by operator"

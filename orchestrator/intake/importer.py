@@ -1,7 +1,8 @@
 """`orchestrator import`: JSON Lines in, orders in the database, all or nothing.
 
-One order per line: `{"affiliateId": "ABC", "order": <place-order body>, "invoice": <invoice body>}`
-(`invoice` optional, `salesChannel` optional: VTEX's `sc`). The whole input is validated before
+One order per line: `{"affiliateId": "ABC", "order": <place-order body>, "invoices": [<invoice
+body>, ...]}` (`invoices` optional, its Output invoices in the order they go out; `invoice`, one
+body, is the same as a list of one; `salesChannel` optional: VTEX's `sc`). The whole input is validated before
 anything is written; if any line is wrong, nothing is imported and every problem is reported with
 its line number and field. An order already in the database is left untouched when its line is
 the same; a line that differs is a problem, unless `replace` is asked and VTEX never accepted the
@@ -20,11 +21,13 @@ from typing import Any
 from orchestrator.config.account_tables import DEFAULT_ACCOUNT
 from orchestrator.errors import Unavailable
 from orchestrator.intake import replace as repair
+from orchestrator.intake.invoices import output_problems
 from orchestrator.intake.line_input import WHOLE_FILE, decode_line
 from orchestrator.intake.strict_json import BadJson, load_json
 from orchestrator.intake.validation import (
     AFFILIATE_ID,
     SALES_CHANNEL,
+    Problems,
     normalise_invoice,
     text_problems,
     validate_invoice,
@@ -33,8 +36,10 @@ from orchestrator.intake.validation import (
 from orchestrator.store.orders import NewOrder, Replacement
 from orchestrator.store.store import Store
 from orchestrator.vtex.ids import derive_order_id
+from states import rules
 
-KNOWN_KEYS = frozenset({"account", "affiliateId", "order", "invoice", "salesChannel"})
+KNOWN_KEYS = frozenset({"account", "affiliateId", "order", "invoice", "invoices", "salesChannel"})
+EXPECTED = "account, affiliateId, order, invoices, invoice, salesChannel"
 SINGLE = (DEFAULT_ACCOUNT,)  # the accounts of a set-up without `[accounts.NAME]` tables
 MAX_PROBLEMS = 1000  # kept and printed; beyond them only counted (a binary file has one per line)
 Line = str | bytes  # a line as given (tests, the API) or as read from a file (decoded here)
@@ -97,7 +102,11 @@ def parse_line(
     if not isinstance(record, Mapping):
         return None, [Problem(number, "(line)", f"must be a JSON object, got {type(record).__name__}")]
     problems = [
-        Problem(number, key, "unknown field (expected account, affiliateId, order, invoice, salesChannel)")
+        Problem(
+            number,
+            key,
+            "unknown field (expected account, affiliateId, order, invoices, invoice, salesChannel)",
+        )
         for key in record
         if key not in KNOWN_KEYS
     ]
@@ -127,19 +136,41 @@ def parse_line(
         return None, problems
     problems += [Problem(number, path, msg) for path, msg in text_problems(record)]
     problems += [Problem(number, path, msg) for path, msg in validate_order(order)]
-    value = order.get("marketplacePaymentValue")
-    invoice = record.get("invoice")
-    if invoice is not None:
-        if not isinstance(invoice, Mapping):
-            problems.append(Problem(number, "invoice", f"must be an object, got {type(invoice).__name__}"))
-        else:
-            problems += [
-                Problem(number, p, m)
-                for p, m in validate_invoice(invoice, value if isinstance(value, int) else None)
-            ]
+    problems += [Problem(number, p, m) for p, m in _invoices_problems(record, order)]
     if problems:
         return None, problems
     return record, []
+
+
+def invoice_bodies(record: Mapping[str, Any]) -> list[Any]:
+    """A line's invoices: its `invoices` list, or its one `invoice` as a list of one."""
+    if "invoices" in record:
+        found = record["invoices"]
+        return list(found) if isinstance(found, list) else [found]
+    return [record["invoice"]] if record.get("invoice") is not None else []
+
+
+def _invoices_problems(record: Mapping[str, Any], order: Mapping[str, Any]) -> Problems:
+    """The line's invoices, each on its own, then together against its order."""
+    if "invoice" in record and "invoices" in record:
+        return [("invoices", "give either `invoices` (a list) or `invoice` (one), not both")]
+    key = "invoices" if "invoices" in record else "invoice"
+    if key == "invoices" and not isinstance(record["invoices"], list):
+        return [("invoices", f"must be a list of invoice bodies, got {type(record['invoices']).__name__}")]
+    bodies = invoice_bodies(record)
+    value = order.get("marketplacePaymentValue")
+    limit = value if isinstance(value, int) else None
+    problems: Problems = []
+    for i, body in enumerate(bodies):
+        path = f"invoices[{i}]" if key == "invoices" else "invoice"
+        if not isinstance(body, Mapping):
+            problems.append((path, f"must be an object, got {type(body).__name__}"))
+        else:
+            problems += validate_invoice(body, limit, path)
+    if problems or not bodies or limit is None:
+        return problems
+    ordered = rules.item_quantities(order.get("items"))
+    return output_problems(bodies, None, ordered, limit, key)
 
 
 def _account_problems(number: int, account: Any, accounts: Sequence[str]) -> list[Problem]:
@@ -164,7 +195,7 @@ def account_of(record: Mapping[str, Any], accounts: Sequence[str]) -> str:
 
 def build_order(record: Mapping[str, Any], line: int = 0, accounts: Sequence[str] = SINGLE) -> NewOrder:
     """The order a validated line describes."""
-    order, invoice, channel = record["order"], record.get("invoice"), record.get("salesChannel")
+    order, channel = record["order"], record.get("salesChannel")
     return NewOrder(
         account=account_of(record, accounts),
         order_id=derive_order_id(record["affiliateId"], order["marketplaceOrderId"]),
@@ -173,7 +204,7 @@ def build_order(record: Mapping[str, Any], line: int = 0, accounts: Sequence[str
         sales_channel=str(channel) if channel is not None else None,
         place_body=dict(order),
         value=int(order["marketplacePaymentValue"]),
-        invoice=normalise_invoice(invoice) if invoice is not None else None,
+        invoices=tuple(normalise_invoice(body) for body in invoice_bodies(record)),
         line=line,
     )
 

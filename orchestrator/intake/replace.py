@@ -22,8 +22,10 @@ from states import ORDER_MACHINE, REPLACE, State, never_sent
 def differences(stored: OrderRow, new: NewOrder) -> list[str]:
     """The fields of the import line that differ from the stored order, as import-line paths.
 
-    A line without an invoice does not differ from an order whose invoice was attached later
-    (`orchestrator invoice`): re-importing yesterday's export must not look like a change."""
+    A line without an invoice does not differ from an order whose invoices were attached later
+    (`orchestrator invoice`), nor does a line naming fewer of them: re-importing yesterday's
+    export must not look like a change. An invoice of the line that the order lacks, or holds
+    with another body, does."""
     fields = [
         f"order.{key}"
         for key in sorted(set(stored.place_body) | set(new.place_body))
@@ -31,8 +33,9 @@ def differences(stored: OrderRow, new: NewOrder) -> list[str]:
     ]
     if stored.sales_channel != new.sales_channel:
         fields.append("salesChannel")
-    if new.invoice is not None and stored.invoice != new.invoice:
-        fields.append("invoice")
+    held = {e["number"]: e["body"] for e in stored.invoices or ()}
+    if any(held.get(body["invoiceNumber"]) != body for body in new.invoices):
+        fields.append("invoice" if len(new.invoices) == 1 else "invoices")
     return fields
 
 
@@ -51,19 +54,20 @@ def refusal(row: OrderRow, canceled_locally: bool, fields: list[str]) -> str | N
         )
     if never_accepted(row, canceled_locally):
         return None
-    if (
-        fields == ["invoice"]
-        and row.invoice_sent_at is None
-        and row.state not in (State.CANCELED, State.FAILED)
+    if fields in (["invoice"], ["invoices"]) and row.state not in (
+        State.CANCELED,
+        State.FAILED,
+        State.INVOICED,
     ):
         return (
-            f"VTEX accepted {oid} ({row.state}); an accepted order is never replaced, but its invoice is not "
-            f"sent yet: attach the corrected one with `orchestrator invoice {oid} --file <invoice.json>`"
+            f"VTEX accepted {oid} ({row.state}); an accepted order is never replaced, and an invoice is "
+            f"never changed under its number: attach another one with `orchestrator invoice {oid} "
+            "--file <invoice.json>`"
         )
     if row.state == State.INVOICED:
         return (
             f"VTEX accepted and invoiced {oid}; an accepted order is never replaced (a return is an Input "
-            "invoice in VTEX)"
+            f"invoice: `orchestrator return {oid} --file <input-invoice.json>`)"
         )
     if row.state == State.CANCELED:
         return (
@@ -85,8 +89,8 @@ def replacement_values(row: OrderRow, new: NewOrder, now: datetime) -> dict[str,
         "value": new.value,
         "sales_channel": new.sales_channel,
         **(
-            {"invoice": new.invoice, "invoice_number": new.invoice.get("invoiceNumber")}
-            if new.invoice is not None
+            {"invoices": new.invoice_entries(now), "invoice_number": new.invoices[0]["invoiceNumber"]}
+            if new.invoices
             else {}
         ),
         "state": change.dest,
@@ -111,7 +115,11 @@ def replacement_values(row: OrderRow, new: NewOrder, now: datetime) -> dict[str,
 
 def bodies(row: OrderRow) -> dict[str, Any]:
     """What the history keeps of a body that was replaced: the import line's own fields."""
-    return {"order": row.place_body, "invoice": row.invoice, "salesChannel": row.sales_channel}
+    return {
+        "order": row.place_body,
+        "invoices": [e["body"] for e in row.invoices or ()],
+        "salesChannel": row.sales_channel,
+    }
 
 
 def decide(
@@ -151,4 +159,4 @@ def decide(
 
 
 def new_bodies(new: NewOrder) -> dict[str, Any]:
-    return {"order": new.place_body, "invoice": new.invoice, "salesChannel": new.sales_channel}
+    return {"order": new.place_body, "invoices": list(new.invoices), "salesChannel": new.sales_channel}

@@ -236,10 +236,18 @@ def invoice_cents(value: Any) -> int | None:
     return None
 
 
-def validate_invoice(invoice: Mapping[str, Any], order_value: int | None, path: str = "invoice") -> Problems:
+def validate_invoice(
+    invoice: Mapping[str, Any], order_value: int | None, path: str = "invoice", kind: str = "Output"
+) -> Problems:
+    """One invoice body on its own (`orchestrator.intake.invoices` checks it against the order's
+    other invoices): `kind` is the type it must have, `order_value` the most it may be worth."""
     problems: Problems = []
-    if invoice.get("type") != "Output":
-        problems.append((f"{path}.type", 'must be "Output" (the sale invoice; Input invoices are returns)'))
+    if invoice.get("type") != kind:
+        problems.append(
+            (f"{path}.type", 'must be "Output" (the sale invoice; Input invoices are returns)')
+            if kind == "Output"
+            else (f"{path}.type", 'must be "Input" (a return; Output invoices are sales)')
+        )
     _string(invoice, "issuanceDate", path, problems)
     date_time_problem(invoice, "issuanceDate", path, problems)
     number = invoice.get("invoiceNumber")
@@ -263,12 +271,12 @@ def validate_invoice(invoice: Mapping[str, Any], order_value: int | None, path: 
         problems.append(
             (f"{path}.invoiceValue", "must be a positive amount in cents (an integer or a string of digits)")
         )
-    elif order_value is not None and cents != order_value:
+    elif order_value is not None and cents > order_value:
         problems.append(
             (
                 f"{path}.invoiceValue",
-                f"is {cents} but the order's marketplacePaymentValue is {order_value}: VTEX marks the order "
-                "invoiced only when its Output invoices add up to the order value",
+                f"is {cents} but the order is worth {order_value}: an order's invoices may not add up to "
+                "more than its value",
             )
         )
     items = invoice.get("items")

@@ -31,12 +31,14 @@ from orchestrator.config.settings import Settings
 from orchestrator.engine.planner import first_write
 from orchestrator.engine.policy import Policies
 from orchestrator.errors import OperationError
+from orchestrator.intake.invoices import output_problems, return_problems
 from orchestrator.intake.validation import Problems, date_time_problem, normalise_invoice, validate_invoice
 from orchestrator.store.events import Event, new_event
 from orchestrator.store.rows import OrderRow
 from orchestrator.store.store import Store
 from orchestrator.timefmt import human
-from states import ORDER_MACHINE, Action, Attention, State, resume_trigger
+from states import ORDER_MACHINE, Action, Attention, State, invoices, resume_trigger
+from states.invoices import cents
 
 BUSY_WAIT_SECONDS = 15.0  # how long an operation waits for a worker's step of that order to end
 BUSY_POLL_SECONDS = 0.2
@@ -147,34 +149,115 @@ def _attempt(
 def attach_invoice(
     store: Store, order_id: str, invoice: Mapping[str, Any], actor: str | None = None
 ) -> Outcome:
-    """Attach the invoice of an order imported without one; the daemon sends it when allowed."""
+    """Add an Output invoice to an order (its first, or one more: a partial invoice); the daemon
+    sends it when allowed."""
     return apply(store, order_id, invoice_change(order_id, invoice), actor)
+
+
+def _problems(problems: Problems) -> OperationError:
+    return OperationError("; ".join(f"{field}: {message}" for field, message in problems))
+
+
+def _same_again(row: OrderRow, body: Mapping[str, Any], order_id: str, what: str) -> Outcome | None:
+    """The same invoice again under a number the order holds: the idempotent resend VTEX
+    documents, so nothing to do (a different body under it is refused by the number checks)."""
+    held = invoices.find(row.invoices, body["invoiceNumber"])
+    if held is None or held["body"] != normalise_invoice(body):
+        return None
+    sent = "sent to VTEX" if held.get("sent_at") else "waiting to be sent"
+    return Outcome(order_id, False, f"{what} {held['number']} is already attached to {order_id} ({sent})")
+
+
+def _with_entry(row: OrderRow, body: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """The values that append `body` to the order's invoices and make an idle order due."""
+    entries = [*(row.invoices or ()), invoices.entry(normalise_invoice(body), now.isoformat())]
+    values: dict[str, Any] = {"invoices": entries}
+    if row.invoice_number is None:
+        values["invoice_number"] = body["invoiceNumber"]
+    if row.next_run_at is None and row.state != State.FAILED and not row.needs_attention:
+        values["next_run_at"] = now  # it was idle, waiting for exactly this
+        values["wait_reason"] = None
+    return values
 
 
 def invoice_change(order_id: str, invoice: Mapping[str, Any]) -> Change:
     def change(row: OrderRow, now: datetime) -> tuple[dict[str, Any], list[Event], str] | Outcome:
-        problems = validate_invoice(invoice, row.value)
+        problems = validate_invoice(invoice, row.target_value)
         if problems:
-            raise OperationError("; ".join(f"{field}: {message}" for field, message in problems))
-        if row.intent == Action.INVOICE:
-            raise OpenIntent(row, "attaching another invoice")
+            raise _problems(problems)
+        again = _same_again(row, invoice, order_id, "invoice")
+        if again is not None:
+            return again
+        if row.state == State.INVOICED:
+            raise OperationError(
+                f"{order_id} is invoiced: VTEX takes no more sale invoices for it (a return is an Input "
+                f"invoice: `orchestrator return {order_id} --file <input-invoice.json>`)"
+            )
+        if row.state == State.CANCELED:
+            raise OperationError(f"{order_id} is canceled; it takes no invoice")
+        problems = output_problems([invoice], row.invoices, row.items, row.target_value, "invoice")
+        if problems:
+            raise _problems(problems)
         number = invoice["invoiceNumber"]
-        if row.invoice is not None:
-            if row.invoice_number == number:
-                return Outcome(order_id, False, f"invoice {number} is already attached to {order_id}")
-            if row.invoice_sent_at is not None:
-                raise OperationError(
-                    f"{order_id} already sent invoice {row.invoice_number} to VTEX; "
-                    "an order keeps one invoice number"
-                )
-        if row.state in (State.INVOICED, State.CANCELED):
-            raise OperationError(f"{order_id} is {row.state}; it takes no invoice")
-        values: dict[str, Any] = {"invoice": normalise_invoice(invoice), "invoice_number": number}
-        if row.next_run_at is None and row.state != State.FAILED:
-            values["next_run_at"] = now  # it was idle, waiting for exactly this
-            values["wait_reason"] = None
-        event = new_event(row.id, now, "note", action="attach-invoice", message=f"invoice {number} attached")
+        values = _with_entry(row, invoice, now)
+        total = invoices.total(values["invoices"], invoices.OUTPUT)
+        event = new_event(
+            row.id,
+            now,
+            "note",
+            action="attach-invoice",
+            message=f"invoice {number} attached ({cents(total)} of {cents(row.target_value)})",
+        )
         return values, [event], f"invoice {number} attached to {order_id}"
+
+    return change
+
+
+def register_return(
+    store: Store, order_id: str, invoice: Mapping[str, Any], actor: str | None = None
+) -> Outcome:
+    """Register a return of an invoiced order: an Input invoice, which the daemon sends once and
+    VTEX refunds (`return_change`)."""
+    return apply(store, order_id, return_change(order_id, invoice), actor)
+
+
+def return_change(order_id: str, invoice: Mapping[str, Any]) -> Change:
+    """A return is an Input invoice VTEX takes only once the order is invoiced (it then creates the
+    refund); its items and value stay within what was invoiced and not yet returned. It never
+    moves the order: an invoiced order stays invoiced, with the return beside it."""
+
+    def change(row: OrderRow, now: datetime) -> tuple[dict[str, Any], list[Event], str] | Outcome:
+        problems = validate_invoice(invoice, None, kind=invoices.INPUT)
+        if problems:
+            raise _problems(problems)
+        again = _same_again(row, invoice, order_id, "return")
+        if again is not None:
+            return again
+        if row.state != State.INVOICED:
+            raise OperationError(
+                f"{order_id} is {row.state}: VTEX takes a return (an Input invoice) only once the order "
+                "is invoiced"
+                + (
+                    "; cancel it instead (`orchestrator cancel`)"
+                    if row.state not in (State.CANCELED,)
+                    else ""
+                )
+            )
+        problems = return_problems(invoice, row.invoices, "invoice")
+        if problems:
+            raise _problems(problems)
+        number = invoice["invoiceNumber"]
+        values = _with_entry(row, invoice, now)
+        values["next_run_at"] = now
+        values["wait_reason"] = None
+        event = new_event(
+            row.id,
+            now,
+            "note",
+            action="register-return",
+            message=f"return {number} registered ({cents(values['invoices'][-1]['value'])})",
+        )
+        return values, [event], f"return {number} registered for {order_id}; sent to VTEX now"
 
     return change
 
@@ -202,7 +285,7 @@ def retry_change(order_id: str, settings: Settings) -> Change:
                 action="retry",
                 message=f"retried by an operator after {row.needs_attention}",
             )
-            cleared = {
+            cleared: dict[str, Any] = {
                 "needs_attention": None,
                 "attempts": 0,
                 "wait_reason": None,
@@ -210,7 +293,10 @@ def retry_change(order_id: str, settings: Settings) -> Change:
                 "requests_in_window": 0,
             }
             if row.needs_attention == Attention.INVOICE_MISSING:
-                cleared["invoice_sent_at"] = None  # VTEX does not hold it: send it again
+                # VTEX holds none of them: send them again (the same number is idempotent in VTEX)
+                entries = invoices.unsent(row.invoices, invoices.OUTPUT)
+                cleared["invoices"] = entries
+                cleared.update(invoices.sums(entries))
             return cleared, [event], f"{order_id} goes on ({row.needs_attention} cleared)"
         if row.state != State.FAILED:
             raise OperationError(f"{order_id} is {row.state}, not failed; only failed orders are retried")
@@ -265,8 +351,9 @@ def cancel_change(order_id: str, reason: str) -> Change:
             return Outcome(order_id, False, f"a cancel of {order_id} is already on its way in VTEX")
         if row.state == State.INVOICED:
             raise OperationError(
-                f"{order_id} is invoiced: VTEX does not cancel invoiced orders "
-                "(send an Input invoice for a return)"
+                f"{order_id} is invoiced: VTEX does not cancel invoiced orders; register a return "
+                f"instead, an Input invoice VTEX refunds: `orchestrator return {order_id} --file "
+                "<input-invoice.json>`"
             )
         event = new_event(row.id, now, "note", action="request-cancel", message=f"cancel requested: {reason}")
         values = {"cancel_reason": reason[:500], "next_run_at": now, "wait_reason": None}
@@ -278,23 +365,51 @@ def cancel_change(order_id: str, reason: str) -> Change:
 def invoice_from_options(
     row: OrderRow, number: str, value: int, *, issued_at: str | None, url: str | None, key: str | None
 ) -> dict[str, Any]:
-    """An Output invoice body for the whole order, its items taken from the order itself."""
-    items = [
-        {"id": item["id"], "price": item.get("price", 0), "quantity": item["quantity"]}
-        for item in row.place_body.get("items", [])
-    ]
-    body: dict[str, Any] = {
-        "type": "Output",
-        "issuanceDate": issued_at or utcnow().isoformat(timespec="seconds"),
-        "invoiceNumber": number,
-        "invoiceValue": value,
-        "items": items,
-    }
+    """An Output invoice body from command options: its items are those of the order no invoice
+    holds yet (all of them for the first), at the order's unit prices."""
+    left = dict(row.items)
+    for sku, quantity in invoices.quantities(row.invoices, invoices.OUTPUT).items():
+        left[sku] = left.get(sku, 0) - quantity
+    items = []
+    for item in row.place_body.get("items", []):
+        sku = str(item["id"])
+        quantity = min(item["quantity"], left.get(sku, 0))
+        if quantity > 0:
+            items.append({"id": item["id"], "price": item.get("price", 0), "quantity": quantity})
+            left[sku] -= quantity
+    body = _body("Output", number, value, items, issued_at)
     if url:
         body["invoiceUrl"] = url
     if key:
         body["invoiceKey"] = key
     return body
+
+
+def return_from_options(row: OrderRow, number: str, value: int, *, issued_at: str | None) -> dict[str, Any]:
+    """An Input invoice body from command options: every item invoiced and not yet returned comes
+    back, at the prices it was invoiced at."""
+    left = invoices.quantities(row.invoices, invoices.OUTPUT)
+    for sku, quantity in invoices.quantities(row.invoices, invoices.INPUT).items():
+        left[sku] = left.get(sku, 0) - quantity
+    prices = {
+        str(i.get("id")): i.get("price", 0)
+        for e in invoices.of_type(row.invoices, invoices.OUTPUT)
+        for i in e["body"].get("items") or ()
+    }
+    items = [{"id": sku, "price": prices.get(sku, 0), "quantity": n} for sku, n in left.items() if n > 0]
+    return _body("Input", number, value, items, issued_at)
+
+
+def _body(
+    kind: str, number: str, value: int, items: list[dict[str, Any]], issued_at: str | None
+) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "issuanceDate": issued_at or utcnow().isoformat(timespec="seconds"),
+        "invoiceNumber": number,
+        "invoiceValue": value,
+        "items": items,
+    }
 
 
 TRACKING_KEYS = ("trackingNumber", "courier", "trackingUrl", "dispatchedDate")
@@ -312,46 +427,87 @@ def tracking_problems(tracking: Mapping[str, Any]) -> Problems:
     dated: Problems = []
     date_time_problem(tracking, "dispatchedDate", "", dated)
     problems += [(field.lstrip("."), message) for field, message in dated]
-    unknown = set(tracking) - set(TRACKING_KEYS) - {"orderId"}
+    unknown = set(tracking) - set(TRACKING_KEYS) - {"orderId", "invoiceNumber"}
     problems += [(name, f"unknown field (expected {', '.join(TRACKING_KEYS)})") for name in sorted(unknown)]
     return problems
 
 
 def attach_tracking(
-    store: Store, order_id: str, tracking: Mapping[str, Any], actor: str | None = None
+    store: Store,
+    order_id: str,
+    tracking: Mapping[str, Any],
+    actor: str | None = None,
+    invoice_number: str | None = None,
 ) -> Outcome:
-    """Add (or replace) the tracking number of an order's invoice; it is sent to VTEX once the order
-    is invoiced, through the partial invoice update, once."""
-    return apply(store, order_id, tracking_change(order_id, tracking), actor)
+    """Add (or replace) the tracking number of one of the order's invoices (`tracking_change`)."""
+    return apply(store, order_id, tracking_change(order_id, tracking, invoice_number), actor)
 
 
-def tracking_change(order_id: str, tracking: Mapping[str, Any]) -> Change:
+def tracking_change(order_id: str, tracking: Mapping[str, Any], invoice_number: str | None = None) -> Change:
+    """The tracking number of invoice `invoice_number` (the order's only sale invoice when not
+    given). Known before the invoice goes out, it goes inside it (VTEX's known issue on tracking
+    recommends that); after, it is sent once the order is invoiced, by the partial invoice update."""
+
     def change(row: OrderRow, now: datetime) -> tuple[dict[str, Any], list[Event], str] | Outcome:
         problems = tracking_problems(tracking)
         if problems:
-            raise OperationError("; ".join(f"{field}: {message}" for field, message in problems))
-        if row.invoice is None:
-            raise OperationError(f"{order_id} has no invoice yet: attach it first (`orchestrator invoice`)")
+            raise _problems(problems)
         if row.state in (State.CANCELED, State.FAILED):
             raise OperationError(f"{order_id} is {row.state}; it takes no tracking number")
-        if row.intent == Action.TRACKING:
+        target = _tracked_invoice(row, order_id, invoice_number or tracking.get("invoiceNumber"))
+        if row.intent == Action.TRACKING or (
+            row.intent == Action.INVOICE and row.next_invoice is not None and row.next_invoice is target
+        ):
             raise OpenIntent(row, "another tracking number")
         number = str(tracking["trackingNumber"]).strip()
         stored = {name: tracking.get(name) for name in TRACKING_KEYS} | {"trackingNumber": number}
-        if row.tracking == stored and row.tracking_sent_at is not None:
-            return Outcome(order_id, False, f"tracking {number} was already sent for {order_id}")
-        values: dict[str, Any] = {"tracking": stored, "tracking_sent_at": None}
+        if target.get("tracking") == stored and (target.get("tracking_sent_at") or not target.get("sent_at")):
+            return Outcome(order_id, False, f"tracking {number} is already on invoice {target['number']}")
+        entries = [dict(e) for e in row.invoices or ()]
+        for e in entries:
+            if e["number"] == target["number"]:
+                e["tracking"] = stored
+                e["tracking_sent_at"] = None
+        values: dict[str, Any] = {"invoices": entries}
         if row.needs_attention in (Attention.TRACKING_REFUSED, Attention.TRACKING_FAILED):
             values.update(needs_attention=None, attempts=0, wait_reason=None)
-        if row.state == State.INVOICED:
+        if row.state == State.INVOICED and target.get("sent_at"):
             values["next_run_at"] = now
         event = new_event(
-            row.id, now, "note", action="attach-tracking", message=f"tracking {number} attached"
+            row.id,
+            now,
+            "note",
+            action="attach-tracking",
+            message=f"tracking {number} attached to invoice {target['number']}",
         )
-        when = "now" if row.state == State.INVOICED else "once the order is invoiced"
-        return values, [event], f"tracking {number} attached to {order_id}; sent to VTEX {when}"
+        if not target.get("sent_at"):
+            when = "inside the invoice when it goes out"
+        elif row.state == State.INVOICED:
+            when = "now"
+        else:
+            when = "once the order is invoiced"
+        return values, [event], f"tracking {number} attached to {order_id} ({target['number']}); sent {when}"
 
     return change
+
+
+def _tracked_invoice(row: OrderRow, order_id: str, number: str | None) -> dict[str, Any]:
+    """The invoice a tracking number is for: the one named, or the order's only sale invoice."""
+    if number is not None:
+        found = invoices.find(row.invoices, str(number))
+        if found is None:
+            held = ", ".join(e["number"] for e in row.invoices or ()) or "none"
+            raise OperationError(f"{order_id} has no invoice {number} (its invoices: {held})")
+        return found
+    sales = invoices.of_type(row.invoices, invoices.OUTPUT)
+    if not sales:
+        raise OperationError(f"{order_id} has no invoice yet: attach it first (`orchestrator invoice`)")
+    if len(sales) > 1:
+        raise OperationError(
+            f"{order_id} has {len(sales)} invoices ({', '.join(e['number'] for e in sales)}): say which "
+            "one the tracking number is for (--invoice NUMBER)"
+        )
+    return sales[0]
 
 
 def account_policies(settings: Settings, account: str) -> Policies:

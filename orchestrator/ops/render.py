@@ -11,6 +11,7 @@ from rich.text import Text
 
 from orchestrator.config.account_tables import DEFAULT_ACCOUNT
 from orchestrator.durations import format_duration
+from orchestrator.ops import invoicing
 from orchestrator.ops.alerts import alerts
 from orchestrator.ops.status import StatusReport
 from orchestrator.ops.views import event_text
@@ -92,12 +93,8 @@ def order_panel(row: OrderRow, events: list[StoredEvent], now: datetime) -> Grou
             f"{human(row.state_changed_at)} ({format_duration(now - row.state_changed_at)} ago)",
         ),
         ("value", f"{row.value} cents"),
-        (
-            "invoice",
-            f"{row.invoice_number} (sent {human(row.invoice_sent_at)})"
-            if row.invoice_sent_at
-            else (f"{row.invoice_number} (not sent yet)" if row.invoice_number else "none attached"),
-        ),
+        ("invoices", invoicing.summary(row)),
+        *[("", invoicing.entry_line(e)) for e in invoicing.entries_view(row)],
         (
             "last VTEX status",
             f"{row.vtex_status} at {row.vtex_status_at:%H:%M:%S}Z" if row.vtex_status_at else "-",
@@ -149,8 +146,9 @@ def vtex_comparison(row: OrderRow, vtex: dict[str, Any] | None, error: str | Non
     )
     tracking = ", ".join(str(p.get("trackingNumber")) for p in packages if p.get("trackingNumber")) or "none"
     table.add_row("state / status", row.state, str(vtex.get("status")))
-    table.add_row("value (cents)", str(row.value), str(vtex.get("value")))
-    table.add_row("invoice", row.invoice_number or "none", invoices)
+    table.add_row("value (cents)", str(row.target_value), str(vtex.get("value")))
+    ours = ", ".join(f"{e['number']} ({e['type']}, {e['value']})" for e in row.invoices or ()) or "none"
+    table.add_row("invoices", ours, invoices)
     table.add_row("tracking", row.tracking_number or "none", tracking)
     table.add_row(
         "authorized",

@@ -11,9 +11,10 @@ from datetime import datetime, timedelta
 from orchestrator.config.account_tables import DEFAULT_ACCOUNT
 from orchestrator.config.stuck_rules import StuckRules
 from orchestrator.durations import format_duration
-from orchestrator.engine.planner import held_by_vtex
+from orchestrator.engine.planner import held_by_vtex, last_sent
+from orchestrator.ops import invoicing
 from orchestrator.store.rows import OrderRow
-from states import Attention, State, Waiting
+from states import Attention, State, Waiting, invoices
 
 
 @dataclass(frozen=True)
@@ -153,17 +154,26 @@ def diagnose(row: OrderRow, now: datetime, rules: StuckRules, grace_period: time
             f"make {setting} match the account's cancellation grace period (VTEX Admin > "
             f"Orders > Settings); see `orchestrator show {oid} --vtex`",
         )
-    if row.state == State.HANDLING and row.invoice is None:
+    if row.state == State.HANDLING and not row.invoices:
         return Diagnosis(
             f"handling for {age}, waiting for invoice data",
-            f"`orchestrator invoice {oid} --number <invoice number> --value {row.value}`",
+            f"`orchestrator invoice {oid} --number <invoice number> --value {row.target_value}`",
         )
-    if row.state == State.HANDLING and row.invoice_sent_at is not None:
-        sent = format_duration(now - row.invoice_sent_at)
+    attached = invoices.total(row.invoices, invoices.OUTPUT)
+    if row.state == State.HANDLING and attached < row.target_value and not row.invoice_waiting:
+        return Diagnosis(
+            f"handling for {age}; {invoicing.summary(row)}: VTEX marks it invoiced only when its Output "
+            "invoices reach its value",
+            f"`orchestrator invoice {oid} --number <invoice number> --value {row.target_value - attached}` "
+            "for the rest",
+        )
+    sent_at = last_sent(row)
+    if row.state == State.HANDLING and sent_at is not None:
         seen = row.vtex_status or "no status"
         return Diagnosis(
-            f"invoice {row.invoice_number} sent {sent} ago but VTEX still reports {seen}",
-            f"`orchestrator show {oid} --vtex`: do the Output invoices add up to {row.value}?",
+            f"invoices {', '.join(row.sent_output_numbers)} sent {format_duration(now - sent_at)} ago but "
+            f"VTEX still reports {seen}",
+            f"`orchestrator show {oid} --vtex`: do the Output invoices add up to VTEX's value?",
         )
     if row.last_error:
         return Diagnosis(

@@ -10,9 +10,11 @@ from typing import Any
 
 from typing_extensions import TypedDict  # pydantic reads these for the OpenAPI document (3.11)
 
+from orchestrator.ops import invoicing
 from orchestrator.store.events import StoredEvent
 from orchestrator.store.rows import OrderRow
 from orchestrator.timefmt import iso
+from states import invoices
 
 
 class OrderSummary(TypedDict):
@@ -26,9 +28,12 @@ class OrderSummary(TypedDict):
     since: str
     secondsInState: float
     createdAt: str
-    value: int
-    invoiceNumber: str | None
-    trackingNumber: str | None
+    value: int  # cents: VTEX's value once seen (price divergence, changes), else marketplacePaymentValue
+    invoiceNumber: str | None  # the first invoice's
+    trackingNumber: str | None  # the latest invoice's that has one
+    invoices: int  # Output invoices attached
+    invoicedValue: int  # cents VTEX took in Output invoices
+    returnedValue: int  # cents VTEX took back in returns (Input invoices)
     vtexStatus: str | None
     attempts: int
     lastErrorCode: str | None
@@ -71,8 +76,13 @@ def _plain(value: Any) -> Any:
 
 
 def order_json(row: OrderRow) -> dict[str, Any]:
-    """Every column of the order, as stored."""
-    return {camel(name): _plain(value) for name, value in asdict(row).items()}
+    """Every column of the order, as stored; its invoices as `invoicing.entries_view` shows them,
+    with the one-line summary beside them."""
+    found = {camel(name): _plain(value) for name, value in asdict(row).items()}
+    found["invoices"] = invoicing.entries_view(row)
+    found["invoiceSummary"] = invoicing.summary(row)
+    found["returned"] = invoices.returned_label(row.invoices)
+    return found
 
 
 def event_json(event: StoredEvent) -> EventJson:
@@ -117,8 +127,11 @@ def order_summary(row: OrderRow, now: datetime) -> OrderSummary:
         since=iso(row.state_changed_at),
         secondsInState=round((now - row.state_changed_at).total_seconds(), 1),
         createdAt=iso(row.created_at),
-        value=row.value,
+        value=row.target_value,
         invoiceNumber=row.invoice_number,
+        invoices=len(row.output_numbers),
+        invoicedValue=row.invoiced_value,
+        returnedValue=row.returned_value,
         trackingNumber=row.tracking_number,
         vtexStatus=row.vtex_status,
         attempts=row.attempts,

@@ -55,6 +55,10 @@ class DialectHooks:
     def optimize(self, conn: sa.Connection) -> None:
         """Keep the planner's statistics fresh (PostgreSQL's autovacuum does this by itself)."""
 
+    def has_invoice_number(self, invoices: Any, number: str) -> sa.ColumnElement[bool]:
+        """SQL: the JSON list `invoices` (`orders.invoices`) holds an invoice numbered `number`."""
+        raise NotImplementedError
+
     @contextmanager
     def single_daemon(self, url: sa.URL) -> Iterator[StorageCheck]:
         """Hold whatever proves this daemon may run against `url`; yields a check to run on every
@@ -63,6 +67,12 @@ class DialectHooks:
 
 
 class SqliteHooks(DialectHooks):
+    def has_invoice_number(self, invoices: Any, number: str) -> sa.ColumnElement[bool]:
+        entry = sa.func.json_each(invoices).table_valued("value").alias("entry")
+        return sa.exists(
+            sa.select(1).select_from(entry).where(sa.func.json_extract(entry.c.value, "$.number") == number)
+        )
+
     def configure(self, engine: Engine) -> None:
         @sa.event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -188,6 +198,10 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 class PostgresHooks(DialectHooks):
+    def has_invoice_number(self, invoices: Any, number: str) -> sa.ColumnElement[bool]:
+        entry = sa.func.json_array_elements(invoices).table_valued("value").alias("entry")
+        return sa.exists(sa.select(1).select_from(entry).where(entry.c.value.op("->>")("number") == number))
+
     def is_duplicate_key(self, exc: sa.exc.IntegrityError) -> bool:
         return getattr(exc.orig, "sqlstate", None) == "23505"
 

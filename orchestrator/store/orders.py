@@ -12,6 +12,7 @@ from typing import Any
 from orchestrator.config.account_tables import DEFAULT_ACCOUNT
 from orchestrator.store.events import Event
 from orchestrator.store.rows import OrderRow
+from states import invoices
 
 
 @dataclass(frozen=True)
@@ -22,10 +23,15 @@ class NewOrder:
     sales_channel: str | None
     place_body: dict[str, Any]
     value: int
-    invoice: dict[str, Any] | None
-    tracking: dict[str, Any] | None = None
+    # Its invoices as the import gave them (validated bodies, values in cents), in order.
+    invoices: tuple[dict[str, Any], ...] = ()
     line: int = 0  # where the import read it, for messages
     account: str = DEFAULT_ACCOUNT
+
+    def invoice_entries(self, now: datetime) -> list[dict[str, Any]] | None:
+        """The invoices as the order's row keeps them (`states.invoices` entries), or None."""
+        stamp = now.isoformat()
+        return [invoices.entry(body, stamp) for body in self.invoices] or None
 
     @property
     def key(self) -> tuple[str, str]:

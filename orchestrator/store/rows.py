@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from orchestrator.config.account_tables import DEFAULT_ACCOUNT
 from orchestrator.errors import OperationError
-from states import rules
+from states import invoices, rules
 
 
 @dataclass(slots=True)
@@ -29,11 +29,9 @@ class OrderRow:
     failed_from: str | None
     place_body: dict[str, Any]
     value: int
-    invoice: dict[str, Any] | None
-    invoice_number: str | None
-    invoice_sent_at: datetime | None
-    tracking: dict[str, Any] | None
-    tracking_sent_at: datetime | None
+    # `states.invoices` entries: every Output and Input invoice, sent or waiting, with its tracking
+    invoices: list[dict[str, Any]] | None
+    invoice_number: str | None  # the first invoice's number (an indexed column: `show NF-1`)
     cancel_reason: str | None
     canceled_from: str | None
     needs_attention: str | None
@@ -62,6 +60,14 @@ class OrderRow:
     wait_code: str | None = None  # `states.Waiting`: it waits on its account (a pause)
     # An Orders Feed (or Hook) event was applied then and no step has taken it in since
     vtex_event_at: datetime | None = None
+    # The order's value as VTEX last showed it (Get order's `value`): invoices must reach it, and
+    # it may differ from our marketplacePaymentValue (price divergence, order changes).
+    vtex_value: int | None = None
+    # What VTEX took, summed for reports and metrics (kept in step with `invoices`).
+    invoiced_value: int = 0
+    invoices_sent: int = 0
+    returned_value: int = 0
+    returns_sent: int = 0
 
     @classmethod
     def from_mapping(cls, row: Any) -> OrderRow:
@@ -78,7 +84,49 @@ class OrderRow:
 
     @property
     def tracking_number(self) -> str | None:
-        return self.tracking.get("trackingNumber") if self.tracking else None
+        """The tracking number of the order's latest invoice that has one."""
+        found = [e["tracking"]["trackingNumber"] for e in self.invoices or () if e.get("tracking")]
+        return found[-1] if found else None
+
+    @property
+    def target_value(self) -> int:
+        """What the Output invoices must add up to: VTEX's value once seen, else ours."""
+        return self.vtex_value if self.vtex_value is not None else self.value
+
+    def mark_sent(self, sends: str, at: datetime) -> str | None:
+        """VTEX took what a write sends (`Step.sends`): the waiting entry an open intent of it
+        targets is recorded as sent. Returns its invoice number (None: nothing was waiting, as
+        when VTEX's view already showed it and the entry was marked then)."""
+        entries = self.invoices or []
+        if sends == invoices.TRACKING:
+            target = invoices.tracking_waiting(entries)
+            if target is None:
+                return None
+            target["tracking_sent_at"] = at.isoformat()
+            self.invoices = list(entries)  # a new list: the store sees the column changed
+        else:
+            target = invoices.waiting(entries, sends)
+            if target is None:
+                return None
+            self._sent(target, at)
+        return str(target["number"])
+
+    def mark_present(self, numbers: set[str], at: datetime) -> list[str]:
+        """Entries VTEX shows in its packages without our having seen its answer (a reconcile, a
+        sweep): recorded as sent. Returns their numbers."""
+        found = [e for e in self.invoices or () if e.get("sent_at") is None and e["number"] in numbers]
+        for e in found:
+            self._sent(e, at)
+        return [e["number"] for e in found]
+
+    def _sent(self, target: dict[str, Any], at: datetime) -> None:
+        target["sent_at"] = at.isoformat()
+        if target.get("tracking"):
+            target["tracking_sent_at"] = at.isoformat()  # it went inside the invoice
+        entries = list(self.invoices or ())
+        self.invoices = entries  # a new list: the store sees the column changed
+        for name, value in invoices.sums(entries).items():
+            setattr(self, name, value)
 
     # -- what the state table's rules ask of our side (`states.Facts`) -------------------------
 
@@ -87,22 +135,52 @@ class OrderRow:
         return rules.item_quantities(self.place_body.get("items"))
 
     @property
+    def output_numbers(self) -> list[str]:
+        return [e["number"] for e in invoices.of_type(self.invoices, invoices.OUTPUT)]
+
+    @property
+    def sent_output_numbers(self) -> list[str]:
+        return [e["number"] for e in invoices.of_type(self.invoices, invoices.OUTPUT) if e.get("sent_at")]
+
+    @property
     def invoice_sent(self) -> bool:
-        return self.invoice_sent_at is not None
+        return self.invoices_sent > 0
 
     @property
     def invoice_waiting(self) -> bool:
-        return self.invoice is not None and self.invoice_sent_at is None
+        return invoices.waiting(self.invoices, invoices.OUTPUT) is not None
+
+    @property
+    def return_waiting(self) -> bool:
+        return invoices.waiting(self.invoices, invoices.INPUT) is not None
+
+    @property
+    def tracking_sent(self) -> bool:
+        """VTEX got the tracking number of every invoice that has one (and there is one)."""
+        tracked = [e for e in self.invoices or () if e.get("tracking")]
+        return bool(tracked) and all(e.get("tracking_sent_at") for e in tracked)
 
     @property
     def tracking_waiting(self) -> bool:
-        return self.tracking is not None and self.tracking_sent_at is None
+        return invoices.tracking_waiting(self.invoices) is not None
+
+    @property
+    def next_invoice(self) -> dict[str, Any] | None:
+        return invoices.waiting(self.invoices, invoices.OUTPUT)
+
+    @property
+    def next_return(self) -> dict[str, Any] | None:
+        return invoices.waiting(self.invoices, invoices.INPUT)
+
+    @property
+    def next_tracking(self) -> dict[str, Any] | None:
+        return invoices.tracking_waiting(self.invoices)
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(OrderRow))
 
-# What a step may change. Everything else (identity, body, invoice data) is written only by import
-# and operator commands, so a step's save can never undo an operator's edit (operator writes
+# What a step may change. Everything else (identity, body) is written only by import and operator
+# commands, so a step's save can never undo an operator's edit (operator writes
 # need the order unleased and its version unchanged, and every step runs under a lease).
 STEP_COLUMNS: tuple[str, ...] = (
     "state",
@@ -110,8 +188,12 @@ STEP_COLUMNS: tuple[str, ...] = (
     "cancel_reason",
     "canceled_from",
     "needs_attention",
-    "invoice_sent_at",
-    "tracking_sent_at",
+    "invoices",  # a step marks an entry sent; only import and operators add entries
+    "invoiced_value",
+    "invoices_sent",
+    "returned_value",
+    "returns_sent",
+    "vtex_value",
     "attempts",
     "last_error",
     "last_error_code",

@@ -267,7 +267,7 @@ class Store:
                     "import",
                     to_state=str(State.IMPORTED),
                     worker=worker,
-                    message="imported with invoice data" if o.invoice else "imported",
+                    message=_imported(o),
                 )
                 for o in fresh
             ],
@@ -318,7 +318,6 @@ class Store:
 
     @staticmethod
     def _order_values(order: NewOrder, now: datetime) -> dict[str, Any]:
-        invoice_number = order.invoice.get("invoiceNumber") if order.invoice else None
         return {
             "account": order.account,
             "order_id": order.order_id,
@@ -328,9 +327,8 @@ class Store:
             "state": str(State.IMPORTED),
             "place_body": order.place_body,
             "value": order.value,
-            "invoice": order.invoice,
-            "invoice_number": invoice_number,
-            "tracking": order.tracking,
+            "invoices": order.invoice_entries(now),
+            "invoice_number": order.invoices[0]["invoiceNumber"] if order.invoices else None,
             "attempts": 0,
             "version": 0,
             "next_run_at": now,
@@ -1128,6 +1126,14 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(ORDERS).where(match).order_by(c.id).limit(limit)).mappings()
             found = [OrderRow.from_mapping(r) for r in rows]
+            if not found:
+                # An invoice after an order's first (a partial one, a return) is inside its list:
+                # no index reaches it, so it is looked for only when nothing indexed matched.
+                later = self.hooks.has_invoice_number(c.invoices, key)
+                if account is not None:
+                    later = sa.and_(c.account == account, later)
+                rows = conn.execute(sa.select(ORDERS).where(later).order_by(c.id).limit(limit)).mappings()
+                found = [OrderRow.from_mapping(r) for r in rows]
         exact = [row for row in found if row.order_id == key]
         return exact or found
 
@@ -1286,3 +1292,14 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(API_TOKENS).order_by(API_TOKENS.c.created_at)).mappings().all()
         return [_record(r) for r in rows]
+
+
+def _imported(order: NewOrder) -> str:
+    if not order.invoices:
+        return "imported"
+    numbers = ", ".join(str(body["invoiceNumber"]) for body in order.invoices)
+    return (
+        f"imported with invoice {numbers}"
+        if len(order.invoices) == 1
+        else f"imported with invoices {numbers}"
+    )

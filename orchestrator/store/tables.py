@@ -97,11 +97,15 @@ class Order(SQLModel, table=True):
 
     place_body: dict[str, Any] = Field(sa_type=sa.JSON, nullable=False)
     value: int = Field(sa_type=_INT64, description="marketplacePaymentValue, in cents")
-    invoice: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
-    invoice_number: str | None = Field(default=None, max_length=100)
-    invoice_sent_at: datetime | None = _time()
-    tracking: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
-    tracking_sent_at: datetime | None = _time()
+    # Every invoice of the order, Output and Input, sent or waiting (`states.invoices` entries).
+    invoices: list[dict[str, Any]] | None = Field(default=None, sa_type=sa.JSON)
+    invoice_number: str | None = Field(default=None, max_length=100, description="the first invoice's")
+    vtex_value: int | None = Field(default=None, sa_type=_INT64, description="VTEX's value, as last seen")
+    # What VTEX took, summed from `invoices` (reports and metrics read these, never the JSON).
+    invoiced_value: int = Field(default=0, sa_type=_INT64, sa_column_kwargs={"server_default": "0"})
+    invoices_sent: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    returned_value: int = Field(default=0, sa_type=_INT64, sa_column_kwargs={"server_default": "0"})
+    returns_sent: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     cancel_reason: str | None = Field(default=None, max_length=500)
     canceled_from: str | None = Field(
         default=None, max_length=32, description="state to go back to if denied"

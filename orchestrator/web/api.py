@@ -36,6 +36,7 @@ from orchestrator.ops.operations import (
     cancel_change,
     invoice_change,
     retry_change,
+    return_change,
     tracking_change,
     tracking_problems,
 )
@@ -49,6 +50,7 @@ from orchestrator.web import schemas
 from orchestrator.web.auth import OPERATE, PUSH, READ
 from orchestrator.web.bodies import BodyError, invalid, json_body, order_lines, read_body
 from orchestrator.web.http import Answer, Endpoint, caller_of, order_ref
+from states.invoices import INPUT
 
 T = TypeVar("T")
 ACCOUNT = "the configured VTEX account (with several, the same order id may exist in each)"
@@ -129,11 +131,25 @@ class Api:
                 "POST",
                 "/api/orders/{order_id}/invoice",
                 PUSH,
-                "attach the invoice",
+                "attach an invoice (the first, or one more: a partial invoice)",
                 self.post_invoice,
                 answers=(
                     Answer(201, "attached; the daemon sends it when allowed", schemas.Outcome),
                     Answer(200, "that invoice was attached already", schemas.Outcome),
+                    *late,
+                ),
+                takes=schemas.Invoice,
+                query={"account": ACCOUNT},
+            ),
+            Endpoint(
+                "POST",
+                "/api/orders/{order_id}/returns",
+                PUSH,
+                "register a return (an Input invoice) of an invoiced order",
+                self.post_return,
+                answers=(
+                    Answer(201, "registered; the daemon sends it to VTEX, which refunds it", schemas.Outcome),
+                    Answer(200, "that return was registered already", schemas.Outcome),
                     *late,
                 ),
                 takes=schemas.Invoice,
@@ -146,7 +162,11 @@ class Api:
                 "attach a tracking number",
                 self.post_tracking,
                 answers=(
-                    Answer(201, "attached; sent to VTEX once the order is invoiced", schemas.Outcome),
+                    Answer(
+                        201,
+                        "attached; inside its invoice if not sent yet, else sent once the order is invoiced",
+                        schemas.Outcome,
+                    ),
                     Answer(200, "that tracking number was attached already", schemas.Outcome),
                     *late,
                 ),
@@ -241,10 +261,18 @@ class Api:
     async def post_invoice(self, request: Request) -> Response:
         row = await self._order(request)
         body = await _object(request, "invoice")
-        problems = validate_invoice(body, row.value)
+        problems = validate_invoice(body, row.target_value)
         if problems:
             raise invalid(problems)
         return await self._late(request, row, invoice_change(row.ref, body))
+
+    async def post_return(self, request: Request) -> Response:
+        row = await self._order(request)
+        body = await _object(request, "return")
+        problems = validate_invoice(body, None, kind=INPUT)
+        if problems:
+            raise invalid(problems)
+        return await self._late(request, row, return_change(row.ref, body))
 
     async def post_tracking(self, request: Request) -> Response:
         row = await self._order(request)
@@ -252,7 +280,7 @@ class Api:
         problems = tracking_problems(body)
         if problems:
             raise invalid(problems)
-        return await self._late(request, row, tracking_change(row.ref, body))
+        return await self._late(request, row, tracking_change(row.ref, body, body.get("invoiceNumber")))
 
     async def _late(self, request: Request, row: OrderRow, change: Change) -> Response:
         outcome = await reconciling_first(

@@ -144,6 +144,7 @@ def create_app(settings: Settings, store: Store) -> Starlette:
         ("/orders/{order_id}/cancel", console.cancel, OPERATE, "POST"),
         ("/orders/{order_id}/invoice", console.invoice, PUSH, "POST"),
         ("/orders/{order_id}/tracking", console.tracking, PUSH, "POST"),
+        ("/orders/{order_id}/return", console.return_, PUSH, "POST"),
     ]
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),

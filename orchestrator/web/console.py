@@ -27,6 +27,7 @@ from orchestrator.durations import format_duration
 from orchestrator.engine.clients import AccountClients
 from orchestrator.errors import NotFound, OperationError, OrchestratorError, UsageError
 from orchestrator.log import get_logger
+from orchestrator.ops import invoicing
 from orchestrator.ops.alerts import alerts
 from orchestrator.ops.check import vtex_view
 from orchestrator.ops.operations import (
@@ -34,6 +35,8 @@ from orchestrator.ops.operations import (
     invoice_change,
     invoice_from_options,
     retry_change,
+    return_change,
+    return_from_options,
     tracking_change,
     tracking_problems,
 )
@@ -49,7 +52,7 @@ from orchestrator.web.bodies import read_body
 from orchestrator.web.chart import hourly_chart
 from orchestrator.web.http import Endpoint, caller_of, order_ref
 from orchestrator.web.spec import ROLES_FOR
-from states import operator_actions
+from states import invoices, operator_actions
 
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -309,6 +312,9 @@ class Console:
             facts=_facts(row, utcnow()),
             events=timeline,
             actions=operator_actions(row.state),
+            invoices=invoicing.entries_view(row),
+            invoice_summary=invoicing.summary(row),
+            value_left=max(row.target_value - invoices.total(row.invoices, invoices.OUTPUT), 0),
             may_operate=caller.may(OPERATE),
             may_push=caller.may(PUSH),
             message=_banner(request),
@@ -322,11 +328,11 @@ class Console:
         packages = (theirs.get("packageAttachment") or {}).get("packages") or []
         rows = [
             ("state / status", row.state, theirs.get("status", "-")),
-            ("value (cents)", row.value, theirs.get("value", "-")),
+            ("value (cents)", row.target_value, theirs.get("value", "-")),
             (
-                "invoice",
-                row.invoice_number or "none",
-                ", ".join(str(p.get("invoiceNumber")) for p in packages) or "none",
+                "invoices",
+                ", ".join(f"{e['number']} ({e['type']})" for e in row.invoices or ()) or "none",
+                ", ".join(f"{p.get('invoiceNumber')} ({p.get('type')})" for p in packages) or "none",
             ),
         ]
         return self.page(
@@ -386,7 +392,17 @@ class Console:
         problems = tracking_problems(tracking)
         if problems:
             raise OperationError("; ".join(f"{field}: {message}" for field, message in problems))
-        return await self._act(request, row, tracking_change(row.ref, tracking))
+        number = (form.get("invoiceNumber") or "").strip() or None
+        return await self._act(request, row, tracking_change(row.ref, tracking, number))
+
+    async def return_(self, request: Request) -> Response:
+        form = await _posted(request)
+        row = await self._row(request)
+        number, value = (form.get("number") or "").strip(), (form.get("value") or "").strip()
+        if not number or not value.isdigit():
+            raise OperationError("give the return invoice's number and its value in cents")
+        body = return_from_options(row, number, int(value), issued_at=None)
+        return await self._act(request, row, return_change(row.ref, body))
 
     async def _act(self, request: Request, row: OrderRow, change: Any) -> Response:
         outcome = await reconciling_first(
@@ -457,8 +473,8 @@ def _facts(row: OrderRow, now: datetime) -> list[tuple[str, Any]]:
             f"{row.state} since {human(row.state_changed_at)} "
             f"({format_duration(now - row.state_changed_at)} ago)",
         ),
-        ("value", f"{row.value} cents"),
-        ("invoice", row.invoice_number or "none attached"),
+        ("value", f"{row.target_value} cents"),
+        ("invoices", invoicing.summary(row)),
         ("tracking", row.tracking_number or "-"),
         ("last VTEX status", row.vtex_status or "-"),
         ("attempts", row.attempts),

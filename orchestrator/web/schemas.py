@@ -23,7 +23,8 @@ class OrderRecord(TypedDict):
 
     affiliateId: str  # three letters or digits: the marketplace's affiliate in VTEX
     order: dict[str, Any]  # VTEX's Place fulfillment order body (placeFulfillmentOrderRequest)
-    invoice: NotRequired[Invoice]
+    invoices: NotRequired[list[Invoice]]  # Output invoices, in the order they go out
+    invoice: NotRequired[Invoice]  # one invoice: the same as `invoices` with one
     salesChannel: NotRequired[str]  # VTEX's `sc`
     account: NotRequired[str]  # a configured account; the first one when absent
 
@@ -35,11 +36,12 @@ class InvoiceItem(TypedDict):
 
 
 class Invoice(TypedDict):
-    """VTEX's invoice notification body: an Output invoice for the whole order."""
+    """VTEX's invoice notification body: an Output invoice (a sale: one for the whole order, or
+    one of several partial ones), or an Input invoice (a return, once the order is invoiced)."""
 
-    type: str  # "Output"
+    type: str  # "Output" (the invoice routes) or "Input" (returns)
     invoiceNumber: str
-    invoiceValue: int  # cents: the order's whole value
+    invoiceValue: int  # cents: an order's Output invoices add up to its value
     issuanceDate: str  # date and time, ISO 8601
     items: list[InvoiceItem]
     invoiceKey: NotRequired[str]
@@ -52,9 +54,10 @@ class Invoice(TypedDict):
 
 
 class Tracking(TypedDict):
-    """A tracking number for the order's invoice (VTEX's partial invoice update)."""
+    """A tracking number for one of the order's invoices (VTEX's partial invoice update)."""
 
     trackingNumber: str
+    invoiceNumber: NotRequired[str]  # which invoice: needed when the order has several
     courier: NotRequired[str | None]
     trackingUrl: NotRequired[str | None]
     dispatchedDate: NotRequired[str | None]  # date and time, ISO 8601

@@ -210,7 +210,7 @@ def test_a_cancel_vtex_refuses_does_not_fail_the_order(server: ServerThread, sql
     run_until(
         settings,
         store,
-        lambda: (r := store.find("ABC-100001")) is not None and r.invoice_sent_at is not None,
+        lambda: (r := store.find("ABC-100001")) is not None and r.invoice_sent,
     )
     request_cancel(store, "ABC-100001", "too late")
     run_until(settings, store, lambda: states(store) == {"invoiced": 1}, timeout=30)
@@ -241,7 +241,7 @@ def test_a_refused_tracking_update_stops_visibly_instead_of_looping(
     run_until(
         settings,
         store,
-        lambda: (r := store.find("ABC-100001")) is not None and r.tracking_sent_at is not None,
+        lambda: (r := store.find("ABC-100001")) is not None and r.tracking_sent,
     )
     assert server.sandbox.oms.find("ABC-100001").packages["NF100001"]["trackingNumber"] == "TR1"  # type: ignore[union-attr]
 

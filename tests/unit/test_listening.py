@@ -21,7 +21,7 @@ def test_an_order_vtex_keeps_in_handling_for_a_day_costs_a_few_looks_not_hundred
     looks = {}
     for name, sim in (("listening", listening), ("polling", polling)):
         order = sim.add(import_record(1))
-        sim.run(lambda s=sim, o=order: s.row(o).invoice_sent_at is not None)
+        sim.run(lambda s=sim, o=order: s.row(o).invoice_sent)
         sim.sandbox.oms.pin(order, "handling")
         sim.run(within=timedelta(hours=24))
         assert sim.row(order).state == "handling"

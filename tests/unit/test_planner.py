@@ -12,11 +12,16 @@ import pytest
 from orchestrator.engine.planner import Kind, plan
 from orchestrator.engine.policy import Policies, PollPolicy
 from orchestrator.store.rows import OrderRow
-from states import SEND_INVOICE, Action, InvoiceTiming, State
+from states import SEND_INVOICE, Action, InvoiceTiming, State, invoices
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 GRACE = timedelta(minutes=30)
 POLICIES = Policies.for_grace(GRACE, max_attempts=8)
+
+
+ENTRY = invoices.entry(
+    {"type": "Output", "invoiceNumber": "NF1", "invoiceValue": 1100, "items": []}, NOW.isoformat()
+)
 
 
 def row(**fields: object) -> OrderRow:
@@ -30,11 +35,8 @@ def row(**fields: object) -> OrderRow:
         failed_from=None,
         place_body={},
         value=1100,
-        invoice={"invoiceNumber": "NF1"},
+        invoices=[ENTRY],
         invoice_number="NF1",
-        invoice_sent_at=None,
-        tracking=None,
-        tracking_sent_at=None,
         cancel_reason=None,
         canceled_from=None,
         needs_attention=None,
@@ -142,7 +144,7 @@ def test_invoice_waits_for_handling_by_default() -> None:
 
 def test_handling_without_invoice_data_waits_for_an_operator() -> None:
     """Nothing will happen without outside input: no due time, and a reason that says what to do."""
-    decided = plan(row(state="handling", invoice=None, invoice_number=None), NOW, GRACE, POLICIES)
+    decided = plan(row(state="handling", invoices=None, invoice_number=None), NOW, GRACE, POLICIES)
     assert decided.kind is Kind.IDLE and decided.due_at is None
     assert decided.reason is not None and "orchestrator invoice" in decided.reason
 
@@ -150,7 +152,11 @@ def test_handling_without_invoice_data_waits_for_an_operator() -> None:
 def test_handling_with_invoice_sent_awaits_invoiced_shortly_after() -> None:
     """One look a second after the invoice went out; VTEX marks the order invoiced on its own."""
     sent = NOW - timedelta(milliseconds=10)
-    decided = plan(row(state="handling", invoice_sent_at=sent, state_changed_at=sent), NOW, GRACE, POLICIES)
+    entry = dict(ENTRY, sent_at=sent.isoformat())
+    handling = row(
+        state="handling", invoices=[entry], invoiced_value=1100, invoices_sent=1, state_changed_at=sent
+    )
+    decided = plan(handling, NOW, GRACE, POLICIES)
     assert decided.kind is Kind.AWAIT and decided.due_at == sent + timedelta(seconds=1)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,8 @@ from orchestrator.engine.policy import Policies
 from orchestrator.engine.stepper import PERFORM
 from orchestrator.ops.stuck import diagnose
 from orchestrator.sandbox import FaultConfig
-from states import TABLE, Action, State, Step, rules
+from orchestrator.store.rows import OrderRow
+from states import TABLE, Action, State, Step, invoices, rules
 from tests.factories import import_record, place_body
 from tests.unit.simulation import START, Simulation
 
@@ -163,9 +165,8 @@ def test_a_cancel_after_the_grace_period_waits_for_vtex_to_decide(mode: str, fin
     sim.store.change(order, cancel_reason="customer changed their mind", next_run_at=sim.now)
     sim.run(lambda: settled(sim, order, "canceled"), within=timedelta(days=1))
     if mode == "deny":
-        sim.store.change(
-            order, invoice=import_record(1)["invoice"], invoice_number="NF100001", next_run_at=sim.now
-        )
+        entries = [invoices.entry(import_record(1)["invoice"], sim.now.isoformat())]
+        sim.store.change(order, invoices=entries, invoice_number="NF100001", next_run_at=sim.now)
         sim.run(lambda: settled(sim, order, "invoiced"))
     assert sim.row(order).state == final
     if mode == "stick":
@@ -211,7 +212,7 @@ def test_a_refused_tracking_update_stops_the_order_instead_of_looping() -> None:
     sim = Simulation(grace=GRACE, tracking_refusal=400)
     order = sim.add(import_record(1))
     sim.run(lambda: settled(sim, order, "invoiced"))
-    sim.store.change(order, tracking={"trackingNumber": "TR1"}, next_run_at=sim.now)
+    sim.store.change(order, invoices=tracked(sim.row(order), "TR1"), next_run_at=sim.now)
     sim.run(within=timedelta(days=1))
     assert sim.row(order).needs_attention == "tracking-refused"
     assert sim.operations(order).count("send-tracking") == 1
@@ -237,7 +238,7 @@ def test_an_order_vtex_shows_invoiced_without_our_invoice_is_not_reported_invoic
     invoiced it): the order stops for a person with that reason instead of `invoiced`."""
     sim = Simulation(grace=GRACE, invoice_delay_seconds=60)
     order = sim.add(import_record(1))
-    sim.run(lambda: sim.row(order).invoice_sent_at is not None)
+    sim.run(lambda: sim.row(order).invoice_sent)
     vtex_order = sim.sandbox.oms.find(order)
     assert vtex_order is not None
     vtex_order.packages = {"NF-OTHER": {**vtex_order.packages["NF100001"], "invoiceNumber": "NF-OTHER"}}
@@ -245,41 +246,46 @@ def test_an_order_vtex_shows_invoiced_without_our_invoice_is_not_reported_invoic
     sim.run(lambda: sim.row(order).needs_attention is not None or settled(sim, order, "invoiced"))
     row = sim.row(order)
     assert (row.state, row.needs_attention) == ("handling", "invoice-missing")
-    assert "not with our invoice NF100001 (its invoices: NF-OTHER)" in (row.last_error or "")
+    assert "not with our invoices NF100001 (its invoices: NF-OTHER)" in (row.last_error or "")
 
 
 def test_a_side_step_is_a_row_of_the_table() -> None:
-    """A side step the product does not have: the tracking number sent while the order is still
-    in handling, right after its invoice (VTEX's tracking update needs the invoice). One `Step`
-    row added with `TABLE.with_side_step` and its `PERFORM` row are all it takes: the planner plans
-    it, the engine sends it once and stamps it, and the product's own tracking step, due only once
-    invoiced, finds nothing left to send."""
+    """A side step the product does not have: a tracking number attached after the invoice went
+    out, sent while the order is still in handling (VTEX verifying the invoice) instead of once
+    invoiced. One `Step` row added with `TABLE.with_side_step` and its `PERFORM` row are all it
+    takes: the planner plans it, the engine sends it once and marks it sent, and the product's own
+    tracking step, due only once invoiced, finds nothing left to send."""
     early = Step(
         "send_tracking_early",
         (State.HANDLING,),
         None,
-        lambda vtex_order, facts: rules.tracking_present(
-            vtex_order, facts.invoice_number or "", facts.tracking_number or ""
+        lambda vtex_order, facts: (
+            facts.next_tracking is not None
+            and rules.tracking_present(
+                vtex_order, facts.next_tracking["number"], facts.next_tracking["tracking"]["trackingNumber"]
+            )
         ),
         action="send-tracking-early",  # type: ignore[arg-type]  # a write the product's Action lacks
-        stamp="tracking_sent_at",
-        pending=lambda facts: (
-            facts.tracking_waiting and facts.invoice_number is not None and not facts.invoice_waiting
-        ),
+        sends=invoices.TRACKING,
+        pending=lambda facts: facts.tracking_waiting,
     )
     perform = {**PERFORM, "send-tracking-early": PERFORM[Action.TRACKING]}
-    sim = Simulation(grace=GRACE, table=TABLE.with_side_step(early), perform=perform)
+    sim = Simulation(
+        grace=GRACE, table=TABLE.with_side_step(early), perform=perform, invoice_delay_seconds=60
+    )
     order = sim.add(import_record(1))
-    sim.store.change(order, tracking={"trackingNumber": "BR1", "courier": "Correios"})
+    sim.run(lambda: sim.row(order).invoice_sent)
+    sim.store.change(order, invoices=tracked(sim.row(order), "BR1"), next_run_at=sim.now)
     sim.run(lambda: settled(sim, order, "invoiced"))
-    assert sim.operations(order) == [
-        "place-order",
-        "authorize-dispatch",
-        "start-handling",
-        "send-invoice",
-        "send-tracking",
-        "get-order",
-    ]
+    writes = [op for op in sim.operations(order) if op != "get-order"]  # VTEX verifies for a minute
+    assert writes == ["place-order", "authorize-dispatch", "start-handling", "send-invoice", "send-tracking"]
     moves = [e["action"] for e in sim.store.history(order) if e["kind"] == "transition"]
     assert "send_tracking_early" in moves and "send_tracking" not in moves
-    assert sim.row(order).tracking_sent_at is not None
+    assert sim.row(order).tracking_sent
+
+
+def tracked(row: OrderRow, number: str) -> list[dict[str, Any]]:
+    """The order's invoices with `number` as its first invoice's tracking, not sent yet."""
+    first, *rest = row.invoices or []
+    tracking = {"trackingNumber": number, "courier": "Correios", "trackingUrl": None, "dispatchedDate": None}
+    return [{**first, "tracking": tracking, "tracking_sent_at": None}, *rest]

@@ -124,7 +124,7 @@ def test_workflow_is_in_error_stops_the_order_for_a_person_at_once() -> None:
     next look stops the order, with VTEX's words and the advice to look at it in VTEX Admin."""
     sim = Simulation(grace=GRACE, invoice_delay_seconds=3600)  # VTEX "verifying" the invoice
     order = sim.add(import_record(1))
-    sim.run(lambda: sim.row(order).invoice_sent_at is not None)
+    sim.run(lambda: sim.row(order).invoice_sent)
     vtex_order = sim.sandbox.oms.find(order)
     assert vtex_order is not None
     vtex_order.workflow_in_error = True
