@@ -249,6 +249,13 @@ def sandbox(
     hook_lose: Annotated[
         float, typer.Option(help="Chance that a Hook notification fails (VTEX tries it again later).")
     ] = 0.0,
+    price_divergence: Annotated[
+        int,
+        typer.Option(
+            help="Cents VTEX's price of each new order differs by from the marketplace's (its invoices "
+            "must reach VTEX's value)."
+        ),
+    ] = 0,
 ) -> None:
     """Serve the VTEX sandbox over HTTP (a faithful, stateful simulator of VTEX OMS)."""
     from dataclasses import replace
@@ -275,6 +282,7 @@ def sandbox(
         invoice_refusals=refuse_invoices,
         null_status_reads=null_status_reads,
         forbidden=tuple(forbid or ()),
+        price_divergence=price_divergence,
     )
     if place_answer not in ("array", "object") or authorize_status not in (200, 201, 204):
         raise typer.BadParameter("--place-answer is array or object; --authorize-status is 200, 201 or 204")

@@ -37,6 +37,7 @@ _BEHAVIOUR = (
     "invoice_refusals",
     "null_status_reads",
     "forbidden",
+    "price_divergence",
 )
 _CHOICES: dict[str, tuple[Any, ...]] = {
     "place_answer": ("array", "object"),
@@ -211,6 +212,17 @@ def _order_routes(sandbox: Sandbox) -> list[Route]:
             return JSONResponse({"error": "no order waiting for manual authorization"}, status_code=404)
         return JSONResponse({"orderId": order.order_id, "status": order.status})
 
+    async def value(request: Request) -> Response:
+        """The order's value changes in VTEX (an order change): {"change": cents, + or -}."""
+        payload, _ = await _body(request)
+        change = payload.get("change") if isinstance(payload, dict) else None
+        if not isinstance(change, int) or isinstance(change, bool):
+            return JSONResponse({"error": "expected {change: cents}"}, status_code=400)
+        order = oms.change_value(request.path_params["order_id"], change)
+        if order is None:
+            return JSONResponse({"error": "unknown order"}, status_code=404)
+        return JSONResponse({"orderId": order.order_id, "value": order.value, "status": order.status})
+
     async def workflow_error(request: Request) -> Response:
         """Flag (or clear) an error in the order's workflow: {"inError": true | false}."""
         payload, _ = await _body(request)
@@ -238,6 +250,7 @@ def _order_routes(sandbox: Sandbox) -> list[Route]:
         Route("/_sandbox/orders/{order_id}/cancel-decision", cancel_decision, methods=["POST"]),
         Route("/_sandbox/orders/{order_id}/approve", approve, methods=["POST"]),
         Route("/_sandbox/orders/{order_id}/workflow-error", workflow_error, methods=["POST"]),
+        Route("/_sandbox/orders/{order_id}/value", value, methods=["POST"]),
         Route("/_sandbox/behaviour", behaviour, methods=["GET", "POST"]),
     ]
 

@@ -28,6 +28,8 @@ class LedgerEntry:
     invoice_notifications: int = 0
     invoices_refused: int = 0  # ORD039 (`invoice_refusals`), not applied
     invoiced_total: int = 0
+    returned_total: int = 0  # Input invoices (returns)
+    invoice_numbers_repeated: int = 0  # a number VTEX held already, sent again (only a new receipt)
     tracking_updates: int = 0
     tracking_refused: int = 0
     authorize_sales_channels: list[str | None] = field(default_factory=list)
@@ -52,6 +54,8 @@ class LedgerEntry:
             "invoiceNotifications": self.invoice_notifications,
             "invoicesRefused": self.invoices_refused,
             "invoicedTotal": self.invoiced_total,
+            "returnedTotal": self.returned_total,
+            "invoiceNumbersRepeated": self.invoice_numbers_repeated,
             "trackingUpdates": self.tracking_updates,
             "trackingRefused": self.tracking_refused,
             "authorizeSalesChannels": list(self.authorize_sales_channels),
@@ -126,6 +130,8 @@ class Ledger:
             "ordersWithDuplicateStartHandling": sum(1 for e in entries if e.start_handling_accepted > 1),
             "ordersWithSeveralInvoiceNumbers": sum(1 for e in entries if len(e.invoice_numbers) > 1),
             "ordersOverInvoiced": sum(1 for e in entries if e.value and e.invoiced_total > e.value),
+            "ordersWithRepeatedInvoiceNumbers": sum(1 for e in entries if e.invoice_numbers_repeated),
+            "ordersOverReturned": sum(1 for e in entries if e.returned_total > e.invoiced_total),
             "ordersWithConcurrentRequests": sum(1 for e in entries if e.concurrent_requests > 0),
         }
 

@@ -220,11 +220,12 @@ class SandboxOms:
             last_change=now,
             status=MANUAL_AUTHORIZATION if self.config.manual_authorization else WAITING_AUTHORIZATION,
         )
+        order.value_change = self.config.price_divergence
         self.orders[order_id] = order
         self._changed(order_id, None, order.status, now, now)
         entry = self.ledger.entry(order_id)
         entry.places_accepted += 1
-        entry.value = order.value
+        entry.value = order.value  # VTEX's, divergence included
         return order
 
     def authorize(
@@ -301,13 +302,18 @@ class SandboxOms:
         number = payload["invoiceNumber"]
         entry = self.ledger.entry(order_id)
         entry.invoice_notifications += 1
-        if number not in order.packages:
-            # A new invoice. The same number again only renews the receipt (Orders API spec).
+        if number in order.packages:
+            entry.invoice_numbers_repeated += 1  # only a new receipt (Orders API spec)
+        else:
+            # A new invoice: Output ones add up towards the order's value (partial invoices are
+            # normal); an Input one is a return, refunded once the order is invoiced.
             package = package_from(payload, self.clock())
             order.packages[number] = package
             entry.invoice_numbers.append(number)
             if package["type"] == "Output":
                 entry.invoiced_total += package["invoiceValue"]
+            else:
+                entry.returned_total += package["invoiceValue"]
             order.last_change = self.clock()
             self._maybe_invoiced(order)
         return Reply(200, self._receipt(order_id))
@@ -443,6 +449,18 @@ class SandboxOms:
         if order is None or order.status != MANUAL_AUTHORIZATION:
             return None
         self._set_status(order, WAITING_AUTHORIZATION)
+        return order
+
+    def change_value(self, order_id: str, change: int) -> SandboxOrder | None:
+        """The order's value changes in VTEX by `change` cents (an order change, a price
+        divergence settled): its invoices must now reach the new value."""
+        order = self.find(order_id)
+        if order is None:
+            return None
+        order.value_change += change
+        order.last_change = self.clock()
+        self.ledger.entry(order_id).value = order.value
+        self._maybe_invoiced(order)
         return order
 
     def decide_cancel(self, order_id: str, decision: str) -> SandboxOrder | None:

@@ -38,6 +38,9 @@ class SandboxConfig:
     # the next N invoice notifications are refused with ORD039 ("is in state X and cannot accept
     # invoice"), not applied
     invoice_refusals: int = 0
+    # VTEX's price differs from the marketplace's by this many cents (a price divergence): each new
+    # order's value in VTEX is the marketplace's plus this, so its invoices must reach that
+    price_divergence: int = 0
     # the first N Get orders of each order show `"status": null` (an incomplete order)
     null_status_reads: int = 0
     # calls answered 403 (the app key lacks their License Manager resource), by operation name
@@ -72,13 +75,21 @@ class SandboxOrder:
     cancel_request_id: str | None = None
     cancel_denied_at: float | None = None
 
+    # What price divergence and order changes did to the value, in cents (VTEX: "the total value
+    # of the order will be updated")
+    value_change: int = 0
+
     @property
     def value(self) -> int:
-        return self.items_total + self.shipping_total
+        return self.items_total + self.shipping_total + self.value_change
 
     @property
     def output_total(self) -> int:
         return sum(p["invoiceValue"] for p in self.packages.values() if p["type"] == "Output")
+
+    @property
+    def input_total(self) -> int:
+        return sum(p["invoiceValue"] for p in self.packages.values() if p["type"] == "Input")
 
     @property
     def has_output_invoice(self) -> bool:

@@ -216,7 +216,7 @@ def order_view(order: SandboxOrder, config: SandboxConfig) -> dict[str, Any]:
         "invoicedDate": _iso(order.invoiced_at),
         "cancelReason": order.cancel_reason,
         "totals": [
-            {"id": "Items", "name": "Total dos Itens", "value": order.items_total},
+            {"id": "Items", "name": "Total dos Itens", "value": order.items_total + order.value_change},
             {"id": "Discounts", "name": "Total dos Descontos", "value": 0},
             {"id": "Shipping", "name": "Total do Frete", "value": order.shipping_total},
             {"id": "Tax", "name": "Total da Taxa", "value": 0},
