@@ -230,6 +230,10 @@ def _lane(
         if metrics is not None:
             metrics.observe_transition(trigger, source, dest, name)
 
+    def on_invoice(kind: str, value: int) -> None:
+        if metrics is not None:
+            metrics.observe_invoice(kind, value, name)
+
     client = build_client(
         settings, account, transport=transport, observer=observe, budget=budget, identity=identity
     )
@@ -240,6 +244,7 @@ def _lane(
         clock=clock,
         guard=guard,
         on_transition=on_transition if metrics is not None else None,
+        on_invoice=on_invoice if metrics is not None else None,
     )
     return Lane(
         name, stepper, guard, client, slots=settings.concurrency, log=log, credentials=account.credentials

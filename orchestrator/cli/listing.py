@@ -35,6 +35,13 @@ def list_command(
         typer.Option(help="Only orders with this order id, marketplace order id or invoice number."),
     ] = None,
     account: Annotated[str | None, typer.Option(help="Only this configured account's orders.")] = None,
+    partly_invoiced: Annotated[
+        bool,
+        typer.Option("--partly-invoiced", help="Only orders VTEX took some invoices of, not invoiced yet."),
+    ] = False,
+    returned: Annotated[
+        bool, typer.Option("--returned", help="Only orders with a return (Input invoice) VTEX took.")
+    ] = False,
     sort: Annotated[
         str, typer.Option(help="created, changed or order-id; a leading - sorts descending.")
     ] = "-created",
@@ -43,7 +50,8 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="JSON: {orders, nextCursor}.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV with a header line.")] = False,
 ) -> None:
-    """List orders: filter by state, affiliate, age, error code or wait; newest first by default."""
+    """List orders: filter by state, affiliate, age, error code, wait, partial invoicing or returns;
+    newest first by default."""
     from orchestrator.clock import utcnow
     from orchestrator.durations import parse_duration
     from orchestrator.ops.views import SUMMARY_KEYS, order_summary
@@ -66,7 +74,7 @@ def list_command(
     settings = ctx.obj.settings()
     if account is not None:
         settings.account(account)  # an unknown account is a usage error, not an empty list
-    where = OrderFilter(states, affiliate, older, code, waiting, account)
+    where = OrderFilter(states, affiliate, older, code, waiting, account, partly_invoiced, returned)
     store = store_for(settings)
     now = utcnow()
     if find:

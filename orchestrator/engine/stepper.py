@@ -132,6 +132,7 @@ class Stepper:
         *,
         clock: Callable[[], datetime] = utcnow,
         on_transition: Callable[[str, str, str], None] | None = None,
+        on_invoice: Callable[[str, int], None] | None = None,
         guard: AccountGuard | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -144,6 +145,7 @@ class Stepper:
         self.clock = clock
         self._rng = rng or random.Random()
         self._on_transition = on_transition
+        self._on_invoice = on_invoice  # VTEX took an invoice: (type, value in cents), for metrics
         self._log = get_logger(worker=config.worker_id)
 
     async def step(self, row: OrderRow) -> bool:
@@ -588,6 +590,8 @@ class Stepper:
         number = row.mark_sent(step.sends, self.clock()) if step.sends is not None else None
         if number is not None:
             via = f"{via} (invoice {number})"
+            if step.sends != invoices.TRACKING:
+                self._taken(row, number)
         self._fire(
             ctx, step.trigger, f"{via}; VTEX cancels asynchronously" if action == Action.CANCEL else via
         )
@@ -850,9 +854,15 @@ class Stepper:
             return
         kinds = {e["number"]: e["type"] for e in row.invoices}
         for number in row.mark_present(held, ctx.now):
+            self._taken(row, number)
             step = SEND_RETURN if kinds[number] == invoices.INPUT else SEND_INVOICE
             if row.state in step.sources:
                 self._fire(ctx, step.trigger, f"VTEX holds invoice {number}")
+
+    def _taken(self, row: OrderRow, number: str) -> None:
+        entry = invoices.find(row.invoices, number)
+        if self._on_invoice is not None and entry is not None:
+            self._on_invoice(entry["type"], int(entry["value"]))
 
     def _canceled_in_vtex(self, ctx: StepContext) -> None:
         """VTEX shows the order canceled: by our request (canceling), or on its own (its Admin)."""

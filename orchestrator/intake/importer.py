@@ -135,8 +135,9 @@ def parse_line(
         problems.append(Problem(number, "order", f"must be an object, got {type(order).__name__}"))
         return None, problems
     problems += [Problem(number, path, msg) for path, msg in text_problems(record)]
-    problems += [Problem(number, path, msg) for path, msg in validate_order(order)]
-    problems += [Problem(number, p, m) for p, m in _invoices_problems(record, order)]
+    order_problems = validate_order(order)
+    problems += [Problem(number, path, msg) for path, msg in order_problems]
+    problems += [Problem(number, p, m) for p, m in _invoices_problems(record, order, not order_problems)]
     if problems:
         return None, problems
     return record, []
@@ -150,8 +151,9 @@ def invoice_bodies(record: Mapping[str, Any]) -> list[Any]:
     return [record["invoice"]] if record.get("invoice") is not None else []
 
 
-def _invoices_problems(record: Mapping[str, Any], order: Mapping[str, Any]) -> Problems:
-    """The line's invoices, each on its own, then together against its order."""
+def _invoices_problems(record: Mapping[str, Any], order: Mapping[str, Any], order_ok: bool) -> Problems:
+    """The line's invoices, each on its own, then together against its order (once the order
+    itself is valid: its own problems say more than what they make of its invoices)."""
     if "invoice" in record and "invoices" in record:
         return [("invoices", "give either `invoices` (a list) or `invoice` (one), not both")]
     key = "invoices" if "invoices" in record else "invoice"
@@ -167,7 +169,7 @@ def _invoices_problems(record: Mapping[str, Any], order: Mapping[str, Any]) -> P
             problems.append((path, f"must be an object, got {type(body).__name__}"))
         else:
             problems += validate_invoice(body, limit, path)
-    if problems or not bodies or limit is None:
+    if problems or not bodies or limit is None or not order_ok:
         return problems
     ordered = rules.item_quantities(order.get("items"))
     return output_problems(bodies, None, ordered, limit, key)

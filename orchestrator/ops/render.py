@@ -45,6 +45,10 @@ def counts_table(report: StatusReport) -> Table:
         table.add_row(Text(state, style=STATE_STYLES.get(state, "")), *per_account, str(count), age)
     totals = [str(sum(counts.values())) for counts in by_account.values()]
     table.add_row(Text("total", style="bold"), *totals, str(sum(report["counts"].values())), "")
+    blanks = [""] * len(by_account)
+    for label, key in (("partly invoiced", "partlyInvoiced"), ("with returns", "returned")):
+        if report.get(key):
+            table.add_row(Text(label, style="dim"), *blanks, str(report.get(key)), "")
     return table
 
 

@@ -124,6 +124,8 @@ class StatusReport(TypedDict):
     throttled: list[Throttle]
     daemons: list[RunningDaemon]
     canceledInVtex: int
+    partlyInvoiced: int  # VTEX took some of their invoices, not invoiced yet (`list --partly-invoiced`)
+    returned: int  # VTEX took a return of them (`list --returned`)
     stuckRules: StuckThresholds
     stuckTotal: int
     stuck: list[StuckEntry]
@@ -185,6 +187,7 @@ def report(
         now, rules, states=states, affiliate=affiliate, older_than=older_than, limit=limit, account=account
     )
     many = len(graces) > 1
+    partly, returned = store.invoicing_counts()
     counts_by_account: dict[str, dict[str, int]] | None = None
     if many:
         stored = store.account_state_counts()
@@ -249,6 +252,8 @@ def report(
                 for d in store.daemons()
             ],
             "canceledInVtex": store.count_with_code("canceled", CANCELED_IN_VTEX),
+            "partlyInvoiced": partly,
+            "returned": returned,
             "stuckRules": {
                 "thresholdSeconds": {
                     state: limit.total_seconds() for state, limit in rules.thresholds.items()

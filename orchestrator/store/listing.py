@@ -40,6 +40,8 @@ class OrderFilter:
     error_code: str | None = None  # the last error's code (FMT007, OMS003, 401, ...)
     waiting: str | None = None  # words in the wait reason, or needs-attention's reason
     account: str | None = None  # the configured account's name
+    partly_invoiced: bool = False  # VTEX took some of its invoices, and it is not invoiced yet
+    returned: bool = False  # VTEX took a return (an Input invoice) of it
 
     def matches(self, row: OrderRow, now: datetime) -> bool:
         """The same filter in Python, for the handful of orders a lookup by id found."""
@@ -51,6 +53,8 @@ class OrderFilter:
             and (not self.error_code or row.last_error_code == self.error_code)
             and (not self.waiting or self.waiting.lower() in waits)
             and (not self.account or row.account == self.account)
+            and (not self.partly_invoiced or (row.invoices_sent > 0 and row.state != "invoiced"))
+            and (not self.returned or row.returns_sent > 0)
         )
 
 

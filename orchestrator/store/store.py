@@ -948,6 +948,18 @@ class Store:
             query = sa.select(sa.func.count()).where(c.state == state, c.last_error_code == code)
             return conn.scalar(query.select_from(ORDERS)) or 0
 
+    def invoicing_counts(self) -> tuple[int, int]:
+        """(orders partly invoiced, orders with a return): the first within the states still in
+        flight (a range of the state index), the second from a partial index of the few there are."""
+        c = ORDERS.c
+        flying = [str(s) for s in IN_FLIGHT]
+        with self.engine.connect() as conn:
+            partly = conn.scalar(
+                sa.select(sa.func.count()).where(c.state.in_(flying), c.invoices_sent > 0).select_from(ORDERS)
+            )
+            returned = conn.scalar(sa.select(sa.func.count()).where(c.returns_sent > 0).select_from(ORDERS))
+        return partly or 0, returned or 0
+
     def oldest_active_order(self) -> OrderRow | None:
         """The order not yet final that was imported first (failed ones count: they wait)."""
         c = ORDERS.c
@@ -1165,6 +1177,10 @@ class Store:
         if where.waiting:
             words = f"%{where.waiting}%"
             query = query.where(sa.or_(c.wait_reason.ilike(words), c.needs_attention.ilike(words)))
+        if where.partly_invoiced:
+            query = query.where(c.invoices_sent > 0, c.state != str(State.INVOICED))
+        if where.returned:
+            query = query.where(c.returns_sent > 0)
         if after:
             value, pk = decode_cursor(sort, after)
             if column_name == "id":

@@ -75,6 +75,13 @@ class Order(SQLModel, table=True):
             sqlite_where=sa.text("invoice_number IS NOT NULL"),
             postgresql_where=sa.text("invoice_number IS NOT NULL"),
         ),
+        # Orders with a return: few, counted by `status` without reading the rest.
+        sa.Index(
+            "ix_orders_returns_sent",
+            "returns_sent",
+            sqlite_where=sa.text("returns_sent > 0"),
+            postgresql_where=sa.text("returns_sent > 0"),
+        ),
         # Orders that stopped and need a person (a refused tracking update, the request guard).
         sa.Index(
             "ix_orders_needs_attention",

@@ -108,6 +108,8 @@ class Api:
                     "olderThan": "only orders in their state longer than this (30m, 2h, 1d)",
                     "code": "only orders whose last error has this code",
                     "waiting": "only orders whose wait reason contains this",
+                    "partlyInvoiced": "1: only orders VTEX took some invoices of, not invoiced yet",
+                    "returned": "1: only orders with a return (Input invoice) VTEX took",
                     "find": "an order id, marketplace order id or invoice number",
                     "sort": "created, state, age or updated; - for descending (default -created)",
                     "limit": "1 to 1000 (default 50)",
@@ -297,7 +299,14 @@ class Api:
         limit = _param("limit", _limit, q.get("limit", "50"))
         states = _param("state", parse_states, q.getlist("state"))
         where = OrderFilter(
-            states, q.get("affiliate"), older, q.get("code"), q.get("waiting"), self._account(request)
+            states,
+            q.get("affiliate"),
+            older,
+            q.get("code"),
+            q.get("waiting"),
+            self._account(request),
+            partly_invoiced=q.get("partlyInvoiced") in ("1", "true"),
+            returned=q.get("returned") in ("1", "true"),
         )
         now = utcnow()
         if q.get("find"):

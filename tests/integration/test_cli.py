@@ -27,6 +27,8 @@ STATUS_KEYS = {
     "throttled",
     "daemons",
     "canceledInVtex",
+    "partlyInvoiced",
+    "returned",
     "stuckRules",
     "stuckTotal",
     "stuck",

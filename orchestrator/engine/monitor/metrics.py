@@ -3,6 +3,8 @@
     orchestrator_orders{state}                         orders per state (refreshed from the database)
     orchestrator_oldest_active_order_age_seconds       age of the oldest order not yet final
     orchestrator_transitions_total{trigger,from,to}    state machine transitions made by this daemon
+    orchestrator_invoices_total{type}                  invoices VTEX took from this daemon (Output, Input)
+    orchestrator_invoiced_cents_total{type}            their value in cents (Input: returns)
     orchestrator_step_failures_total{state}            orders this daemon put in `failed`, by the state
     orchestrator_vtex_request_seconds{operation,status}  VTEX latency (status "error": no answer)
     orchestrator_vtex_rate_limited_total               429 answers received
@@ -94,6 +96,19 @@ class Metrics:
             registry=r,
         )
         self.rate_limited = Counter("orchestrator_vtex_rate_limited", "429 answers from VTEX.", a, registry=r)
+        self.invoices = Counter(
+            "orchestrator_invoices",
+            "Invoices VTEX took from this daemon, by type: Output (sales, partial ones included) and "
+            "Input (returns).",
+            [*a, "type"],
+            registry=r,
+        )
+        self.invoiced_cents = Counter(
+            "orchestrator_invoiced_cents",
+            "The value of the invoices VTEX took from this daemon, in cents, by type (Input: returned).",
+            [*a, "type"],
+            registry=r,
+        )
         self.in_flight = Gauge("orchestrator_steps_in_flight", "Steps running now.", registry=r)
         self.last_tick = Gauge(
             "orchestrator_last_tick_timestamp_seconds",
@@ -194,6 +209,11 @@ class Metrics:
             self.failures.labels(*a, source).inc()
         elif trigger == "notice_canceled":
             self._one(self.canceled_in_vtex, account).inc()
+
+    def observe_invoice(self, kind: str, value: int, account: str = DEFAULT_ACCOUNT) -> None:
+        a = self._of(account)
+        self.invoices.labels(*a, kind).inc()
+        self.invoiced_cents.labels(*a, kind).inc(value)
 
     # -- refreshed by the daemon ----------------------------------------------------------------
 
