@@ -163,8 +163,8 @@ def _invoices_problems(record: Mapping[str, Any], order: Mapping[str, Any], orde
     value = order.get("marketplacePaymentValue")
     limit = value if isinstance(value, int) else None
     problems: Problems = []
-    for i, body in enumerate(bodies):
-        path = f"invoices[{i}]" if key == "invoices" else "invoice"
+    paths = [f"invoices[{i}]" if key == "invoices" else "invoice" for i in range(len(bodies))]
+    for path, body in zip(paths, bodies, strict=True):
         if not isinstance(body, Mapping):
             problems.append((path, f"must be an object, got {type(body).__name__}"))
         else:
@@ -172,7 +172,7 @@ def _invoices_problems(record: Mapping[str, Any], order: Mapping[str, Any], orde
     if problems or not bodies or limit is None or not order_ok:
         return problems
     ordered = rules.item_quantities(order.get("items"))
-    return output_problems(bodies, None, ordered, limit, key)
+    return output_problems(bodies, None, ordered, limit, paths)
 
 
 def _account_problems(number: int, account: Any, accounts: Sequence[str]) -> list[Problem]:

@@ -24,7 +24,7 @@ def _body_quantities(body: Mapping[str, Any]) -> dict[str, int]:
 
 
 def number_problems(
-    bodies: Sequence[Mapping[str, Any]], entries: Iterable[Entry] | None, path: str
+    bodies: Sequence[Mapping[str, Any]], entries: Iterable[Entry] | None, paths: Sequence[str]
 ) -> Problems:
     """Invoice numbers repeated among `bodies`, or already an invoice of the order (the caller
     first takes an identical resend as the idempotent no-op it is)."""
@@ -35,7 +35,7 @@ def number_problems(
         if number in seen:
             problems.append(
                 (
-                    f"{path}[{i}].invoiceNumber" if len(bodies) > 1 else f"{path}.invoiceNumber",
+                    f"{paths[i]}.invoiceNumber",
                     f"{number!r} is already an invoice of this order ({seen[number]}) with a different "
                     "body: VTEX keeps the first body under a number, so a change needs a new number",
                 )
@@ -49,16 +49,17 @@ def output_problems(
     entries: Iterable[Entry] | None,
     ordered: Mapping[str, int],
     limit: int,
-    path: str,
+    paths: Sequence[str],
 ) -> Problems:
-    """New Output invoices `bodies` against the order's invoices so far, the items it ordered and
-    the value its invoices must not pass (VTEX's value once seen, else ours)."""
+    """New Output invoices `bodies` (each named by its path in `paths`) against the order's
+    invoices so far, the items it ordered and the value its invoices must not pass (VTEX's value
+    once seen, else ours)."""
     entries = list(entries or ())
-    problems = number_problems(bodies, entries, path)
+    problems = number_problems(bodies, entries, paths)
     so_far = invoices.total(entries, invoices.OUTPUT)
     counts = invoices.quantities(entries, invoices.OUTPUT)
     for i, body in enumerate(bodies):
-        where = f"{path}[{i}]" if len(bodies) > 1 else path
+        where = paths[i]
         so_far += invoice_cents(body.get("invoiceValue")) or 0
         if so_far > limit:
             problems.append(
@@ -88,7 +89,7 @@ def return_problems(body: Mapping[str, Any], entries: Iterable[Entry] | None, pa
     """A new return (Input invoice) against what the order's Output invoices invoiced and its
     returns so far gave back."""
     entries = list(entries or ())
-    problems = number_problems([body], entries, path)
+    problems = number_problems([body], entries, [path])
     left = invoices.total(entries, invoices.OUTPUT) - invoices.total(entries, invoices.INPUT)
     value = invoice_cents(body.get("invoiceValue")) or 0
     if value > left:

@@ -195,7 +195,7 @@ def invoice_change(order_id: str, invoice: Mapping[str, Any]) -> Change:
             )
         if row.state == State.CANCELED:
             raise OperationError(f"{order_id} is canceled; it takes no invoice")
-        problems = output_problems([invoice], row.invoices, row.items, row.target_value, "invoice")
+        problems = output_problems([invoice], row.invoices, row.items, row.target_value, ["invoice"])
         if problems:
             raise _problems(problems)
         number = invoice["invoiceNumber"]

@@ -108,10 +108,52 @@ def test_invoice_numbers_as_vtex_writes_them_are_accepted(store: Store, number: 
     assert import_lines([line], store, NOW).problems == []
 
 
-def test_invoice_must_cover_the_order_value(store: Store) -> None:
-    """An Output invoice below the order value would leave the order short of invoiced forever."""
-    line = mutate(import_record(1), lambda r: r["invoice"].update(invoiceValue=999))
-    assert problems_of(store, [line]) == [(1, "invoice.invoiceValue")]
+def test_an_invoice_may_be_partial_but_never_worth_more_than_the_order(store: Store) -> None:
+    """VTEX takes partial invoices (the rest comes later) but never invoices past the order's
+    value: 999 of 1100 is stored, 1101 is refused naming the field."""
+    over = mutate(import_record(1), lambda r: r["invoice"].update(invoiceValue=1101))
+    assert problems_of(store, [over]) == [(1, "invoice.invoiceValue")]
+    partial = mutate(import_record(1), lambda r: r["invoice"].update(invoiceValue=999))
+    assert import_lines([partial], store, NOW).problems == []
+    row = store.find("ABC-100001")
+    assert row is not None and [e["value"] for e in row.invoices or ()] == [999]
+
+
+def test_several_invoices_are_checked_together_against_the_order(store: Store) -> None:
+    """`invoices` lists an order's Output invoices, in the order they go out."""
+    record = import_record(1)  # 1 x SKU 5 at 900, shipping 200: 1100
+    first = dict(record.pop("invoice"), invoiceValue=600, invoiceNumber="NF-A")
+    second = dict(first, invoiceNumber="NF-B", invoiceValue=500, items=[])
+    assert import_lines([json.dumps({**record, "invoices": [first, second]})], store, NOW).problems == []
+    row = store.find("ABC-100001")
+    assert row is not None and row.output_numbers == ["NF-A", "NF-B"] and row.invoice_number == "NF-A"
+
+
+def test_several_invoices_refused_name_the_invoice_and_field(store: Store) -> None:
+    """Over the value together, one number twice, an item the order lacks, more than ordered, and
+    `invoices` beside `invoice`: each refused with its path; nothing written."""
+    base = import_record(2)["invoice"]
+    too_much = [
+        dict(base, invoiceNumber="NF-1", invoiceValue=1000),
+        dict(base, invoiceNumber="NF-2", items=[]),
+    ]
+    twice = [base, dict(base, invoiceValue=1)]  # one number twice: over the value and items with it
+    extra_item = [dict(base, items=[*base["items"], {"id": "999", "price": 1, "quantity": 1}])]
+    more_than_ordered = [dict(base, items=[dict(base["items"][0], quantity=2)])]
+    lines = [
+        {**import_record(n, with_invoice=False), "invoices": invoices}
+        for n, invoices in enumerate((too_much, twice, extra_item, more_than_ordered), 2)
+    ]
+    lines.append({**import_record(6), "invoices": [base]})  # beside its `invoice`
+    assert problems_of(store, [json.dumps(line) for line in lines]) == [
+        (1, "invoices[1].invoiceValue"),
+        (2, "invoices[1].invoiceNumber"),
+        (2, "invoices[1].invoiceValue"),
+        (2, "invoices[1].items"),
+        (3, "invoices[0].items"),
+        (4, "invoices[0].items"),
+        (5, "invoices"),
+    ]
 
 
 def test_invoice_value_may_be_a_string_of_cents(store: Store) -> None:
@@ -120,7 +162,7 @@ def test_invoice_value_may_be_a_string_of_cents(store: Store) -> None:
     report = import_lines([line], store, NOW)
     assert report.problems == []
     row = store.find("ABC-100001")
-    assert row is not None and row.invoice is not None and row.invoice["invoiceValue"] == 1100
+    assert row is not None and row.invoices is not None and row.invoices[0]["body"]["invoiceValue"] == 1100
 
 
 def test_unknown_top_level_fields_are_refused(store: Store) -> None:
