@@ -22,6 +22,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from dataclasses import replace as replace_row
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -195,22 +196,49 @@ def invoice_change(order_id: str, invoice: Mapping[str, Any]) -> Change:
             )
         if row.state == State.CANCELED:
             raise OperationError(f"{order_id} is canceled; it takes no invoice")
-        problems = output_problems([invoice], row.invoices, row.items, row.target_value, ["invoice"])
-        if problems:
-            raise _problems(problems)
         number = invoice["invoiceNumber"]
-        values = _with_entry(row, invoice, now)
+        problems = output_problems([invoice], row.invoices, row.items, row.target_value, ["invoice"])
+        replaced = _replaceable(row, invoice) if problems else None
+        if problems and replaced is None:
+            raise _problems(problems)
+        if replaced is not None:
+            if row.intent == Action.INVOICE:
+                raise OpenIntent(row, f"replacing invoice {replaced} with {number}")
+            values = _with_entry(_without_invoices(row), invoice, now)
+            values["invoice_number"] = number
+            said = f"invoice {number} replaces {replaced}, which was not sent yet"
+        else:
+            values = _with_entry(row, invoice, now)
+            said = f"invoice {number} attached"
         total = invoices.total(values["invoices"], invoices.OUTPUT)
         event = new_event(
             row.id,
             now,
             "note",
             action="attach-invoice",
-            message=f"invoice {number} attached ({cents(total)} of {cents(row.target_value)})",
+            message=f"{said} ({cents(total)} of {cents(row.target_value)})",
         )
-        return values, [event], f"invoice {number} attached to {order_id}"
+        return values, [event], f"{said} ({order_id})" if replaced else f"{said} to {order_id}"
 
     return change
+
+
+def _replaceable(row: OrderRow, invoice: Mapping[str, Any]) -> str | None:
+    """The number of the invoice a new one corrects, if it does: the order's only invoice, not
+    sent yet, which the new one could not join without passing the order's value (added, they
+    would over-invoice; so it is a correction, as attaching an invoice has always been before
+    one went out). None when the new invoice is one more, or nothing may be replaced."""
+    sales = invoices.of_type(row.invoices, invoices.OUTPUT)
+    if len(sales) != 1 or sales[0].get("sent_at") or len(row.invoices or ()) != 1:
+        return None
+    if sales[0]["number"] == invoice.get("invoiceNumber"):
+        return None  # another body under a number the order holds: never (VTEX keeps the first)
+    alone = output_problems([invoice], None, row.items, row.target_value, ["invoice"])
+    return None if alone else str(sales[0]["number"])
+
+
+def _without_invoices(row: OrderRow) -> OrderRow:
+    return replace_row(row, invoices=[], invoice_number=None)
 
 
 def register_return(
@@ -367,8 +395,13 @@ def invoice_from_options(
 ) -> dict[str, Any]:
     """An Output invoice body from command options: its items are those of the order no invoice
     holds yet (all of them for the first), at the order's unit prices."""
+    sales = invoices.of_type(row.invoices, invoices.OUTPUT)
+    if invoices.total(sales, invoices.OUTPUT) + value > row.target_value and not any(
+        e.get("sent_at") for e in sales
+    ):
+        sales = []  # it corrects the invoice not sent yet (`_replaceable`): every item again
     left = dict(row.items)
-    for sku, quantity in invoices.quantities(row.invoices, invoices.OUTPUT).items():
+    for sku, quantity in invoices.quantities(sales, invoices.OUTPUT).items():
         left[sku] = left.get(sku, 0) - quantity
     items = []
     for item in row.place_body.get("items", []):
@@ -452,17 +485,21 @@ def tracking_change(order_id: str, tracking: Mapping[str, Any], invoice_number: 
         problems = tracking_problems(tracking)
         if problems:
             raise _problems(problems)
+        target = _tracked_invoice(row, order_id, invoice_number or tracking.get("invoiceNumber"))
         if row.state in (State.CANCELED, State.FAILED):
             raise OperationError(f"{order_id} is {row.state}; it takes no tracking number")
-        target = _tracked_invoice(row, order_id, invoice_number or tracking.get("invoiceNumber"))
         if row.intent == Action.TRACKING or (
             row.intent == Action.INVOICE and row.next_invoice is not None and row.next_invoice is target
         ):
             raise OpenIntent(row, "another tracking number")
         number = str(tracking["trackingNumber"]).strip()
         stored = {name: tracking.get(name) for name in TRACKING_KEYS} | {"trackingNumber": number}
-        if target.get("tracking") == stored and (target.get("tracking_sent_at") or not target.get("sent_at")):
-            return Outcome(order_id, False, f"tracking {number} is already on invoice {target['number']}")
+        if target.get("tracking") == stored and target.get("tracking_sent_at"):
+            return Outcome(order_id, False, f"tracking {number} was already sent for {order_id}")
+        if target.get("tracking") == stored and not target.get("sent_at"):
+            return Outcome(
+                order_id, False, f"tracking {number} is already attached to {order_id} ({target['number']})"
+            )
         entries = [dict(e) for e in row.invoices or ()]
         for e in entries:
             if e["number"] == target["number"]:

@@ -160,8 +160,11 @@ def test_late_data_operations_and_reads(served: Served) -> None:
     invoice = invoice_for(late["order"], "NF7")
     assert served.call("POST", "/api/orders/ABC-100007/invoice", "intake", json=invoice).status_code == 201
     assert served.call("POST", "/api/orders/ABC-100007/invoice", "intake", json=invoice).status_code == 200
-    wrong = dict(invoice, invoiceValue=1)
-    assert served.call("POST", "/api/orders/ABC-100007/invoice", "intake", json=wrong).status_code == 422
+    over = dict(invoice, invoiceNumber="NF7B", invoiceValue=1101)
+    assert served.call("POST", "/api/orders/ABC-100007/invoice", "intake", json=over).status_code == 422
+    changed = dict(invoice, issuanceDate="2026-11-28T10:00:00-03:00")  # another body under NF7
+    kept = served.call("POST", "/api/orders/ABC-100007/invoice", "intake", json=changed)
+    assert kept.status_code == 409 and "NF7' is already an invoice of this order" in kept.json()["error"]
     refused = served.call("POST", "/api/orders/ABC-100008/tracking", "intake", json={"trackingNumber": "T"})
     assert refused.status_code == 409 and "has no invoice yet" in refused.json()["error"]
     assert served.call("POST", "/api/orders/ABC-999/invoice", "intake", json=invoice).status_code == 404

@@ -98,7 +98,9 @@ def test_invoice_tracking_and_cancel_from_the_order_page(served: Served) -> None
     operator = logged_in(served, "operator")
     page = operator.get("/orders/ABC-100003").text
     csrf = csrf_of(page)
-    refused = operator.post("/orders/ABC-100003/invoice", data={"csrf": csrf, "number": "NF3", "value": "1"})
+    refused = operator.post(
+        "/orders/ABC-100003/invoice", data={"csrf": csrf, "number": "NF3", "value": "1101"}
+    )
     assert refused.status_code == 409 and "invoiceValue" in refused.text  # VTEX's rule, said plainly
     attached = operator.post(
         "/orders/ABC-100003/invoice", data={"csrf": csrf, "number": "NF3", "value": "1100"}

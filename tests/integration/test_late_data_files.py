@@ -37,7 +37,7 @@ def test_track_file_refused_by_one_order_sends_nothing(
     )
     assert sandbox.oms.ledger.summary()["requests"] == requests
     shown = json.loads(runner.invoke(app, ["show", "ABC-100000", "--json"]).output)
-    assert shown["order"]["tracking"] is None
+    assert [i["trackingNumber"] for i in shown["order"]["invoices"]] == [None]
 
     path.write_text("\n".join(lines[:2] + lines[3:]) + "\n")
     dry = runner.invoke(app, ["track", "--file", str(path), "--dry-run"])
@@ -60,7 +60,7 @@ def test_invoice_file_attaches_many_or_none(served: tuple[Sandbox, CliRunner], t
         {"orderId": f"ABC-10000{n}", "invoice": invoice_for(r["order"], f"NF{n}")}
         for n, r in enumerate(records)
     ]
-    wrong = dict(entries[2], invoice=dict(entries[2]["invoice"], invoiceValue=1))
+    wrong = dict(entries[2], invoice=dict(entries[2]["invoice"], invoiceValue=1101))  # over its value
     path = tmp_path / "invoices.jsonl"
     path.write_text("\n".join(json.dumps(e) for e in [*entries[:2], wrong]) + "\n")
     refused = runner.invoke(app, ["invoice", "--file", str(path)])

@@ -82,7 +82,7 @@ class Setup:
         self.step()
         self.sandbox.faults.configure(FaultConfig())
         row = self.row()
-        assert (row.intent, row.invoice_sent_at) == ("send-invoice", None)
+        assert (row.intent, row.invoice_sent) == ("send-invoice", False)
         assert self.sandbox.oms.find(ORDER).packages.keys() == {number}  # type: ignore[union-attr]
 
 
@@ -94,11 +94,12 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
 
 
 def test_invoice_under_an_open_send_invoice_reconciles_first_and_never_sends_a_second(setup: Setup) -> None:
-    """VTEX already has NF-OLD: `invoice --number NF-NEW` finds that out first and is refused."""
+    """VTEX already has NF-OLD: `invoice --number NF-NEW` (a correction of an invoice that seemed
+    unsent) finds that out first (VTEX took it, and the order is invoiced by it), and is refused."""
     setup.invoice_sent_but_answer_lost("NFOLD")
     result = setup.runner.invoke(app, ["invoice", ORDER, "--number", "NFNEW", "--value", "1100"])
     assert result.exit_code == 3, result.output
-    assert "already sent invoice NFOLD" in result.output
+    assert "is invoiced: VTEX takes no more sale invoices" in result.output
     row = setup.row()
     assert (row.intent, row.invoice_number) == (None, "NFOLD") and row.invoice_sent
     setup.drive()

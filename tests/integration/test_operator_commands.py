@@ -68,9 +68,7 @@ def run_until_authorized(runner: CliRunner, count: int) -> None:
                 for r in rows
                 if r.state == "dispatch-authorized" and r.intent is None and r.lease_owner is None
             ]
-            if len(done) == count and all(
-                r.invoice_sent_at or settings.invoice_timing != "asap" for r in done
-            ):
+            if len(done) == count and all(r.invoice_sent or settings.invoice_timing != "asap" for r in done):
                 break
             await asyncio.sleep(0.05)
         holder["d"].request_stop()

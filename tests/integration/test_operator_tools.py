@@ -222,14 +222,15 @@ def test_invoice_command_attaches_and_the_daemon_sends_it(served: tuple[Sandbox,
 
 
 def test_invoice_from_a_file_and_refusals(served: tuple[Sandbox, CliRunner], tmp_path: Path) -> None:
-    """--file takes a VTEX invoice body; a wrong value or number is refused with the reason."""
+    """--file takes a VTEX invoice body; a number VTEX mishandles or a value over the order's is
+    refused with the reason."""
     _sandbox, runner = served
     record = import_record(2, with_invoice=False)
     runner.invoke(app, ["import", "-"], input=json.dumps(record))
     bad = runner.invoke(app, ["invoice", "ABC-100002", "--number", "NF 1", "--value", "1100"])
     assert bad.exit_code == 3 and "letters, digits, '-' and '_'" in bad.output
-    short = runner.invoke(app, ["invoice", "ABC-100002", "--number", "NF1", "--value", "100"])
-    assert short.exit_code == 3 and "marketplacePaymentValue is 1100" in short.output
+    over = runner.invoke(app, ["invoice", "ABC-100002", "--number", "NF1", "--value", "1101"])
+    assert over.exit_code == 3 and "is 1101 but the order is worth 1100" in over.output
     path = tmp_path / "invoice.json"
     path.write_text(json.dumps(invoice_for(record["order"], "NF888")))
     assert (

@@ -45,7 +45,7 @@ def test_commands_respect_the_pause_and_check_or_resume_lift_it(served: tuple[Sa
     assert (
         tracked.exit_code == 7 and "is paused" in tracked.output and "orchestrator resume" in tracked.output
     )
-    assert store.find("ABC-100000").tracking is None  # type: ignore[union-attr]  # nothing changed
+    assert store.find("ABC-100000").tracking_number is None  # type: ignore[union-attr]  # nothing changed
     shown = runner.invoke(app, ["show", "ABC-100000", "--vtex"])
     assert "not asked: the account is paused" in shown.output
     assert runner.invoke(app, ["cancel", "ABC-100000"]).exit_code == 7
