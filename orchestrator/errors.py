@@ -13,7 +13,7 @@
     │   ├── FormRefused                a console form without its CSRF token (web.console; HTTP 403)
     │   └── ProxyError                 a proxy setting (vtex.proxies)
     ├── OperationError                 exit 3, HTTP 409: understood, but not done for that order now
-    │   ├── OpenIntent, BatchRefused   a call of unknown outcome first; a batch refused (ops)
+    │   ├── AskVtexFirst, BatchRefused VTEX asked first (an open intent, its value); a batch refused
     │   ├── AmbiguousOrder             an id several accounts hold (store.rows)
     │   └── AccountPaused              exit 7: the account is paused (ops.pause)
     ├── NotFound                       exit 4, HTTP 404: no such order

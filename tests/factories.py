@@ -87,3 +87,41 @@ def import_lines(
 
 def order_id(n: int, affiliate: str = "ABC") -> str:
     return f"{affiliate}-{100000 + n}"
+
+
+def split_record(n: int, affiliate: str = "ABC", *, parts: int = 3) -> dict[str, Any]:
+    """An order shipped in parts: 1 x SKU 5 at 900 and 2 x SKU 6 at 300, shipping 200 (1700),
+    with `parts` Output invoices that add up to it (3: SKU 5; one SKU 6; the other and shipping.
+    2: SKU 5; both SKU 6 and shipping)."""
+    body = place_body(str(100000 + n), skus=(("5", 1, 900), ("6", 2, 300)))
+    sku5 = {"id": "5", "price": 900, "quantity": 1}
+    if parts == 3:
+        split = [([sku5], 900), ([{"id": "6", "price": 300, "quantity": 1}], 300)]
+        split.append(([{"id": "6", "price": 300, "quantity": 1}], 500))
+    else:
+        split = [([sku5], 900), ([{"id": "6", "price": 300, "quantity": 2}], 800)]
+    invoices = [
+        {
+            "type": "Output",
+            "issuanceDate": "2026-11-27T10:00:00-03:00",
+            "invoiceNumber": f"NF{100000 + n}-{part}",
+            "invoiceValue": value,
+            "items": items,
+        }
+        for part, (items, value) in enumerate(split, 1)
+    ]
+    return {"affiliateId": affiliate, "order": body, "invoices": invoices}
+
+
+def return_for(
+    invoice: dict[str, Any], number: str, *, items: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """An Input invoice (a return) of `items` (default: all of `invoice`'s), valued at their prices."""
+    back = items if items is not None else invoice["items"]
+    return {
+        "type": "Input",
+        "issuanceDate": "2026-12-01T10:00:00-03:00",
+        "invoiceNumber": number,
+        "invoiceValue": sum(i["price"] * i["quantity"] for i in back),
+        "items": back,
+    }

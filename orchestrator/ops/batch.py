@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator.clock import utcnow
 from orchestrator.errors import OperationError
-from orchestrator.ops.operations import BUSY_WAIT_SECONDS, Change, OpenIntent
+from orchestrator.ops.operations import BUSY_WAIT_SECONDS, AskVtexFirst, Change
 from orchestrator.store.events import Event
 from orchestrator.store.store import Store
 
@@ -45,9 +45,10 @@ class BatchRefused(OperationError):
 
 
 class OpenIntents(OperationError):
-    """Some orders have a VTEX call of unknown outcome that a line would change: settle those first."""
+    """Some orders need VTEX asked first (a VTEX call of unknown outcome that a line would change,
+    a value VTEX may hold differently): one step of each, then the lines again."""
 
-    def __init__(self, intents: list[OpenIntent]) -> None:
+    def __init__(self, intents: list[AskVtexFirst]) -> None:
         self.intents = intents
         self.order_ids = [i.ref for i in intents]
         super().__init__(", ".join(self.order_ids))
@@ -72,7 +73,7 @@ def apply_all(
         planned: list[Planned] = []
         writes: list[tuple[str, dict[str, Any], list[Event], int]] = []
         problems: list[str] = []
-        open_intents: list[OpenIntent] = []
+        open_intents: list[AskVtexFirst] = []
         for line in lines:
             try:
                 row = store.find(line.order_id)
@@ -84,7 +85,7 @@ def apply_all(
                 continue
             try:
                 result = line.change(row, now)
-            except OpenIntent as intent:
+            except AskVtexFirst as intent:
                 open_intents.append(intent)
                 continue
             except OperationError as exc:

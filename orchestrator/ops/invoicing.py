@@ -5,9 +5,11 @@ changes with price divergence and order changes), never only our import's."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from orchestrator.store.rows import OrderRow
+from orchestrator.timefmt import iso
 from states import invoices
 from states.invoices import cents
 
@@ -43,13 +45,18 @@ def entries_view(row: OrderRow) -> list[dict[str, Any]]:
             "items": [
                 {"id": i.get("id"), "quantity": i.get("quantity")} for i in e["body"].get("items") or ()
             ],
-            "attachedAt": e.get("attached_at"),
-            "sentAt": e.get("sent_at"),
+            "attachedAt": _iso(e.get("attached_at")),
+            "sentAt": _iso(e.get("sent_at")),
             "trackingNumber": (e.get("tracking") or {}).get("trackingNumber"),
-            "trackingSentAt": e.get("tracking_sent_at"),
+            "trackingSentAt": _iso(e.get("tracking_sent_at")),
         }
         for e in row.invoices or ()
     ]
+
+
+def _iso(stamp: str | None) -> str | None:
+    """An entry's time as every JSON answer gives times (`timefmt.iso`)."""
+    return iso(datetime.fromisoformat(stamp)) if stamp else None
 
 
 def entry_line(entry: dict[str, Any]) -> str:

@@ -38,14 +38,38 @@ from orchestrator.store.events import Event, new_event
 from orchestrator.store.rows import OrderRow
 from orchestrator.store.store import Store
 from orchestrator.timefmt import human
-from states import ORDER_MACHINE, Action, Attention, State, invoices, resume_trigger
+from states import ORDER_MACHINE, Action, Attention, State, invoices, never_sent, resume_trigger
 from states.invoices import cents
 
 BUSY_WAIT_SECONDS = 15.0  # how long an operation waits for a worker's step of that order to end
 BUSY_POLL_SECONDS = 0.2
 
 
-class OpenIntent(OperationError):
+class AskVtexFirst(OperationError):
+    """The operation cannot be decided from our side alone: one step of the order with VTEX
+    first (`orchestrator.ops.reconcile_first`), then it is tried again."""
+
+    ref: str
+
+    def refusal(self) -> str:
+        """Why nothing was changed, once asking VTEX could not settle it."""
+        raise NotImplementedError
+
+
+class ValueNotSeen(AskVtexFirst):
+    """An invoice would take the order past the value we know, and VTEX's own value of the order
+    (which price divergence and order changes make differ from our import) was never read."""
+
+    def __init__(self, row: OrderRow, problems: Problems) -> None:
+        self.ref = row.ref
+        self.problems = problems
+        super().__init__("; ".join(f"{field}: {message}" for field, message in problems))
+
+    def refusal(self) -> str:
+        return f"{self} (VTEX's own value of {self.ref} could not be read: try again once VTEX answers)"
+
+
+class OpenIntent(AskVtexFirst):
     """The order has a VTEX call of unknown outcome that the operation would change."""
 
     def __init__(self, row: OrderRow, doing: str) -> None:
@@ -175,9 +199,13 @@ def _with_entry(row: OrderRow, body: Mapping[str, Any], now: datetime) -> dict[s
     values: dict[str, Any] = {"invoices": entries}
     if row.invoice_number is None:
         values["invoice_number"] = body["invoiceNumber"]
-    if row.next_run_at is None and row.state != State.FAILED and not row.needs_attention:
-        values["next_run_at"] = now  # it was idle, waiting for exactly this
-        values["wait_reason"] = None
+    idle = row.next_run_at is None
+    if (idle or row.state in (State.HANDLING, State.INVOICED)) and row.state != State.FAILED:
+        if not row.needs_attention:
+            # Idle, waiting for exactly this; or where it goes out at once (handling, or a return
+            # of an invoiced order), not at the order's next look at VTEX, which may be hours away.
+            values["next_run_at"] = now
+            values["wait_reason"] = None
     return values
 
 
@@ -200,6 +228,8 @@ def invoice_change(order_id: str, invoice: Mapping[str, Any]) -> Change:
         problems = output_problems([invoice], row.invoices, row.items, row.target_value, ["invoice"])
         replaced = _replaceable(row, invoice) if problems else None
         if problems and replaced is None:
+            if row.vtex_value is None and not never_sent(row.state, row.failed_from):
+                raise ValueNotSeen(row, problems)  # VTEX's value may be higher (price divergence)
             raise _problems(problems)
         if replaced is not None:
             if row.intent == Action.INVOICE:

@@ -4,7 +4,9 @@
 intent is settled the way the daemon would settle it: one durable step of that order now, which
 asks VTEX whether the call took effect. Then the change is tried again, against whatever the
 order has become (an invoice VTEX turned out to have is now "sent", and replacing it is refused
-for that reason). If VTEX still cannot say, the change is refused and nothing changes.
+for that reason). The same when a change needs what only VTEX knows (its current value of the
+order, for an invoice past ours). If VTEX still cannot say, the change is refused and nothing
+changes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import asyncio
 from orchestrator.config.settings import Settings
 from orchestrator.engine.clients import AccountClients
 from orchestrator.errors import OperationError
-from orchestrator.ops.operations import Change, OpenIntent, Outcome, apply_async
+from orchestrator.ops.operations import AskVtexFirst, Change, Outcome, apply_async
 from orchestrator.ops.step_now import step_order_now
 from orchestrator.store.store import Store
 
@@ -32,12 +34,12 @@ async def reconciling_first(
     (with that account's client from `clients`)."""
     try:
         return await apply_async(store, order_id, change, actor)
-    except OpenIntent:
+    except AskVtexFirst:
         pass
     await step_order_now(settings, store, order_id, clients)
     try:
         return await apply_async(store, order_id, change, actor)
-    except OpenIntent as still_open:
+    except AskVtexFirst as still_open:
         raise OperationError(still_open.refusal()) from None
 
 

@@ -95,6 +95,9 @@ async def _hold(hold: Hold | None, default: str) -> str:
     """Park at a hold until released; returns what to do next ("apply", "discard", "respond", "drop")."""
     if hold is None:
         return default
+    if hold.skip > 0:
+        hold.skip -= 1
+        return default
     hold.hits += 1
     hold.arrived.set()
     await hold.release.wait()

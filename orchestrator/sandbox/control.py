@@ -275,11 +275,14 @@ def _fault_routes(sandbox: Sandbox) -> list[Route]:
         if request.method == "POST":
             payload, _ = await _body(request)
             if not isinstance(payload, dict):
-                return JSONResponse({"error": "expected {orderId, operation, when}"}, status_code=400)
+                return JSONResponse({"error": "expected {orderId, operation, when, skip}"}, status_code=400)
             when = payload.get("when", "before")
             if when not in ("before", "after"):
                 return JSONResponse({"error": "when must be before or after"}, status_code=400)
-            sandbox.faults.holds.append(Hold(payload["orderId"], payload["operation"], when))
+            skip = payload.get("skip", 0)
+            if not isinstance(skip, int) or isinstance(skip, bool) or skip < 0:
+                return JSONResponse({"error": "skip must be a whole number"}, status_code=400)
+            sandbox.faults.holds.append(Hold(payload["orderId"], payload["operation"], when, skip=skip))
         return JSONResponse(
             [
                 {

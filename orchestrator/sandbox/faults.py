@@ -86,6 +86,7 @@ class Hold:
     release: asyncio.Event = field(default_factory=asyncio.Event)
     then: str = "apply"
     hits: int = 0
+    skip: int = 0  # matching requests let through untouched first (the second invoice of an order)
 
 
 class Faults:
