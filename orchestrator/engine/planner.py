@@ -182,7 +182,11 @@ def _awaiting(row: OrderRow, step: Step, now: datetime, grace: timedelta, polici
     poll: PollPolicy = getattr(policies, step.poll or "")
     status = status_seen_here(row)
     short = step.needs_invoice and row.invoiced_value < row.target_value
-    if short:
+    if short and row.vtex_value is not None:
+        # VTEX's value is known and our invoices do not reach it: VTEX will not invoice the order
+        # until more come (attaching one makes it due at once), so it only looks now and then, for
+        # a value changed in VTEX or an invoice someone else sent.
+        poll = policies.await_more_invoices
         reason = (
             f"invoiced {row.invoices_sent} of {len(row.output_numbers)} invoices: {row.invoiced_value} of "
             f"{row.target_value}; VTEX marks the order invoiced once its Output invoices reach its value "

@@ -74,6 +74,12 @@ class Policies:
     await_held: PollPolicy = PollPolicy(
         first=timedelta(0), minimum=timedelta(seconds=10), cap=timedelta(minutes=15)
     )
+    # Our invoices do not reach VTEX's value of the order and none waits to go: VTEX will not mark
+    # it invoiced until more come (attaching one makes the order due at once), so the looks are
+    # only for a value changed in VTEX or an invoice sent from elsewhere: at most hourly.
+    await_more_invoices: PollPolicy = PollPolicy(
+        first=timedelta(0), minimum=timedelta(minutes=1), cap=timedelta(hours=1)
+    )
     # VTEX refused a call "not yet" (ORD039, its index behind our Place): the call goes again
     # soon, then less and less often, by the time since the order's state (or VTEX status) began.
     await_not_yet: PollPolicy = PollPolicy(
