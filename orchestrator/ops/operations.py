@@ -199,13 +199,12 @@ def _with_entry(row: OrderRow, body: Mapping[str, Any], now: datetime) -> dict[s
     values: dict[str, Any] = {"invoices": entries}
     if row.invoice_number is None:
         values["invoice_number"] = body["invoiceNumber"]
-    idle = row.next_run_at is None
-    if (idle or row.state in (State.HANDLING, State.INVOICED)) and row.state != State.FAILED:
-        if not row.needs_attention:
-            # Idle, waiting for exactly this; or where it goes out at once (handling, or a return
-            # of an invoiced order), not at the order's next look at VTEX, which may be hours away.
-            values["next_run_at"] = now
-            values["wait_reason"] = None
+    goes_now = row.next_run_at is None or row.state in (State.HANDLING, State.INVOICED)
+    if goes_now and row.state != State.FAILED and not row.needs_attention:
+        # Idle, waiting for exactly this; or where it goes out at once (handling, or a return of
+        # an invoiced order), not at the order's next look at VTEX, which may be hours away.
+        values["next_run_at"] = now
+        values["wait_reason"] = None
     return values
 
 
