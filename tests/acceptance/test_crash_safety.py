@@ -7,6 +7,7 @@ with exactly one accepted Place, one accepted Start handling and one distinct in
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -19,11 +20,12 @@ import sqlalchemy as sa
 
 from orchestrator.clock import utcnow
 from orchestrator.intake.importer import import_lines
+from orchestrator.ops.operations import register_return
 from orchestrator.sandbox.process import SandboxProcess, client_env
 from orchestrator.store.open import open_store
 from orchestrator.store.store import Store
 from tests.factories import import_lines as lines_of
-from tests.factories import order_id
+from tests.factories import order_id, return_for, split_record
 from tests.processes import log_events, start_daemon, wait_for
 
 FAST = {
@@ -67,8 +69,8 @@ def assert_every_effect_once(store: Store, ledger: dict[str, Any], count: int) -
         assert entry["invoicedTotal"] == entry["value"], entry
 
 
-def hold(sandbox: SandboxProcess, order: str, operation: str, when: str) -> None:
-    sandbox.control("holds", {"orderId": order, "operation": operation, "when": when})
+def hold(sandbox: SandboxProcess, order: str, operation: str, when: str, skip: int = 0) -> None:
+    sandbox.control("holds", {"orderId": order, "operation": operation, "when": when, "skip": skip})
 
 
 def held(sandbox: SandboxProcess) -> list[dict[str, Any]]:
@@ -137,6 +139,40 @@ def test_killed_after_vtex_applied_before_the_outcome_commit(
     assert sent == 1, f"{operation} reached VTEX {sent} times"
     reconciled = [e["message"] for e in store.events(row.id) if e["kind"] == "reconcile"]
     assert reconciled == ["applied"]
+
+
+@pytest.mark.parametrize("which", ["second invoice", "return"])
+def test_killed_after_vtex_took_a_later_invoice_before_the_outcome_commit(
+    sandbox: SandboxProcess, store: Store, database_url: str, tmp_path: Path, which: str
+) -> None:
+    """VTEX took the order's second invoice (or, once invoiced, its return), the answer was lost
+    and the daemon killed: the restart finds that very invoice in VTEX's packages and sends
+    nothing twice, and the rest of the order's invoices go on."""
+    victim = order_id(1)
+    record = split_record(1, parts=2)
+    env = client_env(database_url, sandbox.url, **FAST)
+    log = tmp_path / "daemon.log"
+    import_lines([json.dumps(record)], store, utcnow())
+    if which == "return":
+        run_to_completion(env, log)
+        register_return(store, victim, return_for(record["invoices"][0], "RT100001"))
+    hold(sandbox, victim, "send-invoice", "after", skip=1 if which == "second invoice" else 0)
+    daemon = start_daemon(env, log)
+    wait_for(lambda: held(sandbox), 30, f"the {which} of {victim} to be applied")
+    kill(daemon)
+    sandbox.control(
+        "holds/release", {"orderId": victim, "operation": "send-invoice", "when": "after", "then": "drop"}
+    )
+    row = store.find(victim)
+    assert row is not None and row.intent == ("send-return" if which == "return" else "send-invoice")
+    run_to_completion(env, log)
+    [entry] = [e for e in sandbox.ledger()["orders"] if e["orderId"] == victim]
+    returned = 900 if which == "return" else 0
+    assert (entry["invoiceNotifications"], entry["invoiceNumbersRepeated"]) == (2 + bool(returned), 0)
+    assert (entry["invoicedTotal"], entry["returnedTotal"]) == (entry["value"], returned)
+    row = store.find(victim)
+    assert row is not None and row.state == "invoiced" and row.returned_value == returned
+    assert [e["message"] for e in store.events(row.id) if e["kind"] == "reconcile"] == ["applied"]
 
 
 def test_killed_between_two_steps(
