@@ -1,5 +1,6 @@
-"""Chaos: 200 orders, every fault kind injected at a few percent, the daemon SIGKILLed 20+ times at
-seeded random moments and restarted; on PostgreSQL the daemon's database connections are also
+"""Chaos: 200 orders (a quarter invoiced in three parts, and returns registered halfway), every
+fault kind injected at a few percent, the daemon SIGKILLed 14 times at seeded random moments and
+restarted; on PostgreSQL the daemon's database connections are also
 terminated (`pg_terminate_backend`) every second or two, and the last daemon starts while the
 database takes no connections at all. The promise must hold at the end, and the test prints the
 counts."""
@@ -18,10 +19,12 @@ import sqlalchemy as sa
 
 from orchestrator.clock import utcnow
 from orchestrator.intake.importer import import_lines
+from orchestrator.ops.operations import register_return
 from orchestrator.sandbox.process import SandboxProcess, client_env
 from orchestrator.store.open import open_store
+from orchestrator.store.store import Store
 from tests import backends
-from tests.factories import import_lines as lines_of
+from tests.factories import import_record, order_id, return_for, split_record
 from tests.processes import start_daemon
 
 SEED = 20261127
@@ -64,10 +67,29 @@ def refuse_connections(database: str, refuse: bool) -> None:
     admin.dispose()
 
 
+# A quarter of the orders are invoiced in three parts; the rest in one.
+RECORDS = [split_record(n) if n % 4 == 0 else import_record(n) for n in range(ORDERS)]
+RETURNS = 20  # of the single-invoice orders invoiced by the middle of the run: SKU 5 comes back
+
+
+def register_returns(store: Store, returned: list[str]) -> None:
+    """Returns of single-invoice orders invoiced by now, up to RETURNS in all (no daemon runs)."""
+    for n, record in enumerate(RECORDS):
+        row = store.find(order_id(n))
+        if len(returned) >= RETURNS or row is None or row.order_id in returned:
+            continue
+        if "invoice" in record and row.state == "invoiced":
+            sku5 = [i for i in record["invoice"]["items"] if i["id"] == "5"]
+            register_return(store, row.order_id, return_for(record["invoice"], f"RT{n}", items=sku5))
+            returned.append(row.order_id)
+
+
 def test_chaos_kills_and_faults_never_duplicate_an_effect(
     tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Every order invoiced; zero second Place, second invoice number or over-invoiced order."""
+    """Every order invoiced, a quarter of them in three parts, and returns registered amid the
+    kills sent: zero second Place, invoice number sent twice, over-invoiced or over-returned
+    order; each order's invoice numbers in VTEX exactly ours."""
     rng = random.Random(SEED)
     faults = [
         "--seed",
@@ -94,7 +116,7 @@ def test_chaos_kills_and_faults_never_duplicate_an_effect(
     sandbox = SandboxProcess("--grace-seconds", "1", *faults, log=tmp_path / "sandbox.log")
     try:
         store = open_store(database_url)
-        import_lines(lines_of(ORDERS), store, utcnow())
+        import_lines([json.dumps(record) for record in RECORDS], store, utcnow())
         env = client_env(
             database_url,
             sandbox.url,
@@ -111,11 +133,14 @@ def test_chaos_kills_and_faults_never_duplicate_an_effect(
             killer = ConnectionKiller(sa.make_url(database_url).database or "", SEED)
             killer.start()
         started = time.monotonic()
-        for _ in range(KILLS):
+        returned: list[str] = []
+        for kill in range(KILLS):
             daemon = start_daemon(env, log)
             time.sleep(rng.uniform(0.6, 2.2))  # start-up takes ~0.5 s; kill somewhere in the work
             daemon.send_signal(signal.SIGKILL)
             assert daemon.wait(timeout=10) == -signal.SIGKILL
+            if kill >= KILLS // 2:  # customers return what they got: the returns go out amid kills
+                register_returns(store, returned)
         if killer is not None:
             # The final daemon starts while the database takes no connections at all: it must
             # wait that out (a line each time), not exit, whatever moment the kills fall on.
@@ -149,8 +174,11 @@ def test_chaos_kills_and_faults_never_duplicate_an_effect(
             "faultsInjected": summary["faultsInjected"],
             "ordersWithSecondAcceptedPlace": summary["ordersWithDuplicatePlace"],
             "ordersWithSecondStartHandling": summary["ordersWithDuplicateStartHandling"],
-            "ordersWithSecondInvoiceNumber": summary["ordersWithSeveralInvoiceNumbers"],
+            "ordersInvoicedInParts": sum(1 for r in RECORDS if "invoices" in r),
+            "returnsRegistered": len(returned),
+            "ordersWithAnInvoiceNumberSentTwice": summary["ordersWithRepeatedInvoiceNumbers"],
             "ordersInvoicedAboveValue": summary["ordersOverInvoiced"],
+            "ordersReturnedAboveInvoiced": summary["ordersOverReturned"],
             "duplicatePlacesRejectedByVtex": sum(e["placesRejectedDuplicate"] for e in ledger["orders"]),
             "startHandlingsRefusedByVtex": sum(e["startHandlingRefused"] for e in ledger["orders"]),
         }
@@ -163,8 +191,16 @@ def test_chaos_kills_and_faults_never_duplicate_an_effect(
         assert "Traceback" not in log.read_text()
         assert report["ordersWithSecondAcceptedPlace"] == 0
         assert report["ordersWithSecondStartHandling"] == 0
-        assert report["ordersWithSecondInvoiceNumber"] == 0
-        assert report["ordersInvoicedAboveValue"] == 0
+        assert report["ordersWithAnInvoiceNumberSentTwice"] == 0
+        assert report["ordersInvoicedAboveValue"] == 0 and report["ordersReturnedAboveInvoiced"] == 0
         assert all(e["invoicedTotal"] == e["value"] for e in ledger["orders"])
+        assert returned, "some orders were invoiced by the middle of the run"
+        for n, record in enumerate(RECORDS):  # each of our invoice numbers in VTEX, once, and no other
+            [entry] = [e for e in ledger["orders"] if e["orderId"] == order_id(n)]
+            ours = [i["invoiceNumber"] for i in record.get("invoices") or [record["invoice"]]]
+            if order_id(n) in returned:
+                ours.append(f"RT{n}")
+            assert entry["invoiceNumbers"] == ours, entry
+            assert entry["returnedTotal"] == (900 if order_id(n) in returned else 0), entry
     finally:
         sandbox.stop()
