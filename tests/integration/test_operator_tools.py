@@ -22,7 +22,7 @@ from orchestrator.sandbox import Sandbox
 from orchestrator.store.store import Store
 from orchestrator.store.tables import ORDERS
 from tests.factories import import_lines as lines_of
-from tests.factories import import_record, invoice_for
+from tests.factories import import_record, invoice_for, split_record
 from tests.integration.test_cli import STATUS_KEYS
 
 GRACE = timedelta(minutes=30)
@@ -345,3 +345,24 @@ def test_stuck_thresholds_come_from_settings() -> None:
     )
     with pytest.raises(ConfigurationError, match="ORCHESTRATOR_STUCK_AFTER"):
         load_settings(None, stuck_after="paid=1h")
+
+
+def test_track_names_the_invoice_of_an_order_invoiced_in_parts(served: tuple[Sandbox, CliRunner]) -> None:
+    """With two invoices, `track` needs --invoice (refused naming them otherwise); the tracking
+    number then goes to that invoice's package, once. One known before its invoice goes out is
+    sent inside the invoice: no tracking update at all."""
+    sandbox, runner = served
+    record = split_record(1, parts=2)
+    record["invoices"][1].update(trackingNumber="BR-INSIDE", courier="Correios")
+    runner.invoke(app, ["import", "-"], input=json.dumps(record))
+    assert runner.invoke(app, ["run", "--until-done"]).exit_code == 0
+    unnamed = runner.invoke(app, ["track", "ABC-100001", "--tracking-number", "BR1"])
+    assert unnamed.exit_code == 3 and "NF100001-1, NF100001-2): say which one" in unnamed.output
+    named = runner.invoke(app, ["track", "ABC-100001", "--tracking-number", "BR1", "--invoice", "NF100001-1"])
+    assert named.exit_code == 0, named.output
+    packages = sandbox.oms.find("ABC-100001").packages  # type: ignore[union-attr]
+    assert (packages["NF100001-1"]["trackingNumber"], packages["NF100001-2"]["trackingNumber"]) == (
+        "BR1",
+        "BR-INSIDE",
+    )
+    assert sandbox.oms.ledger.get("ABC-100001").tracking_updates == 1  # type: ignore[union-attr]

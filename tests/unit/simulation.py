@@ -70,7 +70,9 @@ class Simulation:
             clock=self._clock,
             guard=self.guard,
             rng=random.Random(20260105),  # the retry jitter, repeatable
+            on_invoice=lambda kind, value: self.invoices_taken.append((kind, value)),
         )
+        self.invoices_taken: list[tuple[str, int]] = []  # what the metrics would count
         self.steps = 0
 
     # -- a fake clock for everything ----------------------------------------------------------------

@@ -52,3 +52,4 @@ def test_an_order_waiting_days_for_its_last_invoice_looks_rarely_then_finishes()
     entry = sim.sandbox.oms.ledger.get(order)
     assert entry is not None and entry.invoice_numbers == ["NF100001-1", "NF100001-2", "NF100001-3"]
     assert sim.operations(order).count("send-invoice") == 3
+    assert sim.invoices_taken == [("Output", 900), ("Output", 300), ("Output", 500)]  # for the metrics

@@ -44,3 +44,15 @@ def test_one_account_keeps_its_label_sets() -> None:
     assert 'orchestrator_vtex_request_seconds_count{operation="place-order",status="200"} 1.0' in text
     assert "orchestrator_account_paused 0.0" in text
     assert 'account="' not in text
+
+
+def test_invoices_and_returns_are_counted_with_their_value_per_account() -> None:
+    """What the engine reports VTEX took: invoices and returns by type, in number and cents."""
+    metrics = Metrics(accounts=True)
+    for kind, value in (("Output", 900), ("Output", 800), ("Input", 900)):
+        metrics.observe_invoice(kind, value, "acme-br")
+    text = scrape(metrics)
+    assert 'orchestrator_invoices_total{account="acme-br",type="Output"} 2.0' in text
+    assert 'orchestrator_invoiced_cents_total{account="acme-br",type="Output"} 1700.0' in text
+    assert 'orchestrator_invoices_total{account="acme-br",type="Input"} 1.0' in text
+    assert 'orchestrator_invoiced_cents_total{account="acme-br",type="Input"} 900.0' in text
