@@ -10,14 +10,16 @@ from typing import Any
 
 import pytest
 
+from orchestrator.config.settings import load_settings
 from orchestrator.config.stuck_rules import StuckRules
 from orchestrator.engine.policy import Policies
 from orchestrator.engine.stepper import PERFORM
+from orchestrator.ops.operations import retry_change, return_change
 from orchestrator.ops.stuck import diagnose
 from orchestrator.sandbox import FaultConfig
 from orchestrator.store.rows import OrderRow
 from states import TABLE, Action, State, Step, invoices, rules
-from tests.factories import import_record, place_body
+from tests.factories import import_record, place_body, return_for
 from tests.unit.simulation import START, Simulation
 
 GRACE = timedelta(minutes=30)
@@ -289,3 +291,32 @@ def tracked(row: OrderRow, number: str) -> list[dict[str, Any]]:
     first, *rest = row.invoices or []
     tracking = {"trackingNumber": number, "courier": "Correios", "trackingUrl": None, "dispatchedDate": None}
     return [{**first, "tracking": tracking, "tracking_sent_at": None}, *rest]
+
+
+def test_a_refused_return_stops_the_invoiced_order_for_a_person_and_retry_sends_it() -> None:
+    """VTEX refuses the return (400): one request, the order stays invoiced and stops with the
+    reason; `retry` lets it go, and the return is then sent once."""
+    sim = Simulation(grace=GRACE)
+    order = sim.add(import_record(1))
+    sim.run(lambda: settled(sim, order, "invoiced"))
+    back = return_for(import_record(1)["invoice"], "RT1")
+    values, _events, _message = _applied_change(return_change(order, back), sim.row(order), sim)
+    sim.store.change(order, **values)
+    sim.sandbox.oms.config.invoice_refusals = 1  # ORD039, "cannot accept invoice"
+    sim.run(within=timedelta(hours=1))
+    row = sim.row(order)
+    assert (row.state, row.needs_attention, row.returns_sent) == ("invoiced", "return-refused", 0)
+    assert sim.operations(order).count("send-invoice") == 2  # the sale, then the refused return
+    settings = load_settings(None, database_url="sqlite://", vtex_base_url="http://127.0.0.1:9")
+    values, _events, _message = _applied_change(retry_change(order, settings), row, sim)
+    sim.store.change(order, **values)
+    sim.run(lambda: sim.row(order).returns_sent == 1, within=timedelta(minutes=5))
+    entry = sim.sandbox.oms.ledger.get(order)
+    assert entry is not None and entry.returned_total == 900 and entry.invoice_numbers == ["NF100001", "RT1"]
+
+
+def _applied_change(change: Any, row: OrderRow, sim: Simulation) -> tuple[dict[str, Any], Any, str]:
+    """An operator's change (`orchestrator.ops.operations`) as it would be written now."""
+    result = change(row, sim.now)
+    assert isinstance(result, tuple), result
+    return result  # type: ignore[no-any-return]
