@@ -191,6 +191,7 @@ def _feed_reader(
         # A daemon that died holding the feed keeps it no longer than its orders' leases (at most
         # 30 s), and never shorter than three reads.
         lease=max(timedelta(seconds=6), min(settings.lease, timedelta(seconds=30))),
+        step_lease=settings.lease,
     )
 
 

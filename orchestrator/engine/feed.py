@@ -112,6 +112,9 @@ class FeedReader:
     hook: HookWanted | None = None
     interval: float = 2.0
     lease: timedelta = timedelta(seconds=30)
+    # The orders' lease: how long a step in flight when the feed was configured may still run.
+    step_lease: timedelta = timedelta(seconds=60)
+    sweep_again_at: datetime | None = None
     checked_at: datetime | None = None
     problem: str | None = None
     declined: str | None = None  # `auto` polls by choice: why
@@ -152,6 +155,11 @@ class FeedReader:
             if self.declined is not None:
                 return CHECK_EVERY.total_seconds()
             await self._ensure_hook(now)
+            if self.sweep_again_at is not None and now >= self.sweep_again_at:
+                self.sweep_again_at = None
+                await self._sweep(
+                    now, "the steps in flight when the feed was configured are over", quiet=True
+                )
             full = await self._read(now) if self._read_due(now) else False
             await self._apply(now)
             await self._prune(now)
@@ -272,6 +280,10 @@ class FeedReader:
         else:
             why = "the feed is configured now (VTEX queues only later changes)"
         await self._sweep(now, why, quiet=not (gone or self.gap))
+        # The sweep skips orders a step holds: a change such a step caused before the configuration
+        # (VTEX invoicing the order on our invoice) comes as no event. Once their leases are over,
+        # they look once too.
+        self.sweep_again_at = now + self.step_lease
 
     async def _sweep(self, now: datetime, why: str, *, quiet: bool = False) -> None:
         swept = await self.db.run(self.db.store.sweep, self.name, now)

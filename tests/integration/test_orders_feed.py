@@ -368,3 +368,49 @@ def test_auto_leaves_a_feed_another_integration_configured_and_feed_takes_it_ove
     else:
         assert configured_as_needed(view)
         assert any("configured otherwise" in e["event"] for e in logs)
+
+
+def test_a_change_vtex_made_under_a_step_in_flight_while_the_feed_was_configured_is_not_lost(
+    make_sandbox: Callable[..., Sandbox], make_settings: Callable[..., Settings]
+) -> None:
+    """VTEX invoices the order on our invoice *before* the feed is configured, and the step that
+    sent it still holds the order when the configuration is set: that sweep skips it, and no
+    event will come. Once the steps then in flight are over (the orders' lease), the order looks
+    once and finishes, in seconds, not at the safety net's first look (5 minutes)."""
+    sandbox = make_sandbox(grace_seconds=0.3)
+    with ServerThread(sandbox) as server:
+        settings = make_settings(
+            sandbox,
+            server.url,
+            grace_period=timedelta(seconds=0.3),
+            status_source="feed",
+            lease=timedelta(seconds=8),
+            vtex_timeout=timedelta(seconds=3),  # the holds below last less than a call may
+        )
+        store = open_store(settings.database_url)
+        import_lines(lines_of(1), store, utcnow())
+        order = "ABC-100000"
+        control = f"{server.url}/_sandbox/holds"
+        configuring = {"orderId": None, "operation": "feed-config-set", "when": "before"}
+        invoicing = {"orderId": order, "operation": "send-invoice", "when": "after"}
+        httpx.post(control, json=configuring).raise_for_status()
+        httpx.post(control, json=invoicing).raise_for_status()
+        seen: dict[str, float] = {}
+
+        def arrived(hold: dict[str, object]) -> bool:
+            holds = httpx.get(control).json()
+            return any(h["operation"] == hold["operation"] and h["arrived"] for h in holds)
+
+        def race(elapsed: float) -> None:
+            if "configured" not in seen and arrived(invoicing):  # VTEX invoiced it; no feed yet
+                httpx.post(f"{control}/release", json={**configuring, "then": "apply"}).raise_for_status()
+                seen["configured"] = elapsed
+            if "answered" not in seen and "configured" in seen and sandbox.oms.feed.config is not None:
+                httpx.post(f"{control}/release", json={**invoicing, "then": "respond"}).raise_for_status()
+                seen["answered"] = elapsed
+
+        done = run_until(settings, store, lambda: states(store) == {"invoiced": 1}, timeout=30, during=race)
+    assert states(store) == {"invoiced": 1} and "answered" in seen, seen
+    assert done is not None
+    entry = sandbox.oms.ledger.get(order)
+    assert entry is not None and entry.invoice_notifications == 1
