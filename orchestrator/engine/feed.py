@@ -115,6 +115,7 @@ class FeedReader:
     # The orders' lease: how long a step in flight when the feed was configured may still run.
     step_lease: timedelta = timedelta(seconds=60)
     sweep_again_at: datetime | None = None
+    sweep_again: list[int] = field(default_factory=list)  # the orders a step held then
     checked_at: datetime | None = None
     problem: str | None = None
     declined: str | None = None  # `auto` polls by choice: why
@@ -156,10 +157,9 @@ class FeedReader:
                 return CHECK_EVERY.total_seconds()
             await self._ensure_hook(now)
             if self.sweep_again_at is not None and now >= self.sweep_again_at:
-                self.sweep_again_at = None
-                await self._sweep(
-                    now, "the steps in flight when the feed was configured are over", quiet=True
-                )
+                held, self.sweep_again_at, self.sweep_again = self.sweep_again, None, []
+                if await self.db.run(self.db.store.sweep, self.name, now, held):
+                    self.wake()
             full = await self._read(now) if self._read_due(now) else False
             await self._apply(now)
             await self._prune(now)
@@ -279,11 +279,13 @@ class FeedReader:
             why = "the feed's configuration was missing (VTEX deletes idle ones)"
         else:
             why = "the feed is configured now (VTEX queues only later changes)"
-        await self._sweep(now, why, quiet=not (gone or self.gap))
         # The sweep skips orders a step holds: a change such a step caused before the configuration
-        # (VTEX invoicing the order on our invoice) comes as no event. Once their leases are over,
-        # they look once too.
-        self.sweep_again_at = now + self.step_lease
+        # (VTEX invoicing the order on our invoice) comes as no event. Those held now look once
+        # more when their leases are over (only those: later changes come as events). Taken
+        # before the sweep, so a step that ends in between is swept now.
+        self.sweep_again = await self.db.run(self.db.store.held_in_flight, self.name)
+        self.sweep_again_at = now + self.step_lease if self.sweep_again else None
+        await self._sweep(now, why, quiet=not (gone or self.gap))
 
     async def _sweep(self, now: datetime, why: str, *, quiet: bool = False) -> None:
         swept = await self.db.run(self.db.store.sweep, self.name, now)

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from orchestrator.errors import NoSuchOrder, OperationError
 from orchestrator.store.daemons import FORGET_AFTER, DaemonBeat
 from orchestrator.store.dialects import DialectHooks
 from orchestrator.store.events import Event, StoredEvent, new_event
@@ -25,7 +26,16 @@ from orchestrator.store.fitting import ORDER_LIMITS, fit, fit_events
 from orchestrator.store.listing import EVERY_ORDER, SORTS, OrderFilter, Page, decode_cursor, encode_cursor
 from orchestrator.store.orders import MAX_CONFLICTS, Conflict, Decide, ImportOutcome, NewOrder, Replacement
 from orchestrator.store.reports import StateCount, StuckThresholds
-from orchestrator.store.rows import COLUMNS, STEP_COLUMNS, OrderRow, ref_matches, ref_of, split_ref, the_one
+from orchestrator.store.rows import (
+    COLUMNS,
+    STEP_COLUMNS,
+    AmbiguousOrder,
+    OrderRow,
+    ref_matches,
+    ref_of,
+    split_ref,
+    the_one,
+)
 from orchestrator.store.tables import (
     ACCOUNTS,
     API_TOKENS,
@@ -205,12 +215,15 @@ class Store:
         worker: str | None = None,
         progress: Callable[[int], None] | None = None,
         decide: Decide | None = None,
+        *,
+        dry_run: bool = False,
     ) -> ImportOutcome:
         """Insert the orders not already present, all in one transaction, with an import event
         each; read chunk by chunk so that a large import never holds all its orders in memory.
 
         Orders already stored are left alone, unless `decide` says to replace one; if it finds
-        any line in conflict, the whole import is rolled back and the conflicts returned."""
+        any line in conflict, the whole import is rolled back and the conflicts returned.
+        `dry_run` does all of it and rolls back: the outcome says what an import would do."""
         inserted: list[str] = []
         present: list[str] = []
         replaced: list[Replacement] = []
@@ -238,10 +251,11 @@ class Store:
                         inserted += [o.order_id for o in fresh]
                     if progress is not None:
                         progress(len(inserted) + len(present) + len(replaced))
-                if conflicts:
+                if conflicts or dry_run:
                     raise _RollBack
         except _RollBack:
-            return ImportOutcome([], [], [], conflicts)
+            if conflicts:
+                return ImportOutcome([], [], [], conflicts)
         return ImportOutcome(inserted, sorted(present), replaced)
 
     @staticmethod
@@ -891,22 +905,32 @@ class Store:
                 sa.delete(VTEX_EVENTS).where(c.received_at < before, c.applied_at.is_not(None))
             ).rowcount
 
-    def sweep(self, name: str, now: datetime) -> int:
+    def sweep(self, name: str, now: datetime, only: Sequence[int] | None = None) -> int:
         """After a gap in the feed (its configuration recreated, events lost): every in-flight order
-        of account `name` not stopped for a person looks at VTEX once, now (`Waiting.LOOK_ONCE`)."""
+        of account `name` not stopped for a person looks at VTEX once, now (`Waiting.LOOK_ONCE`);
+        `only`: of these orders (by row id)."""
         c = ORDERS.c
+        query = sa.update(ORDERS).where(
+            c.account == name,
+            c.state.in_([str(s) for s in IN_FLIGHT if s != State.IMPORTED]),  # VTEX has them
+            c.lease_owner.is_(None),
+            c.needs_attention.is_(None),
+            c.intent.is_(None),
+        )
+        if only is not None:
+            query = query.where(c.id.in_(list(only)))
         with self.engine.begin() as conn:
-            return conn.execute(
-                sa.update(ORDERS)
-                .where(
-                    c.account == name,
-                    c.state.in_([str(s) for s in IN_FLIGHT if s != State.IMPORTED]),  # VTEX has them
-                    c.lease_owner.is_(None),
-                    c.needs_attention.is_(None),
-                    c.intent.is_(None),
-                )
-                .values(next_run_at=now, wait_code=str(Waiting.LOOK_ONCE))
-            ).rowcount
+            return conn.execute(query.values(next_run_at=now, wait_code=str(Waiting.LOOK_ONCE))).rowcount
+
+    def held_in_flight(self, name: str) -> list[int]:
+        """The in-flight orders of account `name` a step holds now (a sweep skips them)."""
+        c = ORDERS.c
+        flying = [str(s) for s in IN_FLIGHT if s != State.IMPORTED]
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                sa.select(c.id).where(c.account == name, c.state.in_(flying), c.lease_owner.is_not(None))
+            )
+            return [pk for (pk,) in found]
 
     # -- reports: one order and its history, counts per state, stuck orders ------------------------
     #
@@ -1125,6 +1149,19 @@ class Store:
     # or repeats an order because orders changed between two pages' reads (an order whose sort key
     # changed may move, which is what "sorted by last change" means). The cursor is opaque to the user:
     # the sort it belongs to, the last row's sort value and its primary key.
+
+    def the_order(self, key: str) -> OrderRow:
+        """The one order `key` names, by any id `find_any` takes (what every command that names an
+        order accepts): NoSuchOrder when none, a refusal listing them when several."""
+        found = self.find_any(key)
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise NoSuchOrder(key)
+        if all(r.order_id == split_ref(key)[1] for r in found):
+            raise AmbiguousOrder(key, sorted(r.ref for r in found))  # one id, several accounts
+        names = ", ".join(f"{r.ref} ({r.state})" for r in found)
+        raise OperationError(f"{len(found)} orders match {key!r}: {names}; give the order id as listed")
 
     def find_any(self, key: str, limit: int = 20) -> list[OrderRow]:
         """The orders `key` names: the one whose VTEX order id it is (unique, so it wins), else
