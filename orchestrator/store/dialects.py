@@ -199,7 +199,11 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 class PostgresHooks(DialectHooks):
     def has_invoice_number(self, invoices: Any, number: str) -> sa.ColumnElement[bool]:
-        entry = sa.func.json_array_elements(invoices).table_valued("value").alias("entry")
+        # An order without invoices holds JSON null, which json_array_elements refuses.
+        listed = sa.case(
+            (sa.func.json_typeof(invoices) == "array", invoices), else_=sa.cast(sa.literal("[]"), sa.JSON)
+        )
+        entry = sa.func.json_array_elements(listed).table_valued("value").alias("entry")
         return sa.exists(sa.select(1).select_from(entry).where(entry.c.value.op("->>")("number") == number))
 
     def is_duplicate_key(self, exc: sa.exc.IntegrityError) -> bool:
