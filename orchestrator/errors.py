@@ -16,7 +16,7 @@
     │   ├── AskVtexFirst, BatchRefused VTEX asked first (an open intent, its value); a batch refused
     │   ├── AmbiguousOrder             an id several accounts hold (store.rows)
     │   └── AccountPaused              exit 7: the account is paused (ops.pause)
-    ├── NotFound                       exit 4, HTTP 404: no such order
+    ├── NotFound                       exit 4, HTTP 404: no such order (NoSuchOrder: by any id)
     ├── Unavailable                    exit 1, HTTP 503: a part it needs cannot be used now
     │   ├── DatabaseError              (store.errors); NoDatabase and BadDatabaseUrl are usage
     │   │                              errors by their exit code (2), DaemonAlreadyRunning not
@@ -69,6 +69,16 @@ class NotFound(OrchestratorError):
 
     exit_code = 4
     serve_status = 404
+
+
+class NoSuchOrder(NotFound):
+    """No order has this id: the one message every command and route gives for it."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"no order has {key!r} as order id, marketplace order id or invoice number "
+            "(order ids look like ABC-12345: affiliateId-marketplaceOrderId)"
+        )
 
 
 class Unavailable(OrchestratorError):

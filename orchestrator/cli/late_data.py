@@ -135,9 +135,8 @@ def invoice(
             file, problems, lambda n, e: Line(n, e["orderId"], invoice_change(e["orderId"], e["invoice"]))
         )
     elif order_id is not None:
-        row = store.find(order_id)
-        if row is None:
-            raise OperationError(f"no order {order_id!r}")
+        row = store.the_order(order_id)  # any id `show` takes
+        order_id = row.ref
         if file is not None:
             body = json_file(Path(file))
             if not isinstance(body, dict):
@@ -197,7 +196,8 @@ def track(
             "trackingUrl": url,
             "dispatchedDate": dispatched_at,
         }
-        lines = [Line(1, order_id, tracking_change(order_id, tracking, invoice_number))]
+        ref = store.the_order(order_id).ref  # any id `show` takes
+        lines = [Line(1, ref, tracking_change(ref, tracking, invoice_number))]
     else:
         raise OperationError("give ORDER_ID and --tracking-number, or --file")
     if not dry_run:
@@ -244,14 +244,13 @@ def return_(
 
     settings = ctx.obj.logging_settings()
     store = store_for(settings)
+    row = store.the_order(order_id)  # any id `show` takes
+    order_id = row.ref
     if file is not None:
         body = json_file(Path(file))
         if not isinstance(body, dict):
             raise OperationError(f"{file}: must hold one JSON object, a VTEX invoice body of type Input")
     elif number is not None and value is not None:
-        row = store.find(order_id)
-        if row is None:
-            raise OperationError(f"no order {order_id!r}")
         body = return_from_options(row, number, value, issued_at=issued_at)
     else:
         raise OperationError("give --file with an Input invoice body, or --number and --value")

@@ -9,6 +9,7 @@ import typer
 from orchestrator.cli import exits
 from orchestrator.cli.app import app
 from orchestrator.cli.support import (
+    NotFound,
     OperationError,
     Report,
     err_line,
@@ -22,7 +23,8 @@ from orchestrator.cli.support import (
 def retry(
     ctx: typer.Context,
     order_ids: Annotated[
-        list[str] | None, typer.Argument(help="Failed orders to put back in the flow.")
+        list[str] | None,
+        typer.Argument(help="Failed orders to put back in the flow (any id `show` takes)."),
     ] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Every failed order.")] = False,
     as_json: Annotated[bool, json_option()] = False,
@@ -41,6 +43,7 @@ def retry(
         if not targets:
             err_line("no order is failed", "nothing to retry")
             raise typer.Exit(exits.NOTHING_TO_DO)
+    targets = [store.the_order(key).ref for key in targets]  # any id `show` takes
     report = Report(as_json)
     for order_id in targets:
         outcome = reconciling_first_once(settings, store, order_id, retry_change(order_id, settings))
@@ -52,7 +55,10 @@ def retry(
 @app.command()
 def cancel(
     ctx: typer.Context,
-    order_ids: Annotated[list[str], typer.Argument(help="The orders to cancel, e.g. ABC-12345.")],
+    order_ids: Annotated[
+        list[str],
+        typer.Argument(help="The orders to cancel: order id, marketplace order id or invoice number."),
+    ],
     reason: Annotated[
         str, typer.Option(help="Why, recorded in VTEX and in the history.")
     ] = "canceled by operator",
@@ -63,13 +69,17 @@ def cancel(
 
     settings = ctx.obj.logging_settings()
     store = store_for(settings)
-    ensure_orders_not_paused(settings, store, order_ids)
+    if len(order_ids) == 1:
+        order_ids = [store.the_order(order_ids[0]).ref]  # any id `show` takes; unknown: exit 4
+    found = [row.ref for key in order_ids for row in store.find_any(key)[:1]]
+    ensure_orders_not_paused(settings, store, found)
     refused = 0
     report = Report(as_json)
     for order_id in order_ids:
         try:
-            refused += not _cancel_one(settings, store, order_id, reason, report)
-        except OperationError as exc:  # one order's refusal does not stop the others
+            ref = store.the_order(order_id).ref
+            refused += not _cancel_one(settings, store, ref, reason, report)
+        except (OperationError, NotFound) as exc:  # one order's refusal does not stop the others
             if as_json:
                 report.line(str(exc), orderId=order_id, outcome="refused")
             else:

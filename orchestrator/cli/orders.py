@@ -12,7 +12,6 @@ from orchestrator.cli import exits
 from orchestrator.cli.app import app
 from orchestrator.cli.support import (
     ConfigurationError,
-    OperationError,
     err,
     err_line,
     json_option,
@@ -39,6 +38,10 @@ def import_command(
             "--replace", help="Correct stored orders VTEX never accepted (refused, or not yet placed)."
         ),
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Check everything, against the stored orders too; write nothing."),
+    ] = False,
     as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Import orders: one JSON object per line, all or nothing."""
@@ -49,7 +52,7 @@ def import_command(
     settings = ctx.obj.settings()
     with LineInput.open(file) as source:
         total = source.count()
-        store = store_for(settings, create=True)
+        store = store_for(settings, create=not dry_run)
         with import_progress(err, show_progress(show, err) and total >= 1000) as progress:
             report = import_lines(
                 source,
@@ -60,11 +63,12 @@ def import_command(
                 total=total,
                 replace=replace,
                 accounts=list(settings.all_accounts),
+                dry_run=dry_run,
             )
-    if len(report.imported) >= 1000:
+    if len(report.imported) >= 1000 and not dry_run:
         store.optimize()  # many new rows: refresh the planner's statistics now
     if as_json:
-        _import_json(report)
+        _import_json(report, dry_run)
     if not report.ok:
         for problem in report.problems:
             err.print(str(problem), highlight=False, markup=False, soft_wrap=True)
@@ -90,13 +94,14 @@ def import_command(
     if len(report.replaced) > 20:
         out.print(f"... and {len(report.replaced) - 20} more replaced")
     out.print(
-        f"imported {len(report.imported)} order(s)"
+        ("dry run, nothing written: would have " if dry_run else "")
+        + f"imported {len(report.imported)} order(s)"
         + (f"; {len(report.replaced)} replaced" if report.replaced else "")
         + (f"; {len(report.already_present)} already present, unchanged" if report.already_present else "")
     )
 
 
-def _import_json(report: Any) -> None:
+def _import_json(report: Any, dry_run: bool) -> None:
     """`import --json`: the whole outcome as one object; the exit code still says how it went."""
     problems = [{"line": p.line, "field": p.field, "message": p.message} for p in report.problems]
     typer.echo(
@@ -108,6 +113,7 @@ def _import_json(report: Any) -> None:
                 "problems": problems,
                 "problemsTotal": report.problems_total,
                 "lines": report.lines,
+                "dryRun": dry_run,
             },
             indent=2,
         )
@@ -257,7 +263,8 @@ def status(
         out.print(line)
     if stuck:
         if data["stuck"]:
-            out.print(render.stuck_table(data, now))
+            for line in render.stuck_blocks(data, now, out.width):
+                out.print(line, soft_wrap=True)  # never re-wrapped: a command stays whole
         else:
             out.print("No stuck orders.")
         _exit_if_stuck(fail_on_stuck, data)
@@ -329,18 +336,7 @@ def show(
 def find_one(store: Any, key: str) -> Any:
     """The one order `key` names: its VTEX order id, else its marketplace order id or invoice
     number (what store staff and customers quote). Several matches are listed, not guessed."""
-    found = store.find_any(key)
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        err_line(
-            f"no order has {key!r} as order id, marketplace order id or invoice number "
-            "(order ids look like ABC-12345: affiliateId-marketplaceOrderId)",
-            "nothing found",
-        )
-        raise typer.Exit(exits.NOTHING_TO_DO)
-    names = ", ".join(f"{r.ref} ({r.state})" for r in found)
-    raise OperationError(f"{len(found)} orders match {key!r}: {names}; give the order id as listed")
+    return store.the_order(key)
 
 
 @app.command()

@@ -13,12 +13,13 @@ from rich.text import Text
 
 from orchestrator.config.checks import ConfigurationError
 from orchestrator.config.settings import Settings, load_settings
-from orchestrator.errors import OperationError
+from orchestrator.errors import NotFound, OperationError
 from orchestrator.redaction import redact
 
 __all__ = [
     "ConfigurationError",
     "Context",
+    "NotFound",
     "OperationError",
     "err",
     "err_line",

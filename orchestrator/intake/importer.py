@@ -314,10 +314,13 @@ def import_lines(
     total: int | None = None,
     replace: bool = False,
     accounts: Sequence[str] = SINGLE,
+    dry_run: bool = False,
 ) -> ImportReport:
     """Validate everything, then write everything in one transaction, in two passes over `lines`
     so memory stays flat whatever the input's size. Give a sequence, or a function that reads
-    the input afresh each time it is called (a file), never a one-shot iterator."""
+    the input afresh each time it is called (a file), never a one-shot iterator. `dry_run`:
+    the same checks against the stored orders, then nothing written (the transaction is rolled
+    back); the report says what the import would have done."""
     read = lines if callable(lines) else (lambda: lines)
     if total is None and isinstance(lines, Sized):
         total = len(lines)
@@ -335,7 +338,7 @@ def import_lines(
 
     decide = partial(repair.decide, replace=replace)
     orders = _orders_again(read(), checked.digest, accounts)
-    outcome = store.insert_orders(orders, now, worker, written, decide)
+    outcome = store.insert_orders(orders, now, worker, written, decide, dry_run=dry_run)
     if outcome.conflicts:
         problems = [Problem(c.line, c.field, c.message) for c in outcome.conflicts]
         return ImportReport([], [], problems, checked.lines, len(problems), conflict=True)

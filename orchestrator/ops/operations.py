@@ -150,11 +150,7 @@ def _attempt(
     deadline: float,
 ) -> Outcome | None:
     """One try at `change`; None when a worker holds the order's lease and there is time left."""
-    row = store.find(order_id)
-    if row is None:
-        raise OperationError(
-            f"no order {order_id!r} (order ids look like ABC-12345: affiliateId-marketplaceOrderId)"
-        )
+    row = store.find(order_id) or store.the_order(order_id)  # any id `show` takes
     now = clock()
     result = change(row, now)
     if isinstance(result, Outcome):

@@ -27,7 +27,7 @@ from orchestrator.clock import utcnow
 from orchestrator.config.settings import Settings
 from orchestrator.durations import parse_duration
 from orchestrator.engine.clients import AccountClients
-from orchestrator.errors import NotFound, UsageError
+from orchestrator.errors import NoSuchOrder, UsageError
 from orchestrator.intake.importer import import_lines
 from orchestrator.intake.validation import validate_invoice
 from orchestrator.ops.check import vtex_view
@@ -220,10 +220,11 @@ class Api:
         ]
 
     async def _order(self, request: Request) -> OrderRow:
+        """The order the path names, by any id `GET /api/orders/{id}` takes."""
         ref = order_ref(request)
         row = await run_in_threadpool(self.store.find, ref)
         if row is None:
-            raise NotFound(f"no order {ref!r}")
+            row = await run_in_threadpool(self.store.the_order, ref)  # NoSuchOrder when none
         return row
 
     # -- intake and late data --------------------------------------------------------------------
@@ -333,7 +334,7 @@ class Api:
         if len(found) > 1:
             raise AmbiguousOrder(key, [r.ref for r in found])
         if not found:
-            raise NotFound(f"no order {key!r}")
+            raise NoSuchOrder(key)
         row = found[0]
         events = await run_in_threadpool(self.store.events, row.id)
         body = schemas.OrderDetail(order=order_json(row), events=[event_json(e) for e in events])

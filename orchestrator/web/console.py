@@ -25,7 +25,7 @@ from orchestrator.config.account_tables import DEFAULT_ACCOUNT
 from orchestrator.config.settings import Settings
 from orchestrator.durations import format_duration
 from orchestrator.engine.clients import AccountClients
-from orchestrator.errors import NotFound, OperationError, OrchestratorError, UsageError
+from orchestrator.errors import NoSuchOrder, NotFound, OperationError, OrchestratorError, UsageError
 from orchestrator.log import get_logger
 from orchestrator.ops import invoicing
 from orchestrator.ops.alerts import alerts
@@ -287,7 +287,7 @@ class Console:
         ref = order_ref(request)
         row = await run_in_threadpool(self.store.find, ref)
         if row is None:
-            raise NotFound(f"no order {ref!r}")
+            raise NoSuchOrder(ref)
         return row
 
     async def order(self, request: Request) -> Response:

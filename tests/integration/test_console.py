@@ -179,7 +179,7 @@ def test_an_unknown_order_is_404_on_every_console_route(served: Served) -> None:
             operator.post("/orders/NOPE-1/tracking", data={"csrf": csrf, "trackingNumber": "T"}),
         ]
     assert [a.status_code for a in answers] == [404] * len(answers)
-    assert all("no order &#39;NOPE-1&#39;" in a.text for a in answers)
+    assert all("no order has &#39;NOPE-1&#39; as order id" in a.text for a in answers)
     assert not [e for e in logs if e["log_level"] == "error"]
 
 
