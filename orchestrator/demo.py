@@ -81,7 +81,8 @@ def run_demo(console: Console, orders_file: Path | None = None, grace_seconds: f
     data = report(store, utcnow(), settings.stuck_rules, settings.grace_period)
     console.print(render.counts_table(data))
     if data["stuck"]:
-        console.print(render.stuck_table(data, utcnow()))
+        for line in render.stuck_blocks(data, utcnow(), console.width):
+            console.print(line, soft_wrap=True)
     ledger = sandbox.oms.ledger.summary()
     per_order = ledger["requests"] / max(1, len(imported.imported))
     console.print(

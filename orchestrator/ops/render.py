@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import textwrap
 from datetime import datetime
 from typing import Any
 
@@ -60,27 +62,49 @@ def account_lines(report: StatusReport, now: datetime) -> list[Text]:
 ALERT_STYLES = {"ok": "green", "warn": "bold yellow", "alert": "bold red"}
 
 
-def stuck_table(report: StatusReport, now: datetime) -> Table:
+# A command inside advice (`orchestrator retry ABC-1`): shown on a line of its own, never split.
+_COMMAND = re.compile(r"`(orchestrator [^`]+)`")
+
+
+def stuck_blocks(report: StatusReport, now: datetime, width: int = 80) -> list[Text]:
+    """The stuck orders as one block each, for a terminal of `width` columns: a head line, why
+    and what to do as prose wrapped at word boundaries, and each command on a line of its own
+    (copied whole, however long). Ages are computed here, at display time."""
     shown, total = len(report["stuck"]), report["stuckTotal"]
-    title = f"Stuck orders: {total}" + (f" (oldest {shown} shown)" if total > shown else "")
-    table = Table(title=title, title_justify="left")
-    table.add_column("order", no_wrap=True)
-    table.add_column("state", no_wrap=True)
-    for column in ("in state", "VTEX status", "attempts", "next try", "why", "what to do"):
-        table.add_column(column, overflow="fold")
+    lines = [Text(f"Stuck orders: {total}" + (f" (oldest {shown} shown)" if total > shown else ""), "bold")]
     for entry in report["stuck"]:
         nxt = entry["nextTryAt"]
-        table.add_row(
-            ref_of(entry.get("account", DEFAULT_ACCOUNT), entry["orderId"]),
-            Text(entry["state"], style=STATE_STYLES.get(entry["state"], "")),
-            format_duration(entry["secondsInState"]),
-            entry["vtexStatus"] or "-",
-            str(entry["attempts"]),
-            f"in {format_duration(datetime.fromisoformat(nxt) - now)}" if nxt else "-",
-            entry["reason"],
-            entry["suggestion"],
-        )
-    return table
+        facts = [f"{format_duration(entry['secondsInState'])} in state"]
+        if entry["vtexStatus"]:
+            facts.append(f"VTEX: {entry['vtexStatus']}")
+        facts.append(f"{entry['attempts']} attempt(s)")
+        if nxt:
+            facts.append(f"next try in {format_duration(datetime.fromisoformat(nxt) - now)}")
+        head = Text()
+        head.append(ref_of(entry.get("account", DEFAULT_ACCOUNT), entry["orderId"]), "bold")
+        head.append("  ")
+        head.append(entry["state"], STATE_STYLES.get(entry["state"], ""))
+        lines.append(Text(""))
+        lines.append(head)
+        lines += [Text(line) for line in _wrapped(", ".join(facts), "  ", width)]
+        commands: list[str] = []
+        for label, said in (("why", entry["reason"]), ("do", entry["suggestion"])):
+            commands += _COMMAND.findall(said)
+            prose = _COMMAND.sub("the command below", said).replace("`", "")
+            lines += [Text(line) for line in _wrapped(prose, f"  {label}: ", width)]
+        lines += [Text(f"    {command}", "cyan") for command in commands]
+    return lines
+
+
+def _wrapped(text: str, first: str, width: int) -> list[str]:
+    return textwrap.wrap(
+        text,
+        width=max(width, 40),
+        initial_indent=first,
+        subsequent_indent=" " * len(first),
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
 
 
 def order_panel(row: OrderRow, events: list[StoredEvent], now: datetime) -> Group:
