@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
-from orchestrator.durations import format_duration
 from orchestrator.engine.policy import Policies, PollPolicy
 from orchestrator.store.rows import OrderRow
 from orchestrator.timefmt import human
@@ -194,12 +193,9 @@ def _awaiting(row: OrderRow, step: Step, now: datetime, grace: timedelta, polici
         )
     elif status is not None and vtex_status.has_advice(status):
         seen_since = row.vtex_status_since or since
-        reason = (
-            f"VTEX shows {status} since {human(seen_since)} ({format_duration(now - seen_since)}): "
-            f"{vtex_status.advice(status)}"
-        )
+        reason = f"VTEX shows {status} since {human(seen_since)}: {vtex_status.advice(status)}"
     else:
-        reason = f"waiting for VTEX to show the order {step.awaits} ({format_duration(now - since)} so far)"
+        reason = f"waiting for VTEX to show the order {step.awaits} (since {human(since)})"
     return Plan(Kind.AWAIT, due_at=poll.next_look(since, now), reason=reason)
 
 
@@ -208,10 +204,7 @@ def _held(row: OrderRow, status: str, now: datetime, policies: Policies) -> Plan
     return Plan(
         Kind.AWAIT,
         due_at=policies.await_held.next_look(since, now),
-        reason=(
-            f"VTEX holds the order in {status} since {human(since)} "
-            f"({format_duration(now - since)}): {vtex_status.advice(status)}"
-        ),
+        reason=(f"VTEX holds the order in {status} since {human(since)}: {vtex_status.advice(status)}"),
     )
 
 
@@ -221,7 +214,7 @@ def _waiting_for_grace(row: OrderRow, now: datetime, grace: timedelta, policies:
         return Plan(
             Kind.AWAIT,
             due_at=ends,
-            reason=f"VTEX cancellation grace period, ends in {format_duration(ends - now)}",
+            reason=f"VTEX cancellation grace period, ends at {human(ends)}",
         )
     seen = status_seen_here(row)
     if seen not in vtex_status.STILL_IN_GRACE:
@@ -230,5 +223,5 @@ def _waiting_for_grace(row: OrderRow, now: datetime, grace: timedelta, policies:
     return Plan(
         Kind.AWAIT,
         due_at=policies.await_ready.next_look(ends, now),
-        reason=f"VTEX still reports {seen} {format_duration(now - ends)} after the grace period",
+        reason=f"VTEX still reports {seen} after the grace period ended at {human(ends)}",
     )

@@ -416,7 +416,7 @@ class Stepper:
         row.attempts -= 1  # counted by `_after_refusal`; a documented wait is not an attempt
         code = refusal.code or str(refusal.http_status)
         since = row.vtex_status_since if status and row.vtex_status_since else row.state_changed_at
-        waited = f"since {human(since)} ({format_duration(ctx.now - since)})"
+        waited = f"since {human(since)}"  # an age here would be stale by the time it is read
         if kind is Waiting.VTEX_HOLDS:
             assert status is not None
             due = self.policies.await_held.next_look(since, ctx.now)
