@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from tests.api_server import Served, api_served, csrf_of, log_in
 from tests.daemon_runs import run_until
-from tests.factories import import_record
+from tests.factories import import_record, split_record
 
 served = api_served  # the fixture, under the name these tests use
 
@@ -292,3 +292,31 @@ def test_the_console_names_a_missing_permission_and_each_calls_vtex_operation_id
     page = viewer.get("/orders/ABC-100001").text
     logged = [r for r in served.sandbox.oms.ledger.request_log if r["orderId"] == "ABC-100001"]
     assert logged and all(f"VTEX operation id {r['operationId']}" in page for r in logged)
+
+
+def test_the_order_page_shows_each_invoice_and_takes_a_return(served: Served) -> None:
+    """An order invoiced in two parts: its page says how far the invoices got and lists each;
+    the return form registers an Input invoice (every invoiced item), which the daemon sends."""
+    record = split_record(5, parts=2)
+    assert served.call("POST", "/api/orders", "intake", json=[record]).status_code == 201
+    run_until(
+        served.settings,
+        served.store,
+        lambda: (row := served.store.find("ABC-100005")) is not None and row.state == "invoiced",
+    )
+    operator = logged_in(served, "operator")
+    page = operator.get("/orders/ABC-100005").text
+    assert "invoiced 2 of 2 invoices: 1 700 of 1 700" in page
+    assert page.count("<td>NF100005-") == 2 and "Register a return" in page
+    returned = operator.post(
+        "/orders/ABC-100005/return", data={"csrf": csrf_of(page), "number": "RT5", "value": "1700"}
+    )
+    assert returned.status_code == 303
+    assert "return RT5 registered" in operator.get(returned.headers["location"]).text
+    run_until(
+        served.settings,
+        served.store,
+        lambda: (row := served.store.find("ABC-100005")) is not None and row.returns_sent == 1,
+    )
+    page = operator.get("/orders/ABC-100005").text
+    assert "returned: 1 700 in 1 of 1 returns" in page and "<td>return</td>" in page
