@@ -11,6 +11,7 @@ import typer
 from orchestrator.cli import exits
 from orchestrator.cli.app import app
 from orchestrator.cli.support import (
+    UNBOUNDED,
     ConfigurationError,
     err,
     err_line,
@@ -262,7 +263,9 @@ def status(
     for line in render.account_lines(data, now):
         out.print(line)
     if stuck:
-        if data["stuck"]:
+        if data["stuck"] and out.width >= UNBOUNDED:
+            out.print(render.stuck_table(data, now))  # piped for a script: one whole line per order
+        elif data["stuck"]:
             for line in render.stuck_blocks(data, now, out.width):
                 out.print(line, soft_wrap=True)  # never re-wrapped: a command stays whole
         else:

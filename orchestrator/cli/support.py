@@ -17,6 +17,7 @@ from orchestrator.errors import NotFound, OperationError
 from orchestrator.redaction import redact
 
 __all__ = [
+    "UNBOUNDED",
     "ConfigurationError",
     "Context",
     "NotFound",
@@ -49,7 +50,7 @@ class _CommandConsole(Console):
         if columns.isdigit():
             return ConsoleDimensions(int(columns), height)
         if not stream.isatty():
-            return ConsoleDimensions(_UNBOUNDED, height)
+            return ConsoleDimensions(UNBOUNDED, height)
         return super().size
 
     @size.setter
@@ -57,7 +58,7 @@ class _CommandConsole(Console):
         Console.size.fset(self, new_size)  # type: ignore[attr-defined]
 
 
-_UNBOUNDED = 100_000
+UNBOUNDED = 100_000  # the width of output piped without COLUMNS: no line is ever wrapped
 out = _CommandConsole(stderr=False)
 err = _CommandConsole(stderr=True)
 

@@ -62,6 +62,31 @@ def account_lines(report: StatusReport, now: datetime) -> list[Text]:
 ALERT_STYLES = {"ok": "green", "warn": "bold yellow", "alert": "bold red"}
 
 
+def stuck_table(report: StatusReport, now: datetime) -> Table:
+    """The stuck orders for a script (output piped): one line per order, never wrapped (the
+    output contract); a person at a terminal gets `stuck_blocks`."""
+    shown, total = len(report["stuck"]), report["stuckTotal"]
+    title = f"Stuck orders: {total}" + (f" (oldest {shown} shown)" if total > shown else "")
+    table = Table(title=title, title_justify="left")
+    table.add_column("order", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    for column in ("in state", "VTEX status", "attempts", "next try", "why", "what to do"):
+        table.add_column(column, overflow="fold")
+    for entry in report["stuck"]:
+        nxt = entry["nextTryAt"]
+        table.add_row(
+            ref_of(entry.get("account", DEFAULT_ACCOUNT), entry["orderId"]),
+            Text(entry["state"], style=STATE_STYLES.get(entry["state"], "")),
+            format_duration(entry["secondsInState"]),
+            entry["vtexStatus"] or "-",
+            str(entry["attempts"]),
+            f"in {format_duration(datetime.fromisoformat(nxt) - now)}" if nxt else "-",
+            entry["reason"],
+            entry["suggestion"],
+        )
+    return table
+
+
 # A command inside advice (`orchestrator retry ABC-1`): shown on a line of its own, never split.
 _COMMAND = re.compile(r"`(orchestrator [^`]+)`")
 
