@@ -48,6 +48,14 @@ def _file_lines(file: str, entry_problems: Any, build: Any) -> list[Any]:
     return lines
 
 
+def _one_body(file: str, what: str) -> dict[str, Any]:
+    """The one JSON object `file` holds (an invoice or a return for one order)."""
+    body = json_file(Path(file))
+    if not isinstance(body, dict):
+        raise OperationError(f"{file}: must hold one JSON object, {what}")
+    return body
+
+
 def _apply(settings: Any, store: Any, lines: list[Any], what: str, dry_run: bool) -> list[Any]:
     """Apply the lines all at once; orders with a VTEX call of unknown outcome on that step are
     settled with VTEX first (as the daemon would), then everything is checked again."""
@@ -138,9 +146,7 @@ def invoice(
         row = store.the_order(order_id)  # any id `show` takes
         order_id = row.ref
         if file is not None:
-            body = json_file(Path(file))
-            if not isinstance(body, dict):
-                raise OperationError(f"{file}: must hold one JSON object, a VTEX invoice body")
+            body = _one_body(file, "a VTEX invoice body")
         elif number is not None and value is not None:
             body = invoice_from_options(row, number, value, issued_at=issued_at, url=url, key=key)
         else:
@@ -247,9 +253,7 @@ def return_(
     row = store.the_order(order_id)  # any id `show` takes
     order_id = row.ref
     if file is not None:
-        body = json_file(Path(file))
-        if not isinstance(body, dict):
-            raise OperationError(f"{file}: must hold one JSON object, a VTEX invoice body of type Input")
+        body = _one_body(file, "a VTEX invoice body of type Input")
     elif number is not None and value is not None:
         body = return_from_options(row, number, value, issued_at=issued_at)
     else:
