@@ -310,7 +310,7 @@ def show(
     if account is not None:
         settings.account(account)  # an unknown account is a usage error
         order_id = f"{account}/{order_id}"
-    row = find_one(store, order_id)
+    row = store.the_order(order_id)  # by any id; several matches listed, not guessed
     events = store.events(row.id)
     view = None
     if vtex:  # only then: the VTEX client's imports cost a quarter of a second
@@ -334,12 +334,6 @@ def show(
     out.print(render.order_panel(row, events, utcnow()))
     if view is not None:
         out.print(render.vtex_comparison(row, view.order, view.error))
-
-
-def find_one(store: Any, key: str) -> Any:
-    """The one order `key` names: its VTEX order id, else its marketplace order id or invoice
-    number (what store staff and customers quote). Several matches are listed, not guessed."""
-    return store.the_order(key)
 
 
 @app.command()
