@@ -69,15 +69,18 @@ def cancel(
 
     settings = ctx.obj.logging_settings()
     store = store_for(settings)
-    if len(order_ids) == 1:
-        order_ids = [store.the_order(order_ids[0]).ref]  # any id `show` takes; unknown: exit 4
-    found = [row.ref for key in order_ids for row in store.find_any(key)[:1]]
-    ensure_orders_not_paused(settings, store, found)
+    resolved: dict[str, str | OperationError | NotFound]  # each order looked up once, by any id
+    if len(order_ids) == 1:  # alone, an unknown id is exit 4, as for `show`
+        resolved = {order_ids[0]: store.the_order(order_ids[0]).ref}
+    else:
+        resolved = {key: _resolved(store, key) for key in order_ids}
+    ensure_orders_not_paused(settings, store, [r for r in resolved.values() if isinstance(r, str)])
     refused = 0
     report = Report(as_json)
-    for order_id in order_ids:
+    for order_id, ref in resolved.items():
         try:
-            ref = store.the_order(order_id).ref
+            if not isinstance(ref, str):
+                raise ref
             refused += not _cancel_one(settings, store, ref, reason, report)
         except (OperationError, NotFound) as exc:  # one order's refusal does not stop the others
             if as_json:
@@ -88,6 +91,14 @@ def cancel(
     report.done(refused=refused)
     if refused:
         raise typer.Exit(exits.REFUSED)
+
+
+def _resolved(store: Any, key: str) -> str | OperationError | NotFound:
+    """The order `key` names, as its ref, or why there is none (reported with the others)."""
+    try:
+        return str(store.the_order(key).ref)
+    except (OperationError, NotFound) as exc:
+        return exc
 
 
 def _cancel_one(settings: Any, store: Any, order_id: str, reason: str, report: Report) -> bool:
