@@ -9,7 +9,6 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from orchestrator.sandbox import ServerThread
 from orchestrator.store.migrate import head_revision
 from tests.factories import import_lines as lines_of
 from tests.factories import import_record
@@ -36,19 +35,9 @@ STATUS_KEYS = {
 
 
 @pytest.fixture
-def env(database_url: str, sandbox_server: ServerThread) -> dict[str, str]:
+def env(cli_env: dict[str, str]) -> dict[str, str]:
     """Every command runs against both backends (the `database_url` fixture is parametrized)."""
-    config = sandbox_server.sandbox.oms.config
-    return {
-        "ORCHESTRATOR_DATABASE_URL": database_url,
-        "VTEX_BASE_URL": sandbox_server.url,
-        "VTEX_APP_KEY": config.app_key,
-        "VTEX_APP_TOKEN": config.app_token,
-        "ORCHESTRATOR_GRACE_PERIOD": "0.5s",
-        "ORCHESTRATOR_TICK": "100ms",
-        "ORCHESTRATOR_LOG_FORMAT": "json",
-        "COLUMNS": "200",
-    }
+    return {**cli_env, "COLUMNS": "200"}
 
 
 @pytest.fixture

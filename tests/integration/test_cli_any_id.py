@@ -5,7 +5,6 @@ columns; `import --dry-run` says what an import would do and writes nothing."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,17 +20,8 @@ NOT_FOUND = "no order has 'ZZZ-9' as order id, marketplace order id or invoice n
 
 
 @pytest.fixture
-def env(database_url: str, sandbox_server: ServerThread) -> Iterator[dict[str, str]]:
-    config = sandbox_server.sandbox.oms.config
-    yield {
-        "ORCHESTRATOR_DATABASE_URL": database_url,
-        "VTEX_BASE_URL": sandbox_server.url,
-        "VTEX_APP_KEY": config.app_key,
-        "VTEX_APP_TOKEN": config.app_token,
-        "ORCHESTRATOR_GRACE_PERIOD": "0.5s",
-        "ORCHESTRATOR_TICK": "100ms",
-        "ORCHESTRATOR_LOG_FORMAT": "json",
-    }
+def env(cli_env: dict[str, str]) -> dict[str, str]:
+    return cli_env
 
 
 def test_every_order_command_takes_any_id_and_says_not_found_one_way(
