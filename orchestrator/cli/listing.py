@@ -34,6 +34,10 @@ def list_command(
         str | None,
         typer.Option(help="Only orders with this order id, marketplace order id or invoice number."),
     ] = None,
+    search: Annotated[
+        str | None,
+        typer.Option(help="Only orders with this in an id, an invoice number or the customer's name."),
+    ] = None,
     account: Annotated[str | None, typer.Option(help="Only this configured account's orders.")] = None,
     partly_invoiced: Annotated[
         bool,
@@ -74,7 +78,9 @@ def list_command(
     settings = ctx.obj.settings()
     if account is not None:
         settings.account(account)  # an unknown account is a usage error, not an empty list
-    where = OrderFilter(states, affiliate, older, code, waiting, account, partly_invoiced, returned)
+    where = OrderFilter(
+        states, affiliate, older, code, waiting, account, partly_invoiced, returned, text=search or None
+    )
     store = store_for(settings)
     now = utcnow()
     if find:

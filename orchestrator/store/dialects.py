@@ -59,6 +59,10 @@ class DialectHooks:
         """SQL: the JSON list `invoices` (`orders.invoices`) holds an invoice numbered `number`."""
         raise NotImplementedError
 
+    def customer_name(self, place_body: Any) -> sa.ColumnElement[str]:
+        """SQL: "first last", the customer's name in the imported order's JSON body."""
+        raise NotImplementedError
+
     @contextmanager
     def single_daemon(self, url: sa.URL) -> Iterator[StorageCheck]:
         """Hold whatever proves this daemon may run against `url`; yields a check to run on every
@@ -72,6 +76,13 @@ class SqliteHooks(DialectHooks):
         return sa.exists(
             sa.select(1).select_from(entry).where(sa.func.json_extract(entry.c.value, "$.number") == number)
         )
+
+    def customer_name(self, place_body: Any) -> sa.ColumnElement[str]:
+        def part(key: str) -> Any:
+            return sa.func.coalesce(sa.func.json_extract(place_body, f"$.clientProfileData.{key}"), "")
+
+        name: sa.ColumnElement[str] = part("firstName") + " " + part("lastName")
+        return name
 
     def configure(self, engine: Engine) -> None:
         @sa.event.listens_for(engine, "connect")
@@ -205,6 +216,14 @@ class PostgresHooks(DialectHooks):
         )
         entry = sa.func.json_array_elements(listed).table_valued("value").alias("entry")
         return sa.exists(sa.select(1).select_from(entry).where(entry.c.value.op("->>")("number") == number))
+
+    def customer_name(self, place_body: Any) -> sa.ColumnElement[str]:
+        profile = place_body.op("->")("clientProfileData")
+
+        def part(key: str) -> Any:
+            return sa.func.coalesce(profile.op("->>")(key), "")
+
+        return sa.cast(part("firstName"), sa.Text) + " " + sa.cast(part("lastName"), sa.Text)
 
     def is_duplicate_key(self, exc: sa.exc.IntegrityError) -> bool:
         return getattr(exc.orig, "sqlstate", None) == "23505"

@@ -42,10 +42,17 @@ class OrderFilter:
     account: str | None = None  # the configured account's name
     partly_invoiced: bool = False  # VTEX took some of its invoices, and it is not invoiced yet
     returned: bool = False  # VTEX took a return (an Input invoice) of it
+    # Part of an id (order, marketplace order, first invoice) or of the customer's name, any case:
+    # what an operator on the phone with a customer has. A scan, not an index seek: it is bounded
+    # by the page's limit and meant for a person's query, not a script's.
+    text: str | None = None
 
     def matches(self, row: OrderRow, now: datetime) -> bool:
         """The same filter in Python, for the handful of orders a lookup by id found."""
         waits = f"{row.wait_reason or ''} {row.needs_attention or ''}".lower()
+        searched = " ".join(
+            (row.order_id, row.marketplace_order_id, row.invoice_number or "", customer_name(row.place_body))
+        ).lower()
         return (
             (not self.states or row.state in self.states)
             and (not self.affiliate or row.affiliate_id == self.affiliate)
@@ -55,7 +62,16 @@ class OrderFilter:
             and (not self.account or row.account == self.account)
             and (not self.partly_invoiced or (row.invoices_sent > 0 and row.state != "invoiced"))
             and (not self.returned or row.returns_sent > 0)
+            and (not self.text or self.text.lower() in searched)
         )
+
+
+def customer_name(place_body: dict[str, object] | None) -> str:
+    """The customer's first and last name as the order was imported ("" when absent)."""
+    profile = (place_body or {}).get("clientProfileData")
+    if not isinstance(profile, dict):
+        return ""
+    return " ".join(str(profile.get(k) or "") for k in ("firstName", "lastName")).strip()
 
 
 EVERY_ORDER = OrderFilter()  # no filter

@@ -69,6 +69,11 @@ def batched(items: Iterable[Any], size: int = CHUNK) -> Iterator[list[Any]]:
         yield batch
 
 
+def escape_like(text: str) -> str:
+    """`text` matched literally inside LIKE: an operator's `%` or `_` is a character, not a pattern."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _pause(row: Any) -> AccountPause | None:
     if row is None or row["paused_until"] is None:
         return None
@@ -1200,24 +1205,7 @@ class Store:
         column_name, default_desc = SORTS[sort]
         desc = default_desc if descending is None else descending
         key = c[column_name]
-        query = sa.select(ORDERS)
-        if where.states:
-            query = query.where(c.state.in_(list(where.states)))
-        if where.affiliate:
-            query = query.where(c.affiliate_id == where.affiliate)
-        if where.account:
-            query = query.where(c.account == where.account)
-        if where.older_than is not None:
-            query = query.where(c.state_changed_at < now - where.older_than)
-        if where.error_code:
-            query = query.where(c.last_error_code == where.error_code)
-        if where.waiting:
-            words = f"%{where.waiting}%"
-            query = query.where(sa.or_(c.wait_reason.ilike(words), c.needs_attention.ilike(words)))
-        if where.partly_invoiced:
-            query = query.where(c.invoices_sent > 0, c.state != str(State.INVOICED))
-        if where.returned:
-            query = query.where(c.returns_sent > 0)
+        query = self._filtered(sa.select(ORDERS), where, now)
         if after:
             value, pk = decode_cursor(sort, after)
             if column_name == "id":
@@ -1236,6 +1224,44 @@ class Store:
         last = rows[-1] if rows else None
         cursor = encode_cursor(sort, getattr(last, column_name), last.id) if more and last else None
         return Page(rows, cursor)
+
+    def count_orders(self, now: datetime, where: OrderFilter = EVERY_ORDER) -> int:
+        """How many orders `list_orders` would walk through with this filter (the console's "all
+        N matching", a bulk action's confirmation)."""
+        query = self._filtered(sa.select(sa.func.count()).select_from(ORDERS), where, now)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def _filtered(self, query: Any, where: OrderFilter, now: datetime) -> Any:
+        c = ORDERS.c
+        if where.states:
+            query = query.where(c.state.in_(list(where.states)))
+        if where.affiliate:
+            query = query.where(c.affiliate_id == where.affiliate)
+        if where.account:
+            query = query.where(c.account == where.account)
+        if where.older_than is not None:
+            query = query.where(c.state_changed_at < now - where.older_than)
+        if where.error_code:
+            query = query.where(c.last_error_code == where.error_code)
+        if where.waiting:
+            words = f"%{where.waiting}%"
+            query = query.where(sa.or_(c.wait_reason.ilike(words), c.needs_attention.ilike(words)))
+        if where.partly_invoiced:
+            query = query.where(c.invoices_sent > 0, c.state != str(State.INVOICED))
+        if where.returned:
+            query = query.where(c.returns_sent > 0)
+        if where.text:
+            words = f"%{escape_like(where.text)}%"
+            query = query.where(
+                sa.or_(
+                    c.order_id.ilike(words, escape="\\"),
+                    c.marketplace_order_id.ilike(words, escape="\\"),
+                    c.invoice_number.ilike(words, escape="\\"),
+                    self.hooks.customer_name(c.place_body).ilike(words, escape="\\"),
+                )
+            )
+        return query
 
     # -- the daemons' heartbeats -------------------------------------------------------------------
     #

@@ -15,9 +15,8 @@ lives as long as the server (`AccountClients`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -25,7 +24,6 @@ from starlette.responses import JSONResponse, Response
 
 from orchestrator.clock import utcnow
 from orchestrator.config.settings import Settings
-from orchestrator.durations import parse_duration
 from orchestrator.engine.clients import AccountClients
 from orchestrator.errors import NoSuchOrder, UsageError
 from orchestrator.intake.importer import import_lines
@@ -43,16 +41,15 @@ from orchestrator.ops.operations import (
 from orchestrator.ops.reconcile_first import reconciling_first
 from orchestrator.ops.status import report
 from orchestrator.ops.views import event_json, order_json, order_summary
-from orchestrator.store.listing import OrderFilter, parse_sort, parse_states
 from orchestrator.store.rows import AmbiguousOrder, OrderRow
 from orchestrator.store.store import Store
 from orchestrator.web import schemas
 from orchestrator.web.auth import OPERATE, PUSH, READ
 from orchestrator.web.bodies import BodyError, invalid, json_body, order_lines, read_body
 from orchestrator.web.http import Answer, Endpoint, caller_of, order_ref
+from orchestrator.web.order_query import listed, read_query
 from states.invoices import INPUT
 
-T = TypeVar("T")
 ACCOUNT = "the configured VTEX account (with several, the same order id may exist in each)"
 NO_ORDER = Answer(404, "no such order", schemas.ErrorBody)
 REFUSED = Answer(409, "refused for this order now; the message says why", schemas.ErrorBody)
@@ -111,7 +108,8 @@ class Api:
                     "partlyInvoiced": "1: only orders VTEX took some invoices of, not invoiced yet",
                     "returned": "1: only orders with a return (Input invoice) VTEX took",
                     "find": "an order id, marketplace order id or invoice number",
-                    "sort": "created, state, age or updated; - for descending (default -created)",
+                    "search": "part of an order id, marketplace order id, invoice number or customer name",
+                    "sort": "created, changed or order-id; - for descending (default -created)",
                     "limit": "1 to 1000 (default 50)",
                     "after": "the nextCursor of the previous page",
                 },
@@ -294,37 +292,9 @@ class Api:
     # -- reads -----------------------------------------------------------------------------------
 
     async def list_orders(self, request: Request) -> Response:
-        q = request.query_params
-        sort, descending = _param("sort", parse_sort, q.get("sort", "-created"))
-        older = _param("olderThan", parse_duration, q["olderThan"]) if q.get("olderThan") else None
-        limit = _param("limit", _limit, q.get("limit", "50"))
-        states = _param("state", parse_states, q.getlist("state"))
-        where = OrderFilter(
-            states,
-            q.get("affiliate"),
-            older,
-            q.get("code"),
-            q.get("waiting"),
-            self._account(request),
-            partly_invoiced=q.get("partlyInvoiced") in ("1", "true"),
-            returned=q.get("returned") in ("1", "true"),
-        )
+        query = read_query(request.query_params, self.settings)
         now = utcnow()
-        if q.get("find"):
-            found = await run_in_threadpool(self.store.find_any, q["find"], limit)
-            rows, cursor = [r for r in found if where.matches(r, now)], None
-        else:
-            listing = partial(
-                self.store.list_orders,
-                now,
-                where,
-                sort=sort,
-                descending=descending,
-                limit=limit,
-                after=q.get("after"),
-            )
-            page = await run_in_threadpool(listing)  # a cursor that does not parse is a 400 (CursorError)
-            rows, cursor = page.rows, page.next_cursor
+        rows, cursor = await run_in_threadpool(listed, self.store, query, now)
         body = schemas.OrderList(orders=[order_summary(r, now) for r in rows], nextCursor=cursor)
         return JSONResponse(body)
 
@@ -411,18 +381,3 @@ async def _object(request: Request, what: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BodyError(422, f"the body must be one JSON object (the {what})")
     return body
-
-
-def _param(name: str, parse: Callable[[Any], T], value: Any) -> T:
-    """`parse(value)`; a refusal (400) names the query parameter."""
-    try:
-        return parse(value)
-    except ValueError as exc:
-        raise UsageError(f"{name}: {exc}") from None
-
-
-def _limit(text: str) -> int:
-    text = text.strip()
-    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 1000):
-        raise ValueError("a whole number between 1 and 1000")
-    return int(text)
