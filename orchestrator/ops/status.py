@@ -43,6 +43,7 @@ class StuckEntry(TypedDict):
     openIntent: str | None
     reason: str
     suggestion: str
+    fix: str | None  # the action that fixes it (`ops.stuck.FIXES`), for the console's button
 
 
 class Oldest(TypedDict):
@@ -153,6 +154,7 @@ def stuck_entry(
         openIntent=row.intent,
         reason=diagnosis.reason,
         suggestion=diagnosis.suggestion,
+        fix=diagnosis.fix,
     )
     if with_account:
         entry["account"] = row.account

@@ -21,6 +21,14 @@ from states import Attention, State, Waiting, invoices
 class Diagnosis:
     reason: str
     suggestion: str
+    # The one action that fixes it, for the console to offer (`FIXES`); None when the fix is
+    # outside this tool (VTEX Admin, a configuration) or time. Retry is named only where it can
+    # succeed: an order VTEX refused for its own data fails the same way again, so it gets
+    # `repair` instead.
+    fix: str | None = None
+
+
+FIXES = ("retry", "repair", "cancel", "invoice", "resume")
 
 
 _DATA_CODES = ("FMT", "ORD", "CHK")
@@ -47,23 +55,27 @@ def _refused(row: OrderRow, where: str, error: str, code: str) -> Diagnosis:
             f"{where}: VTEX refused the step ({error})",
             f"fix the cause in VTEX (the order as VTEX has it: `orchestrator show {oid} --vtex`), then "
             f"`orchestrator retry {oid}`; {give_up}",
+            "retry",
         )
     if code in _ID_CODES:
         return Diagnosis(
             f"{where}: VTEX refused the order ({error})",
             "VTEX will not take this order id again: import the order under a new marketplace order id, "
             f"and `orchestrator cancel {oid}` this one",
+            "cancel",
         )
     if code in _ACCOUNT_CODES:
         return Diagnosis(
             f"{where}: VTEX refused the order: {_ACCOUNT_CODES[code]} ({error})",
             f"fix it in VTEX (catalog, stock, shipping) then `orchestrator retry {oid}`, or correct the "
             f"order's line and `orchestrator import <file> --replace`; {give_up}",
+            "retry",
         )
     return Diagnosis(
         f"{where}: VTEX refused the order for its data ({error})",
         "correct the order's line in the import file and run `orchestrator import <file> --replace` (VTEX "
         f"never accepted it, so it is placed again); {give_up}",
+        "repair",
     )
 
 
@@ -81,8 +93,9 @@ def diagnose(row: OrderRow, now: datetime, rules: StuckRules, grace_period: time
             return Diagnosis(
                 f"{where}: VTEX refused to cancel it ({error})",
                 f"`orchestrator retry {oid}` continues the order",
+                "retry",
             )
-        return Diagnosis(f"{where}: {error}", f"once the cause is gone: `orchestrator retry {oid}`")
+        return Diagnosis(f"{where}: {error}", f"once the cause is gone: `orchestrator retry {oid}`", "retry")
     if row.needs_attention == Attention.REQUEST_GUARD:
         return Diagnosis(
             row.wait_reason or "stopped by the request guard",
@@ -94,12 +107,14 @@ def diagnose(row: OrderRow, now: datetime, rules: StuckRules, grace_period: time
             row.last_error or "VTEX flags an error in the order's workflow",
             f"look at the order's workflow in VTEX Admin (Orders) and fix it there (`orchestrator show "
             f"{oid} --vtex`), then `orchestrator retry {oid}`; to give up: `orchestrator cancel {oid}`",
+            "retry",
         )
     if row.needs_attention:
         return Diagnosis(
             f"{row.needs_attention}: {row.last_error or row.wait_reason or 'see the history'}",
             f"`orchestrator track {oid} --tracking-number <number>` with a corrected number, or "
             f"`orchestrator retry {oid}` to send it again",
+            "retry",
         )
     if row.intent and row.intent_at and now - row.intent_at > rules.open_intent_after:
         return Diagnosis(
@@ -112,6 +127,7 @@ def diagnose(row: OrderRow, now: datetime, rules: StuckRules, grace_period: time
         return Diagnosis(
             row.wait_reason or "the account is paused: VTEX rejected the credentials",
             "fix the account's app key or token (README, Rotate credentials), then `orchestrator resume`",
+            "resume",
         )
     if row.wait_code == Waiting.ENDPOINT:
         return Diagnosis(
@@ -158,6 +174,7 @@ def diagnose(row: OrderRow, now: datetime, rules: StuckRules, grace_period: time
         return Diagnosis(
             f"handling for {age}, waiting for invoice data",
             f"`orchestrator invoice {oid} --number <invoice number> --value {row.target_value}`",
+            "invoice",
         )
     attached = invoices.total(row.invoices, invoices.OUTPUT)
     if row.state == State.HANDLING and attached < row.target_value and not row.invoice_waiting:
@@ -166,6 +183,7 @@ def diagnose(row: OrderRow, now: datetime, rules: StuckRules, grace_period: time
             "invoices reach its value",
             f"`orchestrator invoice {oid} --number <invoice number> --value {row.target_value - attached}` "
             "for the rest",
+            "invoice",
         )
     sent_at = last_sent(row)
     if row.state == State.HANDLING and sent_at is not None:

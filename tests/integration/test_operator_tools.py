@@ -108,10 +108,12 @@ def test_failed_orders_are_always_stuck_with_where_the_cause_lies(store: Store) 
     [entry] = report(store, utcnow(), RULES, GRACE)["stuck"]
     assert "VTEX refused the order" in entry["reason"] and "FMT007" in entry["reason"]
     assert "`orchestrator import <file> --replace`" in entry["suggestion"]
+    assert entry["fix"] == "repair"  # a retry would send the same data and fail the same way
     age(store, "ABC-100000", timedelta(seconds=1), last_error_code="FMT005", last_error="SKU 9 unavailable")
     [entry] = report(store, utcnow(), RULES, GRACE)["stuck"]
     assert "the SKU is not available" in entry["reason"]
     assert "fix it in VTEX" in entry["suggestion"] and "orchestrator retry ABC-100000" in entry["suggestion"]
+    assert entry["fix"] == "retry"  # the cause is the account's: fixed there, the same order goes
     age(store, "ABC-100000", timedelta(seconds=1), failed_from="handling", last_error_code="ORD039")
     [entry] = report(store, utcnow(), RULES, GRACE)["stuck"]
     assert "refused the step" in entry["reason"] and "--replace" not in entry["suggestion"]
@@ -192,6 +194,7 @@ def test_status_stuck_json_shape_is_pinned(served: tuple[Sandbox, CliRunner]) ->
         "openIntent",
         "reason",
         "suggestion",
+        "fix",
     }
     assert (entry["state"], entry["lastErrorCode"]) == ("failed", "FMT007")
 
