@@ -31,6 +31,7 @@ from orchestrator.config.checks import (
     ConfigurationError,
     check_base_url,
     check_credential,
+    check_currency,
     check_invoice_timing,
     check_status_source,
 )
@@ -58,6 +59,7 @@ class AccountTable(BaseModel):
     invoice_timing: str | None = None
     status_source: str | None = None
     hook_url: str | None = None
+    currency: str | None = None
 
     @field_validator("grace_period", mode="before")
     @classmethod
@@ -144,6 +146,7 @@ class AccountSettings:
     status_source: str = "auto"  # `config.checks.STATUS_SOURCES` (`orchestrator.engine.feed`)
     hook_url: str | None = None  # `serve`'s public URL, for VTEX's Hook
     credentials_problem: str | None = None  # why its credentials could not be read here
+    currency: str = "BRL"  # ISO 4217: how its amounts in cents read to a person (`money`)
 
     @property
     def base_url(self) -> str:
@@ -250,6 +253,10 @@ def _from_table(name: str, table: AccountTable, single: AccountSettings) -> Acco
         raise AccountError(f"[accounts.{name}] hook_url: {exc}") from None
     if status_source == "hook" and not hook_url:
         raise AccountError(f"[accounts.{name}] {HOOK_NEEDS_URL}")
+    try:
+        currency = check_currency(table.currency) if table.currency else single.currency
+    except ValueError as exc:
+        raise AccountError(f"[accounts.{name}] currency: {exc}") from None
     missing: list[str] = []
     return AccountSettings(
         name=name,
@@ -267,6 +274,7 @@ def _from_table(name: str, table: AccountTable, single: AccountSettings) -> Acco
             name, table.app_key_env, table.app_key_file, table.app_token_env, table.app_token_file
         ),
         credentials_problem="; ".join(missing) or None,
+        currency=currency,
     )
 
 

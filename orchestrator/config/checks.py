@@ -84,3 +84,11 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def check_currency(value: str) -> str:
+    """An ISO 4217 code (BRL, USD, EUR): three letters, written in capitals."""
+    code = value.strip().upper()
+    if not (len(code) == 3 and code.isascii() and code.isalpha()):
+        raise ValueError(f"{value!r} is not a currency code (three letters, ISO 4217: BRL, USD, EUR)")
+    return code

@@ -39,6 +39,7 @@ from orchestrator.config.checks import (
     ConfigurationError,
     check_base_url,
     check_credential,
+    check_currency,
     check_invoice_timing,
     check_status_source,
 )
@@ -78,6 +79,9 @@ class Settings(BaseSettings):
     status_source: str = Field("auto", validation_alias=_env("ORCHESTRATOR_STATUS_SOURCE"))
     # `serve`'s public URL, where VTEX's Hook reaches it (https; `/vtex/hook/ACCOUNT` is added).
     hook_url: str | None = Field(None, validation_alias=_env("ORCHESTRATOR_HOOK_URL"))
+    # How amounts read to people (the console, `show`): VTEX keeps them in cents of the store's
+    # currency and says which only inside each order; an account table may set its own.
+    currency: str = Field("BRL", validation_alias=_env("ORCHESTRATOR_CURRENCY"))
     concurrency: int = Field(64, ge=1, le=4096, validation_alias=_env("ORCHESTRATOR_CONCURRENCY"))
     tick_interval: timedelta = Field(timedelta(seconds=1), validation_alias=_env("ORCHESTRATOR_TICK"))
     # How often a listening account's Orders Feed is read while it has nothing (a full batch is
@@ -175,6 +179,11 @@ class Settings(BaseSettings):
             raise ValueError(HOOK_NEEDS_URL)
         return self
 
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        return check_currency(value)
+
     @field_validator("invoice_timing")
     @classmethod
     def _invoice_timing(cls, value: str) -> str:
@@ -222,6 +231,7 @@ class Settings(BaseSettings):
             credentials=SINGLE_ACCOUNT_CREDENTIALS,
             status_source=self.status_source,
             hook_url=self.hook_url,
+            currency=self.currency,
         )
 
     @model_validator(mode="after")
@@ -459,6 +469,7 @@ def _account_rows(settings: Settings, config_file: Path | None) -> list[dict[str
             "max_rpm": account.max_rpm,
             "invoice_timing": account.invoice_timing,
             "status_source": account.status_source,
+            "currency": account.currency,
         }
         for key, shown in values.items():
             keys = {key, f"{key}_env", f"{key}_file"} | (
