@@ -6,16 +6,20 @@ changes with price divergence and order changes), never only our import's."""
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Any
 
+from orchestrator.money import money
 from orchestrator.store.rows import OrderRow
 from orchestrator.timefmt import iso
 from states import invoices
-from states.invoices import cents
+from states.invoices import cents as _cents
 
 
-def summary(row: OrderRow) -> str:
-    """One line: how far the sale invoices got, and the returns."""
+def summary(row: OrderRow, currency: str | None = None) -> str:
+    """One line: how far the sale invoices got, and the returns. Amounts in cents as the terminal
+    and scripts have them, or as money in `currency` (the console)."""
+    cents = _cents if currency is None else partial(money, currency=currency)
     sales = invoices.of_type(row.invoices, invoices.OUTPUT)
     if not sales:
         return "none attached"
@@ -67,4 +71,4 @@ def entry_line(entry: dict[str, Any]) -> str:
     if entry.get("trackingNumber"):
         went = "sent" if entry.get("trackingSentAt") else "not sent yet"
         tracking = f", tracking {entry['trackingNumber']} ({went})"
-    return f"{entry['invoiceNumber']} ({kind}, {cents(entry['value'])}, {sent}{tracking})"
+    return f"{entry['invoiceNumber']} ({kind}, {_cents(entry['value'])}, {sent}{tracking})"

@@ -989,25 +989,29 @@ class Store:
             returned = conn.scalar(sa.select(sa.func.count()).where(c.returns_sent > 0).select_from(ORDERS))
         return partly or 0, returned or 0
 
-    def oldest_active_order(self) -> OrderRow | None:
-        """The order not yet final that was imported first (failed ones count: they wait)."""
+    def oldest_active_order(self, account: str | None = None) -> OrderRow | None:
+        """The order not yet final that was imported first (failed ones count: they wait), of
+        one account or of all."""
         c = ORDERS.c
         active = [str(s) for s in (*IN_FLIGHT, State.FAILED)]
+        query = sa.select(ORDERS).where(c.state.in_(active))
+        if account is not None:
+            query = query.where(c.account == account)
         with self.engine.connect() as conn:
-            query = sa.select(ORDERS).where(c.state.in_(active)).order_by(c.created_at, c.id).limit(1)
-            row = conn.execute(query).mappings().first()
+            row = conn.execute(query.order_by(c.created_at, c.id).limit(1)).mappings().first()
         return OrderRow.from_mapping(row) if row else None
 
-    def finished_since(self, since: datetime) -> list[tuple[str, datetime]]:
+    def finished_since(self, since: datetime, account: str | None = None) -> list[tuple[str, datetime]]:
         """(state, since when) of the orders that became invoiced or failed after `since`: one
-        range of the (state, state_changed_at) index per state."""
+        range of the (state, state_changed_at) index per state (of one account, or of all)."""
         c = ORDERS.c
+        query = sa.select(c.state, c.state_changed_at).where(
+            c.state.in_([str(State.INVOICED), str(State.FAILED)]), c.state_changed_at >= since
+        )
+        if account is not None:
+            query = query.where(c.account == account)
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(c.state, c.state_changed_at).where(
-                    c.state.in_([str(State.INVOICED), str(State.FAILED)]), c.state_changed_at >= since
-                )
-            ).all()
+            rows = conn.execute(query).all()
         return [(state, changed) for state, changed in rows]
 
     def state_counts(self) -> list[StateCount]:

@@ -41,6 +41,9 @@ from orchestrator.web.api import Api
 from orchestrator.web.auth import API, CONSOLE, OPERATE, PUSH, READ, Authenticator, Caller, TokenBackend
 from orchestrator.web.bounded_http import BACKLOG, Limits, bounded_protocol
 from orchestrator.web.console import Console
+from orchestrator.web.console_accounts import AccountsPages
+from orchestrator.web.console_orders import OrdersPages
+from orchestrator.web.console_repair import RepairPages
 from orchestrator.web.hook import hook_route
 from orchestrator.web.http import Answer, ApiRoute, Endpoint, answers_json, error
 from orchestrator.web.last_resort import LastResort
@@ -131,9 +134,18 @@ def create_app(settings: Settings, store: Store) -> Starlette:
         ),
     ]
     console = Console(settings, store, clients, authenticator, everything)
+    orders = OrdersPages(console)
+    accounts = AccountsPages(console)
+    repair = RepairPages(console)
     pages: list[tuple[str, Page, str, str]] = [
         ("/", console.overview, READ, "GET"),
+        ("/orders", orders.orders, READ, "GET"),
+        ("/orders/bulk", orders.bulk_confirm, OPERATE, "GET"),  # before /orders/{order_id}
+        ("/orders/bulk", orders.bulk, OPERATE, "POST"),
         ("/stuck", console.stuck, READ, "GET"),
+        ("/accounts", accounts.accounts, READ, "GET"),
+        ("/accounts/{name}/pause", accounts.pause, OPERATE, "POST"),
+        ("/accounts/{name}/resume", accounts.resume, OPERATE, "POST"),
         ("/search", console.search, READ, "GET"),
         ("/api/docs", console.docs, READ, "GET"),
         ("/logout", console.logout, READ, "POST"),
@@ -145,6 +157,8 @@ def create_app(settings: Settings, store: Store) -> Starlette:
         ("/orders/{order_id}/invoice", console.invoice, PUSH, "POST"),
         ("/orders/{order_id}/tracking", console.tracking, PUSH, "POST"),
         ("/orders/{order_id}/return", console.return_, PUSH, "POST"),
+        ("/orders/{order_id}/repair", repair.repair_form, PUSH, "GET"),
+        ("/orders/{order_id}/repair", repair.repair, PUSH, "POST"),
     ]
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),

@@ -9,14 +9,17 @@ handlers."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import quote, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -27,6 +30,7 @@ from orchestrator.durations import format_duration
 from orchestrator.engine.clients import AccountClients
 from orchestrator.errors import NoSuchOrder, NotFound, OperationError, OrchestratorError, UsageError
 from orchestrator.log import get_logger
+from orchestrator.money import money
 from orchestrator.ops import invoicing
 from orchestrator.ops.alerts import alerts
 from orchestrator.ops.check import vtex_view
@@ -42,10 +46,12 @@ from orchestrator.ops.operations import (
 )
 from orchestrator.ops.reconcile_first import reconciling_first
 from orchestrator.ops.status import StatusReport, report
+from orchestrator.ops.stuck import diagnose
 from orchestrator.ops.views import event_text
+from orchestrator.store.listing import customer_name
 from orchestrator.store.rows import OrderRow, ref_of
 from orchestrator.store.store import Store
-from orchestrator.timefmt import human
+from orchestrator.timefmt import human, iso
 from orchestrator.web import session
 from orchestrator.web.auth import OPERATE, PUSH, READ, Authenticator, Caller, token_hash
 from orchestrator.web.bodies import read_body
@@ -60,7 +66,12 @@ TEMPLATES = Environment(
 )
 REFRESH_SECONDS = 15
 STATIC_DIR = Path(__file__).parent / "static"
-STATIC = {"console.css": "text/css; charset=utf-8", "docs.js": "text/javascript; charset=utf-8"}
+STATIC = {
+    "console.css": "text/css; charset=utf-8",
+    "console.js": "text/javascript; charset=utf-8",
+    "docs.js": "text/javascript; charset=utf-8",
+}
+FORM_LIMIT = 1024 * 1024  # a ticked page of 1,000 orders, or an order's body being repaired
 TITLES = {400: "Refused", 403: "Not allowed", 404: "Not found", 409: "Refused", 503: "Unavailable"}
 
 
@@ -71,8 +82,19 @@ def order_href(order_id: str, account: str | None = DEFAULT_ACCOUNT, suffix: str
     return f"/orders/{quote(order_id, safe='')}{suffix}{query}"
 
 
+def when(value: datetime | str | None) -> Markup:
+    """A time as the console writes it: UTC, which everyone sharing a deployment reads alike, in a
+    `<time>` element whose tooltip `console.js` sets to the reader's own local time."""
+    if value is None:
+        return Markup("-")
+    at = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
+    return Markup('<time datetime="{}">{}</time>').format(iso(at), human(at))
+
+
 TEMPLATES.globals["order_href"] = order_href
 TEMPLATES.globals["ref_of"] = ref_of
+TEMPLATES.globals["when"] = when
+TEMPLATES.globals["money"] = money
 ACTIONS = ("retry", "cancel")  # what an order's page may offer; the state machine says when
 
 
@@ -96,7 +118,13 @@ class Console:
         self.clients = clients
         self.auth = authenticator
         self.endpoints = endpoints  # the API's, for its page
-        self._log = get_logger(component="console")
+        self.log = get_logger(component="console")
+
+    def currency(self, account: str) -> str:
+        """The account's currency; an order of an account no longer configured shows the
+        deployment's."""
+        configured = self.settings.all_accounts.get(account)
+        return configured.currency if configured else self.settings.currency
 
     async def static(self, request: Request) -> Response:
         """The console's style sheet and script (files, so that the pages' CSP can forbid inline
@@ -163,7 +191,7 @@ class Console:
         after = _local(form.get("next"))
         client = request.client.host if request.client else "-"
         if not session.login_form_ok(request, form.get("csrf")):
-            self._log.warning("console login refused: not from the login form", client=client)
+            self.log.warning("console login refused: not from the login form", client=client)
             problem = "this login form is stale or came from another site; log in from this page"
             return self.login_form(request, 403, problem, after)
         token = (form.get("token") or "").strip()
@@ -172,7 +200,7 @@ class Console:
             problem = (
                 "not a valid token" if caller is None else f"the {caller.role} role cannot use the console"
             )
-            self._log.warning("console login failed", client=client, reason=problem)  # never the token
+            self.log.warning("console login failed", client=client, reason=problem)  # never the token
             return self.login_form(request, 401, problem, after)
         session_id = session.new_session_id()
         now = utcnow()
@@ -188,7 +216,7 @@ class Console:
         return response
 
     async def logout(self, request: Request) -> Response:
-        await _posted(request)
+        await posted(request)
         session_id = request.cookies.get(session.COOKIE, "")
         await run_in_threadpool(self.store.end_session, token_hash(session_id), utcnow())
         response = RedirectResponse("/login", status_code=303)
@@ -197,8 +225,10 @@ class Console:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    async def _report(self, limit: int | None = None) -> StatusReport:
+    async def _report(self, limit: int | None = None, account: str | None = None) -> StatusReport:
         extra: dict[str, Any] = {} if limit is None else {"limit": limit}
+        if account is not None:
+            extra["account"] = account
         work = partial(
             report,
             self.store,
@@ -206,18 +236,29 @@ class Console:
             self.settings.stuck_rules,
             self.settings.grace_period,
             accounts=self.settings.account_graces,
+            names=self.settings.account_names,
             **extra,
         )
         return await run_in_threadpool(work)
 
+    def _account_param(self, request: Request) -> str | None:
+        """`?account=`: one configured account's figures (an unknown name is refused, not shown
+        as an account without orders)."""
+        account = request.query_params.get("account") or None
+        if account is not None and account not in self.settings.all_accounts:
+            raise UsageError(f"account: no account {account!r} is configured")
+        return account
+
     async def overview(self, request: Request) -> Response:
         now = utcnow()
-        data = await self._report(limit=0)
+        account = self._account_param(request)
+        data = await self._report(limit=0, account=account)
         oldest = {state: format_duration(entry["ageSeconds"]) for state, entry in data["oldest"].items()}
-        active = await run_in_threadpool(self.store.oldest_active_order)
+        active = await run_in_threadpool(self.store.oldest_active_order, account)
         chart = hourly_chart(
-            await run_in_threadpool(self.store.finished_since, now - timedelta(hours=72)), now, 72
+            await run_in_threadpool(self.store.finished_since, now - timedelta(hours=72), account), now, 72
         )
+        pauses = {p.account: p for p in await run_in_threadpool(self.store.account_pauses)}
         return self.page(
             request,
             "overview.html",
@@ -235,19 +276,20 @@ class Console:
             alerts=[{"kind": alert.kind, "text": alert.text} for alert in alerts(data, now)],
             chart=chart,
             refresh=REFRESH_SECONDS,
-            generated=human(now),
+            generated=when(now),
+            account=account,
+            accounts=[
+                {"name": name, "paused": pauses.get(a.key)} for name, a in self.settings.all_accounts.items()
+            ],
+            counts_by_account=data.get("countsByAccount") or {},
         )
 
     async def stuck(self, request: Request) -> Response:
         data = await self._report()
-        stuck = [
-            {
-                **entry,
-                "age": format_duration(entry["secondsInState"]),
-                "action": "retry" if "retry" in operator_actions(entry["state"]) else None,
-            }
-            for entry in data["stuck"]
-        ]
+        caller = caller_of(request)
+        stuck = [{**entry, **_fix_link(entry, caller)} for entry in data["stuck"]]
+        for entry in stuck:
+            entry["age"] = format_duration(entry["secondsInState"])
         return self.page(
             request,
             "stuck.html",
@@ -279,9 +321,11 @@ class Console:
         problem = (
             None if rows else f"no order has {key!r} as order id, marketplace order id or invoice number"
         )
-        return self.page(request, "list.html", title=f"Orders matching {key!r}", rows=rows, problem=problem)
+        return self.page(
+            request, "list.html", title=f"Orders matching {key!r}", rows=rows, problem=problem, key=key
+        )
 
-    async def _row(self, request: Request) -> OrderRow:
+    async def row_of(self, request: Request) -> OrderRow:
         """The order the path names (NotFound when none; AmbiguousOrder naming the matches when
         several accounts hold that id)."""
         ref = order_ref(request)
@@ -291,37 +335,52 @@ class Console:
         return row
 
     async def order(self, request: Request) -> Response:
-        row = await self._row(request)
+        return await self._order_page(request, await self.row_of(request))
+
+    async def _order_page(
+        self, request: Request, row: OrderRow, refused: dict[str, Any] | None = None, status: int = 200
+    ) -> Response:
+        """The order's page; `refused`: a form of it that was refused (which form, why, and what
+        was typed), shown open with its values and the problem beside it."""
         caller = caller_of(request)
         events = await run_in_threadpool(self.store.events, row.id)
         timeline = [
             {
                 **e,
-                "at": human(e["at"]),
+                "at": when(e["at"]),
                 "moved": f"{e['from_state']} → {e['to_state']}" if e["from_state"] else (e["to_state"] or ""),
                 "ms": f"{e['duration_ms']:.0f}" if e["duration_ms"] is not None else "",
                 "detail": event_text(e),
             }
             for e in events
         ]
+        now = utcnow()
+        currency = self.currency(row.account)
+        grace = self.settings.account_graces.get(row.account, self.settings.grace_period)
+        diagnosis = diagnose(row, now, self.settings.stuck_rules, grace)
         return self.page(
             request,
             "order.html",
+            status,
+            refused=refused or {},
             title=row.order_id,
             order=row,
-            facts=_facts(row, utcnow()),
+            facts=_facts(row, now, currency),
             events=timeline,
-            actions=operator_actions(row.state),
+            actions=offered(row, diagnosis.fix),
+            diagnosis=diagnosis,
+            may_repair=diagnosis.fix == "repair",
+            currency=currency,
             invoices=invoicing.entries_view(row),
-            invoice_summary=invoicing.summary(row),
+            invoice_summary=invoicing.summary(row, currency),
             value_left=max(row.target_value - invoices.total(row.invoices, invoices.OUTPUT), 0),
             may_operate=caller.may(OPERATE),
             may_push=caller.may(PUSH),
-            message=_banner(request),
+            message=banner(request),
         )
 
     async def vtex(self, request: Request) -> Response:
-        row = await self._row(request)
+        row = await self.row_of(request)
         account = self.settings.account(row.account)
         view = await vtex_view(self.clients.client(account), account, self.store, row.order_id)
         theirs = view.order or {}
@@ -342,7 +401,7 @@ class Console:
     # -- acting ----------------------------------------------------------------------------------
 
     async def confirm(self, request: Request) -> Response:
-        row = await self._row(request)
+        row = await self.row_of(request)
         action = request.path_params["action"]
         if action not in ACTIONS:
             raise NotFound(f"no action {action!r}")
@@ -362,47 +421,52 @@ class Console:
         )
 
     async def retry(self, request: Request) -> Response:
-        await _posted(request)
-        row = await self._row(request)
+        await posted(request)
+        row = await self.row_of(request)
         return await self._act(request, row, retry_change(row.ref, self.settings))
 
     async def cancel(self, request: Request) -> Response:
-        form = await _posted(request)
-        row = await self._row(request)
+        form = await posted(request)
+        row = await self.row_of(request)
         caller = caller_of(request)
         reason = (form.get("reason") or "").strip() or f"canceled by {caller.name}"
         return await self._act(request, row, cancel_change(row.ref, reason))
 
     async def invoice(self, request: Request) -> Response:
-        form = await _posted(request)
-        row = await self._row(request)
+        form = await posted(request)
+        row = await self.row_of(request)
         number, value = (form.get("number") or "").strip(), (form.get("value") or "").strip()
         if not number or not value.isdigit():
-            raise OperationError("give the invoice number and its value in cents")
+            missing = OperationError("number, value: give the invoice number and its value in cents")
+            return await self._form_act(request, form, row, "invoice", missing)
         body = invoice_from_options(row, number, int(value), issued_at=None, url=None, key=None)
-        return await self._act(request, row, invoice_change(row.ref, body))
+        return await self._form_act(request, form, row, "invoice", invoice_change(row.ref, body))
 
     async def tracking(self, request: Request) -> Response:
-        form = await _posted(request)
-        row = await self._row(request)
+        form = await posted(request)
+        row = await self.row_of(request)
         tracking = {
             "trackingNumber": (form.get("trackingNumber") or "").strip(),
             "courier": form.get("courier") or None,
         }
         problems = tracking_problems(tracking)
         if problems:
-            raise OperationError("; ".join(f"{field}: {message}" for field, message in problems))
+            said = OperationError("; ".join(f"{field}: {message}" for field, message in problems))
+            return await self._form_act(request, form, row, "tracking", said)
         number = (form.get("invoiceNumber") or "").strip() or None
-        return await self._act(request, row, tracking_change(row.ref, tracking, number))
+        return await self._form_act(
+            request, form, row, "tracking", tracking_change(row.ref, tracking, number)
+        )
 
     async def return_(self, request: Request) -> Response:
-        form = await _posted(request)
-        row = await self._row(request)
+        form = await posted(request)
+        row = await self.row_of(request)
         number, value = (form.get("number") or "").strip(), (form.get("value") or "").strip()
         if not number or not value.isdigit():
-            raise OperationError("give the return invoice's number and its value in cents")
+            missing = OperationError("number, value: give the return invoice's number and its value in cents")
+            return await self._form_act(request, form, row, "return", missing)
         body = return_from_options(row, number, int(value), issued_at=None)
-        return await self._act(request, row, return_change(row.ref, body))
+        return await self._form_act(request, form, row, "return", return_change(row.ref, body))
 
     async def _act(self, request: Request, row: OrderRow, change: Any) -> Response:
         outcome = await reconciling_first(
@@ -410,14 +474,30 @@ class Console:
         )
         return _back(request, row, outcome.message)
 
+    async def _form_act(
+        self, request: Request, form: QueryParams, row: OrderRow, name: str, change: Any
+    ) -> Response:
+        """A form of the order's page: done, or refused and shown again as typed with the reason
+        (which names the field: `invoiceValue`, `items`, a tracking field, ...)."""
+        try:
+            if isinstance(change, OrchestratorError):
+                raise change
+            return await self._act(request, row, change)
+        except (OperationError, UsageError) as exc:
+            if isinstance(exc, NoSuchOrder) or exc.serve_status not in (400, 409, 422):
+                raise
+            refused = {"form": name, "problem": str(exc), "typed": dict(form.items())}
+            return await self._order_page(request, row, refused, exc.serve_status)
 
-async def _form(request: Request) -> dict[str, str]:
-    """A urlencoded form, bounded (these forms are a few fields)."""
-    raw = await read_body(request, 64 * 1024)
-    return {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+
+async def _form(request: Request) -> QueryParams:
+    """A urlencoded form, bounded (a few fields, or the orders ticked on one page of the list;
+    a repaired order's body)."""
+    raw = await read_body(request, FORM_LIMIT)
+    return QueryParams(raw.decode("utf-8", "replace"))
 
 
-async def _posted(request: Request) -> dict[str, str]:
+async def posted(request: Request) -> QueryParams:
     """The posted form, if it carries this session's CSRF token (FormRefused if not)."""
     form = await _form(request)
     if not session.csrf_ok(request.cookies.get(session.COOKIE, ""), form.get("csrf")):
@@ -444,14 +524,18 @@ def _local(target: str | None) -> str:
 
 
 def _back(request: Request, row: OrderRow, message: str) -> Response:
-    """Back to the order's page, with `message` in its banner, signed for this session."""
-    href = order_href(row.order_id, row.account)
+    """Back to the order's page, with `message` in its banner."""
+    return signed_redirect(request, order_href(row.order_id, row.account), message)
+
+
+def signed_redirect(request: Request, href: str, message: str) -> Response:
+    """To `href` after an action, with `message` for its banner, signed for this session."""
     joiner = "&" if "?" in href else "?"
     signature = session.sign(request.cookies.get(session.COOKIE, ""), message)
     return RedirectResponse(f"{href}{joiner}done={quote(message)}&sig={signature}", status_code=303)
 
 
-def _banner(request: Request) -> str | None:
+def banner(request: Request) -> str | None:
     """The success message to show: only one this server signed for this session (`?done=`
     alone, from a link someone else made, shows nothing)."""
     message = request.query_params.get("done")
@@ -462,19 +546,43 @@ def _banner(request: Request) -> str | None:
     return message
 
 
-def _facts(row: OrderRow, now: datetime) -> list[tuple[str, Any]]:
-    customer = (row.place_body.get("clientProfileData") or {}) if row.place_body else {}
-    name = " ".join(str(customer.get(k) or "") for k in ("firstName", "lastName")).strip()
+def _fix_link(entry: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+    """The stuck list's button: the action the diagnosis names, where this user may take it."""
+    fix, order_id, account = entry.get("fix"), entry["orderId"], entry.get("account")
+    links = {
+        "retry": (OPERATE, "Retry…", order_href(order_id, account, "/confirm/retry")),
+        "cancel": (OPERATE, "Cancel…", order_href(order_id, account, "/confirm/cancel")),
+        "repair": (PUSH, "Repair…", order_href(order_id, account, "/repair")),
+        "invoice": (PUSH, "Attach invoice…", order_href(order_id, account) + "#invoice"),
+        "resume": (OPERATE, "Resume account…", "/accounts"),
+    }
+    if fix not in links or not caller.may(links[fix][0]):
+        return {"action": None}
+    _, label, href = links[fix]
+    return {"action": fix, "action_label": label, "action_href": href}
+
+
+def offered(row: OrderRow, fix: str | None) -> list[str]:
+    """The buttons of an order's page: what its state allows, less a retry that would fail the
+    same way (the diagnosis names another fix: a repair, a cancel)."""
+    actions = operator_actions(row.state)
+    if fix in ("repair", "cancel") and "retry" in actions:
+        actions = [a for a in actions if a != "retry"]
+    return actions
+
+
+def _facts(row: OrderRow, now: datetime, currency: str) -> list[tuple[str, Any]]:
+    name = customer_name(row.place_body)
+    since = Markup("{} since {} ({} ago)").format(
+        row.state, when(row.state_changed_at), format_duration(now - row.state_changed_at)
+    )
     return [
+        ("account", row.account),
         ("affiliate / marketplace id", f"{row.affiliate_id} / {row.marketplace_order_id}"),
         ("customer", name or "-"),
-        (
-            "state",
-            f"{row.state} since {human(row.state_changed_at)} "
-            f"({format_duration(now - row.state_changed_at)} ago)",
-        ),
-        ("value", f"{row.target_value} cents"),
-        ("invoices", invoicing.summary(row)),
+        ("state", since),
+        ("value", money(row.target_value, currency)),
+        ("invoices", invoicing.summary(row, currency)),
         ("tracking", row.tracking_number or "-"),
         ("last VTEX status", row.vtex_status or "-"),
         ("attempts", row.attempts),
