@@ -14,7 +14,7 @@ from orchestrator.config.account_tables import AccountSettings
 from orchestrator.config.settings import Settings
 from orchestrator.engine.daemon import Daemon
 from orchestrator.log import get_logger
-from orchestrator.ops.pause import active_pause, lift, probe_credentials
+from orchestrator.ops.pause import active_pause, is_operator_pause, lift, probe_credentials
 from orchestrator.store.patience import patiently
 from orchestrator.store.store import Store
 from orchestrator.vtex.client import CallObserver
@@ -60,6 +60,13 @@ async def _lift_a_stale_pause(settings: Settings, account: AccountSettings, stor
     one is stored, one harmless read tells whether VTEX accepts the credentials now."""
     pause = patiently(lambda: active_pause(account, store), what="reading the account's pause", log=log)
     if pause is None:
+        return
+    if is_operator_pause(pause):
+        log.warning(
+            "the account stays paused until an operator resumes it",
+            account=pause.account,
+            reason=pause.reason,
+        )
         return
     probe = await probe_credentials(settings, account)
     if probe.accepted:

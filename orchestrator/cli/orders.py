@@ -254,6 +254,7 @@ def status(
         older_than=older,
         limit=limit,
         accounts=settings.account_graces,
+        names=settings.account_names,
         account=account,
     )
     if as_json:

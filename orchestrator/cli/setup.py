@@ -110,7 +110,7 @@ def resume(
 ) -> None:
     """Lift the account pause once VTEX accepts the credentials again (checked with one harmless read)."""
     from orchestrator.clock import utcnow
-    from orchestrator.ops.pause import how_daemons_resume, lift, probe_credentials
+    from orchestrator.ops.pause import how_daemons_resume, is_operator_pause, lift, probe_credentials
 
     settings = ctx.obj.logging_settings()
     store = store_for(settings)
@@ -122,7 +122,9 @@ def resume(
     refused = False
     for name, configured in chosen.items():
         key = configured.key
-        if not force:
+        held = store.account_pause(key)
+        by_operator = held is not None and is_operator_pause(held)
+        if not force and not by_operator:  # an operator's pause was never about the credentials
             probe = asyncio.run(probe_credentials(settings, configured))
             if not probe.accepted:
                 message = probe.said(again=True)
@@ -131,18 +133,18 @@ def resume(
                 if not as_json:
                     err_line(f"{message}; the pause stays", "not resumed")
                 continue
-        lifted = lift(configured, store)
+        lifted = lift(configured, store, operator=True)
         waited = [p.resource for p in store.permission_pauses(key)]
         if waited:
             # The operator granted them: the calls that waited go now (a 403 pauses them again).
             store.clear_permission_pauses(key)
             store.wake_paused(configured.name, utcnow())
-            report.note(f"VTEX account {key}: calls needing {', '.join(map(repr, waited))} go again")
+            report.note(f"account {name}: calls needing {', '.join(map(repr, waited))} go again")
         if lifted is None and not waited:
-            report.note(f"VTEX account {key} was not paused")
+            report.note(f"account {name} was not paused")
         elif lifted is not None:
             report.note(
-                f"VTEX account {key}: pause lifted ({lifted.reason}); "
+                f"account {name}: pause lifted ({lifted.reason}); "
                 + how_daemons_resume(configured.credentials)
             )
         outcomes.append(
@@ -164,6 +166,36 @@ def resume(
     report.done(accounts=outcomes)
     if refused:
         raise typer.Exit(exits.PAUSED)
+
+
+@app.command()
+def pause(
+    ctx: typer.Context,
+    account: Annotated[str, typer.Option("--account", help="The configured account to pause.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why, for the others (status, the console).")] = "",
+    as_json: Annotated[bool, json_option()] = False,
+) -> None:
+    """Pause all work of one account, in every daemon, until `orchestrator resume --account NAME`
+    (a step in flight ends as it would; nothing new is sent to VTEX)."""
+    import getpass
+
+    from orchestrator.ops.pause import active_pause, is_operator_pause, pause_account
+
+    settings = ctx.obj.logging_settings()
+    configured = settings.account(account)  # an unknown name is refused, naming the configured ones
+    store = store_for(settings)
+    report = Report(as_json)
+    held = active_pause(configured, store)
+    if held is not None and is_operator_pause(held):
+        report.done(account=account, paused=False, reason=held.reason)
+        err_line(f"account {account} is already paused ({held.reason})", "nothing to do")
+        raise typer.Exit(exits.NOTHING_TO_DO)
+    made = pause_account(configured, store, f"cli:{getpass.getuser()}", reason)
+    report.note(
+        f"account {account} paused ({made.reason}); running daemons stop sending within seconds; "
+        f"`orchestrator resume --account {account}` lifts it"
+    )
+    report.done(account=account, paused=True, reason=made.reason)
 
 
 @app.command()

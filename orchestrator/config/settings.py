@@ -268,6 +268,15 @@ class Settings(BaseSettings):
         return self._resolved
 
     @property
+    def account_names(self) -> dict[str, str]:
+        """Each account's name by the key its pauses and budget are stored under (`AccountSettings.key`)."""
+        names = {}
+        for name, account in self.all_accounts.items():
+            if account.vtex_account or account.vtex_base_url:  # else it has no key yet (unset)
+                names[account.key] = name
+        return names
+
+    @property
     def account_graces(self) -> dict[str, timedelta]:
         """Each account's grace period by name, for the status report."""
         return {name: a.grace_period for name, a in self.all_accounts.items()}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from orchestrator.clock import utcnow
 from orchestrator.config.account_tables import AccountSettings, CredentialSource
@@ -22,6 +23,12 @@ from orchestrator.vtex.errors import AuthError, MissingPermission, VtexError
 from orchestrator.vtex.pauses import AccountPause
 
 PROBE_ORDER = "orchestrator-check-0"  # an order id VTEX never has: its Get is harmless
+# An operator's pause is the same stored pause as VTEX's (so every daemon honours it within
+# seconds, as it does a credentials pause), marked by its reason and held until someone resumes
+# it: neither a daemon's start nor `check` lifts it when VTEX accepts the credentials, since the
+# credentials were never why it was paused.
+OPERATOR_PAUSE = "paused by "
+UNTIL_RESUMED = timedelta(days=3650)
 
 
 class AccountPaused(OperationError):
@@ -30,6 +37,12 @@ class AccountPaused(OperationError):
     exit_code = 7
 
     def __init__(self, pause: AccountPause) -> None:
+        if is_operator_pause(pause):
+            super().__init__(
+                f"the account is paused ({pause.reason}); nothing was sent. `orchestrator resume "
+                "--account NAME` lifts the pause"
+            )
+            return
         left = format_duration(pause.until - utcnow())
         super().__init__(
             f"VTEX account {pause.account} is paused for {left} more ({pause.reason}); nothing was sent. "
@@ -103,9 +116,26 @@ async def probe_credentials(settings: Settings, account: AccountSettings) -> Pro
     return Probe(account.base_url, True, call.http_status)
 
 
-def lift(account: AccountSettings, store: Store) -> AccountPause | None:
-    """Clear the account's pause; returns the pause that was lifted, if there was one."""
+def is_operator_pause(pause: AccountPause) -> bool:
+    return pause.reason.startswith(OPERATOR_PAUSE)
+
+
+def pause_account(account: AccountSettings, store: Store, actor: str, reason: str) -> AccountPause:
+    """Stop every daemon's work for the account until someone resumes it (calls in flight end
+    as they would; nothing new is sent)."""
+    now = utcnow()
+    why = reason.strip() or "no reason given"
+    pause = AccountPause(account.key, now + UNTIL_RESUMED, f"{OPERATOR_PAUSE}{actor}: {why}"[:300], now)
+    store.save_account_pause(account.key, pause, now)
+    return pause
+
+
+def lift(account: AccountSettings, store: Store, *, operator: bool = False) -> AccountPause | None:
+    """Clear the account's pause; returns the pause that was lifted, if there was one. An
+    operator's pause is lifted only when `operator` says a person asked (`resume`)."""
     pause = store.account_pause(account.key)
+    if pause is not None and is_operator_pause(pause) and not operator:
+        return None
     if pause is not None:
         now = utcnow()
         store.save_account_pause(account.key, None, now)

@@ -173,11 +173,19 @@ def report(
     limit: int = 100,
     accounts: Mapping[str, timedelta] | None = None,
     account: str | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> StatusReport:
     """The report. `accounts`: each configured account's grace period (default: one account with
     `grace_period`). With several it adds `countsByAccount` and each stuck order's account;
-    `account` narrows the stuck list and the per-account counts to one."""
+    `account` narrows the stuck list and the per-account counts to one. `names`: each account's
+    name by the key its pauses and budget are kept under (`AccountSettings.key`, a VTEX account
+    or, for the sandbox, a URL), so the report names accounts as the configuration does."""
     graces = accounts or {DEFAULT_ACCOUNT: grace_period}
+    known = names or {}
+
+    def name(key: str) -> str:
+        return known.get(key, key)
+
     counts = {c.state: c for c in store.state_counts()}
     ordered = [str(s) for s in ORDERED_STATES] + sorted(set(counts) - {str(s) for s in ORDERED_STATES})
     oldest: dict[str, Oldest] = {}
@@ -204,7 +212,7 @@ def report(
             "oldest": oldest,
             "accounts": [
                 {
-                    "account": p.account,
+                    "account": name(p.account),
                     "pausedUntil": iso(p.until),
                     "pausedSince": iso(p.since),
                     "reason": p.reason,
@@ -214,7 +222,7 @@ def report(
             ],
             "missingPermissions": [
                 {
-                    "account": p.account,
+                    "account": name(p.account),
                     "resource": p.resource,
                     "calls": operations_needing(p.resource),
                     "refusedCall": p.operation,
@@ -239,7 +247,7 @@ def report(
                 }
                 for f in store.feeds()
             ],
-            "throttled": throttled_accounts(store),
+            "throttled": [{**t, "account": name(t["account"])} for t in throttled_accounts(store)],
             "daemons": [
                 {
                     "worker": d.worker,

@@ -330,6 +330,7 @@ class Api:
             self.settings.stuck_rules,
             self.settings.grace_period,
             accounts=self.settings.account_graces,
+            names=self.settings.account_names,
             account=self._account(request),
         )
         return JSONResponse(await run_in_threadpool(work))
