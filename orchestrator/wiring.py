@@ -192,6 +192,7 @@ def _feed_reader(
         # 30 s), and never shorter than three reads.
         lease=max(timedelta(seconds=6), min(settings.lease, timedelta(seconds=30))),
         step_lease=settings.lease,
+        paused=lane.is_paused,
     )
 
 

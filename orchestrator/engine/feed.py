@@ -126,6 +126,9 @@ class FeedReader:
     gap: bool = False  # events may have been lost before this daemon led: look at every order
     was_configured: bool = False  # a configuration had been set before (so a missing one is a gap)
     trouble_since: datetime | None = None  # the feed has failed since then
+    # The account is paused (an operator's pause, rejected credentials): the feed is not read
+    # either. VTEX keeps the events queued, and the reads take them up after the pause.
+    paused: Callable[[datetime], bool] = lambda _now: False
     _pruned_at: datetime | None = field(default=None, repr=False)
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -146,6 +149,8 @@ class FeedReader:
     async def once(self) -> float:
         """One round; the seconds until the next."""
         now = self.clock()
+        if self.paused(now):
+            return self.interval
         try:
             if self.checked_at is None:
                 await self._recall(now)
