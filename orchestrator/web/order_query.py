@@ -67,12 +67,13 @@ def read_query(
 
 
 def filter_items(params: Mapping[str, Any] | QueryParams) -> list[tuple[str, str]]:
-    """The filters and sort of `params` (not the page), as (name, value) pairs: for the next page's
-    link, the CSV link and the bulk actions, which must act on the very filter shown."""
+    """The filters, sort and page size of `params` (not the page's cursor), as (name, value)
+    pairs: for the next page's link, the CSV link and the bulk actions, which must act on the very
+    filter shown."""
     items: list[tuple[str, str]] = []
     multi = params.multi_items() if isinstance(params, QueryParams) else list(params.items())
     for name, value in multi:
-        if (name in FILTER_PARAMS or name in FLAGS or name == "sort") and value:
+        if (name in FILTER_PARAMS or name in FLAGS or name in ("sort", "limit")) and value:
             items.append((name, str(value)))
     return items
 

@@ -6,8 +6,6 @@ token. Each page is photographed (to ORCHESTRATOR_SCREENSHOTS if set: the README
 from __future__ import annotations
 
 import http.server
-import os
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -15,40 +13,19 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.api_server import Served, api_served
+from tests.browser import browser, shots_dir
 from tests.daemon_runs import run_until
 from tests.factories import import_record
 
 served = api_served  # the fixture, under the name these tests use
-
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-if not (CHROMIUM and DRIVER):
-    if os.environ.get("ORCHESTRATOR_TEST_BROWSER") == "required":
-        raise RuntimeError(
-            "Chromium and ChromeDriver are required (apt-get install chromium chromium-driver)"
-        )
-    pytest.skip("no Chromium here (CI installs it: .ci/run)", allow_module_level=True)
-
-from selenium import webdriver  # noqa: E402  (only where a browser exists)
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+__all__ = ["browser"]  # a fixture these tests use
 
 pytestmark = pytest.mark.sqlite_only  # what a browser does with the pages
-
-
-@pytest.fixture
-def browser() -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM or ""
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP and framing refusals
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=DRIVER))
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def test_an_operator_finds_and_retries_a_failed_order(
@@ -56,8 +33,7 @@ def test_an_operator_finds_and_retries_a_failed_order(
 ) -> None:
     """In a real browser: the login, the overview's counts, the stuck list, search, an order whose customer
     name is a script (shown as text), and a retry behind its confirmation."""
-    shots = Path(os.environ.get("ORCHESTRATOR_SCREENSHOTS") or tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = shots_dir(tmp_path)
     hostile = import_record(1, with_invoice=False)
     hostile["order"]["clientProfileData"]["firstName"] = "<script>document.title='owned'</script>"
     hostile["order"]["marketplacePaymentValue"] = 999  # VTEX refuses it (FMT007): it fails
@@ -78,7 +54,7 @@ def test_an_operator_finds_and_retries_a_failed_order(
     assert browser.current_url.endswith("/login?next=%2Fstuck")
     browser.save_screenshot(str(shots / "login.png"))
     browser.find_element(By.NAME, "token").send_keys(served.tokens["operator"])
-    browser.find_element(By.TAG_NAME, "form").submit()
+    browser.find_element(By.CSS_SELECTOR, "main form").submit()
     WebDriverWait(browser, 10).until(lambda d: d.find_element(By.TAG_NAME, "h1").text != "Log in")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Stuck orders: 1"
     browser.get(f"{served.url}/")
@@ -93,7 +69,7 @@ def test_an_operator_finds_and_retries_a_failed_order(
     assert "ABC-100001" in browser.page_source
     browser.save_screenshot(str(shots / "stuck.png"))
 
-    search = browser.find_element(By.NAME, "q")
+    search = browser.find_element(By.ID, "q")
     search.send_keys("100001")
     search.submit()
     WebDriverWait(browser, 10).until(lambda d: d.current_url.endswith("/orders/ABC-100001"))
@@ -108,7 +84,7 @@ def test_an_operator_finds_and_retries_a_failed_order(
     assert status == 403  # no CSRF token: refused, nothing done
     assert served.store.find("ABC-100001").state == "failed"  # type: ignore[union-attr]
 
-    browser.find_element(By.CSS_SELECTOR, "a[href$='/confirm/retry'] button").click()
+    browser.get(f"{served.url}/orders/ABC-100001/confirm/retry")  # not offered on the page (a repair is)
     confirm = WebDriverWait(browser, 10).until(
         lambda d: d.find_elements(By.XPATH, "//button[starts-with(., 'Yes, retry')]")
     )
@@ -150,7 +126,7 @@ def test_another_site_cannot_frame_the_console(served: Served, browser: webdrive
     assert served.call("POST", "/api/orders", "intake", json=import_record(1)).status_code == 201
     browser.get(f"{served.url}/login")
     browser.find_element(By.NAME, "token").send_keys(served.tokens["operator"])
-    browser.find_element(By.TAG_NAME, "form").submit()
+    browser.find_element(By.CSS_SELECTOR, "main form").submit()
     WebDriverWait(browser, 10).until(lambda d: d.find_element(By.TAG_NAME, "h1").text == "Overview")
     target = f"{served.url}/orders/ABC-100001/confirm/cancel"
     framing = f'<html><body><iframe id="f" src="{target}"></iframe></body></html>'

@@ -52,7 +52,7 @@ def test_login_overview_search_retry_csrf_and_escaping(served: Served) -> None:
     overview = viewer.get("/").text
     counts = dict(re.findall(r'data-state="([a-z-]+)">(\d+)<', overview))
     assert counts["failed"] == "1" and sum(int(n) for n in counts.values()) == 2
-    assert 'http-equiv="refresh"' in overview and "Invoiced and failed per hour" in overview
+    assert 'id="auto-refresh"' in overview and "Invoiced and failed per hour" in overview
 
     found = viewer.get("/search", params={"q": "100001"})
     assert found.status_code == 303 and found.headers["location"] == "/orders/ABC-100001"
