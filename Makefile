@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test fast install lint
+.PHONY: demo test fast install lint docs
 
 $(BIN)/orchestrator: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,11 +22,15 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Everything CI runs: lint, types, and the whole suite (unit, integration, acceptance), with the
+# The documentation site (docs/ into site/); --strict: a broken link or anchor fails the build.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# Everything CI runs: lint, types, the documentation site, and the whole suite (unit, integration, acceptance), with the
 # slowest tests listed. Most tests wait on sockets, processes and timers, so six workers share
 # two cores well; the few that compare timings measured within themselves (marked `alone`) run
 # afterwards, one at a time, so that no other test's load skews them.
-test: lint
+test: lint docs
 	$(BIN)/pytest -n 6 -m "not alone" --durations=20
 	$(BIN)/pytest -m alone --durations=5
 

@@ -212,7 +212,7 @@ def status(
         str | None, typer.Option(help="Only this configured account's counts and stuck orders.")
     ] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print the report as JSON (shape in the README).")
+        bool, typer.Option("--json", help="Print the report as JSON (shape in docs/commands.md).")
     ] = False,
     fail_on_stuck: Annotated[
         bool, typer.Option("--fail-on-stuck", help="Exit 5 when any order is stuck (for cron and CI).")

@@ -174,4 +174,4 @@ class Report:
 def json_option() -> Any:
     import typer
 
-    return typer.Option("--json", help="Print the outcome as one JSON object (see the README).")
+    return typer.Option("--json", help="Print the outcome as one JSON object (see docs/commands.md).")

@@ -116,7 +116,7 @@ class StepperConfig:
     # outcome), so no call outlives the lease. None: no deadline (tests that step by hand).
     lease: timedelta | None = None
     # What comes next (the state table) and the VTEX call each of its writes makes: the product's,
-    # or a table with a step added (README, "Adding a VTEX step").
+    # or a table with a step added (docs/architecture.md, "Adding a VTEX step").
     table: Table = TABLE
     perform: Mapping[str, Perform] = field(default_factory=lambda: PERFORM)
 
@@ -963,7 +963,7 @@ def _tracking(client: VtexClient, row: OrderRow) -> Awaitable[Call]:
 
 
 # The VTEX call each write of the state table makes, from the order's row. A new write is a row
-# here, beside its `Step` in `states` (README, "Adding a VTEX step").
+# here, beside its `Step` in `states` (docs/architecture.md, "Adding a VTEX step").
 PERFORM: dict[str, Perform] = {
     Action.PLACE: lambda client, row: client.place_order(row.affiliate_id, row.place_body, row.sales_channel),
     Action.AUTHORIZE: lambda client, row: client.authorize_dispatch(

@@ -1,7 +1,7 @@
 """The status report: counts per state with the age of the oldest order in each, paused accounts,
 and the stuck orders, each with its facts, a reason in plain words and a suggested command.
 
-This is the shape of `status --json`, documented in the README; keys are only ever added.
+This is the shape of `status --json`, documented in docs/commands.md; keys are only ever added.
 """
 
 from __future__ import annotations

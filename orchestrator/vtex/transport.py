@@ -3,7 +3,7 @@
 httpx stays the client's vocabulary (requests, responses, timeouts, errors); only the layer that
 holds connections and speaks HTTP/1.1 is aiohttp's. httpx's own pool (httpcore) scans every pooled
 connection on each request and response, so at 64 concurrent calls it spent most of the daemon's
-CPU. `python -m bench transports` measured the choices (README, Performance): aiohttp costs within
+CPU. `python -m bench transports` measured the choices (docs/performance.md): aiohttp costs within
 a few percent of the hand-written transport this replaced, and is maintained by others.
 
 One thing httpx-aiohttp gets wrong for us, corrected here: it raises `httpx.ConnectTimeout` for

@@ -247,7 +247,7 @@ def test_counts_and_oldest_per_state(store: Store) -> None:
 
 def test_status_queries_read_indexes_not_the_table(store: Store, backend: str) -> None:
     """Every statement `status --stuck` runs is an index read: no full scan of orders, whatever the
-    number of orders (a million orders answer in tens of milliseconds; see the README)."""
+    number of orders (a million orders answer in tens of milliseconds; see docs/performance.md)."""
     import_lines(lines_of(3), store, T0)
     statements: list[tuple[str, Any]] = []
 

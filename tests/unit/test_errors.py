@@ -1,5 +1,5 @@
 """One root for the product's errors: each kind carries the exit code and HTTP status its
-surfaces use, and the codes are the ones the README documents."""
+surfaces use, and the codes are the ones docs/commands.md documents."""
 
 from __future__ import annotations
 

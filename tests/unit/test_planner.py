@@ -176,9 +176,9 @@ def test_final_and_failed_orders_have_nothing_due() -> None:
 def test_the_readme_the_planner_and_the_table_agree_on_when_the_invoice_goes_out(
     timing: InvoiceTiming,
 ) -> None:
-    """One answer to "when may the invoice go out": the states the README lists for the timing, the
-    states in which the planner sends a waiting invoice, and the table's `SEND_INVOICE`."""
-    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    """One answer to "when may the invoice go out": the states the configuration page lists for the
+    timing, the states in which the planner sends a waiting invoice, and the table's `SEND_INVOICE`."""
+    readme = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
     [line] = [ln for ln in readme.splitlines() if ln.startswith("| `ORCHESTRATOR_INVOICE_TIMING`")]
     said = re.search(rf"`{timing}` [^(]*\(([^)]*)\)", line)
     assert said is not None, line
