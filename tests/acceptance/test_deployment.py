@@ -4,6 +4,7 @@ agreeing with the code."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
@@ -73,6 +74,18 @@ def test_alerts_and_dashboard_use_only_metrics_the_daemon_exports() -> None:
         used = set(re.findall(r"\b(orchestrator_[a-z_]+)", path.read_text()))
         assert used, path
         assert used <= exported, (path.name, sorted(used - exported))
+
+
+def test_the_dashboard_charts_one_account_or_all() -> None:
+    """With several accounts every per-account series carries the account's name: the dashboard
+    has an `account` variable, and each metric it charts that has the label is filtered by it."""
+    dashboard = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
+    assert "account" in [v["name"] for v in dashboard["templating"]["list"]]
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    labelled = {"orchestrator_orders", "orchestrator_transitions_total", "orchestrator_account_paused"}
+    for name in labelled:
+        uses = [e for e in exprs if re.search(rf"\b{name}\b", e)]
+        assert uses and all(f'{name}{{account=~"$account"}}' in e for e in uses), (name, uses)
 
 
 def test_the_container_and_the_unit_run_the_daemon_as_expected() -> None:
