@@ -36,16 +36,16 @@ class AccountPaused(OperationError):
 
     exit_code = 7
 
-    def __init__(self, pause: AccountPause) -> None:
+    def __init__(self, pause: AccountPause, name: str) -> None:
         if is_operator_pause(pause):
             super().__init__(
-                f"the account is paused ({pause.reason}); nothing was sent. `orchestrator resume "
-                "--account NAME` lifts the pause"
+                f"account {name} is paused ({pause.reason}); nothing was sent. `orchestrator resume "
+                f"--account {name}` lifts the pause"
             )
             return
         left = format_duration(pause.until - utcnow())
         super().__init__(
-            f"VTEX account {pause.account} is paused for {left} more ({pause.reason}); nothing was sent. "
+            f"account {name} is paused for {left} more ({pause.reason}); nothing was sent. "
             "Once the cause is fixed, `orchestrator resume` checks the credentials and lifts the pause"
         )
 
@@ -58,7 +58,7 @@ def active_pause(account: AccountSettings, store: Store) -> AccountPause | None:
 def ensure_not_paused(account: AccountSettings, store: Store) -> None:
     pause = active_pause(account, store)
     if pause is not None:
-        raise AccountPaused(pause)
+        raise AccountPaused(pause, account.name)
 
 
 def ensure_orders_not_paused(settings: Settings, store: Store, refs: Iterable[str]) -> None:
