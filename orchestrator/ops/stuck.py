@@ -126,7 +126,8 @@ def diagnose(row: OrderRow, now: datetime, rules: StuckRules, grace_period: time
     if row.wait_code == Waiting.CREDENTIALS:
         return Diagnosis(
             row.wait_reason or "the account is paused: VTEX rejected the credentials",
-            "fix the account's app key or token (docs/day-two.md, Rotate credentials), then `orchestrator resume`",
+            "fix the account's app key or token (docs/day-two.md, Rotate credentials), then "
+            "`orchestrator resume`",
             "resume",
         )
     if row.wait_code == Waiting.ENDPOINT:
