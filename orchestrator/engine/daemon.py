@@ -209,7 +209,6 @@ class Daemon:
         }
         with signals_handled(loop, handlers if install_signals else {}):
             self._supervise(self.writer.start(), "group-commit writer")
-            await self._adopt_stored_pauses()
             self._pump_task = asyncio.create_task(self._pump(), name="claim-pump")
             self._supervise(self._pump_task, "claim pump")
             for reader in self.feeds:
@@ -389,15 +388,12 @@ class Daemon:
         else:
             self.request_stop("no order can progress without outside input")
 
-    async def _adopt_stored_pauses(self) -> None:
-        """The pauses stored before this daemon started (an operator's, another daemon's), known
-        before anything is sent: the feed readers' first round would otherwise go out before the
-        pump's first refresh. A database that fails here is the pump's to report."""
-        try:
-            await self._refresh_accounts(self.clock(), force=True)
-        except Exception as exc:
-            if not is_database_error(exc):
-                raise
+    @property
+    def pauses_known(self) -> bool:
+        """Whether the stored account pauses have been read once: until then the feed readers
+        wait, or their first round would go out under a pause recorded before this daemon
+        started (an operator's, another daemon's)."""
+        return self._account_read_at is not None
 
     async def _refresh_accounts(self, now: datetime, *, force: bool = False) -> None:
         """Adopt the pauses other daemons recorded (or lifted): one read for every account."""
