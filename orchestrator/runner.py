@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import httpx
@@ -42,8 +43,15 @@ async def run_daemon(
         get_logger(worker=daemon.config.worker_id).info(
             "metrics served", url=f"{daemon.metrics_url}/metrics", health=f"{daemon.metrics_url}/healthz"
         )
+    log = get_logger(worker=daemon.config.worker_id)
     for account in settings.all_accounts.values():
-        await _lift_a_stale_pause(settings, account, store, get_logger(worker=daemon.config.worker_id))
+        await _lift_a_stale_pause(settings, account, store, log)
+    for lane in daemon.lanes.values():
+        # The pauses still stored (an operator's, one VTEX caused that a probe did not lift),
+        # known before the first claim and the feed readers' first round: the daemon's own
+        # refresh of them comes only with its first claim round.
+        read = partial(store.account_pause, lane.guard.account)
+        lane.guard.adopt(patiently(read, what="reading the account's pause", log=log))
     if on_ready is not None:
         on_ready(daemon)
     try:

@@ -193,7 +193,6 @@ def _feed_reader(
         lease=max(timedelta(seconds=6), min(settings.lease, timedelta(seconds=30))),
         step_lease=settings.lease,
         paused=lane.is_paused,
-        pauses_known=lambda: daemon.pauses_known,
     )
 
 

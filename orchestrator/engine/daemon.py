@@ -388,13 +388,6 @@ class Daemon:
         else:
             self.request_stop("no order can progress without outside input")
 
-    @property
-    def pauses_known(self) -> bool:
-        """Whether the stored account pauses have been read once: until then the feed readers
-        wait, or their first round would go out under a pause recorded before this daemon
-        started (an operator's, another daemon's)."""
-        return self._account_read_at is not None
-
     async def _refresh_accounts(self, now: datetime, *, force: bool = False) -> None:
         """Adopt the pauses other daemons recorded (or lifted): one read for every account."""
         fresh = self._account_read_at is not None and now - self._account_read_at < ACCOUNT_REFRESH

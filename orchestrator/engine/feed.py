@@ -129,7 +129,6 @@ class FeedReader:
     # The account is paused (an operator's pause, rejected credentials): the feed is not read
     # either. VTEX keeps the events queued, and the reads take them up after the pause.
     paused: Callable[[datetime], bool] = lambda _now: False
-    pauses_known: Callable[[], bool] = lambda: True  # the daemon has read the stored pauses
     _pruned_at: datetime | None = field(default=None, repr=False)
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -150,8 +149,6 @@ class FeedReader:
     async def once(self) -> float:
         """One round; the seconds until the next."""
         now = self.clock()
-        if not self.pauses_known():
-            return 0.05  # the daemon's first claim round reads them at once
         if self.paused(now):
             return self.interval
         try:
