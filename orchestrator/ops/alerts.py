@@ -11,6 +11,7 @@ from typing import Literal
 from orchestrator.durations import format_duration
 from orchestrator.ops.status import FeedSeen, MissingResource, StatusReport, Throttle
 from orchestrator.timefmt import human
+from orchestrator.vtex.pauses import OPERATOR_PAUSE
 
 Kind = Literal["ok", "warn", "alert"]
 
@@ -45,6 +46,16 @@ def alerts(report: StatusReport, now: datetime) -> list[Alert]:
         )
     for paused in report["accounts"]:
         until = datetime.fromisoformat(paused["pausedUntil"])
+        if paused["reason"].startswith(OPERATOR_PAUSE):
+            found.append(
+                Alert(
+                    "alert",
+                    f"account {paused['account']}: all work paused until resumed (since "
+                    f"{human(datetime.fromisoformat(paused['pausedSince']))}): {paused['reason']}; "
+                    f"`orchestrator resume --account {paused['account']}`",
+                )
+            )
+            continue
         found.append(
             Alert(
                 "alert",

@@ -20,14 +20,13 @@ from orchestrator.engine.clients import build_client
 from orchestrator.errors import OperationError
 from orchestrator.store.store import Store
 from orchestrator.vtex.errors import AuthError, MissingPermission, VtexError
-from orchestrator.vtex.pauses import AccountPause
+from orchestrator.vtex.pauses import OPERATOR_PAUSE, AccountPause
 
 PROBE_ORDER = "orchestrator-check-0"  # an order id VTEX never has: its Get is harmless
 # An operator's pause is the same stored pause as VTEX's (so every daemon honours it within
-# seconds, as it does a credentials pause), marked by its reason and held until someone resumes
-# it: neither a daemon's start nor `check` lifts it when VTEX accepts the credentials, since the
-# credentials were never why it was paused.
-OPERATOR_PAUSE = "paused by "
+# seconds, as it does a credentials pause), marked by its reason (`OPERATOR_PAUSE`) and held until
+# someone resumes it: neither a daemon's start nor `check` lifts it when VTEX accepts the
+# credentials, since the credentials were never why it was paused.
 UNTIL_RESUMED = timedelta(days=3650)
 
 
@@ -117,7 +116,7 @@ async def probe_credentials(settings: Settings, account: AccountSettings) -> Pro
 
 
 def is_operator_pause(pause: AccountPause) -> bool:
-    return pause.reason.startswith(OPERATOR_PAUSE)
+    return pause.by_operator
 
 
 def pause_account(account: AccountSettings, store: Store, actor: str, reason: str) -> AccountPause:

@@ -35,6 +35,16 @@ class AccountPause:
     reason: str
     since: datetime
 
+    @property
+    def by_operator(self) -> bool:
+        """An operator's pause (`orchestrator pause`, the console): held until someone resumes
+        it, whatever VTEX says of the credentials."""
+        return self.reason.startswith(OPERATOR_PAUSE)
+
+
+# An operator's pause is stored like the others, marked by its reason (`ops.pause.pause_account`).
+OPERATOR_PAUSE = "paused by "
+
 
 @dataclass(frozen=True)
 class PermissionPause:
