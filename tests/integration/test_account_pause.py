@@ -26,6 +26,8 @@ def test_an_operator_pauses_an_account_and_only_resume_lifts_it(cli_env: dict[st
     [held] = json.loads(runner.invoke(app, ["status", "--json"]).stdout)["accounts"]
     assert held["account"] == "default"  # its name, not the sandbox's URL
     assert held["reason"].startswith("paused by cli:") and held["reason"].endswith(": VTEX maintenance")
+    said = runner.invoke(app, ["status"], env={"COLUMNS": "200"}).output
+    assert "account default: all work paused until resumed" in said and "resume --account default" in said
     assert runner.invoke(app, ["check"]).exit_code == 0  # VTEX accepts the credentials...
     assert len(json.loads(runner.invoke(app, ["status", "--json"]).stdout)["accounts"]) == 1  # ...paused
 
