@@ -84,7 +84,7 @@ class OrdersPages:
             "order": row,
             "age": format_duration(now - row.state_changed_at),
             "value": money(row.target_value, currency),
-            "invoices": invoicing.summary(row),
+            "invoices": invoicing.summary(row, currency),
             "code": row.last_error_code or "",
             "waiting": row.wait_reason or row.needs_attention or "",
         }
