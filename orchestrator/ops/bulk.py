@@ -30,7 +30,7 @@ ACTIONS = ("retry", "cancel")
 class TooMany(OrchestratorError):
     serve_status = 400
 
-    def __init__(self, found: int) -> None:
+    def __init__(self) -> None:
         super().__init__(
             f"more than {BULK_LIMIT} orders match; narrow the filter (a bulk action names every order it "
             "touches)"
@@ -54,7 +54,7 @@ def targets(store: Store, now: datetime, where: OrderFilter) -> list[OrderRow]:
         page = store.list_orders(now, where, sort="created", descending=False, limit=1000, after=after)
         rows.extend(page.rows)
         if len(rows) > BULK_LIMIT:
-            raise TooMany(len(rows))
+            raise TooMany()
         if page.next_cursor is None:
             return rows
         after = page.next_cursor
@@ -64,7 +64,7 @@ def selected(store: Store, refs: Sequence[str]) -> list[OrderRow]:
     """The orders ticked on a page, by the references the page printed (each looked up again: the
     order may have changed since the page was drawn)."""
     if len(refs) > BULK_LIMIT:
-        raise TooMany(len(refs))
+        raise TooMany()
     return [store.the_order(ref) for ref in dict.fromkeys(refs)]
 
 
