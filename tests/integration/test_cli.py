@@ -113,7 +113,10 @@ def test_run_until_done_then_status_and_show(runner: CliRunner) -> None:
     assert shown.exit_code == 0 and "start-handling" in shown.output and "invoiced" in shown.output
     as_json = json.loads(runner.invoke(app, ["show", "ABC-100000", "--json"]).output)
     assert as_json["order"]["state"] == "invoiced"
-    calls = [e["action"] for e in as_json["events"] if e["kind"] == "call"]
+    # The writes, in order. A Get order may sit between them: an order in flight when the daemon
+    # first configures the account's Orders Feed looks at VTEX once (VTEX queues only later
+    # changes), and under load the first Place can go before that configuration.
+    calls = [e["action"] for e in as_json["events"] if e["kind"] == "call" and e["action"] != "get-order"]
     assert calls[:4] == ["place-order", "authorize-dispatch", "start-handling", "send-invoice"]
 
 
