@@ -26,10 +26,11 @@ lint: install
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
-# Everything CI runs: lint, types, the documentation site, and the whole suite (unit, integration, acceptance), with the
-# slowest tests listed. Most tests wait on sockets, processes and timers, so eight workers share
-# two cores well (six left a core idle a third of the time: 7 min instead of 8); the few that compare timings measured within themselves (marked `alone`) run
-# afterwards, one at a time, so that no other test's load skews them.
+# Everything CI runs: lint, types, the documentation site, and the whole suite (unit,
+# integration, acceptance), with the slowest tests listed. Most tests wait on sockets, processes
+# and timers, so eight workers share two cores well (six left a core idle a third of the time:
+# 8 minutes instead of 7); the few that compare timings measured within themselves (marked
+# `alone`) run afterwards, one at a time, so that no other test's load skews them.
 test: lint docs
 	$(BIN)/pytest -n 8 -m "not alone" --durations=20
 	$(BIN)/pytest -m alone --durations=5
