@@ -70,10 +70,15 @@ def test_vtex_pushes_every_change_and_the_feed_is_only_the_backup(
         authorized = sandbox.oms.orders[order_id].authorized_at
         assert authorized is not None and at - authorized < 5.0, (order_id, at - authorized)
     looked = [r["orderId"] for r in ledger.request_log if r["operation"] == "get-order"]
+    troubles = [e for e in logs if e.get("log_level") in ("warning", "error")]
     assert looked == [], "\n".join(  # each order that looked, with its whole history, to say why
-        f"{order_id}: {e['at']} {e['kind']} {e['action']} {e['from_state']}->{e['to_state']} {e['message']}"
-        for order_id in sorted(set(looked))
-        for e in history(store, order_id)
+        [
+            f"{order_id}: {e['at']} {e['kind']} {e['action']} {e['from_state']}->{e['to_state']} "
+            f"{e['message']}"
+            for order_id in sorted(set(looked))
+            for e in history(store, order_id)
+        ]
+        + [f"log: {e}" for e in troubles]
     )
     assert all(e.start_handling_refused == 0 for e in ledger.entries())
     counts = sandbox.oms.hook.counts()
