@@ -28,11 +28,11 @@ docs: install
 
 # Everything CI runs: lint, types, the documentation site, and the whole suite (unit,
 # integration, acceptance), with the slowest tests listed. Most tests wait on sockets, processes
-# and timers, so eight workers share two cores well (six left a core idle a third of the time:
-# 8 minutes instead of 7); the few that compare timings measured within themselves (marked
-# `alone`) run afterwards, one at a time, so that no other test's load skews them.
+# and timers, so six workers share two cores well (eight only stretched every test: the suite is
+# CPU-bound there); the few that compare timings measured within themselves (marked `alone`) run
+# afterwards, one at a time, so that no other test's load skews them.
 test: lint docs
-	$(BIN)/pytest -n 8 -m "not alone" --durations=20
+	$(BIN)/pytest -n 6 -m "not alone" --durations=20
 	$(BIN)/pytest -m alone --durations=5
 
 # The edit-test loop, in well under a minute: lint, types, and the unit tests (the engine's

@@ -50,11 +50,13 @@ def browser() -> Iterator[webdriver.Chrome]:
         driver.quit()
 
 
-def shots_dir(tmp_path: Path) -> Path:
-    """Where pages are photographed: ORCHESTRATOR_SCREENSHOTS if set (the README's images)."""
-    shots = Path(os.environ.get("ORCHESTRATOR_SCREENSHOTS") or tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
-    return shots
+def photograph(browser: webdriver.Chrome, name: str) -> None:
+    """The page as `name` in ORCHESTRATOR_SCREENSHOTS (the documentation's images), when it is
+    set: encoding two dozen PNGs is CPU the rest of the suite shares, for pictures nobody keeps."""
+    where = os.environ.get("ORCHESTRATOR_SCREENSHOTS")
+    if where:
+        Path(where).mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(Path(where) / name))
 
 
 def log_in(browser: webdriver.Chrome, url: str, token: str) -> None:

@@ -18,7 +18,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.api_server import Served, api_served
-from tests.browser import browser, shots_dir
+from tests.browser import browser, photograph
 from tests.daemon_runs import run_until
 from tests.factories import import_record
 
@@ -33,7 +33,6 @@ def test_an_operator_finds_and_retries_a_failed_order(
 ) -> None:
     """In a real browser: the login, the overview's counts, the stuck list, search, an order whose customer
     name is a script (shown as text), and a retry behind its confirmation."""
-    shots = shots_dir(tmp_path)
     hostile = import_record(1, with_invoice=False)
     hostile["order"]["clientProfileData"]["firstName"] = "<script>document.title='owned'</script>"
     hostile["order"]["marketplacePaymentValue"] = 999  # VTEX refuses it (FMT007): it fails
@@ -52,7 +51,7 @@ def test_an_operator_finds_and_retries_a_failed_order(
 
     browser.get(f"{served.url}/stuck")  # a page before logging in: the login, then that page
     assert browser.current_url.endswith("/login?next=%2Fstuck")
-    browser.save_screenshot(str(shots / "login.png"))
+    photograph(browser, "login.png")
     browser.find_element(By.NAME, "token").send_keys(served.tokens["operator"])
     browser.find_element(By.CSS_SELECTOR, "main form").submit()
     WebDriverWait(browser, 10).until(lambda d: d.find_element(By.TAG_NAME, "h1").text != "Log in")
@@ -63,11 +62,11 @@ def test_an_operator_finds_and_retries_a_failed_order(
         e.get_attribute("data-state"): e.text for e in browser.find_elements(By.CSS_SELECTOR, "[data-state]")
     }
     assert count["failed"] == "1" and count["invoiced"] == "1" and count["handling"] == "1"
-    browser.save_screenshot(str(shots / "overview.png"))
+    photograph(browser, "overview.png")
 
     browser.get(f"{served.url}/stuck")
     assert "ABC-100001" in browser.page_source
-    browser.save_screenshot(str(shots / "stuck.png"))
+    photograph(browser, "stuck.png")
 
     search = browser.find_element(By.ID, "q")
     search.send_keys("100001")
@@ -75,7 +74,7 @@ def test_an_operator_finds_and_retries_a_failed_order(
     WebDriverWait(browser, 10).until(lambda d: d.current_url.endswith("/orders/ABC-100001"))
     assert browser.title.startswith("ABC-100001")  # the customer's "script" did not run
     assert "<script>document.title='owned'</script>" in browser.find_element(By.ID, "facts").text
-    browser.save_screenshot(str(shots / "order.png"))
+    photograph(browser, "order.png")
 
     status = browser.execute_script(
         "return fetch('/orders/ABC-100001/retry', {method: 'POST', body: new URLSearchParams()})"
@@ -88,7 +87,7 @@ def test_an_operator_finds_and_retries_a_failed_order(
     confirm = WebDriverWait(browser, 10).until(
         lambda d: d.find_elements(By.XPATH, "//button[starts-with(., 'Yes, retry')]")
     )
-    browser.save_screenshot(str(shots / "confirm.png"))
+    photograph(browser, "confirm.png")
     confirm[0].click()
     # The click starts a navigation that the driver does not always wait for: wait for its page.
     outcome = WebDriverWait(browser, 10).until(
@@ -101,10 +100,10 @@ def test_an_operator_finds_and_retries_a_failed_order(
     browser.get(f"{served.url}/search?q=100002")  # two affiliates' orders: listed, not guessed
     listed = browser.find_element(By.TAG_NAME, "table").text
     assert "ABC-100002" in listed and "XYZ-100002" in listed
-    browser.save_screenshot(str(shots / "search.png"))
+    photograph(browser, "search.png")
     browser.get(f"{served.url}/orders/ABC-100002/vtex")  # VTEX's view beside ours
     assert "invoiced" in browser.find_element(By.TAG_NAME, "table").text
-    browser.save_screenshot(str(shots / "vtex.png"))
+    photograph(browser, "vtex.png")
     browser.get(f"{served.url}/api/docs")  # the interactive API docs: a call sent from the page
     browser.find_element(By.ID, "token").send_keys(served.tokens["operator"])
     status_call = browser.find_element(By.XPATH, "//details[.//code[text()='GET /api/status']]")
@@ -115,7 +114,7 @@ def test_an_operator_finds_and_retries_a_failed_order(
     )
     assert answer and browser.find_element(By.ID, "answer").text.startswith("200")
     assert '"counts"' in browser.find_element(By.ID, "answer").text
-    browser.save_screenshot(str(shots / "docs.png"))
+    photograph(browser, "docs.png")
     refusals = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
     assert refusals == []  # every page meets its own policy: no inline style or script anywhere
 

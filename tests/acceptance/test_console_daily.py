@@ -21,8 +21,8 @@ from tests.browser import (
     browser,
     heading,
     log_in,
+    photograph,
     serious_findings,
-    shots_dir,
     sideways,
     wait_for_page,
 )
@@ -53,7 +53,6 @@ def test_orders_page_filters_pages_and_retries_fifty_failed_orders_at_once(
     """The overview's failed count opens the orders page filtered to them; the filter lives in the
     URL (its pages, the back button); "Retry all…" on that filter retries the 50, after a
     confirmation that counts them, and each order's history says who."""
-    shots = shots_dir(tmp_path)
     import_records(served, [refused_by_vtex(n) for n in range(1, 51)])
     import_records(served, [import_record(n, "XYZ", with_invoice=False) for n in range(51, 54)])
     run_until(served.settings, served.store, lambda: served.store.count_with_code("failed", "FMT007") == 50)
@@ -65,7 +64,7 @@ def test_orders_page_filters_pages_and_retries_fifty_failed_orders_at_once(
     rows = browser.find_elements(By.CSS_SELECTOR, "#orders tbody tr")
     assert len(rows) == 50 and all("FMT007" in r.text for r in rows)
     assert "9.99 BRL" in rows[0].text  # money in the account's currency, not "999 cents"
-    browser.save_screenshot(str(shots / "orders.png"))
+    photograph(browser, "orders.png")
 
     # Twenty per page, newest first: three pages, then back, with the filter kept throughout.
     browser.get(f"{served.url}/orders?state=failed&limit=20")
@@ -97,12 +96,12 @@ def test_orders_page_filters_pages_and_retries_fifty_failed_orders_at_once(
     browser.find_element(By.ID, "retry-all").click()
     WebDriverWait(browser, 10).until(lambda d: "Retry 50 orders?" in heading(d))
     assert "50 orders of default (50)" in browser.find_element(By.ID, "scope").text
-    browser.save_screenshot(str(shots / "bulk-confirm.png"))
+    photograph(browser, "bulk-confirm.png")
     confirm = browser.current_url
     browser.find_element(By.XPATH, "//button[starts-with(., 'Yes, retry 50')]").click()
     wait_for_page(browser, confirm)
     assert browser.find_element(By.ID, "summary").text == "50 changed, 0 unchanged, 0 refused."
-    browser.save_screenshot(str(shots / "bulk-done.png"))
+    photograph(browser, "bulk-done.png")
     assert served.store.count_with_code("failed", "FMT007") == 0
     history = served.call("GET", "/api/orders/ABC-100017", "viewer").json()["events"]
     assert any(
@@ -117,7 +116,6 @@ def test_a_refused_order_is_repaired_in_the_console_until_it_is_invoiced(
     """The stuck list offers Repair (not Retry) for an order VTEX refused for its data; the editor
     refuses a wrong value naming the field and keeps what was typed; the corrected order is placed
     again and reaches invoiced."""
-    shots = shots_dir(tmp_path)
     import_records(served, [refused_by_vtex(1)])
     run_until(served.settings, served.store, lambda: served.store.count_with_code("failed", "FMT007") == 1)
 
@@ -127,7 +125,7 @@ def test_a_refused_order_is_repaired_in_the_console_until_it_is_invoiced(
     assert fix.text == "Repair…" and "Retry" not in browser.find_element(By.ID, "stuck").text
     fix.click()
     WebDriverWait(browser, 10).until(lambda d: heading(d).startswith("Repair ABC-100001"))
-    browser.save_screenshot(str(shots / "repair.png"))
+    photograph(browser, "repair.png")
     editor = browser.find_element(By.ID, "body")
     line = json.loads(editor.get_attribute("value") or "")
     assert line["order"]["marketplacePaymentValue"] == 999
@@ -168,7 +166,6 @@ def test_an_account_is_paused_and_resumed_from_the_console(
 ) -> None:
     """Paused from the accounts page, the account's orders wait (the daemon sends nothing) and
     every report names the account by its name; resumed, they go on to invoiced."""
-    shots = shots_dir(tmp_path)
     log_in(browser, served.url, served.tokens["operator"])
     browser.get(f"{served.url}/accounts")
     browser.find_element(By.CSS_SELECTOR, "#account-default summary").click()
@@ -177,7 +174,7 @@ def test_an_account_is_paused_and_resumed_from_the_console(
     browser.find_element(By.XPATH, "//button[starts-with(., 'Yes, pause')]").click()
     wait_for_page(browser, page)
     assert "account default paused" in browser.find_element(By.CSS_SELECTOR, "[role=status]").text
-    browser.save_screenshot(str(shots / "accounts.png"))
+    photograph(browser, "accounts.png")
     status = served.call("GET", "/api/status", "viewer").json()
     [paused] = status["accounts"]
     assert paused["account"] == "default"  # the name, never the URL
@@ -209,7 +206,6 @@ def test_every_page_fits_a_phone_and_has_no_serious_accessibility_finding(
 ) -> None:
     """Each page, logged in as an operator, at 1280 px and at 375 px: no sideways scroll on the
     phone, and axe-core finds nothing serious or critical."""
-    shots = shots_dir(tmp_path)
     import_records(served, [refused_by_vtex(1), import_record(2), import_record(3, with_invoice=False)])
     run_until(
         served.settings,
@@ -226,11 +222,11 @@ def test_every_page_fits_a_phone_and_has_no_serious_accessibility_finding(
     def look(name: str, path: str) -> None:
         browser.get(f"{served.url}{path}")
         found[name] = serious_findings(browser)
-        browser.save_screenshot(str(shots / f"{name}.png"))
+        photograph(browser, f"{name}.png")
         as_phone(browser)
         browser.get(f"{served.url}{path}")
         wide[name] = sideways(browser)
-        browser.save_screenshot(str(shots / f"{name}-phone.png"))
+        photograph(browser, f"{name}-phone.png")
         as_phone(browser, on=False)
 
     look("login", "/login")
