@@ -263,7 +263,7 @@ def test_sigterm_during_a_busy_run(store: Store, database_url: str, tmp_path: Pa
     """SIGTERM with many calls in flight: exit 0 within the bound, no live lease left, a restart finishes."""
     sandbox = SandboxProcess("--grace-seconds", "1", "--latency-ms", "300", log=tmp_path / "sandbox.log")
     try:
-        import_lines(lines_of(120), store, utcnow())
+        import_lines(lines_of(80), store, utcnow())
         env = client_env(database_url, sandbox.url, **FAST, ORCHESTRATOR_CONCURRENCY="40")
         log = tmp_path / "daemon.log"
         daemon = start_daemon(env, log)
@@ -282,6 +282,6 @@ def test_sigterm_during_a_busy_run(store: Store, database_url: str, tmp_path: Pa
         assert leased == 0
         assert sum(c.count for c in store.state_counts() if c.state != "invoiced") > 0, "work must remain"
         run_to_completion(env, log, timeout=90)
-        assert_every_effect_once(store, sandbox.ledger(), 120)
+        assert_every_effect_once(store, sandbox.ledger(), 80)
     finally:
         sandbox.stop()
