@@ -562,6 +562,15 @@ def _fix_link(entry: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
     return {"action": fix, "action_label": label, "action_href": href}
 
 
+def waiting_for(row: OrderRow) -> str:
+    """What the order waits for, as a page says it. A failed order waits for nothing but a
+    person: its reason is the last error, and what fixes it is the diagnosis beside it with its
+    button, not the terminal command the planner's wait reason points to."""
+    if row.state == "failed":
+        return row.needs_attention or ""
+    return row.wait_reason or row.needs_attention or ""
+
+
 def offered(row: OrderRow, fix: str | None) -> list[str]:
     """The buttons of an order's page: what its state allows, less a retry that would fail the
     same way (the diagnosis names another fix: a repair, a cancel)."""
@@ -587,6 +596,6 @@ def _facts(row: OrderRow, now: datetime, currency: str) -> list[tuple[str, Any]]
         ("last VTEX status", row.vtex_status or "-"),
         ("attempts", row.attempts),
         ("last error", row.last_error or "-"),
-        ("waiting for", row.wait_reason or row.needs_attention or "-"),
+        ("waiting for", waiting_for(row) or "-"),
         ("open intent", row.intent or "-"),
     ]

@@ -34,7 +34,7 @@ from orchestrator.ops import bulk, invoicing
 from orchestrator.ops.views import SUMMARY_KEYS, order_summary
 from orchestrator.store.rows import OrderRow
 from orchestrator.web.auth import OPERATE
-from orchestrator.web.console import Console, posted
+from orchestrator.web.console import Console, posted, waiting_for
 from orchestrator.web.http import caller_of
 from orchestrator.web.order_query import OrderQuery, filter_items, listed, read_query
 from states import State
@@ -86,7 +86,7 @@ class OrdersPages:
             "value": money(row.target_value, currency),
             "invoices": invoicing.summary(row, currency),
             "code": row.last_error_code or "",
-            "waiting": row.wait_reason or row.needs_attention or "",
+            "waiting": waiting_for(row),
         }
 
     def _csv(self, query: OrderQuery, now: datetime) -> Response:

@@ -65,6 +65,7 @@ def test_login_overview_search_retry_csrf_and_escaping(served: Served) -> None:
     # VTEX refused its data (FMT007): a retry would send the same and fail the same way, so the
     # page offers the repair instead (the retry itself stays possible, behind its confirmation).
     assert "/orders/ABC-100001/confirm/retry" not in page and "/orders/ABC-100001/repair" in page
+    assert "orchestrator status --stuck" not in page  # the page says what fixes it, with the button
     confirm = operator.get("/orders/ABC-100001/confirm/retry").text
     assert "Yes, retry it" in confirm
     forged = operator.post("/orders/ABC-100001/retry", data={})  # what another site's form would send
