@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from orchestrator.clock import utcnow
 from orchestrator.config.settings import Settings
 from orchestrator.engine.clients import AccountClients
-from orchestrator.errors import NoSuchOrder, UsageError
+from orchestrator.errors import NoSuchOrder
 from orchestrator.intake.importer import import_lines
 from orchestrator.intake.validation import validate_invoice
 from orchestrator.ops.check import vtex_view
@@ -47,7 +47,7 @@ from orchestrator.web import schemas
 from orchestrator.web.auth import OPERATE, PUSH, READ
 from orchestrator.web.bodies import BodyError, invalid, json_body, order_lines, read_body
 from orchestrator.web.http import Answer, Endpoint, caller_of, order_ref
-from orchestrator.web.order_query import listed, read_query
+from orchestrator.web.order_query import account_param, listed, read_query
 from states.invoices import INPUT
 
 ACCOUNT = "the configured VTEX account (with several, the same order id may exist in each)"
@@ -314,14 +314,6 @@ class Api:
             body["vtex"], body["vtexError"] = view.order, view.error
         return JSONResponse(body)
 
-    def _account(self, request: Request) -> str | None:
-        """`?account=`, which must name a configured account (an unknown one would list nothing,
-        as if it had no orders)."""
-        account = request.query_params.get("account")
-        if account is not None and account not in self.settings.all_accounts:
-            raise UsageError(f"account: no account {account!r} is configured")
-        return account
-
     async def status(self, request: Request) -> Response:
         work = partial(
             report,
@@ -331,7 +323,7 @@ class Api:
             self.settings.grace_period,
             accounts=self.settings.account_graces,
             names=self.settings.account_names,
-            account=self._account(request),
+            account=account_param(request.query_params.get("account"), self.settings),
         )
         return JSONResponse(await run_in_threadpool(work))
 

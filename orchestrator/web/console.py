@@ -57,6 +57,7 @@ from orchestrator.web.auth import OPERATE, PUSH, READ, Authenticator, Caller, to
 from orchestrator.web.bodies import read_body
 from orchestrator.web.chart import hourly_chart
 from orchestrator.web.http import Endpoint, caller_of, order_ref
+from orchestrator.web.order_query import account_param
 from orchestrator.web.spec import ROLES_FOR
 from states import invoices, operator_actions
 
@@ -241,17 +242,9 @@ class Console:
         )
         return await run_in_threadpool(work)
 
-    def _account_param(self, request: Request) -> str | None:
-        """`?account=`: one configured account's figures (an unknown name is refused, not shown
-        as an account without orders)."""
-        account = request.query_params.get("account") or None
-        if account is not None and account not in self.settings.all_accounts:
-            raise UsageError(f"account: no account {account!r} is configured")
-        return account
-
     async def overview(self, request: Request) -> Response:
         now = utcnow()
-        account = self._account_param(request)
+        account = account_param(request.query_params.get("account") or None, self.settings)
         data = await self._report(limit=0, account=account)
         oldest = {state: format_duration(entry["ageSeconds"]) for state, entry in data["oldest"].items()}
         active = await run_in_threadpool(self.store.oldest_active_order, account)

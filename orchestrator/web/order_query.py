@@ -48,9 +48,7 @@ def read_query(
     """The listing a URL asks for (UsageError, a 400, naming the parameter that does not parse)."""
     sort, descending = param("sort", parse_sort, params.get("sort") or default_sort)
     older = params.get("olderThan")
-    account = params.get("account") or None
-    if account is not None and account not in settings.all_accounts:
-        raise UsageError(f"account: no account {account!r} is configured")
+    account = account_param(params.get("account") or None, settings)  # a form's "every account" is ""
     where = OrderFilter(
         param("state", parse_states, params.getlist("state")),
         params.get("affiliate") or None,
@@ -64,6 +62,14 @@ def read_query(
     )
     limit = param("limit", page_size, params.get("limit") or str(default_limit))
     return OrderQuery(where, sort, descending, limit, params.get("after") or None, params.get("find") or None)
+
+
+def account_param(account: str | None, settings: Settings) -> str | None:
+    """`?account=`, which must name a configured account: an unknown one would show nothing, as
+    if it had no orders (UsageError, a 400, naming the parameter)."""
+    if account is not None and account not in settings.all_accounts:
+        raise UsageError(f"account: no account {account!r} is configured")
+    return account
 
 
 def filter_items(params: Mapping[str, Any] | QueryParams) -> list[tuple[str, str]]:
