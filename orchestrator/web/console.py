@@ -483,6 +483,16 @@ class Console:
             return await self._order_page(request, row, refused, exc.serve_status)
 
 
+class Pages:
+    """A group of the console's pages beside `Console` (orders, accounts, repair): they render and
+    answer through it, and read its settings and store."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.settings = console.settings
+        self.store = console.store
+
+
 async def _form(request: Request) -> QueryParams:
     """A urlencoded form, bounded (a few fields, or the orders ticked on one page of the list;
     a repaired order's body)."""

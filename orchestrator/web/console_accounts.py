@@ -23,17 +23,12 @@ from orchestrator.ops.pause import (
     probe_credentials,
 )
 from orchestrator.web.auth import OPERATE
-from orchestrator.web.console import Console, banner, posted, signed_redirect
+from orchestrator.web.console import Pages, banner, posted, signed_redirect
 from orchestrator.web.http import caller_of
 from states import ORDERED_STATES
 
 
-class AccountsPages:
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.settings = console.settings
-        self.store = console.store
-
+class AccountsPages(Pages):
     async def accounts(self, request: Request) -> Response:
         counts = await run_in_threadpool(self.store.account_state_counts)
         rows = []

@@ -34,7 +34,7 @@ from orchestrator.ops import bulk, invoicing
 from orchestrator.ops.views import SUMMARY_KEYS, order_summary
 from orchestrator.store.rows import OrderRow
 from orchestrator.web.auth import OPERATE
-from orchestrator.web.console import Console, posted, waiting_for
+from orchestrator.web.console import Pages, posted, waiting_for
 from orchestrator.web.http import caller_of
 from orchestrator.web.order_query import OrderQuery, filter_items, listed, read_query
 from states import State
@@ -42,12 +42,7 @@ from states import State
 CSV_PAGE = 1000
 
 
-class OrdersPages:
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.settings = console.settings
-        self.store = console.store
-
+class OrdersPages(Pages):
     # -- the list --------------------------------------------------------------------------------
 
     async def orders(self, request: Request) -> Response:

@@ -24,16 +24,11 @@ from orchestrator.intake.importer import Problem, account_of, import_lines, pars
 from orchestrator.intake.replace import bodies
 from orchestrator.store.rows import OrderRow
 from orchestrator.vtex.ids import derive_order_id
-from orchestrator.web.console import Console, order_href, posted, signed_redirect
+from orchestrator.web.console import Pages, order_href, posted, signed_redirect
 from orchestrator.web.http import caller_of
 
 
-class RepairPages:
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.settings = console.settings
-        self.store = console.store
-
+class RepairPages(Pages):
     def _line(self, row: OrderRow) -> str:
         record: dict[str, Any] = {"affiliateId": row.affiliate_id, **bodies(row)}
         if not record["invoices"]:
