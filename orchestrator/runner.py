@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 import httpx
@@ -15,10 +14,11 @@ from orchestrator.config.account_tables import AccountSettings
 from orchestrator.config.settings import Settings
 from orchestrator.engine.daemon import Daemon
 from orchestrator.log import get_logger
-from orchestrator.ops.pause import active_pause, is_operator_pause, lift, probe_credentials
+from orchestrator.ops.pause import is_operator_pause, lift, probe_credentials
 from orchestrator.store.patience import patiently
 from orchestrator.store.store import Store
 from orchestrator.vtex.client import CallObserver
+from orchestrator.vtex.pauses import AccountPause
 from orchestrator.wiring import build_daemon
 
 
@@ -45,13 +45,13 @@ async def run_daemon(
         )
     log = get_logger(worker=daemon.config.worker_id)
     for account in settings.all_accounts.values():
-        await _lift_a_stale_pause(settings, account, store, log)
-    for lane in daemon.lanes.values():
-        # The pauses still stored (an operator's, one VTEX caused that a probe did not lift),
-        # known before the first claim and the feed readers' first round: the daemon's own
-        # refresh of them comes only with its first claim round.
-        read = partial(store.account_pause, lane.guard.account)
-        lane.guard.adopt(patiently(read, what="reading the account's pause", log=log))
+        held = await _lift_a_stale_pause(settings, account, store, log)
+        lane = daemon.lanes.get(account.name)
+        if lane is not None:
+            # The pause still stored (an operator's, one VTEX caused that a probe did not lift),
+            # known before the first claim and the feed readers' first round: the daemon's own
+            # refresh of the pauses comes only with its first claim round.
+            lane.guard.adopt(held)
     if on_ready is not None:
         on_ready(daemon)
     try:
@@ -63,19 +63,23 @@ async def run_daemon(
     return daemon
 
 
-async def _lift_a_stale_pause(settings: Settings, account: AccountSettings, store: Store, log: Any) -> None:
+async def _lift_a_stale_pause(
+    settings: Settings, account: AccountSettings, store: Store, log: Any
+) -> AccountPause | None:
     """A daemon (re)started after the credentials were fixed must not sit out the old pause: if
-    one is stored, one harmless read tells whether VTEX accepts the credentials now."""
-    pause = patiently(lambda: active_pause(account, store), what="reading the account's pause", log=log)
+    one is stored, one harmless read tells whether VTEX accepts the credentials now. Returns the
+    pause still stored (None once lifted), for the daemon to start with."""
+    stored = patiently(lambda: store.account_pause(account.key), what="reading the account's pause", log=log)
+    pause = stored if stored is not None and stored.until > utcnow() else None
     if pause is None:
-        return
+        return stored
     if is_operator_pause(pause):
         log.warning(
             "the account stays paused until an operator resumes it",
             account=pause.account,
             reason=pause.reason,
         )
-        return
+        return stored
     probe = await probe_credentials(settings, account)
     if probe.accepted:
         patiently(lambda: lift(account, store), what="lifting the account's pause", log=log)
@@ -84,6 +88,7 @@ async def _lift_a_stale_pause(settings: Settings, account: AccountSettings, stor
             account=pause.account,
             reason=pause.reason,
         )
+        return None
     else:
         log.warning(
             "the account stays paused",
@@ -91,3 +96,4 @@ async def _lift_a_stale_pause(settings: Settings, account: AccountSettings, stor
             detail=probe.said(again=True),
             resume_at=pause.until.isoformat(),
         )
+    return stored
