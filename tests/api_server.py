@@ -26,6 +26,7 @@ from orchestrator.store.open import open_store
 from orchestrator.store.store import Store
 from orchestrator.web.app import api_server
 from orchestrator.web.bounded_http import BACKLOG, Limits
+from tests.daemon_runs import run_until
 
 
 class Contract:
@@ -64,6 +65,10 @@ class Served:
     ) -> None:
         self.url, self.tokens, self.store, self.settings, self.sandbox = url, tokens, store, settings, sandbox
         self._contract: Contract | None = None
+
+    def run_until(self, done: Callable[[], bool], **kw: Any) -> Any:
+        """The daemon of these settings on this store until `done()` (`daemon_runs.run_until`)."""
+        return run_until(self.settings, self.store, done, **kw)
 
     def call(self, method: str, path: str, role: str | None = "operator", **kw: Any) -> httpx.Response:
         """One request, as `role`; an answer of the API is checked against its OpenAPI document."""

@@ -45,6 +45,12 @@ def run_until(
     return asyncio.run(asyncio.wait_for(scenario(), timeout + 60))
 
 
+def in_state(store: Store, order_id: str, state: str) -> bool:
+    """Whether the order exists and is in `state` (a `run_until` condition)."""
+    row = store.find(order_id)
+    return row is not None and row.state == state
+
+
 def states(store: Store) -> dict[str, int]:
     return {c.state: c.count for c in store.state_counts()}
 

@@ -19,7 +19,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.api_server import Served, api_served
 from tests.browser import browser, photograph
-from tests.daemon_runs import run_until
+from tests.daemon_runs import in_state
 from tests.factories import import_record
 
 served = api_served  # the fixture, under the name these tests use
@@ -39,14 +39,11 @@ def test_an_operator_finds_and_retries_a_failed_order(
     same_id_elsewhere = import_record(2, "XYZ", with_invoice=False)  # another affiliate's order 100002
     batch = [hostile, import_record(2), same_id_elsewhere]
     assert served.call("POST", "/api/orders", "intake", json=batch).status_code == 201
-    run_until(
-        served.settings,
-        served.store,
+    served.run_until(
         lambda: (
             served.store.count_with_code("failed", "FMT007") == 1
-            and (row := served.store.find("ABC-100002")) is not None
-            and row.state == "invoiced"
-        ),
+            and in_state(served.store, "ABC-100002", "invoiced")
+        )
     )
 
     browser.get(f"{served.url}/stuck")  # a page before logging in: the login, then that page

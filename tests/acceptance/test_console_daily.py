@@ -26,7 +26,7 @@ from tests.browser import (
     sideways,
     wait_for_page,
 )
-from tests.daemon_runs import run_until
+from tests.daemon_runs import in_state, run_until
 from tests.factories import import_record
 
 served = api_served  # the fixture, under the name these tests use
@@ -150,11 +150,7 @@ def test_a_refused_order_is_repaired_in_the_console_until_it_is_invoiced(
     browser.find_element(By.XPATH, "//button[starts-with(., 'Save')]").click()
     wait_for_page(browser, page)
     assert "repaired" in browser.find_element(By.CSS_SELECTOR, "[role=status]").text
-    run_until(
-        served.settings,
-        served.store,
-        lambda: (row := served.store.find("ABC-100001")) is not None and row.state == "invoiced",
-    )
+    served.run_until(lambda: in_state(served.store, "ABC-100001", "invoiced"))
     browser.refresh()
     assert browser.find_element(By.CSS_SELECTOR, "h1 .state").text == "invoiced"
     history = served.call("GET", "/api/orders/ABC-100001", "viewer").json()["events"]
@@ -194,11 +190,7 @@ def test_an_account_is_paused_and_resumed_from_the_console(
     browser.find_element(By.XPATH, "//button[starts-with(., 'Resume default')]").click()
     wait_for_page(browser, page)
     assert "account default resumed" in browser.find_element(By.CSS_SELECTOR, "[role=status]").text
-    run_until(
-        served.settings,
-        served.store,
-        lambda: (row := served.store.find("ABC-100001")) is not None and row.state == "invoiced",
-    )
+    served.run_until(lambda: in_state(served.store, "ABC-100001", "invoiced"))
 
 
 def test_every_page_fits_a_phone_and_has_no_serious_accessibility_finding(
@@ -207,14 +199,11 @@ def test_every_page_fits_a_phone_and_has_no_serious_accessibility_finding(
     """Each page, logged in as an operator, at 1280 px and at 375 px: no sideways scroll on the
     phone, and axe-core finds nothing serious or critical."""
     import_records(served, [refused_by_vtex(1), import_record(2), import_record(3, with_invoice=False)])
-    run_until(
-        served.settings,
-        served.store,
+    served.run_until(
         lambda: (
             served.store.count_with_code("failed", "FMT007") == 1
-            and (row := served.store.find("ABC-100002")) is not None
-            and row.state == "invoiced"
-        ),
+            and in_state(served.store, "ABC-100002", "invoiced")
+        )
     )
     wide: dict[str, int] = {}
     found: dict[str, list[str]] = {}

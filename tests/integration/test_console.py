@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.api_server import Served, api_served, csrf_of, log_in
-from tests.daemon_runs import run_until
+from tests.daemon_runs import in_state, run_until
 from tests.factories import import_record, split_record
 
 served = api_served  # the fixture, under the name these tests use
@@ -93,11 +93,7 @@ def test_invoice_tracking_and_cancel_from_the_order_page(served: Served) -> None
     waiting = import_record(3, with_invoice=False)
     other = import_record(4)
     assert served.call("POST", "/api/orders", "intake", json=[waiting, other]).status_code == 201
-    run_until(
-        served.settings,
-        served.store,
-        lambda: (row := served.store.find("ABC-100003")) is not None and row.state == "handling",
-    )
+    served.run_until(lambda: in_state(served.store, "ABC-100003", "handling"))
     operator = logged_in(served, "operator")
     page = operator.get("/orders/ABC-100003").text
     csrf = csrf_of(page)
@@ -302,11 +298,7 @@ def test_the_order_page_shows_each_invoice_and_takes_a_return(served: Served) ->
     the return form registers an Input invoice (every invoiced item), which the daemon sends."""
     record = split_record(5, parts=2)
     assert served.call("POST", "/api/orders", "intake", json=[record]).status_code == 201
-    run_until(
-        served.settings,
-        served.store,
-        lambda: (row := served.store.find("ABC-100005")) is not None and row.state == "invoiced",
-    )
+    served.run_until(lambda: in_state(served.store, "ABC-100005", "invoiced"))
     operator = logged_in(served, "operator")
     page = operator.get("/orders/ABC-100005").text
     assert "invoiced 2 of 2 invoices: 17.00 BRL of 17.00 BRL" in page  # money, in the account's currency

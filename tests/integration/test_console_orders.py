@@ -10,7 +10,7 @@ import io
 import re
 
 from tests.api_server import Served, api_served, csrf_of
-from tests.daemon_runs import run_until
+from tests.daemon_runs import in_state
 from tests.factories import import_record
 from tests.integration.test_console import logged_in
 
@@ -27,14 +27,11 @@ def test_search_pages_csv_and_a_bulk_retry_refused_for_one_order(served: Served)
     named["order"]["clientProfileData"]["firstName"] = "Joaquina"
     batch = [failing, import_record(2), named]
     assert served.call("POST", "/api/orders", "intake", json=batch).status_code == 201
-    run_until(
-        served.settings,
-        served.store,
+    served.run_until(
         lambda: (
             served.store.count_with_code("failed", "FMT007") == 1
-            and (row := served.store.find("ABC-100002")) is not None
-            and row.state == "invoiced"
-        ),
+            and in_state(served.store, "ABC-100002", "invoiced")
+        )
     )
     operator = logged_in(served, "operator")
 
