@@ -150,3 +150,18 @@ def make_client(clock: Clock) -> Callable[..., InProcessClient]:
 @pytest.fixture
 def vtex(make_client: Callable[..., InProcessClient]) -> InProcessClient:
     return make_client()
+
+
+@pytest.fixture
+def cli_env(database_url: str, sandbox_server: ServerThread) -> dict[str, str]:
+    """The environment a command run against the sandbox over a real socket needs."""
+    config = sandbox_server.sandbox.oms.config
+    return {
+        "ORCHESTRATOR_DATABASE_URL": database_url,
+        "VTEX_BASE_URL": sandbox_server.url,
+        "VTEX_APP_KEY": config.app_key,
+        "VTEX_APP_TOKEN": config.app_token,
+        "ORCHESTRATOR_GRACE_PERIOD": "0.5s",
+        "ORCHESTRATOR_TICK": "100ms",
+        "ORCHESTRATOR_LOG_FORMAT": "json",
+    }

@@ -20,17 +20,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "orchestrator" / "examples" / "
 
 
 @pytest.fixture
-def env(database_url: str, sandbox_server: ServerThread) -> dict[str, str]:
-    config = sandbox_server.sandbox.oms.config
-    return {
-        "ORCHESTRATOR_DATABASE_URL": database_url,
-        "VTEX_BASE_URL": sandbox_server.url,
-        "VTEX_APP_KEY": config.app_key,
-        "VTEX_APP_TOKEN": config.app_token,
-        "ORCHESTRATOR_GRACE_PERIOD": "0.5s",
-        "ORCHESTRATOR_TICK": "100ms",
-        "ORCHESTRATOR_LOG_FORMAT": "json",
-    }
+def env(cli_env: dict[str, str]) -> dict[str, str]:
+    return cli_env
 
 
 def test_daemon_process_stops_cleanly_on_sigterm(
